@@ -1,0 +1,295 @@
+//! The evaluation context, in OpenFeature's shape: a JSON object whose
+//! `targetingKey` (string) identifies the user, whose `groups` (array of strings)
+//! are the user's groups, and whose every other property is an attribute.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::TARGETING_KEY;
+
+/// The property holding the user's groups.
+pub const GROUPS: &str = "groups";
+
+/// Who or what a flag is evaluated for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    targeting_key: Option<String>,
+    groups: Vec<String>,
+    attributes: FxHashMap<String, AttributeValue>,
+}
+
+/// The value of a context attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeValue {
+    /// A string.
+    String(String),
+    /// A number.
+    Number(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A list of strings.
+    List(Vec<String>),
+}
+
+/// A borrowed view of a context property, as evaluation sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Property<'a> {
+    /// A string.
+    String(&'a str),
+    /// A number.
+    Number(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A list of strings.
+    List(&'a [String]),
+}
+
+impl Context {
+    /// A context for the user with this targeting key.
+    pub fn new(targeting_key: impl Into<String>) -> Self {
+        Self {
+            targeting_key: Some(targeting_key.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A context with no targeting key (an anonymous caller).
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// Adds a group.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.groups.push(group.into());
+        self
+    }
+
+    /// Sets an attribute. `targetingKey` and `groups` set those properties instead.
+    pub fn attr(mut self, name: impl Into<String>, value: impl Into<AttributeValue>) -> Self {
+        self.set(name.into(), value.into());
+        self
+    }
+
+    /// Sets an attribute in place (see [`Context::attr`]).
+    pub fn set(&mut self, name: String, value: AttributeValue) {
+        match (name.as_str(), value) {
+            (TARGETING_KEY, AttributeValue::String(key)) => self.targeting_key = Some(key),
+            (GROUPS, AttributeValue::List(groups)) => self.groups = groups,
+            (_, value) => {
+                self.attributes.insert(name, value);
+            }
+        }
+    }
+
+    /// The targeting key, if any.
+    pub fn targeting_key(&self) -> Option<&str> {
+        self.targeting_key.as_deref()
+    }
+
+    /// The user's groups.
+    pub fn groups(&self) -> &[String] {
+        &self.groups
+    }
+
+    /// Looks up a property by name; `targetingKey` and `groups` included.
+    pub fn get(&self, name: &str) -> Option<Property<'_>> {
+        match name {
+            TARGETING_KEY => self.targeting_key.as_deref().map(Property::String),
+            GROUPS if !self.groups.is_empty() => Some(Property::List(&self.groups)),
+            _ => self.attributes.get(name).map(AttributeValue::as_property),
+        }
+    }
+
+    /// Iterates over the attributes other than `targetingKey` and `groups`.
+    pub fn attributes(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
+        self.attributes.iter().map(|(k, v)| (k.as_str(), v))
+    }
+}
+
+impl AttributeValue {
+    fn as_property(&self) -> Property<'_> {
+        match self {
+            AttributeValue::String(s) => Property::String(s),
+            AttributeValue::Number(n) => Property::Number(*n),
+            AttributeValue::Bool(b) => Property::Bool(*b),
+            AttributeValue::List(l) => Property::List(l),
+        }
+    }
+}
+
+impl From<&str> for AttributeValue {
+    fn from(value: &str) -> Self {
+        AttributeValue::String(value.to_owned())
+    }
+}
+
+impl From<String> for AttributeValue {
+    fn from(value: String) -> Self {
+        AttributeValue::String(value)
+    }
+}
+
+impl From<f64> for AttributeValue {
+    fn from(value: f64) -> Self {
+        AttributeValue::Number(value)
+    }
+}
+
+impl From<i64> for AttributeValue {
+    #[allow(clippy::cast_precision_loss)]
+    fn from(value: i64) -> Self {
+        AttributeValue::Number(value as f64)
+    }
+}
+
+impl From<bool> for AttributeValue {
+    fn from(value: bool) -> Self {
+        AttributeValue::Bool(value)
+    }
+}
+
+impl From<Vec<String>> for AttributeValue {
+    fn from(value: Vec<String>) -> Self {
+        AttributeValue::List(value)
+    }
+}
+
+impl Serialize for AttributeValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AttributeValue::String(s) => serializer.serialize_str(s),
+            AttributeValue::Number(n) => serializer.serialize_f64(*n),
+            AttributeValue::Bool(b) => serializer.serialize_bool(*b),
+            AttributeValue::List(l) => l.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AttributeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            String(String),
+            Number(f64),
+            Bool(bool),
+            List(Vec<String>),
+        }
+        match Repr::deserialize(deserializer) {
+            Ok(Repr::String(s)) => Ok(AttributeValue::String(s)),
+            Ok(Repr::Number(n)) => Ok(AttributeValue::Number(n)),
+            Ok(Repr::Bool(b)) => Ok(AttributeValue::Bool(b)),
+            Ok(Repr::List(l)) => Ok(AttributeValue::List(l)),
+            Err(_) => Err(de::Error::custom(
+                "expected a string, number, boolean or array of strings",
+            )),
+        }
+    }
+}
+
+impl Serialize for Context {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let len = self.attributes.len()
+            + usize::from(self.targeting_key.is_some())
+            + usize::from(!self.groups.is_empty());
+        let mut map = serializer.serialize_map(Some(len))?;
+        if let Some(key) = &self.targeting_key {
+            map.serialize_entry(TARGETING_KEY, key)?;
+        }
+        if !self.groups.is_empty() {
+            map.serialize_entry(GROUPS, &self.groups)?;
+        }
+        let mut attributes: Vec<_> = self.attributes.iter().collect();
+        attributes.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, value) in attributes {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContextVisitor;
+
+        impl<'de> Visitor<'de> for ContextVisitor {
+            type Value = Context;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a context object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Context, A::Error> {
+                let mut context = Context::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    match name.as_str() {
+                        TARGETING_KEY => {
+                            let key: String = map.next_value().map_err(|_| {
+                                de::Error::custom("`targetingKey` must be a string")
+                            })?;
+                            context.targeting_key = Some(key);
+                        }
+                        GROUPS => {
+                            context.groups = map.next_value().map_err(|_| {
+                                de::Error::custom("`groups` must be an array of strings")
+                            })?;
+                        }
+                        _ => {
+                            let value: AttributeValue = map.next_value().map_err(|e| {
+                                de::Error::custom(format_args!("attribute `{name}`: {e}"))
+                            })?;
+                            context.attributes.insert(name, value);
+                        }
+                    }
+                }
+                Ok(context)
+            }
+        }
+
+        deserializer.deserialize_map(ContextVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_and_json_agree() {
+        let built = Context::new("user-42")
+            .group("beta")
+            .attr("country", "IT")
+            .attr("age", 42_i64)
+            .attr("admin", true);
+        let parsed: Context = serde_json::from_str(
+            r#"{"targetingKey":"user-42","groups":["beta"],"country":"IT","age":42,"admin":true}"#,
+        )
+        .expect("parses");
+        assert_eq!(built, parsed);
+        let back: Context =
+            serde_json::from_value(serde_json::to_value(&built).expect("serialises"))
+                .expect("parses");
+        assert_eq!(back, built);
+        assert_eq!(built.get("targetingKey"), Some(Property::String("user-42")));
+        assert_eq!(built.get("age"), Some(Property::Number(42.0)));
+        assert_eq!(built.get("missing"), None);
+    }
+
+    #[test]
+    fn bad_shapes_are_named() {
+        let cases = [
+            (r#"{"targetingKey": 5}"#, "`targetingKey` must be a string"),
+            (r#"{"groups": "beta"}"#, "`groups` must be an array of strings"),
+            (r#"{"nested": {"a": 1}}"#, "attribute `nested`"),
+            (r#"[1]"#, "a context object"),
+        ];
+        for (input, expected) in cases {
+            let err = serde_json::from_str::<Context>(input).expect_err(input);
+            assert!(err.to_string().contains(expected), "{input}: {err}");
+        }
+    }
+}

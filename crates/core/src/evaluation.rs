@@ -1,0 +1,249 @@
+//! `evaluate(&Snapshot, key, &Context) -> Evaluation`: pure, total and
+//! allocation-free. No clock, no randomness, no I/O; problems become reason `ERROR`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::bucketing;
+use crate::context::Context;
+use crate::model::Hashing;
+use crate::snapshot::{CompiledFlag, CompiledRollout, CompiledServe, Snapshot};
+use crate::targeting::with_first_present;
+
+/// Prerequisite chains deeper than this fail (cycles are rejected when compiling;
+/// this is a second line of defence for the stack).
+const MAX_PREREQUISITE_DEPTH: usize = 32;
+
+/// Why a value was served (OpenFeature's reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Reason {
+    /// The flag has no rules, prerequisites or rollout: everyone gets the same.
+    Static,
+    /// A rule matched and served a fixed variant.
+    TargetingMatch,
+    /// A rollout (in a rule or the default) chose the variant.
+    Split,
+    /// No rule matched; the fixed default was served.
+    Default,
+    /// The flag is killed.
+    Disabled,
+    /// A prerequisite did not evaluate to an accepted variant.
+    PrerequisiteFailed,
+    /// The flag could not be evaluated; see the error code.
+    Error,
+}
+
+impl Reason {
+    /// The reason as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Split => "SPLIT",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::PrerequisiteFailed => "PREREQUISITE_FAILED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// Why an evaluation failed (OpenFeature's error codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// No flag with that key in the snapshot.
+    FlagNotFound,
+    /// The flag's value does not have the type the caller asked for.
+    TypeMismatch,
+    /// The context could not be parsed.
+    InvalidContext,
+    /// The request could not be parsed.
+    ParseError,
+    /// Something else.
+    General,
+}
+
+impl ErrorCode {
+    /// The code as written on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::InvalidContext => "INVALID_CONTEXT",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// The outcome of evaluating one flag, borrowing from the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evaluation<'s> {
+    /// The served value; `None` only with reason `ERROR`.
+    pub value: Option<&'s Value>,
+    /// The served variant's name.
+    pub variant: Option<&'s str>,
+    /// Why.
+    pub reason: Reason,
+    /// The rule that served, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_id: Option<&'s str>,
+    /// The flag's version (0 when the flag was not found).
+    pub flag_version: u64,
+    /// Set with reason `ERROR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorCode>,
+}
+
+impl<'s> Evaluation<'s> {
+    fn error(code: ErrorCode) -> Self {
+        Evaluation {
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            rule_id: None,
+            flag_version: 0,
+            error: Some(code),
+        }
+    }
+
+    /// The value as a boolean, if it is one.
+    pub fn as_bool(&self) -> Option<bool> {
+        self.value.and_then(Value::as_bool)
+    }
+
+    /// The value as a string, if it is one.
+    pub fn as_str(&self) -> Option<&'s str> {
+        self.value.and_then(Value::as_str)
+    }
+
+    /// The value as a number, if it is one.
+    pub fn as_f64(&self) -> Option<f64> {
+        self.value.and_then(Value::as_f64)
+    }
+}
+
+/// Evaluates flag `key` for `ctx`. Never panics, never allocates, never fails as a
+/// `Result`: a missing flag is reason `ERROR` with `FLAG_NOT_FOUND`.
+pub fn evaluate<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context) -> Evaluation<'s> {
+    match snapshot.flag_index(key) {
+        Some(index) => evaluate_index(snapshot, index, ctx, 0),
+        None => Evaluation::error(ErrorCode::FlagNotFound),
+    }
+}
+
+/// Evaluates every flag of the snapshot, in its order.
+pub fn evaluate_all<'s, 'c>(
+    snapshot: &'s Snapshot,
+    ctx: &'c Context,
+) -> impl Iterator<Item = (&'s str, Evaluation<'s>)> + 'c
+where
+    's: 'c,
+{
+    (0..snapshot.flags.len()).map(move |i| {
+        (
+            snapshot.flags[i].source.key.as_str(),
+            evaluate_index(snapshot, i, ctx, 0),
+        )
+    })
+}
+
+fn evaluate_index<'s>(
+    snapshot: &'s Snapshot,
+    index: usize,
+    ctx: &Context,
+    depth: usize,
+) -> Evaluation<'s> {
+    let Some(flag) = snapshot.flags.get(index) else {
+        return Evaluation::error(ErrorCode::General);
+    };
+    if !flag.source.enabled {
+        return served(flag, flag.off, Reason::Disabled, None);
+    }
+    for prerequisite in &flag.prerequisites {
+        let satisfied = match prerequisite {
+            Some((target, accepted)) if depth < MAX_PREREQUISITE_DEPTH => {
+                let result = evaluate_index(snapshot, *target, ctx, depth + 1);
+                result.reason != Reason::Error
+                    && result.variant.is_some_and(|name| {
+                        accepted.iter().any(|&v| {
+                            snapshot.flags[*target]
+                                .variants
+                                .get(v)
+                                .is_some_and(|(n, _)| &**n == name)
+                        })
+                    })
+            }
+            _ => false,
+        };
+        if !satisfied {
+            return served(flag, flag.off, Reason::PrerequisiteFailed, None);
+        }
+    }
+    for rule in &flag.rules {
+        if rule.when.matches(ctx, &snapshot.segments) {
+            return match &rule.serve {
+                CompiledServe::Variant(v) => served(flag, *v, Reason::TargetingMatch, Some(&rule.id)),
+                CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, Some(&rule.id)),
+            };
+        }
+    }
+    match &flag.default {
+        CompiledServe::Variant(v) => {
+            let fixed = flag.rules.is_empty() && flag.prerequisites.is_empty();
+            let reason = if fixed { Reason::Static } else { Reason::Default };
+            served(flag, *v, reason, None)
+        }
+        CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, None),
+    }
+}
+
+fn served<'s>(
+    flag: &'s CompiledFlag,
+    variant: usize,
+    reason: Reason,
+    rule_id: Option<&'s str>,
+) -> Evaluation<'s> {
+    match flag.variants.get(variant) {
+        Some((name, value)) => Evaluation {
+            value: Some(value),
+            variant: Some(name),
+            reason,
+            rule_id,
+            flag_version: flag.source.version,
+            error: None,
+        },
+        None => Evaluation::error(ErrorCode::General),
+    }
+}
+
+/// The variant a rollout serves: the first whose cumulative weight exceeds the
+/// context's bucket. With nothing to bucket on, the first variant if it holds the
+/// whole weight, else the last.
+fn pick(rollout: &CompiledRollout, ctx: &Context) -> usize {
+    let target = with_first_present(ctx, &rollout.by, |value| match rollout.hashing {
+        Hashing::Switchyard => bucketing::bucket(&rollout.salt, value),
+        // Unleash's 1-based target against "cumulative >= target" is the same as a
+        // 0-based bucket against "cumulative > bucket".
+        Hashing::Unleash => {
+            bucketing::unleash_variant_target(&rollout.salt, value, rollout.total) - 1
+        }
+    });
+    let (first, last) = match (rollout.shares.first(), rollout.shares.last()) {
+        (Some(first), Some(last)) => (first, last),
+        _ => return 0,
+    };
+    match target {
+        Some(bucket) => rollout
+            .shares
+            .iter()
+            .find(|(end, _)| *end > bucket)
+            .unwrap_or(last)
+            .1,
+        None if first.0 >= rollout.total => first.1,
+        None => last.1,
+    }
+}

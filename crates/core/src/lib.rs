@@ -1,0 +1,28 @@
+//! `switchyard-core`: the flag model and the pure evaluation engine shared by the
+//! server and the SDK.
+//!
+//! - [`model`]: the JSON shape of flags and segments (PRODUCT.md §1).
+//! - [`validation`]: errors that name the field path and the problem.
+//! - [`Snapshot::compile`]: a validated, pre-parsed environment.
+//! - [`evaluate`]: pure evaluation — no I/O, clock, randomness, panic or allocation.
+//! - [`bucketing`]: the documented hash that places users in rollouts.
+//! - [`unleash`]: import of Unleash client-API features with Unleash's semantics.
+//!
+//! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod bucketing;
+pub mod context;
+mod evaluation;
+pub mod model;
+pub mod semver;
+mod snapshot;
+mod targeting;
+pub mod validation;
+
+pub use context::{AttributeValue, Context};
+pub use evaluation::{evaluate, evaluate_all, ErrorCode, Evaluation, Reason};
+pub use model::{Flag, FlagKey, FlagKind, Segment, SegmentKey};
+pub use snapshot::Snapshot;
+pub use validation::{validate_flag, validate_segment, ValidationError, ValidationErrors};

@@ -1,0 +1,498 @@
+//! Targeting: compiled `when` conditions and constraint operators.
+//!
+//! Everything a comparison needs from the flag (regexes, semvers, CIDRs, instants,
+//! numbers, lowercased strings, string sets) is parsed here once, when the flag is
+//! loaded; matching a context then only compares and never allocates.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use chrono::{DateTime, FixedOffset};
+use ipnet::IpNet;
+use regex::{Regex, RegexBuilder};
+use rustc_hash::FxHashSet;
+
+use crate::bucketing;
+use crate::context::{Context, Property};
+use crate::model::{Constraint, Hashing, Operator, Percentage, When};
+use crate::semver::{Version, VersionBuf};
+use crate::validation::{Problem, Problems};
+
+/// A compiled `when`: every present part must match.
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledWhen {
+    users: FxHashSet<Box<str>>,
+    groups: FxHashSet<Box<str>>,
+    /// Indices into the snapshot's segments; resolved after compiling.
+    pub(crate) segments: Vec<usize>,
+    constraints: Vec<CompiledConstraint>,
+    percentage: Option<CompiledPercentage>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledConstraint {
+    attribute: Box<str>,
+    negate: bool,
+    test: Test,
+}
+
+/// The comparison a constraint makes against a present attribute.
+#[derive(Debug, Clone)]
+enum Test {
+    /// `in` (and `eq`): the value is one of these. `not` turns it into `not_in`/`neq`.
+    OneOf {
+        values: FxHashSet<Box<str>>,
+        numbers: Vec<f64>,
+        not: bool,
+    },
+    /// Case-insensitive `in`/`eq`: values are lowercased.
+    OneOfIgnoringCase { values: Vec<Box<str>>, not: bool },
+    Text {
+        kind: TextOp,
+        values: Vec<Box<str>>,
+        ignore_case: bool,
+    },
+    Matches(Vec<Regex>),
+    Number {
+        accept: fn(Ordering) -> bool,
+        values: Vec<f64>,
+    },
+    Semver {
+        accept: fn(Ordering) -> bool,
+        values: Vec<VersionBuf>,
+    },
+    Instant {
+        accept: fn(Ordering) -> bool,
+        values: Vec<DateTime<FixedOffset>>,
+    },
+    InCidr(Vec<IpNet>),
+    Exists,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TextOp {
+    Contains,
+    StartsWith,
+    EndsWith,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CompiledPercentage {
+    pub(crate) by: Box<[Box<str>]>,
+    pub(crate) salt: Box<str>,
+    pub(crate) weight: u32,
+    pub(crate) hashing: Hashing,
+}
+
+impl CompiledWhen {
+    /// Compiles `when`; segment names are returned for the caller to resolve.
+    pub(crate) fn compile(
+        when: &When,
+        flag_key: &str,
+        path: &str,
+        problems: &mut Problems,
+    ) -> Self {
+        let constraints = when
+            .constraints
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                CompiledConstraint::compile(c, &format!("{path}.constraints[{i}]"), problems)
+            })
+            .collect();
+        let percentage = when.percentage.as_ref().map(|p| {
+            CompiledPercentage::compile(p, flag_key, &format!("{path}.percentage"), problems)
+        });
+        CompiledWhen {
+            users: when.users.iter().map(|u| u.as_str().into()).collect(),
+            groups: when.groups.iter().map(|g| g.as_str().into()).collect(),
+            segments: Vec::new(),
+            constraints,
+            percentage,
+        }
+    }
+
+    /// Whether the context matches. `segment` tests one referenced segment.
+    pub(crate) fn matches(&self, ctx: &Context, segments: &[CompiledWhen]) -> bool {
+        if !self.users.is_empty()
+            && !ctx.targeting_key().is_some_and(|key| self.users.contains(key))
+        {
+            return false;
+        }
+        if !self.groups.is_empty()
+            && !ctx
+                .groups()
+                .iter()
+                .any(|g| self.groups.contains(g.as_str()))
+        {
+            return false;
+        }
+        if !self.segments.is_empty()
+            && !self.segments.iter().any(|&i| {
+                segments
+                    .get(i)
+                    .is_some_and(|segment| segment.matches(ctx, &[]))
+            })
+        {
+            return false;
+        }
+        if !self.constraints.iter().all(|c| c.holds(ctx)) {
+            return false;
+        }
+        match &self.percentage {
+            Some(p) => p.includes(ctx),
+            None => true,
+        }
+    }
+}
+
+impl CompiledPercentage {
+    fn compile(p: &Percentage, flag_key: &str, path: &str, problems: &mut Problems) -> Self {
+        check_by(p.by.properties(), &format!("{path}.by"), problems);
+        if p.weight > bucketing::BUCKETS {
+            problems.push(
+                format!("{path}.weight"),
+                Problem::WeightAboveWhole { weight: p.weight },
+            );
+        } else if p.hashing == Hashing::Unleash && p.weight % 1000 != 0 {
+            problems.push(
+                format!("{path}.weight"),
+                Problem::FractionalPercent { weight: p.weight },
+            );
+        }
+        CompiledPercentage {
+            by: p.by.properties().iter().map(|s| s.as_str().into()).collect(),
+            salt: p.salt.as_deref().unwrap_or(flag_key).into(),
+            weight: p.weight,
+            hashing: p.hashing,
+        }
+    }
+
+    fn includes(&self, ctx: &Context) -> bool {
+        let included = with_first_present(ctx, &self.by, |value| match self.hashing {
+            Hashing::Switchyard => bucketing::bucket(&self.salt, value) < self.weight,
+            Hashing::Unleash => {
+                self.weight > 0 && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight
+            }
+        });
+        // Nothing to bucket on: only a full percentage includes the context.
+        included.unwrap_or(self.weight >= bucketing::BUCKETS)
+    }
+}
+
+/// Checks a `by` list: at least one property, none empty.
+pub(crate) fn check_by(by: &[String], path: &str, problems: &mut Problems) {
+    if by.is_empty() {
+        problems.push(path, Problem::Empty);
+    }
+    for (i, property) in by.iter().enumerate() {
+        if property.is_empty() {
+            problems.push(format!("{path}[{i}]"), Problem::Empty);
+        }
+    }
+}
+
+/// Calls `f` with the string form of the first of `by` present in the context.
+/// Numbers and booleans are formatted on the stack; lists cannot be bucketed on.
+pub(crate) fn with_first_present<R>(
+    ctx: &Context,
+    by: &[Box<str>],
+    f: impl FnOnce(&str) -> R,
+) -> Option<R> {
+    for name in by {
+        match ctx.get(name) {
+            Some(Property::String(s)) => return Some(f(s)),
+            Some(Property::Bool(b)) => return Some(f(if b { "true" } else { "false" })),
+            Some(Property::Number(n)) => {
+                use std::io::Write;
+                // f64's Display needs at most ~330 bytes.
+                let mut buf = [0_u8; 400];
+                let mut cursor = &mut buf[..];
+                if write!(cursor, "{n}").is_ok() {
+                    let written = 400 - cursor.len();
+                    if let Ok(s) = std::str::from_utf8(&buf[..written]) {
+                        return Some(f(s));
+                    }
+                }
+            }
+            Some(Property::List(_)) | None => {}
+        }
+    }
+    None
+}
+
+impl CompiledConstraint {
+    fn compile(c: &Constraint, path: &str, problems: &mut Problems) -> Option<Self> {
+        use Operator::*;
+        if c.attribute.is_empty() {
+            problems.push(format!("{path}.attribute"), Problem::Empty);
+        }
+        let values_path = format!("{path}.values");
+        match c.op {
+            Exists if !c.values.is_empty() => {
+                problems.push(values_path.as_str(), Problem::UnexpectedValues);
+            }
+            Exists | In | NotIn => {}
+            op if c.values.is_empty() => {
+                problems.push(values_path.as_str(), Problem::MissingValues { op: op.as_str() });
+            }
+            _ => {}
+        }
+        let before = problems.errors.len();
+        let mut parse_each = |parse: &dyn Fn(&str) -> Result<(), Problem>| {
+            for (i, value) in c.values.iter().enumerate() {
+                if let Err(problem) = parse(value) {
+                    problems.push(format!("{values_path}[{i}]"), problem);
+                }
+            }
+        };
+        let ignore_case = c.case_insensitive;
+        let lowered = || -> Vec<Box<str>> {
+            c.values
+                .iter()
+                .map(|v| {
+                    if ignore_case {
+                        v.to_lowercase().into()
+                    } else {
+                        v.as_str().into()
+                    }
+                })
+                .collect()
+        };
+        let test = match c.op {
+            In | Eq | NotIn | Neq => {
+                let not = matches!(c.op, NotIn | Neq);
+                if ignore_case {
+                    Test::OneOfIgnoringCase {
+                        values: lowered(),
+                        not,
+                    }
+                } else {
+                    Test::OneOf {
+                        values: c.values.iter().map(|v| v.as_str().into()).collect(),
+                        numbers: c.values.iter().filter_map(|v| parse_number(v)).collect(),
+                        not,
+                    }
+                }
+            }
+            Contains | StartsWith | EndsWith => Test::Text {
+                kind: match c.op {
+                    Contains => TextOp::Contains,
+                    StartsWith => TextOp::StartsWith,
+                    _ => TextOp::EndsWith,
+                },
+                values: lowered(),
+                ignore_case,
+            },
+            Matches => {
+                let compiled = |v: &str| {
+                    RegexBuilder::new(v)
+                        .case_insensitive(ignore_case)
+                        .size_limit(1 << 20)
+                        .build()
+                };
+                parse_each(&|v| {
+                    compiled(v).map(drop).map_err(|source| Problem::BadRegex {
+                        value: v.to_owned(),
+                        source,
+                    })
+                });
+                Test::Matches(c.values.iter().filter_map(|v| compiled(v).ok()).collect())
+            }
+            Lt | Lte | Gt | Gte => {
+                parse_each(&|v| {
+                    parse_number(v)
+                        .map(drop)
+                        .ok_or_else(|| Problem::BadNumber(v.to_owned()))
+                });
+                Test::Number {
+                    accept: acceptor(c.op),
+                    values: c.values.iter().filter_map(|v| parse_number(v)).collect(),
+                }
+            }
+            SemverEq | SemverLt | SemverLte | SemverGt | SemverGte => {
+                parse_each(&|v| {
+                    Version::parse(v)
+                        .map(drop)
+                        .ok_or_else(|| Problem::BadSemver(v.to_owned()))
+                });
+                Test::Semver {
+                    accept: acceptor(c.op),
+                    values: c
+                        .values
+                        .iter()
+                        .filter_map(|v| Version::parse(v).map(VersionBuf::from))
+                        .collect(),
+                }
+            }
+            Before | After => {
+                parse_each(&|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map(drop)
+                        .map_err(|source| Problem::BadInstant {
+                            value: v.to_owned(),
+                            source,
+                        })
+                });
+                Test::Instant {
+                    accept: acceptor(c.op),
+                    values: c
+                        .values
+                        .iter()
+                        .filter_map(|v| DateTime::parse_from_rfc3339(v).ok())
+                        .collect(),
+                }
+            }
+            InCidr => {
+                parse_each(&|v| {
+                    parse_cidr(v)
+                        .map(drop)
+                        .ok_or_else(|| Problem::BadCidr(v.to_owned()))
+                });
+                Test::InCidr(c.values.iter().filter_map(|v| parse_cidr(v)).collect())
+            }
+            Exists => Test::Exists,
+        };
+        (problems.errors.len() == before).then(|| CompiledConstraint {
+            attribute: c.attribute.as_str().into(),
+            negate: c.negate,
+            test,
+        })
+    }
+
+    /// Absent or mistyped attributes make the test false; `negate` flips the result,
+    /// so they make a negated constraint true.
+    fn holds(&self, ctx: &Context) -> bool {
+        let result = match ctx.get(&self.attribute) {
+            None => false,
+            Some(property) => self.test.accepts(property),
+        };
+        result != self.negate
+    }
+}
+
+fn acceptor(op: Operator) -> fn(Ordering) -> bool {
+    use Operator::*;
+    match op {
+        Lt | SemverLt | Before => Ordering::is_lt,
+        Lte | SemverLte => Ordering::is_le,
+        Gt | SemverGt | After => Ordering::is_gt,
+        Gte | SemverGte => Ordering::is_ge,
+        _ => Ordering::is_eq,
+    }
+}
+
+fn parse_number(text: &str) -> Option<f64> {
+    text.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+impl Test {
+    fn accepts(&self, property: Property<'_>) -> bool {
+        match property {
+            Property::List(items) => match self {
+                // A list attribute holds when any of its items does; `not_in`/`neq`
+                // hold when none is among the values.
+                Test::OneOf { not: true, .. } | Test::OneOfIgnoringCase { not: true, .. } => {
+                    items.iter().all(|item| self.accepts_str(item))
+                }
+                Test::Exists => true,
+                _ => items.iter().any(|item| self.accepts_str(item)),
+            },
+            Property::String(s) => self.accepts_str(s),
+            Property::Number(n) => match self {
+                Test::OneOf {
+                    numbers, not, ..
+                } => numbers.contains(&n) != *not,
+                Test::Number { accept, values } => values
+                    .iter()
+                    .any(|v| n.partial_cmp(v).is_some_and(accept)),
+                Test::Exists => true,
+                _ => false,
+            },
+            Property::Bool(b) => match self {
+                Test::Exists => true,
+                _ => self.accepts_str(if b { "true" } else { "false" }),
+            },
+        }
+    }
+
+    fn accepts_str(&self, s: &str) -> bool {
+        match self {
+            Test::OneOf { values, not, .. } => values.contains(s) != *not,
+            Test::OneOfIgnoringCase { values, not } => {
+                values.iter().any(|v| eq_ignoring_case(s, v)) != *not
+            }
+            Test::Text {
+                kind,
+                values,
+                ignore_case,
+            } => values.iter().any(|v| match (kind, ignore_case) {
+                (TextOp::Contains, false) => s.contains(&**v),
+                (TextOp::StartsWith, false) => s.starts_with(&**v),
+                (TextOp::EndsWith, false) => s.ends_with(&**v),
+                (TextOp::Contains, true) => contains_ignoring_case(s, v),
+                (TextOp::StartsWith, true) => starts_with_ignoring_case(s, v),
+                (TextOp::EndsWith, true) => ends_with_ignoring_case(s, v),
+            }),
+            Test::Matches(regexes) => regexes.iter().any(|r| r.is_match(s)),
+            Test::Number { accept, values } => parse_number(s).is_some_and(|n| {
+                values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))
+            }),
+            Test::Semver { accept, values } => Version::parse(s)
+                .is_some_and(|version| values.iter().any(|v| accept(version.cmp(&v.as_version())))),
+            Test::Instant { accept, values } => DateTime::parse_from_rfc3339(s)
+                .is_ok_and(|instant| values.iter().any(|v| accept(instant.cmp(v)))),
+            Test::InCidr(nets) => s
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| nets.iter().any(|net| net.contains(&ip))),
+            Test::Exists => true,
+        }
+    }
+}
+
+fn lower(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().flat_map(char::to_lowercase)
+}
+
+/// `s` equals `lowered` (already lowercase) ignoring case, without allocating.
+fn eq_ignoring_case(s: &str, lowered: &str) -> bool {
+    lower(s).eq(lowered.chars())
+}
+
+fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
+    let mut haystack = lower(s);
+    lowered.chars().all(|c| haystack.next() == Some(c))
+}
+
+fn ends_with_ignoring_case(s: &str, lowered: &str) -> bool {
+    let mut haystack = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
+    lowered.chars().rev().all(|c| haystack.next() == Some(c))
+}
+
+fn contains_ignoring_case(s: &str, lowered: &str) -> bool {
+    lowered.is_empty()
+        || s.char_indices()
+            .any(|(i, _)| starts_with_ignoring_case(&s[i..], lowered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_folding_without_allocation() {
+        assert!(eq_ignoring_case("HeLLo", "hello"));
+        assert!(!eq_ignoring_case("HeLLo!", "hello"));
+        assert!(starts_with_ignoring_case("ÄBC", "äb"));
+        assert!(ends_with_ignoring_case("xxÄBC", "äbc"));
+        assert!(!ends_with_ignoring_case("bc", "abc"));
+        assert!(contains_ignoring_case("a-SOME-string", "some"));
+        assert!(!contains_ignoring_case("a-SOM-string", "some"));
+    }
+}

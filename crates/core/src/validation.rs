@@ -1,0 +1,232 @@
+//! Validation errors: every rejected flag or segment is reported with the path of
+//! the offending field and what is wrong with it, e.g.
+//! `rules[2].serve.rollout.split: weights sum to 99000, expected 100000`.
+//!
+//! The checks themselves run while compiling ([`crate::Snapshot::compile`],
+//! [`validate_flag`]), so a value is parsed exactly once whether it is being
+//! validated or loaded.
+
+use std::fmt;
+
+use crate::model::{Flag, FlagKey, Segment};
+use crate::snapshot::{compile_flag, compile_segment};
+
+/// One problem found in a flag or segment.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {problem}")]
+#[non_exhaustive]
+pub struct ValidationError {
+    /// Where, e.g. `rules[2].serve.rollout.split`.
+    pub path: String,
+    /// What is wrong.
+    #[source]
+    pub problem: Problem,
+}
+
+/// Everything wrong with a flag, a segment or a whole set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    /// The individual problems.
+    pub fn errors(&self) -> &[ValidationError] {
+        &self.0
+    }
+}
+
+/// What is wrong with a field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A required string or list is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// A key or name is too long.
+    #[error("is {len} bytes long; at most {max} are allowed")]
+    TooLong {
+        /// Actual length.
+        len: usize,
+        /// Allowed length.
+        max: usize,
+    },
+    /// A key contains a control character.
+    #[error("must not contain control characters")]
+    ControlCharacter,
+    /// A variant name that the flag does not define.
+    #[error("unknown variant `{0}`")]
+    UnknownVariant(String),
+    /// A variant value that does not have the flag's kind.
+    #[error("a {kind} flag cannot have a {found} value")]
+    KindMismatch {
+        /// The flag's kind.
+        kind: &'static str,
+        /// The JSON type found.
+        found: &'static str,
+    },
+    /// Boolean flags have exactly `on: true` and `off: false`.
+    #[error("a boolean flag has exactly the variants `on: true` and `off: false`")]
+    BooleanVariants,
+    /// Split weights with the wrong total.
+    #[error("weights sum to {sum}, expected {expected}")]
+    WeightSum {
+        /// Actual total.
+        sum: u64,
+        /// Required total.
+        expected: u32,
+    },
+    /// Split weights that are all zero.
+    #[error("weights sum to 0; at least one must be positive")]
+    ZeroWeights,
+    /// A percentage above the whole.
+    #[error("weight {weight} is above 100000 (100 %)")]
+    WeightAboveWhole {
+        /// The weight given.
+        weight: u32,
+    },
+    /// Unleash percentages are whole percents.
+    #[error("weight {weight} is not a whole percent (a multiple of 1000), as Unleash hashing needs")]
+    FractionalPercent {
+        /// The weight given.
+        weight: u32,
+    },
+    /// Two rules share an id.
+    #[error("duplicate rule id `{0}`")]
+    DuplicateRuleId(String),
+    /// Two flags or segments share a key.
+    #[error("duplicate key `{0}`")]
+    DuplicateKey(String),
+    /// An operator that needs operands has none.
+    #[error("`{op}` needs at least one value")]
+    MissingValues {
+        /// The operator.
+        op: &'static str,
+    },
+    /// `exists` takes no operands.
+    #[error("`exists` takes no values")]
+    UnexpectedValues,
+    /// A regular expression that does not compile.
+    #[error("invalid regular expression `{value}`")]
+    BadRegex {
+        /// The pattern.
+        value: String,
+        /// Why.
+        #[source]
+        source: regex::Error,
+    },
+    /// Not a semantic version.
+    #[error("`{0}` is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD])")]
+    BadSemver(String),
+    /// Not a number.
+    #[error("`{0}` is not a finite number")]
+    BadNumber(String),
+    /// Not an RFC 3339 instant.
+    #[error("`{value}` is not an RFC 3339 instant")]
+    BadInstant {
+        /// The text.
+        value: String,
+        /// Why.
+        #[source]
+        source: chrono::ParseError,
+    },
+    /// Not a CIDR block or IP address.
+    #[error("`{0}` is not an IP address or CIDR block")]
+    BadCidr(String),
+    /// A segment used by a rule does not exist.
+    #[error("unknown segment `{0}`")]
+    UnknownSegment(String),
+    /// Segments cannot nest.
+    #[error("a segment's condition cannot name other segments")]
+    NestedSegment,
+    /// A prerequisite names a variant its flag does not have.
+    #[error("flag `{flag}` has no variant `{variant}`")]
+    UnknownPrerequisiteVariant {
+        /// The prerequisite flag.
+        flag: String,
+        /// The variant named.
+        variant: String,
+    },
+    /// A flag requires itself, directly or through others.
+    #[error("prerequisite cycle: {}", cycle_text(.0))]
+    PrerequisiteCycle(Vec<FlagKey>),
+}
+
+fn cycle_text(cycle: &[FlagKey]) -> String {
+    let mut text = String::new();
+    for key in cycle {
+        text.push_str(key.as_str());
+        text.push_str(" → ");
+    }
+    if let Some(first) = cycle.first() {
+        text.push_str(first.as_str());
+    }
+    text
+}
+
+/// Collects problems while walking a value, tracking the current field path.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    pub(crate) errors: Vec<ValidationError>,
+}
+
+impl Problems {
+    pub(crate) fn push(&mut self, path: impl Into<String>, problem: Problem) {
+        self.errors.push(ValidationError {
+            path: path.into(),
+            problem,
+        });
+    }
+
+    pub(crate) fn into_result<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationErrors(self.errors))
+        }
+    }
+}
+
+/// The longest key accepted for flags, segments and environments.
+pub const MAX_KEY_LEN: usize = 256;
+
+pub(crate) fn check_key(problems: &mut Problems, path: &str, key: &str) {
+    if key.is_empty() {
+        problems.push(path, Problem::Empty);
+    } else if key.len() > MAX_KEY_LEN {
+        problems.push(
+            path,
+            Problem::TooLong {
+                len: key.len(),
+                max: MAX_KEY_LEN,
+            },
+        );
+    } else if key.chars().any(char::is_control) {
+        problems.push(path, Problem::ControlCharacter);
+    }
+}
+
+/// Checks one flag on its own. Segments it names and its prerequisites are checked
+/// when the flag joins a set ([`crate::Snapshot::compile`]).
+pub fn validate_flag(flag: &Flag) -> Result<(), ValidationErrors> {
+    let mut problems = Problems::default();
+    let _ = compile_flag(flag, "", &mut problems);
+    problems.into_result(())
+}
+
+/// Checks one segment on its own.
+pub fn validate_segment(segment: &Segment) -> Result<(), ValidationErrors> {
+    let mut problems = Problems::default();
+    let _ = compile_segment(segment, "", &mut problems);
+    problems.into_result(())
+}
