@@ -1,0 +1,182 @@
+//! Validation, table-driven: every malformed flag or segment is rejected with the
+//! field path and the problem.
+
+use serde_json::{json, Value};
+use switchyard_core::{validate_flag, validate_segment, Flag, Segment, Snapshot};
+
+fn good() -> Value {
+    json!({
+        "key": "f", "kind": "string",
+        "variants": {"a": "A", "b": "B"}, "off_variant": "b",
+        "rules": [{"id": "r1", "when": {"constraints": [{"attribute": "x", "op": "in", "values": ["1"]}]},
+                   "serve": {"rollout": {"split": [{"variant": "a", "weight": 50000}, {"variant": "b", "weight": 50000}]}}}],
+        "default": {"variant": "a"}
+    })
+}
+
+/// Applies `edit` to a good flag and expects one error containing `expected`.
+fn rejects(edit: impl Fn(&mut Value), expected: &str) {
+    let mut value = good();
+    edit(&mut value);
+    let flag: Flag = serde_json::from_value(value.clone()).expect("parses");
+    let err = validate_flag(&flag).expect_err(expected);
+    let text = err.to_string();
+    assert!(text.contains(expected), "expected `{expected}` in `{text}` for {value}");
+}
+
+#[test]
+fn a_good_flag_passes() {
+    let flag: Flag = serde_json::from_value(good()).expect("parses");
+    validate_flag(&flag).expect("valid");
+}
+
+#[test]
+fn malformed_flags_name_the_field() {
+    rejects(|f| f["key"] = json!(""), "key: must not be empty");
+    rejects(|f| f["key"] = json!("a\nb"), "key: must not contain control characters");
+    rejects(|f| f["key"] = json!("k".repeat(300)), "key: is 300 bytes long");
+    rejects(|f| f["off_variant"] = json!("zzz"), "off_variant: unknown variant `zzz`");
+    rejects(|f| f["default"] = json!({"variant": "nope"}), "default.variant: unknown variant `nope`");
+    rejects(
+        |f| f["rules"][0]["serve"]["rollout"]["split"][1]["weight"] = json!(49000),
+        "rules[0].serve.rollout.split: weights sum to 99000, expected 100000",
+    );
+    rejects(
+        |f| f["rules"][0]["serve"]["rollout"]["split"][0]["variant"] = json!("c"),
+        "rules[0].serve.rollout.split[0].variant: unknown variant `c`",
+    );
+    rejects(|f| f["rules"][0]["serve"]["rollout"]["by"] = json!([]), "rules[0].serve.rollout.by: must not be empty");
+    rejects(|f| f["variants"]["a"] = json!(5), "variants.a: a string flag cannot have a number value");
+    rejects(
+        |f| {
+            f["kind"] = json!("boolean");
+        },
+        "variants: a boolean flag has exactly the variants `on: true` and `off: false`",
+    );
+    rejects(
+        |f| {
+            let rule = f["rules"][0].clone();
+            f["rules"] = json!([rule.clone(), rule]);
+        },
+        "rules[1].id: duplicate rule id `r1`",
+    );
+    rejects(|f| f["rules"][0]["id"] = json!(""), "rules[0].id: must not be empty");
+    let constraint = |c: Value| move |f: &mut Value| f["rules"][0]["when"]["constraints"][0] = c.clone();
+    rejects(
+        constraint(json!({"attribute": "x", "op": "matches", "values": ["(unclosed"]})),
+        "rules[0].when.constraints[0].values[0]: invalid regular expression `(unclosed`",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "semver_gt", "values": ["1.2"]})),
+        "rules[0].when.constraints[0].values[0]: `1.2` is not a semantic version",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "in_cidr", "values": ["10.0.0.0/33"]})),
+        "rules[0].when.constraints[0].values[0]: `10.0.0.0/33` is not an IP address or CIDR block",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "before", "values": ["2026-13-01"]})),
+        "rules[0].when.constraints[0].values[0]: `2026-13-01` is not an RFC 3339 instant",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "lt", "values": ["ten"]})),
+        "rules[0].when.constraints[0].values[0]: `ten` is not a finite number",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "starts_with", "values": []})),
+        "rules[0].when.constraints[0].values: `starts_with` needs at least one value",
+    );
+    rejects(
+        constraint(json!({"attribute": "x", "op": "exists", "values": ["1"]})),
+        "rules[0].when.constraints[0].values: `exists` takes no values",
+    );
+    rejects(
+        constraint(json!({"attribute": "", "op": "exists"})),
+        "rules[0].when.constraints[0].attribute: must not be empty",
+    );
+    rejects(
+        |f| f["rules"][0]["when"]["percentage"] = json!({"weight": 100001}),
+        "rules[0].when.percentage.weight: weight 100001 is above 100000",
+    );
+    rejects(
+        |f| f["rules"][0]["when"]["percentage"] = json!({"weight": 1500, "hashing": "unleash"}),
+        "rules[0].when.percentage.weight: weight 1500 is not a whole percent",
+    );
+    rejects(|f| f["prerequisites"] = json!([{"flag": "f", "variant": "a"}]), "prerequisites[0].flag: prerequisite cycle: f → f");
+    rejects(|f| f["prerequisites"] = json!([{"flag": "g", "variants": []}]), "prerequisites[0].variants: must not be empty");
+}
+
+#[test]
+fn several_problems_are_all_reported() {
+    let mut value = good();
+    value["off_variant"] = json!("x");
+    value["default"] = json!({"variant": "y"});
+    let flag: Flag = serde_json::from_value(value).expect("parses");
+    let err = validate_flag(&flag).expect_err("invalid");
+    assert_eq!(err.errors().len(), 2, "{err}");
+}
+
+#[test]
+fn flag_sets_reject_cycles_unknown_segments_and_duplicates() {
+    let with_prereq = |key: &str, on: &str| {
+        let mut f = good();
+        f["key"] = json!(key);
+        f["prerequisites"] = json!([{"flag": on, "variant": "a"}]);
+        serde_json::from_value::<Flag>(f).expect("parses")
+    };
+    let err = Snapshot::compile(
+        vec![with_prereq("a", "b"), with_prereq("b", "c"), with_prereq("c", "a")],
+        vec![],
+    )
+    .expect_err("cycle");
+    assert!(err.to_string().contains("prerequisite cycle: a → b → c → a"), "{err}");
+
+    let err = Snapshot::compile(vec![with_prereq("a", "b"), with_prereq("a", "c")], vec![]).expect_err("dup");
+    assert!(err.to_string().contains("flags[a]: duplicate key `a`"), "{err}");
+
+    let mut f = good();
+    f["rules"][0]["when"]["segments"] = json!(["ghosts"]);
+    let flag: Flag = serde_json::from_value(f).expect("parses");
+    let err = Snapshot::compile(vec![flag], vec![]).expect_err("segment");
+    assert!(
+        err.to_string().contains("flags[f].rules[0].when.segments[0]: unknown segment `ghosts`"),
+        "{err}"
+    );
+
+    let mut f = good();
+    f["prerequisites"] = json!([{"flag": "other", "variant": "nope"}]);
+    let mut other = good();
+    other["key"] = json!("other");
+    let flags: Vec<Flag> = serde_json::from_value(json!([f, other])).expect("parses");
+    let err = Snapshot::compile(flags, vec![]).expect_err("variant");
+    assert!(
+        err.to_string().contains("flags[f].prerequisites[0].variants[0]: flag `other` has no variant `nope`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn segments_are_validated() {
+    let nested: Segment =
+        serde_json::from_value(json!({"key": "s", "when": {"segments": ["t"]}})).expect("parses");
+    let err = validate_segment(&nested).expect_err("nested");
+    assert!(err.to_string().contains("when.segments: a segment's condition cannot name other segments"), "{err}");
+    let bad: Segment = serde_json::from_value(
+        json!({"key": "s", "when": {"constraints": [{"attribute": "v", "op": "semver_eq", "values": ["x"]}]}}),
+    )
+    .expect("parses");
+    let err = validate_segment(&bad).expect_err("semver");
+    assert!(err.to_string().contains("when.constraints[0].values[0]: `x` is not a semantic version"), "{err}");
+}
+
+#[test]
+fn unknown_fields_and_wrong_types_are_parse_errors() {
+    for (input, expected) in [
+        (json!({"key": "f", "kind": "boolean", "varaints": {}}), "unknown field `varaints`"),
+        (json!({"key": "f", "kind": "colour"}), "unknown variant `colour`"),
+        (json!({"key": 5}), "invalid type"),
+    ] {
+        let err = serde_json::from_value::<Flag>(input.clone()).expect_err("rejected");
+        assert!(err.to_string().contains(expected), "{input}: {err}");
+    }
+}
