@@ -1,1 +1,74 @@
-fn main() {}
+//! Core evaluation benchmarks (PRODUCT.md §5: the 3-rule, 10-constraint flag must
+//! evaluate in a median of at most 100 ns). Results go to docs/PERFORMANCE.md.
+//!
+//! Run: `cargo bench -p switchyard-benches --bench evaluation`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use serde_json::json;
+use switchyard_core::{evaluate, evaluate_all, Context, Flag, Snapshot};
+
+fn flag(value: serde_json::Value) -> Flag {
+    serde_json::from_value(value).expect("bench flag parses")
+}
+
+fn boolean(key: &str, default: serde_json::Value) -> Flag {
+    flag(json!({
+        "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+        "off_variant": "off", "default": default
+    }))
+}
+
+fn bench(c: &mut Criterion) {
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crates/core/testdata/complex-flag.json"
+    )))
+    .expect("fixture parses");
+    let complex: Vec<Flag> = serde_json::from_value(fixture["flags"].clone()).expect("flags");
+    let ctx: Context = serde_json::from_value(fixture["context"].clone()).expect("context");
+
+    let mut flags = complex;
+    flags.push(boolean("simple", json!({"variant": "on"})));
+    flags.push(boolean(
+        "rollout",
+        json!({"rollout": {"split": [{"variant": "on", "weight": 25000}, {"variant": "off", "weight": 75000}]}}),
+    ));
+    let snapshot = Snapshot::compile(flags, vec![]).expect("compiles");
+
+    let mut group = c.benchmark_group("evaluate");
+    group.bench_function("simple", |b| {
+        b.iter(|| evaluate(black_box(&snapshot), black_box("simple"), black_box(&ctx)).reason)
+    });
+    group.bench_function("rollout", |b| {
+        b.iter(|| evaluate(black_box(&snapshot), black_box("rollout"), black_box(&ctx)).reason)
+    });
+    group.bench_function("complex_3_rules_10_constraints", |b| {
+        b.iter(|| evaluate(black_box(&snapshot), black_box("checkout-v3"), black_box(&ctx)).reason)
+    });
+    group.finish();
+
+    // Bulk: 100 flags of mixed shapes (a third each simple, rollout, complex).
+    let template = snapshot.flag("checkout-v3").expect("fixture flag").clone();
+    let bulk: Vec<Flag> = (0..100)
+        .map(|i| match i % 3 {
+            0 => boolean(&format!("simple-{i}"), json!({"variant": "on"})),
+            1 => boolean(
+                &format!("rollout-{i}"),
+                json!({"rollout": {"split": [{"variant": "on", "weight": 50000}, {"variant": "off", "weight": 50000}]}}),
+            ),
+            _ => Flag {
+                key: format!("complex-{i}").as_str().into(),
+                ..template.clone()
+            },
+        })
+        .collect();
+    let bulk = Snapshot::compile(bulk, vec![]).expect("compiles");
+    c.bench_function("evaluate_all/100_flags", |b| {
+        b.iter(|| evaluate_all(black_box(&bulk), black_box(&ctx)).filter(|(_, e)| e.variant.is_some()).count())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -10,7 +10,7 @@
 //! 0 modulo 100 plus one for percentages, seed 86 028 157 modulo the total weight plus
 //! one for variants.
 
-use std::io::{self, Read};
+use std::hash::Hasher;
 
 /// The size of Switchyard's bucket space: weights are in units of 1/100 000.
 pub const BUCKETS: u32 = 100_000;
@@ -20,13 +20,21 @@ pub const UNLEASH_VARIANT_SEED: u32 = 86_028_157;
 
 /// murmur3 x86_32 of `prefix + separator + value`, without building the string.
 pub fn murmur3_joined(prefix: &str, separator: u8, value: &str, seed: u32) -> u32 {
-    let separator = [separator];
-    let mut input = prefix
-        .as_bytes()
-        .chain(&separator[..])
-        .chain(value.as_bytes());
-    // Reading from byte slices cannot fail; 0 keeps the engine panic-free regardless.
-    murmur3::murmur3_32(&mut input, seed).unwrap_or_else(|_: io::Error| 0)
+    // Short inputs (the usual case) are joined on the stack and hashed in one pass.
+    let len = prefix.len() + 1 + value.len();
+    let mut joined = [0_u8; 256];
+    if let Some(buf) = joined.get_mut(..len) {
+        let (head, tail) = buf.split_at_mut(prefix.len());
+        head.copy_from_slice(prefix.as_bytes());
+        tail[0] = separator;
+        tail[1..].copy_from_slice(value.as_bytes());
+        return mur3::murmurhash3_x86_32(buf, seed);
+    }
+    let mut hasher = mur3::Hasher32::with_seed(seed);
+    hasher.write(prefix.as_bytes());
+    hasher.write(&[separator]);
+    hasher.write(value.as_bytes());
+    hasher.finish32()
 }
 
 /// Switchyard's bucket of `value` under `salt`, in `0..100_000`.
@@ -51,8 +59,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_murmur3_of_the_joined_string() {
-        for (salt, value) in [("flag", "user-1"), ("", ""), ("ü", "日本"), ("abc", "defgh")] {
+    fn matches_an_independent_murmur3_of_the_joined_string() {
+        let long = "x".repeat(37);
+        let huge = "z".repeat(300);
+        for (salt, value) in [("flag", "user-1"), ("", ""), ("ü", "日本"), ("abc", "defgh"), (long.as_str(), "y"), (huge.as_str(), "w")] {
             let joined = format!("{salt}/{value}");
             let whole = murmur3::murmur3_32(&mut joined.as_bytes(), 0).expect("hashes");
             assert_eq!(murmur3_joined(salt, b'/', value, 0), whole, "{joined}");

@@ -3,23 +3,155 @@
 //! are the user's groups, and whose every other property is an attribute.
 
 use std::fmt;
+use std::net::IpAddr;
+use std::sync::OnceLock;
 
-use rustc_hash::FxHashMap;
+use std::hash::BuildHasher;
+
+use chrono::{DateTime, FixedOffset};
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::model::TARGETING_KEY;
+use crate::semver::Version;
 
 /// The property holding the user's groups.
 pub const GROUPS: &str = "groups";
 
 /// Who or what a flag is evaluated for.
-#[derive(Debug, Clone, Default, PartialEq)]
+///
+/// String attributes are parsed lazily, once, into the typed views comparisons need
+/// (number, semantic version, IP address, instant), so evaluating many flags against
+/// one context parses each attribute at most once, and never allocates doing so.
+///
+/// Attributes live in a hash table keyed by a fixed hash of their name, which
+/// compiled constraints compute once ([`name_hash`]), so a lookup only probes.
+#[derive(Debug, Clone, Default)]
 pub struct Context {
     targeting_key: Option<String>,
+    targeting_key_parsed: Parsed,
     groups: Vec<String>,
-    attributes: FxHashMap<String, AttributeValue>,
+    attributes: HashTable<Entry>,
+}
+
+type Entry = (String, AttributeValue, Parsed);
+
+/// The hash under which an attribute name is stored in a [`Context`].
+pub(crate) fn name_hash(name: &str) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+impl PartialEq for Context {
+    fn eq(&self, other: &Self) -> bool {
+        self.targeting_key == other.targeting_key
+            && self.groups == other.groups
+            && self.attributes.len() == other.attributes.len()
+            && self.attributes().all(|(name, value)| {
+                other
+                    .attributes
+                    .find(name_hash(name), |e| e.0 == name)
+                    .is_some_and(|e| e.1 == *value)
+            })
+    }
+}
+
+/// Typed views of a string attribute, each computed on first use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Parsed {
+    number: OnceLock<Option<f64>>,
+    version: OnceLock<Option<VersionParts>>,
+    ip: OnceLock<Option<IpAddr>>,
+    instant: OnceLock<Option<DateTime<FixedOffset>>>,
+}
+
+/// A parsed version whose pre-release tag is a byte range of the attribute.
+#[derive(Debug, Clone, Copy)]
+struct VersionParts {
+    numbers: (u64, u64, u64),
+    pre: (usize, usize),
+}
+
+/// Caches never make two contexts different.
+impl PartialEq for Parsed {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// A string attribute and its typed views.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Text<'a> {
+    pub(crate) raw: &'a str,
+    parsed: Option<&'a Parsed>,
+}
+
+impl<'a> Text<'a> {
+    /// A string with no cache (e.g. an item of a list attribute).
+    pub(crate) fn plain(raw: &'a str) -> Self {
+        Text { raw, parsed: None }
+    }
+
+    fn cached<T: Copy + 'a>(
+        &self,
+        cell: impl FnOnce(&'a Parsed) -> &'a OnceLock<Option<T>>,
+        parse: impl FnOnce(&'a str) -> Option<T>,
+    ) -> Option<T> {
+        match self.parsed {
+            Some(parsed) => *cell(parsed).get_or_init(|| parse(self.raw)),
+            None => parse(self.raw),
+        }
+    }
+
+    /// The string as a finite number.
+    pub(crate) fn number(&self) -> Option<f64> {
+        self.cached(|p| &p.number, |raw| raw.parse::<f64>().ok().filter(|n| n.is_finite()))
+    }
+
+    /// The string as a semantic version.
+    pub(crate) fn version(&self) -> Option<Version<'a>> {
+        let raw = self.raw;
+        let parts = self.cached(
+            |p| &p.version,
+            |raw| {
+                Version::parse(raw).map(|v| {
+                    // The tag, when present, ends the string or stops at `+build`.
+                    let pre = v.pre();
+                    let start = if pre.is_empty() {
+                        0
+                    } else {
+                        raw.find('-').map_or(0, |dash| dash + 1)
+                    };
+                    VersionParts {
+                        numbers: v.numbers(),
+                        pre: (start, start + pre.len()),
+                    }
+                })
+            },
+        )?;
+        Some(Version::from_parts(parts.numbers, raw.get(parts.pre.0..parts.pre.1)?))
+    }
+
+    /// The string as an IP address.
+    pub(crate) fn ip(&self) -> Option<IpAddr> {
+        self.cached(|p| &p.ip, |raw| raw.parse().ok())
+    }
+
+    /// The string as an RFC 3339 instant.
+    pub(crate) fn instant(&self) -> Option<DateTime<FixedOffset>> {
+        self.cached(|p| &p.instant, |raw| DateTime::parse_from_rfc3339(raw).ok())
+    }
+}
+
+/// A context property as the targeting code sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attr<'a> {
+    Text(Text<'a>),
+    Number(f64),
+    Bool(bool),
+    List(&'a [String]),
 }
 
 /// The value of a context attribute.
@@ -79,8 +211,19 @@ impl Context {
         match (name.as_str(), value) {
             (TARGETING_KEY, AttributeValue::String(key)) => self.targeting_key = Some(key),
             (GROUPS, AttributeValue::List(groups)) => self.groups = groups,
-            (_, value) => {
-                self.attributes.insert(name, value);
+            (_, value) => self.insert(name, value),
+        }
+    }
+
+    fn insert(&mut self, name: String, value: AttributeValue) {
+        let hash = name_hash(&name);
+        match self.attributes.find_mut(hash, |e| e.0 == name) {
+            Some(entry) => *entry = (name, value, Parsed::default()),
+            None => {
+                self.attributes
+                    .insert_unique(hash, (name, value, Parsed::default()), |e| {
+                        name_hash(&e.0)
+                    });
             }
         }
     }
@@ -100,13 +243,38 @@ impl Context {
         match name {
             TARGETING_KEY => self.targeting_key.as_deref().map(Property::String),
             GROUPS if !self.groups.is_empty() => Some(Property::List(&self.groups)),
-            _ => self.attributes.get(name).map(AttributeValue::as_property),
+            _ => self
+                .attributes
+                .find(name_hash(name), |e| e.0 == name)
+                .map(|e| e.1.as_property()),
+        }
+    }
+
+    /// Looks up a property with its cached typed views; `hash` is [`name_hash`]`(name)`.
+    pub(crate) fn lookup(&self, name: &str, hash: u64) -> Option<Attr<'_>> {
+        match name {
+            TARGETING_KEY => self.targeting_key.as_deref().map(|raw| {
+                Attr::Text(Text {
+                    raw,
+                    parsed: Some(&self.targeting_key_parsed),
+                })
+            }),
+            GROUPS if !self.groups.is_empty() => Some(Attr::List(&self.groups)),
+            _ => self.attributes.find(hash, |e| e.0 == name).map(|(_, value, parsed)| match value {
+                AttributeValue::String(raw) => Attr::Text(Text {
+                    raw,
+                    parsed: Some(parsed),
+                }),
+                AttributeValue::Number(n) => Attr::Number(*n),
+                AttributeValue::Bool(b) => Attr::Bool(*b),
+                AttributeValue::List(l) => Attr::List(l),
+            }),
         }
     }
 
     /// Iterates over the attributes other than `targetingKey` and `groups`.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
-        self.attributes.iter().map(|(k, v)| (k.as_str(), v))
+        self.attributes.iter().map(|(k, v, _)| (k.as_str(), v))
     }
 }
 
@@ -203,7 +371,7 @@ impl Serialize for Context {
         if !self.groups.is_empty() {
             map.serialize_entry(GROUPS, &self.groups)?;
         }
-        let mut attributes: Vec<_> = self.attributes.iter().collect();
+        let mut attributes: Vec<_> = self.attributes().collect();
         attributes.sort_by(|a, b| a.0.cmp(b.0));
         for (name, value) in attributes {
             map.serialize_entry(name, value)?;
@@ -242,7 +410,7 @@ impl<'de> Deserialize<'de> for Context {
                             let value: AttributeValue = map.next_value().map_err(|e| {
                                 de::Error::custom(format_args!("attribute `{name}`: {e}"))
                             })?;
-                            context.attributes.insert(name, value);
+                            context.insert(name, value);
                         }
                     }
                 }

@@ -18,42 +18,95 @@ pub struct Version<'a> {
 }
 
 impl<'a> Version<'a> {
-    /// Parses `input`, or `None` when it is not a semantic version.
+    /// Parses `input`, or `None` when it is not a semantic version. One pass over
+    /// the bytes: this runs on every semver comparison of a context attribute.
     pub fn parse(input: &'a str) -> Option<Self> {
-        let (input, build) = match input.split_once('+') {
-            Some((rest, build)) => (rest, Some(build)),
-            None => (input, None),
-        };
-        if let Some(build) = build {
-            if !build.split('.').all(is_identifier) {
-                return None;
-            }
+        let bytes = input.as_bytes();
+        let mut at = 0;
+        let major = numeric(bytes, &mut at)?;
+        expect(bytes, &mut at, b'.')?;
+        let minor = numeric(bytes, &mut at)?;
+        expect(bytes, &mut at, b'.')?;
+        let patch = numeric(bytes, &mut at)?;
+        let mut pre = "";
+        if bytes.get(at) == Some(&b'-') {
+            let start = at + 1;
+            at = identifiers(bytes, start, true)?;
+            pre = input.get(start..at)?;
         }
-        let (core, pre) = match input.split_once('-') {
-            Some((core, pre)) => (core, pre),
-            None => (input, ""),
-        };
-        if !pre.is_empty() || input.len() != core.len() {
-            let valid = pre
-                .split('.')
-                .all(|id| is_identifier(id) && !(is_numeric(id) && has_leading_zero(id)));
-            if !valid {
-                return None;
-            }
+        if bytes.get(at) == Some(&b'+') {
+            at = identifiers(bytes, at + 1, false)?;
         }
-        let mut parts = core.split('.');
-        let major = numeric(parts.next()?)?;
-        let minor = numeric(parts.next()?)?;
-        let patch = numeric(parts.next()?)?;
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Version {
+        (at == bytes.len()).then_some(Version {
             major,
             minor,
             patch,
             pre,
         })
+    }
+}
+
+impl<'a> Version<'a> {
+    /// `(major, minor, patch)`.
+    pub fn numbers(&self) -> (u64, u64, u64) {
+        (self.major, self.minor, self.patch)
+    }
+
+    /// The pre-release tag, empty for a release.
+    pub fn pre(&self) -> &'a str {
+        self.pre
+    }
+
+    /// Reassembles a version from [`Version::numbers`] and [`Version::pre`].
+    pub fn from_parts((major, minor, patch): (u64, u64, u64), pre: &'a str) -> Self {
+        Version {
+            major,
+            minor,
+            patch,
+            pre,
+        }
+    }
+}
+
+fn expect(bytes: &[u8], at: &mut usize, byte: u8) -> Option<()> {
+    (bytes.get(*at) == Some(&byte)).then(|| *at += 1)
+}
+
+/// A numeric version part without leading zeros.
+fn numeric(bytes: &[u8], at: &mut usize) -> Option<u64> {
+    let start = *at;
+    let mut value: u64 = 0;
+    while let Some(&b) = bytes.get(*at).filter(|b| b.is_ascii_digit()) {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+        *at += 1;
+    }
+    let len = *at - start;
+    (len == 1 || (len > 1 && bytes[start] != b'0')).then_some(value)
+}
+
+/// Dot-separated identifiers from `at` up to `+` or the end; returns where they stop.
+/// Pre-release numeric identifiers may not have leading zeros; build ones may.
+fn identifiers(bytes: &[u8], mut at: usize, pre_release: bool) -> Option<usize> {
+    loop {
+        let start = at;
+        let mut all_digits = true;
+        while let Some(&b) = bytes.get(at) {
+            if !(b.is_ascii_alphanumeric() || b == b'-') {
+                break;
+            }
+            all_digits &= b.is_ascii_digit();
+            at += 1;
+        }
+        let len = at - start;
+        if len == 0 || (pre_release && all_digits && len > 1 && bytes[start] == b'0') {
+            return None;
+        }
+        match bytes.get(at) {
+            Some(b'.') => at += 1,
+            Some(b'+') if pre_release => return Some(at),
+            None => return Some(at),
+            Some(_) => return None,
+        }
     }
 }
 
@@ -89,23 +142,8 @@ impl VersionBuf {
     }
 }
 
-fn is_identifier(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
 fn is_numeric(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn has_leading_zero(id: &str) -> bool {
-    id.len() > 1 && id.starts_with('0')
-}
-
-fn numeric(part: &str) -> Option<u64> {
-    if !is_numeric(part) || has_leading_zero(part) {
-        return None;
-    }
-    part.parse().ok()
 }
 
 impl Ord for Version<'_> {

@@ -13,16 +13,17 @@ use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashSet;
 
 use crate::bucketing;
-use crate::context::{Context, Property};
+use crate::context::{name_hash, Attr, Context, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
+
 use crate::validation::{Problem, Problems};
 
 /// A compiled `when`: every present part must match.
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledWhen {
-    users: FxHashSet<Box<str>>,
-    groups: FxHashSet<Box<str>>,
+    users: StrSet,
+    groups: StrSet,
     /// Indices into the snapshot's segments; resolved after compiling.
     pub(crate) segments: Vec<usize>,
     constraints: Vec<CompiledConstraint>,
@@ -32,6 +33,7 @@ pub(crate) struct CompiledWhen {
 #[derive(Debug, Clone)]
 struct CompiledConstraint {
     attribute: Box<str>,
+    attribute_hash: u64,
     negate: bool,
     test: Test,
 }
@@ -41,7 +43,7 @@ struct CompiledConstraint {
 enum Test {
     /// `in` (and `eq`): the value is one of these. `not` turns it into `not_in`/`neq`.
     OneOf {
-        values: FxHashSet<Box<str>>,
+        values: StrSet,
         numbers: Vec<f64>,
         not: bool,
     },
@@ -104,8 +106,8 @@ impl CompiledWhen {
             CompiledPercentage::compile(p, flag_key, &format!("{path}.percentage"), problems)
         });
         CompiledWhen {
-            users: when.users.iter().map(|u| u.as_str().into()).collect(),
-            groups: when.groups.iter().map(|g| g.as_str().into()).collect(),
+            users: StrSet::new(&when.users),
+            groups: StrSet::new(&when.groups),
             segments: Vec::new(),
             constraints,
             percentage,
@@ -123,7 +125,7 @@ impl CompiledWhen {
             && !ctx
                 .groups()
                 .iter()
-                .any(|g| self.groups.contains(g.as_str()))
+                .any(|g| self.groups.contains(g))
         {
             return false;
         }
@@ -200,10 +202,10 @@ pub(crate) fn with_first_present<R>(
     f: impl FnOnce(&str) -> R,
 ) -> Option<R> {
     for name in by {
-        match ctx.get(name) {
-            Some(Property::String(s)) => return Some(f(s)),
-            Some(Property::Bool(b)) => return Some(f(if b { "true" } else { "false" })),
-            Some(Property::Number(n)) => {
+        match ctx.lookup(name, name_hash(name)) {
+            Some(Attr::Text(text)) => return Some(f(text.raw)),
+            Some(Attr::Bool(b)) => return Some(f(if b { "true" } else { "false" })),
+            Some(Attr::Number(n)) => {
                 use std::io::Write;
                 // f64's Display needs at most ~330 bytes.
                 let mut buf = [0_u8; 400];
@@ -215,10 +217,41 @@ pub(crate) fn with_first_present<R>(
                     }
                 }
             }
-            Some(Property::List(_)) | None => {}
+            Some(Attr::List(_)) | None => {}
         }
     }
     None
+}
+
+/// A set of strings: a short list is scanned, a long one hashed.
+#[derive(Debug, Clone)]
+enum StrSet {
+    Few(Vec<Box<str>>),
+    Many(FxHashSet<Box<str>>),
+}
+
+impl StrSet {
+    fn new(values: &[String]) -> Self {
+        if values.len() <= 8 {
+            StrSet::Few(values.iter().map(|v| v.as_str().into()).collect())
+        } else {
+            StrSet::Many(values.iter().map(|v| v.as_str().into()).collect())
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            StrSet::Few(values) => values.is_empty(),
+            StrSet::Many(values) => values.is_empty(),
+        }
+    }
+
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            StrSet::Few(values) => values.iter().any(|v| **v == *s),
+            StrSet::Many(values) => values.contains(s),
+        }
+    }
 }
 
 impl CompiledConstraint {
@@ -269,7 +302,7 @@ impl CompiledConstraint {
                     }
                 } else {
                     Test::OneOf {
-                        values: c.values.iter().map(|v| v.as_str().into()).collect(),
+                        values: StrSet::new(&c.values),
                         numbers: c.values.iter().filter_map(|v| parse_number(v)).collect(),
                         not,
                     }
@@ -355,6 +388,7 @@ impl CompiledConstraint {
         };
         (problems.errors.len() == before).then(|| CompiledConstraint {
             attribute: c.attribute.as_str().into(),
+            attribute_hash: name_hash(&c.attribute),
             negate: c.negate,
             test,
         })
@@ -363,9 +397,9 @@ impl CompiledConstraint {
     /// Absent or mistyped attributes make the test false; `negate` flips the result,
     /// so they make a negated constraint true.
     fn holds(&self, ctx: &Context) -> bool {
-        let result = match ctx.get(&self.attribute) {
+        let result = match ctx.lookup(&self.attribute, self.attribute_hash) {
             None => false,
-            Some(property) => self.test.accepts(property),
+            Some(attr) => self.test.accepts(attr),
         };
         result != self.negate
     }
@@ -393,36 +427,35 @@ fn parse_cidr(text: &str) -> Option<IpNet> {
 }
 
 impl Test {
-    fn accepts(&self, property: Property<'_>) -> bool {
-        match property {
-            Property::List(items) => match self {
+    fn accepts(&self, attr: Attr<'_>) -> bool {
+        match attr {
+            Attr::List(items) => match self {
                 // A list attribute holds when any of its items does; `not_in`/`neq`
                 // hold when none is among the values.
                 Test::OneOf { not: true, .. } | Test::OneOfIgnoringCase { not: true, .. } => {
-                    items.iter().all(|item| self.accepts_str(item))
+                    items.iter().all(|item| self.accepts_text(Text::plain(item)))
                 }
                 Test::Exists => true,
-                _ => items.iter().any(|item| self.accepts_str(item)),
+                _ => items.iter().any(|item| self.accepts_text(Text::plain(item))),
             },
-            Property::String(s) => self.accepts_str(s),
-            Property::Number(n) => match self {
-                Test::OneOf {
-                    numbers, not, ..
-                } => numbers.contains(&n) != *not,
-                Test::Number { accept, values } => values
-                    .iter()
-                    .any(|v| n.partial_cmp(v).is_some_and(accept)),
+            Attr::Text(text) => self.accepts_text(text),
+            Attr::Number(n) => match self {
+                Test::OneOf { numbers, not, .. } => numbers.contains(&n) != *not,
+                Test::Number { accept, values } => {
+                    values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))
+                }
                 Test::Exists => true,
                 _ => false,
             },
-            Property::Bool(b) => match self {
+            Attr::Bool(b) => match self {
                 Test::Exists => true,
-                _ => self.accepts_str(if b { "true" } else { "false" }),
+                _ => self.accepts_text(Text::plain(if b { "true" } else { "false" })),
             },
         }
     }
 
-    fn accepts_str(&self, s: &str) -> bool {
+    fn accepts_text(&self, text: Text<'_>) -> bool {
+        let s = text.raw;
         match self {
             Test::OneOf { values, not, .. } => values.contains(s) != *not,
             Test::OneOfIgnoringCase { values, not } => {
@@ -441,16 +474,18 @@ impl Test {
                 (TextOp::EndsWith, true) => ends_with_ignoring_case(s, v),
             }),
             Test::Matches(regexes) => regexes.iter().any(|r| r.is_match(s)),
-            Test::Number { accept, values } => parse_number(s).is_some_and(|n| {
-                values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))
+            Test::Number { accept, values } => text
+                .number()
+                .is_some_and(|n| values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))),
+            Test::Semver { accept, values } => text.version().is_some_and(|version| {
+                values.iter().any(|v| accept(version.cmp(&v.as_version())))
             }),
-            Test::Semver { accept, values } => Version::parse(s)
-                .is_some_and(|version| values.iter().any(|v| accept(version.cmp(&v.as_version())))),
-            Test::Instant { accept, values } => DateTime::parse_from_rfc3339(s)
-                .is_ok_and(|instant| values.iter().any(|v| accept(instant.cmp(v)))),
-            Test::InCidr(nets) => s
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| nets.iter().any(|net| net.contains(&ip))),
+            Test::Instant { accept, values } => text
+                .instant()
+                .is_some_and(|instant| values.iter().any(|v| accept(instant.cmp(v)))),
+            Test::InCidr(nets) => text
+                .ip()
+                .is_some_and(|ip| nets.iter().any(|net| net.contains(&ip))),
             Test::Exists => true,
         }
     }
@@ -460,22 +495,45 @@ fn lower(s: &str) -> impl Iterator<Item = char> + '_ {
     s.chars().flat_map(char::to_lowercase)
 }
 
-/// `s` equals `lowered` (already lowercase) ignoring case, without allocating.
+// Case-insensitive comparisons against `lowered` (lowercased when the flag was
+// compiled), without allocating: byte-wise for ASCII, by Unicode lowercase otherwise.
+
 fn eq_ignoring_case(s: &str, lowered: &str) -> bool {
+    if s.is_ascii() {
+        return s.eq_ignore_ascii_case(lowered);
+    }
     lower(s).eq(lowered.chars())
 }
 
 fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
+    if s.is_ascii() && lowered.is_ascii() {
+        return s
+            .as_bytes()
+            .get(..lowered.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(lowered.as_bytes()));
+    }
     let mut haystack = lower(s);
     lowered.chars().all(|c| haystack.next() == Some(c))
 }
 
 fn ends_with_ignoring_case(s: &str, lowered: &str) -> bool {
+    if s.is_ascii() && lowered.is_ascii() {
+        return s
+            .len()
+            .checked_sub(lowered.len())
+            .is_some_and(|start| s.as_bytes()[start..].eq_ignore_ascii_case(lowered.as_bytes()));
+    }
     let mut haystack = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
     lowered.chars().rev().all(|c| haystack.next() == Some(c))
 }
 
 fn contains_ignoring_case(s: &str, lowered: &str) -> bool {
+    if s.is_ascii() && lowered.is_ascii() {
+        return lowered.is_empty()
+            || s.as_bytes()
+                .windows(lowered.len())
+                .any(|w| w.eq_ignore_ascii_case(lowered.as_bytes()));
+    }
     lowered.is_empty()
         || s.char_indices()
             .any(|(i, _)| starts_with_ignoring_case(&s[i..], lowered))
@@ -494,5 +552,8 @@ mod tests {
         assert!(!ends_with_ignoring_case("bc", "abc"));
         assert!(contains_ignoring_case("a-SOME-string", "some"));
         assert!(!contains_ignoring_case("a-SOM-string", "some"));
+        assert!(contains_ignoring_case("ÜBER-SOME", "some"));
+        assert!(eq_ignoring_case("ÜBER", "über"));
+        assert!(!starts_with_ignoring_case("a", "ab"));
     }
 }
