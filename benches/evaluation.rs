@@ -45,7 +45,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| evaluate(black_box(&snapshot), black_box("rollout"), black_box(&ctx)).reason)
     });
     group.bench_function("complex_3_rules_10_constraints", |b| {
-        b.iter(|| evaluate(black_box(&snapshot), black_box("checkout-v3"), black_box(&ctx)).reason)
+        b.iter(|| {
+            evaluate(
+                black_box(&snapshot),
+                black_box("checkout-v3"),
+                black_box(&ctx),
+            )
+            .reason
+        })
     });
     group.finish();
 
@@ -66,7 +73,11 @@ fn bench(c: &mut Criterion) {
         .collect();
     let bulk = Snapshot::compile(bulk, vec![]).expect("compiles");
     c.bench_function("evaluate_all/100_flags", |b| {
-        b.iter(|| evaluate_all(black_box(&bulk), black_box(&ctx)).filter(|(_, e)| e.variant.is_some()).count())
+        b.iter(|| {
+            evaluate_all(black_box(&bulk), black_box(&ctx))
+                .filter(|(_, e)| e.variant.is_some())
+                .count()
+        })
     });
 }
 

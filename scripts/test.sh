@@ -20,5 +20,13 @@ ensure_mmh3
 python3 scripts/check_bucketing_vectors.py
 
 echo "== Rust tests (workspace: unit, property, conformance, end-to-end)"
-# --show-output prints what passing tests report, e.g. the Unleash conformance count.
-cargo test --workspace --locked -- --show-output
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# --nocapture lets passing tests report, e.g. the Unleash conformance case count.
+cargo test --workspace --locked -- --nocapture 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+grep -h "unleash conformance:" "$log" || { echo "FATAL: the Unleash conformance suite did not run" >&2; exit 1; }
+passed=$(grep -o '[0-9]* passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -o '[0-9]* failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo "rust tests: ${passed} passed, ${failed} failed"
+exit "$status"

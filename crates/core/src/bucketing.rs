@@ -62,7 +62,14 @@ mod tests {
     fn matches_an_independent_murmur3_of_the_joined_string() {
         let long = "x".repeat(37);
         let huge = "z".repeat(300);
-        for (salt, value) in [("flag", "user-1"), ("", ""), ("ü", "日本"), ("abc", "defgh"), (long.as_str(), "y"), (huge.as_str(), "w")] {
+        for (salt, value) in [
+            ("flag", "user-1"),
+            ("", ""),
+            ("ü", "日本"),
+            ("abc", "defgh"),
+            (long.as_str(), "y"),
+            (huge.as_str(), "w"),
+        ] {
             let joined = format!("{salt}/{value}");
             let whole = murmur3::murmur3_32(&mut joined.as_bytes(), 0).expect("hashes");
             assert_eq!(murmur3_joined(salt, b'/', value, 0), whole, "{joined}");

@@ -107,7 +107,10 @@ impl<'a> Text<'a> {
 
     /// The string as a finite number.
     pub(crate) fn number(&self) -> Option<f64> {
-        self.cached(|p| &p.number, |raw| raw.parse::<f64>().ok().filter(|n| n.is_finite()))
+        self.cached(
+            |p| &p.number,
+            |raw| raw.parse::<f64>().ok().filter(|n| n.is_finite()),
+        )
     }
 
     /// The string as a semantic version.
@@ -131,7 +134,10 @@ impl<'a> Text<'a> {
                 })
             },
         )?;
-        Some(Version::from_parts(parts.numbers, raw.get(parts.pre.0..parts.pre.1)?))
+        Some(Version::from_parts(
+            parts.numbers,
+            raw.get(parts.pre.0..parts.pre.1)?,
+        ))
     }
 
     /// The string as an IP address.
@@ -221,9 +227,7 @@ impl Context {
             Some(entry) => *entry = (name, value, Parsed::default()),
             None => {
                 self.attributes
-                    .insert_unique(hash, (name, value, Parsed::default()), |e| {
-                        name_hash(&e.0)
-                    });
+                    .insert_unique(hash, (name, value, Parsed::default()), |e| name_hash(&e.0));
             }
         }
     }
@@ -260,15 +264,19 @@ impl Context {
                 })
             }),
             GROUPS if !self.groups.is_empty() => Some(Attr::List(&self.groups)),
-            _ => self.attributes.find(hash, |e| e.0 == name).map(|(_, value, parsed)| match value {
-                AttributeValue::String(raw) => Attr::Text(Text {
-                    raw,
-                    parsed: Some(parsed),
-                }),
-                AttributeValue::Number(n) => Attr::Number(*n),
-                AttributeValue::Bool(b) => Attr::Bool(*b),
-                AttributeValue::List(l) => Attr::List(l),
-            }),
+            _ => {
+                self.attributes
+                    .find(hash, |e| e.0 == name)
+                    .map(|(_, value, parsed)| match value {
+                        AttributeValue::String(raw) => Attr::Text(Text {
+                            raw,
+                            parsed: Some(parsed),
+                        }),
+                        AttributeValue::Number(n) => Attr::Number(*n),
+                        AttributeValue::Bool(b) => Attr::Bool(*b),
+                        AttributeValue::List(l) => Attr::List(l),
+                    })
+            }
         }
     }
 
@@ -451,7 +459,10 @@ mod tests {
     fn bad_shapes_are_named() {
         let cases = [
             (r#"{"targetingKey": 5}"#, "`targetingKey` must be a string"),
-            (r#"{"groups": "beta"}"#, "`groups` must be an array of strings"),
+            (
+                r#"{"groups": "beta"}"#,
+                "`groups` must be an array of strings",
+            ),
             (r#"{"nested": {"a": 1}}"#, "attribute `nested`"),
             (r#"[1]"#, "a context object"),
         ];

@@ -186,15 +186,23 @@ fn evaluate_index<'s>(
     for rule in &flag.rules {
         if rule.when.matches(ctx, &snapshot.segments) {
             return match &rule.serve {
-                CompiledServe::Variant(v) => served(flag, *v, Reason::TargetingMatch, Some(&rule.id)),
-                CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, Some(&rule.id)),
+                CompiledServe::Variant(v) => {
+                    served(flag, *v, Reason::TargetingMatch, Some(&rule.id))
+                }
+                CompiledServe::Rollout(r) => {
+                    served(flag, pick(r, ctx), Reason::Split, Some(&rule.id))
+                }
             };
         }
     }
     match &flag.default {
         CompiledServe::Variant(v) => {
             let fixed = flag.rules.is_empty() && flag.prerequisites.is_empty();
-            let reason = if fixed { Reason::Static } else { Reason::Default };
+            let reason = if fixed {
+                Reason::Static
+            } else {
+                Reason::Default
+            };
             served(flag, *v, reason, None)
         }
         CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, None),
@@ -237,12 +245,14 @@ fn pick(rollout: &CompiledRollout, ctx: &Context) -> usize {
         _ => return 0,
     };
     match target {
-        Some(bucket) => rollout
-            .shares
-            .iter()
-            .find(|(end, _)| *end > bucket)
-            .unwrap_or(last)
-            .1,
+        Some(bucket) => {
+            rollout
+                .shares
+                .iter()
+                .find(|(end, _)| *end > bucket)
+                .unwrap_or(last)
+                .1
+        }
         None if first.0 >= rollout.total => first.1,
         None => last.1,
     }

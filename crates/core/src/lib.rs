@@ -10,7 +10,10 @@
 //!
 //! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
 #![deny(missing_docs)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod bucketing;
 pub mod context;
@@ -19,6 +22,7 @@ pub mod model;
 pub mod semver;
 mod snapshot;
 mod targeting;
+pub mod unleash;
 pub mod validation;
 
 pub use context::{AttributeValue, Context};

@@ -329,7 +329,11 @@ pub struct Constraint {
     pub op: Operator,
     /// Operands; the constraint holds when the comparison holds for any of them.
     /// Numbers and booleans are accepted and kept in their string form.
-    #[serde(default, deserialize_with = "scalar_strings", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "scalar_strings",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub values: Vec<String>,
     /// Inverts the result, including for an absent or mistyped attribute.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -461,7 +465,9 @@ impl TryFrom<PrerequisiteRepr> for Prerequisite {
         let variants = match (repr.variant, repr.variants) {
             (Some(one), None) => vec![one],
             (None, Some(many)) => many,
-            (Some(_), Some(_)) => return Err("a prerequisite sets `variant` or `variants`, not both"),
+            (Some(_), Some(_)) => {
+                return Err("a prerequisite sets `variant` or `variants`, not both")
+            }
             (None, None) => return Err("a prerequisite needs `variant` or `variants`"),
         };
         Ok(Prerequisite {
@@ -546,8 +552,9 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(r.by.properties(), ["userId", "sessionId"]);
-        let err = serde_json::from_str::<Constraint>(r#"{"attribute":"a","op":"in","values":[{}]}"#)
-            .expect_err("objects are not values");
+        let err =
+            serde_json::from_str::<Constraint>(r#"{"attribute":"a","op":"in","values":[{}]}"#)
+                .expect_err("objects are not values");
         assert!(err.to_string().contains("found object"), "{err}");
     }
 }

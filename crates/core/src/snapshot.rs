@@ -369,7 +369,9 @@ fn compile_serve(
     problems: &mut Problems,
 ) -> CompiledServe {
     match serve {
-        Serve::Variant(name) => CompiledServe::Variant(variant(name, format!("{path}.variant"), problems)),
+        Serve::Variant(name) => {
+            CompiledServe::Variant(variant(name, format!("{path}.variant"), problems))
+        }
         Serve::Rollout(rollout) => CompiledServe::Rollout(compile_rollout(
             rollout,
             flag_key,
@@ -402,7 +404,9 @@ fn compile_rollout(
                 },
             );
         }
-        Hashing::Unleash if sum == 0 => problems.push(format!("{path}.split"), Problem::ZeroWeights),
+        Hashing::Unleash if sum == 0 => {
+            problems.push(format!("{path}.split"), Problem::ZeroWeights)
+        }
         Hashing::Unleash if sum > u64::from(u32::MAX) => problems.push(
             format!("{path}.split"),
             Problem::WeightSum {
@@ -440,7 +444,11 @@ fn compile_rollout(
 }
 
 /// Compiles one segment; segments may not name other segments.
-pub(crate) fn compile_segment(segment: &Segment, path: &str, problems: &mut Problems) -> CompiledWhen {
+pub(crate) fn compile_segment(
+    segment: &Segment,
+    path: &str,
+    problems: &mut Problems,
+) -> CompiledWhen {
     let at = |field: &str| {
         if path.is_empty() {
             field.to_owned()

@@ -48,7 +48,10 @@ enum Test {
         not: bool,
     },
     /// Case-insensitive `in`/`eq`: values are lowercased.
-    OneOfIgnoringCase { values: Vec<Box<str>>, not: bool },
+    OneOfIgnoringCase {
+        values: Vec<Box<str>>,
+        not: bool,
+    },
     Text {
         kind: TextOp,
         values: Vec<Box<str>>,
@@ -117,16 +120,13 @@ impl CompiledWhen {
     /// Whether the context matches. `segment` tests one referenced segment.
     pub(crate) fn matches(&self, ctx: &Context, segments: &[CompiledWhen]) -> bool {
         if !self.users.is_empty()
-            && !ctx.targeting_key().is_some_and(|key| self.users.contains(key))
+            && !ctx
+                .targeting_key()
+                .is_some_and(|key| self.users.contains(key))
         {
             return false;
         }
-        if !self.groups.is_empty()
-            && !ctx
-                .groups()
-                .iter()
-                .any(|g| self.groups.contains(g))
-        {
+        if !self.groups.is_empty() && !ctx.groups().iter().any(|g| self.groups.contains(g)) {
             return false;
         }
         if !self.segments.is_empty()
@@ -163,7 +163,12 @@ impl CompiledPercentage {
             );
         }
         CompiledPercentage {
-            by: p.by.properties().iter().map(|s| s.as_str().into()).collect(),
+            by: p
+                .by
+                .properties()
+                .iter()
+                .map(|s| s.as_str().into())
+                .collect(),
             salt: p.salt.as_deref().unwrap_or(flag_key).into(),
             weight: p.weight,
             hashing: p.hashing,
@@ -174,7 +179,8 @@ impl CompiledPercentage {
         let included = with_first_present(ctx, &self.by, |value| match self.hashing {
             Hashing::Switchyard => bucketing::bucket(&self.salt, value) < self.weight,
             Hashing::Unleash => {
-                self.weight > 0 && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight
+                self.weight > 0
+                    && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight
             }
         });
         // Nothing to bucket on: only a full percentage includes the context.
@@ -267,7 +273,10 @@ impl CompiledConstraint {
             }
             Exists | In | NotIn => {}
             op if c.values.is_empty() => {
-                problems.push(values_path.as_str(), Problem::MissingValues { op: op.as_str() });
+                problems.push(
+                    values_path.as_str(),
+                    Problem::MissingValues { op: op.as_str() },
+                );
             }
             _ => {}
         }
@@ -360,12 +369,12 @@ impl CompiledConstraint {
             }
             Before | After => {
                 parse_each(&|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map(drop)
-                        .map_err(|source| Problem::BadInstant {
+                    DateTime::parse_from_rfc3339(v).map(drop).map_err(|source| {
+                        Problem::BadInstant {
                             value: v.to_owned(),
                             source,
-                        })
+                        }
+                    })
                 });
                 Test::Instant {
                     accept: acceptor(c.op),
@@ -432,11 +441,13 @@ impl Test {
             Attr::List(items) => match self {
                 // A list attribute holds when any of its items does; `not_in`/`neq`
                 // hold when none is among the values.
-                Test::OneOf { not: true, .. } | Test::OneOfIgnoringCase { not: true, .. } => {
-                    items.iter().all(|item| self.accepts_text(Text::plain(item)))
-                }
+                Test::OneOf { not: true, .. } | Test::OneOfIgnoringCase { not: true, .. } => items
+                    .iter()
+                    .all(|item| self.accepts_text(Text::plain(item))),
                 Test::Exists => true,
-                _ => items.iter().any(|item| self.accepts_text(Text::plain(item))),
+                _ => items
+                    .iter()
+                    .any(|item| self.accepts_text(Text::plain(item))),
             },
             Attr::Text(text) => self.accepts_text(text),
             Attr::Number(n) => match self {
@@ -477,9 +488,9 @@ impl Test {
             Test::Number { accept, values } => text
                 .number()
                 .is_some_and(|n| values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))),
-            Test::Semver { accept, values } => text.version().is_some_and(|version| {
-                values.iter().any(|v| accept(version.cmp(&v.as_version())))
-            }),
+            Test::Semver { accept, values } => text
+                .version()
+                .is_some_and(|version| values.iter().any(|v| accept(version.cmp(&v.as_version())))),
             Test::Instant { accept, values } => text
                 .instant()
                 .is_some_and(|instant| values.iter().any(|v| accept(instant.cmp(v)))),

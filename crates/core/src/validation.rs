@@ -96,7 +96,9 @@ pub enum Problem {
         weight: u32,
     },
     /// Unleash percentages are whole percents.
-    #[error("weight {weight} is not a whole percent (a multiple of 1000), as Unleash hashing needs")]
+    #[error(
+        "weight {weight} is not a whole percent (a multiple of 1000), as Unleash hashing needs"
+    )]
     FractionalPercent {
         /// The weight given.
         weight: u32,

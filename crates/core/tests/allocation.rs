@@ -60,14 +60,20 @@ fn evaluating_a_compiled_flag_allocates_nothing() {
 
     // Warm-up: the regex engine builds its per-thread cache on first use.
     let warm = evaluate(&snapshot, "checkout-v3", &ctx);
-    assert_eq!((warm.reason, warm.rule_id), (Reason::Split, Some("eu-ramp")), "the fixture reaches the rollout");
+    assert_eq!(
+        (warm.reason, warm.rule_id),
+        (Reason::Split, Some("eu-ramp")),
+        "the fixture reaches the rollout"
+    );
 
     let mut reasons = Vec::with_capacity(3000);
     let n = allocations_during(|| {
         for i in 0..1000 {
             reasons.push(evaluate(&snapshot, "checkout-v3", &ctx).reason);
             reasons.push(evaluate(&snapshot, "killed", &ctx).reason);
-            reasons.push(evaluate(&snapshot, if i % 2 == 0 { "missing" } else { "gone" }, &ctx).reason);
+            reasons.push(
+                evaluate(&snapshot, if i % 2 == 0 { "missing" } else { "gone" }, &ctx).reason,
+            );
         }
     });
     assert_eq!(n, 0, "allocations during 3000 evaluations");

@@ -3,7 +3,9 @@
 //! independent `mmh3`), and a rollout built from them serves what they predict.
 
 use serde_json::{json, Value};
-use switchyard_core::bucketing::{bucket, murmur3_joined, unleash_percentage, unleash_variant_target};
+use switchyard_core::bucketing::{
+    bucket, murmur3_joined, unleash_percentage, unleash_variant_target,
+};
 use switchyard_core::{evaluate, Context, Flag, Snapshot};
 
 fn vectors() -> Value {
@@ -29,7 +31,11 @@ fn switchyard_vectors_hold() {
     assert!(cases.len() >= 50, "at least 50 vectors");
     for v in cases {
         let (salt, value) = (text(v, "salt"), text(v, "value"));
-        assert_eq!(murmur3_joined(salt, b'/', value, 0), number(v, "hash"), "{v}");
+        assert_eq!(
+            murmur3_joined(salt, b'/', value, 0),
+            number(v, "hash"),
+            "{v}"
+        );
         assert_eq!(bucket(salt, value), number(v, "bucket"), "{v}");
     }
 }
@@ -38,7 +44,11 @@ fn switchyard_vectors_hold() {
 fn unleash_vectors_hold() {
     let data = vectors();
     for v in data["unleash_percentage"].as_array().expect("list") {
-        assert_eq!(unleash_percentage(text(v, "group"), text(v, "value")), number(v, "percentage"), "{v}");
+        assert_eq!(
+            unleash_percentage(text(v, "group"), text(v, "value")),
+            number(v, "percentage"),
+            "{v}"
+        );
     }
     for v in data["unleash_variant"].as_array().expect("list") {
         let target = unleash_variant_target(text(v, "group"), text(v, "value"), number(v, "total"));
@@ -60,6 +70,10 @@ fn rollouts_serve_what_the_vectors_predict() {
         .expect("parses");
         let s = Snapshot::compile(vec![flag], vec![]).expect("compiles");
         let got = evaluate(&s, "f", &Context::new(text(v, "value")));
-        assert_eq!(got.variant, Some(if b < 50_000 { "on" } else { "off" }), "{v}");
+        assert_eq!(
+            got.variant,
+            Some(if b < 50_000 { "on" } else { "off" }),
+            "{v}"
+        );
     }
 }

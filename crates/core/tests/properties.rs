@@ -141,7 +141,9 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         prop_oneof![
             ".{0,12}",
             Just("on".to_owned()),
@@ -178,8 +180,13 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 
 fn constraint() -> impl Strategy<Value = Value> {
     let string_op = prop_oneof![
-        Just("in"), Just("not_in"), Just("eq"), Just("neq"), Just("contains"),
-        Just("starts_with"), Just("ends_with"),
+        Just("in"),
+        Just("not_in"),
+        Just("eq"),
+        Just("neq"),
+        Just("contains"),
+        Just("starts_with"),
+        Just("ends_with"),
     ];
     prop_oneof![
         (string_op, "[a-z]{1,8}", prop::collection::vec("[a-zA-Z0-9 ]{0,8}", 1..4), any::<bool>(), any::<bool>())
@@ -239,22 +246,26 @@ fn valid_flag() -> impl Strategy<Value = Flag> {
                 0..names.len(),
             )
         })
-        .prop_map(|((key, variants, enabled, version, tags), rules, default, off)| {
-            let off_variant = variants.keys().nth(off).cloned().expect("in range");
-            let rules: Vec<Value> = rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, (users, groups, constraints, serve))| json!({
-                    "id": format!("rule-{i}"),
-                    "when": {"users": users, "groups": groups, "constraints": constraints},
-                    "serve": serve
+        .prop_map(
+            |((key, variants, enabled, version, tags), rules, default, off)| {
+                let off_variant = variants.keys().nth(off).cloned().expect("in range");
+                let rules: Vec<Value> = rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (users, groups, constraints, serve))| {
+                        json!({
+                            "id": format!("rule-{i}"),
+                            "when": {"users": users, "groups": groups, "constraints": constraints},
+                            "serve": serve
+                        })
+                    })
+                    .collect();
+                serde_json::from_value(json!({
+                    "key": key, "kind": "string", "enabled": enabled, "variants": variants,
+                    "off_variant": off_variant, "rules": rules, "default": default,
+                    "tags": tags, "version": version
                 }))
-                .collect();
-            serde_json::from_value(json!({
-                "key": key, "kind": "string", "enabled": enabled, "variants": variants,
-                "off_variant": off_variant, "rules": rules, "default": default,
-                "tags": tags, "version": version
-            }))
-            .expect("generated flag parses")
-        })
+                .expect("generated flag parses")
+            },
+        )
 }

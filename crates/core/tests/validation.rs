@@ -21,7 +21,10 @@ fn rejects(edit: impl Fn(&mut Value), expected: &str) {
     let flag: Flag = serde_json::from_value(value.clone()).expect("parses");
     let err = validate_flag(&flag).expect_err(expected);
     let text = err.to_string();
-    assert!(text.contains(expected), "expected `{expected}` in `{text}` for {value}");
+    assert!(
+        text.contains(expected),
+        "expected `{expected}` in `{text}` for {value}"
+    );
 }
 
 #[test]
@@ -33,10 +36,22 @@ fn a_good_flag_passes() {
 #[test]
 fn malformed_flags_name_the_field() {
     rejects(|f| f["key"] = json!(""), "key: must not be empty");
-    rejects(|f| f["key"] = json!("a\nb"), "key: must not contain control characters");
-    rejects(|f| f["key"] = json!("k".repeat(300)), "key: is 300 bytes long");
-    rejects(|f| f["off_variant"] = json!("zzz"), "off_variant: unknown variant `zzz`");
-    rejects(|f| f["default"] = json!({"variant": "nope"}), "default.variant: unknown variant `nope`");
+    rejects(
+        |f| f["key"] = json!("a\nb"),
+        "key: must not contain control characters",
+    );
+    rejects(
+        |f| f["key"] = json!("k".repeat(300)),
+        "key: is 300 bytes long",
+    );
+    rejects(
+        |f| f["off_variant"] = json!("zzz"),
+        "off_variant: unknown variant `zzz`",
+    );
+    rejects(
+        |f| f["default"] = json!({"variant": "nope"}),
+        "default.variant: unknown variant `nope`",
+    );
     rejects(
         |f| f["rules"][0]["serve"]["rollout"]["split"][1]["weight"] = json!(49000),
         "rules[0].serve.rollout.split: weights sum to 99000, expected 100000",
@@ -45,8 +60,14 @@ fn malformed_flags_name_the_field() {
         |f| f["rules"][0]["serve"]["rollout"]["split"][0]["variant"] = json!("c"),
         "rules[0].serve.rollout.split[0].variant: unknown variant `c`",
     );
-    rejects(|f| f["rules"][0]["serve"]["rollout"]["by"] = json!([]), "rules[0].serve.rollout.by: must not be empty");
-    rejects(|f| f["variants"]["a"] = json!(5), "variants.a: a string flag cannot have a number value");
+    rejects(
+        |f| f["rules"][0]["serve"]["rollout"]["by"] = json!([]),
+        "rules[0].serve.rollout.by: must not be empty",
+    );
+    rejects(
+        |f| f["variants"]["a"] = json!(5),
+        "variants.a: a string flag cannot have a number value",
+    );
     rejects(
         |f| {
             f["kind"] = json!("boolean");
@@ -60,8 +81,12 @@ fn malformed_flags_name_the_field() {
         },
         "rules[1].id: duplicate rule id `r1`",
     );
-    rejects(|f| f["rules"][0]["id"] = json!(""), "rules[0].id: must not be empty");
-    let constraint = |c: Value| move |f: &mut Value| f["rules"][0]["when"]["constraints"][0] = c.clone();
+    rejects(
+        |f| f["rules"][0]["id"] = json!(""),
+        "rules[0].id: must not be empty",
+    );
+    let constraint =
+        |c: Value| move |f: &mut Value| f["rules"][0]["when"]["constraints"][0] = c.clone();
     rejects(
         constraint(json!({"attribute": "x", "op": "matches", "values": ["(unclosed"]})),
         "rules[0].when.constraints[0].values[0]: invalid regular expression `(unclosed`",
@@ -102,8 +127,14 @@ fn malformed_flags_name_the_field() {
         |f| f["rules"][0]["when"]["percentage"] = json!({"weight": 1500, "hashing": "unleash"}),
         "rules[0].when.percentage.weight: weight 1500 is not a whole percent",
     );
-    rejects(|f| f["prerequisites"] = json!([{"flag": "f", "variant": "a"}]), "prerequisites[0].flag: prerequisite cycle: f → f");
-    rejects(|f| f["prerequisites"] = json!([{"flag": "g", "variants": []}]), "prerequisites[0].variants: must not be empty");
+    rejects(
+        |f| f["prerequisites"] = json!([{"flag": "f", "variant": "a"}]),
+        "prerequisites[0].flag: prerequisite cycle: f → f",
+    );
+    rejects(
+        |f| f["prerequisites"] = json!([{"flag": "g", "variants": []}]),
+        "prerequisites[0].variants: must not be empty",
+    );
 }
 
 #[test]
@@ -125,21 +156,34 @@ fn flag_sets_reject_cycles_unknown_segments_and_duplicates() {
         serde_json::from_value::<Flag>(f).expect("parses")
     };
     let err = Snapshot::compile(
-        vec![with_prereq("a", "b"), with_prereq("b", "c"), with_prereq("c", "a")],
+        vec![
+            with_prereq("a", "b"),
+            with_prereq("b", "c"),
+            with_prereq("c", "a"),
+        ],
         vec![],
     )
     .expect_err("cycle");
-    assert!(err.to_string().contains("prerequisite cycle: a → b → c → a"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("prerequisite cycle: a → b → c → a"),
+        "{err}"
+    );
 
-    let err = Snapshot::compile(vec![with_prereq("a", "b"), with_prereq("a", "c")], vec![]).expect_err("dup");
-    assert!(err.to_string().contains("flags[a]: duplicate key `a`"), "{err}");
+    let err = Snapshot::compile(vec![with_prereq("a", "b"), with_prereq("a", "c")], vec![])
+        .expect_err("dup");
+    assert!(
+        err.to_string().contains("flags[a]: duplicate key `a`"),
+        "{err}"
+    );
 
     let mut f = good();
     f["rules"][0]["when"]["segments"] = json!(["ghosts"]);
     let flag: Flag = serde_json::from_value(f).expect("parses");
     let err = Snapshot::compile(vec![flag], vec![]).expect_err("segment");
     assert!(
-        err.to_string().contains("flags[f].rules[0].when.segments[0]: unknown segment `ghosts`"),
+        err.to_string()
+            .contains("flags[f].rules[0].when.segments[0]: unknown segment `ghosts`"),
         "{err}"
     );
 
@@ -150,7 +194,8 @@ fn flag_sets_reject_cycles_unknown_segments_and_duplicates() {
     let flags: Vec<Flag> = serde_json::from_value(json!([f, other])).expect("parses");
     let err = Snapshot::compile(flags, vec![]).expect_err("variant");
     assert!(
-        err.to_string().contains("flags[f].prerequisites[0].variants[0]: flag `other` has no variant `nope`"),
+        err.to_string()
+            .contains("flags[f].prerequisites[0].variants[0]: flag `other` has no variant `nope`"),
         "{err}"
     );
 }
@@ -160,20 +205,34 @@ fn segments_are_validated() {
     let nested: Segment =
         serde_json::from_value(json!({"key": "s", "when": {"segments": ["t"]}})).expect("parses");
     let err = validate_segment(&nested).expect_err("nested");
-    assert!(err.to_string().contains("when.segments: a segment's condition cannot name other segments"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("when.segments: a segment's condition cannot name other segments"),
+        "{err}"
+    );
     let bad: Segment = serde_json::from_value(
         json!({"key": "s", "when": {"constraints": [{"attribute": "v", "op": "semver_eq", "values": ["x"]}]}}),
     )
     .expect("parses");
     let err = validate_segment(&bad).expect_err("semver");
-    assert!(err.to_string().contains("when.constraints[0].values[0]: `x` is not a semantic version"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("when.constraints[0].values[0]: `x` is not a semantic version"),
+        "{err}"
+    );
 }
 
 #[test]
 fn unknown_fields_and_wrong_types_are_parse_errors() {
     for (input, expected) in [
-        (json!({"key": "f", "kind": "boolean", "varaints": {}}), "unknown field `varaints`"),
-        (json!({"key": "f", "kind": "colour"}), "unknown variant `colour`"),
+        (
+            json!({"key": "f", "kind": "boolean", "varaints": {}}),
+            "unknown field `varaints`",
+        ),
+        (
+            json!({"key": "f", "kind": "colour"}),
+            "unknown variant `colour`",
+        ),
         (json!({"key": 5}), "invalid type"),
     ] {
         let err = serde_json::from_value::<Flag>(input.clone()).expect_err("rejected");
