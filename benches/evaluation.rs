@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
 use switchyard_core::{evaluate, evaluate_all, Context, Flag, Snapshot};
 
@@ -53,6 +53,15 @@ fn bench(c: &mut Criterion) {
             )
             .reason
         })
+    });
+    // The same, for a context evaluated for the first time: its string attributes'
+    // typed views (number, semver, IP, instant) are parsed during the evaluation.
+    group.bench_function("complex_3_rules_10_constraints_fresh_context", |b| {
+        b.iter_batched_ref(
+            || ctx.clone(),
+            |fresh| evaluate(black_box(&snapshot), black_box("checkout-v3"), fresh).reason,
+            BatchSize::SmallInput,
+        )
     });
     group.finish();
 

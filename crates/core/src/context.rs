@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use std::hash::BuildHasher;
 
 use chrono::{DateTime, FixedOffset};
-use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -27,21 +26,46 @@ pub const GROUPS: &str = "groups";
 /// (number, semantic version, IP address, instant), so evaluating many flags against
 /// one context parses each attribute at most once, and never allocates doing so.
 ///
-/// Attributes live in a hash table keyed by a fixed hash of their name, which
-/// compiled constraints compute once ([`name_hash`]), so a lookup only probes.
+/// Attributes are found by a fixed hash of their name, which compiled constraints
+/// compute once: a lookup scans a compact array of hashes (contexts hold a handful
+/// of attributes, where a scan beats a hash table) and checks the one name it hits.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     targeting_key: Option<String>,
     targeting_key_parsed: Parsed,
     groups: Vec<String>,
-    attributes: HashTable<Entry>,
+    /// `hashes[i]` is `name_hash(&attributes[i].0)`.
+    hashes: Vec<u64>,
+    attributes: Vec<Entry>,
 }
 
 type Entry = (String, AttributeValue, Parsed);
 
 /// The hash under which an attribute name is stored in a [`Context`].
-pub(crate) fn name_hash(name: &str) -> u64 {
+fn name_hash(name: &str) -> u64 {
     FxBuildHasher.hash_one(name)
+}
+
+/// A property name resolved once, when a flag is compiled: the two special
+/// properties by kind, any other by name and precomputed hash.
+#[derive(Debug, Clone)]
+pub(crate) enum AttrName {
+    TargetingKey,
+    Groups,
+    Named { name: Box<str>, hash: u64 },
+}
+
+impl AttrName {
+    pub(crate) fn new(name: &str) -> Self {
+        match name {
+            TARGETING_KEY => AttrName::TargetingKey,
+            GROUPS => AttrName::Groups,
+            _ => AttrName::Named {
+                name: name.into(),
+                hash: name_hash(name),
+            },
+        }
+    }
 }
 
 impl PartialEq for Context {
@@ -51,9 +75,8 @@ impl PartialEq for Context {
             && self.attributes.len() == other.attributes.len()
             && self.attributes().all(|(name, value)| {
                 other
-                    .attributes
-                    .find(name_hash(name), |e| e.0 == name)
-                    .is_some_and(|e| e.1 == *value)
+                    .position(name, name_hash(name))
+                    .is_some_and(|i| other.attributes[i].1 == *value)
             })
     }
 }
@@ -223,13 +246,27 @@ impl Context {
 
     fn insert(&mut self, name: String, value: AttributeValue) {
         let hash = name_hash(&name);
-        match self.attributes.find_mut(hash, |e| e.0 == name) {
-            Some(entry) => *entry = (name, value, Parsed::default()),
+        match self.position(&name, hash) {
+            Some(i) => self.attributes[i] = (name, value, Parsed::default()),
             None => {
-                self.attributes
-                    .insert_unique(hash, (name, value, Parsed::default()), |e| name_hash(&e.0));
+                self.hashes.push(hash);
+                self.attributes.push((name, value, Parsed::default()));
             }
         }
+    }
+
+    /// Where the attribute `name` (whose hash is `hash`) is stored.
+    #[inline]
+    fn position(&self, name: &str, hash: u64) -> Option<usize> {
+        let mut from = 0;
+        while let Some(offset) = self.hashes.get(from..)?.iter().position(|&h| h == hash) {
+            let i = from + offset;
+            if self.attributes.get(i).is_some_and(|e| e.0 == name) {
+                return Some(i);
+            }
+            from = i + 1;
+        }
+        None
     }
 
     /// The targeting key, if any.
@@ -248,36 +285,40 @@ impl Context {
             TARGETING_KEY => self.targeting_key.as_deref().map(Property::String),
             GROUPS if !self.groups.is_empty() => Some(Property::List(&self.groups)),
             _ => self
-                .attributes
-                .find(name_hash(name), |e| e.0 == name)
+                .position(name, name_hash(name))
+                .and_then(|i| self.attributes.get(i))
                 .map(|e| e.1.as_property()),
         }
     }
 
-    /// Looks up a property with its cached typed views; `hash` is [`name_hash`]`(name)`.
-    pub(crate) fn lookup(&self, name: &str, hash: u64) -> Option<Attr<'_>> {
-        match name {
-            TARGETING_KEY => self.targeting_key.as_deref().map(|raw| {
-                Attr::Text(Text {
-                    raw,
-                    parsed: Some(&self.targeting_key_parsed),
-                })
-            }),
-            GROUPS if !self.groups.is_empty() => Some(Attr::List(&self.groups)),
-            _ => {
-                self.attributes
-                    .find(hash, |e| e.0 == name)
-                    .map(|(_, value, parsed)| match value {
-                        AttributeValue::String(raw) => Attr::Text(Text {
-                            raw,
-                            parsed: Some(parsed),
-                        }),
-                        AttributeValue::Number(n) => Attr::Number(*n),
-                        AttributeValue::Bool(b) => Attr::Bool(*b),
-                        AttributeValue::List(l) => Attr::List(l),
+    /// Looks up a property, resolved when the flag was compiled, with its cached
+    /// typed views.
+    #[inline]
+    pub(crate) fn lookup(&self, name: &AttrName) -> Option<Attr<'_>> {
+        let (name, hash) = match name {
+            AttrName::TargetingKey => {
+                return self.targeting_key.as_deref().map(|raw| {
+                    Attr::Text(Text {
+                        raw,
+                        parsed: Some(&self.targeting_key_parsed),
                     })
+                })
             }
-        }
+            AttrName::Groups if self.groups.is_empty() => return None,
+            AttrName::Groups => return Some(Attr::List(&self.groups)),
+            AttrName::Named { name, hash } => (&**name, *hash),
+        };
+        self.position(name, hash)
+            .and_then(|i| self.attributes.get(i))
+            .map(|(_, value, parsed)| match value {
+                AttributeValue::String(raw) => Attr::Text(Text {
+                    raw,
+                    parsed: Some(parsed),
+                }),
+                AttributeValue::Number(n) => Attr::Number(*n),
+                AttributeValue::Bool(b) => Attr::Bool(*b),
+                AttributeValue::List(l) => Attr::List(l),
+            })
     }
 
     /// Iterates over the attributes other than `targetingKey` and `groups`.

@@ -6,6 +6,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::bucketing::BUCKETS;
+use crate::context::AttrName;
 use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
 use crate::targeting::{check_by, CompiledWhen};
 use crate::validation::{check_key, Problem, Problems, ValidationErrors};
@@ -47,7 +48,7 @@ pub(crate) enum CompiledServe {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRollout {
-    pub(crate) by: Box<[Box<str>]>,
+    pub(crate) by: Box<[AttrName]>,
     pub(crate) salt: Box<str>,
     pub(crate) hashing: Hashing,
     /// (cumulative weight at the end of the share, variant index); zero shares dropped.
@@ -434,7 +435,7 @@ fn compile_rollout(
             .by
             .properties()
             .iter()
-            .map(|s| s.as_str().into())
+            .map(|s| AttrName::new(s))
             .collect(),
         salt: rollout.salt.as_deref().unwrap_or(flag_key).into(),
         hashing: rollout.hashing,

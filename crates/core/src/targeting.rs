@@ -13,7 +13,7 @@ use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashSet;
 
 use crate::bucketing;
-use crate::context::{name_hash, Attr, Context, Text};
+use crate::context::{Attr, AttrName, Context, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
 
@@ -32,8 +32,7 @@ pub(crate) struct CompiledWhen {
 
 #[derive(Debug, Clone)]
 struct CompiledConstraint {
-    attribute: Box<str>,
-    attribute_hash: u64,
+    attribute: AttrName,
     negate: bool,
     test: Test,
 }
@@ -83,7 +82,7 @@ enum TextOp {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledPercentage {
-    pub(crate) by: Box<[Box<str>]>,
+    pub(crate) by: Box<[AttrName]>,
     pub(crate) salt: Box<str>,
     pub(crate) weight: u32,
     pub(crate) hashing: Hashing,
@@ -163,12 +162,7 @@ impl CompiledPercentage {
             );
         }
         CompiledPercentage {
-            by: p
-                .by
-                .properties()
-                .iter()
-                .map(|s| s.as_str().into())
-                .collect(),
+            by: p.by.properties().iter().map(|s| AttrName::new(s)).collect(),
             salt: p.salt.as_deref().unwrap_or(flag_key).into(),
             weight: p.weight,
             hashing: p.hashing,
@@ -204,11 +198,11 @@ pub(crate) fn check_by(by: &[String], path: &str, problems: &mut Problems) {
 /// Numbers and booleans are formatted on the stack; lists cannot be bucketed on.
 pub(crate) fn with_first_present<R>(
     ctx: &Context,
-    by: &[Box<str>],
+    by: &[AttrName],
     f: impl FnOnce(&str) -> R,
 ) -> Option<R> {
     for name in by {
-        match ctx.lookup(name, name_hash(name)) {
+        match ctx.lookup(name) {
             Some(Attr::Text(text)) => return Some(f(text.raw)),
             Some(Attr::Bool(b)) => return Some(f(if b { "true" } else { "false" })),
             Some(Attr::Number(n)) => {
@@ -396,8 +390,7 @@ impl CompiledConstraint {
             Exists => Test::Exists,
         };
         (problems.errors.len() == before).then(|| CompiledConstraint {
-            attribute: c.attribute.as_str().into(),
-            attribute_hash: name_hash(&c.attribute),
+            attribute: AttrName::new(&c.attribute),
             negate: c.negate,
             test,
         })
@@ -406,7 +399,7 @@ impl CompiledConstraint {
     /// Absent or mistyped attributes make the test false; `negate` flips the result,
     /// so they make a negated constraint true.
     fn holds(&self, ctx: &Context) -> bool {
-        let result = match ctx.lookup(&self.attribute, self.attribute_hash) {
+        let result = match ctx.lookup(&self.attribute) {
             None => false,
             Some(attr) => self.test.accepts(attr),
         };
@@ -511,9 +504,17 @@ fn lower(s: &str) -> impl Iterator<Item = char> + '_ {
 
 fn eq_ignoring_case(s: &str, lowered: &str) -> bool {
     if s.is_ascii() {
-        return s.eq_ignore_ascii_case(lowered);
+        return s.len() == lowered.len() && ascii_lower_eq(s.as_bytes(), lowered.as_bytes());
     }
     lower(s).eq(lowered.chars())
+}
+
+/// `haystack` lowercased equals `lowered`, for ASCII (only the haystack is folded).
+fn ascii_lower_eq(haystack: &[u8], lowered: &[u8]) -> bool {
+    haystack
+        .iter()
+        .zip(lowered)
+        .all(|(h, l)| h.to_ascii_lowercase() == *l)
 }
 
 fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
@@ -521,7 +522,7 @@ fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
         return s
             .as_bytes()
             .get(..lowered.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(lowered.as_bytes()));
+            .is_some_and(|head| ascii_lower_eq(head, lowered.as_bytes()));
     }
     let mut haystack = lower(s);
     lowered.chars().all(|c| haystack.next() == Some(c))
@@ -532,7 +533,7 @@ fn ends_with_ignoring_case(s: &str, lowered: &str) -> bool {
         return s
             .len()
             .checked_sub(lowered.len())
-            .is_some_and(|start| s.as_bytes()[start..].eq_ignore_ascii_case(lowered.as_bytes()));
+            .is_some_and(|start| ascii_lower_eq(&s.as_bytes()[start..], lowered.as_bytes()));
     }
     let mut haystack = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
     lowered.chars().rev().all(|c| haystack.next() == Some(c))
@@ -543,7 +544,7 @@ fn contains_ignoring_case(s: &str, lowered: &str) -> bool {
         return lowered.is_empty()
             || s.as_bytes()
                 .windows(lowered.len())
-                .any(|w| w.eq_ignore_ascii_case(lowered.as_bytes()));
+                .any(|w| ascii_lower_eq(w, lowered.as_bytes()));
     }
     lowered.is_empty()
         || s.char_indices()
