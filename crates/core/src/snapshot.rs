@@ -241,15 +241,18 @@ impl CompiledFlag {
     }
 }
 
+/// `path.field`, or `field` at the top level.
+fn field_path(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
 /// Compiles one flag on its own; segment references are left for the set.
 pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> CompiledFlag {
-    let at = |field: &str| {
-        if path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        }
-    };
+    let at = |field: &str| field_path(path, field);
     check_key(problems, &at("key"), flag.key.as_str());
 
     if flag.variants.is_empty() {
@@ -450,13 +453,7 @@ pub(crate) fn compile_segment(
     path: &str,
     problems: &mut Problems,
 ) -> CompiledWhen {
-    let at = |field: &str| {
-        if path.is_empty() {
-            field.to_owned()
-        } else {
-            format!("{path}.{field}")
-        }
-    };
+    let at = |field: &str| field_path(path, field);
     check_key(problems, &at("key"), segment.key.as_str());
     if !segment.when.segments.is_empty() {
         problems.push(at("when.segments"), Problem::NestedSegment);

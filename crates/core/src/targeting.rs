@@ -116,7 +116,7 @@ impl CompiledWhen {
         }
     }
 
-    /// Whether the context matches. `segment` tests one referenced segment.
+    /// Whether the context matches; `segments` are the snapshot's compiled segments.
     pub(crate) fn matches(&self, ctx: &Context, segments: &[CompiledWhen]) -> bool {
         if !self.users.is_empty()
             && !ctx
