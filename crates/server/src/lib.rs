@@ -1,6 +1,18 @@
 //! `switchyard-server`: the flag server.
 //!
-//! Not built yet. It will store flags per environment (embedded `redb` by default,
-//! Redis for many replicas), evaluate them over REST, OFREP and gRPC against an
-//! atomically swapped [`switchyard_core::Snapshot`], and stream every change to SDKs.
-//! See `ARCHITECTURE.md` and PRODUCT.md §2.
+//! Stores flags per environment ([`store`]: embedded `redb` by default), keeps a
+//! compiled, immutable snapshot of each environment in memory ([`environments`]),
+//! and serves evaluation (REST, OFREP), SDK sync (snapshot, SSE) and the admin API
+//! ([`http`]). See ARCHITECTURE.md.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod environments;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+
+pub use server::Server;

@@ -1,0 +1,231 @@
+//! API tokens: generated secrets shown once, stored as SHA-256 hashes, compared in
+//! constant time. A token looks like `swy_<id>_<secret>`: the id finds the record,
+//! the hash of the whole token must match it. The bootstrap admin token from
+//! `SWITCHYARD_ADMIN_TOKEN` may be any string and is checked against its own hash.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use switchyard_core::model::EnvName;
+
+use crate::error::ApiError;
+use crate::http::AppState;
+use crate::store::{TokenKind, TokenRecord};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's name (recorded as the actor in the audit log).
+    pub name: String,
+    /// What it may do.
+    pub kind: TokenKind,
+    /// The environment an `sdk` or `eval` token is limited to.
+    pub env: Option<EnvName>,
+}
+
+impl Principal {
+    /// Only admin tokens pass.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.kind {
+            TokenKind::Admin => Ok(()),
+            kind => Err(ApiError::forbidden(format!(
+                "this endpoint needs an admin token; `{}` is a {} token",
+                self.name,
+                kind_name(kind)
+            ))),
+        }
+    }
+
+    /// The environment this principal reads, for endpoints where the environment
+    /// comes from the token (OFREP, SDK sync). Admin tokens have none.
+    pub fn token_env(&self, allowed: &[TokenKind]) -> Result<&EnvName, ApiError> {
+        if !allowed.contains(&self.kind) {
+            return Err(ApiError::forbidden(format!(
+                "a {} token cannot use this endpoint",
+                kind_name(self.kind)
+            )));
+        }
+        self.env.as_ref().ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "token `{}` is not bound to an environment; use an sdk or eval token",
+                self.name
+            ))
+        })
+    }
+
+    /// Passes admin tokens, and `allowed` kinds bound to `env`.
+    pub fn require_env(&self, env: &str, allowed: &[TokenKind]) -> Result<(), ApiError> {
+        if self.kind == TokenKind::Admin {
+            return Ok(());
+        }
+        if !allowed.contains(&self.kind) {
+            return Err(ApiError::forbidden(format!(
+                "a {} token cannot use this endpoint",
+                kind_name(self.kind)
+            )));
+        }
+        match &self.env {
+            Some(own) if own.as_str() == env => Ok(()),
+            _ => Err(ApiError::forbidden(format!(
+                "token `{}` is not valid for environment `{env}`",
+                self.name
+            ))),
+        }
+    }
+}
+
+/// The name of a token kind as written in JSON.
+pub fn kind_name(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Admin => "admin",
+        TokenKind::Sdk => "sdk",
+        TokenKind::Eval => "eval",
+    }
+}
+
+/// The tokens the server accepts, kept in memory (no store access per request).
+pub struct Tokens {
+    by_id: ArcSwap<HashMap<String, TokenRecord>>,
+    bootstrap: Option<[u8; 32]>,
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new token and its record (the token itself is never stored).
+pub fn generate(
+    name: &str,
+    kind: TokenKind,
+    env: Option<EnvName>,
+    now_ms: u64,
+) -> (String, TokenRecord) {
+    let mut rng = rand::thread_rng();
+    let mut id = [0_u8; 6];
+    let mut secret = [0_u8; 24];
+    rng.fill_bytes(&mut id);
+    rng.fill_bytes(&mut secret);
+    let id = hex::encode(id);
+    let token = format!("swy_{id}_{}", hex::encode(secret));
+    let record = TokenRecord {
+        id,
+        name: name.to_owned(),
+        kind,
+        env,
+        hash: hex::encode(sha256(&token)),
+        created_ms: now_ms,
+    };
+    (token, record)
+}
+
+impl Tokens {
+    /// Tokens from the store, plus the optional bootstrap admin token.
+    pub fn new(records: Vec<TokenRecord>, bootstrap: Option<&str>) -> Self {
+        let tokens = Tokens {
+            by_id: ArcSwap::from_pointee(HashMap::new()),
+            bootstrap: bootstrap.map(sha256),
+        };
+        tokens.replace(records);
+        tokens
+    }
+
+    /// Replaces the accepted set (after a create or delete).
+    pub fn replace(&self, records: Vec<TokenRecord>) {
+        let map = records.into_iter().map(|r| (r.id.clone(), r)).collect();
+        self.by_id.store(Arc::new(map));
+    }
+
+    /// Whether any admin token exists (the bootstrap one included).
+    pub fn has_admin(&self) -> bool {
+        self.bootstrap.is_some()
+            || self
+                .by_id
+                .load()
+                .values()
+                .any(|r| r.kind == TokenKind::Admin)
+    }
+
+    /// The principal a presented token stands for, if it is valid.
+    pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        let hash = sha256(token);
+        if let Some(bootstrap) = &self.bootstrap {
+            if bool::from(bootstrap.ct_eq(&hash)) {
+                return Some(Principal {
+                    name: "bootstrap-admin".to_owned(),
+                    kind: TokenKind::Admin,
+                    env: None,
+                });
+            }
+        }
+        let id = token.strip_prefix("swy_")?.split('_').next()?;
+        let map = self.by_id.load();
+        let record = map.get(id)?;
+        let stored = hex::decode(&record.hash).ok()?;
+        bool::from(stored.as_slice().ct_eq(&hash)).then(|| Principal {
+            name: record.name.clone(),
+            kind: record.kind,
+            env: record.env.clone(),
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized("missing `Authorization: Bearer <token>` header")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+            })?;
+        state
+            .tokens
+            .authenticate(token)
+            .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_authenticate_and_others_do_not() {
+        let (token, record) = generate("ci", TokenKind::Sdk, Some(EnvName::new("prod")), 1);
+        let tokens = Tokens::new(vec![record], Some("let-me-in"));
+        let principal = tokens.authenticate(&token).expect("valid");
+        assert_eq!(
+            (principal.name.as_str(), principal.kind),
+            ("ci", TokenKind::Sdk)
+        );
+        assert_eq!(
+            tokens.authenticate("let-me-in").map(|p| p.kind),
+            Some(TokenKind::Admin)
+        );
+        let mut forged = token.clone();
+        forged.pop();
+        forged.push('x');
+        assert_eq!(tokens.authenticate(&forged), None);
+        assert_eq!(tokens.authenticate("swy_nope_nope"), None);
+        assert_eq!(tokens.authenticate(""), None);
+        assert!(principal.require_env("prod", &[TokenKind::Sdk]).is_ok());
+        assert!(principal.require_env("dev", &[TokenKind::Sdk]).is_err());
+        assert!(principal.require_admin().is_err());
+    }
+}

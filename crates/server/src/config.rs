@@ -1,0 +1,62 @@
+//! Command line and environment configuration (every option is also an env var).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `switchyard-server`: feature flags over REST and OFREP, with an admin API and live
+/// SDK streams.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchyard-server", version, about)]
+pub struct Args {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
+    pub data_dir: PathBuf,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHYARD_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
+    pub log_format: LogFormat,
+
+    /// Load example flags into a `development` environment and print tokens and
+    /// `curl` lines to try them.
+    #[arg(long, env = "SWITCHYARD_DEMO")]
+    pub demo: bool,
+
+    /// The first admin token (any string). Without it, and with no admin token in
+    /// the store, one is generated and printed once.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+impl Args {
+    /// Checks what clap cannot.
+    pub fn validate(self) -> Result<Self, String> {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
+            return Err("SWITCHYARD_ADMIN_TOKEN must be at least 16 characters".to_owned());
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,309 @@
+//! The in-memory side of every environment: an immutable, compiled [`EnvState`]
+//! per environment, swapped atomically on each change, read without a lock by
+//! evaluation and streaming; and the one write path that validates a change,
+//! commits it to the store and then publishes it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
+use switchyard_core::{Flag, Segment, Snapshot};
+use tokio::sync::{broadcast, Mutex};
+
+use crate::error::ApiError;
+use crate::store::{AuditEntry, Commit, EnvRecord, Store, StoreError};
+
+/// How many past change events each environment keeps for SSE resumption.
+pub const HISTORY: usize = 256;
+
+/// One environment at one revision. Never mutated; replaced whole.
+#[derive(Debug)]
+pub struct EnvState {
+    /// The environment.
+    pub name: EnvName,
+    /// Its revision.
+    pub revision: u64,
+    /// Compiled flags and segments, for evaluation.
+    pub snapshot: Snapshot,
+    /// The SDK snapshot document, serialised once: `{environment, revision, flags, segments}`.
+    pub document: Bytes,
+    /// The latest change events, oldest first, for clients resuming a stream.
+    pub history: VecDeque<Arc<ChangeEvent>>,
+}
+
+/// What changed at one revision, as pushed to streaming SDKs.
+#[derive(Debug)]
+pub struct ChangeEvent {
+    /// The environment.
+    pub env: EnvName,
+    /// The revision it produced.
+    pub revision: u64,
+    /// `{environment, revision, flags: [..], deleted_flags: [..], segments: [..], deleted_segments: [..]}`.
+    pub document: Bytes,
+}
+
+/// A change to apply to one environment, computed from its current state.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// Flags written (`Some`) or deleted (`None`).
+    pub flags: Vec<(FlagKey, Option<Flag>)>,
+    /// Segments written (`Some`) or deleted (`None`).
+    pub segments: Vec<(SegmentKey, Option<Segment>)>,
+    /// One entry per thing changed.
+    pub audit: Vec<AuditEntry>,
+}
+
+impl Change {
+    fn is_empty(&self) -> bool {
+        self.flags.is_empty() && self.segments.is_empty()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Every environment's current state, plus the write path.
+pub struct Environments {
+    current: ArcSwap<HashMap<String, Arc<EnvState>>>,
+    changes: broadcast::Sender<Arc<ChangeEvent>>,
+    write: Mutex<()>,
+    store: Arc<dyn Store>,
+}
+
+fn document(env: &EnvName, revision: u64, flags: &[&Flag], segments: &[&Segment]) -> Bytes {
+    let doc =
+        json!({ "environment": env, "revision": revision, "flags": flags, "segments": segments });
+    Bytes::from(doc.to_string())
+}
+
+fn state_from(
+    record: EnvRecord,
+    history: VecDeque<Arc<ChangeEvent>>,
+) -> Result<EnvState, ApiError> {
+    let flags: Vec<&Flag> = record.flags.iter().collect();
+    let segments: Vec<&Segment> = record.segments.iter().collect();
+    let document = document(&record.name, record.revision, &flags, &segments);
+    let snapshot = Snapshot::compile(record.flags, record.segments).map_err(|e| {
+        tracing::error!(env = %record.name, error = %e, "stored environment does not compile");
+        ApiError::invalid(&e)
+    })?;
+    Ok(EnvState {
+        name: record.name,
+        revision: record.revision,
+        snapshot,
+        document,
+        history,
+    })
+}
+
+impl Environments {
+    /// Loads every environment from the store.
+    pub async fn load(store: Arc<dyn Store>) -> Result<Self, anyhow::Error> {
+        let mut map = HashMap::new();
+        for record in store.load().await? {
+            let name = record.name.to_string();
+            let state = state_from(record, VecDeque::new()).map_err(|e| {
+                anyhow::anyhow!("environment `{name}` in the store is invalid: {e}")
+            })?;
+            map.insert(name, Arc::new(state));
+        }
+        let (changes, _) = broadcast::channel(1024);
+        Ok(Environments {
+            current: ArcSwap::from_pointee(map),
+            changes,
+            write: Mutex::new(()),
+            store,
+        })
+    }
+
+    /// The current state of `env` (lock-free).
+    pub fn get(&self, env: &str) -> Option<Arc<EnvState>> {
+        self.current.load().get(env).cloned()
+    }
+
+    /// Every environment name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.current.load().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Receives every change event, of every environment, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
+        self.changes.subscribe()
+    }
+
+    /// Number of live subscribers (SSE clients and other listeners).
+    pub fn subscribers(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
+    /// The store behind these environments.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates `env` if it does not exist; `Ok(false)` when it did.
+    pub async fn create(&self, env: &EnvName, actor: &str) -> Result<bool, ApiError> {
+        let _guard = self.write.lock().await;
+        let audit = AuditEntry {
+            id: 0,
+            at_ms: now_ms(),
+            actor: actor.to_owned(),
+            env: Some(env.clone()),
+            action: "env.create".to_owned(),
+            target: env.to_string(),
+            before: None,
+            after: None,
+            reason: None,
+            revision: None,
+        };
+        let created = self.store.create_env(env, audit).await?;
+        if self.get(env.as_str()).is_none() {
+            self.reload(env).await?;
+        }
+        Ok(created)
+    }
+
+    async fn reload(&self, env: &EnvName) -> Result<Option<Arc<EnvState>>, ApiError> {
+        let Some(record) = self.store.load_env(env).await? else {
+            return Ok(None);
+        };
+        let history = self
+            .get(env.as_str())
+            .map(|s| s.history.clone())
+            .unwrap_or_default();
+        let state = Arc::new(state_from(record, history)?);
+        self.install(Arc::clone(&state));
+        Ok(Some(state))
+    }
+
+    fn install(&self, state: Arc<EnvState>) {
+        self.current.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.insert(state.name.to_string(), Arc::clone(&state));
+            map
+        });
+    }
+
+    /// Applies the change `plan` computes from the environment's current state:
+    /// validates the resulting flag set, commits it atomically with its audit
+    /// entries, then swaps in the new state and publishes the change. Returns the
+    /// new state (the current one, unchanged, when the plan changes nothing).
+    pub async fn apply<F>(&self, env: &str, mut plan: F) -> Result<Arc<EnvState>, ApiError>
+    where
+        F: FnMut(&EnvState) -> Result<Change, ApiError>,
+    {
+        let _guard = self.write.lock().await;
+        let name = EnvName::new(env);
+        let mut current = self
+            .get(env)
+            .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+        for _attempt in 0..3 {
+            let change = plan(&current)?;
+            if change.is_empty() {
+                return Ok(current);
+            }
+            let (flags, segments) = merged(&current, &change);
+            // Validate the whole environment as it would be, before writing anything.
+            Snapshot::compile(flags.iter().cloned(), segments.iter().cloned())
+                .map_err(|e| ApiError::invalid(&e))?;
+            let commit = Commit {
+                env: name.clone(),
+                expected_revision: current.revision,
+                flags: change.flags.clone(),
+                segments: change.segments.clone(),
+                audit: change.audit,
+            };
+            match self.store.commit(commit).await {
+                Ok(revision) => {
+                    let state = self.publish(
+                        &current,
+                        revision,
+                        flags,
+                        segments,
+                        &change.flags,
+                        &change.segments,
+                    )?;
+                    return Ok(state);
+                }
+                // Another replica wrote first: start again from what it wrote.
+                Err(StoreError::RevisionConflict { .. }) => {
+                    current = self.reload(&name).await?.ok_or_else(|| {
+                        ApiError::not_found(format!("environment `{env}` does not exist"))
+                    })?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ApiError::conflict(format!(
+            "environment `{env}` kept changing during the write; retry"
+        )))
+    }
+
+    fn publish(
+        &self,
+        previous: &EnvState,
+        revision: u64,
+        flags: Vec<Flag>,
+        segments: Vec<Segment>,
+        changed_flags: &[(FlagKey, Option<Flag>)],
+        changed_segments: &[(SegmentKey, Option<Segment>)],
+    ) -> Result<Arc<EnvState>, ApiError> {
+        let put = |items: Vec<Value>| Value::Array(items);
+        let event_doc = json!({
+            "environment": previous.name,
+            "revision": revision,
+            "flags": put(changed_flags.iter().filter_map(|(_, f)| f.as_ref()).map(|f| json!(f)).collect()),
+            "deleted_flags": put(changed_flags.iter().filter(|(_, f)| f.is_none()).map(|(k, _)| json!(k)).collect()),
+            "segments": put(changed_segments.iter().filter_map(|(_, s)| s.as_ref()).map(|s| json!(s)).collect()),
+            "deleted_segments": put(changed_segments.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| json!(k)).collect()),
+        });
+        let event = Arc::new(ChangeEvent {
+            env: previous.name.clone(),
+            revision,
+            document: Bytes::from(event_doc.to_string()),
+        });
+        let mut history = previous.history.clone();
+        if history.len() >= HISTORY {
+            history.pop_front();
+        }
+        history.push_back(Arc::clone(&event));
+        let record = EnvRecord {
+            name: previous.name.clone(),
+            revision,
+            flags,
+            segments,
+        };
+        let state = Arc::new(state_from(record, history)?);
+        self.install(Arc::clone(&state));
+        // No subscriber is fine: nobody is streaming.
+        let _ = self.changes.send(event);
+        Ok(state)
+    }
+}
+
+/// The environment's flags and segments with `change` applied, in a stable order.
+fn merged(current: &EnvState, change: &Change) -> (Vec<Flag>, Vec<Segment>) {
+    let mut flags: Vec<Flag> = current.snapshot.flags().cloned().collect();
+    for (key, flag) in &change.flags {
+        flags.retain(|f| f.key != *key);
+        flags.extend(flag.clone());
+    }
+    flags.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut segments: Vec<Segment> = current.snapshot.segments().cloned().collect();
+    for (key, segment) in &change.segments {
+        segments.retain(|s| s.key != *key);
+        segments.extend(segment.clone());
+    }
+    segments.sort_by(|a, b| a.key.cmp(&b.key));
+    (flags, segments)
+}

@@ -1,0 +1,61 @@
+//! The REST API (axum): `router(state)` builds every route, so tests drive it with
+//! `oneshot` and the binary serves it on a socket.
+
+pub mod admin;
+pub mod evaluate;
+pub mod json;
+pub mod ofrep;
+pub mod ops;
+pub mod sdk;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+
+use crate::auth::Tokens;
+use crate::environments::Environments;
+use crate::telemetry::Telemetry;
+
+/// The largest request body accepted (flags, contexts, metric batches): 1 MiB.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Everything handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Environments: snapshots for reading, the write path for admin.
+    pub envs: Arc<Environments>,
+    /// Accepted API tokens.
+    pub tokens: Arc<Tokens>,
+    /// Prometheus metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// Set once the snapshots are loaded (for `/readyz`).
+    pub ready: Arc<AtomicBool>,
+    /// Flips to `true` when the server shuts down, so long-lived streams end and
+    /// graceful shutdown can complete.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl AppState {
+    /// Whether the server has loaded its state and can serve.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(evaluate::routes())
+        .merge(ofrep::routes())
+        .merge(sdk::routes())
+        .nest("/v1/admin", admin::routes())
+        .merge(ops::routes())
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::telemetry::track_requests,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,755 @@
+//! The admin API under `/v1/admin` (admin tokens only): environments, flags and
+//! segments with optimistic concurrency, kill switches, promotion, tokens, the audit
+//! log and per-variant metrics.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
+use switchyard_core::validation::MAX_KEY_LEN;
+use switchyard_core::{Flag, Segment};
+
+use crate::auth::{generate, kind_name, Principal};
+use crate::environments::{now_ms, Change, EnvState};
+use crate::error::ApiError;
+use crate::http::json::{parse, Json};
+use crate::http::AppState;
+use crate::store::{AuditEntry, AuditQuery, TokenKind};
+
+/// Routes, relative to `/v1/admin`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/envs", get(list_envs))
+        .route("/envs/{env}", put(create_env))
+        .route("/envs/{env}/flags", get(list_flags))
+        .route(
+            "/envs/{env}/flags/{key}",
+            get(get_flag).put(put_flag).delete(delete_flag),
+        )
+        .route("/envs/{env}/flags/{key}/kill", post(kill_flag))
+        .route("/envs/{env}/flags/{key}/revive", post(revive_flag))
+        .route("/envs/{env}/flags/{key}/metrics", get(flag_metrics))
+        .route("/envs/{env}/kill", post(kill_tag))
+        .route("/envs/{env}/segments", get(list_segments))
+        .route(
+            "/envs/{env}/segments/{key}",
+            get(get_segment).put(put_segment).delete(delete_segment),
+        )
+        .route("/promote", post(promote))
+        .route("/tokens", post(create_token).get(list_tokens))
+        .route("/tokens/{name}", axum::routing::delete(delete_token))
+        .route("/audit", get(audit))
+}
+
+fn env_state(state: &AppState, env: &str) -> Result<std::sync::Arc<EnvState>, ApiError> {
+    state
+        .envs
+        .get(env)
+        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))
+}
+
+fn check_key(what: &str, key: &str) -> Result<(), ApiError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "invalid {what} `{key}`: 1 to {MAX_KEY_LEN} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The version an `If-Match` header requires, if one was sent.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(format!(
+            "If-Match must be a flag version such as \"12\", got `{text}`"
+        ))
+    })
+}
+
+fn check_version(
+    kind: &str,
+    key: &str,
+    current: Option<u64>,
+    expected: Option<u64>,
+) -> Result<(), ApiError> {
+    match (expected, current) {
+        (Some(expected), Some(current)) if expected != current => {
+            Err(ApiError::precondition_failed(format!(
+                "{kind} `{key}` is at version {current}, not {expected}; reload it and retry"
+            )))
+        }
+        (Some(expected), None) if expected != 0 => Err(ApiError::precondition_failed(format!(
+            "{kind} `{key}` does not exist (If-Match {expected})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(ETAG, value);
+    }
+    response
+}
+
+fn entry(principal: &Principal, env: Option<&EnvName>, action: &str, target: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at_ms: now_ms(),
+        actor: principal.name.clone(),
+        env: env.cloned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        before: None,
+        after: None,
+        reason: None,
+        revision: None,
+    }
+}
+
+/// Parses a flag or segment body, taking the key from the path when the body has none.
+fn keyed_body<T: serde::de::DeserializeOwned>(
+    mut body: Value,
+    key: &str,
+    what: &str,
+) -> Result<T, ApiError> {
+    let Value::Object(object) = &mut body else {
+        return Err(ApiError::bad_request(format!(
+            "the {what} must be a JSON object"
+        )));
+    };
+    match object.get("key") {
+        None => {
+            object.insert("key".to_owned(), Value::String(key.to_owned()));
+        }
+        Some(Value::String(k)) if k == key => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "the body's key {other} does not match the path's `{key}`"
+            )))
+        }
+    }
+    parse(body.to_string().as_bytes())
+}
+
+async fn list_envs(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let envs: Vec<Value> = state
+        .envs
+        .names()
+        .iter()
+        .filter_map(|name| state.envs.get(name))
+        .map(|env| json!({ "name": env.name, "revision": env.revision, "flags": env.snapshot.len() }))
+        .collect();
+    Ok(axum::Json(json!({ "environments": envs })).into_response())
+}
+
+async fn create_env(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(env): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    check_key("environment name", &env)?;
+    let created = state
+        .envs
+        .create(&EnvName::new(env.as_str()), &principal.name)
+        .await?;
+    let current = env_state(&state, &env)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        axum::Json(json!({ "name": env, "revision": current.revision })),
+    )
+        .into_response())
+}
+
+async fn list_flags(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(env): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let current = env_state(&state, &env)?;
+    let flags: Vec<&Flag> = current.snapshot.flags().collect();
+    Ok(
+        axum::Json(json!({ "environment": env, "revision": current.revision, "flags": flags }))
+            .into_response(),
+    )
+}
+
+async fn get_flag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let current = env_state(&state, &env)?;
+    let flag = current
+        .snapshot
+        .flag(&key)
+        .ok_or_else(|| ApiError::not_found(format!("flag `{key}` does not exist in `{env}`")))?;
+    Ok(with_etag(StatusCode::OK, flag.version, json!(flag)))
+}
+
+async fn put_flag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    check_key("flag key", &key)?;
+    let expected = if_match(&headers)?;
+    let mut flag: Flag = keyed_body(body, &key, "flag")?;
+    switchyard_core::validate_flag(&flag).map_err(|e| ApiError::invalid(&e))?;
+    let env_name = EnvName::new(env.as_str());
+    let mut created = false;
+    let new = state
+        .envs
+        .apply(&env, |current| {
+            let before = current.snapshot.flag(&key);
+            check_version("flag", &key, before.map(|f| f.version), expected)?;
+            created = before.is_none();
+            flag.version = before.map_or(1, |f| f.version + 1);
+            let mut audit = entry(&principal, Some(&env_name), "flag.put", &key);
+            audit.before = before.map(|f| json!(f));
+            audit.after = Some(json!(flag));
+            Ok(Change {
+                flags: vec![(FlagKey::new(key.as_str()), Some(flag.clone()))],
+                audit: vec![audit],
+                ..Change::default()
+            })
+        })
+        .await?;
+    let saved = new.snapshot.flag(&key).cloned();
+    let saved = saved.ok_or_else(|| ApiError::not_found(format!("flag `{key}` vanished")))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_etag(status, saved.version, json!(saved)))
+}
+
+async fn delete_flag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let expected = if_match(&headers)?;
+    let env_name = EnvName::new(env.as_str());
+    state
+        .envs
+        .apply(&env, |current| {
+            let before = current.snapshot.flag(&key).ok_or_else(|| {
+                ApiError::not_found(format!("flag `{key}` does not exist in `{env}`"))
+            })?;
+            check_version("flag", &key, Some(before.version), expected)?;
+            let mut audit = entry(&principal, Some(&env_name), "flag.delete", &key);
+            audit.before = Some(json!(before));
+            Ok(Change {
+                flags: vec![(before.key.clone(), None)],
+                audit: vec![audit],
+                ..Change::default()
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn switch_flag(
+    state: AppState,
+    principal: Principal,
+    env: String,
+    key: String,
+    reason: Option<String>,
+    enabled: bool,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let env_name = EnvName::new(env.as_str());
+    let action = if enabled { "flag.revive" } else { "flag.kill" };
+    let new = state
+        .envs
+        .apply(&env, |current| {
+            let before = current.snapshot.flag(&key).ok_or_else(|| {
+                ApiError::not_found(format!("flag `{key}` does not exist in `{env}`"))
+            })?;
+            if before.enabled == enabled {
+                return Ok(Change::default());
+            }
+            let mut after = before.clone();
+            after.enabled = enabled;
+            after.version += 1;
+            let mut audit = entry(&principal, Some(&env_name), action, &key);
+            audit.before = Some(json!(before));
+            audit.after = Some(json!(after));
+            audit.reason = reason.clone();
+            Ok(Change {
+                flags: vec![(after.key.clone(), Some(after))],
+                audit: vec![audit],
+                ..Change::default()
+            })
+        })
+        .await?;
+    let flag = new
+        .snapshot
+        .flag(&key)
+        .ok_or_else(|| ApiError::not_found(format!("flag `{key}` does not exist in `{env}`")))?;
+    Ok(with_etag(StatusCode::OK, flag.version, json!(flag)))
+}
+
+/// An optional JSON body (kill and revive may be sent without one).
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse(body)
+    }
+}
+
+async fn kill_flag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: ReasonBody = optional_body(&body)?;
+    switch_flag(state, principal, env, key, body.reason, false).await
+}
+
+async fn revive_flag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let body: ReasonBody = optional_body(&body)?;
+    switch_flag(state, principal, env, key, body.reason, true).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillTag {
+    tag: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn kill_tag(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(env): Path<String>,
+    Json(body): Json<KillTag>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    if body.tag.is_empty() {
+        return Err(ApiError::bad_request("`tag` must not be empty"));
+    }
+    let env_name = EnvName::new(env.as_str());
+    let mut killed = Vec::new();
+    let new = state
+        .envs
+        .apply(&env, |current| {
+            let mut change = Change::default();
+            for flag in current.snapshot.flags() {
+                if flag.enabled && flag.tags.contains(&body.tag) {
+                    let mut after = flag.clone();
+                    after.enabled = false;
+                    after.version += 1;
+                    let mut audit =
+                        entry(&principal, Some(&env_name), "flag.kill", flag.key.as_str());
+                    audit.before = Some(json!(flag));
+                    audit.after = Some(json!(after));
+                    audit.reason = body.reason.clone();
+                    change.audit.push(audit);
+                    change.flags.push((after.key.clone(), Some(after)));
+                }
+            }
+            Ok(change)
+        })
+        .await?;
+    for flag in new.snapshot.flags() {
+        if !flag.enabled && flag.tags.contains(&body.tag) {
+            killed.push(flag.key.clone());
+        }
+    }
+    Ok(
+        axum::Json(json!({ "tag": body.tag, "killed": killed, "revision": new.revision }))
+            .into_response(),
+    )
+}
+
+async fn list_segments(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(env): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let current = env_state(&state, &env)?;
+    let segments: Vec<&Segment> = current.snapshot.segments().collect();
+    Ok(axum::Json(
+        json!({ "environment": env, "revision": current.revision, "segments": segments }),
+    )
+    .into_response())
+}
+
+fn find_segment<'a>(state: &'a EnvState, key: &str) -> Option<&'a Segment> {
+    state.snapshot.segments().find(|s| s.key.as_str() == key)
+}
+
+async fn get_segment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let current = env_state(&state, &env)?;
+    let segment = find_segment(&current, &key)
+        .ok_or_else(|| ApiError::not_found(format!("segment `{key}` does not exist in `{env}`")))?;
+    Ok(with_etag(StatusCode::OK, segment.version, json!(segment)))
+}
+
+async fn put_segment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    check_key("segment key", &key)?;
+    let expected = if_match(&headers)?;
+    let mut segment: Segment = keyed_body(body, &key, "segment")?;
+    switchyard_core::validate_segment(&segment).map_err(|e| ApiError::invalid(&e))?;
+    let env_name = EnvName::new(env.as_str());
+    let mut created = false;
+    let new = state
+        .envs
+        .apply(&env, |current| {
+            let before = find_segment(current, &key);
+            check_version("segment", &key, before.map(|s| s.version), expected)?;
+            created = before.is_none();
+            segment.version = before.map_or(1, |s| s.version + 1);
+            let mut audit = entry(&principal, Some(&env_name), "segment.put", &key);
+            audit.before = before.map(|s| json!(s));
+            audit.after = Some(json!(segment));
+            Ok(Change {
+                segments: vec![(SegmentKey::new(key.as_str()), Some(segment.clone()))],
+                audit: vec![audit],
+                ..Change::default()
+            })
+        })
+        .await?;
+    let saved = find_segment(&new, &key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("segment `{key}` vanished")))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_etag(status, saved.version, json!(saved)))
+}
+
+async fn delete_segment(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let expected = if_match(&headers)?;
+    let env_name = EnvName::new(env.as_str());
+    state
+        .envs
+        .apply(&env, |current| {
+            let before = find_segment(current, &key).ok_or_else(|| {
+                ApiError::not_found(format!("segment `{key}` does not exist in `{env}`"))
+            })?;
+            check_version("segment", &key, Some(before.version), expected)?;
+            let mut audit = entry(&principal, Some(&env_name), "segment.delete", &key);
+            audit.before = Some(json!(before));
+            Ok(Change {
+                segments: vec![(before.key.clone(), None)],
+                audit: vec![audit],
+                ..Change::default()
+            })
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    from: String,
+    to: String,
+    /// Flags to copy; all of `from`'s when empty.
+    #[serde(default)]
+    flags: Vec<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<Promote>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    if body.from == body.to {
+        return Err(ApiError::bad_request("`from` and `to` must differ"));
+    }
+    let source = env_state(&state, &body.from)?;
+    let keys: Vec<String> = if body.flags.is_empty() {
+        source.snapshot.flags().map(|f| f.key.to_string()).collect()
+    } else {
+        body.flags.clone()
+    };
+    let mut flags = Vec::new();
+    for key in &keys {
+        let flag = source.snapshot.flag(key).ok_or_else(|| {
+            ApiError::not_found(format!("flag `{key}` does not exist in `{}`", body.from))
+        })?;
+        flags.push(flag.clone());
+    }
+    let to = EnvName::new(body.to.as_str());
+    let reason = body
+        .reason
+        .clone()
+        .or_else(|| Some(format!("promoted from `{}`", body.from)));
+    let new = state
+        .envs
+        .apply(&body.to, |current| {
+            let mut change = Change::default();
+            for flag in &flags {
+                let before = current.snapshot.flag(flag.key.as_str());
+                let mut after = flag.clone();
+                after.version = before.map_or(1, |f| f.version + 1);
+                if before.is_some_and(|b| {
+                    Flag {
+                        version: after.version,
+                        ..b.clone()
+                    } == after
+                }) {
+                    continue; // already identical
+                }
+                let mut audit = entry(&principal, Some(&to), "flag.promote", flag.key.as_str());
+                audit.before = before.map(|f| json!(f));
+                audit.after = Some(json!(after));
+                audit.reason = reason.clone();
+                change.audit.push(audit);
+                change.flags.push((after.key.clone(), Some(after)));
+            }
+            Ok(change)
+        })
+        .await?;
+    Ok(axum::Json(
+        json!({ "from": body.from, "to": body.to, "flags": keys, "revision": new.revision }),
+    )
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    name: String,
+    kind: TokenKind,
+    #[serde(default)]
+    env: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    check_key("token name", &body.name)?;
+    let env = match (body.kind, body.env) {
+        (TokenKind::Admin, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "admin tokens are not bound to an environment; omit `env`",
+            ))
+        }
+        (TokenKind::Admin, None) => None,
+        (kind, None) => {
+            return Err(ApiError::bad_request(format!(
+                "{} tokens need the `env` they may read",
+                kind_name(kind)
+            )))
+        }
+        (_, Some(env)) => {
+            env_state(&state, &env)?;
+            Some(EnvName::new(env))
+        }
+    };
+    let (token, record) = generate(&body.name, body.kind, env.clone(), now_ms());
+    let mut audit = entry(&principal, env.as_ref(), "token.create", &body.name);
+    audit.after = Some(json!({ "name": record.name, "kind": record.kind, "env": record.env }));
+    state
+        .envs
+        .store()
+        .create_token(record.clone(), audit)
+        .await?;
+    state.tokens.replace(state.envs.store().tokens().await?);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(
+            json!({ "name": record.name, "kind": record.kind, "env": record.env, "token": token }),
+        ),
+    )
+        .into_response())
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let tokens: Vec<Value> = state
+        .envs
+        .store()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(
+            |t| json!({ "name": t.name, "kind": t.kind, "env": t.env, "created_ms": t.created_ms }),
+        )
+        .collect();
+    Ok(axum::Json(json!({ "tokens": tokens })).into_response())
+}
+
+async fn delete_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let audit = entry(&principal, None, "token.delete", &name);
+    let removed = state.envs.store().delete_token(&name, audit).await?;
+    if removed.is_none() {
+        return Err(ApiError::not_found(format!("no token named `{name}`")));
+    }
+    state.tokens.replace(state.envs.store().tokens().await?);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    env: Option<String>,
+    flag: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `since` as an RFC 3339 instant, milliseconds since the epoch, or a duration ago (`15m`).
+fn parse_since(since: &str) -> Result<u64, ApiError> {
+    if let Ok(ms) = since.parse::<u64>() {
+        return Ok(ms);
+    }
+    if let Ok(instant) = humantime::parse_rfc3339_weak(since) {
+        let ms = instant
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        return Ok(ms);
+    }
+    if let Ok(ago) = humantime::parse_duration(since) {
+        let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+        return Ok(now_ms().saturating_sub(ago));
+    }
+    Err(ApiError::bad_request(format!(
+        "`since` must be an RFC 3339 time, epoch milliseconds or a duration such as `1h`, got `{since}`"
+    )))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    principal: Principal,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = AuditQuery {
+        env: params.env.map(EnvName::new),
+        target: params.flag,
+        since_ms: params.since.as_deref().map(parse_since).transpose()?,
+        limit: params.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let entries = state.envs.store().audit(&query).await?;
+    Ok(axum::Json(json!({ "entries": entries })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsParams {
+    window: Option<String>,
+}
+
+async fn flag_metrics(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, key)): Path<(String, String)>,
+    params: Result<Query<MetricsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let window_text = params.window.unwrap_or_else(|| "5m".to_owned());
+    let window = humantime::parse_duration(&window_text).map_err(|e| {
+        ApiError::bad_request(format!("`window` must be a duration such as `5m`: {e}"))
+    })?;
+    if window < Duration::from_secs(60) || window > Duration::from_secs(31 * 86_400) {
+        return Err(ApiError::bad_request("`window` must be between 1m and 31d"));
+    }
+    env_state(&state, &env)?;
+    let now_minute = now_ms() / 60_000;
+    let minutes = window.as_secs().div_ceil(60);
+    let from = now_minute.saturating_sub(minutes - 1);
+    let counts = state
+        .envs
+        .store()
+        .flag_metrics(
+            &EnvName::new(env.as_str()),
+            &FlagKey::new(key.as_str()),
+            from,
+            now_minute,
+        )
+        .await?;
+    Ok(axum::Json(json!({
+        "environment": env, "flag": key, "window": window_text,
+        "from_ms": from * 60_000, "variants": counts
+    }))
+    .into_response())
+}

@@ -1,0 +1,83 @@
+//! Switchyard's own evaluation endpoints: `POST /v1/evaluate/{env}/{flag}` and
+//! `POST /v1/evaluate/{env}` (bulk), with the context as the JSON body.
+
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Map, Value};
+use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::http::json::{body_bytes, parse};
+use crate::http::AppState;
+use crate::store::TokenKind;
+
+/// Routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/evaluate/{env}/{flag}", post(one))
+        .route("/v1/evaluate/{env}", post(bulk))
+}
+
+/// The context in a request body; an empty body is an anonymous context.
+pub async fn context_body(request: Request, state: &AppState) -> Result<Context, ApiError> {
+    let bytes = body_bytes(request, state).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::anonymous());
+    }
+    parse(&bytes).map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))
+}
+
+/// An evaluation as JSON: `{value, variant, reason, rule_id?, flag_version, error?}`.
+pub fn evaluation_json(result: &Evaluation<'_>) -> Value {
+    json!(result)
+}
+
+async fn one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((env, flag)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    principal.require_env(&env, &[TokenKind::Sdk, TokenKind::Eval])?;
+    let current = state
+        .envs
+        .get(&env)
+        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+    let ctx = context_body(request, &state).await?;
+    let result = evaluate(&current.snapshot, &flag, &ctx);
+    state.telemetry.evaluated(&env, "rest", 1);
+    if result.error == Some(ErrorCode::FlagNotFound) {
+        return Err(ApiError::not_found(format!(
+            "flag `{flag}` does not exist in `{env}`"
+        )));
+    }
+    let mut body = evaluation_json(&result);
+    body["key"] = json!(flag);
+    Ok(axum::Json(body).into_response())
+}
+
+async fn bulk(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(env): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    principal.require_env(&env, &[TokenKind::Sdk, TokenKind::Eval])?;
+    let current = state
+        .envs
+        .get(&env)
+        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+    let ctx = context_body(request, &state).await?;
+    let mut flags = Map::new();
+    for (key, result) in evaluate_all(&current.snapshot, &ctx) {
+        flags.insert(key.to_owned(), evaluation_json(&result));
+    }
+    state.telemetry.evaluated(&env, "rest", flags.len() as u64);
+    Ok(
+        axum::Json(json!({ "environment": env, "revision": current.revision, "flags": flags }))
+            .into_response(),
+    )
+}

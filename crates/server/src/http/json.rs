@@ -1,0 +1,63 @@
+//! A JSON body extractor whose errors are ours: 413 past the size limit, 400 naming
+//! the field path for invalid JSON, unknown fields or wrong types
+//! (`at rules[0].when: unknown field `usres``).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::http::MAX_BODY;
+
+/// A JSON request body of type `T`.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+/// Parses `bytes` as `T`, naming the path of the first problem.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// Reads a whole body, mapping the size limit to our 413.
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(format!(
+                "request body is larger than the {MAX_BODY}-byte limit"
+            ))
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {rejection}"))
+        }
+    })
+}
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request(
+                "the request body is empty; JSON expected",
+            ));
+        }
+        parse(&bytes).map(Json)
+    }
+}

@@ -1,0 +1,92 @@
+//! Assembling and running the server: open the store, load the environments and
+//! tokens, then serve until the shutdown future resolves.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth::{generate, Tokens};
+use crate::environments::{now_ms, Environments};
+use crate::http::{router, AppState};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{AuditEntry, Store, TokenKind};
+use crate::telemetry::Telemetry;
+
+/// A loaded server, ready to serve.
+pub struct Server {
+    /// Shared state of the handlers.
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    /// An admin token generated at this start (the store had none), to print once.
+    pub generated_admin_token: Option<String>,
+}
+
+impl Server {
+    /// Loads everything from `store`. `admin_token` is the bootstrap admin token.
+    pub async fn load(store: Arc<dyn Store>, admin_token: Option<&str>) -> anyhow::Result<Server> {
+        let envs = Arc::new(Environments::load(Arc::clone(&store)).await?);
+        let tokens = Arc::new(Tokens::new(store.tokens().await?, admin_token));
+        let mut generated_admin_token = None;
+        if !tokens.has_admin() {
+            let (token, record) = generate("initial-admin", TokenKind::Admin, None, now_ms());
+            let audit = AuditEntry {
+                id: 0,
+                at_ms: now_ms(),
+                actor: "switchyard-server".to_owned(),
+                env: None,
+                action: "token.create".to_owned(),
+                target: record.name.clone(),
+                before: None,
+                after: None,
+                reason: Some("no admin token existed at start".to_owned()),
+                revision: None,
+            };
+            store.create_token(record, audit).await?;
+            tokens.replace(store.tokens().await?);
+            generated_admin_token = Some(token);
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            envs,
+            tokens,
+            telemetry: Arc::new(Telemetry::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+            shutdown: shutdown_rx,
+        };
+        state.ready.store(true, Ordering::Release);
+        Ok(Server {
+            state,
+            shutdown,
+            generated_admin_token,
+        })
+    }
+
+    /// Opens the embedded store in `data_dir` and loads it.
+    pub async fn open_embedded(
+        data_dir: &std::path::Path,
+        admin_token: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data_dir)?);
+        Server::load(store, admin_token).await
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting,
+    /// ends streams and waits for in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = router(self.state.clone());
+        let stop = self.shutdown;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                let _ = stop.send(true);
+            })
+            .await
+    }
+}

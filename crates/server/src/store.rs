@@ -1,0 +1,243 @@
+//! Durable state behind one trait, so the embedded store and Redis are
+//! interchangeable: environments with their revision, flags, segments, tokens, the
+//! audit log and SDK metric counts.
+//!
+//! Writes to an environment are whole [`Commit`]s applied atomically with a
+//! compare-and-set on the environment's revision: the flags and segments changed,
+//! the new revision and the audit entries land together or not at all. The server
+//! validates a commit against the state at `expected_revision` before sending it,
+//! so a commit that lands is always valid.
+
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
+use switchyard_core::{Flag, Segment};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The environment moved on since the caller read it: reload and retry.
+    #[error("environment `{env}` is at revision {actual}, not {expected}")]
+    RevisionConflict {
+        /// The environment.
+        env: String,
+        /// The revision the commit was based on.
+        expected: u64,
+        /// The revision found.
+        actual: u64,
+    },
+    /// The environment does not exist.
+    #[error("environment `{0}` does not exist")]
+    NoSuchEnvironment(String),
+    /// A token with that name exists already.
+    #[error("a token named `{0}` already exists")]
+    DuplicateToken(String),
+    /// The backing database failed or is unreachable.
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Stored data could not be decoded.
+    #[error("corrupt record {what}: {source}")]
+    Corrupt {
+        /// Which record.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One environment as stored.
+#[derive(Debug, Clone)]
+pub struct EnvRecord {
+    /// Its name.
+    pub name: EnvName,
+    /// Bumped by every commit.
+    pub revision: u64,
+    /// Every flag.
+    pub flags: Vec<Flag>,
+    /// Every segment.
+    pub segments: Vec<Segment>,
+}
+
+/// An atomic change to one environment.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The environment changed.
+    pub env: EnvName,
+    /// The revision the change was computed against.
+    pub expected_revision: u64,
+    /// Flags written (`Some`) or deleted (`None`).
+    pub flags: Vec<(FlagKey, Option<Flag>)>,
+    /// Segments written (`Some`) or deleted (`None`).
+    pub segments: Vec<(SegmentKey, Option<Segment>)>,
+    /// What to record in the audit log (ids and revision are filled in by the store).
+    pub audit: Vec<AuditEntry>,
+}
+
+/// One audited write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, assigned by the store (strictly increasing).
+    #[serde(default)]
+    pub id: u64,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The name of the token that made the change.
+    pub actor: String,
+    /// The environment, when the change is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvName>,
+    /// What happened, e.g. `flag.put`, `flag.kill`, `segment.delete`, `token.create`.
+    pub action: String,
+    /// The flag, segment or token concerned.
+    pub target: String,
+    /// State before (absent for creations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// State after (absent for deletions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    /// Why, as the person said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The environment's revision after the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+}
+
+/// Filters for reading the audit log; all are optional.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Only this environment.
+    pub env: Option<EnvName>,
+    /// Only this flag, segment or token.
+    pub target: Option<String>,
+    /// Only entries at or after this time (ms since epoch).
+    pub since_ms: Option<u64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Everything.
+    Admin,
+    /// One environment: snapshot, stream, evaluation, metrics.
+    Sdk,
+    /// One environment: evaluation only.
+    Eval,
+}
+
+/// A stored API token: only a hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Public identifier embedded in the token.
+    pub id: String,
+    /// Unique human name.
+    pub name: String,
+    /// What it may do.
+    pub kind: TokenKind,
+    /// The environment it is limited to (`sdk` and `eval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<EnvName>,
+    /// SHA-256 of the whole token, hex.
+    pub hash: String,
+    /// Creation time, ms since epoch.
+    pub created_ms: u64,
+}
+
+/// Exposure and tracked-event counts for one environment, from one SDK flush.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsBatch {
+    /// (flag, variant) → exposures.
+    #[serde(default)]
+    pub exposures: Vec<ExposureCount>,
+    /// (event, flag, variant) → count.
+    #[serde(default)]
+    pub events: Vec<EventCount>,
+}
+
+/// Exposures of one variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExposureCount {
+    /// The flag.
+    pub flag: FlagKey,
+    /// The variant served.
+    pub variant: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// Tracked events attributed to the variant a context was served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventCount {
+    /// The event name, e.g. `checkout_error`.
+    pub event: String,
+    /// The flag.
+    pub flag: FlagKey,
+    /// The variant the context was served.
+    pub variant: String,
+    /// How many times.
+    pub count: u64,
+}
+
+/// Counts per variant of one flag over a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantCounts {
+    /// Exposures.
+    pub exposures: u64,
+    /// Tracked events by name.
+    pub events: BTreeMap<String, u64>,
+}
+
+/// The durable store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Every environment with its flags and segments.
+    async fn load(&self) -> Result<Vec<EnvRecord>, StoreError>;
+    /// One environment, if it exists.
+    async fn load_env(&self, env: &EnvName) -> Result<Option<EnvRecord>, StoreError>;
+    /// Creates an environment at revision 0; `Ok(false)` when it existed.
+    async fn create_env(&self, env: &EnvName, audit: AuditEntry) -> Result<bool, StoreError>;
+    /// Applies a commit atomically; returns the new revision.
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError>;
+
+    /// Every token.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Stores a new token (its name must be unique).
+    async fn create_token(&self, token: TokenRecord, audit: AuditEntry) -> Result<(), StoreError>;
+    /// Deletes a token by name; `Ok(None)` when there was none.
+    async fn delete_token(
+        &self,
+        name: &str,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Reads the audit log, newest first.
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Adds SDK counts to the minute `minute` (minutes since the epoch).
+    async fn record_metrics(
+        &self,
+        env: &EnvName,
+        minute: u64,
+        batch: &MetricsBatch,
+    ) -> Result<(), StoreError>;
+    /// Sums a flag's counts per variant over minutes `from_minute..=to_minute`.
+    async fn flag_metrics(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        from_minute: u64,
+        to_minute: u64,
+    ) -> Result<BTreeMap<String, VariantCounts>, StoreError>;
+}

@@ -1,0 +1,399 @@
+//! The embedded store: one `redb` database file in the data directory. Every
+//! write is one redb transaction committed with immediate durability (fsync), so an
+//! acknowledged write survives `kill -9` and a half-done one never shows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use switchyard_core::model::{EnvName, FlagKey};
+use switchyard_core::{Flag, Segment};
+
+use super::{
+    AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError, TokenRecord,
+    VariantCounts,
+};
+
+/// env → revision
+const ENVS: TableDefinition<&str, u64> = TableDefinition::new("envs");
+/// (env, flag key) → flag JSON
+const FLAGS: TableDefinition<(&str, &str), &str> = TableDefinition::new("flags");
+/// (env, segment key) → segment JSON
+const SEGMENTS: TableDefinition<(&str, &str), &str> = TableDefinition::new("segments");
+/// token name → token JSON
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
+/// id → audit entry JSON
+const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
+/// (env, flag, minute, variant, event or "" for exposures) → count
+const METRICS: TableDefinition<(&str, &str, u64, &str, &str), u64> =
+    TableDefinition::new("metrics");
+
+/// A redb-backed [`Store`].
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    what: impl Into<String>,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
+        what: what.into(),
+        source,
+    })
+}
+
+fn encode(value: &impl serde::Serialize) -> String {
+    // Serialising our own model types to a string cannot fail.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `switchyard.redb` in `dir`, creating the directory.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let db = Database::create(dir.join("switchyard.redb")).map_err(unavailable)?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        txn.open_table(ENVS).map_err(unavailable)?;
+        txn.open_table(FLAGS).map_err(unavailable)?;
+        txn.open_table(SEGMENTS).map_err(unavailable)?;
+        txn.open_table(TOKENS).map_err(unavailable)?;
+        txn.open_table(AUDIT).map_err(unavailable)?;
+        txn.open_table(METRICS).map_err(unavailable)?;
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs blocking database work off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || work(&db))
+            .await
+            .map_err(unavailable)?
+    }
+}
+
+fn append_audit(
+    txn: &WriteTransaction,
+    entries: Vec<AuditEntry>,
+    revision: Option<u64>,
+) -> Result<(), StoreError> {
+    let mut table = txn.open_table(AUDIT).map_err(unavailable)?;
+    let mut next = table
+        .last()
+        .map_err(unavailable)?
+        .map_or(1, |(id, _)| id.value() + 1);
+    for mut entry in entries {
+        entry.id = next;
+        if revision.is_some() {
+            entry.revision = revision;
+        }
+        table
+            .insert(next, encode(&entry).as_str())
+            .map_err(unavailable)?;
+        next += 1;
+    }
+    Ok(())
+}
+
+fn read_env(db: &Database, env: &str) -> Result<Option<EnvRecord>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let envs = txn.open_table(ENVS).map_err(unavailable)?;
+    let Some(revision) = envs.get(env).map_err(unavailable)?.map(|v| v.value()) else {
+        return Ok(None);
+    };
+    let mut record = EnvRecord {
+        name: EnvName::new(env),
+        revision,
+        flags: Vec::new(),
+        segments: Vec::new(),
+    };
+    let flags = txn.open_table(FLAGS).map_err(unavailable)?;
+    for item in flags.range((env, "")..).map_err(unavailable)? {
+        let (key, value) = item.map_err(unavailable)?;
+        let (e, k) = key.value();
+        if e != env {
+            break;
+        }
+        record
+            .flags
+            .push(decode::<Flag>(format!("flag {env}/{k}"), value.value())?);
+    }
+    let segments = txn.open_table(SEGMENTS).map_err(unavailable)?;
+    for item in segments.range((env, "")..).map_err(unavailable)? {
+        let (key, value) = item.map_err(unavailable)?;
+        let (e, k) = key.value();
+        if e != env {
+            break;
+        }
+        record.segments.push(decode::<Segment>(
+            format!("segment {env}/{k}"),
+            value.value(),
+        )?);
+    }
+    Ok(Some(record))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn load(&self) -> Result<Vec<EnvRecord>, StoreError> {
+        self.blocking(|db| {
+            let names: Vec<String> = {
+                let txn = db.begin_read().map_err(unavailable)?;
+                let envs = txn.open_table(ENVS).map_err(unavailable)?;
+                let mut names = Vec::new();
+                for item in envs.iter().map_err(unavailable)? {
+                    names.push(item.map_err(unavailable)?.0.value().to_owned());
+                }
+                names
+            };
+            let mut records = Vec::new();
+            for name in names {
+                records.extend(read_env(db, &name)?);
+            }
+            Ok(records)
+        })
+        .await
+    }
+
+    async fn load_env(&self, env: &EnvName) -> Result<Option<EnvRecord>, StoreError> {
+        let env = env.to_string();
+        self.blocking(move |db| read_env(db, &env)).await
+    }
+
+    async fn create_env(&self, env: &EnvName, audit: AuditEntry) -> Result<bool, StoreError> {
+        let env = env.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut envs = txn.open_table(ENVS).map_err(unavailable)?;
+                if envs.get(env.as_str()).map_err(unavailable)?.is_some() {
+                    return Ok(false);
+                }
+                envs.insert(env.as_str(), 0).map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], Some(0))?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
+        self.blocking(move |db| {
+            let env = commit.env.as_str();
+            let txn = db.begin_write().map_err(unavailable)?;
+            let revision = {
+                let mut envs = txn.open_table(ENVS).map_err(unavailable)?;
+                let actual = envs
+                    .get(env)
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .ok_or_else(|| StoreError::NoSuchEnvironment(env.to_owned()))?;
+                if actual != commit.expected_revision {
+                    return Err(StoreError::RevisionConflict {
+                        env: env.to_owned(),
+                        expected: commit.expected_revision,
+                        actual,
+                    });
+                }
+                envs.insert(env, actual + 1).map_err(unavailable)?;
+                actual + 1
+            };
+            {
+                let mut flags = txn.open_table(FLAGS).map_err(unavailable)?;
+                for (key, flag) in &commit.flags {
+                    match flag {
+                        Some(flag) => flags.insert((env, key.as_str()), encode(flag).as_str()),
+                        None => flags.remove((env, key.as_str())).map(|_| None),
+                    }
+                    .map_err(unavailable)?;
+                }
+                let mut segments = txn.open_table(SEGMENTS).map_err(unavailable)?;
+                for (key, segment) in &commit.segments {
+                    match segment {
+                        Some(segment) => {
+                            segments.insert((env, key.as_str()), encode(segment).as_str())
+                        }
+                        None => segments.remove((env, key.as_str())).map(|_| None),
+                    }
+                    .map_err(unavailable)?;
+                }
+            }
+            append_audit(&txn, commit.audit, Some(revision))?;
+            txn.commit().map_err(unavailable)?;
+            Ok(revision)
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(TOKENS).map_err(unavailable)?;
+            let mut tokens = Vec::new();
+            for item in table.iter().map_err(unavailable)? {
+                let (name, json) = item.map_err(unavailable)?;
+                tokens.push(decode(format!("token {}", name.value()), json.value())?);
+            }
+            Ok(tokens)
+        })
+        .await
+    }
+
+    async fn create_token(&self, token: TokenRecord, audit: AuditEntry) -> Result<(), StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(TOKENS).map_err(unavailable)?;
+                if table
+                    .get(token.name.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    return Err(StoreError::DuplicateToken(token.name));
+                }
+                table
+                    .insert(token.name.as_str(), encode(&token).as_str())
+                    .map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], None)?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_token(
+        &self,
+        name: &str,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let removed = {
+                let mut table = txn.open_table(TOKENS).map_err(unavailable)?;
+                let removed = table.remove(name.as_str()).map_err(unavailable)?;
+                match removed {
+                    Some(json) => Some(decode::<TokenRecord>(
+                        format!("token {name}"),
+                        json.value(),
+                    )?),
+                    None => None,
+                }
+            };
+            if removed.is_none() {
+                return Ok(None);
+            }
+            append_audit(&txn, vec![audit], None)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let query = query.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(AUDIT).map_err(unavailable)?;
+            let mut entries = Vec::new();
+            for item in table.iter().map_err(unavailable)?.rev() {
+                let (id, json) = item.map_err(unavailable)?;
+                let entry: AuditEntry = decode(format!("audit {}", id.value()), json.value())?;
+                if query.since_ms.is_some_and(|since| entry.at_ms < since) {
+                    break;
+                }
+                let env_ok = query
+                    .env
+                    .as_ref()
+                    .is_none_or(|env| entry.env.as_ref() == Some(env));
+                let target_ok = query.target.as_ref().is_none_or(|t| entry.target == *t);
+                if env_ok && target_ok {
+                    entries.push(entry);
+                    if entries.len() >= query.limit {
+                        break;
+                    }
+                }
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn record_metrics(
+        &self,
+        env: &EnvName,
+        minute: u64,
+        batch: &MetricsBatch,
+    ) -> Result<(), StoreError> {
+        let env = env.to_string();
+        let batch = batch.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(METRICS).map_err(unavailable)?;
+                let mut add = |flag: &str, variant: &str, event: &str, count: u64| {
+                    let key = (env.as_str(), flag, minute, variant, event);
+                    let current = table
+                        .get(key)
+                        .map_err(unavailable)?
+                        .map_or(0, |v| v.value());
+                    table
+                        .insert(key, current.saturating_add(count))
+                        .map_err(unavailable)
+                        .map(drop)
+                };
+                for e in &batch.exposures {
+                    add(e.flag.as_str(), &e.variant, "", e.count)?;
+                }
+                for e in &batch.events {
+                    add(e.flag.as_str(), &e.variant, &e.event, e.count)?;
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn flag_metrics(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        from_minute: u64,
+        to_minute: u64,
+    ) -> Result<BTreeMap<String, VariantCounts>, StoreError> {
+        let (env, flag) = (env.to_string(), flag.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(METRICS).map_err(unavailable)?;
+            let mut counts: BTreeMap<String, VariantCounts> = BTreeMap::new();
+            let start = (env.as_str(), flag.as_str(), from_minute, "", "");
+            for item in table.range(start..).map_err(unavailable)? {
+                let (key, count) = item.map_err(unavailable)?;
+                let (e, f, minute, variant, event) = key.value();
+                if e != env || f != flag || minute > to_minute {
+                    break;
+                }
+                let slot = counts.entry(variant.to_owned()).or_default();
+                if event.is_empty() {
+                    slot.exposures += count.value();
+                } else {
+                    *slot.events.entry(event.to_owned()).or_default() += count.value();
+                }
+            }
+            Ok(counts)
+        })
+        .await
+    }
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics for `/metrics`: requests and latency by route, evaluations,
+//! SSE clients, store errors.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::http::AppState;
+
+/// Labels of request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route pattern, e.g. `/v1/evaluate/{env}/{flag}`.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// Labels of evaluation counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EvalLabels {
+    /// The environment.
+    pub env: String,
+    /// `rest`, `ofrep`.
+    pub api: &'static str,
+}
+
+/// Every metric the server exports.
+pub struct Telemetry {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub requests: Family<RouteLabels, Counter>,
+    /// Request latency by route, method and status, in seconds.
+    pub latency: Family<RouteLabels, Histogram>,
+    /// Flags evaluated.
+    pub evaluations: Family<EvalLabels, Counter>,
+    /// Connected SSE clients.
+    pub sse_clients: Gauge,
+    /// Store operations that failed.
+    pub store_errors: Counter,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RouteLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(
+                [
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                    1.0,
+                ]
+                .into_iter(),
+            )
+        });
+        let evaluations = Family::<EvalLabels, Counter>::default();
+        let sse_clients = Gauge::default();
+        let store_errors = Counter::default();
+        registry.register(
+            "switchyard_http_requests",
+            "HTTP requests",
+            requests.clone(),
+        );
+        registry.register(
+            "switchyard_http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "switchyard_evaluations",
+            "Flags evaluated",
+            evaluations.clone(),
+        );
+        registry.register(
+            "switchyard_sse_clients",
+            "Connected SSE clients",
+            sse_clients.clone(),
+        );
+        registry.register(
+            "switchyard_store_errors",
+            "Failed store operations",
+            store_errors.clone(),
+        );
+        Telemetry {
+            registry,
+            requests,
+            latency,
+            evaluations,
+            sse_clients,
+            store_errors,
+        }
+    }
+}
+
+impl Telemetry {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Counts `n` evaluations in `env` through `api`.
+    pub fn evaluated(&self, env: &str, api: &'static str, n: u64) {
+        self.evaluations
+            .get_or_create(&EvalLabels {
+                env: env.to_owned(),
+                api,
+            })
+            .inc_by(n);
+    }
+}
+
+/// Middleware recording every request's route, status and latency.
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let labels = RouteLabels {
+        route,
+        method,
+        status: response.status().as_u16(),
+    };
+    if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        state.telemetry.store_errors.inc();
+    }
+    state.telemetry.requests.get_or_create(&labels).inc();
+    state
+        .telemetry
+        .latency
+        .get_or_create(&labels)
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
