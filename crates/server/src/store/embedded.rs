@@ -89,19 +89,18 @@ fn append_audit(
     revision: Option<u64>,
 ) -> Result<(), StoreError> {
     let mut table = txn.open_table(AUDIT).map_err(unavailable)?;
-    let mut next = table
+    let first = table
         .last()
         .map_err(unavailable)?
         .map_or(1, |(id, _)| id.value() + 1);
-    for mut entry in entries {
-        entry.id = next;
+    for (id, mut entry) in (first..).zip(entries) {
+        entry.id = id;
         if revision.is_some() {
             entry.revision = revision;
         }
         table
-            .insert(next, encode(&entry).as_str())
+            .insert(id, encode(&entry).as_str())
             .map_err(unavailable)?;
-        next += 1;
     }
     Ok(())
 }
