@@ -10,7 +10,7 @@ use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::json::{body_bytes, parse};
+use crate::http::json::{body_bytes, check_context, parse};
 use crate::http::AppState;
 use crate::store::TokenKind;
 
@@ -27,7 +27,10 @@ pub async fn context_body(request: Request, state: &AppState) -> Result<Context,
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::anonymous());
     }
-    parse(&bytes).map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))
+    let ctx: Context = parse(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))?;
+    check_context(&ctx).map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
+    Ok(ctx)
 }
 
 /// An evaluation as JSON: `{value, variant, reason, rule_id?, flag_version, error?}`.
