@@ -5,6 +5,7 @@ pub mod admin;
 pub mod evaluate;
 pub mod json;
 pub mod ofrep;
+pub mod openapi;
 pub mod ops;
 pub mod sdk;
 
@@ -16,6 +17,7 @@ use axum::Router;
 
 use crate::auth::Tokens;
 use crate::environments::Environments;
+use crate::error::ApiError;
 use crate::telemetry::Telemetry;
 
 /// The largest request body accepted (flags, contexts, metric batches): 1 MiB.
@@ -35,6 +37,9 @@ pub struct AppState {
     /// Flips to `true` when the server shuts down, so long-lived streams end and
     /// graceful shutdown can complete.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// How often an idle SSE stream sends a keep-alive comment (15 s by default; set
+    /// `Server::state.sse_heartbeat` before `serve` to change it, e.g. in tests).
+    pub sse_heartbeat: std::time::Duration,
 }
 
 impl AppState {
@@ -52,6 +57,13 @@ pub fn router(state: AppState) -> Router {
         .merge(sdk::routes())
         .nest("/v1/admin", admin::routes())
         .merge(ops::routes())
+        .merge(openapi::routes())
+        .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::method_not_allowed(
+                "this route does not accept that method; see /openapi.json",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

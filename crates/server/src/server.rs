@@ -15,6 +15,9 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::{AuditEntry, Store, TokenKind};
 use crate::telemetry::Telemetry;
 
+/// The default interval of SSE keep-alive comments.
+pub const SSE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A loaded server, ready to serve.
 pub struct Server {
     /// Shared state of the handlers.
@@ -55,6 +58,7 @@ impl Server {
             telemetry: Arc::new(Telemetry::default()),
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: shutdown_rx,
+            sse_heartbeat: SSE_HEARTBEAT,
         };
         state.ready.store(true, Ordering::Release);
         Ok(Server {

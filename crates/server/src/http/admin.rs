@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header::{ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,7 @@ use switchyard_core::{Flag, Segment};
 use crate::auth::{generate, kind_name, Principal};
 use crate::environments::{now_ms, Change, EnvState};
 use crate::error::ApiError;
-use crate::http::json::{parse, Json};
+use crate::http::json::{parse, Json, Path, RawBody};
 use crate::http::AppState;
 use crate::store::{AuditEntry, AuditQuery, TokenKind};
 
@@ -145,6 +145,14 @@ fn keyed_body<T: serde::de::DeserializeOwned>(
     parse(body.to_string().as_bytes())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs",
+    tag = "admin",
+    summary = "List environments",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Environments with revision and flag count"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"))
+)]
 async fn list_envs(
     State(state): State<AppState>,
     principal: Principal,
@@ -160,6 +168,15 @@ async fn list_envs(
     Ok(axum::Json(json!({ "environments": envs })).into_response())
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/envs/{env}",
+    tag = "admin",
+    summary = "Create an environment",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment")),
+    responses((status = 201, description = "Created"), (status = 200, description = "Already existed"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn create_env(
     State(state): State<AppState>,
     principal: Principal,
@@ -184,6 +201,15 @@ async fn create_env(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/flags",
+    tag = "admin",
+    summary = "List flags",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment")),
+    responses((status = 200, description = "Every flag of the environment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+)]
 async fn list_flags(
     State(state): State<AppState>,
     principal: Principal,
@@ -198,6 +224,15 @@ async fn list_flags(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/flags/{key}",
+    tag = "admin",
+    summary = "Get a flag (ETag = version)",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
+    responses((status = 200, description = "The flag"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+)]
 async fn get_flag(
     State(state): State<AppState>,
     principal: Principal,
@@ -212,6 +247,16 @@ async fn get_flag(
     Ok(with_etag(StatusCode::OK, flag.version, json!(flag)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/envs/{env}/flags/{key}",
+    tag = "admin",
+    summary = "Create or replace a flag",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "The flag (docs/flags.md); `key` may be omitted", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
+    responses((status = 201, description = "Created"), (status = 200, description = "Replaced"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn put_flag(
     State(state): State<AppState>,
     principal: Principal,
@@ -253,6 +298,15 @@ async fn put_flag(
     Ok(with_etag(status, saved.version, json!(saved)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/envs/{env}/flags/{key}",
+    tag = "admin",
+    summary = "Delete a flag",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn delete_flag(
     State(state): State<AppState>,
     principal: Principal,
@@ -338,21 +392,41 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/envs/{env}/flags/{key}/kill",
+    tag = "admin",
+    summary = "Kill switch: serve off_variant to everyone",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
+    responses((status = 200, description = "The killed flag"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn kill_flag(
     State(state): State<AppState>,
     principal: Principal,
     Path((env, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let body: ReasonBody = optional_body(&body)?;
     switch_flag(state, principal, env, key, body.reason, false).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/envs/{env}/flags/{key}/revive",
+    tag = "admin",
+    summary = "Undo a kill",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
+    responses((status = 200, description = "The revived flag"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn revive_flag(
     State(state): State<AppState>,
     principal: Principal,
     Path((env, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let body: ReasonBody = optional_body(&body)?;
     switch_flag(state, principal, env, key, body.reason, true).await
@@ -366,6 +440,16 @@ struct KillTag {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/envs/{env}/kill",
+    tag = "admin",
+    summary = "Kill every flag carrying a tag",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "{\"tag\": \"payments\", \"reason\": \"why\"}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment")),
+    responses((status = 200, description = "The flags killed"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn kill_tag(
     State(state): State<AppState>,
     principal: Principal,
@@ -410,6 +494,15 @@ async fn kill_tag(
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/segments",
+    tag = "admin",
+    summary = "List segments",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment")),
+    responses((status = 200, description = "Every segment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+)]
 async fn list_segments(
     State(state): State<AppState>,
     principal: Principal,
@@ -428,6 +521,15 @@ fn find_segment<'a>(state: &'a EnvState, key: &str) -> Option<&'a Segment> {
     state.snapshot.segments().find(|s| s.key.as_str() == key)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/segments/{key}",
+    tag = "admin",
+    summary = "Get a segment",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
+    responses((status = 200, description = "The segment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+)]
 async fn get_segment(
     State(state): State<AppState>,
     principal: Principal,
@@ -440,6 +542,16 @@ async fn get_segment(
     Ok(with_etag(StatusCode::OK, segment.version, json!(segment)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/admin/envs/{env}/segments/{key}",
+    tag = "admin",
+    summary = "Create or replace a segment",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "The segment: {\"when\": {...}}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
+    responses((status = 201, description = "Created"), (status = 200, description = "Replaced"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn put_segment(
     State(state): State<AppState>,
     principal: Principal,
@@ -482,6 +594,15 @@ async fn put_segment(
     Ok(with_etag(status, saved.version, json!(saved)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/envs/{env}/segments/{key}",
+    tag = "admin",
+    summary = "Delete a segment (422 while flags use it)",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn delete_segment(
     State(state): State<AppState>,
     principal: Principal,
@@ -522,6 +643,15 @@ struct Promote {
     reason: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/promote",
+    tag = "admin",
+    summary = "Copy flags from one environment to another",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "{\"from\": \"staging\", \"to\": \"production\", \"flags\": [..]} (all flags when empty)", content_type = "application/json"),
+    responses((status = 200, description = "Promoted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn promote(
     State(state): State<AppState>,
     principal: Principal,
@@ -590,6 +720,15 @@ struct NewToken {
     env: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tokens",
+    tag = "admin",
+    summary = "Issue a token (shown once)",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "{\"name\", \"kind\": \"admin|sdk|eval\", \"env\"}", content_type = "application/json"),
+    responses((status = 201, description = "The token"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn create_token(
     State(state): State<AppState>,
     principal: Principal,
@@ -633,6 +772,14 @@ async fn create_token(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tokens",
+    tag = "admin",
+    summary = "List tokens (never their secrets)",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Tokens"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     principal: Principal,
@@ -651,6 +798,15 @@ async fn list_tokens(
     Ok(axum::Json(json!({ "tokens": tokens })).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tokens/{name}",
+    tag = "admin",
+    summary = "Revoke a token",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Token name")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn delete_token(
     State(state): State<AppState>,
     principal: Principal,
@@ -695,6 +851,15 @@ fn parse_since(since: &str) -> Result<u64, ApiError> {
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    summary = "Read the audit log, newest first",
+    security(("bearer" = [])),
+    params(("env" = Option<String>, Query, description = "Only this environment"), ("flag" = Option<String>, Query, description = "Only this flag, segment or token"), ("since" = Option<String>, Query, description = "RFC 3339 time, epoch ms or a duration ago such as 1h"), ("limit" = Option<usize>, Query, description = "At most this many (default 100, max 1000)")),
+    responses((status = 200, description = "Entries"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn audit(
     State(state): State<AppState>,
     principal: Principal,
@@ -718,6 +883,15 @@ struct MetricsParams {
     window: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/flags/{key}/metrics",
+    tag = "admin",
+    summary = "Exposures and tracked events per variant over a window",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("window" = Option<String>, Query, description = "Duration such as 5m (1m..31d)")),
+    responses((status = 200, description = "Counts per variant"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+)]
 async fn flag_metrics(
     State(state): State<AppState>,
     principal: Principal,
@@ -753,3 +927,28 @@ async fn flag_metrics(
     }))
     .into_response())
 }
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    list_envs,
+    create_env,
+    list_flags,
+    get_flag,
+    put_flag,
+    delete_flag,
+    kill_flag,
+    revive_flag,
+    kill_tag,
+    list_segments,
+    get_segment,
+    put_segment,
+    delete_segment,
+    promote,
+    create_token,
+    list_tokens,
+    delete_token,
+    audit,
+    flag_metrics
+))]
+pub struct AdminApi;

@@ -1,7 +1,7 @@
 //! Switchyard's own evaluation endpoints: `POST /v1/evaluate/{env}/{flag}` and
 //! `POST /v1/evaluate/{env}` (bulk), with the context as the JSON body.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -10,7 +10,7 @@ use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::json::{body_bytes, check_context, parse};
+use crate::http::json::{body_bytes, check_context, parse, Path};
 use crate::http::AppState;
 use crate::store::TokenKind;
 
@@ -38,6 +38,16 @@ pub fn evaluation_json(result: &Evaluation<'_>) -> Value {
     json!(result)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/evaluate/{env}/{flag}",
+    tag = "evaluation",
+    summary = "Evaluate one flag for the context in the body",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("flag" = String, Path, description = "Flag key")),
+    responses((status = 200, description = "The evaluation"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+)]
 async fn one(
     State(state): State<AppState>,
     principal: Principal,
@@ -62,6 +72,16 @@ async fn one(
     Ok(axum::Json(body).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/evaluate/{env}",
+    tag = "evaluation",
+    summary = "Evaluate every flag for the context in the body",
+    security(("bearer" = [])),
+    request_body(content = Object, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment")),
+    responses((status = 200, description = "Evaluations by flag key"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+)]
 async fn bulk(
     State(state): State<AppState>,
     principal: Principal,
@@ -84,3 +104,8 @@ async fn bulk(
             .into_response(),
     )
 }
+
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(one, bulk))]
+pub struct EvaluateApi;

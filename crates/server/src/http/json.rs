@@ -3,7 +3,8 @@
 //! (`at rules[0].when: unknown field `usres``).
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
@@ -90,5 +91,45 @@ where
             ));
         }
         parse(&bytes).map(Json)
+    }
+}
+
+/// A whole request body as bytes, with our 413 past the size limit (axum's own
+/// `Bytes` extractor answers in plain text).
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        body_bytes(req, state).await.map(RawBody)
+    }
+}
+
+/// Path parameters, rejected with our JSON 400 (e.g. a percent-encoded segment that
+/// is not UTF-8) instead of axum's plain text.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            // A route without the parameters its handler expects: our bug, not the client's.
+            Err(rejection) if rejection.status().is_server_error() => {
+                Err(ApiError::internal(&rejection))
+            }
+            Err(rejection) => Err(ApiError::bad_request(format!(
+                "invalid path: {}",
+                rejection.body_text()
+            ))),
+        }
     }
 }

@@ -1,10 +1,96 @@
-//! Placeholder: routes arrive in their own change.
+//! Operations endpoints, without authentication: `GET /healthz` (the process is
+//! alive), `GET /readyz` (the snapshots are loaded and requests can be served) and
+//! `GET /metrics` (Prometheus / OpenMetrics text).
 
-use axum::Router;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
 
 use crate::http::AppState;
+
+/// The content type of `/metrics`. `prometheus-client` writes the OpenMetrics 1.0 text
+/// format (counter samples carry `_total` while their `# TYPE` line does not, and the
+/// body ends with `# EOF`), so it is labelled as such: Prometheus asks for this format
+/// first and parses it with its OpenMetrics parser. Labelling it
+/// `text/plain; version=0.0.4` would make Prometheus' classic parser see every counter
+/// sample as untyped (its name no longer matches its `# TYPE` line).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
+
+/// Whether the server can serve requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Still loading its state: 503.
+    Starting,
+    /// Serving, with this many environments loaded: 200.
+    Ready {
+        /// Environments in memory.
+        environments: usize,
+    },
+}
+
+impl Readiness {
+    /// The readiness of `state` now.
+    // A remote store being down will add a `Degraded` state here (200: evaluation
+    // still serves the last snapshot, writes fail with 503).
+    pub fn of(state: &AppState) -> Self {
+        if state.is_ready() {
+            Readiness::Ready {
+                environments: state.envs.names().len(),
+            }
+        } else {
+            Readiness::Starting
+        }
+    }
+}
+
+impl IntoResponse for Readiness {
+    fn into_response(self) -> Response {
+        match self {
+            Readiness::Starting => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "starting" })),
+            )
+                .into_response(),
+            Readiness::Ready { environments } => (
+                StatusCode::OK,
+                Json(json!({ "status": "ready", "environments": environments })),
+            )
+                .into_response(),
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", responses((status = 200, description = "{\"status\": \"ok\"}")))]
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness: snapshots loaded", responses((status = 200, description = "Ready"), (status = 503, description = "Starting")))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    Readiness::of(&state).into_response()
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text")))]
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.telemetry.encode().into_response();
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    response
+}
+/// The OpenAPI description of these routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(healthz, readyz, metrics))]
+pub struct OpsApi;
