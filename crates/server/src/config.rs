@@ -23,7 +23,12 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
-    /// Directory of the embedded store (created if missing).
+    /// Use Redis at this URL (`redis://host:port/db`) instead of the embedded store,
+    /// so several replicas share one state.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Directory of the embedded store (created if missing; unused with `--redis-url`).
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     pub data_dir: PathBuf,
 

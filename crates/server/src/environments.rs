@@ -167,23 +167,8 @@ impl Environments {
             revision: None,
         };
         let created = self.store.create_env(env, audit).await?;
-        if self.get(env.as_str()).is_none() {
-            self.reload(env).await?;
-        }
+        self.resync_locked(env).await?;
         Ok(created)
-    }
-
-    async fn reload(&self, env: &EnvName) -> Result<Option<Arc<EnvState>>, ApiError> {
-        let Some(record) = self.store.load_env(env).await? else {
-            return Ok(None);
-        };
-        let history = self
-            .get(env.as_str())
-            .map(|s| s.history.clone())
-            .unwrap_or_default();
-        let state = Arc::new(state_from(record, history)?);
-        self.install(Arc::clone(&state));
-        Ok(Some(state))
     }
 
     fn install(&self, state: Arc<EnvState>) {
@@ -216,28 +201,22 @@ impl Environments {
             // Validate the whole environment as it would be, before writing anything.
             Snapshot::compile(flags.iter().cloned(), segments.iter().cloned())
                 .map_err(|e| ApiError::invalid(&e))?;
+            let document =
+                change_document(&name, current.revision + 1, &change.flags, &change.segments);
             let commit = Commit {
                 env: name.clone(),
                 expected_revision: current.revision,
-                flags: change.flags.clone(),
-                segments: change.segments.clone(),
+                flags: change.flags,
+                segments: change.segments,
                 audit: change.audit,
+                event: document.clone(),
             };
             match self.store.commit(commit).await {
-                Ok(revision) => {
-                    let state = self.publish(
-                        &current,
-                        revision,
-                        flags,
-                        segments,
-                        &change.flags,
-                        &change.segments,
-                    )?;
-                    return Ok(state);
-                }
+                Ok(revision) => return self.publish(&current, revision, flags, segments, document),
                 // Another replica wrote first: start again from what it wrote.
                 Err(StoreError::RevisionConflict { .. }) => {
-                    current = self.reload(&name).await?.ok_or_else(|| {
+                    self.resync_locked(&name).await?;
+                    current = self.get(env).ok_or_else(|| {
                         ApiError::not_found(format!("environment `{env}` does not exist"))
                     })?;
                 }
@@ -249,28 +228,79 @@ impl Environments {
         )))
     }
 
+    /// Applies a change another replica committed and announced: the next revision
+    /// is applied from its change document; anything else (a gap, an unknown
+    /// environment, an unreadable document) reloads the environment from the store.
+    pub async fn apply_remote(
+        &self,
+        env: &EnvName,
+        revision: u64,
+        document: &Value,
+    ) -> Result<Remote, ApiError> {
+        let _guard = self.write.lock().await;
+        let Some(current) = self.get(env.as_str()) else {
+            self.resync_locked(env).await?;
+            return Ok(Remote::Resynced);
+        };
+        if revision <= current.revision {
+            return Ok(Remote::AlreadyHad);
+        }
+        if revision == current.revision + 1 {
+            if let Some(change) = parse_change(document) {
+                let (flags, segments) = merged(&current, &change);
+                let bytes = Bytes::from(document.to_string());
+                self.publish(&current, revision, flags, segments, bytes)?;
+                return Ok(Remote::Applied);
+            }
+        }
+        self.resync_locked(env).await?;
+        Ok(Remote::Resynced)
+    }
+
+    /// Reloads `env` from the store if its revision differs from the one in memory,
+    /// publishing the difference as one change event.
+    pub async fn resync(&self, env: &EnvName) -> Result<(), ApiError> {
+        let _guard = self.write.lock().await;
+        self.resync_locked(env).await
+    }
+
+    async fn resync_locked(&self, env: &EnvName) -> Result<(), ApiError> {
+        let Some(record) = self.store.load_env(env).await? else {
+            return Ok(());
+        };
+        match self.get(env.as_str()) {
+            Some(current) if current.revision == record.revision => Ok(()),
+            Some(current) => {
+                let document = diff_document(&current, &record);
+                self.publish(
+                    &current,
+                    record.revision,
+                    record.flags,
+                    record.segments,
+                    document,
+                )
+                .map(drop)
+            }
+            None => {
+                let state = state_from(record, VecDeque::new())?;
+                self.install(Arc::new(state));
+                Ok(())
+            }
+        }
+    }
+
     fn publish(
         &self,
         previous: &EnvState,
         revision: u64,
         flags: Vec<Flag>,
         segments: Vec<Segment>,
-        changed_flags: &[(FlagKey, Option<Flag>)],
-        changed_segments: &[(SegmentKey, Option<Segment>)],
+        document: Bytes,
     ) -> Result<Arc<EnvState>, ApiError> {
-        let put = |items: Vec<Value>| Value::Array(items);
-        let event_doc = json!({
-            "environment": previous.name,
-            "revision": revision,
-            "flags": put(changed_flags.iter().filter_map(|(_, f)| f.as_ref()).map(|f| json!(f)).collect()),
-            "deleted_flags": put(changed_flags.iter().filter(|(_, f)| f.is_none()).map(|(k, _)| json!(k)).collect()),
-            "segments": put(changed_segments.iter().filter_map(|(_, s)| s.as_ref()).map(|s| json!(s)).collect()),
-            "deleted_segments": put(changed_segments.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| json!(k)).collect()),
-        });
         let event = Arc::new(ChangeEvent {
             env: previous.name.clone(),
             revision,
-            document: Bytes::from(event_doc.to_string()),
+            document,
         });
         let mut history = previous.history.clone();
         if history.len() >= HISTORY {
@@ -289,6 +319,96 @@ impl Environments {
         let _ = self.changes.send(event);
         Ok(state)
     }
+}
+
+/// What [`Environments::apply_remote`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Remote {
+    /// The change was applied from its document.
+    Applied,
+    /// This replica already had that revision (e.g. it made the write).
+    AlreadyHad,
+    /// The environment was reloaded from the store (a gap, or a new environment).
+    Resynced,
+}
+
+/// The SDK change document: `{environment, revision, flags, deleted_flags, segments,
+/// deleted_segments}`.
+fn change_document(
+    env: &EnvName,
+    revision: u64,
+    flags: &[(FlagKey, Option<Flag>)],
+    segments: &[(SegmentKey, Option<Segment>)],
+) -> Bytes {
+    let doc = json!({
+        "environment": env,
+        "revision": revision,
+        "flags": flags.iter().filter_map(|(_, f)| f.as_ref()).collect::<Vec<_>>(),
+        "deleted_flags": flags.iter().filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect::<Vec<_>>(),
+        "segments": segments.iter().filter_map(|(_, s)| s.as_ref()).collect::<Vec<_>>(),
+        "deleted_segments": segments.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| k).collect::<Vec<_>>(),
+    });
+    Bytes::from(doc.to_string())
+}
+
+/// The change document taking `current` to `target`.
+fn diff_document(current: &EnvState, target: &EnvRecord) -> Bytes {
+    let mut flags: Vec<(FlagKey, Option<Flag>)> = target
+        .flags
+        .iter()
+        .filter(|f| current.snapshot.flag(f.key.as_str()) != Some(*f))
+        .map(|f| (f.key.clone(), Some(f.clone())))
+        .collect();
+    flags.extend(
+        current
+            .snapshot
+            .flags()
+            .filter(|old| !target.flags.iter().any(|f| f.key == old.key))
+            .map(|old| (old.key.clone(), None)),
+    );
+    let mut segments: Vec<(SegmentKey, Option<Segment>)> = target
+        .segments
+        .iter()
+        .filter(|s| !current.snapshot.segments().any(|old| old == *s))
+        .map(|s| (s.key.clone(), Some(s.clone())))
+        .collect();
+    segments.extend(
+        current
+            .snapshot
+            .segments()
+            .filter(|old| !target.segments.iter().any(|s| s.key == old.key))
+            .map(|old| (old.key.clone(), None)),
+    );
+    change_document(&target.name, target.revision, &flags, &segments)
+}
+
+/// A change document back into a [`Change`] (without audit entries).
+fn parse_change(document: &Value) -> Option<Change> {
+    let list = |field: &str| {
+        document
+            .get(field)
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()))
+    };
+    let flags: Vec<Flag> = serde_json::from_value(list("flags")).ok()?;
+    let deleted_flags: Vec<FlagKey> = serde_json::from_value(list("deleted_flags")).ok()?;
+    let segments: Vec<Segment> = serde_json::from_value(list("segments")).ok()?;
+    let deleted_segments: Vec<SegmentKey> =
+        serde_json::from_value(list("deleted_segments")).ok()?;
+    let mut change = Change::default();
+    change
+        .flags
+        .extend(flags.into_iter().map(|f| (f.key.clone(), Some(f))));
+    change
+        .flags
+        .extend(deleted_flags.into_iter().map(|k| (k, None)));
+    change
+        .segments
+        .extend(segments.into_iter().map(|s| (s.key.clone(), Some(s))));
+    change
+        .segments
+        .extend(deleted_segments.into_iter().map(|k| (k, None)));
+    Some(change)
 }
 
 /// The environment's flags and segments with `change` applied, in a stable order.

@@ -40,6 +40,8 @@ pub struct AppState {
     /// How often an idle SSE stream sends a keep-alive comment (15 s by default; set
     /// `Server::state.sse_heartbeat` before `serve` to change it, e.g. in tests).
     pub sse_heartbeat: std::time::Duration,
+    /// Set while a shared store (Redis) is unreachable; `/readyz` reports "degraded".
+    pub store_degraded: Arc<AtomicBool>,
 }
 
 impl AppState {

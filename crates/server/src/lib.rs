@@ -1,6 +1,7 @@
 //! `switchyard-server`: the flag server.
 //!
-//! Stores flags per environment ([`store`]: embedded `redb` by default), keeps a
+//! Stores flags per environment ([`store`]: embedded `redb` by default, Redis shared
+//! by replicas that follow each other through [`replication`]), keeps a
 //! compiled, immutable snapshot of each environment in memory ([`environments`]),
 //! and serves evaluation (REST, OFREP), SDK sync (snapshot, SSE) and the admin API
 //! ([`http`]). See ARCHITECTURE.md.
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod environments;
 pub mod error;
 pub mod http;
+pub mod replication;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -43,14 +43,21 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse().validate().map_err(anyhow::Error::msg)?;
     init_logging(args.log_format);
-    let server = Server::open_embedded(&args.data_dir, args.admin_token.as_deref())
-        .await
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let server = match &args.redis_url {
+        Some(url) => Server::open_redis(url, args.admin_token.as_deref()).await?,
+        None => Server::open_embedded(&args.data_dir, args.admin_token.as_deref())
+            .await
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+    };
     let listener = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %args.data_dir.display(), "switchyard-server listening");
+    let store = match &args.redis_url {
+        Some(url) => format!("redis {url}"),
+        None => format!("embedded {}", args.data_dir.display()),
+    };
+    tracing::info!(%addr, %store, "switchyard-server listening");
     if let Some(token) = &server.generated_admin_token {
         #[allow(clippy::print_stdout)]
         {

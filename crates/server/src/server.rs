@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use crate::auth::{generate, Tokens};
 use crate::environments::{now_ms, Environments};
 use crate::http::{router, AppState};
+use crate::replication::Replication;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
 use crate::store::{AuditEntry, Store, TokenKind};
 use crate::telemetry::Telemetry;
 
@@ -59,6 +61,7 @@ impl Server {
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: shutdown_rx,
             sse_heartbeat: SSE_HEARTBEAT,
+            store_degraded: Arc::new(AtomicBool::new(false)),
         };
         state.ready.store(true, Ordering::Release);
         Ok(Server {
@@ -75,6 +78,23 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(data_dir)?);
         Server::load(store, admin_token).await
+    }
+
+    /// Connects to Redis at `url`, loads from it and starts following the other
+    /// replicas' writes (until the server shuts down).
+    pub async fn open_redis(url: &str, admin_token: Option<&str>) -> anyhow::Result<Server> {
+        let store = RedisStore::connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis at {url}: {e}"))?;
+        let server = Server::load(Arc::new(store.clone()), admin_token).await?;
+        let replication = Replication {
+            store,
+            envs: Arc::clone(&server.state.envs),
+            tokens: Arc::clone(&server.state.tokens),
+            degraded: Arc::clone(&server.state.store_degraded),
+        };
+        tokio::spawn(replication.run(server.state.shutdown.clone()));
+        Ok(server)
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting,

@@ -9,6 +9,7 @@
 //! so a commit that lands is always valid.
 
 pub mod embedded;
+pub mod redis;
 
 use std::collections::BTreeMap;
 
@@ -77,6 +78,9 @@ pub struct Commit {
     pub segments: Vec<(SegmentKey, Option<Segment>)>,
     /// What to record in the audit log (ids and revision are filled in by the store).
     pub audit: Vec<AuditEntry>,
+    /// The change as SDKs see it (the SSE `change` document for revision
+    /// `expected_revision + 1`); a shared store announces it to the other replicas.
+    pub event: bytes::Bytes,
 }
 
 /// One audited write.
@@ -232,6 +236,11 @@ pub trait Store: Send + Sync + 'static {
         minute: u64,
         batch: &MetricsBatch,
     ) -> Result<(), StoreError>;
+    /// Whether the store is reachable (the embedded one always is).
+    async fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Sums a flag's counts per variant over minutes `from_minute..=to_minute`.
     async fn flag_metrics(
         &self,

@@ -24,16 +24,29 @@ pub struct TestServer {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    /// Keeps the data directory alive for the server's lifetime.
-    pub dir: tempfile::TempDir,
+    /// Keeps the data directory (embedded store) alive for the server's lifetime.
+    pub dir: Option<tempfile::TempDir>,
 }
 
-/// Starts a server with an empty store on a free loopback port.
+/// Starts a server with an empty embedded store on a free loopback port.
 pub async fn start() -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::open_embedded(dir.path(), Some(ADMIN))
         .await
         .expect("server loads");
+    serve(server, Some(dir)).await
+}
+
+/// Starts a replica on the Redis at `url`, on a free loopback port.
+pub async fn start_redis(url: &str) -> TestServer {
+    let server = Server::open_redis(url, Some(ADMIN))
+        .await
+        .expect("replica connects");
+    serve(server, None).await
+}
+
+/// Serves an opened server on a free loopback port.
+pub async fn serve(server: Server, dir: Option<tempfile::TempDir>) -> TestServer {
     let state = server.state.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));

@@ -38,19 +38,28 @@ pub enum Readiness {
         /// Environments in memory.
         environments: usize,
     },
+    /// The shared store is unreachable: evaluation, OFREP, snapshots and streams
+    /// still serve the last state from memory, writes fail with 503. Answered with
+    /// 200 so load balancers keep the replica in rotation for reads.
+    Degraded {
+        /// Environments in memory.
+        environments: usize,
+    },
 }
 
 impl Readiness {
     /// The readiness of `state` now.
-    // A remote store being down will add a `Degraded` state here (200: evaluation
-    // still serves the last snapshot, writes fail with 503).
     pub fn of(state: &AppState) -> Self {
-        if state.is_ready() {
-            Readiness::Ready {
-                environments: state.envs.names().len(),
-            }
-        } else {
+        let environments = state.envs.names().len();
+        if !state.is_ready() {
             Readiness::Starting
+        } else if state
+            .store_degraded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            Readiness::Degraded { environments }
+        } else {
+            Readiness::Ready { environments }
         }
     }
 }
@@ -68,6 +77,15 @@ impl IntoResponse for Readiness {
                 Json(json!({ "status": "ready", "environments": environments })),
             )
                 .into_response(),
+            Readiness::Degraded { environments } => (
+                StatusCode::OK,
+                Json(json!({
+                    "status": "degraded",
+                    "environments": environments,
+                    "store": "unavailable: serving the last snapshot; writes fail with 503",
+                })),
+            )
+                .into_response(),
         }
     }
 }
@@ -77,7 +95,7 @@ async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness: snapshots loaded", responses((status = 200, description = "Ready"), (status = 503, description = "Starting")))]
+#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness: snapshots loaded", responses((status = 200, description = "Ready, or degraded (shared store unreachable; reads still served)"), (status = 503, description = "Starting")))]
 async fn readyz(State(state): State<AppState>) -> Response {
     Readiness::of(&state).into_response()
 }

@@ -1,0 +1,492 @@
+//! The Redis store, shared by many replicas. Key layout (docs/redis.md):
+//!
+//! - per environment, all under one hash tag so one environment lives in one Redis
+//!   Cluster slot: `sy:{env:NAME}:rev` (integer), `…:flags` and `…:segments` (hashes key →
+//!   JSON), `…:audit` (list of `id\tJSON`), `…:metrics:FLAG:MINUTE` (hash
+//!   `variant\x1fevent` → count, expiring after 32 days);
+//! - global, under the hash tag `{sy}`: `sy:{sy}:envs` (set of names), `sy:{sy}:tokens`
+//!   (hash name → JSON), `sy:{sy}:audit` (token changes);
+//! - pub/sub channel `sy:changes`: one message per write, published by the same Lua
+//!   script that makes the write, so no write goes unannounced.
+//!
+//! Every write is one Lua script: compare the revision, apply, bump the revision,
+//! append audit entries, publish — atomically.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Client, Script};
+use serde_json::json;
+use switchyard_core::model::{EnvName, FlagKey};
+use switchyard_core::{Flag, Segment};
+
+use super::{
+    AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError, TokenRecord,
+    VariantCounts,
+};
+
+/// The pub/sub channel announcing every write.
+pub const CHANNEL: &str = "sy:changes";
+const ENVS: &str = "sy:{sy}:envs";
+const TOKENS: &str = "sy:{sy}:tokens";
+const GLOBAL_AUDIT: &str = "sy:{sy}:audit";
+/// How many audit entries of one list a query reads at most (newest first).
+const AUDIT_SCAN: isize = 10_000;
+const METRICS_TTL_SECS: i64 = 32 * 86_400;
+
+/// The keys of one environment.
+pub fn env_key(env: &str, part: &str) -> String {
+    format!("sy:{{env:{env}}}:{part}")
+}
+
+const COMMIT: &str = r"
+local rev = redis.call('GET', KEYS[1])
+if not rev then return {2, 0} end
+rev = tonumber(rev)
+if rev ~= tonumber(ARGV[1]) then return {1, rev} end
+local i = 5
+for _ = 1, tonumber(ARGV[4]) do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[2], ARGV[i]) else redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  i = i + 2
+end
+local segments = tonumber(ARGV[i]); i = i + 1
+for _ = 1, segments do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[3], ARGV[i]) else redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  i = i + 2
+end
+local new = redis.call('INCR', KEYS[1])
+local n = redis.call('LLEN', KEYS[4])
+while i <= #ARGV do
+  n = n + 1
+  redis.call('RPUSH', KEYS[4], n .. '\t' .. ARGV[i])
+  i = i + 1
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {0, new}
+";
+
+const CREATE_ENV: &str = r"
+if not redis.call('SET', KEYS[1], 0, 'NX') then return 0 end
+local n = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
+const CREATE_TOKEN: &str = r"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+local n = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+const DELETE_TOKEN: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local n = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return old
+";
+
+/// A message on [`CHANNEL`].
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Announcement {
+    /// An environment moved to `revision`; `change` is its SDK change document.
+    Commit {
+        /// The environment.
+        env: EnvName,
+        /// Its new revision.
+        revision: u64,
+        /// `{environment, revision, flags, deleted_flags, segments, deleted_segments}`.
+        change: serde_json::Value,
+    },
+    /// An environment was created.
+    EnvCreated {
+        /// The environment.
+        env: EnvName,
+    },
+    /// Tokens were created or deleted.
+    Tokens,
+}
+
+/// A [`Store`] on Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    client: Client,
+    conn: ConnectionManager,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    what: impl Into<String>,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
+        what: what.into(),
+        source,
+    })
+}
+
+fn encode(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// `id\tJSON` → entry with its id.
+fn audit_line(line: &str) -> Result<AuditEntry, StoreError> {
+    let (id, json) = line.split_once('\t').unwrap_or(("0", line));
+    let mut entry: AuditEntry = decode("audit entry", json)?;
+    entry.id = id.parse().unwrap_or(0);
+    Ok(entry)
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`). Commands fail fast while Redis is
+    /// unreachable (so writes answer 503 promptly) and reconnect by themselves.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_max_delay(200)
+            .set_connection_timeout(Duration::from_millis(500))
+            .set_response_timeout(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(unavailable)?;
+        Ok(RedisStore { client, conn })
+    }
+
+    /// The client, for the replication subscriber's own connection.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs a read, once more if the connection had dropped: the connection
+    /// manager reconnects after reporting the failure, and reads are idempotent.
+    /// (Writes are never retried: the outcome of a dropped write is unknown.)
+    async fn read<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match op(self.conn.clone()).await {
+            Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+                op(self.conn.clone()).await.map_err(unavailable)
+            }
+            result => result.map_err(unavailable),
+        }
+    }
+
+    /// Every environment's current revision.
+    pub async fn revisions(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let names: Vec<String> = self
+            .read(|mut conn| async move { conn.smembers(ENVS).await })
+            .await?;
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.get(env_key(name, "rev"));
+        }
+        let revs: Vec<Option<u64>> = self
+            .read(|mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(names
+            .into_iter()
+            .zip(revs)
+            .filter_map(|(name, rev)| rev.map(|rev| (name, rev)))
+            .collect())
+    }
+
+    /// Checks the connection.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn read_env(&self, env: &str) -> Result<Option<EnvRecord>, StoreError> {
+        // One MULTI/EXEC so revision, flags and segments are read at one instant.
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .get(env_key(env, "rev"))
+            .hgetall(env_key(env, "flags"))
+            .hgetall(env_key(env, "segments"));
+        type Fields = Vec<(String, String)>;
+        let (rev, flags, segments): (Option<u64>, Fields, Fields) = self
+            .read(|mut conn| {
+                let pipe = pipe.clone();
+                async move { pipe.query_async(&mut conn).await }
+            })
+            .await?;
+        let Some(revision) = rev else {
+            return Ok(None);
+        };
+        let mut record = EnvRecord {
+            name: EnvName::new(env),
+            revision,
+            flags: Vec::with_capacity(flags.len()),
+            segments: Vec::with_capacity(segments.len()),
+        };
+        for (key, json) in flags {
+            record
+                .flags
+                .push(decode::<Flag>(format!("flag {env}/{key}"), &json)?);
+        }
+        for (key, json) in segments {
+            record
+                .segments
+                .push(decode::<Segment>(format!("segment {env}/{key}"), &json)?);
+        }
+        record.flags.sort_by(|a, b| a.key.cmp(&b.key));
+        record.segments.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(Some(record))
+    }
+
+    async fn audit_list(&self, key: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let lines: Vec<String> = conn
+            .lrange(key, -AUDIT_SCAN, -1)
+            .await
+            .map_err(unavailable)?;
+        lines.iter().map(|line| audit_line(line)).collect()
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load(&self) -> Result<Vec<EnvRecord>, StoreError> {
+        let mut names: Vec<String> = self
+            .read(|mut conn| async move { conn.smembers(ENVS).await })
+            .await?;
+        names.sort();
+        let mut records = Vec::new();
+        for name in names {
+            records.extend(self.read_env(&name).await?);
+        }
+        Ok(records)
+    }
+
+    async fn load_env(&self, env: &EnvName) -> Result<Option<EnvRecord>, StoreError> {
+        self.read_env(env.as_str()).await
+    }
+
+    async fn create_env(&self, env: &EnvName, mut audit: AuditEntry) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        // The set first: a crash in between leaves a name without keys, which `load` skips.
+        let _: i64 = conn.sadd(ENVS, env.as_str()).await.map_err(unavailable)?;
+        audit.revision = Some(0);
+        let message = encode(&Announcement::EnvCreated { env: env.clone() });
+        let created: i64 = Script::new(CREATE_ENV)
+            .key(env_key(env.as_str(), "rev"))
+            .key(env_key(env.as_str(), "audit"))
+            .arg(encode(&audit))
+            .arg(CHANNEL)
+            .arg(message)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(created == 1)
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
+        let env = commit.env.as_str();
+        let revision = commit.expected_revision + 1;
+        let message = json!({
+            "kind": "commit",
+            "env": env,
+            "revision": revision,
+            "change": serde_json::from_slice::<serde_json::Value>(&commit.event).unwrap_or_default(),
+        })
+        .to_string();
+        let script = Script::new(COMMIT);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(env_key(env, "rev"))
+            .key(env_key(env, "flags"))
+            .key(env_key(env, "segments"))
+            .key(env_key(env, "audit"))
+            .arg(commit.expected_revision)
+            .arg(CHANNEL)
+            .arg(message)
+            .arg(commit.flags.len());
+        for (key, flag) in &commit.flags {
+            invocation
+                .arg(key.as_str())
+                .arg(flag.as_ref().map(encode).unwrap_or_default());
+        }
+        invocation.arg(commit.segments.len());
+        for (key, segment) in &commit.segments {
+            invocation
+                .arg(key.as_str())
+                .arg(segment.as_ref().map(encode).unwrap_or_default());
+        }
+        for mut entry in commit.audit {
+            entry.revision = Some(revision);
+            invocation.arg(encode(&entry));
+        }
+        let mut conn = self.conn.clone();
+        let (status, value): (i64, u64) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match status {
+            0 => Ok(value),
+            1 => Err(StoreError::RevisionConflict {
+                env: env.to_owned(),
+                expected: commit.expected_revision,
+                actual: value,
+            }),
+            _ => Err(StoreError::NoSuchEnvironment(env.to_owned())),
+        }
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let all: Vec<(String, String)> = self
+            .read(|mut conn| async move { conn.hgetall(TOKENS).await })
+            .await?;
+        all.iter()
+            .map(|(name, json)| decode(format!("token {name}"), json))
+            .collect()
+    }
+
+    async fn create_token(&self, token: TokenRecord, audit: AuditEntry) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let created: i64 = Script::new(CREATE_TOKEN)
+            .key(TOKENS)
+            .key(GLOBAL_AUDIT)
+            .arg(&token.name)
+            .arg(encode(&token))
+            .arg(encode(&audit))
+            .arg(CHANNEL)
+            .arg(encode(&Announcement::Tokens))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if created == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::DuplicateToken(token.name))
+        }
+    }
+
+    async fn delete_token(
+        &self,
+        name: &str,
+        audit: AuditEntry,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let old: Option<String> = Script::new(DELETE_TOKEN)
+            .key(TOKENS)
+            .key(GLOBAL_AUDIT)
+            .arg(name)
+            .arg(encode(&audit))
+            .arg(CHANNEL)
+            .arg(encode(&Announcement::Tokens))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        old.map(|json| decode(format!("token {name}"), &json))
+            .transpose()
+    }
+
+    async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut lists = Vec::new();
+        match &query.env {
+            Some(env) => lists.push(env_key(env.as_str(), "audit")),
+            None => {
+                lists.push(GLOBAL_AUDIT.to_owned());
+                let mut conn = self.conn.clone();
+                let names: Vec<String> = conn.smembers(ENVS).await.map_err(unavailable)?;
+                lists.extend(names.iter().map(|n| env_key(n, "audit")));
+            }
+        }
+        let mut entries = Vec::new();
+        for list in lists {
+            for entry in self.audit_list(&list).await? {
+                let since_ok = query.since_ms.is_none_or(|since| entry.at_ms >= since);
+                let env_ok = query
+                    .env
+                    .as_ref()
+                    .is_none_or(|env| entry.env.as_ref() == Some(env));
+                let target_ok = query.target.as_ref().is_none_or(|t| entry.target == *t);
+                if since_ok && env_ok && target_ok {
+                    entries.push(entry);
+                }
+            }
+        }
+        // Newest first: by time, then by position within a list.
+        entries.sort_by_key(|e| std::cmp::Reverse((e.at_ms, e.id)));
+        entries.truncate(query.limit);
+        Ok(entries)
+    }
+
+    async fn record_metrics(
+        &self,
+        env: &EnvName,
+        minute: u64,
+        batch: &MetricsBatch,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        let mut add = |flag: &str, variant: &str, event: &str, count: u64| {
+            let key = env_key(env.as_str(), &format!("metrics:{flag}:{minute}"));
+            pipe.hincr(&key, format!("{variant}\x1f{event}"), count)
+                .ignore()
+                .expire(&key, METRICS_TTL_SECS)
+                .ignore();
+        };
+        for e in &batch.exposures {
+            add(e.flag.as_str(), &e.variant, "", e.count);
+        }
+        for e in &batch.events {
+            add(e.flag.as_str(), &e.variant, &e.event, e.count);
+        }
+        let mut conn = self.conn.clone();
+        pipe.atomic()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn flag_metrics(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        from_minute: u64,
+        to_minute: u64,
+    ) -> Result<BTreeMap<String, VariantCounts>, StoreError> {
+        let mut pipe = redis::pipe();
+        for minute in from_minute..=to_minute {
+            pipe.hgetall(env_key(env.as_str(), &format!("metrics:{flag}:{minute}")));
+        }
+        let mut conn = self.conn.clone();
+        let minutes: Vec<Vec<(String, u64)>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut counts: BTreeMap<String, VariantCounts> = BTreeMap::new();
+        for (field, count) in minutes.into_iter().flatten() {
+            let (variant, event) = field.split_once('\x1f').unwrap_or((field.as_str(), ""));
+            let slot = counts.entry(variant.to_owned()).or_default();
+            if event.is_empty() {
+                slot.exposures += count;
+            } else {
+                *slot.events.entry(event.to_owned()).or_default() += count;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        self.ping().await
+    }
+}
