@@ -16,7 +16,7 @@ cargo build --release -q -p switchyard-server
 data=$(mktemp -d)
 out=$(mktemp)
 port=${SWITCHYARD_BENCH_PORT:-18181}
-target/release/switchyard-server --demo --data-dir "$data" --http-addr "127.0.0.1:$port" >"$out" 2>&1 &
+target/release/switchyard-server --demo --data-dir "$data" --http-addr "127.0.0.1:$port" --grpc-addr 127.0.0.1:0 >"$out" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$out"' EXIT
 for _ in $(seq 1 100); do grep -q "export SWITCHYARD_SDK" "$out" && break; sleep 0.1; done
