@@ -23,6 +23,16 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address the gRPC API listens on.
+    #[arg(long, env = "SWITCHYARD_GRPC_ADDR", default_value = "127.0.0.1:8081")]
+    pub grpc_addr: SocketAddr,
+
+    /// Serve the flagd-compatible gRPC service WITHOUT a token for this environment
+    /// (flagd clients send no credentials). Only on a network you trust; requests that
+    /// carry a token still use the token's environment.
+    #[arg(long, env = "SWITCHYARD_FLAGD_ENV")]
+    pub flagd_env: Option<String>,
+
     /// Use Redis at this URL (`redis://host:port/db`) instead of the embedded store,
     /// so several replicas share one state.
     #[arg(long, env = "SWITCHYARD_REDIS_URL")]

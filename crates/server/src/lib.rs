@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod environments;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod replication;
 pub mod server;

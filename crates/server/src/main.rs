@@ -53,11 +53,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;
     let addr = listener.local_addr()?;
+    let grpc_listener = TcpListener::bind(args.grpc_addr)
+        .await
+        .with_context(|| format!("binding {}", args.grpc_addr))?;
+    let grpc_addr = grpc_listener.local_addr()?;
     let store = match &args.redis_url {
         Some(url) => format!("redis {url}"),
         None => format!("embedded {}", args.data_dir.display()),
     };
-    tracing::info!(%addr, %store, "switchyard-server listening");
+    tracing::info!(%addr, %grpc_addr, %store, "switchyard-server listening");
+    if let Some(env) = &args.flagd_env {
+        tracing::warn!(%env, "the flagd-compatible gRPC service answers WITHOUT a token for this environment");
+    }
     if let Some(token) = &server.generated_admin_token {
         #[allow(clippy::print_stdout)]
         {
@@ -68,6 +75,12 @@ async fn main() -> anyhow::Result<()> {
         let tokens = demo::install(&server.state).await?;
         println!("{}", demo::banner(&format!("http://{addr}"), &tokens));
     }
-    server.serve(listener, shutdown_signal()).await?;
+    let flagd_env = args
+        .flagd_env
+        .as_deref()
+        .map(switchyard_core::model::EnvName::new);
+    server
+        .serve_with_grpc(listener, grpc_listener, flagd_env, shutdown_signal())
+        .await?;
     Ok(())
 }

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::auth::{generate, Tokens};
 use crate::environments::{now_ms, Environments};
+use crate::grpc::GrpcState;
 use crate::http::{router, AppState};
 use crate::replication::Replication;
 use crate::store::embedded::EmbeddedStore;
@@ -95,6 +96,28 @@ impl Server {
         };
         tokio::spawn(replication.run(server.state.shutdown.clone()));
         Ok(server)
+    }
+
+    /// Serves HTTP on `http` and gRPC on `grpc` until `shutdown` resolves; both stop
+    /// together. `flagd_env` opens the flagd-compatible service without a token.
+    pub async fn serve_with_grpc(
+        self,
+        http: TcpListener,
+        grpc: TcpListener,
+        flagd_env: Option<switchyard_core::model::EnvName>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = GrpcState {
+            app: self.state.clone(),
+            flagd_env,
+        };
+        let mut stopping = self.state.shutdown.clone();
+        let grpc = tokio::spawn(crate::grpc::serve(state, grpc, async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }));
+        self.serve(http, shutdown).await?;
+        grpc.await??;
+        Ok(())
     }
 
     /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting,

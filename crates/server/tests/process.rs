@@ -62,7 +62,14 @@ impl ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard-server"))
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
             .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
             .env("RUST_LOG", "info")
             .env_remove("SWITCHYARD_HTTP_ADDR")

@@ -1,0 +1,100 @@
+//! The gRPC API (tonic), on its own port (`--grpc-addr`): `switchyard.v1.Evaluation`
+//! and `switchyard.v1.Sync`, a flagd-compatible `flagd.evaluation.v1.Service`, gRPC
+//! health (`grpc.health.v1`) and server reflection. Tokens travel as
+//! `authorization: Bearer <token>` metadata with the same kinds and scopes as REST.
+//! Generated protobuf types stay inside this module; `convert.rs` maps them.
+
+pub mod convert;
+
+use std::future::Future;
+
+use switchyard_core::model::EnvName;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+use crate::auth::Principal;
+use crate::http::AppState;
+
+/// Generated code.
+pub mod proto {
+    /// `switchyard.v1`.
+    pub mod switchyard {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        tonic::include_proto!("switchyard.v1");
+    }
+
+    /// Every service's descriptors, for server reflection.
+    pub const DESCRIPTOR: &[u8] = tonic::include_file_descriptor_set!("switchyard_descriptor");
+}
+
+/// What the gRPC services share.
+#[derive(Clone)]
+pub struct GrpcState {
+    /// The same state the HTTP handlers use.
+    pub app: AppState,
+    /// The environment the flagd-compatible service serves to callers without a token
+    /// (`--flagd-env`); `None` requires a token there too.
+    pub flagd_env: Option<EnvName>,
+}
+
+/// The principal behind a request's `authorization` metadata.
+pub fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principal, Status> {
+    let header = metadata.get("authorization").ok_or_else(|| {
+        Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
+    })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or_else(|| {
+            Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
+        })?;
+    state
+        .tokens
+        .authenticate(token)
+        .ok_or_else(|| Status::unauthenticated("invalid or revoked token"))
+}
+
+/// Serves every gRPC service on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: GrpcState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::DESCRIPTOR)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let routes = tonic::service::Routes::default().add_service(health_service);
+    let routes = match reflection {
+        Ok(reflection) => routes.add_service(reflection),
+        Err(error) => {
+            tracing::warn!(%error, "gRPC reflection unavailable");
+            routes
+        }
+    };
+    let routes = services(routes, &state, &health).await;
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// The API services; each marks itself serving in the health reporter.
+async fn services(
+    routes: tonic::service::Routes,
+    _state: &GrpcState,
+    _health: &tonic_health::server::HealthReporter,
+) -> tonic::service::Routes {
+    routes
+}
