@@ -91,10 +91,13 @@ pub async fn serve(
 }
 
 /// The API services; each marks itself serving in the health reporter.
+#[allow(unused_variables)]
 async fn services(
     routes: tonic::service::Routes,
-    _state: &GrpcState,
-    _health: &tonic_health::server::HealthReporter,
+    state: &GrpcState,
+    health: &tonic_health::server::HealthReporter,
 ) -> tonic::service::Routes {
+    // switchyard.v1 Evaluation and Sync:
+    // flagd.evaluation.v1 Service:
     routes
 }

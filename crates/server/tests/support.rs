@@ -24,6 +24,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// `http://127.0.0.1:PORT` of the gRPC API, when started with it.
+    pub grpc: Option<String>,
     /// Keeps the data directory (embedded store) alive for the server's lifetime.
     pub dir: Option<tempfile::TempDir>,
 }
@@ -45,6 +47,33 @@ pub async fn start_redis(url: &str) -> TestServer {
     serve(server, None).await
 }
 
+/// Starts a server with an empty embedded store serving HTTP and gRPC on free
+/// loopback ports; `flagd_env` opens the flagd service without a token.
+pub async fn start_with_grpc(flagd_env: Option<&str>) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::open_embedded(dir.path(), Some(ADMIN))
+        .await
+        .expect("server loads");
+    let state = server.state.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let grpc_base = format!("http://{}", grpc.local_addr().expect("addr"));
+    let (stop, stopped) = oneshot::channel();
+    let flagd_env = flagd_env.map(switchyard_core::model::EnvName::new);
+    let task = tokio::spawn(async move {
+        server
+            .serve_with_grpc(listener, grpc, flagd_env, async {
+                let _ = stopped.await;
+            })
+            .await
+            .map_err(std::io::Error::other)
+    });
+    let mut server = finish(base, state, stop, task, Some(dir));
+    server.grpc = Some(grpc_base);
+    server
+}
+
 /// Serves an opened server on a free loopback port.
 pub async fn serve(server: Server, dir: Option<tempfile::TempDir>) -> TestServer {
     let state = server.state.clone();
@@ -54,6 +83,16 @@ pub async fn serve(server: Server, dir: Option<tempfile::TempDir>) -> TestServer
     let task = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
+    finish(base, state, stop, task, dir)
+}
+
+fn finish(
+    base: String,
+    state: AppState,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    dir: Option<tempfile::TempDir>,
+) -> TestServer {
     TestServer {
         base,
         state,
@@ -63,6 +102,7 @@ pub async fn serve(server: Server, dir: Option<tempfile::TempDir>) -> TestServer
             .expect("client"),
         stop: Some(stop),
         task: Some(task),
+        grpc: None,
         dir,
     }
 }
