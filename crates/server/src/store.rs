@@ -52,6 +52,22 @@ pub enum StoreError {
     },
 }
 
+/// Decodes a stored JSON record, naming it when it is corrupt.
+fn decode<T: serde::de::DeserializeOwned>(
+    what: impl Into<String>,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
+        what: what.into(),
+        source,
+    })
+}
+
+/// Encodes a record as JSON (our model types always serialise).
+fn encode(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// One environment as stored.
 #[derive(Debug, Clone)]
 pub struct EnvRecord {

@@ -12,8 +12,8 @@ use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError, TokenRecord,
-    VariantCounts,
+    decode, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError,
+    TokenRecord, VariantCounts,
 };
 
 /// env → revision
@@ -38,21 +38,6 @@ pub struct EmbeddedStore {
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(e))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    what: impl Into<String>,
-    json: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
-        what: what.into(),
-        source,
-    })
-}
-
-fn encode(value: &impl serde::Serialize) -> String {
-    // Serialising our own model types to a string cannot fail.
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 impl EmbeddedStore {

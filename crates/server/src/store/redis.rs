@@ -23,8 +23,8 @@ use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError, TokenRecord,
-    VariantCounts,
+    decode, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError,
+    TokenRecord, VariantCounts,
 };
 
 /// The pub/sub channel announcing every write.
@@ -124,20 +124,6 @@ pub struct RedisStore {
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    what: impl Into<String>,
-    json: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(json).map_err(|source| StoreError::Corrupt {
-        what: what.into(),
-        source,
-    })
-}
-
-fn encode(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value).unwrap_or_default()
 }
 
 /// `id\tJSON` → entry with its id.
