@@ -1,0 +1,550 @@
+//! The client: an environment's flags in memory, kept in sync in the background,
+//! evaluated locally.
+//!
+//! The hot path (`is_enabled`, `with_evaluation`, typed getters on booleans and
+//! numbers) loads the current snapshot from an `ArcSwap` — no lock, no allocation,
+//! no I/O — and runs `switchyard_core::evaluate` on it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde_json::Value;
+use switchyard_core::{
+    evaluate, evaluate_all, Context, ErrorCode, Evaluation, Flag, FlagKind, Reason, Segment,
+    Snapshot,
+};
+
+use crate::error::Error;
+use crate::metrics::Metrics;
+
+/// One environment at one revision, compiled.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The environment.
+    pub environment: String,
+    /// Its revision (0 for a bootstrap without one).
+    pub revision: u64,
+    /// The compiled flags.
+    pub snapshot: Snapshot,
+}
+
+impl Loaded {
+    /// Parses an SDK snapshot document `{environment, revision, flags, segments}`.
+    pub fn from_document(document: &Value) -> Result<Loaded, Error> {
+        let environment = document
+            .get("environment")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let revision = document
+            .get("revision")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let list = |field: &str| {
+            document
+                .get(field)
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()))
+        };
+        let flags: Vec<Flag> = serde_json::from_value(list("flags"))
+            .map_err(|e| Error::InvalidDocument(format!("flags: {e}")))?;
+        let segments: Vec<Segment> = serde_json::from_value(list("segments"))
+            .map_err(|e| Error::InvalidDocument(format!("segments: {e}")))?;
+        let snapshot = Snapshot::compile(flags, segments)
+            .map_err(|e| Error::InvalidDocument(e.to_string()))?;
+        Ok(Loaded {
+            environment,
+            revision,
+            snapshot,
+        })
+    }
+
+    /// This state with a change document `{revision, flags, deleted_flags, segments,
+    /// deleted_segments}` applied.
+    pub fn apply_change(&self, change: &Value) -> Result<Loaded, Error> {
+        let list = |field: &str| {
+            change
+                .get(field)
+                .cloned()
+                .unwrap_or(Value::Array(Vec::new()))
+        };
+        let put_flags: Vec<Flag> = serde_json::from_value(list("flags"))
+            .map_err(|e| Error::InvalidDocument(format!("flags: {e}")))?;
+        let deleted_flags: Vec<String> = serde_json::from_value(list("deleted_flags"))
+            .map_err(|e| Error::InvalidDocument(format!("deleted_flags: {e}")))?;
+        let put_segments: Vec<Segment> = serde_json::from_value(list("segments"))
+            .map_err(|e| Error::InvalidDocument(format!("segments: {e}")))?;
+        let deleted_segments: Vec<String> = serde_json::from_value(list("deleted_segments"))
+            .map_err(|e| Error::InvalidDocument(format!("deleted_segments: {e}")))?;
+        let mut flags: Vec<Flag> = self
+            .snapshot
+            .flags()
+            .filter(|f| !deleted_flags.iter().any(|d| d == f.key.as_str()))
+            .filter(|f| !put_flags.iter().any(|p| p.key == f.key))
+            .cloned()
+            .collect();
+        flags.extend(put_flags);
+        let mut segments: Vec<Segment> = self
+            .snapshot
+            .segments()
+            .filter(|s| !deleted_segments.iter().any(|d| d == s.key.as_str()))
+            .filter(|s| !put_segments.iter().any(|p| p.key == s.key))
+            .cloned()
+            .collect();
+        segments.extend(put_segments);
+        let snapshot = Snapshot::compile(flags, segments)
+            .map_err(|e| Error::InvalidDocument(e.to_string()))?;
+        Ok(Loaded {
+            environment: self.environment.clone(),
+            revision: change
+                .get("revision")
+                .and_then(Value::as_u64)
+                .unwrap_or(self.revision),
+            snapshot,
+        })
+    }
+}
+
+/// How the client keeps its flags current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Server-Sent Events (`/v1/sdk/stream`), falling back to polling while the
+    /// stream cannot be opened. The default.
+    Sse,
+    /// ETag polling of `/v1/sdk/snapshot` only.
+    Polling,
+    /// No server at all: bootstrap data only.
+    Offline,
+}
+
+/// Whether the flags are current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// Synced with the server.
+    Ready,
+    /// Serving the last snapshot; the server has been unreachable since then.
+    Stale {
+        /// When the connection was lost.
+        since: SystemTime,
+    },
+    /// Never synced, serving the bootstrap (or nothing).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Built offline from a bootstrap.
+    Offline,
+}
+
+/// A served variant, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    /// The variant's name (`None` when the flag could not be evaluated).
+    pub name: Option<String>,
+    /// Its value (`Null` when the flag could not be evaluated).
+    pub value: Value,
+    /// Why it was served.
+    pub reason: Reason,
+}
+
+/// A full evaluation result, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detail {
+    /// The value, `None` with reason `ERROR`.
+    pub value: Option<Value>,
+    /// The variant.
+    pub variant: Option<String>,
+    /// Why.
+    pub reason: Reason,
+    /// The rule that served.
+    pub rule_id: Option<String>,
+    /// The flag's version.
+    pub flag_version: u64,
+    /// Set with reason `ERROR`.
+    pub error: Option<ErrorCode>,
+}
+
+impl From<&Evaluation<'_>> for Detail {
+    fn from(e: &Evaluation<'_>) -> Self {
+        Detail {
+            value: e.value.cloned(),
+            variant: e.variant.map(str::to_owned),
+            reason: e.reason,
+            rule_id: e.rule_id.map(str::to_owned),
+            flag_version: e.flag_version,
+            error: e.error,
+        }
+    }
+}
+
+/// What a change listener is told.
+#[derive(Debug, Clone)]
+pub struct ChangeNotice {
+    /// The new revision.
+    pub revision: u64,
+    /// Keys of flags that were written or deleted (every flag after a full snapshot).
+    pub flags: Vec<String>,
+}
+
+type Listener = Arc<dyn Fn(&ChangeNotice) + Send + Sync>;
+
+/// Shared by the client handles and the background tasks.
+pub(crate) struct Inner {
+    pub(crate) url: String,
+    pub(crate) token: String,
+    pub(crate) http: reqwest::Client,
+    pub(crate) state: ArcSwap<Loaded>,
+    pub(crate) status: Mutex<Status>,
+    pub(crate) listeners: Mutex<Vec<Listener>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) config: Config,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// The builder's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) transport: Transport,
+    pub(crate) initial_sync_timeout: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) metrics_flush_interval: Duration,
+}
+
+impl Inner {
+    /// Installs a new state and tells the listeners.
+    pub(crate) fn install(&self, loaded: Loaded, changed: Vec<String>) {
+        let notice = ChangeNotice {
+            revision: loaded.revision,
+            flags: changed,
+        };
+        self.state.store(Arc::new(loaded));
+        let listeners = self.listeners.lock().map(|l| l.clone()).unwrap_or_default();
+        for listener in listeners {
+            listener(&notice);
+        }
+    }
+
+    /// Records whether the server is reachable.
+    pub(crate) fn set_status(&self, status: Status) {
+        if let Ok(mut current) = self.status.lock() {
+            // Stale keeps the time it became stale.
+            if matches!(
+                (&*current, &status),
+                (Status::Stale { .. }, Status::Stale { .. })
+            ) {
+                return;
+            }
+            *current = status;
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    token: String,
+    config: Config,
+    bootstrap: Option<Bootstrap>,
+}
+
+#[derive(Debug, Clone)]
+enum Bootstrap {
+    File(PathBuf),
+    Value(Value),
+}
+
+impl ClientBuilder {
+    /// How to stay in sync (default: SSE with polling fallback).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.config.transport = transport;
+        self
+    }
+
+    /// How long `build` waits for the first snapshot (default 5 s).
+    pub fn initial_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.config.initial_sync_timeout = timeout;
+        self
+    }
+
+    /// How often to poll when polling (default 30 s).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.config.poll_interval = interval;
+        self
+    }
+
+    /// How often metrics are sent (default 60 s; also on `close`).
+    pub fn metrics_flush_interval(mut self, interval: Duration) -> Self {
+        self.config.metrics_flush_interval = interval;
+        self
+    }
+
+    /// Flags to serve until (or instead of) the server's: an SDK snapshot document
+    /// (`{environment, revision, flags, segments}`) in a file.
+    pub fn bootstrap_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap = Some(Bootstrap::File(path.into()));
+        self
+    }
+
+    /// Flags to serve until (or instead of) the server's, as a snapshot document.
+    pub fn bootstrap(mut self, document: Value) -> Self {
+        self.bootstrap = Some(Bootstrap::Value(document));
+        self
+    }
+
+    fn load_bootstrap(&self) -> Result<Option<Loaded>, Error> {
+        let document = match &self.bootstrap {
+            None => return Ok(None),
+            Some(Bootstrap::Value(value)) => value.clone(),
+            Some(Bootstrap::File(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|source| Error::Bootstrap {
+                    path: path.clone(),
+                    source,
+                })?;
+                serde_json::from_str(&text)
+                    .map_err(|e| Error::InvalidDocument(format!("{}: {e}", path.display())))?
+            }
+        };
+        Loaded::from_document(&document).map(Some)
+    }
+
+    /// Loads the flags: waits (bounded) for the first snapshot from the server, then
+    /// keeps them in sync in the background. A bad token or an unreachable server is
+    /// an error, unless a bootstrap was given (then the client serves it and keeps
+    /// trying). With [`Transport::Offline`] no server is contacted.
+    pub async fn build(self) -> Result<Client, Error> {
+        let bootstrap = self.load_bootstrap()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::Unreachable {
+                url: self.url.clone(),
+                source: Box::new(e),
+            })?;
+        let offline = self.config.transport == Transport::Offline;
+        let (shutdown, _) = tokio::sync::watch::channel(false);
+        let initial = bootstrap.unwrap_or_else(|| Loaded {
+            environment: String::new(),
+            revision: 0,
+            snapshot: Snapshot::default(),
+        });
+        let has_bootstrap = self.bootstrap.is_some();
+        let inner = Arc::new(Inner {
+            url: self.url.trim_end_matches('/').to_owned(),
+            token: self.token,
+            http,
+            state: ArcSwap::from_pointee(initial),
+            status: Mutex::new(if offline {
+                Status::Offline
+            } else {
+                Status::Failed {
+                    reason: "not synced yet".to_owned(),
+                }
+            }),
+            listeners: Mutex::new(Vec::new()),
+            metrics: Metrics::default(),
+            config: self.config,
+            shutdown,
+        });
+        if offline {
+            if !has_bootstrap {
+                return Err(Error::InvalidDocument(
+                    "an offline client needs a bootstrap document".to_owned(),
+                ));
+            }
+            return Ok(Client { inner });
+        }
+        let first = tokio::time::timeout(
+            inner.config.initial_sync_timeout,
+            crate::sync::fetch_snapshot(&inner, None),
+        )
+        .await;
+        match first {
+            Ok(Ok(Some(loaded))) => {
+                inner.install(loaded, Vec::new());
+                inner.set_status(Status::Ready);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error @ Error::Unauthorized { .. })) => return Err(error),
+            Ok(Err(error)) if !has_bootstrap => return Err(error),
+            Err(_) if !has_bootstrap => {
+                return Err(Error::Timeout {
+                    url: inner.url.clone(),
+                    timeout: inner.config.initial_sync_timeout,
+                })
+            }
+            Ok(Err(error)) => inner.set_status(Status::Failed {
+                reason: error.to_string(),
+            }),
+            Err(_) => inner.set_status(Status::Failed {
+                reason: "the first snapshot timed out".to_owned(),
+            }),
+        }
+        crate::sync::spawn(Arc::downgrade(&inner), inner.shutdown.subscribe());
+        crate::metrics::spawn_flusher(Arc::downgrade(&inner), inner.shutdown.subscribe());
+        Ok(Client { inner })
+    }
+}
+
+/// A handle to the SDK; cheap to clone, share it across the service.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("revision", &self.revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder for the server at `url` with an SDK token.
+    pub fn builder(url: impl Into<String>, token: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            token: token.into(),
+            config: Config {
+                transport: Transport::Sse,
+                initial_sync_timeout: Duration::from_secs(5),
+                poll_interval: Duration::from_secs(30),
+                metrics_flush_interval: Duration::from_secs(60),
+            },
+            bootstrap: None,
+        }
+    }
+
+    /// Calls `f` with the evaluation of `key` for `ctx`, without allocating, and
+    /// counts the exposure.
+    pub fn with_evaluation<R>(
+        &self,
+        key: &str,
+        ctx: &Context,
+        f: impl FnOnce(&Evaluation<'_>) -> R,
+    ) -> R {
+        let state = self.inner.state.load();
+        let result = evaluate(&state.snapshot, key, ctx);
+        if let Some(variant) = result.variant {
+            self.inner.metrics.exposure(key, variant);
+        }
+        f(&result)
+    }
+
+    /// Whether the flag is on for `ctx`: a boolean flag's value; for other kinds,
+    /// whether it serves something other than its off variant. Unknown flags: false.
+    pub fn is_enabled(&self, key: &str, ctx: &Context) -> bool {
+        let state = self.inner.state.load();
+        let result = evaluate(&state.snapshot, key, ctx);
+        let Some(variant) = result.variant else {
+            return false;
+        };
+        self.inner.metrics.exposure(key, variant);
+        match result.value {
+            Some(Value::Bool(on)) => *on,
+            _ => state.snapshot.flag(key).is_some_and(|flag| {
+                flag.off_variant != variant && result.reason != Reason::Disabled
+            }),
+        }
+    }
+
+    /// The served variant's name, value and reason.
+    pub fn variant(&self, key: &str, ctx: &Context) -> Variant {
+        self.with_evaluation(key, ctx, |e| Variant {
+            name: e.variant.map(str::to_owned),
+            value: e.value.cloned().unwrap_or(Value::Null),
+            reason: e.reason,
+        })
+    }
+
+    /// The full evaluation result.
+    pub fn evaluate(&self, key: &str, ctx: &Context) -> Detail {
+        self.with_evaluation(key, ctx, |e| Detail::from(e))
+    }
+
+    /// The flag's boolean value, or `default` (unknown flag, wrong type, error).
+    pub fn bool_value(&self, key: &str, ctx: &Context, default: bool) -> bool {
+        self.with_evaluation(key, ctx, |e| e.as_bool().unwrap_or(default))
+    }
+
+    /// The flag's string value, or `default`.
+    pub fn string_value(&self, key: &str, ctx: &Context, default: &str) -> String {
+        self.with_evaluation(key, ctx, |e| e.as_str().unwrap_or(default).to_owned())
+    }
+
+    /// The flag's number value, or `default`.
+    pub fn number_value(&self, key: &str, ctx: &Context, default: f64) -> f64 {
+        self.with_evaluation(key, ctx, |e| e.as_f64().unwrap_or(default))
+    }
+
+    /// The flag's value as JSON, or `default`.
+    pub fn json_value(&self, key: &str, ctx: &Context, default: Value) -> Value {
+        self.with_evaluation(key, ctx, |e| e.value.cloned().unwrap_or(default))
+    }
+
+    /// Every flag evaluated for `ctx`.
+    pub fn all_flags(&self, ctx: &Context) -> BTreeMap<String, Detail> {
+        let state = self.inner.state.load();
+        evaluate_all(&state.snapshot, ctx)
+            .map(|(key, e)| {
+                if let Some(variant) = e.variant {
+                    self.inner.metrics.exposure(key, variant);
+                }
+                (key.to_owned(), Detail::from(&e))
+            })
+            .collect()
+    }
+
+    /// Counts `event` for `ctx`, attributed, for every flag, to the variant `ctx` is
+    /// served (so the server can compare event rates between variants).
+    pub fn track(&self, event: &str, ctx: &Context) {
+        let state = self.inner.state.load();
+        for (key, e) in evaluate_all(&state.snapshot, ctx) {
+            if let Some(variant) = e.variant {
+                self.inner.metrics.event(event, key, variant);
+            }
+        }
+    }
+
+    /// Calls `listener` after every change of the flags (from the stream, a poll or a
+    /// reconnect).
+    pub fn on_change(&self, listener: impl Fn(&ChangeNotice) + Send + Sync + 'static) {
+        if let Ok(mut listeners) = self.inner.listeners.lock() {
+            listeners.push(Arc::new(listener));
+        }
+    }
+
+    /// Whether the flags are current.
+    pub fn status(&self) -> Status {
+        self.inner
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(Status::Failed {
+                reason: "status lock poisoned".to_owned(),
+            })
+    }
+
+    /// The revision of the flags being served.
+    pub fn revision(&self) -> u64 {
+        self.inner.state.load().revision
+    }
+
+    /// The kind of a flag, if it exists.
+    pub fn kind(&self, key: &str) -> Option<FlagKind> {
+        self.inner.state.load().snapshot.flag(key).map(|f| f.kind)
+    }
+
+    /// Stops syncing and sends the metrics still held.
+    pub async fn close(&self) {
+        let _ = self.inner.shutdown.send(true);
+        crate::metrics::flush(&self.inner).await;
+    }
+}
