@@ -1,0 +1,337 @@
+//! A typed client for the server's admin API (`/v1/admin`, admin tokens), used by
+//! the orchestrator, CI scripts and tests.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), switchyard_sdk::Error> {
+//! let admin = switchyard_sdk::admin::AdminClient::new("http://127.0.0.1:8080", "swy_...")?;
+//! admin.kill("production", "new-checkout", "error rate doubled").await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+
+use reqwest::header::{ETAG, IF_MATCH};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use switchyard_core::{Flag, Segment};
+
+use crate::error::Error;
+
+/// A flag as stored, with the version to send back in `If-Match`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    /// The object.
+    pub value: T,
+    /// Its version (the `ETag`).
+    pub version: u64,
+}
+
+/// Counts of one variant over a window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct VariantCounts {
+    /// Exposures.
+    pub exposures: u64,
+    /// Tracked events by name.
+    #[serde(default)]
+    pub events: BTreeMap<String, u64>,
+}
+
+/// A token as issued (the secret is only in [`IssuedToken::token`], once).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IssuedToken {
+    /// Its name.
+    pub name: String,
+    /// `admin`, `sdk` or `eval`.
+    pub kind: String,
+    /// The environment it is bound to.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The secret to present as `Bearer`.
+    pub token: String,
+}
+
+/// The admin API client.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl AdminClient {
+    /// A client for the server at `base` with an admin token.
+    pub fn new(base: impl Into<String>, token: impl Into<String>) -> Result<Self, Error> {
+        Ok(AdminClient {
+            base: base.into().trim_end_matches('/').to_owned(),
+            token: token.into(),
+            http: reqwest::Client::builder().build()?,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<u64>,
+    ) -> Result<reqwest::Response, Error> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1/admin{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        if let Some(version) = if_match {
+            request = request.header(IF_MATCH, format!("\"{version}\""));
+        }
+        let response = request.send().await?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("unknown".to_owned(), text),
+        };
+        Err(Error::Api {
+            status,
+            code,
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T, Error> {
+        Ok(self.send(method, path, body, None).await?.json().await?)
+    }
+
+    fn versioned<T>(response: &reqwest::Response, value: T) -> Versioned<T> {
+        let version = response
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim_matches('"').parse().ok())
+            .unwrap_or(0);
+        Versioned { value, version }
+    }
+
+    /// Creates an environment (no error if it exists).
+    pub async fn create_env(&self, env: &str) -> Result<(), Error> {
+        self.send(Method::PUT, &format!("/envs/{env}"), None, None)
+            .await
+            .map(drop)
+    }
+
+    /// Every flag of `env`.
+    pub async fn flags(&self, env: &str) -> Result<Vec<Flag>, Error> {
+        #[derive(Deserialize)]
+        struct Flags {
+            flags: Vec<Flag>,
+        }
+        let body: Flags = self
+            .json(Method::GET, &format!("/envs/{env}/flags"), None)
+            .await?;
+        Ok(body.flags)
+    }
+
+    /// One flag and its version; `None` when it does not exist.
+    pub async fn flag(&self, env: &str, key: &str) -> Result<Option<Versioned<Flag>>, Error> {
+        match self
+            .send(Method::GET, &format!("/envs/{env}/flags/{key}"), None, None)
+            .await
+        {
+            Ok(response) => {
+                let flag: Flag = response.json().await?;
+                let version = flag.version;
+                Ok(Some(Versioned {
+                    value: flag,
+                    version,
+                }))
+            }
+            Err(Error::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates or replaces a flag; with `if_match`, only over that version (a
+    /// conflict is `Error::Api { status: 412, .. }`).
+    pub async fn put_flag(
+        &self,
+        env: &str,
+        flag: &Flag,
+        if_match: Option<u64>,
+    ) -> Result<Versioned<Flag>, Error> {
+        let body = json!(flag);
+        let response = self
+            .send(
+                Method::PUT,
+                &format!("/envs/{env}/flags/{}", flag.key),
+                Some(&body),
+                if_match,
+            )
+            .await?;
+        let version = Self::versioned(&response, ()).version;
+        let flag: Flag = response.json().await?;
+        Ok(Versioned {
+            value: flag,
+            version,
+        })
+    }
+
+    /// Deletes a flag.
+    pub async fn delete_flag(
+        &self,
+        env: &str,
+        key: &str,
+        if_match: Option<u64>,
+    ) -> Result<(), Error> {
+        self.send(
+            Method::DELETE,
+            &format!("/envs/{env}/flags/{key}"),
+            None,
+            if_match,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Kill switch: everyone gets the off variant.
+    pub async fn kill(&self, env: &str, key: &str, reason: &str) -> Result<Flag, Error> {
+        let body = json!({ "reason": reason });
+        self.json(
+            Method::POST,
+            &format!("/envs/{env}/flags/{key}/kill"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Undoes a kill.
+    pub async fn revive(&self, env: &str, key: &str, reason: &str) -> Result<Flag, Error> {
+        let body = json!({ "reason": reason });
+        self.json(
+            Method::POST,
+            &format!("/envs/{env}/flags/{key}/revive"),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Kills every flag carrying `tag`; returns their keys.
+    pub async fn kill_tag(&self, env: &str, tag: &str, reason: &str) -> Result<Vec<String>, Error> {
+        #[derive(Deserialize)]
+        struct Killed {
+            killed: Vec<String>,
+        }
+        let body = json!({ "tag": tag, "reason": reason });
+        let killed: Killed = self
+            .json(Method::POST, &format!("/envs/{env}/kill"), Some(&body))
+            .await?;
+        Ok(killed.killed)
+    }
+
+    /// Creates or replaces a segment.
+    pub async fn put_segment(&self, env: &str, segment: &Segment) -> Result<Segment, Error> {
+        let body = json!(segment);
+        self.json(
+            Method::PUT,
+            &format!("/envs/{env}/segments/{}", segment.key),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Deletes a segment.
+    pub async fn delete_segment(&self, env: &str, key: &str) -> Result<(), Error> {
+        self.send(
+            Method::DELETE,
+            &format!("/envs/{env}/segments/{key}"),
+            None,
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Issues a token (`kind`: `admin`, `sdk` or `eval`; `env` for the latter two).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        kind: &str,
+        env: Option<&str>,
+    ) -> Result<IssuedToken, Error> {
+        let mut body = json!({ "name": name, "kind": kind });
+        if let Some(env) = env {
+            body["env"] = json!(env);
+        }
+        self.json(Method::POST, "/tokens", Some(&body)).await
+    }
+
+    /// Revokes a token.
+    pub async fn delete_token(&self, name: &str) -> Result<(), Error> {
+        self.send(Method::DELETE, &format!("/tokens/{name}"), None, None)
+            .await
+            .map(drop)
+    }
+
+    /// A flag's exposures and events per variant over `window` (e.g. `5m`).
+    pub async fn flag_metrics(
+        &self,
+        env: &str,
+        key: &str,
+        window: &str,
+    ) -> Result<BTreeMap<String, VariantCounts>, Error> {
+        #[derive(Deserialize)]
+        struct Metrics {
+            variants: BTreeMap<String, VariantCounts>,
+        }
+        let body: Metrics = self
+            .json(
+                Method::GET,
+                &format!("/envs/{env}/flags/{key}/metrics?window={window}"),
+                None,
+            )
+            .await?;
+        Ok(body.variants)
+    }
+
+    /// Audit entries, newest first (`query` e.g. `env=prod&flag=x&limit=10`).
+    pub async fn audit(&self, query: &str) -> Result<Vec<Value>, Error> {
+        #[derive(Deserialize)]
+        struct Audit {
+            entries: Vec<Value>,
+        }
+        let body: Audit = self
+            .json(Method::GET, &format!("/audit?{query}"), None)
+            .await?;
+        Ok(body.entries)
+    }
+
+    /// Whether the server answers (`/healthz`).
+    pub async fn healthy(&self) -> bool {
+        self.http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::OK)
+    }
+}

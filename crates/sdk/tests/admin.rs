@@ -1,0 +1,129 @@
+//! The typed admin client against a real (in-process) server.
+
+use serde_json::json;
+use switchyard_sdk::admin::AdminClient;
+use switchyard_sdk::Error;
+use switchyard_server::Server;
+use tokio::net::TcpListener;
+
+const ADMIN: &str = "sdk-test-admin-token-0123";
+
+async fn server() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::open_embedded(dir.path(), Some(ADMIN))
+        .await
+        .expect("server");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    (base, dir)
+}
+
+fn flag(key: &str) -> switchyard_core::Flag {
+    serde_json::from_value(json!({
+        "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+        "off_variant": "off", "default": {"variant": "on"}, "tags": ["payments"]
+    }))
+    .expect("flag")
+}
+
+#[tokio::test]
+async fn the_admin_client_covers_the_admin_api() {
+    let (base, _dir) = server().await;
+    let admin = AdminClient::new(&base, ADMIN).expect("client");
+    assert!(admin.healthy().await);
+    admin.create_env("prod").await.expect("env");
+    admin.create_env("prod").await.expect("idempotent");
+
+    let saved = admin
+        .put_flag("prod", &flag("pay"), None)
+        .await
+        .expect("put");
+    assert_eq!(saved.version, 1);
+    let again = admin
+        .put_flag("prod", &flag("pay"), Some(1))
+        .await
+        .expect("put over v1");
+    assert_eq!(again.version, 2);
+    match admin.put_flag("prod", &flag("pay"), Some(1)).await {
+        Err(Error::Api {
+            status: 412, code, ..
+        }) => assert_eq!(code, "precondition_failed"),
+        other => panic!("expected 412, got {other:?}"),
+    }
+    let fetched = admin
+        .flag("prod", "pay")
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(fetched.version, 2);
+    assert!(admin.flag("prod", "nope").await.expect("get").is_none());
+
+    let killed = admin.kill("prod", "pay", "incident").await.expect("kill");
+    assert!(!killed.enabled);
+    let revived = admin.revive("prod", "pay", "fixed").await.expect("revive");
+    assert!(revived.enabled);
+    admin
+        .put_flag("prod", &flag("refund"), None)
+        .await
+        .expect("put");
+    let mut killed = admin
+        .kill_tag("prod", "payments", "stop")
+        .await
+        .expect("tag kill");
+    killed.sort();
+    assert_eq!(killed, ["pay", "refund"]);
+    assert_eq!(admin.flags("prod").await.expect("flags").len(), 2);
+
+    let segment: switchyard_core::Segment =
+        serde_json::from_value(json!({"key": "pros", "when": {"constraints": [{"attribute": "plan", "op": "in", "values": ["pro"]}]}}))
+            .expect("segment");
+    assert_eq!(
+        admin
+            .put_segment("prod", &segment)
+            .await
+            .expect("segment")
+            .version,
+        1
+    );
+    admin
+        .delete_segment("prod", "pros")
+        .await
+        .expect("delete segment");
+
+    let token = admin
+        .create_token("svc", "sdk", Some("prod"))
+        .await
+        .expect("token");
+    assert!(token.token.starts_with("swy_"));
+    admin.delete_token("svc").await.expect("revoke");
+    match admin.delete_token("svc").await {
+        Err(Error::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+    assert!(admin
+        .flag_metrics("prod", "pay", "5m")
+        .await
+        .expect("metrics")
+        .is_empty());
+    let audit = admin
+        .audit("env=prod&flag=pay&limit=3")
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit[0]["action"], "flag.kill",
+        "the tag kill is the newest"
+    );
+    admin
+        .delete_flag("prod", "refund", None)
+        .await
+        .expect("delete");
+    match AdminClient::new(&base, "wrong")
+        .expect("client")
+        .flags("prod")
+        .await
+    {
+        Err(Error::Api { status: 401, .. }) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+}
