@@ -1,17 +1,4 @@
-//! `switchyard-sdk`: what services embed to evaluate Switchyard flags locally.
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), switchyard_sdk::Error> {
-//! use switchyard_sdk::{Client, Context};
-//!
-//! let client = Client::builder("http://127.0.0.1:8080", "swy_...").build().await?;
-//! let ctx = Context::new("user-42").group("beta").attr("country", "IT");
-//! if client.is_enabled("new-checkout", &ctx) { /* the new path */ }
-//! # Ok(()) }
-//! ```
-//!
-//! The client keeps the environment's flags in memory, synced in the background,
-//! and evaluates them with `switchyard-core`: no network on the hot path.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
