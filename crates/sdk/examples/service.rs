@@ -35,11 +35,19 @@ async fn checkout(State(flags): State<Client>, Query(visitor): Query<Visitor>) -
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("SWITCHYARD_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
+    let url =
+        std::env::var("SWITCHYARD_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".to_owned());
     let token = std::env::var("SWITCHYARD_SDK_TOKEN")?;
     let flags = Client::builder(url, token).build().await?;
-    flags.on_change(|change| eprintln!("flags changed: revision {} ({:?})", change.revision, change.flags));
-    let app = Router::new().route("/checkout", get(checkout)).with_state(flags.clone());
+    flags.on_change(|change| {
+        eprintln!(
+            "flags changed: revision {} ({:?})",
+            change.revision, change.flags
+        )
+    });
+    let app = Router::new()
+        .route("/checkout", get(checkout))
+        .with_state(flags.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     eprintln!("listening on http://127.0.0.1:3000/checkout?user=user-42");
     axum::serve(listener, app)

@@ -117,6 +117,11 @@ pub enum Transport {
     Sse,
     /// ETag polling of `/v1/sdk/snapshot` only.
     Polling,
+    /// gRPC `switchyard.v1.Sync/Stream` (at [`ClientBuilder::grpc_url`], else at the
+    /// main URL), falling back to polling while the stream cannot be opened. The
+    /// first snapshot and polling use the REST API at the main URL.
+    #[cfg(feature = "grpc")]
+    Grpc,
     /// No server at all: bootstrap data only.
     Offline,
 }
@@ -132,7 +137,8 @@ pub enum Status {
         /// When the connection was lost.
         since: SystemTime,
     },
-    /// Never synced, serving the bootstrap (or nothing).
+    /// Not syncing: the server refused the token (the flags held keep being
+    /// served, retries are slow), or it was never reached (serving the bootstrap).
     Failed {
         /// Why.
         reason: String,
@@ -187,7 +193,9 @@ impl From<&Evaluation<'_>> for Detail {
 pub struct ChangeNotice {
     /// The new revision.
     pub revision: u64,
-    /// Keys of flags that were written or deleted (every flag after a full snapshot).
+    /// Keys of the flags whose answers may have changed, sorted: flags written,
+    /// added or deleted, flags whose rules name a changed segment, and flags with a
+    /// prerequisite among those. Empty when only unrelated segments changed.
     pub flags: Vec<String>,
 }
 
@@ -213,6 +221,9 @@ pub(crate) struct Config {
     pub(crate) initial_sync_timeout: Duration,
     pub(crate) poll_interval: Duration,
     pub(crate) metrics_flush_interval: Duration,
+    /// The gRPC API's URL for [`Transport::Grpc`].
+    #[cfg(feature = "grpc")]
+    pub(crate) grpc_url: Option<String>,
 }
 
 impl Inner {
@@ -269,6 +280,14 @@ impl ClientBuilder {
     /// How long `build` waits for the first snapshot (default 5 s).
     pub fn initial_sync_timeout(mut self, timeout: Duration) -> Self {
         self.config.initial_sync_timeout = timeout;
+        self
+    }
+
+    /// Where the gRPC API listens (`http://host:port`), for [`Transport::Grpc`]
+    /// (default: the main URL).
+    #[cfg(feature = "grpc")]
+    pub fn grpc_url(mut self, url: impl Into<String>) -> Self {
+        self.config.grpc_url = Some(url.into());
         self
     }
 
@@ -385,7 +404,7 @@ impl ClientBuilder {
                 reason: "the first snapshot timed out".to_owned(),
             }),
         }
-        crate::sync::spawn(Arc::downgrade(&inner), inner.shutdown.subscribe());
+        crate::sync::spawn(Arc::downgrade(&inner), inner.shutdown.subscribe())?;
         crate::metrics::spawn_flusher(Arc::downgrade(&inner), inner.shutdown.subscribe());
         Ok(Client { inner })
     }
@@ -417,6 +436,8 @@ impl Client {
                 initial_sync_timeout: Duration::from_secs(5),
                 poll_interval: Duration::from_secs(30),
                 metrics_flush_interval: Duration::from_secs(60),
+                #[cfg(feature = "grpc")]
+                grpc_url: None,
             },
             bootstrap: None,
         }

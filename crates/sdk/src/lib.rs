@@ -5,7 +5,11 @@
 pub mod admin;
 mod client;
 mod error;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod metrics;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 mod sync;
 
 pub use client::{ChangeNotice, Client, ClientBuilder, Detail, Loaded, Status, Transport, Variant};

@@ -5,12 +5,14 @@
 //! Generated protobuf types stay inside this module; `convert.rs` maps them.
 
 pub mod convert;
+pub mod evaluation;
+pub mod flagd;
+pub mod sync;
 
 use std::future::Future;
 
 use switchyard_core::model::EnvName;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
@@ -23,6 +25,12 @@ pub mod proto {
     pub mod switchyard {
         #![allow(missing_docs, clippy::all, clippy::pedantic)]
         tonic::include_proto!("switchyard.v1");
+    }
+
+    /// `flagd.evaluation.v1`: the flagd-compatible evaluation service.
+    pub mod flagd {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        tonic::include_proto!("flagd.evaluation.v1");
     }
 
     /// Every service's descriptors, for server reflection.
@@ -86,7 +94,11 @@ pub async fn serve(
     let routes = services(routes, &state, &health).await;
     tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        // Nagle's algorithm off: small unary answers must not wait for more to send.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
 
@@ -98,6 +110,19 @@ async fn services(
     health: &tonic_health::server::HealthReporter,
 ) -> tonic::service::Routes {
     // switchyard.v1 Evaluation and Sync:
+    let routes = {
+        use proto::switchyard::evaluation_server::EvaluationServer;
+        use proto::switchyard::sync_server::SyncServer;
+        health
+            .set_serving::<EvaluationServer<evaluation::EvaluationService>>()
+            .await;
+        health.set_serving::<SyncServer<sync::SyncService>>().await;
+        routes
+            .add_service(EvaluationServer::new(evaluation::EvaluationService::new(
+                state.clone(),
+            )))
+            .add_service(SyncServer::new(sync::SyncService::new(state.clone())))
+    };
     // flagd.evaluation.v1 Service:
-    routes
+    flagd::register(routes, state, health).await
 }

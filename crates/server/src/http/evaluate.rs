@@ -9,8 +9,10 @@ use serde_json::{json, Map, Value};
 use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
 
 use crate::auth::Principal;
+use crate::environments::EnvState;
 use crate::error::ApiError;
 use crate::http::json::{body_bytes, check_context, parse, Path};
+use crate::http::sdk::env_state;
 use crate::http::AppState;
 use crate::store::TokenKind;
 
@@ -31,6 +33,22 @@ pub async fn context_body(request: Request, state: &AppState) -> Result<Context,
         .map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))?;
     check_context(&ctx).map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
     Ok(ctx)
+}
+
+/// Evaluates `flag` in `current`; a flag the environment does not have is a 404.
+pub fn evaluate_known<'s>(
+    current: &'s EnvState,
+    flag: &str,
+    ctx: &Context,
+) -> Result<Evaluation<'s>, ApiError> {
+    let result = evaluate(&current.snapshot, flag, ctx);
+    if result.error == Some(ErrorCode::FlagNotFound) {
+        return Err(ApiError::not_found(format!(
+            "flag `{flag}` does not exist in `{}`",
+            current.name
+        )));
+    }
+    Ok(result)
 }
 
 /// An evaluation as JSON: `{value, variant, reason, rule_id?, flag_version, error?}`.
@@ -55,18 +73,11 @@ async fn one(
     request: Request,
 ) -> Result<Response, ApiError> {
     principal.require_env(&env, &[TokenKind::Sdk, TokenKind::Eval])?;
-    let current = state
-        .envs
-        .get(&env)
-        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+    let current = env_state(&state, &env)?;
     let ctx = context_body(request, &state).await?;
-    let result = evaluate(&current.snapshot, &flag, &ctx);
+    let result = evaluate_known(&current, &flag, &ctx);
     state.telemetry.evaluated(&env, "rest", 1);
-    if result.error == Some(ErrorCode::FlagNotFound) {
-        return Err(ApiError::not_found(format!(
-            "flag `{flag}` does not exist in `{env}`"
-        )));
-    }
+    let result = result?;
     let mut body = evaluation_json(&result);
     body["key"] = json!(flag);
     Ok(axum::Json(body).into_response())
@@ -89,10 +100,7 @@ async fn bulk(
     request: Request,
 ) -> Result<Response, ApiError> {
     principal.require_env(&env, &[TokenKind::Sdk, TokenKind::Eval])?;
-    let current = state
-        .envs
-        .get(&env)
-        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+    let current = env_state(&state, &env)?;
     let ctx = context_body(request, &state).await?;
     let mut flags = Map::new();
     for (key, result) in evaluate_all(&current.snapshot, &ctx) {

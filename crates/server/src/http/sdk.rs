@@ -55,20 +55,23 @@ struct EnvQuery {
     env: Option<String>,
 }
 
-/// The environment a snapshot or stream reads: the sdk token's own, or the one an
-/// admin token names. Other token kinds are refused.
-fn target_env(
+/// The environment a request reads when the token decides it (SDK sync here, and
+/// gRPC): the own environment of an `allowed` token (naming another one is refused),
+/// or the one an admin token names in `requested` (400 with `missing` when it names
+/// none). Other token kinds are refused.
+pub fn scoped_env(
     principal: &Principal,
-    query: Result<Query<EnvQuery>, QueryRejection>,
+    requested: Option<&str>,
+    allowed: &[TokenKind],
+    missing: &str,
 ) -> Result<String, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if principal.kind == TokenKind::Admin {
-        return query.env.ok_or_else(|| {
-            ApiError::bad_request("admin tokens must name the environment with `?env=`")
-        });
+        return requested
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::bad_request(missing));
     }
-    let own = principal.token_env(&[TokenKind::Sdk])?;
-    match query.env {
+    let own = principal.token_env(allowed)?;
+    match requested {
         Some(env) if env != own.as_str() => Err(ApiError::forbidden(format!(
             "token `{}` is not valid for environment `{env}`",
             principal.name
@@ -77,7 +80,23 @@ fn target_env(
     }
 }
 
-fn env_state(state: &AppState, env: &str) -> Result<Arc<EnvState>, ApiError> {
+/// The environment a snapshot or stream reads: the sdk token's own, or the one an
+/// admin token names with `?env=`. Other token kinds are refused.
+fn target_env(
+    principal: &Principal,
+    query: Result<Query<EnvQuery>, QueryRejection>,
+) -> Result<String, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    scoped_env(
+        principal,
+        query.env.as_deref(),
+        &[TokenKind::Sdk],
+        "admin tokens must name the environment with `?env=`",
+    )
+}
+
+/// The current state of `env`; 404 when it does not exist.
+pub fn env_state(state: &AppState, env: &str) -> Result<Arc<EnvState>, ApiError> {
     state
         .envs
         .get(env)
@@ -167,9 +186,9 @@ fn text(bytes: &Bytes) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
-/// What a stream sends.
+/// What a stream sends (over SSE here, and over gRPC `switchyard.v1.Sync`).
 #[derive(Debug, Clone)]
-enum Outgoing {
+pub enum Outgoing {
     /// The whole environment.
     Snapshot(Arc<EnvState>),
     /// One revision's change.
@@ -177,16 +196,32 @@ enum Outgoing {
 }
 
 impl Outgoing {
+    /// The revision the client has after this event.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Outgoing::Snapshot(state) => state.revision,
+            Outgoing::Change(change) => change.revision,
+        }
+    }
+
+    /// The JSON document: the snapshot document or the change document.
+    pub fn document(&self) -> &Bytes {
+        match self {
+            Outgoing::Snapshot(state) => &state.document,
+            Outgoing::Change(change) => &change.document,
+        }
+    }
+
     /// `event: snapshot` / `event: change`, `id: <revision>`, `data: <document>`.
     fn event(&self) -> Event {
-        let (name, revision, document) = match self {
-            Outgoing::Snapshot(state) => ("snapshot", state.revision, &state.document),
-            Outgoing::Change(change) => ("change", change.revision, &change.document),
+        let name = match self {
+            Outgoing::Snapshot(_) => "snapshot",
+            Outgoing::Change(_) => "change",
         };
         Event::default()
             .event(name)
-            .id(revision.to_string())
-            .data(text(document))
+            .id(self.revision().to_string())
+            .data(text(self.document()))
     }
 }
 
@@ -220,8 +255,10 @@ async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// One client's stream.
-struct Subscription {
+/// One client's stream: a snapshot first, or the missed changes when resuming; then
+/// one change per revision, a fresh snapshot after a lag or a gap; the end when the
+/// server shuts down.
+pub struct Subscription {
     state: AppState,
     env: EnvName,
     changes: broadcast::Receiver<Arc<ChangeEvent>>,
@@ -230,10 +267,34 @@ struct Subscription {
     sent: u64,
     /// Events to send before listening for changes.
     pending: VecDeque<Outgoing>,
-    _client: ClientGuard,
+    /// Counts the stream in the SSE clients gauge, for SSE streams.
+    client: Option<ClientGuard>,
 }
 
 impl Subscription {
+    /// Follows `env` for a client that already has revision `after` (`None`: it has
+    /// nothing): the missed changes come first when the history still holds them all,
+    /// otherwise a snapshot. 404 when the environment does not exist.
+    pub fn start(state: &AppState, env: &str, after: Option<u64>) -> Result<Self, ApiError> {
+        // Subscribe before reading the current state, so no change falls in between.
+        let changes = state.envs.subscribe();
+        let current = env_state(state, env)?;
+        let pending: VecDeque<Outgoing> =
+            match after.and_then(|after| missed_changes(&current, after)) {
+                Some(missed) => missed.into_iter().map(Outgoing::Change).collect(),
+                None => VecDeque::from([Outgoing::Snapshot(Arc::clone(&current))]),
+            };
+        Ok(Subscription {
+            env: current.name.clone(),
+            changes,
+            shutdown: state.shutdown.clone(),
+            sent: current.revision,
+            pending,
+            client: None,
+            state: state.clone(),
+        })
+    }
+
     /// A fresh snapshot, if the environment is newer than what the client has.
     fn resync(&mut self) -> Option<Outgoing> {
         let current = self.state.envs.get(self.env.as_str())?;
@@ -244,7 +305,7 @@ impl Subscription {
     }
 
     /// The next event to send; `None` ends the stream.
-    async fn next(&mut self) -> Option<Outgoing> {
+    pub async fn next(&mut self) -> Option<Outgoing> {
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
         }
@@ -306,26 +367,12 @@ async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let env = target_env(&principal, query)?;
-    // Subscribe before reading the current state, so no change falls in between.
-    let changes = state.envs.subscribe();
-    let current = env_state(&state, &env)?;
     let last = headers
         .get(LAST_EVENT_ID)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
-    let pending: VecDeque<Outgoing> = match last.and_then(|last| missed_changes(&current, last)) {
-        Some(missed) => missed.into_iter().map(Outgoing::Change).collect(),
-        None => VecDeque::from([Outgoing::Snapshot(Arc::clone(&current))]),
-    };
-    let subscription = Subscription {
-        env: current.name.clone(),
-        changes,
-        shutdown: state.shutdown.clone(),
-        sent: current.revision,
-        pending,
-        _client: ClientGuard::new(&state.telemetry),
-        state: state.clone(),
-    };
+    let mut subscription = Subscription::start(&state, &env, last)?;
+    subscription.client = Some(ClientGuard::new(&state.telemetry));
     let sse = Sse::new(events(subscription)).keep_alive(
         KeepAlive::new()
             .interval(state.sse_heartbeat)
@@ -508,7 +555,7 @@ mod tests {
             shutdown,
             sent,
             pending: VecDeque::new(),
-            _client: ClientGuard::new(&state.telemetry),
+            client: Some(ClientGuard::new(&state.telemetry)),
         }
     }
 

@@ -1,0 +1,200 @@
+//! gRPC evaluation throughput: `switchyard.v1.Evaluation/Evaluate` in a closed loop
+//! against a running server. Starts nothing itself (`benches/load/grpc-load.sh` starts
+//! a release server with `--demo` and runs this).
+//!
+//! `--concurrency` tasks share `--channels` HTTP/2 connections (task i uses channel
+//! i mod channels); each sends one request, waits for its answer and sends the next
+//! until `--duration` has passed, with the context
+//! `{"targetingKey": "user-42", "groups": ["beta"]}` (as the REST load script). Every
+//! request's latency (send to answer) is recorded. Prints total requests, errors,
+//! requests per second over the whole run, and p50/p90/p99/max latency
+//! (nearest-rank). Exits non-zero when a request fails.
+//!
+//! Bounded on purpose: loopback addresses only, at most 1024 concurrent calls, 64
+//! channels and 300 s.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use clap::Parser;
+use serde_json::json;
+use switchyard_server::grpc::convert::json_to_struct;
+use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
+use switchyard_server::grpc::proto::switchyard::EvaluateRequest;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// Closed-loop gRPC Evaluate load against a running switchyard-server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The server's gRPC address (a loopback `IP:PORT`).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    addr: SocketAddr,
+    /// An sdk or eval token.
+    #[arg(long, env = "SWITCHYARD_TOKEN")]
+    token: String,
+    /// The flag to evaluate.
+    #[arg(long, default_value = "new-checkout")]
+    flag: String,
+    /// Concurrent calls (1..=1024).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// HTTP/2 connections the calls share (1..=64).
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Seconds to run (1..=300).
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+}
+
+fn check(args: &Args) -> Result<()> {
+    if !args.addr.ip().is_loopback() {
+        bail!("--addr must be a loopback address, not {}", args.addr);
+    }
+    if !(1..=1024).contains(&args.concurrency) {
+        bail!("--concurrency must be within 1..=1024");
+    }
+    if !(1..=64).contains(&args.channels) {
+        bail!("--channels must be within 1..=64");
+    }
+    if !(1..=300).contains(&args.duration) {
+        bail!("--duration must be within 1..=300 seconds");
+    }
+    Ok(())
+}
+
+/// What one task measured.
+#[derive(Default)]
+struct Tally {
+    /// Latencies of the successful requests, in nanoseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+    first_error: Option<tonic::Status>,
+}
+
+async fn worker(
+    mut client: EvaluationClient<Channel>,
+    request: EvaluateRequest,
+    auth: MetadataValue<tonic::metadata::Ascii>,
+    deadline: Instant,
+) -> Tally {
+    let mut tally = Tally {
+        latencies: Vec::with_capacity(1 << 16),
+        ..Tally::default()
+    };
+    while Instant::now() < deadline {
+        let mut call = tonic::Request::new(request.clone());
+        call.metadata_mut().insert("authorization", auth.clone());
+        let start = Instant::now();
+        match client.evaluate(call).await {
+            Ok(_) => tally
+                .latencies
+                .push(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)),
+            Err(status) => {
+                tally.errors += 1;
+                tally.first_error.get_or_insert(status);
+            }
+        }
+    }
+    tally
+}
+
+/// The nearest-rank percentile `p` (0..=100) of sorted values, in milliseconds.
+fn percentile(sorted: &[u64], p: u64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let n = sorted.len() as u64;
+    let rank = (p * n).div_ceil(100).clamp(1, n);
+    let index = usize::try_from(rank - 1).unwrap_or(0);
+    sorted[index] as f64 / 1e6
+}
+
+async fn run(args: Args) -> Result<()> {
+    check(&args)?;
+    let endpoint = Endpoint::from_shared(format!("http://{}", args.addr))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(5));
+    let mut channels = Vec::with_capacity(args.channels);
+    for _ in 0..args.channels {
+        channels.push(
+            endpoint
+                .connect()
+                .await
+                .with_context(|| format!("connecting to {}", args.addr))?,
+        );
+    }
+    let auth: MetadataValue<_> = format!("Bearer {}", args.token)
+        .parse()
+        .context("the token is not valid metadata")?;
+    let context = json!({"targetingKey": "user-42", "groups": ["beta"]});
+    let request = EvaluateRequest {
+        flag_key: args.flag.clone(),
+        context: context.as_object().map(json_to_struct),
+        environment: String::new(),
+    };
+
+    // One call first, so a wrong token or flag is reported plainly.
+    let mut probe = tonic::Request::new(request.clone());
+    probe.metadata_mut().insert("authorization", auth.clone());
+    let answer = EvaluationClient::new(channels[0].clone())
+        .evaluate(probe)
+        .await
+        .context("the first Evaluate call failed")?
+        .into_inner();
+    let result = answer.result.unwrap_or_default();
+    println!(
+        "== gRPC Evaluate {} at {}: {} concurrent calls on {} channel(s), {} s; first answer: variant `{}`, reason {}",
+        args.flag, args.addr, args.concurrency, args.channels, args.duration, result.variant, result.reason
+    );
+
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.duration);
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|i| {
+            let client = EvaluationClient::new(channels[i % channels.len()].clone());
+            tokio::spawn(worker(client, request.clone(), auth.clone(), deadline))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for task in tasks {
+        let tally = task.await.context("a load task panicked")?;
+        latencies.extend(tally.latencies);
+        errors += tally.errors;
+        first_error = first_error.or(tally.first_error);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let total = latencies.len() as u64 + errors;
+    println!("requests      {total} ({errors} errors) in {elapsed:.2} s");
+    println!(
+        "throughput    {:.0} req/s",
+        latencies.len() as f64 / elapsed
+    );
+    println!(
+        "latency (ms)  p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+        percentile(&latencies, 50),
+        percentile(&latencies, 90),
+        percentile(&latencies, 99),
+        percentile(&latencies, 100)
+    );
+    if let Some(status) = first_error {
+        bail!("{errors} requests failed; the first with {status:?}");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("grpc_load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The SDK's gRPC transport (`switchyard.v1.Sync`, feature `grpc`) against real
+//! servers: live changes, the polling fallback while the gRPC API is unreachable,
+//! refused tokens, and a server process killed and restarted on the same ports.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard_e2e::{beta_flag, on_flag, unused_addr, wait_until, InProcess, ServerProcess};
+use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
+
+fn beta() -> Context {
+    Context::new("user-1").group("beta")
+}
+
+#[tokio::test]
+async fn changes_stream_over_grpc() {
+    let server = InProcess::start_with_grpc().await;
+    let grpc = server.grpc.clone().expect("gRPC address");
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let client = Client::builder(&server.base, &token)
+        .transport(Transport::Grpc)
+        .grpc_url(&grpc)
+        // Long enough that only the stream can deliver the changes below in time.
+        .poll_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .expect("client builds");
+    let notices: Arc<Mutex<Vec<ChangeNotice>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    client.on_change(move |n| sink.lock().expect("notices").push(n.clone()));
+    let ctx = beta();
+    assert!(client.is_enabled("checkout", &ctx));
+
+    server.admin.kill("prod", "checkout").await;
+    wait_until("the kill", || !client.is_enabled("checkout", &ctx)).await;
+    server.admin.put_flag("prod", on_flag("added")).await;
+    wait_until("the new flag", || client.is_enabled("added", &ctx)).await;
+    wait_until("notices for both", || {
+        let notices = notices.lock().expect("notices");
+        notices.iter().any(|n| n.flags == ["checkout"])
+            && notices.iter().any(|n| n.flags == ["added"])
+    })
+    .await;
+    assert_eq!(client.revision(), server.admin.revision("prod").await);
+    assert_eq!(client.status(), Status::Ready);
+    // Not an SSE client.
+    assert_eq!(server.sse_clients(), 0);
+    client.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_grpc_api_falls_back_to_polling() {
+    let server = InProcess::start(None).await;
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let nowhere = format!("http://{}", unused_addr().await);
+    let client = Client::builder(&server.base, &token)
+        .transport(Transport::Grpc)
+        .grpc_url(&nowhere)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .expect("client builds");
+    let ctx = beta();
+    server.admin.kill("prod", "checkout").await;
+    wait_until("the kill, by polling", || {
+        !client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    assert_eq!(client.status(), Status::Ready);
+    client.close().await;
+
+    // A gRPC URL that cannot be used is an error at build.
+    let invalid = Client::builder(&server.base, &token)
+        .transport(Transport::Grpc)
+        .grpc_url("not a url")
+        .build()
+        .await;
+    assert!(
+        matches!(invalid, Err(Error::Unreachable { .. })),
+        "{invalid:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let data = tempfile::tempdir().expect("data dir");
+    let server = ServerProcess::start(data.path(), any).await;
+    let (addr, grpc_addr) = (server.addr, server.grpc_addr);
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let client = Client::builder(&server.base, &token)
+        .transport(Transport::Grpc)
+        .grpc_url(format!("http://{grpc_addr}"))
+        .build()
+        .await
+        .expect("client builds");
+    server.admin.revoke("prod-sdk").await;
+    server.kill().await;
+    let server = ServerProcess::start_with_grpc(data.path(), addr, grpc_addr).await;
+    wait_until("the failed status", || {
+        matches!(client.status(), Status::Failed { .. })
+    })
+    .await;
+    assert!(
+        client.is_enabled("checkout", &beta()),
+        "the last flags keep answering"
+    );
+    client.close().await;
+    server.kill().await;
+}
+
+/// Listens on `addr` and drops every connection at once.
+async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the old port is free");
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            drop(connection);
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let data = tempfile::tempdir().expect("data dir");
+    let server = ServerProcess::start(data.path(), any).await;
+    let (addr, grpc_addr) = (server.addr, server.grpc_addr);
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let client = Client::builder(&server.base, &token)
+        .transport(Transport::Grpc)
+        .grpc_url(format!("http://{grpc_addr}"))
+        .build()
+        .await
+        .expect("client builds");
+    let ctx = beta();
+    server.admin.put_flag("prod", on_flag("live")).await;
+    wait_until("a live change over gRPC", || {
+        client.is_enabled("live", &ctx)
+    })
+    .await;
+
+    server.kill().await;
+    wait_until("the stale status", || {
+        matches!(client.status(), Status::Stale { .. })
+    })
+    .await;
+    assert!(client.is_enabled("checkout", &ctx));
+
+    // Written while the client cannot reach any server.
+    let holders = [hold(addr).await, hold(grpc_addr).await];
+    let elsewhere = ServerProcess::start(data.path(), any).await;
+    elsewhere.admin.kill("prod", "checkout").await;
+    let expected = elsewhere.admin.revision("prod").await;
+    elsewhere.kill().await;
+    for holder in holders {
+        holder.abort();
+        let _ = holder.await;
+    }
+    assert!(
+        client.is_enabled("checkout", &ctx),
+        "nothing reached the client yet"
+    );
+
+    let server = ServerProcess::start_with_grpc(data.path(), addr, grpc_addr).await;
+    wait_until("the revision written meanwhile", || {
+        client.revision() == expected
+    })
+    .await;
+    assert!(!client.is_enabled("checkout", &ctx));
+    wait_until("the ready status", || client.status() == Status::Ready).await;
+    server.admin.revive("prod", "checkout").await;
+    wait_until("a live change after reconnecting", || {
+        client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    client.close().await;
+    server.kill().await;
+}

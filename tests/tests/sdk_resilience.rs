@@ -1,0 +1,184 @@
+//! The SDK against the real `switchyard-server` binary, killed and restarted on the
+//! same port and data directory: the client keeps answering from its last snapshot,
+//! says it is stale, reconnects and picks up what changed meanwhile.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+use switchyard_e2e::{beta_flag, on_flag, wait_until, ServerProcess};
+use switchyard_sdk::{ChangeNotice, Client, Context, Status};
+
+fn any_port() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Listens on `addr` and drops every connection at once.
+async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the old port is free");
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            drop(connection);
+        }
+    })
+}
+
+#[tokio::test]
+async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = ServerProcess::start(data.path(), any_port()).await;
+    let addr = server.addr;
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    server.admin.put_flag("prod", on_flag("legacy")).await;
+
+    let client = Client::builder(&server.base, &token)
+        .build()
+        .await
+        .expect("client builds");
+    let notices: Arc<Mutex<Vec<ChangeNotice>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    client.on_change(move |n| sink.lock().expect("notices").push(n.clone()));
+    let beta = Context::new("user-1").group("beta");
+    assert_eq!(client.status(), Status::Ready);
+    assert!(client.is_enabled("checkout", &beta));
+    // The stream is live: a kill arrives.
+    server.admin.kill("prod", "legacy").await;
+    wait_until("the kill over the stream", || {
+        !client.is_enabled("legacy", &beta)
+    })
+    .await;
+    let revision = client.revision();
+
+    // The server dies: the client keeps answering from what it has, and says so.
+    let killed_at = SystemTime::now();
+    server.kill().await;
+    wait_until("the stale status", || {
+        matches!(client.status(), Status::Stale { .. })
+    })
+    .await;
+    let Status::Stale { since } = client.status() else {
+        unreachable!("checked above");
+    };
+    assert!(since >= killed_at);
+    assert!(client.is_enabled("checkout", &beta));
+    assert!(!client.is_enabled("checkout", &Context::new("user-1")));
+    assert_eq!(client.revision(), revision);
+
+    // Changes are made while the client cannot see the server: through a server on
+    // another port over the same data. (The old port is held meanwhile, refusing
+    // every connection, so that server cannot land on it.)
+    let holder = hold(addr).await;
+    let elsewhere = ServerProcess::start(data.path(), any_port()).await;
+    elsewhere.admin.kill("prod", "checkout").await;
+    elsewhere.admin.revive("prod", "legacy").await;
+    elsewhere
+        .admin
+        .put_flag("prod", on_flag("added-offline"))
+        .await;
+    let expected = elsewhere.admin.revision("prod").await;
+    elsewhere.kill().await;
+    holder.abort();
+    let _ = holder.await;
+    assert!(matches!(client.status(), Status::Stale { .. }));
+    assert!(
+        client.is_enabled("checkout", &beta),
+        "nothing reached the client yet"
+    );
+
+    // The server comes back where the client expects it: it reconnects and catches up.
+    let server = ServerProcess::start(data.path(), addr).await;
+    wait_until("the revision written while disconnected", || {
+        client.revision() == expected
+    })
+    .await;
+    assert!(!client.is_enabled("checkout", &beta));
+    assert!(client.is_enabled("legacy", &beta));
+    assert!(client.is_enabled("added-offline", &beta));
+    wait_until("the ready status", || client.status() == Status::Ready).await;
+    wait_until("a notice naming what changed", || {
+        notices.lock().expect("notices").iter().any(|n| {
+            n.revision == expected
+                && ["added-offline", "checkout", "legacy"]
+                    .iter()
+                    .all(|k| n.flags.iter().any(|f| f == k))
+        })
+    })
+    .await;
+
+    // And the stream is live again.
+    server.admin.revive("prod", "checkout").await;
+    wait_until("a change after reconnecting", || {
+        client.is_enabled("checkout", &beta)
+    })
+    .await;
+    client.close().await;
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_bootstrapped_client_syncs_once_the_server_appears() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = ServerProcess::start(data.path(), any_port()).await;
+    let addr = server.addr;
+    let base = server.base.clone();
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    server.kill().await;
+
+    // The bootstrap says checkout is on for everyone; the server says beta only.
+    let client = Client::builder(&base, &token)
+        .initial_sync_timeout(Duration::from_secs(2))
+        .bootstrap(json!({"environment": "prod", "revision": 0, "flags": [on_flag("checkout")]}))
+        .build()
+        .await
+        .expect("builds from the bootstrap");
+    let someone = Context::new("user-9");
+    assert!(client.is_enabled("checkout", &someone));
+    assert!(
+        matches!(client.status(), Status::Failed { .. }),
+        "{:?}",
+        client.status()
+    );
+
+    let server = ServerProcess::start(data.path(), addr).await;
+    wait_until("the server's flags", || {
+        !client.is_enabled("checkout", &someone)
+    })
+    .await;
+    assert!(client.is_enabled("checkout", &Context::new("user-9").group("beta")));
+    wait_until("the ready status", || client.status() == Status::Ready).await;
+    assert_eq!(client.revision(), server.admin.revision("prod").await);
+    client.close().await;
+    server.kill().await;
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_streaming_fails_on_reconnect_and_the_flags_keep_answering() {
+    let data = tempfile::tempdir().expect("data dir");
+    let server = ServerProcess::start(data.path(), any_port()).await;
+    let addr = server.addr;
+    let token = server.admin.env_with_sdk_token("prod").await;
+    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let client = Client::builder(&server.base, &token)
+        .build()
+        .await
+        .expect("client builds");
+    server.admin.revoke("prod-sdk").await;
+    server.kill().await;
+    let server = ServerProcess::start(data.path(), addr).await;
+    wait_until("the failed status", || {
+        matches!(client.status(), Status::Failed { .. })
+    })
+    .await;
+    let Status::Failed { reason } = client.status() else {
+        unreachable!("checked above");
+    };
+    assert!(reason.contains("token"), "{reason}");
+    assert!(client.is_enabled("checkout", &Context::new("u").group("beta")));
+    client.close().await;
+    server.kill().await;
+}
