@@ -81,6 +81,15 @@ impl Principal {
     }
 }
 
+/// The token in an `Authorization` value `Bearer <token>` (HTTP header or gRPC
+/// metadata).
+pub fn bearer(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
 /// The name of a token kind as written in JSON.
 pub fn kind_name(kind: TokenKind) -> &'static str {
     match kind {
@@ -183,17 +192,9 @@ impl FromRequestParts<AppState> for Principal {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::unauthorized("missing `Authorization: Bearer <token>` header")
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
-            })?;
+        let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
+            ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
+        })?;
         state
             .tokens
             .authenticate(token)

@@ -55,11 +55,7 @@ pub fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principa
     let token = header
         .to_str()
         .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
+        .and_then(crate::auth::bearer)
         .ok_or_else(|| {
             Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
         })?;
