@@ -51,6 +51,19 @@ impl AppState {
     }
 }
 
+/// Whether `If-None-Match` lists `etag` (weak comparison, as RFC 9110 prescribes for
+/// this header) or is `*`.
+pub fn none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
+    let etag = etag.strip_prefix("W/").unwrap_or(etag);
+    headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -28,8 +28,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::ETAG;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -41,7 +41,7 @@ use crate::auth::Principal;
 use crate::environments::EnvState;
 use crate::error::ApiError;
 use crate::http::json::{body_bytes, check_context, parse};
-use crate::http::AppState;
+use crate::http::{none_match, AppState};
 use crate::store::TokenKind;
 
 /// Routes.
@@ -282,19 +282,6 @@ fn etag(current: &EnvState, body: &Bytes) -> String {
     format!("\"{}\"", hex::encode(&digest[..16]))
 }
 
-/// Whether `If-None-Match` lists `tag` (weak comparison, as RFC 9110 prescribes for
-/// this header) or is `*`.
-fn none_match(headers: &HeaderMap, tag: &str) -> bool {
-    let strip = |t: &str| -> String { t.trim().trim_start_matches("W/").to_owned() };
-    let tag = strip(tag);
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|candidate| candidate.trim() == "*" || strip(candidate) == tag)
-}
-
 #[utoipa::path(
     post,
     path = "/ofrep/v1/evaluate/flags",
@@ -362,6 +349,8 @@ pub struct OfrepApi;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::header::IF_NONE_MATCH;
+    use axum::http::HeaderMap;
 
     fn code(body: &str) -> &'static str {
         match context_of(body.as_bytes()) {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,7 @@ use crate::auth::Principal;
 use crate::environments::{now_ms, ChangeEvent, EnvState};
 use crate::error::ApiError;
 use crate::http::json::{body_bytes, parse};
-use crate::http::AppState;
+use crate::http::{none_match, AppState};
 use crate::store::{EventCount, ExposureCount, MetricsBatch, TokenKind};
 use crate::telemetry::Telemetry;
 
@@ -106,17 +106,6 @@ pub fn env_state(state: &AppState, env: &str) -> Result<Arc<EnvState>, ApiError>
 /// The entity tag of a revision: `"<revision>"`.
 fn etag(revision: u64) -> String {
     format!("\"{revision}\"")
-}
-
-/// Whether `If-None-Match` lists `etag` (weak or strong) or is `*`.
-fn none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 #[utoipa::path(
@@ -502,6 +491,7 @@ mod tests {
     use super::*;
     use crate::environments::Change;
     use crate::Server;
+    use axum::http::header::IF_NONE_MATCH;
     use switchyard_core::model::FlagKey;
     use switchyard_core::Flag;
 
