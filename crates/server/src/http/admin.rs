@@ -264,38 +264,7 @@ async fn put_flag(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    check_key("flag key", &key)?;
-    let expected = if_match(&headers)?;
-    let mut flag: Flag = keyed_body(body, &key, "flag")?;
-    switchyard_core::validate_flag(&flag).map_err(|e| ApiError::invalid(&e))?;
-    let env_name = EnvName::new(env.as_str());
-    let mut created = false;
-    let new = state
-        .envs
-        .apply(&env, |current| {
-            let before = current.snapshot.flag(&key);
-            check_version("flag", &key, before.map(|f| f.version), expected)?;
-            created = before.is_none();
-            flag.version = before.map_or(1, |f| f.version + 1);
-            let mut audit = entry(&principal, Some(&env_name), "flag.put", &key);
-            audit.before = before.map(|f| json!(f));
-            audit.after = Some(json!(flag));
-            Ok(Change {
-                flags: vec![(FlagKey::new(key.as_str()), Some(flag.clone()))],
-                audit: vec![audit],
-                ..Change::default()
-            })
-        })
-        .await?;
-    let saved = new.snapshot.flag(&key).cloned();
-    let saved = saved.ok_or_else(|| ApiError::not_found(format!("flag `{key}` vanished")))?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(with_etag(status, saved.version, json!(saved)))
+    put_item::<Flag>(state, principal, env, key, headers, body).await
 }
 
 #[utoipa::path(
@@ -313,26 +282,7 @@ async fn delete_flag(
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let expected = if_match(&headers)?;
-    let env_name = EnvName::new(env.as_str());
-    state
-        .envs
-        .apply(&env, |current| {
-            let before = current.snapshot.flag(&key).ok_or_else(|| {
-                ApiError::not_found(format!("flag `{key}` does not exist in `{env}`"))
-            })?;
-            check_version("flag", &key, Some(before.version), expected)?;
-            let mut audit = entry(&principal, Some(&env_name), "flag.delete", &key);
-            audit.before = Some(json!(before));
-            Ok(Change {
-                flags: vec![(before.key.clone(), None)],
-                audit: vec![audit],
-                ..Change::default()
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_item::<Flag>(state, principal, env, key, headers).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -517,10 +467,6 @@ async fn list_segments(
     .into_response())
 }
 
-fn find_segment<'a>(state: &'a EnvState, key: &str) -> Option<&'a Segment> {
-    state.snapshot.segments().find(|s| s.key.as_str() == key)
-}
-
 #[utoipa::path(
     get,
     path = "/v1/admin/envs/{env}/segments/{key}",
@@ -537,7 +483,7 @@ async fn get_segment(
 ) -> Result<Response, ApiError> {
     principal.require_admin()?;
     let current = env_state(&state, &env)?;
-    let segment = find_segment(&current, &key)
+    let segment = Segment::find(&current, &key)
         .ok_or_else(|| ApiError::not_found(format!("segment `{key}` does not exist in `{env}`")))?;
     Ok(with_etag(StatusCode::OK, segment.version, json!(segment)))
 }
@@ -559,39 +505,7 @@ async fn put_segment(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    check_key("segment key", &key)?;
-    let expected = if_match(&headers)?;
-    let mut segment: Segment = keyed_body(body, &key, "segment")?;
-    switchyard_core::validate_segment(&segment).map_err(|e| ApiError::invalid(&e))?;
-    let env_name = EnvName::new(env.as_str());
-    let mut created = false;
-    let new = state
-        .envs
-        .apply(&env, |current| {
-            let before = find_segment(current, &key);
-            check_version("segment", &key, before.map(|s| s.version), expected)?;
-            created = before.is_none();
-            segment.version = before.map_or(1, |s| s.version + 1);
-            let mut audit = entry(&principal, Some(&env_name), "segment.put", &key);
-            audit.before = before.map(|s| json!(s));
-            audit.after = Some(json!(segment));
-            Ok(Change {
-                segments: vec![(SegmentKey::new(key.as_str()), Some(segment.clone()))],
-                audit: vec![audit],
-                ..Change::default()
-            })
-        })
-        .await?;
-    let saved = find_segment(&new, &key)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("segment `{key}` vanished")))?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(with_etag(status, saved.version, json!(saved)))
+    put_item::<Segment>(state, principal, env, key, headers, body).await
 }
 
 #[utoipa::path(
@@ -609,26 +523,7 @@ async fn delete_segment(
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let expected = if_match(&headers)?;
-    let env_name = EnvName::new(env.as_str());
-    state
-        .envs
-        .apply(&env, |current| {
-            let before = find_segment(current, &key).ok_or_else(|| {
-                ApiError::not_found(format!("segment `{key}` does not exist in `{env}`"))
-            })?;
-            check_version("segment", &key, Some(before.version), expected)?;
-            let mut audit = entry(&principal, Some(&env_name), "segment.delete", &key);
-            audit.before = Some(json!(before));
-            Ok(Change {
-                segments: vec![(before.key.clone(), None)],
-                audit: vec![audit],
-                ..Change::default()
-            })
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    delete_item::<Segment>(state, principal, env, key, headers).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -926,6 +821,143 @@ async fn flag_metrics(
         "from_ms": from * 60_000, "variants": counts
     }))
     .into_response())
+}
+
+/// What flags and segments share, so one path writes and deletes both with
+/// `If-Match`, validation and audit.
+trait Item: Clone + serde::Serialize + serde::de::DeserializeOwned {
+    /// `flag` or `segment`, for messages and audit actions.
+    const WHAT: &'static str;
+    fn version(&self) -> u64;
+    fn set_version(&mut self, version: u64);
+    fn validate(&self) -> Result<(), switchyard_core::ValidationErrors>;
+    fn find<'a>(state: &'a EnvState, key: &str) -> Option<&'a Self>;
+    /// A change writing (`Some`) or deleting (`None`) the item.
+    fn change(key: &str, item: Option<Self>) -> Change;
+}
+
+impl Item for Flag {
+    const WHAT: &'static str = "flag";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn validate(&self) -> Result<(), switchyard_core::ValidationErrors> {
+        switchyard_core::validate_flag(self)
+    }
+    fn find<'a>(state: &'a EnvState, key: &str) -> Option<&'a Self> {
+        state.snapshot.flag(key)
+    }
+    fn change(key: &str, item: Option<Self>) -> Change {
+        Change {
+            flags: vec![(FlagKey::new(key), item)],
+            ..Change::default()
+        }
+    }
+}
+
+impl Item for Segment {
+    const WHAT: &'static str = "segment";
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+    fn validate(&self) -> Result<(), switchyard_core::ValidationErrors> {
+        switchyard_core::validate_segment(self)
+    }
+    fn find<'a>(state: &'a EnvState, key: &str) -> Option<&'a Self> {
+        state.snapshot.segments().find(|s| s.key.as_str() == key)
+    }
+    fn change(key: &str, item: Option<Self>) -> Change {
+        Change {
+            segments: vec![(SegmentKey::new(key), item)],
+            ..Change::default()
+        }
+    }
+}
+
+/// Creates (201) or replaces (200) an item, honouring `If-Match`.
+async fn put_item<T: Item>(
+    state: AppState,
+    principal: Principal,
+    env: String,
+    key: String,
+    headers: HeaderMap,
+    body: Value,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    check_key(&format!("{} key", T::WHAT), &key)?;
+    let expected = if_match(&headers)?;
+    let mut item: T = keyed_body(body, &key, T::WHAT)?;
+    item.validate().map_err(|e| ApiError::invalid(&e))?;
+    let env_name = EnvName::new(env.as_str());
+    let mut created = false;
+    let new = state
+        .envs
+        .apply(&env, |current| {
+            let before = T::find(current, &key);
+            check_version(T::WHAT, &key, before.map(T::version), expected)?;
+            created = before.is_none();
+            item.set_version(before.map_or(1, |b| b.version() + 1));
+            let mut audit = entry(
+                &principal,
+                Some(&env_name),
+                &format!("{}.put", T::WHAT),
+                &key,
+            );
+            audit.before = before.map(|b| json!(b));
+            audit.after = Some(json!(item));
+            let mut change = T::change(&key, Some(item.clone()));
+            change.audit.push(audit);
+            Ok(change)
+        })
+        .await?;
+    let saved = T::find(&new, &key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("{} `{key}` vanished", T::WHAT)))?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(with_etag(status, saved.version(), json!(saved)))
+}
+
+/// Deletes an item, honouring `If-Match` (422 when others still use it).
+async fn delete_item<T: Item>(
+    state: AppState,
+    principal: Principal,
+    env: String,
+    key: String,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    principal.require_admin()?;
+    let expected = if_match(&headers)?;
+    let env_name = EnvName::new(env.as_str());
+    state
+        .envs
+        .apply(&env, |current| {
+            let before = T::find(current, &key).ok_or_else(|| {
+                ApiError::not_found(format!("{} `{key}` does not exist in `{env}`", T::WHAT))
+            })?;
+            check_version(T::WHAT, &key, Some(before.version()), expected)?;
+            let mut audit = entry(
+                &principal,
+                Some(&env_name),
+                &format!("{}.delete", T::WHAT),
+                &key,
+            );
+            audit.before = Some(json!(before));
+            let mut change = T::change(&key, None);
+            change.audit.push(audit);
+            Ok(change)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// The OpenAPI description of these routes.
