@@ -20,6 +20,7 @@ use crate::auth::{generate, kind_name, Principal};
 use crate::environments::{now_ms, Change, EnvState};
 use crate::error::ApiError;
 use crate::http::json::{parse, Json, Path, RawBody};
+use crate::http::sdk::env_state;
 use crate::http::AppState;
 use crate::store::{AuditEntry, AuditQuery, TokenKind};
 
@@ -46,13 +47,6 @@ pub fn routes() -> Router<AppState> {
         .route("/tokens", post(create_token).get(list_tokens))
         .route("/tokens/{name}", axum::routing::delete(delete_token))
         .route("/audit", get(audit))
-}
-
-fn env_state(state: &AppState, env: &str) -> Result<std::sync::Arc<EnvState>, ApiError> {
-    state
-        .envs
-        .get(env)
-        .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))
 }
 
 fn check_key(what: &str, key: &str) -> Result<(), ApiError> {

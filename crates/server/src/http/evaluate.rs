@@ -5,7 +5,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Map};
 use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
 
 use crate::auth::Principal;
@@ -51,11 +51,6 @@ pub fn evaluate_known<'s>(
     Ok(result)
 }
 
-/// An evaluation as JSON: `{value, variant, reason, rule_id?, flag_version, error?}`.
-pub fn evaluation_json(result: &Evaluation<'_>) -> Value {
-    json!(result)
-}
-
 #[utoipa::path(
     post,
     path = "/v1/evaluate/{env}/{flag}",
@@ -78,7 +73,7 @@ async fn one(
     let result = evaluate_known(&current, &flag, &ctx);
     state.telemetry.evaluated(&env, "rest", 1);
     let result = result?;
-    let mut body = evaluation_json(&result);
+    let mut body = json!(result);
     body["key"] = json!(flag);
     Ok(axum::Json(body).into_response())
 }
@@ -104,7 +99,7 @@ async fn bulk(
     let ctx = context_body(request, &state).await?;
     let mut flags = Map::new();
     for (key, result) in evaluate_all(&current.snapshot, &ctx) {
-        flags.insert(key.to_owned(), evaluation_json(&result));
+        flags.insert(key.to_owned(), json!(result));
     }
     state.telemetry.evaluated(&env, "rest", flags.len() as u64);
     Ok(
