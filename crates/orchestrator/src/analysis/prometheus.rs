@@ -1,0 +1,1 @@
+//! Prometheus source (being written).
