@@ -2,6 +2,9 @@
 //! thresholds. Sources do I/O; judging ([`judge`]) is pure.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{Metric, OnNoData};
 
 pub mod health;
 pub mod prometheus;
@@ -34,4 +37,221 @@ pub enum MetricError {
         /// What was wrong with the answer (e.g. a PromQL error, or several series).
         detail: String,
     },
+    /// The source answered with a body that is not a query result at all (e.g. a proxy's
+    /// HTML page, or a value that is not a number).
+    #[error("{url} answered something that is not a Prometheus query result")]
+    Undecodable {
+        /// Where.
+        url: String,
+        /// Why it could not be read.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// One measured value with the thresholds it was judged against and the verdict, so a
+/// report can say exactly why a release was rolled back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Measurement {
+    /// The metric's name (`health` for a service's health checks).
+    pub metric: String,
+    /// What was measured; absent when there was no data or the measurement failed.
+    pub value: Option<f64>,
+    /// The smallest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The largest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why the measurement could not be taken, or why a check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A measurement's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within the thresholds.
+    Pass,
+    /// Outside them, or no data under `on_no_data: fail`, or not measurable.
+    Fail,
+    /// No data under `on_no_data: ignore`.
+    Ignored,
+}
+
+impl Measurement {
+    /// One line saying what was measured against what, e.g. `error-rate 0.2 > max 0.01`.
+    pub fn explain(&self) -> String {
+        let name = &self.metric;
+        if let Some(error) = &self.error {
+            return format!("{name}: {error}");
+        }
+        let Some(value) = self.value else {
+            return format!("{name}: no data ({})", verdict_word(self.verdict));
+        };
+        match (self.min, self.max) {
+            (_, Some(max)) if value > max => format!("{name} {value} > max {max}"),
+            (Some(min), _) if value < min => format!("{name} {value} < min {min}"),
+            (Some(min), Some(max)) => format!("{name} {value} within {min}..{max}"),
+            (_, Some(max)) => format!("{name} {value} <= max {max}"),
+            (Some(min), _) => format!("{name} {value} >= min {min}"),
+            (None, None) => format!("{name} {value}"),
+        }
+    }
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "counted as passed",
+        Verdict::Fail => "counted as failed",
+        Verdict::Ignored => "ignored",
+    }
+}
+
+/// Judges one source's answer against a metric's thresholds.
+pub fn judge(metric: &Metric, answer: Result<Option<f64>, MetricError>) -> Measurement {
+    let mut m = Measurement {
+        metric: metric.name.clone(),
+        value: None,
+        min: metric.min,
+        max: metric.max,
+        verdict: Verdict::Fail,
+        error: None,
+    };
+    match answer {
+        Err(e) => m.error = Some(error_chain(&e)),
+        Ok(None) => {
+            m.verdict = match metric.on_no_data {
+                OnNoData::Fail => Verdict::Fail,
+                OnNoData::Pass => Verdict::Pass,
+                OnNoData::Ignore => Verdict::Ignored,
+            }
+        }
+        Ok(Some(value)) => {
+            m.value = Some(value);
+            let within = metric.min.is_none_or(|min| value >= min)
+                && metric.max.is_none_or(|max| value <= max);
+            m.verdict = if within { Verdict::Pass } else { Verdict::Fail };
+        }
+    }
+    m
+}
+
+/// The outcome of a service's health checks as a measurement (1 healthy, 0 not).
+pub fn judge_health(result: Result<(), impl std::error::Error>) -> Measurement {
+    let healthy = result.is_ok();
+    Measurement {
+        metric: "health".into(),
+        value: Some(if healthy { 1.0 } else { 0.0 }),
+        min: Some(1.0),
+        max: None,
+        verdict: if healthy {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        error: result.err().map(|e| error_chain(&e)),
+    }
+}
+
+/// An error with its sources, `outer: inner: innermost`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Metric;
+
+    fn metric(min: Option<f64>, max: Option<f64>, on_no_data: OnNoData) -> Metric {
+        Metric {
+            name: "m".into(),
+            prometheus: None,
+            min,
+            max,
+            on_no_data,
+            services: None,
+        }
+    }
+
+    #[test]
+    fn judges_against_thresholds() {
+        let cases = [
+            (
+                metric(None, Some(0.01), OnNoData::Fail),
+                Some(0.005),
+                Verdict::Pass,
+                "m 0.005 <= max 0.01",
+            ),
+            (
+                metric(None, Some(0.01), OnNoData::Fail),
+                Some(0.01),
+                Verdict::Pass,
+                "m 0.01 <= max 0.01",
+            ),
+            (
+                metric(None, Some(0.01), OnNoData::Fail),
+                Some(0.2),
+                Verdict::Fail,
+                "m 0.2 > max 0.01",
+            ),
+            (
+                metric(Some(0.9), None, OnNoData::Fail),
+                Some(0.5),
+                Verdict::Fail,
+                "m 0.5 < min 0.9",
+            ),
+            (
+                metric(Some(0.9), Some(1.0), OnNoData::Fail),
+                Some(0.95),
+                Verdict::Pass,
+                "m 0.95 within 0.9..1",
+            ),
+            (
+                metric(None, Some(1.0), OnNoData::Fail),
+                None,
+                Verdict::Fail,
+                "m: no data (counted as failed)",
+            ),
+            (
+                metric(None, Some(1.0), OnNoData::Pass),
+                None,
+                Verdict::Pass,
+                "m: no data (counted as passed)",
+            ),
+            (
+                metric(None, Some(1.0), OnNoData::Ignore),
+                None,
+                Verdict::Ignored,
+                "m: no data (ignored)",
+            ),
+        ];
+        for (metric, value, verdict, explained) in cases {
+            let m = judge(&metric, Ok(value));
+            assert_eq!((m.verdict, m.explain().as_str()), (verdict, explained));
+        }
+        let failed = judge(
+            &metric(None, Some(1.0), OnNoData::Pass),
+            Err(MetricError::BadAnswer {
+                url: "http://p".into(),
+                detail: "2 series".into(),
+            }),
+        );
+        assert_eq!(failed.verdict, Verdict::Fail);
+        assert_eq!(failed.explain(), "m: http://p answered 2 series");
+    }
 }

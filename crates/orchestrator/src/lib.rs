@@ -9,7 +9,8 @@
 //! transition through [`store::StateStore`] before acting on it. The daemon serves an
 //! HTTP API over running releases; the CLI talks to it.
 
-pub mod dag;
-pub mod plan;
 pub mod analysis;
+pub mod dag;
+pub mod machine;
+pub mod plan;
 pub mod routers;

@@ -337,7 +337,10 @@ impl Plan {
             problem("environment".into(), "must not be empty".into());
         }
         if self.services.is_empty() {
-            problem("services".into(), "a release needs at least one service".into());
+            problem(
+                "services".into(),
+                "a release needs at least one service".into(),
+            );
         }
         let mut seen_flags = std::collections::HashSet::new();
         for (i, service) in self.services.iter().enumerate() {
@@ -473,10 +476,9 @@ impl Plan {
             }
             match (metric.min, metric.max) {
                 (None, None) => problem(at.clone(), "a metric needs `max`, `min` or both".into()),
-                (Some(min), Some(max)) if min > max => problem(
-                    format!("{at}.min"),
-                    format!("min {min} is above max {max}"),
-                ),
+                (Some(min), Some(max)) if min > max => {
+                    problem(format!("{at}.min"), format!("min {min} is above max {max}"))
+                }
                 _ => {}
             }
             for (field, value) in [("min", metric.min), ("max", metric.max)] {
@@ -519,7 +521,11 @@ impl Plan {
 
     /// The largest weight any step sets.
     pub fn max_weight(&self) -> u32 {
-        self.steps.iter().filter_map(|s| s.weight).max().unwrap_or(0)
+        self.steps
+            .iter()
+            .filter_map(|s| s.weight)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -580,9 +586,7 @@ mod duration {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration like 30s or 2m ({e})"
-            ))
+            serde::de::Error::custom(format!("`{text}` is not a duration like 30s or 2m ({e})"))
         })
     }
 }
@@ -648,8 +652,14 @@ on_failure: pause
             }
         );
         assert_eq!(plan.services[0].flags[0].rule, None);
-        assert_eq!(plan.step(0), Some(StepKind::Weight(1, Duration::from_secs(10))));
-        assert_eq!(plan.step(1), Some(StepKind::Weight(5, Duration::from_secs(120))));
+        assert_eq!(
+            plan.step(0),
+            Some(StepKind::Weight(1, Duration::from_secs(10)))
+        );
+        assert_eq!(
+            plan.step(1),
+            Some(StepKind::Weight(5, Duration::from_secs(120)))
+        );
         assert_eq!(plan.step(2), Some(StepKind::Approve));
         assert_eq!(plan.step(4), None);
         assert_eq!(plan.analysis.metrics[0].on_no_data, OnNoData::Pass);

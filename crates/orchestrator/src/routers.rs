@@ -45,6 +45,12 @@ pub enum RouterError {
         /// What came back.
         answer: String,
     },
+    /// The weight asked for is not a percentage; nothing was sent.
+    #[error("canary weight {weight} is not a percentage (0..=100)")]
+    InvalidWeight {
+        /// What was asked for.
+        weight: u32,
+    },
 }
 
 /// The router a plan's `canary` section describes.

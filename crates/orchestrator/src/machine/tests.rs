@@ -1,0 +1,598 @@
+//! The machine run against a simulated world: scenario tests and property tests.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::analysis::Measurement;
+use crate::plan::{
+    Analysis, Canary, FlagRef, Metric, OnFailure, OnNoData, PrometheusQuery, Service, Step,
+};
+
+/// What the actions did to the outside world.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct World {
+    /// Canary weight per service.
+    weight: BTreeMap<String, u32>,
+    /// Every weight ever set per service, in order.
+    history: BTreeMap<String, Vec<u32>>,
+    killed: BTreeMap<String, bool>,
+    /// Analyses performed per service.
+    analyses: BTreeMap<String, usize>,
+}
+
+/// How the world answers.
+#[derive(Debug, Clone)]
+struct Failing {
+    service: String,
+    from_weight: u32,
+    until: Millis,
+}
+
+fn failing(service: &str, from_weight: u32) -> Failing {
+    Failing {
+        service: service.into(),
+        from_weight,
+        until: Millis::MAX,
+    }
+}
+
+const START: Millis = 1_000_000;
+
+#[derive(Debug, Clone, Default)]
+struct Script {
+    /// Analyses of `service` fail while its weight is at least `from_weight` and the
+    /// simulated time (from the start) is before `until`: a function of the world,
+    /// so re-measuring after a crash answers the same.
+    failing: Vec<Failing>,
+    /// Services whose pre-checks fail.
+    unhealthy: Vec<String>,
+    /// Person commands at simulated times.
+    commands: Vec<(Millis, Event)>,
+}
+
+impl World {
+    fn perform(&mut self, action: &Action, script: &Script, now: Millis) -> Outcome {
+        let name = action.service().to_owned();
+        match action {
+            Action::PreCheck { .. } if script.unhealthy.contains(&name) => Outcome::Failed {
+                error: "connection refused".into(),
+            },
+            Action::PreCheck { .. } => Outcome::Done,
+            Action::SetWeight { weight, .. } => {
+                self.weight.insert(name.clone(), *weight);
+                self.history.entry(name).or_default().push(*weight);
+                Outcome::Done
+            }
+            Action::Analyse { .. } => {
+                *self.analyses.entry(name.clone()).or_default() += 1;
+                let weight = self.weight.get(&name).copied().unwrap_or(0);
+                let fail = script.failing.iter().any(|f| {
+                    f.service == name
+                        && weight >= f.from_weight
+                        && now < START.saturating_add(f.until)
+                });
+                Outcome::Measured {
+                    measurements: vec![Measurement {
+                        metric: "error-rate".into(),
+                        value: Some(if fail { 0.5 } else { 0.001 }),
+                        min: None,
+                        max: Some(0.01),
+                        verdict: if fail { Verdict::Fail } else { Verdict::Pass },
+                        error: None,
+                    }],
+                }
+            }
+            Action::Rollback { .. } => {
+                self.weight.insert(name.clone(), 0);
+                self.history.entry(name.clone()).or_default().push(0);
+                self.killed.insert(name, true);
+                Outcome::Done
+            }
+        }
+    }
+}
+
+/// Runs a release to its end (or until nothing more can happen), crashing once after
+/// `crash_at` transitions when given: the action is performed but its outcome lost, and
+/// the state is restored from its stored (JSON) form.
+fn run(plan: &Plan, script: &Script, crash_at: Option<usize>) -> (State, World) {
+    let mut state = State::new(plan);
+    let mut world = World::default();
+    let mut now: Millis = START;
+    let mut commands = script.commands.clone();
+    commands.sort_by_key(|(t, _)| *t);
+    let mut commands = commands.into_iter().map(|(t, e)| (t + START, e)).peekable();
+    let mut transitions = 0;
+    let mut advance = |state: &State, event: Event, now: Millis| {
+        let (next, _) = step(plan, state, event, now);
+        transitions += 1;
+        (next, transitions)
+    };
+    (state, _) = advance(&state, Event::Start, now);
+    for _ in 0..2_000 {
+        if let Some(action) = state.outbox.first().cloned() {
+            let outcome = world.perform(&action, script, now);
+            let (next, n) = advance(&state, Event::Performed { action, outcome }, now);
+            if Some(n) == crash_at {
+                // The outcome is lost; the state stored before it is what remains.
+                let stored = serde_json::to_string(&state).unwrap();
+                state = serde_json::from_str(&stored).unwrap();
+                continue;
+            }
+            state = next;
+            continue;
+        }
+        if state.phase.is_terminal() {
+            break;
+        }
+        let wake = state.next_wakeup(plan);
+        match (commands.peek(), wake) {
+            (Some((t, _)), w) if w.is_none_or(|w| *t <= w) => {
+                let (t, event) = commands.next().unwrap();
+                now = now.max(t);
+                (state, _) = advance(&state, event, now);
+            }
+            (_, Some(w)) => {
+                now = now.max(w);
+                (state, _) = advance(&state, Event::Tick, now);
+            }
+            (None, None) => break,
+            (Some(_), None) => unreachable!(),
+        }
+    }
+    (state, world)
+}
+
+fn service(name: &str, deps: &[&str]) -> Service {
+    Service {
+        name: name.into(),
+        depends_on: deps.iter().map(|d| (*d).into()).collect(),
+        canary: Canary::None,
+        flags: vec![FlagRef {
+            key: format!("{name}-flag"),
+            rule: None,
+        }],
+        health: vec![],
+    }
+}
+
+fn plan(
+    services: Vec<Service>,
+    steps: &[Option<u32>],
+    on_failure: OnFailure,
+    failure_limit: u32,
+) -> Plan {
+    Plan {
+        name: "r".into(),
+        environment: "production".into(),
+        services,
+        steps: steps
+            .iter()
+            .map(|w| Step {
+                weight: *w,
+                hold: None,
+                approve: w.is_none(),
+            })
+            .collect(),
+        analysis: Analysis {
+            interval: std::time::Duration::from_secs(30),
+            failure_limit,
+            metrics: vec![Metric {
+                name: "error-rate".into(),
+                prometheus: Some(PrometheusQuery {
+                    url: "http://127.0.0.1:9090".into(),
+                    query: "q".into(),
+                }),
+                min: None,
+                max: Some(0.01),
+                on_no_data: OnNoData::Fail,
+                services: None,
+            }],
+        },
+        on_failure,
+    }
+}
+
+fn phases(state: &State) -> Vec<(&str, ServicePhase, u32)> {
+    state
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.phase, s.weight))
+        .collect()
+}
+
+#[test]
+fn a_healthy_release_ramps_step_by_step_and_promotes() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(5), Some(25), Some(50)],
+        OnFailure::Rollback,
+        0,
+    );
+    let (state, world) = run(&plan, &Script::default(), None);
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(phases(&state), vec![("auth", ServicePhase::Succeeded, 100)]);
+    assert_eq!(world.history["auth"], vec![5, 25, 50, 100]);
+    // One passing analysis per step, each an interval after the step's weight.
+    assert_eq!(world.analyses["auth"], 3);
+    assert!(state.outbox.is_empty());
+}
+
+#[test]
+fn a_breach_rolls_everything_back_and_says_why() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(5), Some(25), Some(50)],
+        OnFailure::Rollback,
+        1,
+    );
+    let script = Script {
+        failing: vec![failing("auth", 25)],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(world.history["auth"], vec![5, 25, 0]);
+    assert_eq!(world.killed.get("auth"), Some(&true));
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("auth: 2 failed analyses (limit 1): error-rate 0.5 > max 0.01")
+    );
+    let failed = state
+        .timeline
+        .iter()
+        .find(|e| e.message.starts_with("analysis failed (1 of 2 allowed)"))
+        .expect("the first failure is in the timeline");
+    assert_eq!(failed.measurements[0].value, Some(0.5));
+}
+
+#[test]
+fn dependencies_go_in_order_and_roll_back_in_reverse() {
+    let plan = plan(
+        vec![
+            service("web", &["payments"]),
+            service("payments", &["auth"]),
+            service("auth", &[]),
+            service("search", &[]),
+        ],
+        &[Some(10), Some(50)],
+        OnFailure::Rollback,
+        0,
+    );
+    let script = Script {
+        failing: vec![failing("web", 50)],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    // auth and search were promoted before payments started, payments before web.
+    let order: Vec<_> = state
+        .timeline
+        .iter()
+        .filter(|e| e.message.starts_with("promoted"))
+        .map(|e| e.service.clone().unwrap())
+        .collect();
+    assert_eq!(order, ["auth", "search", "payments"]);
+    let rolled: Vec<_> = state
+        .timeline
+        .iter()
+        .filter(|e| e.message.starts_with("rolled back:"))
+        .map(|e| e.service.clone().unwrap())
+        .collect();
+    assert_eq!(rolled, ["web", "payments", "auth", "search"]);
+    assert!(world.weight.values().all(|w| *w == 0));
+}
+
+#[test]
+fn approval_pause_resume_and_full_promotion() {
+    let mut p = plan(
+        vec![service("auth", &[])],
+        &[Some(5), None, Some(50), Some(80)],
+        OnFailure::Rollback,
+        0,
+    );
+    p.analysis.metrics.clear();
+    let script = Script {
+        commands: vec![(
+            1,
+            Event::Approve {
+                service: None,
+                by: "ana".into(),
+            },
+        )],
+        ..Script::default()
+    };
+    // Approved before it awaits: refused, so the release waits at the approval step.
+    let (state, _) = run(&p, &script, None);
+    assert_eq!(
+        phases(&state),
+        vec![("auth", ServicePhase::AwaitingApproval, 5)]
+    );
+    assert_eq!(check(&state, &Event::Pause { by: "x".into() }), Ok(()));
+    let (paused, _) = step(&p, &state, Event::Pause { by: "ana".into() }, 2_000_000);
+    assert_eq!(paused.services[0].phase, ServicePhase::Paused);
+    assert_eq!(
+        check(
+            &paused,
+            &Event::Approve {
+                service: None,
+                by: "x".into()
+            }
+        ),
+        Err(Refusal("no service awaits approval".into()))
+    );
+    let (resumed, _) = step(&p, &paused, Event::Resume { by: "ana".into() }, 2_000_001);
+    assert_eq!(resumed.services[0].phase, ServicePhase::AwaitingApproval);
+    let (approved, actions) = step(
+        &p,
+        &resumed,
+        Event::Approve {
+            service: Some("auth".into()),
+            by: "ana".into(),
+        },
+        2_000_002,
+    );
+    assert_eq!(
+        actions,
+        vec![Action::SetWeight {
+            service: "auth".into(),
+            weight: 50
+        }]
+    );
+    let (full, actions) = step(
+        &p,
+        &approved,
+        Event::PromoteFull { by: "ana".into() },
+        2_000_003,
+    );
+    // The queued 50 is still performed first, then 100.
+    assert_eq!(
+        actions,
+        vec![Action::SetWeight {
+            service: "auth".into(),
+            weight: 100
+        }]
+    );
+    assert_eq!(full.services[0].phase, ServicePhase::Promoting);
+}
+
+#[test]
+fn pause_on_failure_waits_for_a_person() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(5), Some(50)],
+        OnFailure::Pause,
+        0,
+    );
+    let script = Script {
+        failing: vec![Failing {
+            service: "auth".into(),
+            from_weight: 5,
+            until: 5_000_000,
+        }],
+        commands: vec![(10_000_000, Event::Resume { by: "ana".into() })],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(world.history["auth"], vec![5, 50, 100]);
+    assert!(state
+        .timeline
+        .iter()
+        .any(|e| e.message.starts_with("paused after failed analysis")));
+}
+
+#[test]
+fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
+    let plan = plan(
+        vec![service("auth", &[]), service("pay", &["auth"])],
+        &[Some(5), Some(50)],
+        OnFailure::Rollback,
+        0,
+    );
+    let killed = Script {
+        commands: vec![(
+            40_000,
+            Event::FlagKilled {
+                flag: "auth-flag".into(),
+                service: "auth".into(),
+            },
+        )],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &killed, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(
+        phases(&state),
+        vec![
+            ("auth", ServicePhase::RolledBack, 0),
+            ("pay", ServicePhase::Cancelled, 0)
+        ]
+    );
+    assert_eq!(world.weight["auth"], 0);
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("auth: flag `auth-flag` was killed outside this release")
+    );
+
+    let unhealthy = Script {
+        unhealthy: vec!["pay".into()],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &unhealthy, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(world.history["auth"], vec![5, 50, 100, 0]);
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("pay: pre-checks failed: connection refused")
+    );
+}
+
+#[test]
+fn commands_on_a_finished_release_are_refused() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(50)],
+        OnFailure::Rollback,
+        0,
+    );
+    let (state, _) = run(&plan, &Script::default(), None);
+    for event in [
+        Event::Abort {
+            by: "a".into(),
+            reason: "r".into(),
+        },
+        Event::Pause { by: "a".into() },
+        Event::Start,
+    ] {
+        assert_eq!(
+            check(&state, &event),
+            Err(Refusal("the release is over".into()))
+        );
+        assert_eq!(step(&plan, &state, event, 9_999_999_999).0, state);
+    }
+}
+
+fn arb_plan() -> impl Strategy<Value = Plan> {
+    (
+        1usize..=3,
+        proptest::collection::vec(any::<bool>(), 3),
+        proptest::collection::vec(
+            prop_oneof![3 => (1u32..=100).prop_map(Some), 1 => Just(None)],
+            1..=5,
+        ),
+        any::<bool>(),
+        0u32..=2,
+    )
+        .prop_map(|(n, dep_bits, mut steps, pause, limit)| {
+            let names = ["a", "b", "c"];
+            let services = (0..n)
+                .map(|i| {
+                    let deps: Vec<&str> = (0..i)
+                        .filter(|&j| dep_bits[i * (i - 1) / 2 + j])
+                        .map(|j| names[j])
+                        .collect();
+                    service(names[i], &deps)
+                })
+                .collect();
+            // Weights never decrease.
+            let mut weights: Vec<u32> = steps.iter().flatten().copied().collect();
+            weights.sort_unstable();
+            let mut sorted = weights.into_iter();
+            for s in steps.iter_mut().filter(|s| s.is_some()) {
+                *s = sorted.next();
+            }
+            let on_failure = if pause {
+                OnFailure::Pause
+            } else {
+                OnFailure::Rollback
+            };
+            plan(services, &steps, on_failure, limit)
+        })
+}
+
+fn arb_script() -> impl Strategy<Value = Script> {
+    let names = ["a", "b", "c"];
+    let command = prop_oneof![
+        Just(Event::Approve {
+            service: None,
+            by: "p".into()
+        }),
+        Just(Event::Pause { by: "p".into() }),
+        Just(Event::Resume { by: "p".into() }),
+        Just(Event::Abort {
+            by: "p".into(),
+            reason: "r".into()
+        }),
+        Just(Event::PromoteFull { by: "p".into() }),
+        (0usize..3).prop_map(move |i| Event::FlagKilled {
+            flag: "f".into(),
+            service: names[i].into()
+        }),
+    ];
+    (
+        proptest::collection::vec(
+            (
+                0usize..3,
+                1u32..=100,
+                prop_oneof![Just(Millis::MAX), 0u64..600_000],
+            ),
+            0..4,
+        ),
+        proptest::collection::vec(0usize..3, 0..2),
+        proptest::collection::vec((0u64..600_000, command), 0..8),
+    )
+        .prop_map(move |(failing, unhealthy, commands)| Script {
+            failing: failing
+                .into_iter()
+                .map(|(s, from_weight, until)| Failing {
+                    service: names[s].into(),
+                    from_weight,
+                    until,
+                })
+                .collect(),
+            unhealthy: unhealthy.into_iter().map(|s| names[s].into()).collect(),
+            commands,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn weights_ramp_monotonically_and_rollbacks_end_at_zero_with_flags_killed(plan in arb_plan(), script in arb_script()) {
+        let (state, world) = run(&plan, &script, None);
+        let max = plan.max_weight();
+        for (service, history) in &world.history {
+            let mut previous = 0;
+            for (k, &w) in history.iter().enumerate() {
+                let is_rollback = w == 0 && world.killed.get(service) == Some(&true);
+                let last = k + 1 == history.len();
+                if is_rollback {
+                    prop_assert!(last, "{service}: weights set after its rollback: {history:?}");
+                    continue;
+                }
+                prop_assert!(w >= previous, "{service}: weight went down outside a rollback: {history:?}");
+                prop_assert!(w <= max || w == 100, "{service}: {w} exceeds the plan's {max} before promotion");
+                previous = w;
+            }
+        }
+        match state.phase {
+            Phase::RolledBack => {
+                for s in &state.services {
+                    prop_assert!(matches!(s.phase, ServicePhase::RolledBack | ServicePhase::Cancelled), "{s:?}");
+                    if s.phase == ServicePhase::RolledBack {
+                        prop_assert_eq!(world.weight.get(&s.name), Some(&0));
+                        prop_assert_eq!(world.killed.get(&s.name), Some(&true));
+                    }
+                }
+                prop_assert!(state.reason.is_some());
+            }
+            Phase::Succeeded => {
+                for s in &state.services {
+                    prop_assert_eq!(world.weight.get(&s.name), Some(&100));
+                }
+            }
+            // Waiting for a person (approval or resume) that the script never gave.
+            // (Analysis goes on meanwhile, so the run stops at its iteration bound.)
+            Phase::Running => prop_assert!(
+                state.services.iter().any(|s| matches!(s.phase, ServicePhase::AwaitingApproval | ServicePhase::Paused)),
+                "stuck without waiting for a person: {:?}", phases(&state)
+            ),
+            other => prop_assert!(false, "unexpected end {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_crash_at_any_transition_reaches_the_same_end(plan in arb_plan(), script in arb_script(), crash in 1usize..60) {
+        let (expected, world) = run(&plan, &script, None);
+        let (resumed, resumed_world) = run(&plan, &script, Some(crash));
+        prop_assert_eq!(resumed.phase, expected.phase);
+        prop_assert_eq!(phases(&resumed), phases(&expected));
+        prop_assert_eq!(&resumed_world.weight, &world.weight);
+        prop_assert_eq!(&resumed_world.killed, &world.killed);
+        prop_assert_eq!(resumed.reason, expected.reason);
+    }
+}

@@ -1,0 +1,282 @@
+//! Metric sources against real servers: a `prometheus` scraping an [`Exporter`] whose
+//! gauges the tests set, and HTTP, TCP and gRPC health endpoints started here.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use switchyard_orchestrator::analysis::health::{self, Health, HealthError};
+use switchyard_orchestrator::analysis::prometheus::Prometheus;
+use switchyard_orchestrator::analysis::{MetricError, MetricSource};
+use switchyard_orchestrator::plan::{HealthCheck, HealthTarget, PrometheusQuery};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
+
+fn source(url: &str, query: &str) -> Prometheus {
+    Prometheus::new(
+        PrometheusQuery {
+            url: url.to_owned(),
+            query: query.to_owned(),
+        },
+        reqwest::Client::new(),
+    )
+}
+
+/// A loopback address nothing listens on (it did a moment ago, so it is ours to
+/// refuse).
+fn closed_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+}
+
+#[tokio::test]
+async fn a_scraped_gauge_is_measured_for_the_service() {
+    let exporter = Exporter::start().await;
+    let checkout = [("service", "checkout"), ("version", "canary")];
+    exporter.set("canary_error_ratio", &checkout, 0.2);
+    exporter.set(
+        "canary_error_ratio",
+        &[("service", "payments"), ("version", "canary")],
+        0.7,
+    );
+    let prometheus = PrometheusProcess::start(&[exporter.addr()]).await;
+    wait_for_value(
+        &prometheus.url(),
+        r#"canary_error_ratio{service="checkout"}"#,
+        |v| v == 0.2,
+        SCRAPE_DEADLINE,
+    )
+    .await;
+
+    // A trailing slash on the URL is how people paste it.
+    let source = source(
+        &format!("{}/", prometheus.url()),
+        r#"canary_error_ratio{service="{{service}}"}"#,
+    );
+    assert_eq!(source.measure("checkout").await.unwrap(), Some(0.2));
+    assert_eq!(source.measure("payments").await.unwrap(), Some(0.7));
+
+    // A new value is measured once scraped.
+    exporter.set("canary_error_ratio", &checkout, 0.05);
+    wait_for_value(
+        &prometheus.url(),
+        r#"canary_error_ratio{service="checkout"}"#,
+        |v| v == 0.05,
+        SCRAPE_DEADLINE,
+    )
+    .await;
+    assert_eq!(source.measure("checkout").await.unwrap(), Some(0.05));
+}
+
+#[tokio::test]
+async fn an_empty_or_nan_result_is_no_data() {
+    let prometheus = PrometheusProcess::start(&[]).await;
+    for query in [
+        r#"canary_error_ratio{service="{{service}}"}"#,
+        "0/0",
+        "vector(0)/0",
+    ] {
+        let measured = source(&prometheus.url(), query).measure("checkout").await;
+        assert!(
+            matches!(measured, Ok(None)),
+            "`{query}` measured {measured:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn invalid_promql_is_a_bad_answer_with_prometheus_parse_error() {
+    let prometheus = PrometheusProcess::start(&[]).await;
+    let measured = source(&prometheus.url(), "sum(canary_error_ratio")
+        .measure("checkout")
+        .await;
+    match measured {
+        Err(MetricError::BadAnswer { detail, .. }) if detail.contains("parse error") => {}
+        other => panic!("expected a bad answer naming the parse error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn several_series_are_a_bad_answer_suggesting_an_aggregation() {
+    let exporter = Exporter::start().await;
+    exporter.set("canary_error_ratio", &[("version", "stable")], 0.01);
+    exporter.set("canary_error_ratio", &[("version", "canary")], 0.2);
+    let prometheus = PrometheusProcess::start(&[exporter.addr()]).await;
+    wait_for_value(
+        &prometheus.url(),
+        "count(canary_error_ratio)",
+        |n| n == 2.0,
+        SCRAPE_DEADLINE,
+    )
+    .await;
+
+    let measured = source(&prometheus.url(), "canary_error_ratio")
+        .measure("checkout")
+        .await;
+    match measured {
+        Err(MetricError::BadAnswer { detail, .. })
+            if detail.contains("2 series") && detail.contains("sum(") => {}
+        other => panic!("expected a bad answer about 2 series, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_answer_queries_is_unreachable() {
+    // Nothing listening, and an HTTP server without the query API (404).
+    let exporter = Exporter::start().await;
+    for url in [
+        format!("http://{}", closed_addr()),
+        format!("http://{}", exporter.addr()),
+    ] {
+        let measured = source(&url, "up").measure("checkout").await;
+        assert!(
+            matches!(measured, Err(MetricError::Unreachable { .. })),
+            "{url} measured {measured:?}"
+        );
+    }
+}
+
+/// Serves `/ok` (200) and `/broken` (500).
+async fn http_endpoint() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let app = axum::Router::new()
+        .route("/ok", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/broken",
+            axum::routing::get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn health_check(target: HealthTarget) -> HealthCheck {
+    HealthCheck {
+        target,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+async fn run(target: HealthTarget) -> Result<(), HealthError> {
+    health::check(&health_check(target), &reqwest::Client::new()).await
+}
+
+#[tokio::test]
+async fn http_checks_need_a_2xx_answer() {
+    let addr = http_endpoint().await;
+    run(HealthTarget::Http(format!("http://{addr}/ok")))
+        .await
+        .expect("/ok passes");
+
+    let broken = format!("http://{addr}/broken");
+    let error = run(HealthTarget::Http(broken.clone())).await.unwrap_err();
+    assert!(matches!(error, HealthError::HttpStatus { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("GET {broken} answered 500 Internal Server Error")
+    );
+
+    let error = run(HealthTarget::Http(format!("http://{}/ok", closed_addr())))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HealthError::Http { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_check_that_hangs_fails_naming_its_timeout() {
+    // Connections complete in the kernel's backlog, but nothing ever answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let url = format!("http://{}/", silent.local_addr().expect("local address"));
+    let check = HealthCheck {
+        target: HealthTarget::Http(url.clone()),
+        timeout: Duration::from_millis(300),
+    };
+    let error = health::check(&check, &reqwest::Client::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, HealthError::Timeout { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("GET {url} did not answer within 300ms")
+    );
+}
+
+#[tokio::test]
+async fn tcp_checks_need_an_accepting_port() {
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = open.local_addr().expect("local address");
+    run(HealthTarget::Tcp(addr.to_string()))
+        .await
+        .expect("an open port passes");
+
+    let closed = closed_addr().to_string();
+    let error = run(HealthTarget::Tcp(closed.clone())).await.unwrap_err();
+    assert!(matches!(error, HealthError::Tcp { .. }), "{error:?}");
+    assert_eq!(error.to_string(), format!("cannot connect to {closed}"));
+}
+
+#[tokio::test]
+async fn grpc_checks_need_serving() {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+
+    // "" is the server's overall health.
+    reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    run(HealthTarget::Grpc(addr.to_string()))
+        .await
+        .expect("SERVING passes");
+
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    let error = run(HealthTarget::Grpc(addr.to_string())).await.unwrap_err();
+    assert!(matches!(error, HealthError::NotServing { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("the gRPC server at {addr} reports NOT_SERVING")
+    );
+
+    let error = run(HealthTarget::Grpc(closed_addr().to_string()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, HealthError::GrpcConnect { .. }),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
+    let addr = http_endpoint().await;
+    let passing = health_check(HealthTarget::Http(format!("http://{addr}/ok")));
+    let failing = health_check(HealthTarget::Tcp(closed_addr().to_string()));
+
+    let healthy = Health::new(vec![passing.clone()], reqwest::Client::new());
+    assert_eq!(healthy.measure("checkout").await.unwrap(), Some(1.0));
+    healthy.check_all().await.expect("all pass");
+
+    let unhealthy = Health::new(vec![passing, failing], reqwest::Client::new());
+    assert_eq!(unhealthy.measure("checkout").await.unwrap(), Some(0.0));
+    let error = unhealthy.check_all().await.unwrap_err();
+    assert!(matches!(error, HealthError::Tcp { .. }), "{error:?}");
+}

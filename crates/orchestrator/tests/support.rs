@@ -1,0 +1,10 @@
+//! Real processes for the orchestrator's integration tests.
+//!
+//! Cargo also builds this file as a test target of its own, where it is the crate root
+//! and a plain `mod haproxy;` would load `tests/haproxy.rs` (the integration test).
+//! `#[path]` is relative to this file in both roles, so it always finds `support/…`.
+#![allow(dead_code)]
+#[path = "support/haproxy.rs"]
+pub mod haproxy;
+#[path = "support/prometheus.rs"]
+pub mod prometheus;
