@@ -11,6 +11,8 @@
 
 pub mod analysis;
 pub mod dag;
+pub mod flags;
 pub mod machine;
 pub mod plan;
 pub mod routers;
+pub mod store;
