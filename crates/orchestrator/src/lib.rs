@@ -11,8 +11,10 @@
 
 pub mod analysis;
 pub mod dag;
+pub mod driver;
 pub mod flags;
 pub mod machine;
 pub mod plan;
+pub mod report;
 pub mod routers;
 pub mod store;

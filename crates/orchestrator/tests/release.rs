@@ -1,0 +1,469 @@
+//! Whole releases against real processes: the flag server, `haproxy` whose weights the
+//! orchestrator sets through its runtime API (checked there and by counting requests
+//! sent through it), and `prometheus` scraping a test exporter.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::flag_server::{FlagServer, ENV};
+use support::haproxy::{count_through, BackendServer, HaproxyProcess, Upstream};
+use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
+use switchyard_core::model::Serve;
+use switchyard_orchestrator::driver::{Config, Orchestrator};
+use switchyard_orchestrator::flags::AdminFlags;
+use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
+use switchyard_orchestrator::plan::Plan;
+use switchyard_orchestrator::store::embedded::EmbeddedStore;
+use switchyard_orchestrator::store::Release;
+
+/// How long a whole release may take before a test gives up.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A service's two versions behind a real haproxy backend.
+struct Canary {
+    haproxy: HaproxyProcess,
+    _stable: Upstream,
+    _canary: Upstream,
+}
+
+impl Canary {
+    async fn start(backend: &str) -> Canary {
+        let stable = Upstream::start("stable").await;
+        let canary = Upstream::start("canary").await;
+        let haproxy = HaproxyProcess::start(
+            backend,
+            &[
+                BackendServer {
+                    name: "stable",
+                    addr: stable.addr(),
+                    weight: 100,
+                },
+                BackendServer {
+                    name: "canary",
+                    addr: canary.addr(),
+                    weight: 0,
+                },
+            ],
+        )
+        .await;
+        Canary {
+            haproxy,
+            _stable: stable,
+            _canary: canary,
+        }
+    }
+
+    /// The plan's `canary:` section for this backend.
+    fn yaml(&self) -> String {
+        format!(
+            "{{ router: haproxy, address: \"{}\", backend: {}, stable: stable, canary: canary }}",
+            self.haproxy.admin_addr(),
+            self.haproxy.backend()
+        )
+    }
+
+    /// `(canary, stable)` weights as haproxy's runtime API reports them.
+    async fn weights(&self) -> (u32, u32) {
+        let backend = self.haproxy.backend();
+        let read = |answer: String| -> u32 {
+            answer
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected `get weight` answer {answer:?}"))
+        };
+        let canary = read(
+            self.haproxy
+                .admin_command(&format!("get weight {backend}/canary"))
+                .await,
+        );
+        let stable = read(
+            self.haproxy
+                .admin_command(&format!("get weight {backend}/stable"))
+                .await,
+        );
+        (canary, stable)
+    }
+
+    /// Of `n` requests through haproxy, how many the canary answered.
+    async fn canary_share(&self, n: usize) -> usize {
+        let counts = count_through(self.haproxy.frontend_addr(), n).await;
+        counts.get("canary").copied().unwrap_or(0)
+    }
+}
+
+async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator {
+    Orchestrator::open(Config {
+        store: Arc::new(EmbeddedStore::open(dir).expect("store opens")),
+        flags: Arc::new(AdminFlags::new(flags.admin.clone())),
+        http: reqwest::Client::new(),
+        poll: Duration::from_millis(100),
+        attempts: 2,
+    })
+    .await
+    .expect("orchestrator opens")
+}
+
+/// Polls the release until `done` holds for it.
+async fn wait_for(
+    orchestrator: &Orchestrator,
+    name: &str,
+    what: &str,
+    done: impl Fn(&Release) -> bool,
+) -> Release {
+    let deadline = tokio::time::Instant::now() + RELEASE_DEADLINE;
+    loop {
+        let release = orchestrator.get(name).await.expect("release exists");
+        if done(&release) {
+            return release;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "release `{name}` never reached {what}; timeline:\n{}",
+            timeline(&release)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_until_over(orchestrator: &Orchestrator, name: &str) -> Release {
+    wait_for(orchestrator, name, "its end", |r| {
+        r.state.phase.is_terminal()
+    })
+    .await
+}
+
+fn timeline(release: &Release) -> String {
+    release
+        .state
+        .timeline
+        .iter()
+        .map(|e| {
+            let measured: Vec<String> = e.measurements.iter().map(|m| m.explain()).collect();
+            format!(
+                "{} {}: {} {}",
+                e.at,
+                e.service.as_deref().unwrap_or("-"),
+                e.message,
+                measured.join("; ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Index of the first timeline entry of `service` whose message starts with `prefix`.
+fn position(release: &Release, service: &str, prefix: &str) -> usize {
+    release
+        .state
+        .timeline
+        .iter()
+        .position(|e| e.service.as_deref() == Some(service) && e.message.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` for {service} in\n{}", timeline(release)))
+}
+
+/// Metrics scraped by a real Prometheus: the canary's error ratio per service.
+struct Monitoring {
+    _exporter: Exporter,
+    prometheus: PrometheusProcess,
+}
+
+impl Monitoring {
+    async fn start(service: &str, error_ratio: f64) -> Monitoring {
+        let exporter = Exporter::start().await;
+        exporter.set("canary_error_ratio", &[("service", service)], error_ratio);
+        let prometheus = PrometheusProcess::start(&[exporter.addr()]).await;
+        let query = format!("canary_error_ratio{{service=\"{service}\"}}");
+        wait_for_value(
+            &prometheus.url(),
+            &query,
+            |v| v == error_ratio,
+            SCRAPE_DEADLINE,
+        )
+        .await;
+        Monitoring {
+            _exporter: exporter,
+            prometheus,
+        }
+    }
+
+    fn analysis_yaml(&self) -> String {
+        format!(
+            "analysis:\n  interval: 1s\n  metrics:\n    - name: error-rate\n      prometheus: {{ url: \"{}\", query: 'canary_error_ratio{{service=\"{{{{service}}}}\"}}' }}\n      max: 0.05\n",
+            self.prometheus.url()
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_and_its_flag_ramp_together_to_100() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let canary = Canary::start("checkout").await;
+    let monitoring = Monitoring::start("checkout", 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+
+    let plan = Plan::from_yaml(&format!(
+        "name: checkout-v3\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 20\n    hold: 3s\n  - weight: 60\n    hold: 1s\n{}",
+        canary.yaml(),
+        monitoring.analysis_yaml()
+    ))
+    .unwrap();
+    let (_, created) = orchestrator.apply(plan.clone()).await.unwrap();
+    assert!(created);
+    // Applying the same plan again (a retried CI job) changes nothing.
+    let (_, created) = orchestrator.apply(plan).await.unwrap();
+    assert!(!created);
+
+    // At step 1 both the router and the flag carry 20 %.
+    wait_for(&orchestrator, "checkout-v3", "weight 20", |r| {
+        r.state.services[0].weight == 20
+    })
+    .await;
+    assert_eq!(canary.weights().await, (20, 80));
+    let share = canary.canary_share(100).await;
+    assert!(
+        (8..=32).contains(&share),
+        "{share} of 100 requests reached the canary at 20 %"
+    );
+    let Serve::Rollout(rollout) = flags.flag("new-checkout").await.default else {
+        panic!("the default serve is not a rollout at step 1");
+    };
+    assert_eq!(rollout.split[0].variant, "on");
+    assert_eq!(rollout.split[0].weight, 20_000);
+
+    let release = wait_until_over(&orchestrator, "checkout-v3").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::Succeeded,
+        "{}",
+        timeline(&release)
+    );
+    assert_eq!(canary.weights().await, (100, 0));
+    assert_eq!(canary.canary_share(30).await, 30);
+    let flag = flags.flag("new-checkout").await;
+    assert!(flag.enabled);
+    assert_eq!(flag.default, Serve::Variant("on".into()));
+    assert_eq!(flag.rules[0].id, "staff", "targeted rules are kept");
+    // Each step waited for a passing analysis measured by Prometheus.
+    let analyses: Vec<_> = release
+        .state
+        .timeline
+        .iter()
+        .filter(|e| e.message == "analysis passed")
+        .collect();
+    assert!(analyses.len() >= 2, "{}", timeline(&release));
+    assert_eq!(analyses[0].measurements[0].value, Some(0.0));
+    assert!(
+        position(&release, "checkout", "step 1: weight 20")
+            < position(&release, "checkout", "step 2: weight 60")
+    );
+    drop(monitoring);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_breaching_its_error_rate_is_rolled_back() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let canary = Canary::start("checkout").await;
+    let monitoring = Monitoring::start("checkout", 0.2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+
+    let plan = Plan::from_yaml(&format!(
+        "name: checkout-v4\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 20\n  - weight: 60\n{}",
+        canary.yaml(),
+        monitoring.analysis_yaml()
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+
+    let release = wait_until_over(&orchestrator, "checkout-v4").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{}",
+        timeline(&release)
+    );
+    let reason = release.state.reason.clone().unwrap();
+    assert!(
+        reason.contains("error-rate 0.2 > max 0.05"),
+        "the reason names the measurement: {reason}"
+    );
+    assert_eq!(release.state.services[0].phase, ServicePhase::RolledBack);
+    // The canary got 20 % and no more, then nothing.
+    assert!(position(&release, "checkout", "step 1: weight 20") > 0);
+    assert!(!timeline(&release).contains("weight 60"));
+    assert_eq!(canary.weights().await, (0, 100));
+    assert_eq!(canary.canary_share(30).await, 0);
+    let flag = flags.flag("new-checkout").await;
+    assert!(!flag.enabled, "a rollback kills the flag");
+    let audit = flags
+        .admin
+        .audit(&format!("env={ENV}&flag=new-checkout&limit=10"))
+        .await
+        .unwrap();
+    let kill = audit
+        .iter()
+        .find(|e| e["action"] == "flag.kill")
+        .expect("the kill is audited");
+    assert!(
+        kill.to_string().contains("checkout-v4 rolled back"),
+        "the kill carries the release's reason: {kill}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependent_services_are_released_in_order() {
+    let flags = FlagServer::start(&["enhanced-auth", "new-payment-flow"]).await;
+    let auth = Canary::start("auth").await;
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+
+    // payments is listed first but depends on auth.
+    let plan = Plan::from_yaml(&format!(
+        "name: two\nenvironment: {ENV}\nservices:\n  - name: payments\n    depends_on: [auth]\n    flags: [new-payment-flow]\n  - name: auth\n    canary: {}\n    flags: [enhanced-auth]\nsteps:\n  - weight: 50\n    hold: 1s\nanalysis: {{ interval: 1s }}\n",
+        auth.yaml()
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+
+    // While auth ramps, payments waits and its flag is untouched.
+    let during = wait_for(&orchestrator, "two", "auth at 50", |r| {
+        r.state.services[1].weight == 50
+    })
+    .await;
+    assert_eq!(
+        during.state.services[0].phase,
+        ServicePhase::WaitingForDependencies
+    );
+    assert_eq!(
+        flags.flag("new-payment-flow").await.default,
+        Serve::Variant("off".into())
+    );
+
+    let release = wait_until_over(&orchestrator, "two").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::Succeeded,
+        "{}",
+        timeline(&release)
+    );
+    assert!(
+        position(&release, "auth", "promoted")
+            < position(&release, "payments", "step 1: weight 50"),
+        "{}",
+        timeline(&release)
+    );
+    assert_eq!(auth.weights().await, (100, 0));
+    for key in ["enhanced-auth", "new-payment-flow"] {
+        assert_eq!(flags.flag(key).await.default, Serve::Variant("on".into()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_killing_a_ramped_flag_aborts_the_release() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let canary = Canary::start("checkout").await;
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+    let plan = Plan::from_yaml(&format!(
+        "name: killed\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 30\n  - approve: true\n  - weight: 80\nanalysis: {{ interval: 1s }}\n",
+        canary.yaml()
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+    wait_for(&orchestrator, "killed", "awaiting approval", |r| {
+        r.state.services[0].phase == ServicePhase::AwaitingApproval
+    })
+    .await;
+    assert_eq!(canary.weights().await, (30, 70));
+
+    flags
+        .admin
+        .kill(ENV, "new-checkout", "checkout errors in the EU")
+        .await
+        .unwrap();
+    let release = wait_until_over(&orchestrator, "killed").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{}",
+        timeline(&release)
+    );
+    assert_eq!(
+        release.state.reason.as_deref(),
+        Some("checkout: flag `new-checkout` was killed outside this release")
+    );
+    assert_eq!(canary.weights().await, (0, 100));
+    // Commands on a finished release are refused.
+    let refused = orchestrator
+        .command(
+            "killed",
+            Event::Approve {
+                service: None,
+                by: "t".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.to_string(), "the release is over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_orchestrator_resumes_without_repeating_a_step() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let canary = Canary::start("checkout").await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::from_yaml(&format!(
+        "name: resumed\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 10\n  - approve: true\n  - weight: 50\n    hold: 1s\nanalysis: {{ interval: 1s }}\n",
+        canary.yaml()
+    ))
+    .unwrap();
+    {
+        let first = orchestrator(&flags, dir.path()).await;
+        first.apply(plan).await.unwrap();
+        wait_for(&first, "resumed", "awaiting approval", |r| {
+            r.state.services[0].phase == ServicePhase::AwaitingApproval
+        })
+        .await;
+        // Stops its tasks between transitions, as a crash would.
+        first.shutdown().await;
+    }
+    let second = orchestrator(&flags, dir.path()).await;
+    let resumed = second.get("resumed").await.expect("the release was stored");
+    assert_eq!(resumed.state.phase, Phase::Running);
+    assert_eq!(
+        resumed.state.services[0].phase,
+        ServicePhase::AwaitingApproval
+    );
+    assert_eq!(resumed.state.services[0].weight, 10);
+    second
+        .command(
+            "resumed",
+            Event::Approve {
+                service: None,
+                by: "ana".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let release = wait_until_over(&second, "resumed").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::Succeeded,
+        "{}",
+        timeline(&release)
+    );
+    assert_eq!(canary.weights().await, (100, 0));
+    // The flag was written once per weight (10, 50, 100) after its creation: nothing
+    // was applied twice across the restart.
+    let audit = flags
+        .admin
+        .audit(&format!("env={ENV}&flag=new-checkout&limit=100"))
+        .await
+        .unwrap();
+    let writes = audit.iter().filter(|e| e["action"] == "flag.put").count();
+    assert_eq!(writes, 1 + 3, "{audit:#?}");
+}
