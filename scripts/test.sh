@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine with only the Rust
 # toolchain: it installs what the tests need (Python's mmh3 for the independent
-# bucketing-vector check; redis-server for the Redis store tests, which start their
-# own instances), then runs every Rust test.
+# bucketing-vector check; redis-server, haproxy and prometheus, of which the tests
+# start their own instances), then runs every Rust test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,29 +16,44 @@ ensure_mmh3() {
   python3 -c 'import mmh3' || { echo "FATAL: could not install mmh3 for python3" >&2; exit 1; }
 }
 
-ensure_redis_server() {
-  if ! command -v redis-server >/dev/null; then
-    if [ "$(id -u)" = 0 ]; then
-      echo "== installing Debian package redis-server (the Redis store tests start their own instances)"
-      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; } \
-        || echo "apt-get could not install redis-server" >&2
-      # The package may start a system service; the tests never use it.
-      service redis-server stop 2>/dev/null || true
+# The real processes the tests start on loopback ports: binary → Debian package.
+# redis-server: the Redis store and replica tests; haproxy: the orchestrator's traffic
+# router; prometheus: the orchestrator's metric analysis.
+PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus"
+
+ensure_processes() {
+  local missing=()
+  for entry in $PROCESSES; do
+    command -v "${entry%%:*}" >/dev/null || missing+=("${entry#*:}")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || { command -v sudo >/dev/null && sudo -n true 2>/dev/null && sudo="sudo -n"; }
+    if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
+      echo "== installing Debian packages: ${missing[*]} (tests start their own instances)"
+      { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } \
+        || echo "apt-get could not install ${missing[*]}" >&2
+      # Packages may start system services; the tests never use them.
+      for package in "${missing[@]}"; do $sudo service "$package" stop 2>/dev/null || true; done
     fi
   fi
-  command -v redis-server >/dev/null || {
-    echo "FATAL: redis-server is missing and the Redis store tests need it: install the Debian package redis-server (this script does when run as root)" >&2
-    exit 1
-  }
+  for entry in $PROCESSES; do
+    command -v "${entry%%:*}" >/dev/null || {
+      echo "FATAL: ${entry%%:*} is missing and the tests need it: install the Debian package ${entry#*:} (this script does when run as root)" >&2
+      exit 1
+    }
+  done
   redis-server --version
+  haproxy -v | head -1
+  prometheus --version 2>&1 | head -1
 }
 
 echo "== bucketing vectors against an independent murmur3 (Python mmh3)"
 ensure_mmh3
 python3 scripts/check_bucketing_vectors.py
 
-echo "== redis-server for the Redis store tests"
-ensure_redis_server
+echo "== redis-server, haproxy and prometheus for the tests that run them"
+ensure_processes
 
 echo "== Rust tests (workspace: unit, property, conformance, end-to-end)"
 log=$(mktemp)
