@@ -235,13 +235,16 @@ impl FlagControl for AdminFlags {
 
     async fn kill(&self, env: &str, flags: &[FlagRef], reason: &str) -> Result<(), FlagError> {
         for f in flags {
-            self.admin
-                .kill(env, &f.key, reason)
-                .await
-                .map_err(|source| FlagError::Server {
-                    context: format!("killing flag `{}` in `{env}`", f.key),
-                    source,
-                })?;
+            match self.admin.kill(env, &f.key, reason).await {
+                // A deleted flag serves nobody: as good as killed.
+                Ok(_) | Err(switchyard_sdk::Error::Api { status: 404, .. }) => {}
+                Err(source) => {
+                    return Err(FlagError::Server {
+                        context: format!("killing flag `{}` in `{env}`", f.key),
+                        source,
+                    })
+                }
+            }
         }
         Ok(())
     }

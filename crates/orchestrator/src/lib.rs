@@ -10,6 +10,8 @@
 //! HTTP API over running releases; the CLI talks to it.
 
 pub mod analysis;
+pub mod cli;
+pub mod daemon;
 pub mod dag;
 pub mod driver;
 pub mod flags;

@@ -70,7 +70,8 @@ pub enum ServicePhase {
     RollingBack,
     /// Back at weight 0, flags killed.
     RolledBack,
-    /// Never started because the release ended first.
+    /// Never started (or stopped at its pre-checks) because the release ended first;
+    /// nothing was applied to it.
     Cancelled,
     /// Its rollback failed.
     Failed,
@@ -697,7 +698,10 @@ impl Machine<'_> {
             for &i in group {
                 let s = &mut self.state.services[i];
                 match s.phase {
-                    ServicePhase::Pending | ServicePhase::WaitingForDependencies => {
+                    // Nothing was applied before the pre-checks passed.
+                    ServicePhase::Pending
+                    | ServicePhase::WaitingForDependencies
+                    | ServicePhase::PreChecks => {
                         s.phase = ServicePhase::Cancelled;
                     }
                     _ => {

@@ -428,6 +428,9 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
         state.reason.as_deref(),
         Some("pay: pre-checks failed: connection refused")
     );
+    // Nothing was applied to pay, so nothing is undone there (its flags stay alive).
+    assert_eq!(phases(&state)[1], ("pay", ServicePhase::Cancelled, 0));
+    assert_eq!(world.killed.get("pay"), None);
 }
 
 #[test]

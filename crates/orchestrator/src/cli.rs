@@ -1,0 +1,957 @@
+//! The command line: clap definitions for every subcommand, and the HTTP client side
+//! that talks to a running daemon (`serve` itself lives in the binary).
+//!
+//! Exit codes: 0 done (for `apply --wait`: promoted); 1 the daemon refused or failed,
+//! or the release rolled back; 2 a usage error or an invalid plan.
+//!
+//! *API Boundary*: the CLI knows the daemon only through its HTTP API; it decodes the
+//! daemon's answers into the crate's own types ([`Release`], [`ReleaseSummary`]) and
+//! renders them with [`report`], so the terminal and the reports agree.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::analysis::{error_chain, Verdict};
+use crate::daemon::ReleaseSummary;
+use crate::machine::{Entry, Millis, Phase};
+use crate::plan::{Plan, PlanError, Problem};
+use crate::report;
+use crate::store::Release;
+
+/// `switchyard-orchestrator`: runs release plans that ramp a canary's traffic and its
+/// feature flags together, analyse metrics between steps and roll back by themselves.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchyard-orchestrator", version, about)]
+pub struct Cli {
+    /// The orchestrator daemon's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_ORCHESTRATOR_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub url: String,
+
+    /// The daemon's API token (its `serve --api-token`), when it requires one.
+    #[arg(
+        long,
+        global = true,
+        env = "SWITCHYARD_ORCHESTRATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every subcommand.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run the daemon: the HTTP API and the releases it drives.
+    Serve(ServeArgs),
+    /// Commands that talk to a running daemon.
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// How the daemon's logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[value(alias = "pretty")]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `serve`'s options.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_LISTEN",
+        default_value = "127.0.0.1:7070"
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded state store (created if missing).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_DATA_DIR",
+        default_value = "./orchestrator-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// The flag server whose flags releases ramp.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SERVER_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub server_url: String,
+
+    /// An admin token of the flag server.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// Require `Authorization: Bearer <token>` on every API request.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// How often running releases are ticked and their flags looked at (`500ms`, `2s`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_POLL",
+        default_value = "1s",
+        value_parser = humantime::parse_duration
+    )]
+    pub poll_interval: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Checks what clap cannot.
+    pub fn validate(mut self) -> Result<Self, String> {
+        if self.poll_interval.is_zero() {
+            return Err("--poll-interval must be longer than 0s".into());
+        }
+        if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
+            return Err(format!(
+                "--server-url `{}` is not an http(s) URL",
+                self.server_url
+            ));
+        }
+        if self.admin_token.trim().is_empty() {
+            return Err("--admin-token (SWITCHYARD_ADMIN_TOKEN) must not be empty".into());
+        }
+        self.api_token = self.api_token.filter(|t| !t.is_empty());
+        Ok(self)
+    }
+}
+
+/// The subcommands that talk to a daemon.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Start a release from a plan file (YAML or JSON).
+    Apply {
+        /// The release plan.
+        file: PathBuf,
+        /// Follow the release, printing each decision as it happens (times in UTC), until
+        /// it ends: exit 0 when promoted, 1 when rolled back or failed.
+        #[arg(long)]
+        wait: bool,
+        /// With `--wait`, give up (exit 1; the release keeps running) after this long.
+        #[arg(long, value_parser = humantime::parse_duration, requires = "wait")]
+        timeout: Option<Duration>,
+    },
+    /// Show every release, or one release's services in detail.
+    Status {
+        /// The release.
+        name: Option<String>,
+        /// Redraw every second until the release (or every release) is over.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Pass an approval step.
+    Approve {
+        /// The release.
+        name: String,
+        /// Approve only this service (every awaiting service otherwise).
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Pause the progressing services.
+    Pause {
+        /// The release.
+        name: String,
+    },
+    /// Resume the paused services.
+    Resume {
+        /// The release.
+        name: String,
+    },
+    /// Roll the release back: canary weight 0, flags killed.
+    Abort {
+        /// The release.
+        name: String,
+        /// Why (kept in the timeline and the report).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Skip every remaining step and promote each service to 100 %.
+    Promote {
+        /// The release.
+        name: String,
+        /// Required: promotion is always full (approval steps are passed with `approve`).
+        #[arg(long, required = true)]
+        full: bool,
+    },
+    /// Print a release's report.
+    Report {
+        /// The release.
+        name: String,
+        /// Markdown for people, JSON for tools.
+        #[arg(long, value_enum, default_value = "markdown")]
+        format: ReportFormat,
+    },
+}
+
+/// A report's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A Markdown timeline.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+/// Why a CLI command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The plan file could not be read.
+    #[error("cannot read {}", path.display())]
+    ReadPlan {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plan is not valid; every problem with its path.
+    #[error("invalid release plan")]
+    InvalidPlan(Vec<Problem>),
+    /// `--url` is not a URL.
+    #[error("--url `{url}` is not a valid URL")]
+    BadUrl {
+        /// What was given.
+        url: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `--url` is a URL, but not an http(s) one.
+    #[error("--url `{url}` is not an http(s) URL")]
+    NotHttpUrl {
+        /// What was given.
+        url: String,
+    },
+    /// Nothing answers at the daemon's URL.
+    #[error(
+        "cannot reach the orchestrator at {url}; is it running? Start it with \
+         `switchyard-orchestrator serve` or point --url (SWITCHYARD_ORCHESTRATOR_URL) at it"
+    )]
+    Unreachable {
+        /// The daemon's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request failed on the way.
+    #[error("request to {url} failed")]
+    Http {
+        /// The request's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The daemon answered with an error.
+    #[error("{message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The daemon's error code.
+        code: String,
+        /// The daemon's message.
+        message: String,
+    },
+    /// The daemon's answer could not be decoded.
+    #[error("{url} answered something that is not what the orchestrator sends")]
+    Undecodable {
+        /// The request's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `apply --wait --timeout` ran out.
+    #[error(
+        "release `{name}` is still running after {}; it goes on without us \
+         (follow it with `status {name} --watch`)",
+        humantime::format_duration(*after)
+    )]
+    Timeout {
+        /// The release.
+        name: String,
+        /// The timeout.
+        after: Duration,
+    },
+}
+
+impl CliError {
+    /// 2 for usage and plan errors, 1 for everything else.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::ReadPlan { .. }
+            | CliError::InvalidPlan(_)
+            | CliError::BadUrl { .. }
+            | CliError::NotHttpUrl { .. } => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+
+    /// Prints the error on stderr: a plan's problems one per line (`path: message`),
+    /// anything else as `error: <message with its causes>`.
+    pub fn print(&self) {
+        match self {
+            CliError::InvalidPlan(problems) => {
+                for problem in problems {
+                    eprintln!("{problem}");
+                }
+            }
+            other => eprintln!("error: {}", error_chain(other)),
+        }
+    }
+}
+
+impl From<PlanError> for CliError {
+    fn from(error: PlanError) -> Self {
+        match error {
+            PlanError::Syntax { path, message } => {
+                CliError::InvalidPlan(vec![Problem { path, message }])
+            }
+            PlanError::Invalid(problems) => CliError::InvalidPlan(problems),
+        }
+    }
+}
+
+/// Runs a client command against the daemon at `url`, printing its output, and says
+/// how the process should exit.
+pub async fn run(url: &str, token: Option<&str>, command: ClientCommand) -> ExitCode {
+    match execute(url, token, command).await {
+        Ok(code) => code,
+        Err(error) => {
+            error.print();
+            error.exit_code()
+        }
+    }
+}
+
+async fn execute(
+    url: &str,
+    token: Option<&str>,
+    command: ClientCommand,
+) -> Result<ExitCode, CliError> {
+    let client = Client::new(url, token)?;
+    match command {
+        ClientCommand::Apply {
+            file,
+            wait,
+            timeout,
+        } => apply(&client, &file, wait, timeout).await,
+        ClientCommand::Status { name, watch } => {
+            status(&client, name.as_deref(), watch).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Approve { name, service } => {
+            let body = json!({ "service": service, "by": by() });
+            print_summary(&client.command(&name, "approve", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Pause { name } => {
+            let body = json!({ "by": by() });
+            print_summary(&client.command(&name, "pause", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Resume { name } => {
+            let body = json!({ "by": by() });
+            print_summary(&client.command(&name, "resume", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Abort { name, reason } => {
+            let body = json!({ "reason": reason, "by": by() });
+            print_summary(&client.command(&name, "abort", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Promote { name, full } => {
+            let body = json!({ "full": full, "by": by() });
+            print_summary(&client.command(&name, "promote", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Report { name, format } => {
+            match format {
+                ReportFormat::Markdown => print!("{}", client.report_markdown(&name).await?),
+                ReportFormat::Json => {
+                    let document = client.report_json(&name).await?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&document).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Who a command is attributed to: the login name, or `cli`.
+fn by() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "cli".to_owned())
+}
+
+fn print_summary(release: &Release) {
+    println!("{}", report::summary_line(release));
+}
+
+/// How often `apply --wait` looks at the release.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+/// How often `status --watch` redraws.
+const WATCH_REFRESH: Duration = Duration::from_secs(1);
+
+async fn apply(
+    client: &Client,
+    file: &std::path::Path,
+    wait: bool,
+    timeout: Option<Duration>,
+) -> Result<ExitCode, CliError> {
+    let text = std::fs::read_to_string(file).map_err(|source| CliError::ReadPlan {
+        path: file.to_owned(),
+        source,
+    })?;
+    // Checked here too, so a broken plan is reported even when the daemon is down.
+    let plan = Plan::from_yaml(&text)?;
+    let (release, created) = client.apply(text).await?;
+    if !wait {
+        let verb = if created {
+            "applied"
+        } else {
+            "already running"
+        };
+        println!("{verb}: {}", report::summary_line(&release));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !created {
+        println!("release `{}` is already running; following it", plan.name);
+    }
+    follow(client, &plan.name, timeout).await
+}
+
+/// Prints each new timeline entry until the release ends.
+async fn follow(
+    client: &Client,
+    name: &str,
+    timeout: Option<Duration>,
+) -> Result<ExitCode, CliError> {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut printed = 0;
+    let mut poll = tokio::time::interval(WAIT_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        poll.tick().await;
+        let release = client.release(name).await?;
+        let timeline = &release.state.timeline;
+        let mut out = std::io::stdout().lock();
+        for entry in &timeline[printed.min(timeline.len())..] {
+            let _ = write!(out, "{}", timeline_lines(entry));
+        }
+        let _ = out.flush();
+        drop(out);
+        printed = timeline.len();
+        if release.state.phase.is_terminal() {
+            println!("{}", outcome_line(&release));
+            return Ok(match release.state.phase {
+                Phase::Succeeded => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            });
+        }
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            return Err(CliError::Timeout {
+                name: name.to_owned(),
+                after: timeout.unwrap_or_default(),
+            });
+        }
+    }
+}
+
+/// `HH:MM:SS  service  message`, then one indented line per measurement.
+fn timeline_lines(entry: &Entry) -> String {
+    let service = entry.service.as_deref().unwrap_or("-");
+    let mut text = format!("{}  {service}  {}\n", clock(entry.at), entry.message);
+    for m in &entry.measurements {
+        text.push_str(&format!(
+            "          {} ({})\n",
+            m.explain(),
+            verdict_word(m.verdict)
+        ));
+    }
+    text
+}
+
+fn outcome_line(release: &Release) -> String {
+    let name = release.name();
+    let reason = release
+        .state
+        .reason
+        .as_deref()
+        .unwrap_or("no reason recorded");
+    match release.state.phase {
+        Phase::Succeeded => format!("release {name} promoted"),
+        Phase::RolledBack => format!("release {name} rolled back: {reason}"),
+        Phase::Failed => {
+            format!("release {name} failed: {reason}; its rollback did not complete, so look at it")
+        }
+        phase => format!("release {name} is {}", snake(&phase)),
+    }
+}
+
+/// `HH:MM:SS` in UTC.
+fn clock(at: Millis) -> String {
+    i64::try_from(at)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "--:--:--".to_owned(),
+            |t| t.format("%H:%M:%S").to_string(),
+        )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+fn date_time(at: Millis) -> String {
+    i64::try_from(at)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || at.to_string(),
+            |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        )
+}
+
+fn verdict_word(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "FAIL",
+        Verdict::Ignored => "ignored",
+    }
+}
+
+/// A phase's name as the API writes it (`rolled_back`).
+fn snake<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => "?".to_owned(),
+    }
+}
+
+/// `[#####...............] 25%`
+pub fn progress_bar(weight: u32) -> String {
+    const WIDTH: usize = 20;
+    let weight = weight.min(100);
+    let filled = (weight as usize * WIDTH + 50) / 100;
+    format!(
+        "[{}{}] {weight}%",
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled)
+    )
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut text = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[c] - cell.chars().count();
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Every release, one row each.
+pub fn render_list(releases: &[ReleaseSummary]) -> String {
+    if releases.is_empty() {
+        return "no releases\n".to_owned();
+    }
+    let mut rows = vec![
+        ["NAME", "ENVIRONMENT", "PHASE", "CREATED (UTC)", "SERVICES"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for r in releases {
+        let services: Vec<String> = r
+            .services
+            .iter()
+            .map(|s| match s.step {
+                Some(step) => format!(
+                    "{} {step}/{} {}% ({})",
+                    s.name,
+                    s.steps,
+                    s.weight,
+                    snake(&s.phase)
+                ),
+                None => format!("{} ({})", s.name, snake(&s.phase)),
+            })
+            .collect();
+        rows.push(vec![
+            r.name.clone(),
+            r.environment.clone(),
+            snake(&r.phase),
+            date_time(r.created_at),
+            services.join(", "),
+        ]);
+    }
+    table(&rows)
+}
+
+/// One release: its services with step, weight bar and last analysis.
+pub fn render_release(release: &Release) -> String {
+    let summary = ReleaseSummary::of(release);
+    let state = &release.state;
+    let mut text = format!(
+        "release {}  environment {}  phase {}\n",
+        summary.name,
+        summary.environment,
+        snake(&summary.phase)
+    );
+    if let Some(reason) = &state.reason {
+        text.push_str(&format!("why: {reason}\n"));
+    }
+    text.push('\n');
+    let mut rows = vec![["SERVICE", "PHASE", "STEP", "WEIGHT"]
+        .map(String::from)
+        .to_vec()];
+    for s in &summary.services {
+        let step = s
+            .step
+            .map_or_else(|| format!("-/{}", s.steps), |i| format!("{i}/{}", s.steps));
+        rows.push(vec![
+            s.name.clone(),
+            snake(&s.phase),
+            step,
+            progress_bar(s.weight),
+        ]);
+    }
+    text.push_str(&table(&rows));
+    let analysed: Vec<_> = state
+        .services
+        .iter()
+        .filter(|s| !s.last_analysis.is_empty())
+        .collect();
+    if !analysed.is_empty() {
+        text.push_str("\nlast analysis\n");
+        for s in analysed {
+            for m in &s.last_analysis {
+                text.push_str(&format!(
+                    "  {}  {} ({})\n",
+                    s.name,
+                    m.explain(),
+                    verdict_word(m.verdict)
+                ));
+            }
+        }
+    }
+    if let Some(last) = state.timeline.last() {
+        text.push_str(&format!("\nlast event: {}", timeline_lines(last)));
+    }
+    text
+}
+
+async fn status(client: &Client, name: Option<&str>, watch: bool) -> Result<(), CliError> {
+    let terminal = std::io::stdout().is_terminal();
+    let mut refresh = tokio::time::interval(WATCH_REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first = true;
+    loop {
+        refresh.tick().await;
+        let (text, over) = match name {
+            Some(name) => {
+                let release = client.release(name).await?;
+                (render_release(&release), release.state.phase.is_terminal())
+            }
+            None => {
+                let releases = client.releases().await?;
+                let over = releases.iter().all(|r| r.phase.is_terminal());
+                (render_list(&releases), over)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        if watch && terminal {
+            // Clear the screen and go home, so the snapshot redraws in place.
+            let _ = write!(out, "\x1b[2J\x1b[H");
+        } else if !first {
+            let _ = writeln!(out);
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        first = false;
+        if !watch || over {
+            return Ok(());
+        }
+    }
+}
+
+/// The daemon's HTTP API.
+pub struct Client {
+    base: reqwest::Url,
+    shown: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+    #[serde(default)]
+    problems: Option<Vec<ProblemBody>>,
+}
+
+#[derive(Deserialize)]
+struct ProblemBody {
+    path: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct ReleaseList {
+    releases: Vec<ReleaseSummary>,
+}
+
+impl Client {
+    /// A client for the daemon at `url`, sending `token` when given.
+    pub fn new(url: &str, token: Option<&str>) -> Result<Client, CliError> {
+        let base = reqwest::Url::parse(url).map_err(|source| CliError::BadUrl {
+            url: url.to_owned(),
+            source: Box::new(source),
+        })?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(CliError::NotHttpUrl {
+                url: url.to_owned(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|source| CliError::Http {
+                url: url.to_owned(),
+                source,
+            })?;
+        Ok(Client {
+            shown: url.trim_end_matches('/').to_owned(),
+            base,
+            token: token.filter(|t| !t.is_empty()).map(str::to_owned),
+            http,
+        })
+    }
+
+    fn url(&self, segments: &[&str]) -> reqwest::Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|source| {
+            let url = source
+                .url()
+                .map_or_else(|| self.shown.clone(), ToString::to_string);
+            if source.is_connect() {
+                CliError::Unreachable {
+                    url: self.shown.clone(),
+                    source,
+                }
+            } else {
+                CliError::Http { url, source }
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let url = response.url().to_string();
+        let text = response
+            .text()
+            .await
+            .map_err(|source| CliError::Http { url, source })?;
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(ErrorBody { error }) if error.code == "invalid_plan" => CliError::InvalidPlan(
+                error
+                    .problems
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| Problem {
+                        path: p.path,
+                        message: p.message,
+                    })
+                    .collect(),
+            ),
+            Ok(ErrorBody { error }) => CliError::Api {
+                status: status.as_u16(),
+                code: error.code,
+                message: error.message,
+            },
+            Err(_) => CliError::Api {
+                status: status.as_u16(),
+                code: "unknown".to_owned(),
+                message: format!(
+                    "the orchestrator answered {status}: {}",
+                    text.chars().take(200).collect::<String>()
+                ),
+            },
+        })
+    }
+
+    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, CliError> {
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|source| CliError::Http {
+            url: url.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| CliError::Undecodable { url, source })
+    }
+
+    /// Applies a plan; `(release, created)`.
+    pub async fn apply(&self, plan: String) -> Result<(Release, bool), CliError> {
+        let request = self
+            .http
+            .post(self.url(&["v1", "releases"]))
+            .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+            .body(plan);
+        let response = self.send(request).await?;
+        let created = response.status() == reqwest::StatusCode::CREATED;
+        Ok((Self::decode(response).await?, created))
+    }
+
+    /// Every release.
+    pub async fn releases(&self) -> Result<Vec<ReleaseSummary>, CliError> {
+        let request = self.http.get(self.url(&["v1", "releases"]));
+        let list: ReleaseList = Self::decode(self.send(request).await?).await?;
+        Ok(list.releases)
+    }
+
+    /// One release.
+    pub async fn release(&self, name: &str) -> Result<Release, CliError> {
+        let request = self.http.get(self.url(&["v1", "releases", name]));
+        Self::decode(self.send(request).await?).await
+    }
+
+    /// `approve`, `pause`, `resume`, `abort` or `promote`, with its JSON body.
+    pub async fn command(&self, name: &str, verb: &str, body: Value) -> Result<Release, CliError> {
+        let request = self
+            .http
+            .post(self.url(&["v1", "releases", name, verb]))
+            .json(&body);
+        Self::decode(self.send(request).await?).await
+    }
+
+    /// The Markdown report.
+    pub async fn report_markdown(&self, name: &str) -> Result<String, CliError> {
+        let url = self.url(&["v1", "releases", name, "report"]);
+        let request = self.http.get(url).query(&[("format", "markdown")]);
+        let response = self.send(request).await?;
+        let url = response.url().to_string();
+        response
+            .text()
+            .await
+            .map_err(|source| CliError::Http { url, source })
+    }
+
+    /// The JSON report.
+    pub async fn report_json(&self, name: &str) -> Result<Value, CliError> {
+        let url = self.url(&["v1", "releases", name, "report"]);
+        let request = self.http.get(url).query(&[("format", "json")]);
+        Self::decode(self.send(request).await?).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_bar_fills_in_twentieths() {
+        for (weight, bar) in [
+            (0, "[....................] 0%"),
+            (25, "[#####...............] 25%"),
+            (50, "[##########..........] 50%"),
+            (100, "[####################] 100%"),
+            (250, "[####################] 100%"),
+        ] {
+            assert_eq!(progress_bar(weight), bar, "weight {weight}");
+        }
+    }
+
+    #[test]
+    fn table_pads_columns() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "C".to_owned()],
+            vec!["long".to_owned(), "x".to_owned(), "tail".to_owned()],
+        ];
+        assert_eq!(table(&rows), "A     BB  C\nlong  x   tail\n");
+    }
+
+    #[test]
+    fn plan_errors_exit_2_and_daemon_errors_exit_1() {
+        let invalid = CliError::InvalidPlan(Vec::new());
+        assert_eq!(invalid.exit_code(), ExitCode::from(2));
+        let refused = CliError::Api {
+            status: 409,
+            code: "refused".into(),
+            message: "nothing is paused".into(),
+        };
+        assert_eq!(refused.exit_code(), ExitCode::from(1));
+        assert_eq!(refused.to_string(), "nothing is paused");
+    }
+}

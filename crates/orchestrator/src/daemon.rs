@@ -1,0 +1,559 @@
+//! The daemon's HTTP API over running releases: `router(orchestrator, api_token)` builds
+//! every route, so tests drive it with `oneshot`; [`serve`] runs it on a socket until
+//! shutdown.
+//!
+//! *API Boundary*: JSON in and out; every error is `{ "error": { "code", "message" } }`
+//! (plan problems add `problems: [{ path, message }]`). Bad input is a 4xx, never a 500:
+//! only a failing store is answered 500, and logged.
+//!
+//! | Route | |
+//! | --- | --- |
+//! | `POST /v1/releases` | body: the plan (YAML or JSON) → 201 created, 200 already running |
+//! | `GET /v1/releases` | `{ releases: [ReleaseSummary] }` |
+//! | `GET /v1/releases/{name}` | the stored release `{ plan, state, created_at, revision }` |
+//! | `POST /v1/releases/{name}/{approve,pause,resume,abort,promote}` | a person's command |
+//! | `GET /v1/releases/{name}/report?format=json\|markdown` | the release's report |
+//! | `GET /healthz` | liveness |
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::driver::{ApplyError, CommandError, Orchestrator};
+use crate::machine::{Event, Millis, Phase, ServicePhase};
+use crate::plan::{Plan, PlanError, Problem};
+use crate::report;
+use crate::store::Release;
+
+/// The largest request body accepted (a plan or a command): 1 MiB.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Who a command is attributed to when the request does not say.
+const DEFAULT_BY: &str = "api";
+
+/// One release in `GET /v1/releases`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    /// The release's name.
+    pub name: String,
+    /// The flag server environment it ramps.
+    pub environment: String,
+    /// Where the release is.
+    pub phase: Phase,
+    /// When it was applied (milliseconds since the Unix epoch).
+    pub created_at: Millis,
+    /// [`report::summary_line`].
+    pub summary: String,
+    /// Each service, in plan order.
+    pub services: Vec<ServiceSummary>,
+}
+
+/// One service of a [`ReleaseSummary`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSummary {
+    /// The service's name.
+    pub name: String,
+    /// Where it is.
+    pub phase: ServicePhase,
+    /// The step it is at, counted from 1 as in reports; absent before its first step.
+    pub step: Option<usize>,
+    /// How many steps the plan has.
+    pub steps: usize,
+    /// The weight last confirmed, in percent.
+    pub weight: u32,
+}
+
+impl ReleaseSummary {
+    /// Summarises `release`; step numbers are the report's, so listings and reports
+    /// never disagree.
+    pub fn of(release: &Release) -> ReleaseSummary {
+        let document = report::json(release);
+        let steps = release.plan.steps.len();
+        let services = release
+            .state
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ServiceSummary {
+                name: s.name.clone(),
+                phase: s.phase,
+                step: document["services"][i]["step"]
+                    .as_u64()
+                    .and_then(|n| usize::try_from(n).ok()),
+                steps,
+                weight: s.weight,
+            })
+            .collect();
+        ReleaseSummary {
+            name: release.plan.name.clone(),
+            environment: release.plan.environment.clone(),
+            phase: release.state.phase,
+            created_at: release.created_at,
+            summary: report::summary_line(release),
+            services,
+        }
+    }
+}
+
+/// An error answered to an HTTP client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code, e.g. `not_found`.
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// A plan's problems with their paths.
+    pub problems: Option<Vec<Problem>>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            problems: None,
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 400: the plan cannot be read or is not valid; every problem with its path.
+    pub fn invalid_plan(error: PlanError) -> Self {
+        let (message, problems) = match error {
+            PlanError::Syntax { path, message } => (
+                format!("the release plan cannot be read: {path}: {message}"),
+                vec![Problem { path, message }],
+            ),
+            PlanError::Invalid(problems) => (
+                format!(
+                    "the release plan is invalid ({} problem{})",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" }
+                ),
+                problems,
+            ),
+        };
+        ApiError {
+            problems: Some(problems),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_plan", message)
+        }
+    }
+
+    /// 401: no or wrong token.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404: no such thing.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            message,
+        )
+    }
+
+    /// 409: a release of that name runs another plan.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 409: the command does not apply to the release as it is now.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "refused", message)
+    }
+
+    /// 413: the body is too large.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+    }
+
+    /// 500: the store failed; logged, and hidden from the client.
+    pub fn internal(error: &dyn std::error::Error) -> Self {
+        tracing::error!(
+            error = %crate::analysis::error_chain(error),
+            "internal error"
+        );
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the orchestrator's log",
+        )
+    }
+}
+
+impl From<ApplyError> for ApiError {
+    fn from(error: ApplyError) -> Self {
+        match &error {
+            ApplyError::Running(_) => ApiError::conflict(error.to_string()),
+            ApplyError::Store(_) => ApiError::internal(&error),
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::NotFound(_) => ApiError::not_found(error.to_string()),
+            CommandError::Refused(refusal) => ApiError::refused(refusal.to_string()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::bad_request(format!("invalid path: {}", rejection.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(format!(
+                "the request body is larger than the {MAX_BODY}-byte limit"
+            ))
+        } else {
+            ApiError::bad_request(format!(
+                "could not read the request body: {}",
+                rejection.body_text()
+            ))
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(problems) = self.problems {
+            error["problems"] = json!(problems);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    orchestrator: Orchestrator,
+    api_token: Option<Arc<str>>,
+}
+
+/// Every route of the daemon. With `api_token`, every `/v1` request must carry
+/// `Authorization: Bearer <api_token>`.
+pub fn router(orchestrator: Orchestrator, api_token: Option<String>) -> Router {
+    let state = AppState {
+        orchestrator,
+        api_token: api_token.map(Arc::from),
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/releases", get(list).post(apply))
+        .route("/v1/releases/{name}", get(show))
+        .route("/v1/releases/{name}/approve", post(approve))
+        .route("/v1/releases/{name}/pause", post(pause))
+        .route("/v1/releases/{name}/resume", post(resume))
+        .route("/v1/releases/{name}/abort", post(abort))
+        .route("/v1/releases/{name}/promote", post(promote))
+        .route("/v1/releases/{name}/report", get(report_of))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::method_not_allowed("this route does not accept that method")
+        })
+        // As a layer of the whole router (not a route layer) so unknown `/v1` paths
+        // answer 401 too and do not reveal which routes exist.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and
+/// waits for in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let protected = path == "/v1" || path.starts_with("/v1/");
+    if let (true, Some(expected)) = (protected, &state.api_token) {
+        let presented = bearer(request.headers()).unwrap_or_default();
+        // Constant time, so the token cannot be guessed byte by byte from timings.
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return ApiError::unauthorized(
+                "this orchestrator requires `Authorization: Bearer <token>` \
+                 (the token given to `serve --api-token`)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| ApiError::bad_request(format!("the release plan is not UTF-8: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid_plan(PlanError::Syntax {
+            path: "plan".into(),
+            message: "the request body is empty; send the release plan (YAML or JSON)".into(),
+        }));
+    }
+    let plan = Plan::from_yaml(text).map_err(ApiError::invalid_plan)?;
+    let (release, created) = state.orchestrator.apply(plan).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(release)).into_response())
+}
+
+async fn list(State(state): State<AppState>) -> Json<Value> {
+    let releases: Vec<ReleaseSummary> = state
+        .orchestrator
+        .list()
+        .await
+        .iter()
+        .map(ReleaseSummary::of)
+        .collect();
+    Json(json!({ "releases": releases }))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<Release, ApiError> {
+    state
+        .orchestrator
+        .get(name)
+        .await
+        .ok_or_else(|| ApiError::not_found(CommandError::NotFound(name.to_owned()).to_string()))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    find(&state, &name).await.map(Json)
+}
+
+/// Parses an optional JSON command body: empty means every field's default.
+fn command_body<T: DeserializeOwned + Default>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// `by`, or the default when absent or blank.
+fn who(by: Option<String>) -> String {
+    by.map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| DEFAULT_BY.to_owned())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    service: Option<String>,
+    by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByBody {
+    by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AbortBody {
+    reason: Option<String>,
+    by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromoteBody {
+    #[serde(default)]
+    full: bool,
+    by: Option<String>,
+}
+
+async fn command(state: &AppState, name: &str, event: Event) -> Result<Json<Release>, ApiError> {
+    Ok(Json(state.orchestrator.command(name, event).await?))
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    let body: ApproveBody = command_body(body)?;
+    let service = body.service.filter(|s| !s.trim().is_empty());
+    let event = Event::Approve {
+        service,
+        by: who(body.by),
+    };
+    command(&state, &name, event).await
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    let body: ByBody = command_body(body)?;
+    command(&state, &name, Event::Pause { by: who(body.by) }).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    let body: ByBody = command_body(body)?;
+    command(&state, &name, Event::Resume { by: who(body.by) }).await
+}
+
+async fn abort(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    let body: AbortBody = command_body(body)?;
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "no reason given".to_owned());
+    let event = Event::Abort {
+        by: who(body.by),
+        reason,
+    };
+    command(&state, &name, event).await
+}
+
+async fn promote(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Release>, ApiError> {
+    let Path(name) = name?;
+    let body: PromoteBody = command_body(body)?;
+    if !body.full {
+        return Err(ApiError::bad_request(
+            "only full promotion exists: send {\"full\": true} to skip every remaining step \
+             and promote each service to 100%; to pass an approval step, use approve",
+        ));
+    }
+    command(&state, &name, Event::PromoteFull { by: who(body.by) }).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    format: Option<String>,
+}
+
+async fn report_of(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = name?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let format = query.format.unwrap_or_else(|| "json".to_owned());
+    if format != "json" && format != "markdown" {
+        return Err(ApiError::bad_request(format!(
+            "unknown report format `{format}`; use `json` or `markdown`"
+        )));
+    }
+    let release = find(&state, &name).await?;
+    if format == "json" {
+        return Ok(Json(report::json(&release)).into_response());
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/markdown; charset=utf-8"),
+        )],
+        report::markdown(&release),
+    )
+        .into_response())
+}

@@ -1,0 +1,763 @@
+//! The daemon's HTTP API through `oneshot` (no socket), and the binary end to end:
+//! `serve` against a real flag server, then `apply --wait`, `status` and `report` as a
+//! CI job would run them.
+//!
+//! Releases use `router: none` and no metrics, so the flag server (in-process, on a
+//! loopback port) is the only other thing running.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use switchyard_orchestrator::daemon::{self, MAX_BODY};
+use switchyard_orchestrator::driver::{Config, Orchestrator};
+use switchyard_orchestrator::flags::AdminFlags;
+use switchyard_orchestrator::store::embedded::EmbeddedStore;
+use switchyard_sdk::admin::AdminClient;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use tower::ServiceExt as _;
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const ENV: &str = "production";
+const FLAG: &str = "new-checkout";
+const API_TOKEN: &str = "orchestrator-api-token";
+
+/// The real flag server on a free loopback port, with environment `production` and
+/// flag `new-checkout`.
+struct FlagServer {
+    base: String,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl FlagServer {
+    async fn start() -> FlagServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = switchyard_server::Server::open_embedded(dir.path(), Some(ADMIN))
+            .await
+            .expect("flag server opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let admin = AdminClient::new(base.as_str(), ADMIN).expect("admin client");
+        admin.create_env(ENV).await.expect("create env");
+        let flag: switchyard_core::Flag = serde_json::from_value(json!({
+            "key": FLAG, "kind": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "default": {"variant": "off"}
+        }))
+        .expect("flag JSON");
+        admin.put_flag(ENV, &flag, None).await.expect("put flag");
+        FlagServer {
+            base,
+            stop: Some(stop),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FlagServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A daemon router over an orchestrator driving the flag server.
+struct Rig {
+    router: Router,
+    _flags: FlagServer,
+    _store: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start(api_token: Option<&str>) -> Rig {
+        let flags = FlagServer::start().await;
+        let store = tempfile::tempdir().expect("temp dir");
+        let admin = AdminClient::new(flags.base.as_str(), ADMIN).expect("admin client");
+        let orchestrator = Orchestrator::open(Config {
+            store: Arc::new(EmbeddedStore::open(store.path()).expect("store")),
+            flags: Arc::new(AdminFlags::new(admin)),
+            http: reqwest::Client::new(),
+            poll: Duration::from_millis(50),
+            attempts: 1,
+        })
+        .await
+        .expect("orchestrator opens");
+        Rig {
+            router: daemon::router(orchestrator, api_token.map(str::to_owned)),
+            _flags: flags,
+            _store: store,
+        }
+    }
+
+    /// Sends a request; returns status, content type and body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, String, Vec<u8>) {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(body.into()).expect("request");
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, content_type, bytes.to_vec())
+    }
+
+    /// Sends a request without a token; returns status and JSON body.
+    async fn call(&self, method: &str, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let (status, content_type, bytes) = self.send(method, path, None, body).await;
+        assert!(
+            content_type.starts_with("application/json"),
+            "{method} {path}: {status} answered {content_type:?}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let json = serde_json::from_slice(&bytes).expect("JSON body");
+        (status, json)
+    }
+
+    /// Polls the release until `check` holds for it.
+    async fn until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, release) = self
+                .call("GET", &format!("/v1/releases/{name}"), Body::empty())
+                .await;
+            assert_eq!(status, StatusCode::OK, "{release}");
+            if check(&release) {
+                return release;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; release is {release:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A one-service plan ramping `flag` with these steps (flow YAML).
+fn plan(name: &str, flag: &str, steps: &str) -> String {
+    format!(
+        "name: {name}\nenvironment: {ENV}\nservices:\n  - name: web\n    flags: [{flag}]\n\
+         steps: {steps}\nanalysis: {{ interval: 1s }}\n"
+    )
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn error_message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+fn service_phase(release: &Value) -> &str {
+    release["state"]["services"][0]["phase"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+/// Step 1's weight (10) confirmed by the flag server: the service is progressing.
+fn at_step_1(release: &Value) -> bool {
+    service_phase(release) == "progressing" && release["state"]["services"][0]["weight"] == 10
+}
+
+fn phase(release: &Value) -> &str {
+    release["state"]["phase"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn an_invalid_plan_is_400_with_every_problem_and_its_path() {
+    let rig = Rig::start(None).await;
+    let invalid = "name: bad\nenvironment: production\nservices:\n  - name: web\n    \
+                   depends_on: [nope]\n    flags: [new-checkout]\nsteps: [{ weight: 150 }]\n";
+    let (status, body) = rig.call("POST", "/v1/releases", invalid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_plan");
+    let paths: Vec<&str> = body["error"]["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .map(|p| p["path"].as_str().expect("path"))
+        .collect();
+    assert!(paths.contains(&"services[0].depends_on[0]"), "{body}");
+    assert!(paths.contains(&"steps[0].weight"), "{body}");
+
+    // Unreadable: a missing field, an unknown field, not YAML at all, empty, not UTF-8.
+    for text in [
+        "name: x\nenvironment: production\nservices: []\n".as_bytes(),
+        b"name: x\nenvironment: production\nservices: []\nsteps: []\nwat: 1\n",
+        b"{ not: [ yaml",
+        b"",
+        b"\xff\xfe",
+    ] {
+        let (status, body) = rig.call("POST", "/v1/releases", text.to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(!error_message(&body).is_empty(), "{body}");
+    }
+    let (_, body) = rig
+        .call(
+            "POST",
+            "/v1/releases",
+            "name: x\nenvironment: production\nservices: []\nsteps: []\nwat: 1\n",
+        )
+        .await;
+    assert_eq!(error_code(&body), "invalid_plan");
+    assert!(body["error"]["problems"][0]["path"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn an_oversized_plan_is_413() {
+    let rig = Rig::start(None).await;
+    let mut text = plan("big", FLAG, "[{ weight: 100 }]").into_bytes();
+    text.resize(MAX_BODY + 1, b'#');
+    let (status, body) = rig.call("POST", "/v1/releases", text).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "payload_too_large");
+}
+
+#[tokio::test]
+async fn unknown_releases_and_routes_are_json_404_and_405() {
+    let rig = Rig::start(None).await;
+    for (method, path) in [
+        ("GET", "/v1/releases/nope"),
+        ("POST", "/v1/releases/nope/pause"),
+        ("POST", "/v1/releases/nope/abort"),
+        ("GET", "/v1/releases/nope/report"),
+        ("GET", "/v1/nothing-here"),
+        ("GET", "/"),
+    ] {
+        let (status, body) = rig.call(method, path, Body::empty()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {body}");
+        assert_eq!(error_code(&body), "not_found");
+    }
+    let (status, body) = rig.call("DELETE", "/v1/releases", Body::empty()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(error_code(&body), "method_not_allowed");
+    let (status, _, _) = rig.send("GET", "/healthz", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = rig.call("GET", "/v1/releases", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({ "releases": [] }));
+}
+
+#[tokio::test]
+async fn the_api_token_is_required_on_v1_when_set() {
+    let rig = Rig::start(Some(API_TOKEN)).await;
+    for token in [None, Some("wrong"), Some("")] {
+        let (status, _, body) = rig.send("GET", "/v1/releases", token, Body::empty()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "token {token:?}");
+        let body: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(error_code(&body), "unauthorized");
+    }
+    // Unknown /v1 paths do not reveal whether they exist.
+    let (status, _, _) = rig.send("GET", "/v1/nope", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = rig
+        .send("GET", "/v1/releases", Some(API_TOKEN), Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let request = Request::builder()
+        .uri("/v1/releases")
+        .header(header::AUTHORIZATION, format!("bearer {API_TOKEN}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = rig
+        .router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
+    let (status, _, _) = rig.send("GET", "/healthz", None, Body::empty()).await;
+    assert_eq!(status, StatusCode::OK, "health needs no token");
+}
+
+#[tokio::test]
+async fn applying_is_idempotent_and_a_different_plan_conflicts() {
+    let rig = Rig::start(None).await;
+    let text = plan(
+        "checkout",
+        FLAG,
+        "[{ weight: 10, hold: 1h }, { weight: 100 }]",
+    );
+    let (status, release) = rig.call("POST", "/v1/releases", text.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{release}");
+    assert_eq!(release["plan"]["name"], "checkout");
+    assert_eq!(release["revision"], 1);
+    assert!(release["created_at"].is_u64(), "{release}");
+
+    let (status, again) = rig.call("POST", "/v1/releases", text).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["plan"]["name"], "checkout");
+
+    let other = plan(
+        "checkout",
+        FLAG,
+        "[{ weight: 20, hold: 1h }, { weight: 100 }]",
+    );
+    let (status, body) = rig.call("POST", "/v1/releases", other).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(error_message(&body).contains("checkout"), "{body}");
+
+    // JSON plans are plans too.
+    let json_plan = json!({
+        "name": "as-json", "environment": ENV,
+        "services": [{ "name": "api", "flags": [] , "canary": { "router": "none" } }],
+        "steps": [{ "weight": 100 }]
+    });
+    let (status, body) = rig
+        .call("POST", "/v1/releases", json_plan.to_string())
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["problems"][0]["path"], "services[0].flags",
+        "{body}"
+    );
+
+    rig.until("checkout", "step 1", at_step_1).await;
+    let (status, list) = rig.call("GET", "/v1/releases", Body::empty()).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed = &list["releases"][0];
+    assert_eq!(listed["name"], "checkout", "{list}");
+    assert_eq!(listed["environment"], ENV);
+    assert_eq!(listed["phase"], "running");
+    assert!(
+        listed["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("checkout")),
+        "{list}"
+    );
+    assert_eq!(listed["services"][0]["name"], "web");
+    assert_eq!(listed["services"][0]["step"], 1);
+    assert_eq!(listed["services"][0]["weight"], 10);
+}
+
+#[tokio::test]
+async fn commands_are_answered_or_refused_with_the_reason() {
+    let rig = Rig::start(None).await;
+    let text = plan("ramp", FLAG, "[{ weight: 10, hold: 1h }, { weight: 100 }]");
+    let (status, _) = rig.call("POST", "/v1/releases", text).await;
+    assert_eq!(status, StatusCode::CREATED);
+    rig.until("ramp", "step 1", at_step_1).await;
+
+    let (status, body) = rig
+        .call("POST", "/v1/releases/ramp/resume", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_message(&body), "nothing is paused");
+    let (status, body) = rig
+        .call("POST", "/v1/releases/ramp/approve", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_message(&body), "no service awaits approval");
+
+    // Promotion is full or nothing; approval steps are for approve.
+    for body in [
+        Body::empty(),
+        Body::from("{}"),
+        Body::from(r#"{"full": false}"#),
+    ] {
+        let (status, body) = rig.call("POST", "/v1/releases/ramp/promote", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(error_message(&body).contains("full"), "{body}");
+        assert!(error_message(&body).contains("approve"), "{body}");
+    }
+
+    // Malformed bodies are 400 naming the problem; nothing changes.
+    let (status, body) = rig
+        .call("POST", "/v1/releases/ramp/pause", r#"{"by": 5}"#)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("`by`"), "{body}");
+    for malformed in [
+        "{not json",
+        r#"{"by": "x"} trailing"#,
+        r#"{"wat": 1}"#,
+        "[]",
+    ] {
+        let (status, body) = rig.call("POST", "/v1/releases/ramp/pause", malformed).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{malformed}: {body}");
+        assert_eq!(error_code(&body), "bad_request");
+    }
+
+    // An empty body is fine; `by` defaults to "api".
+    let (status, release) = rig
+        .call("POST", "/v1/releases/ramp/pause", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{release}");
+    assert_eq!(service_phase(&release), "paused");
+    let timeline = release["state"]["timeline"].to_string();
+    assert!(timeline.contains("paused by api"), "{timeline}");
+    let (status, body) = rig
+        .call("POST", "/v1/releases/ramp/pause", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_code(&body), "refused");
+    assert_eq!(error_message(&body), "nothing is progressing");
+
+    let (status, release) = rig
+        .call("POST", "/v1/releases/ramp/resume", r#"{"by": "tester"}"#)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{release}");
+    assert_eq!(service_phase(&release), "progressing");
+
+    let (status, release) = rig
+        .call(
+            "POST",
+            "/v1/releases/ramp/abort",
+            r#"{"reason": "checkout errors spiking", "by": "tester"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{release}");
+    let release = rig
+        .until("ramp", "the rollback", |r| phase(r) == "rolled_back")
+        .await;
+    assert_eq!(
+        release["state"]["reason"],
+        "aborted by tester: checkout errors spiking"
+    );
+    let (status, body) = rig
+        .call("POST", "/v1/releases/ramp/abort", Body::empty())
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(error_message(&body), "the release is over");
+}
+
+#[tokio::test]
+async fn an_approval_step_waits_and_full_promotion_skips_the_rest() {
+    let rig = Rig::start(None).await;
+    let text = plan(
+        "gated",
+        FLAG,
+        "[{ weight: 10, hold: 1s }, { approve: true }, { weight: 50, hold: 1h }, { weight: 100 }]",
+    );
+    let (status, _) = rig.call("POST", "/v1/releases", text).await;
+    assert_eq!(status, StatusCode::CREATED);
+    rig.until("gated", "the approval step", |r| {
+        service_phase(r) == "awaiting_approval"
+    })
+    .await;
+    let (status, body) = rig
+        .call(
+            "POST",
+            "/v1/releases/gated/approve",
+            r#"{"service": "other"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, release) = rig
+        .call(
+            "POST",
+            "/v1/releases/gated/approve",
+            r#"{"service": "web"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{release}");
+    assert!(
+        release["state"]["timeline"]
+            .to_string()
+            .contains("approved by api"),
+        "{release}"
+    );
+    rig.until("gated", "step 3", |r| {
+        r["state"]["services"][0]["weight"] == 50
+    })
+    .await;
+    let (status, _) = rig
+        .call(
+            "POST",
+            "/v1/releases/gated/promote",
+            r#"{"full": true, "by": "lead"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let release = rig
+        .until("gated", "promotion", |r| phase(r) == "succeeded")
+        .await;
+    assert_eq!(release["state"]["services"][0]["weight"], 100);
+}
+
+#[tokio::test]
+async fn reports_come_as_json_or_markdown() {
+    let rig = Rig::start(None).await;
+    let text = plan(
+        "reported",
+        FLAG,
+        "[{ weight: 10, hold: 1h }, { weight: 100 }]",
+    );
+    let (status, _) = rig.call("POST", "/v1/releases", text).await;
+    assert_eq!(status, StatusCode::CREATED);
+    rig.until("reported", "step 1", at_step_1).await;
+
+    for path in [
+        "/v1/releases/reported/report",
+        "/v1/releases/reported/report?format=json",
+    ] {
+        let (status, report) = rig.call("GET", path, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["name"], "reported");
+        assert!(report["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+    }
+
+    let (status, content_type, body) = rig
+        .send(
+            "GET",
+            "/v1/releases/reported/report?format=markdown",
+            None,
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "text/markdown; charset=utf-8");
+    let markdown = String::from_utf8(body).expect("UTF-8");
+    assert!(markdown.starts_with("# Release reported"), "{markdown}");
+    assert!(markdown.contains("step 1: weight 10"), "{markdown}");
+
+    let (status, body) = rig
+        .call(
+            "GET",
+            "/v1/releases/reported/report?format=pdf",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("pdf"), "{body}");
+}
+
+// --- the binary -----------------------------------------------------------------------
+
+/// Collects a child's output in the background, so its pipe never fills.
+fn drain(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            let chunk = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            sink.lock().expect("lock").push_str(&chunk);
+        }
+    });
+    text
+}
+
+/// `switchyard-orchestrator serve` on a free port; killed when dropped.
+struct Daemon {
+    url: String,
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+    _data: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(flags: &FlagServer) -> Daemon {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--poll-interval",
+                "200ms",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--server-url", &flags.base, "--admin-token", ADMIN])
+            .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the switchyard-orchestrator binary starts");
+        let stderr = drain(child.stderr.take().expect("stderr"));
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let deadline = Duration::from_secs(20);
+        let url = tokio::time::timeout(deadline, async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("switchyard-orchestrator listening on ") {
+                    return Some(url.to_owned());
+                }
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(url) = url else {
+            panic!(
+                "serve printed no `listening on` line; its stderr:\n{}",
+                stderr.lock().expect("lock")
+            );
+        };
+        drain(lines.into_inner().into_inner());
+        Daemon {
+            url,
+            child,
+            stderr,
+            _data: data,
+        }
+    }
+
+    /// Runs a client subcommand against this daemon: exit code, stdout, stderr.
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"))
+            .args(args)
+            .env("SWITCHYARD_ORCHESTRATOR_URL", &self.url)
+            .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
+            .env("USER", "ci")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(60), output)
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{args:?} did not finish within 60 s; daemon stderr:\n{}",
+                    self.stderr.lock().expect("lock")
+                )
+            })
+            .expect("the CLI runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write plan");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_applies_waits_and_reports() {
+    let flags = FlagServer::start().await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+
+    // Promoted: exit 0, with the timeline as it happened.
+    let promoted = write(
+        plans.path(),
+        "promoted.yaml",
+        &plan(
+            "promoted",
+            FLAG,
+            "[{ weight: 50, hold: 1s }, { weight: 100, hold: 1s }]",
+        ),
+    );
+    let (code, out, err) = daemon.run(&["apply", &promoted, "--wait"]).await;
+    assert_eq!(code, 0, "apply --wait:\n{out}\n{err}");
+    for line in [
+        "  -  release started in `production`",
+        "  web  step 1: weight 50",
+        "  web  step 2: weight 100",
+        "release promoted",
+    ] {
+        assert!(out.contains(line), "no `{line}` in:\n{out}");
+    }
+    let first = out.lines().next().unwrap_or_default();
+    let clock = first.split("  ").next().unwrap_or_default();
+    assert!(
+        clock.len() == 8 && clock.chars().filter(|c| *c == ':').count() == 2,
+        "timeline lines start with HH:MM:SS: {first}"
+    );
+
+    // The flag does not exist: pre-checks fail, the release is rolled back, exit 1.
+    let ghost = write(
+        plans.path(),
+        "ghost.yaml",
+        &plan("ghost", "no-such-flag", "[{ weight: 50 }, { weight: 100 }]"),
+    );
+    let (code, out, err) = daemon
+        .run(&["apply", &ghost, "--wait", "--timeout", "30s"])
+        .await;
+    assert_eq!(code, 1, "apply --wait:\n{out}\n{err}");
+    assert!(out.contains("pre-checks failed"), "{out}");
+
+    let (code, out, err) = daemon.run(&["status", "ghost"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("ghost"), "{out}");
+    assert!(out.contains("rolled_back"), "{out}");
+
+    let (code, out, err) = daemon.run(&["status"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("promoted") && out.contains("succeeded"),
+        "{out}"
+    );
+    assert!(out.contains("ghost"), "{out}");
+
+    let (code, out, err) = daemon.run(&["report", "ghost"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("# Release ghost"), "{out}");
+    assert!(out.contains("pre-checks failed"), "{out}");
+    assert!(out.contains("no-such-flag"), "{out}");
+
+    // Errors: an invalid plan exits 2 with its problems; a refusal exits 1.
+    let invalid = write(
+        plans.path(),
+        "invalid.yaml",
+        &plan("invalid", FLAG, "[{ weight: 0 }]"),
+    );
+    let (code, out, err) = daemon.run(&["apply", &invalid]).await;
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(err.contains("steps[0].weight: "), "{err}");
+    let (code, _, err) = daemon.run(&["pause", "promoted"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.trim(), "error: the release is over");
+    let (code, _, err) = daemon.run(&["status", "--url", "http://127.0.0.1:1"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("http://127.0.0.1:1") && err.contains("switchyard-orchestrator serve"),
+        "{err}"
+    );
+
+    daemon.child.kill().await.expect("kill serve");
+}
