@@ -93,10 +93,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(out, "switchyard-orchestrator listening on http://{addr}")?;
         out.flush()?;
     }
-    let router = daemon::router(orchestrator, args.api_token);
+    let router = daemon::router(orchestrator.clone(), args.api_token);
     daemon::serve(listener, router, shutdown_signal())
         .await
         .context("serving the API")?;
+    // Every transition is already stored; stopping the release tasks between actions
+    // leaves nothing half-done that a restart would not redo.
+    orchestrator.shutdown().await;
     Ok(())
 }
 
