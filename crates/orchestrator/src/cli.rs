@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::analysis::{error_chain, Verdict};
+use crate::analysis::error_chain;
 use crate::daemon::ReleaseSummary;
 use crate::machine::{Entry, Millis, Phase};
 use crate::plan::{Plan, PlanError, Problem};
-use crate::report;
+use crate::report::{self, name_of};
 use crate::store::Release;
 
 /// `switchyard-orchestrator`: runs release plans that ramp a canary's traffic and its
@@ -504,7 +504,7 @@ fn timeline_lines(entry: &Entry) -> String {
         text.push_str(&format!(
             "          {} ({})\n",
             m.explain(),
-            verdict_word(m.verdict)
+            name_of(&m.verdict)
         ));
     }
     text
@@ -523,7 +523,7 @@ fn outcome_line(release: &Release) -> String {
         Phase::Failed => {
             format!("release {name} failed: {reason}; its rollback did not complete, so look at it")
         }
-        phase => format!("release {name} is {}", snake(&phase)),
+        phase => format!("release {name} is {}", name_of(&phase)),
     }
 }
 
@@ -547,22 +547,6 @@ fn date_time(at: Millis) -> String {
             || at.to_string(),
             |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
         )
-}
-
-fn verdict_word(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "FAIL",
-        Verdict::Ignored => "ignored",
-    }
-}
-
-/// A phase's name as the API writes it (`rolled_back`).
-fn snake<T: Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(Value::String(s)) => s,
-        _ => "?".to_owned(),
-    }
 }
 
 /// `[#####...............] 25%`
@@ -627,15 +611,15 @@ pub fn render_list(releases: &[ReleaseSummary]) -> String {
                     s.name,
                     s.steps,
                     s.weight,
-                    snake(&s.phase)
+                    name_of(&s.phase)
                 ),
-                None => format!("{} ({})", s.name, snake(&s.phase)),
+                None => format!("{} ({})", s.name, name_of(&s.phase)),
             })
             .collect();
         rows.push(vec![
             r.name.clone(),
             r.environment.clone(),
-            snake(&r.phase),
+            name_of(&r.phase),
             date_time(r.created_at),
             services.join(", "),
         ]);
@@ -651,7 +635,7 @@ pub fn render_release(release: &Release) -> String {
         "release {}  environment {}  phase {}\n",
         summary.name,
         summary.environment,
-        snake(&summary.phase)
+        name_of(&summary.phase)
     );
     if let Some(reason) = &state.reason {
         text.push_str(&format!("why: {reason}\n"));
@@ -666,7 +650,7 @@ pub fn render_release(release: &Release) -> String {
             .map_or_else(|| format!("-/{}", s.steps), |i| format!("{i}/{}", s.steps));
         rows.push(vec![
             s.name.clone(),
-            snake(&s.phase),
+            name_of(&s.phase),
             step,
             progress_bar(s.weight),
         ]);
@@ -685,7 +669,7 @@ pub fn render_release(release: &Release) -> String {
                     "  {}  {} ({})\n",
                     s.name,
                     m.explain(),
-                    verdict_word(m.verdict)
+                    name_of(&m.verdict)
                 ));
             }
         }

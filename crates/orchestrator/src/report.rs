@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{json, Value};
 
-use crate::analysis::{Measurement, Verdict};
+use crate::analysis::Measurement;
 use crate::machine::{Entry, Millis, Phase, ServicePhase, ServiceState, State};
 use crate::plan::Plan;
 use crate::store::Release;
@@ -103,7 +103,7 @@ pub fn markdown(release: &Release) -> String {
             step_number(plan, s).map_or("–".into(), |i| format!("{i}/{}", plan.steps.len()));
         lines.push(row(&[
             &s.name,
-            &service_phase_name(s.phase).replace('_', " "),
+            &name_of(&s.phase).replace('_', " "),
             &step,
             &format!("{}%", s.weight),
             &s.failures.to_string(),
@@ -120,7 +120,7 @@ pub fn markdown(release: &Release) -> String {
         let service = entry.service.as_deref().unwrap_or_default();
         lines.push(row(&[&timestamp(entry.at), service, &entry.message]));
         for m in &entry.measurements {
-            let measured = format!("↳ {} — {}", m.explain(), verdict_name(m.verdict));
+            let measured = format!("↳ {} — {}", m.explain(), name_of(&m.verdict));
             lines.push(row(&["", "", &measured]));
         }
     }
@@ -138,7 +138,7 @@ pub fn summary_line(release: &Release) -> String {
         .services
         .iter()
         .map(|s| {
-            let phase = service_phase_name(s.phase);
+            let phase = name_of(&s.phase);
             match step_number(plan, s) {
                 Some(i) => format!(
                     "{}: step {i}/{} weight {} ({phase})",
@@ -153,7 +153,7 @@ pub fn summary_line(release: &Release) -> String {
     format!(
         "{}  {}  {}",
         plan.name,
-        phase_name(state.phase),
+        name_of(&state.phase),
         services.join("; ")
     )
 }
@@ -222,41 +222,11 @@ fn outcome(phase: Phase) -> &'static str {
     }
 }
 
-/// The phase's name as serialised.
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Pending => "pending",
-        Phase::Running => "running",
-        Phase::RollingBack => "rolling_back",
-        Phase::Succeeded => "succeeded",
-        Phase::RolledBack => "rolled_back",
-        Phase::Failed => "failed",
-    }
-}
-
-/// The service phase's name as serialised.
-fn service_phase_name(phase: ServicePhase) -> &'static str {
-    match phase {
-        ServicePhase::Pending => "pending",
-        ServicePhase::WaitingForDependencies => "waiting_for_dependencies",
-        ServicePhase::PreChecks => "pre_checks",
-        ServicePhase::Progressing => "progressing",
-        ServicePhase::AwaitingApproval => "awaiting_approval",
-        ServicePhase::Paused => "paused",
-        ServicePhase::Promoting => "promoting",
-        ServicePhase::Succeeded => "succeeded",
-        ServicePhase::RollingBack => "rolling_back",
-        ServicePhase::RolledBack => "rolled_back",
-        ServicePhase::Cancelled => "cancelled",
-        ServicePhase::Failed => "failed",
-    }
-}
-
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Ignored => "ignored",
+/// A phase's or verdict's name as the API writes it (`rolled_back`).
+pub fn name_of<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".to_owned(),
     }
 }
 
@@ -280,6 +250,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::Verdict;
     use crate::machine::{step, Action, Event, Outcome};
     use crate::plan::{Analysis, Canary, FlagRef, Metric, OnFailure, OnNoData, Service, Step};
 
@@ -499,7 +470,7 @@ mod tests {
             assert_eq!(summary_line(&release), line, "{case}");
             assert_eq!(
                 json(&release)["phase"],
-                phase_name(release.state.phase),
+                name_of(&release.state.phase),
                 "{case}"
             );
             let why = release.state.reason.is_some();
@@ -686,37 +657,13 @@ mod tests {
     }
 
     #[test]
-    fn names_match_the_serialised_ones() {
-        use ServicePhase::*;
-        for p in [
-            Phase::Pending,
-            Phase::Running,
-            Phase::RollingBack,
-            Phase::Succeeded,
-            Phase::RolledBack,
-            Phase::Failed,
-        ] {
-            assert_eq!(json!(p), phase_name(p));
-        }
-        for p in [
-            Pending,
-            WaitingForDependencies,
-            PreChecks,
-            Progressing,
-            AwaitingApproval,
-            Paused,
-            Promoting,
-            Succeeded,
-            RollingBack,
-            RolledBack,
-            Cancelled,
-            Failed,
-        ] {
-            assert_eq!(json!(p), service_phase_name(p));
-        }
-        for v in [Verdict::Pass, Verdict::Fail, Verdict::Ignored] {
-            assert_eq!(json!(v), verdict_name(v));
-        }
+    fn names_are_the_serialised_ones() {
+        assert_eq!(name_of(&Phase::RolledBack), "rolled_back");
+        assert_eq!(
+            name_of(&ServicePhase::WaitingForDependencies),
+            "waiting_for_dependencies"
+        );
+        assert_eq!(name_of(&Verdict::Fail), "fail");
     }
 
     #[test]

@@ -21,59 +21,15 @@ use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_sdk::admin::AdminClient;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 use tower::ServiceExt as _;
 
-const ADMIN: &str = "test-admin-token-0123456789";
-const ENV: &str = "production";
+mod support;
+
+use support::flag_server::{FlagServer, ADMIN, ENV};
+
 const FLAG: &str = "new-checkout";
 const API_TOKEN: &str = "orchestrator-api-token";
-
-/// The real flag server on a free loopback port, with environment `production` and
-/// flag `new-checkout`.
-struct FlagServer {
-    base: String,
-    stop: Option<oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl FlagServer {
-    async fn start() -> FlagServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = switchyard_server::Server::open_embedded(dir.path(), Some(ADMIN))
-            .await
-            .expect("flag server opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
-        let admin = AdminClient::new(base.as_str(), ADMIN).expect("admin client");
-        admin.create_env(ENV).await.expect("create env");
-        let flag: switchyard_core::Flag = serde_json::from_value(json!({
-            "key": FLAG, "kind": "boolean", "variants": {"on": true, "off": false},
-            "off_variant": "off", "default": {"variant": "off"}
-        }))
-        .expect("flag JSON");
-        admin.put_flag(ENV, &flag, None).await.expect("put flag");
-        FlagServer {
-            base,
-            stop: Some(stop),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FlagServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
 
 /// A daemon router over an orchestrator driving the flag server.
 struct Rig {
@@ -84,7 +40,7 @@ struct Rig {
 
 impl Rig {
     async fn start(api_token: Option<&str>) -> Rig {
-        let flags = FlagServer::start().await;
+        let flags = FlagServer::start(&[FLAG]).await;
         let store = tempfile::tempdir().expect("temp dir");
         let admin = AdminClient::new(flags.base.as_str(), ADMIN).expect("admin client");
         let orchestrator = Orchestrator::open(Config {
@@ -678,7 +634,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_applies_waits_and_reports() {
-    let flags = FlagServer::start().await;
+    let flags = FlagServer::start(&[FLAG]).await;
     let mut daemon = Daemon::start(&flags).await;
     let plans = tempfile::tempdir().expect("temp dir");
 

@@ -6,48 +6,22 @@ mod support;
 
 use std::collections::HashMap;
 
-use support::haproxy::{count_through, free_port, BackendServer, HaproxyProcess, Upstream};
+use support::haproxy::{free_port, Canary};
 use switchyard_orchestrator::plan::HaproxyCanary;
 use switchyard_orchestrator::routers::haproxy::Haproxy;
 use switchyard_orchestrator::routers::{RouterError, TrafficRouter};
 
 const BACKEND: &str = "app";
 
-/// Two upstreams answering "stable" and "canary" behind a haproxy that starts with
-/// every request going to stable.
-struct Rig {
-    haproxy: HaproxyProcess,
-    _stable: Upstream,
-    _canary: Upstream,
+/// Two upstreams behind a haproxy whose backend is [`BACKEND`].
+type Rig = Canary;
+
+trait Routers {
+    fn router(&self, address: String) -> Haproxy;
+    fn tcp_router(&self) -> Haproxy;
 }
 
-impl Rig {
-    async fn start() -> Rig {
-        let stable = Upstream::start("stable").await;
-        let canary = Upstream::start("canary").await;
-        let haproxy = HaproxyProcess::start(
-            BACKEND,
-            &[
-                BackendServer {
-                    name: "stable",
-                    addr: stable.addr(),
-                    weight: 100,
-                },
-                BackendServer {
-                    name: "canary",
-                    addr: canary.addr(),
-                    weight: 0,
-                },
-            ],
-        )
-        .await;
-        Rig {
-            haproxy,
-            _stable: stable,
-            _canary: canary,
-        }
-    }
-
+impl Routers for Rig {
     /// A router for this rig's servers through the runtime API at `address`.
     fn router(&self, address: String) -> Haproxy {
         Haproxy::new(HaproxyCanary {
@@ -61,17 +35,6 @@ impl Rig {
     fn tcp_router(&self) -> Haproxy {
         self.router(self.haproxy.admin_addr().to_string())
     }
-
-    async fn counts(&self, n: usize) -> HashMap<String, usize> {
-        count_through(self.haproxy.frontend_addr(), n).await
-    }
-
-    /// The server's weight as HAProxy reports it, read without the router.
-    async fn get_weight(&self, server: &str) -> String {
-        self.haproxy
-            .admin_command(&format!("get weight {BACKEND}/{server}"))
-            .await
-    }
 }
 
 fn only(body: &str, n: usize) -> HashMap<String, usize> {
@@ -80,7 +43,7 @@ fn only(body: &str, n: usize) -> HashMap<String, usize> {
 
 #[tokio::test]
 async fn weights_move_requests_between_stable_and_canary() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(BACKEND).await;
     let router = rig.tcp_router();
 
     router.set_weight(0).await.expect("set weight 0");
@@ -116,7 +79,7 @@ async fn weights_move_requests_between_stable_and_canary() {
 
 #[tokio::test]
 async fn setting_the_same_weight_twice_is_harmless() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(BACKEND).await;
     let router = rig.tcp_router();
     router.set_weight(40).await.expect("first set");
     router.set_weight(40).await.expect("second set");
@@ -127,7 +90,7 @@ async fn setting_the_same_weight_twice_is_harmless() {
 
 #[tokio::test]
 async fn an_unknown_server_is_rejected_with_haproxys_answer() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(BACKEND).await;
     let router = Haproxy::new(HaproxyCanary {
         address: rig.haproxy.admin_addr().to_string(),
         backend: BACKEND.into(),
@@ -196,7 +159,7 @@ async fn a_port_nobody_listens_on_is_unreachable() {
 
 #[tokio::test]
 async fn the_runtime_api_works_over_a_unix_socket() {
-    let rig = Rig::start().await;
+    let rig = Rig::start(BACKEND).await;
     let path = rig.haproxy.admin_socket_path().display().to_string();
     let prefixed = rig.router(format!("unix:{path}"));
     let bare = rig.router(path);

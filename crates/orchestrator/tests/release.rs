@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::flag_server::{FlagServer, ENV};
-use support::haproxy::{count_through, BackendServer, HaproxyProcess, Upstream};
+use support::haproxy::Canary;
 use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
@@ -20,79 +20,6 @@ use switchyard_orchestrator::store::Release;
 
 /// How long a whole release may take before a test gives up.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
-
-/// A service's two versions behind a real haproxy backend.
-struct Canary {
-    haproxy: HaproxyProcess,
-    _stable: Upstream,
-    _canary: Upstream,
-}
-
-impl Canary {
-    async fn start(backend: &str) -> Canary {
-        let stable = Upstream::start("stable").await;
-        let canary = Upstream::start("canary").await;
-        let haproxy = HaproxyProcess::start(
-            backend,
-            &[
-                BackendServer {
-                    name: "stable",
-                    addr: stable.addr(),
-                    weight: 100,
-                },
-                BackendServer {
-                    name: "canary",
-                    addr: canary.addr(),
-                    weight: 0,
-                },
-            ],
-        )
-        .await;
-        Canary {
-            haproxy,
-            _stable: stable,
-            _canary: canary,
-        }
-    }
-
-    /// The plan's `canary:` section for this backend.
-    fn yaml(&self) -> String {
-        format!(
-            "{{ router: haproxy, address: \"{}\", backend: {}, stable: stable, canary: canary }}",
-            self.haproxy.admin_addr(),
-            self.haproxy.backend()
-        )
-    }
-
-    /// `(canary, stable)` weights as haproxy's runtime API reports them.
-    async fn weights(&self) -> (u32, u32) {
-        let backend = self.haproxy.backend();
-        let read = |answer: String| -> u32 {
-            answer
-                .split_whitespace()
-                .next()
-                .and_then(|w| w.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected `get weight` answer {answer:?}"))
-        };
-        let canary = read(
-            self.haproxy
-                .admin_command(&format!("get weight {backend}/canary"))
-                .await,
-        );
-        let stable = read(
-            self.haproxy
-                .admin_command(&format!("get weight {backend}/stable"))
-                .await,
-        );
-        (canary, stable)
-    }
-
-    /// Of `n` requests through haproxy, how many the canary answered.
-    async fn canary_share(&self, n: usize) -> usize {
-        let counts = count_through(self.haproxy.frontend_addr(), n).await;
-        counts.get("canary").copied().unwrap_or(0)
-    }
-}
 
 async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator {
     Orchestrator::open(Config {
@@ -207,7 +134,7 @@ async fn a_healthy_canary_and_its_flag_ramp_together_to_100() {
 
     let plan = Plan::from_yaml(&format!(
         "name: checkout-v3\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 20\n    hold: 3s\n  - weight: 60\n    hold: 1s\n{}",
-        canary.yaml(),
+        canary.plan_yaml(),
         monitoring.analysis_yaml()
     ))
     .unwrap();
@@ -273,7 +200,7 @@ async fn a_canary_breaching_its_error_rate_is_rolled_back() {
 
     let plan = Plan::from_yaml(&format!(
         "name: checkout-v4\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 20\n  - weight: 60\n{}",
-        canary.yaml(),
+        canary.plan_yaml(),
         monitoring.analysis_yaml()
     ))
     .unwrap();
@@ -324,7 +251,7 @@ async fn dependent_services_are_released_in_order() {
     // payments is listed first but depends on auth.
     let plan = Plan::from_yaml(&format!(
         "name: two\nenvironment: {ENV}\nservices:\n  - name: payments\n    depends_on: [auth]\n    flags: [new-payment-flow]\n  - name: auth\n    canary: {}\n    flags: [enhanced-auth]\nsteps:\n  - weight: 50\n    hold: 1s\nanalysis: {{ interval: 1s }}\n",
-        auth.yaml()
+        auth.plan_yaml()
     ))
     .unwrap();
     orchestrator.apply(plan).await.unwrap();
@@ -370,7 +297,7 @@ async fn a_person_killing_a_ramped_flag_aborts_the_release() {
     let orchestrator = orchestrator(&flags, dir.path()).await;
     let plan = Plan::from_yaml(&format!(
         "name: killed\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 30\n  - approve: true\n  - weight: 80\nanalysis: {{ interval: 1s }}\n",
-        canary.yaml()
+        canary.plan_yaml()
     ))
     .unwrap();
     orchestrator.apply(plan).await.unwrap();
@@ -418,7 +345,7 @@ async fn a_restarted_orchestrator_resumes_without_repeating_a_step() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::from_yaml(&format!(
         "name: resumed\nenvironment: {ENV}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\nsteps:\n  - weight: 10\n  - approve: true\n  - weight: 50\n    hold: 1s\nanalysis: {{ interval: 1s }}\n",
-        canary.yaml()
+        canary.plan_yaml()
     ))
     .unwrap();
     {

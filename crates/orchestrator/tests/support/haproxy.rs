@@ -349,3 +349,84 @@ fn find_on_path(name: &str) -> Option<PathBuf> {
                 .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         })
 }
+
+/// A service's two versions ("stable" and "canary" upstreams answering their name)
+/// behind a real haproxy backend that starts with every request going to stable.
+pub struct Canary {
+    /// The haproxy in front.
+    pub haproxy: HaproxyProcess,
+    _stable: Upstream,
+    _canary: Upstream,
+}
+
+impl Canary {
+    /// Starts both upstreams and haproxy with backend `backend`.
+    pub async fn start(backend: &str) -> Canary {
+        let stable = Upstream::start("stable").await;
+        let canary = Upstream::start("canary").await;
+        let haproxy = HaproxyProcess::start(
+            backend,
+            &[
+                BackendServer {
+                    name: "stable",
+                    addr: stable.addr(),
+                    weight: 100,
+                },
+                BackendServer {
+                    name: "canary",
+                    addr: canary.addr(),
+                    weight: 0,
+                },
+            ],
+        )
+        .await;
+        Canary {
+            haproxy,
+            _stable: stable,
+            _canary: canary,
+        }
+    }
+
+    /// A release plan's `canary:` section for this backend.
+    pub fn plan_yaml(&self) -> String {
+        format!(
+            "{{ router: haproxy, address: \"{}\", backend: {}, stable: stable, canary: canary }}",
+            self.haproxy.admin_addr(),
+            self.haproxy.backend()
+        )
+    }
+
+    /// A server's weight as haproxy's runtime API reports it (`25 (initial 0)`), read
+    /// without the router under test.
+    pub async fn get_weight(&self, server: &str) -> String {
+        let backend = self.haproxy.backend();
+        self.haproxy
+            .admin_command(&format!("get weight {backend}/{server}"))
+            .await
+    }
+
+    /// `(canary, stable)` current weights.
+    pub async fn weights(&self) -> (u32, u32) {
+        let current = |answer: String| -> u32 {
+            answer
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected `get weight` answer {answer:?}"))
+        };
+        (
+            current(self.get_weight("canary").await),
+            current(self.get_weight("stable").await),
+        )
+    }
+
+    /// Which upstream answered how many of `n` requests through haproxy.
+    pub async fn counts(&self, n: usize) -> HashMap<String, usize> {
+        count_through(self.haproxy.frontend_addr(), n).await
+    }
+
+    /// How many of `n` requests through haproxy the canary answered.
+    pub async fn canary_share(&self, n: usize) -> usize {
+        self.counts(n).await.get("canary").copied().unwrap_or(0)
+    }
+}
