@@ -554,7 +554,7 @@ impl Machine<'_> {
                 let step = s.step;
                 self.log(Some(i), format!("step {}: weight {weight}", step + 1));
             }
-            ServicePhase::Promoting => {
+            ServicePhase::Promoting if weight == 100 => {
                 s.weight = weight;
                 s.phase = ServicePhase::Succeeded;
                 s.next_analysis = None;
@@ -662,7 +662,10 @@ impl Machine<'_> {
         s.step = self.plan.steps.len();
         s.next_analysis = None;
         let service = s.name.clone();
-        self.drop_queued(i, |a| matches!(a, Action::Analyse { .. }));
+        // A step's weight still queued is overtaken by 100.
+        self.drop_queued(i, |a| {
+            matches!(a, Action::Analyse { .. } | Action::SetWeight { .. })
+        });
         self.log(Some(i), "promoting to 100".into());
         self.queue(Action::SetWeight {
             service,

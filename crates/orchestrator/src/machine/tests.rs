@@ -50,6 +50,9 @@ struct Script {
     unhealthy: Vec<String>,
     /// Person commands at simulated times.
     commands: Vec<(Millis, Event)>,
+    /// Person commands arriving after `n` confirmed actions, while more are queued
+    /// (the driver takes commands between any two actions).
+    between: Vec<(usize, Event)>,
 }
 
 impl World {
@@ -111,8 +114,15 @@ fn run(plan: &Plan, script: &Script, crash_at: Option<usize>) -> (State, World) 
         (next, transitions)
     };
     (state, _) = advance(&state, Event::Start, now);
+    let mut between = script.between.clone();
+    let mut confirmed = 0;
     for _ in 0..2_000 {
         if let Some(action) = state.outbox.first().cloned() {
+            if let Some(k) = between.iter().position(|(n, _)| *n == confirmed) {
+                let (_, event) = between.remove(k);
+                (state, _) = advance(&state, event, now);
+                continue;
+            }
             let outcome = world.perform(&action, script, now);
             let (next, n) = advance(&state, Event::Performed { action, outcome }, now);
             if Some(n) == crash_at {
@@ -122,6 +132,7 @@ fn run(plan: &Plan, script: &Script, crash_at: Option<usize>) -> (State, World) 
                 continue;
             }
             state = next;
+            confirmed += 1;
             continue;
         }
         if state.phase.is_terminal() {
@@ -347,7 +358,7 @@ fn approval_pause_resume_and_full_promotion() {
         Event::PromoteFull { by: "ana".into() },
         2_000_003,
     );
-    // The queued 50 is still performed first, then 100.
+    // The queued 50 is overtaken by 100.
     assert_eq!(
         actions,
         vec![Action::SetWeight {
@@ -356,6 +367,7 @@ fn approval_pause_resume_and_full_promotion() {
         }]
     );
     assert_eq!(full.services[0].phase, ServicePhase::Promoting);
+    assert_eq!(full.outbox, actions);
 }
 
 #[test]
@@ -525,9 +537,10 @@ fn arb_script() -> impl Strategy<Value = Script> {
             0..4,
         ),
         proptest::collection::vec(0usize..3, 0..2),
-        proptest::collection::vec((0u64..600_000, command), 0..8),
+        proptest::collection::vec((0u64..600_000, command.clone()), 0..8),
+        proptest::collection::vec((0usize..12, command), 0..3),
     )
-        .prop_map(move |(failing, unhealthy, commands)| Script {
+        .prop_map(move |(failing, unhealthy, commands, between)| Script {
             failing: failing
                 .into_iter()
                 .map(|(s, from_weight, until)| Failing {
@@ -538,6 +551,7 @@ fn arb_script() -> impl Strategy<Value = Script> {
                 .collect(),
             unhealthy: unhealthy.into_iter().map(|s| names[s].into()).collect(),
             commands,
+            between,
         })
 }
 
@@ -576,6 +590,7 @@ proptest! {
             Phase::Succeeded => {
                 for s in &state.services {
                     prop_assert_eq!(world.weight.get(&s.name), Some(&100));
+                    prop_assert_eq!(s.weight, 100);
                 }
             }
             // Waiting for a person (approval or resume) that the script never gave.
