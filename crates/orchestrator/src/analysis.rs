@@ -181,6 +181,7 @@ mod tests {
         Metric {
             name: "m".into(),
             prometheus: None,
+            guard: None,
             min,
             max,
             on_no_data,

@@ -604,7 +604,7 @@ impl Machine<'_> {
         );
         if failures > limit {
             match self.plan.on_failure {
-                OnFailure::Rollback => self.roll_back_from(
+                OnFailure::Rollback(_) => self.roll_back_from(
                     i,
                     format!("{failures} failed analyses (limit {limit}): {why}"),
                 ),

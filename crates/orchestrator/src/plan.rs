@@ -18,8 +18,14 @@ use crate::dag;
 pub struct Plan {
     /// The release's name, unique within an orchestrator.
     pub name: String,
-    /// The flag server environment whose flags are ramped.
+    /// The flag server environment whose flags are ramped. Either this or
+    /// `environments`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub environment: String,
+    /// Environments the same release runs in, in order (e.g. staging, then
+    /// production), with an approval between each and the next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
     /// The services released, each with its canary router and flags.
     pub services: Vec<Service>,
     /// The ramp every service follows.
@@ -30,6 +36,104 @@ pub struct Plan {
     /// What a failed analysis does.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// Checks that must pass before the release starts.
+    #[serde(default, skip_serializing_if = "Gates::is_empty")]
+    pub gates: Gates,
+    /// Where the release's progress is announced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
+}
+
+/// Gates run before the release starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gates {
+    /// Run once, before any service starts.
+    #[serde(default)]
+    pub pre: Vec<Gate>,
+}
+
+impl Gates {
+    fn is_empty(&self) -> bool {
+        self.pre.is_empty()
+    }
+}
+
+/// A check that lets a release (or a step) go on: a webhook answering 2xx, or a
+/// command exiting 0. A timeout or any other answer halts; it is retried first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// What is checked.
+    #[serde(flatten)]
+    pub check: GateCheck,
+    /// How long one attempt may take.
+    #[serde(default = "default_gate_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Further attempts after a failed one.
+    #[serde(default = "default_gate_retries")]
+    pub retries: u32,
+}
+
+/// What a [`Gate`] runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateCheck {
+    /// `POST url` with the release's state as JSON; 2xx passes.
+    Webhook(String),
+    /// `sh -c command`; exit status 0 passes.
+    Command(String),
+}
+
+fn default_gate_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_gate_retries() -> u32 {
+    2
+}
+
+/// A notification target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// `POST`ed to for each event.
+    pub webhook: String,
+    /// The payload's shape.
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// The events sent; every event when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NotifyEvent>,
+}
+
+/// A notification payload's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    /// `{ release, event, service, message, environment, at }`.
+    #[default]
+    Json,
+    /// Slack's incoming-webhook shape: `{ text }`.
+    Slack,
+}
+
+/// A release event that can be notified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyEvent {
+    /// The release started (in an environment).
+    Started,
+    /// A service reached a new weight.
+    Step,
+    /// A service was paused.
+    Paused,
+    /// A service waits for approval.
+    AwaitingApproval,
+    /// The release was promoted (in an environment).
+    Promoted,
+    /// The release was rolled back.
+    RolledBack,
 }
 
 /// One service in a release.
@@ -61,6 +165,53 @@ pub enum Canary {
     None,
     /// HAProxy's runtime API (`set server <backend>/<server> weight N`).
     Haproxy(HaproxyCanary),
+    /// A Kubernetes Gateway API `HTTPRoute`'s `backendRefs[].weight`.
+    GatewayApi(GatewayApiCanary),
+    /// The `nginx.ingress.kubernetes.io/canary-weight` annotation of a canary Ingress.
+    NginxIngress(NginxIngressCanary),
+    /// `POST { service, stable, canary }` (weights in percent) to a URL; 2xx confirms.
+    Webhook(WebhookCanary),
+}
+
+/// An HTTPRoute whose two backendRefs carry the stable and canary versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayApiCanary {
+    /// The route's namespace.
+    pub namespace: String,
+    /// The HTTPRoute's name.
+    pub route: String,
+    /// The backendRef (Service name) of the stable version.
+    pub stable: String,
+    /// The backendRef (Service name) of the canary version.
+    pub canary: String,
+    /// A kubeconfig file; the usual inference (KUBECONFIG, in-cluster) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+}
+
+/// The canary Ingress of an NGINX ingress canary pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxIngressCanary {
+    /// The Ingress's namespace.
+    pub namespace: String,
+    /// The canary Ingress's name (it carries `nginx.ingress.kubernetes.io/canary: "true"`).
+    pub ingress: String,
+    /// A kubeconfig file; the usual inference when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+}
+
+/// A URL told the weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCanary {
+    /// Where the weights are `POST`ed.
+    pub url: String,
+    /// How long the call may take.
+    #[serde(default = "default_gate_timeout", with = "duration")]
+    pub timeout: Duration,
 }
 
 /// Where HAProxy's runtime API listens and which servers carry the two versions.
@@ -167,6 +318,9 @@ pub struct Step {
     /// Waits for a person's `approve` before going on.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub approve: bool,
+    /// Gates that must pass before this step's weight is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<Gate>,
 }
 
 /// What the ramp does at a step.
@@ -216,6 +370,9 @@ pub struct Metric {
     /// A Prometheus instant query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prometheus: Option<PrometheusQuery>,
+    /// The flag server's own per-variant metrics: treatment vs control event rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardQuery>,
     /// The largest passing value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
@@ -249,6 +406,41 @@ pub struct PrometheusQuery {
     pub query: String,
 }
 
+/// A guarded rollout: the rate of `event` per exposure among users served the flag's
+/// ramped (first) variant, against the users served any other variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardQuery {
+    /// The flag whose variants are compared.
+    pub flag: String,
+    /// The tracked event (SDK `track()`), e.g. `checkout_error`.
+    pub event: String,
+    /// The largest tolerated relative increase of the treatment's rate over the
+    /// control's (0.10 = 10 %).
+    pub max_relative_increase: f64,
+    /// How sure the test must be that the increase exceeds the limit before failing.
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Exposures each arm needs before the test says anything (no data until then).
+    #[serde(default = "default_min_samples")]
+    pub min_samples: u64,
+    /// The window of counts read from the server (1m to 31d).
+    #[serde(default = "default_guard_window", with = "duration")]
+    pub window: Duration,
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+
+fn default_min_samples() -> u64 {
+    100
+}
+
+fn default_guard_window() -> Duration {
+    Duration::from_secs(600)
+}
+
 /// What a measurement without data counts as.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -262,15 +454,102 @@ pub enum OnNoData {
     Ignore,
 }
 
-/// What a failed analysis does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// What a failed analysis does. Written `rollback`, `pause`, or
+/// `{ rollback: gradual, step: 25, interval: 30s }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
-    /// Roll the whole release back: canary weight 0, flags killed.
-    #[default]
-    Rollback,
+    /// Roll the whole release back: flags killed, canary weight to 0.
+    Rollback(Rollback),
     /// Pause the failing service until a person resumes or aborts it.
     Pause,
+}
+
+impl Default for OnFailure {
+    fn default() -> Self {
+        OnFailure::Rollback(Rollback::Instant)
+    }
+}
+
+/// How a rollback takes the canary's weight to 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// At once.
+    Instant,
+    /// Down by `step` percent every `interval`, so a scaled-down stable version is not
+    /// flooded; the flags are killed at once.
+    Gradual {
+        /// Percent per decrease.
+        step: u32,
+        /// Time between decreases.
+        interval: Duration,
+    },
+}
+
+impl Serialize for OnFailure {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            OnFailure::Pause => s.serialize_str("pause"),
+            OnFailure::Rollback(Rollback::Instant) => s.serialize_str("rollback"),
+            OnFailure::Rollback(Rollback::Gradual { step, interval }) => {
+                let mut map = s.serialize_map(Some(3))?;
+                map.serialize_entry("rollback", "gradual")?;
+                map.serialize_entry("step", step)?;
+                map.serialize_entry(
+                    "interval",
+                    &humantime::format_duration(*interval).to_string(),
+                )?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OnFailure {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OnFailure;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`rollback`, `pause` or `{ rollback: gradual, step, interval }`")
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<OnFailure, E> {
+                match word {
+                    "rollback" => Ok(OnFailure::Rollback(Rollback::Instant)),
+                    "pause" => Ok(OnFailure::Pause),
+                    other => Err(E::unknown_variant(other, &["rollback", "pause"])),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<OnFailure, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields, rename_all = "snake_case")]
+                enum Kind {
+                    Instant,
+                    Gradual,
+                }
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Written {
+                    rollback: Kind,
+                    step: Option<u32>,
+                    #[serde(default, with = "optional_duration")]
+                    interval: Option<Duration>,
+                }
+                let w = Written::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                match w.rollback {
+                    Kind::Instant => Ok(OnFailure::Rollback(Rollback::Instant)),
+                    Kind::Gradual => Ok(OnFailure::Rollback(Rollback::Gradual {
+                        step: w.step.unwrap_or(25),
+                        interval: w.interval.unwrap_or(Duration::from_secs(30)),
+                    })),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 /// A plan that could not be read, with every problem found.
@@ -333,8 +612,52 @@ impl Plan {
         if !is_name(&self.name) {
             problem("name".into(), NAME_RULE.into());
         }
-        if self.environment.trim().is_empty() {
-            problem("environment".into(), "must not be empty".into());
+        match (
+            self.environment.trim().is_empty(),
+            self.environments.is_empty(),
+        ) {
+            (true, true) => problem(
+                "environment".into(),
+                "name the flag server environment (`environment`, or `environments` in order)"
+                    .into(),
+            ),
+            (false, false) => problem(
+                "environments".into(),
+                "give either `environment` or `environments`, not both".into(),
+            ),
+            _ => {}
+        }
+        for (i, env) in self.environments.iter().enumerate() {
+            if env.trim().is_empty() {
+                problem(format!("environments[{i}]"), "must not be empty".into());
+            } else if self.environments[..i].contains(env) {
+                problem(
+                    format!("environments[{i}]"),
+                    format!("environment `{env}` is listed twice"),
+                );
+            }
+        }
+        for (i, gate) in self.gates.pre.iter().enumerate() {
+            check_gate(&format!("gates.pre[{i}]"), gate, &mut problem);
+        }
+        for (i, notify) in self.notify.iter().enumerate() {
+            if !is_http_url(&notify.webhook) {
+                problem(
+                    format!("notify[{i}].webhook"),
+                    format!("`{}` is not an http(s) URL", notify.webhook),
+                );
+            }
+        }
+        if let OnFailure::Rollback(Rollback::Gradual { step, interval }) = self.on_failure {
+            if !(1..=100).contains(&step) {
+                problem("on_failure.step".into(), "must be between 1 and 100".into());
+            }
+            if interval.is_zero() {
+                problem(
+                    "on_failure.interval".into(),
+                    "must be longer than 0s".into(),
+                );
+            }
         }
         if self.services.is_empty() {
             problem(
@@ -367,23 +690,51 @@ impl Plan {
                     );
                 }
             }
-            if let Canary::Haproxy(h) = &service.canary {
-                for (field, value) in [
-                    ("address", &h.address),
-                    ("backend", &h.backend),
-                    ("stable", &h.stable),
-                    ("canary", &h.canary),
-                ] {
-                    if value.trim().is_empty() {
-                        problem(format!("{at}.canary.{field}"), "must not be empty".into());
+            let (required, pair): (Vec<(&str, &String)>, Option<(&String, &String)>) =
+                match &service.canary {
+                    Canary::None => (vec![], None),
+                    Canary::Haproxy(h) => (
+                        vec![
+                            ("address", &h.address),
+                            ("backend", &h.backend),
+                            ("stable", &h.stable),
+                            ("canary", &h.canary),
+                        ],
+                        Some((&h.stable, &h.canary)),
+                    ),
+                    Canary::GatewayApi(g) => (
+                        vec![
+                            ("namespace", &g.namespace),
+                            ("route", &g.route),
+                            ("stable", &g.stable),
+                            ("canary", &g.canary),
+                        ],
+                        Some((&g.stable, &g.canary)),
+                    ),
+                    Canary::NginxIngress(n) => (
+                        vec![("namespace", &n.namespace), ("ingress", &n.ingress)],
+                        None,
+                    ),
+                    Canary::Webhook(w) => {
+                        if !is_http_url(&w.url) {
+                            problem(
+                                format!("{at}.canary.url"),
+                                format!("`{}` is not an http(s) URL", w.url),
+                            );
+                        }
+                        (vec![], None)
                     }
+                };
+            for (field, value) in required {
+                if value.trim().is_empty() {
+                    problem(format!("{at}.canary.{field}"), "must not be empty".into());
                 }
-                if h.stable == h.canary {
-                    problem(
-                        format!("{at}.canary.canary"),
-                        "the canary server must differ from the stable one".into(),
-                    );
-                }
+            }
+            if pair.is_some_and(|(stable, canary)| stable == canary) {
+                problem(
+                    format!("{at}.canary.canary"),
+                    "the canary must differ from the stable version".into(),
+                );
             }
             if matches!(service.canary, Canary::None) && service.flags.is_empty() {
                 problem(
@@ -419,6 +770,9 @@ impl Plan {
         let mut previous = 0;
         for (i, step) in self.steps.iter().enumerate() {
             let at = format!("steps[{i}]");
+            for (j, gate) in step.gates.iter().enumerate() {
+                check_gate(&format!("{at}.gates[{j}]"), gate, &mut problem);
+            }
             match (step.weight, step.approve) {
                 (Some(_), true) | (None, false) => problem(
                     at.clone(),
@@ -457,12 +811,25 @@ impl Plan {
                     format!("metric `{}` is listed twice", metric.name),
                 );
             }
-            match &metric.prometheus {
-                None => problem(
+            match (&metric.prometheus, &metric.guard) {
+                (None, None) => problem(
                     at.clone(),
-                    "a metric needs a source: `prometheus: { url, query }`".into(),
+                    "a metric needs a source: `prometheus: { url, query }` or `guard: { flag, event, max_relative_increase }`".into(),
                 ),
-                Some(q) => {
+                (Some(_), Some(_)) => problem(
+                    at.clone(),
+                    "a metric has one source: `prometheus` or `guard`".into(),
+                ),
+                (None, Some(g)) => {
+                    check_guard(&format!("{at}.guard"), g, &mut problem);
+                    if metric.min.is_some() || metric.max.is_some() {
+                        problem(
+                            at.clone(),
+                            "a guard metric's threshold is its `max_relative_increase`; remove `min`/`max`".into(),
+                        );
+                    }
+                }
+                (Some(q), None) => {
                     if !is_http_url(&q.url) {
                         problem(
                             format!("{at}.prometheus.url"),
@@ -475,7 +842,9 @@ impl Plan {
                 }
             }
             match (metric.min, metric.max) {
-                (None, None) => problem(at.clone(), "a metric needs `max`, `min` or both".into()),
+                (None, None) if metric.guard.is_none() => {
+                    problem(at.clone(), "a metric needs `max`, `min` or both".into())
+                }
                 (Some(min), Some(max)) if min > max => {
                     problem(format!("{at}.min"), format!("min {min} is above max {max}"))
                 }
@@ -512,6 +881,15 @@ impl Plan {
             }
             _ => StepKind::Approve,
         })
+    }
+
+    /// The environments the release runs in, in order.
+    pub fn environments(&self) -> Vec<&str> {
+        if self.environments.is_empty() {
+            vec![self.environment.as_str()]
+        } else {
+            self.environments.iter().map(String::as_str).collect()
+        }
     }
 
     /// The service named `name`.
@@ -565,6 +943,48 @@ fn check_health(at: &str, check: &HealthCheck, problem: &mut impl FnMut(String, 
     }
     if check.timeout.is_zero() {
         problem(format!("{at}.timeout"), "must be longer than 0s".into());
+    }
+}
+
+fn check_gate(at: &str, gate: &Gate, problem: &mut impl FnMut(String, String)) {
+    match &gate.check {
+        GateCheck::Webhook(url) if !is_http_url(url) => problem(
+            format!("{at}.webhook"),
+            format!("`{url}` is not an http(s) URL"),
+        ),
+        GateCheck::Command(command) if command.trim().is_empty() => {
+            problem(format!("{at}.command"), "must not be empty".into())
+        }
+        _ => {}
+    }
+    if gate.timeout.is_zero() {
+        problem(format!("{at}.timeout"), "must be longer than 0s".into());
+    }
+}
+
+fn check_guard(at: &str, guard: &GuardQuery, problem: &mut impl FnMut(String, String)) {
+    for (field, value) in [("flag", &guard.flag), ("event", &guard.event)] {
+        if value.trim().is_empty() {
+            problem(format!("{at}.{field}"), "must not be empty".into());
+        }
+    }
+    if !(guard.max_relative_increase.is_finite() && guard.max_relative_increase >= 0.0) {
+        problem(
+            format!("{at}.max_relative_increase"),
+            "must be a number of at least 0 (0.10 = 10 %)".into(),
+        );
+    }
+    if !(guard.confidence > 0.5 && guard.confidence < 1.0) {
+        problem(
+            format!("{at}.confidence"),
+            "must be between 0.5 and 1 (exclusive), e.g. 0.95".into(),
+        );
+    }
+    if guard.min_samples == 0 {
+        problem(format!("{at}.min_samples"), "must be at least 1".into());
+    }
+    if guard.window < Duration::from_secs(60) || guard.window > Duration::from_secs(31 * 86_400) {
+        problem(format!("{at}.window"), "must be between 1m and 31d".into());
     }
 }
 
@@ -742,6 +1162,83 @@ on_failure: pause
         ];
         for (yaml, expected) in cases {
             let found = problems(yaml);
+            assert!(
+                found.iter().any(|p| p.contains(expected)),
+                "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_part_two_fields() {
+        let plan = Plan::from_yaml(
+            r#"
+name: r
+environments: [staging, production]
+services:
+  - name: web
+    canary: { router: gateway-api, namespace: shop, route: web, stable: web-v1, canary: web-v2 }
+    flags: [f]
+  - name: api
+    canary: { router: nginx-ingress, namespace: shop, ingress: api-canary }
+  - name: edge
+    canary: { router: webhook, url: "http://127.0.0.1:9/weights" }
+steps:
+  - weight: 10
+    gates: [ { webhook: "http://127.0.0.1:9/step" } ]
+  - weight: 100
+analysis:
+  metrics:
+    - name: checkout-errors
+      guard: { flag: f, event: checkout_error, max_relative_increase: 0.1 }
+on_failure: { rollback: gradual, step: 20, interval: 10s }
+gates:
+  pre: [ { webhook: "http://127.0.0.1:9/gate", timeout: 3s }, { command: "test -f /etc/hostname", retries: 0 } ]
+notify: [ { webhook: "http://127.0.0.1:9/hook", format: slack, events: [promoted, rolled_back] } ]
+"#,
+        )
+        .unwrap();
+        assert_eq!(plan.environments(), ["staging", "production"]);
+        assert_eq!(
+            plan.on_failure,
+            OnFailure::Rollback(Rollback::Gradual {
+                step: 20,
+                interval: Duration::from_secs(10)
+            })
+        );
+        let guard = plan.analysis.metrics[0].guard.as_ref().unwrap();
+        assert_eq!((guard.confidence, guard.min_samples), (0.95, 100));
+        assert_eq!(
+            plan.gates.pre[1].check,
+            GateCheck::Command("test -f /etc/hostname".into())
+        );
+        assert_eq!(plan.gates.pre[0].retries, 2);
+        assert_eq!(plan.notify[0].format, NotifyFormat::Slack);
+        assert!(matches!(plan.services[1].canary, Canary::NginxIngress(_)));
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+        assert_eq!(
+            serde_json::to_value(OnFailure::Pause).unwrap(),
+            serde_json::json!("pause")
+        );
+    }
+
+    #[test]
+    fn part_two_errors_name_the_field() {
+        let base = "name: a\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\n";
+        let cases: &[(&str, &str)] = &[
+            ("environment: p\nenvironments: [q]", "environments: give either `environment` or `environments`, not both"),
+            ("environments: [p, p]", "environments[1]: environment `p` is listed twice"),
+            ("environment: p\ngates: {pre: [{webhook: nope}]}", "gates.pre[0].webhook: `nope` is not an http(s) URL"),
+            ("environment: p\nnotify: [{webhook: 'http://x', format: teams}]", "notify[0].format: unknown variant `teams`"),
+            ("environment: p\non_failure: {rollback: gradual, step: 0}", "on_failure.step: must be between 1 and 100"),
+            ("environment: p\non_failure: sometimes", "on_failure: unknown variant `sometimes`"),
+            ("environment: p\nanalysis: {metrics: [{name: g, guard: {flag: f, event: e, max_relative_increase: 0.1, confidence: 2}}]}", "analysis.metrics[0].guard.confidence: must be between 0.5 and 1"),
+            ("environment: p\nanalysis: {metrics: [{name: g, max: 1, guard: {flag: f, event: e, max_relative_increase: 0.1}}]}", "a guard metric's threshold is its `max_relative_increase`"),
+        ];
+        for (extra, expected) in cases {
+            let yaml = format!("{base}{extra}");
+            let found = problems(&yaml);
             assert!(
                 found.iter().any(|p| p.contains(expected)),
                 "expected `{expected}` for\n{yaml}\nfound {found:#?}"

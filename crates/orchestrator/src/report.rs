@@ -315,6 +315,7 @@ mod tests {
                     weight: Some(w),
                     hold: None,
                     approve: false,
+                    gates: vec![],
                 })
                 .into(),
             analysis: Analysis {
@@ -323,13 +324,17 @@ mod tests {
                 metrics: vec![Metric {
                     name: "error-rate".into(),
                     prometheus: None,
+                    guard: None,
                     min: None,
                     max: Some(0.01),
                     on_no_data: OnNoData::Fail,
                     services: None,
                 }],
             },
-            on_failure: OnFailure::Rollback,
+            on_failure: OnFailure::default(),
+            environments: vec![],
+            gates: Default::default(),
+            notify: vec![],
         }
     }
 

@@ -58,6 +58,8 @@ pub fn build(canary: &Canary) -> Arc<dyn TrafficRouter> {
     match canary {
         Canary::None => Arc::new(NoRouter),
         Canary::Haproxy(config) => Arc::new(haproxy::Haproxy::new(config.clone())),
+        // Being written (orchestrator part 2).
+        Canary::GatewayApi(_) | Canary::NginxIngress(_) | Canary::Webhook(_) => Arc::new(NoRouter),
     }
 }
 

@@ -3,10 +3,12 @@
 //! *Architecture Invariant*: a stored [`Release`] is everything needed to resume it
 //! (plan + machine state, whose outbox holds the actions not yet confirmed).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::machine::{Millis, State};
+use crate::machine::{Event, Millis, State};
 use crate::plan::Plan;
 
 pub mod embedded;
@@ -46,6 +48,31 @@ pub trait StateStore: Send + Sync {
 
     /// Archived releases, oldest first.
     async fn history(&self) -> Result<Vec<Release>, StoreError>;
+
+    /// One current release, as stored.
+    async fn load(&self, name: &str) -> Result<Option<Release>, StoreError>;
+
+    /// Takes (or renews) the lease that lets `owner` drive release `name` for `ttl`.
+    /// `true` when `owner` holds it afterwards. A store used by one orchestrator
+    /// process grants every lease.
+    async fn acquire(&self, _name: &str, _owner: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    /// Gives the lease up (e.g. on shutdown, so another replica takes over at once).
+    async fn release_lease(&self, _name: &str, _owner: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Queues a person's command for the replica driving release `name`.
+    async fn push_command(&self, name: &str, _event: &Event) -> Result<(), StoreError> {
+        Err(StoreError::NotShared(name.to_owned()))
+    }
+
+    /// Takes the commands queued for release `name`, oldest first.
+    async fn take_commands(&self, _name: &str) -> Result<Vec<Event>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A store operation that failed.
@@ -54,6 +81,15 @@ pub enum StoreError {
     /// The embedded database failed.
     #[error("embedded store: {0}")]
     Embedded(#[source] Box<redb::Error>),
+    /// The release is driven elsewhere and this store cannot reach that replica.
+    #[error("release `{0}` is driven by another orchestrator, which this store cannot reach")]
+    NotShared(String),
+    /// This replica no longer holds the release's lease; another one drives it now.
+    #[error("the lease on release `{0}` was lost to another orchestrator")]
+    LeaseLost(String),
+    /// Redis failed.
+    #[error("redis store")]
+    Redis(#[source] redis::RedisError),
     /// A stored release could not be read back.
     #[error("stored release `{name}` is unreadable")]
     Corrupt {

@@ -185,6 +185,7 @@ fn plan(
                 weight: *w,
                 hold: None,
                 approve: w.is_none(),
+                gates: vec![],
             })
             .collect(),
         analysis: Analysis {
@@ -196,6 +197,7 @@ fn plan(
                     url: "http://127.0.0.1:9090".into(),
                     query: "q".into(),
                 }),
+                guard: None,
                 min: None,
                 max: Some(0.01),
                 on_no_data: OnNoData::Fail,
@@ -203,6 +205,9 @@ fn plan(
             }],
         },
         on_failure,
+        environments: vec![],
+        gates: Default::default(),
+        notify: vec![],
     }
 }
 
@@ -219,7 +224,7 @@ fn a_healthy_release_ramps_step_by_step_and_promotes() {
     let plan = plan(
         vec![service("auth", &[])],
         &[Some(5), Some(25), Some(50)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         0,
     );
     let (state, world) = run(&plan, &Script::default(), None);
@@ -236,7 +241,7 @@ fn a_breach_rolls_everything_back_and_says_why() {
     let plan = plan(
         vec![service("auth", &[])],
         &[Some(5), Some(25), Some(50)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         1,
     );
     let script = Script {
@@ -269,7 +274,7 @@ fn dependencies_go_in_order_and_roll_back_in_reverse() {
             service("search", &[]),
         ],
         &[Some(10), Some(50)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         0,
     );
     let script = Script {
@@ -301,7 +306,7 @@ fn approval_pause_resume_and_full_promotion() {
     let mut p = plan(
         vec![service("auth", &[])],
         &[Some(5), None, Some(50), Some(80)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         0,
     );
     p.analysis.metrics.clear();
@@ -401,7 +406,7 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
     let plan = plan(
         vec![service("auth", &[]), service("pay", &["auth"])],
         &[Some(5), Some(50)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         0,
     );
     let killed = Script {
@@ -450,7 +455,7 @@ fn commands_on_a_finished_release_are_refused() {
     let plan = plan(
         vec![service("auth", &[])],
         &[Some(50)],
-        OnFailure::Rollback,
+        OnFailure::default(),
         0,
     );
     let (state, _) = run(&plan, &Script::default(), None);
@@ -502,7 +507,7 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             let on_failure = if pause {
                 OnFailure::Pause
             } else {
-                OnFailure::Rollback
+                OnFailure::default()
             };
             plan(services, &steps, on_failure, limit)
         })

@@ -99,6 +99,17 @@ impl StateStore for EmbeddedStore {
         self.blocking(|db| read_all(db, RELEASES)).await
     }
 
+    async fn load(&self, name: &str) -> Result<Option<Release>, StoreError> {
+        let name = name.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read()?;
+            let table = tx.open_table(RELEASES)?;
+            let found = table.get(name.as_str())?;
+            found.map(|v| decode(&name, v.value())).transpose()
+        })
+        .await
+    }
+
     async fn history(&self) -> Result<Vec<Release>, StoreError> {
         let mut all = self.blocking(|db| read_all(db, HISTORY)).await?;
         all.sort_by_key(|r| r.created_at);
@@ -155,6 +166,8 @@ mod tests {
         all.sort_by(|x, y| x.name().cmp(y.name()));
         assert_eq!(all, vec![r.clone(), release("b", 2)]);
 
+        assert_eq!(store.load("a").await.unwrap(), Some(r.clone()));
+        assert_eq!(store.load("z").await.unwrap(), None);
         store.archive("a").await.unwrap();
         store.archive("nothing").await.unwrap();
         assert_eq!(store.releases().await.unwrap(), vec![release("b", 2)]);
