@@ -690,41 +690,40 @@ impl Plan {
                     );
                 }
             }
-            let (required, pair): (Vec<(&str, &String)>, Option<(&String, &String)>) =
-                match &service.canary {
-                    Canary::None => (vec![], None),
-                    Canary::Haproxy(h) => (
-                        vec![
-                            ("address", &h.address),
-                            ("backend", &h.backend),
-                            ("stable", &h.stable),
-                            ("canary", &h.canary),
-                        ],
-                        Some((&h.stable, &h.canary)),
-                    ),
-                    Canary::GatewayApi(g) => (
-                        vec![
-                            ("namespace", &g.namespace),
-                            ("route", &g.route),
-                            ("stable", &g.stable),
-                            ("canary", &g.canary),
-                        ],
-                        Some((&g.stable, &g.canary)),
-                    ),
-                    Canary::NginxIngress(n) => (
-                        vec![("namespace", &n.namespace), ("ingress", &n.ingress)],
-                        None,
-                    ),
-                    Canary::Webhook(w) => {
-                        if !is_http_url(&w.url) {
-                            problem(
-                                format!("{at}.canary.url"),
-                                format!("`{}` is not an http(s) URL", w.url),
-                            );
-                        }
-                        (vec![], None)
+            let (required, pair): (Vec<Field>, Option<(&String, &String)>) = match &service.canary {
+                Canary::None => (vec![], None),
+                Canary::Haproxy(h) => (
+                    vec![
+                        ("address", &h.address),
+                        ("backend", &h.backend),
+                        ("stable", &h.stable),
+                        ("canary", &h.canary),
+                    ],
+                    Some((&h.stable, &h.canary)),
+                ),
+                Canary::GatewayApi(g) => (
+                    vec![
+                        ("namespace", &g.namespace),
+                        ("route", &g.route),
+                        ("stable", &g.stable),
+                        ("canary", &g.canary),
+                    ],
+                    Some((&g.stable, &g.canary)),
+                ),
+                Canary::NginxIngress(n) => (
+                    vec![("namespace", &n.namespace), ("ingress", &n.ingress)],
+                    None,
+                ),
+                Canary::Webhook(w) => {
+                    if !is_http_url(&w.url) {
+                        problem(
+                            format!("{at}.canary.url"),
+                            format!("`{}` is not an http(s) URL", w.url),
+                        );
                     }
-                };
+                    (vec![], None)
+                }
+            };
             for (field, value) in required {
                 if value.trim().is_empty() {
                     problem(format!("{at}.canary.{field}"), "must not be empty".into());
@@ -945,6 +944,9 @@ fn check_health(at: &str, check: &HealthCheck, problem: &mut impl FnMut(String, 
         problem(format!("{at}.timeout"), "must be longer than 0s".into());
     }
 }
+
+/// A required field's name and value.
+type Field<'a> = (&'static str, &'a String);
 
 fn check_gate(at: &str, gate: &Gate, problem: &mut impl FnMut(String, String)) {
     match &gate.check {
