@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::{Metric, OnNoData};
 
+pub mod guard;
 pub mod health;
 pub mod prometheus;
 
@@ -47,6 +48,15 @@ pub enum MetricError {
         #[source]
         source: serde_json::Error,
     },
+    /// The flag server (a `guard` metric's source) could not be read.
+    #[error("flag server: {context}")]
+    FlagServer {
+        /// What was being read, e.g. ``reading flag `x` in `production` ``.
+        context: String,
+        /// Why.
+        #[source]
+        source: switchyard_sdk::Error,
+    },
 }
 
 /// One measured value with the thresholds it was judged against and the verdict, so a
@@ -68,6 +78,10 @@ pub struct Measurement {
     /// Why the measurement could not be taken, or why a check failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How the verdict was reached when the value and thresholds alone do not say it
+    /// (a guard metric's counts and test statistic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A measurement's verdict.
@@ -83,8 +97,17 @@ pub enum Verdict {
 }
 
 impl Measurement {
-    /// One line saying what was measured against what, e.g. `error-rate 0.2 > max 0.01`.
+    /// One line saying what was measured against what, e.g. `error-rate 0.2 > max 0.01`,
+    /// followed by the detail in parentheses when there is one.
     pub fn explain(&self) -> String {
+        let line = self.explain_value();
+        match &self.detail {
+            Some(detail) => format!("{line} ({detail})"),
+            None => line,
+        }
+    }
+
+    fn explain_value(&self) -> String {
         let name = &self.metric;
         if let Some(error) = &self.error {
             return format!("{name}: {error}");
@@ -120,6 +143,7 @@ pub fn judge(metric: &Metric, answer: Result<Option<f64>, MetricError>) -> Measu
         max: metric.max,
         verdict: Verdict::Fail,
         error: None,
+        detail: None,
     };
     match answer {
         Err(e) => m.error = Some(error_chain(&e)),
@@ -154,6 +178,7 @@ pub fn judge_health(result: Result<(), impl std::error::Error>) -> Measurement {
             Verdict::Fail
         },
         error: result.err().map(|e| error_chain(&e)),
+        detail: None,
     }
 }
 

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::analysis::error_chain;
-use crate::daemon::ReleaseSummary;
+use crate::daemon::{ReleaseSummary, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use crate::machine::{Entry, Millis, Phase};
 use crate::plan::{Plan, PlanError, Problem};
 use crate::report::{self, name_of};
@@ -118,6 +118,22 @@ pub struct ServeArgs {
     )]
     pub poll_interval: Duration,
 
+    /// A Redis shared by several orchestrators (e.g. `redis://127.0.0.1:6379`): releases
+    /// are stored there and each is driven by the holder of its lease. The embedded
+    /// store in `--data-dir` when absent.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// How long a release's lease lasts unless its driver renews it: how soon another
+    /// orchestrator takes over a release whose driver died.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_LEASE",
+        default_value = "10s",
+        value_parser = humantime::parse_duration
+    )]
+    pub lease: Duration,
+
     /// Log format.
     #[arg(
         long,
@@ -133,6 +149,9 @@ impl ServeArgs {
     pub fn validate(mut self) -> Result<Self, String> {
         if self.poll_interval.is_zero() {
             return Err("--poll-interval must be longer than 0s".into());
+        }
+        if self.lease < Duration::from_millis(300) {
+            return Err("--lease must be at least 300ms".into());
         }
         if !(self.server_url.starts_with("http://") || self.server_url.starts_with("https://")) {
             return Err(format!(
@@ -205,13 +224,31 @@ pub enum ClientCommand {
         #[arg(long, required = true)]
         full: bool,
     },
-    /// Print a release's report.
+    /// Print a release's report, or with `--dora` the DORA figures over every release.
     Report {
-        /// The release.
-        name: String,
+        /// The release (not with `--dora`).
+        #[arg(required_unless_present = "dora", conflicts_with = "dora")]
+        name: Option<String>,
         /// Markdown for people, JSON for tools.
         #[arg(long, value_enum, default_value = "markdown")]
         format: ReportFormat,
+        /// Instead of one release's report: deployment frequency, change failure rate
+        /// and time to restore over the releases that finished within `--window`.
+        #[arg(long)]
+        dora: bool,
+        /// With `--dora`: how far back to look, from `1h` to `365d` (default `30d`).
+        #[arg(long, value_parser = report::parse_dora_window, conflicts_with = "name")]
+        window: Option<Duration>,
+    },
+    /// Every release ever applied, newest first: outcome, start, duration and why.
+    History {
+        /// How many releases to show (1 to 1000).
+        #[arg(
+            long,
+            default_value_t = DEFAULT_HISTORY_LIMIT as u32,
+            value_parser = clap::value_parser!(u32).range(1..=MAX_HISTORY_LIMIT as i64)
+        )]
+        limit: u32,
     },
 }
 
@@ -294,6 +331,9 @@ pub enum CliError {
         #[source]
         source: serde_json::Error,
     },
+    /// The command line is incomplete in a way clap does not catch.
+    #[error("{0}")]
+    Usage(String),
     /// `apply --wait --timeout` ran out.
     #[error(
         "release `{name}` is still running after {}; it goes on without us \
@@ -315,7 +355,8 @@ impl CliError {
             CliError::ReadPlan { .. }
             | CliError::InvalidPlan(_)
             | CliError::BadUrl { .. }
-            | CliError::NotHttpUrl { .. } => ExitCode::from(2),
+            | CliError::NotHttpUrl { .. }
+            | CliError::Usage(_) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -398,7 +439,44 @@ async fn execute(
             print_summary(&client.command(&name, "promote", body).await?);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Report { name, format } => {
+        ClientCommand::Report {
+            dora: true,
+            name: None,
+            window,
+            format,
+        } => {
+            let window = window.unwrap_or(report::DEFAULT_DORA_WINDOW);
+            match format {
+                ReportFormat::Markdown => print!("{}", client.dora_markdown(window).await?),
+                ReportFormat::Json => {
+                    let document = client.dora_json(window).await?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&document).unwrap_or_default()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Report {
+            dora: true,
+            name: Some(_),
+            ..
+        } => Err(CliError::Usage(
+            "give either a release NAME or --dora, not both".into(),
+        )),
+        ClientCommand::Report { name: None, .. } => Err(CliError::Usage(
+            "give a release NAME, or --dora for DORA figures over every release".into(),
+        )),
+        ClientCommand::History { limit } => {
+            print!("{}", render_history(&client.history(limit).await?));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Report {
+            name: Some(name),
+            format,
+            ..
+        } => {
             match format {
                 ReportFormat::Markdown => print!("{}", client.report_markdown(&name).await?),
                 ReportFormat::Json => {
@@ -622,6 +700,56 @@ pub fn render_list(releases: &[ReleaseSummary]) -> String {
             name_of(&r.phase),
             date_time(r.created_at),
             services.join(", "),
+        ]);
+    }
+    table(&rows)
+}
+
+/// Past releases, one row each: name, environments, outcome, start, duration, reason.
+pub fn render_history(releases: &[ReleaseSummary]) -> String {
+    if releases.is_empty() {
+        return "no releases\n".to_owned();
+    }
+    let mut rows = vec![[
+        "NAME",
+        "ENVIRONMENT",
+        "OUTCOME",
+        "STARTED (UTC)",
+        "DURATION",
+        "REASON",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in releases {
+        let environments = if r.environments.is_empty() {
+            r.environment.clone()
+        } else {
+            r.environments.join(",")
+        };
+        let took = match (r.started_at, r.finished_at) {
+            (Some(started), Some(finished)) => {
+                let ms = finished.saturating_sub(started);
+                // Seconds are enough past a minute; short releases keep their milliseconds.
+                let took = if ms >= 60_000 {
+                    Duration::from_secs(ms / 1000)
+                } else {
+                    Duration::from_millis(ms)
+                };
+                humantime::format_duration(took).to_string()
+            }
+            _ => "-".to_owned(),
+        };
+        let reason = r.reason.as_deref().map_or_else(
+            || "-".to_owned(),
+            |reason| reason.lines().collect::<Vec<_>>().join(" "),
+        );
+        rows.push(vec![
+            r.name.clone(),
+            environments,
+            report::outcome(r.phase).to_owned(),
+            r.started_at.map_or_else(|| "-".to_owned(), date_time),
+            took,
+            reason,
         ]);
     }
     table(&rows)
@@ -898,6 +1026,39 @@ impl Client {
         let request = self.http.get(url).query(&[("format", "json")]);
         Self::decode(self.send(request).await?).await
     }
+
+    /// The latest `limit` releases ever applied, newest first.
+    pub async fn history(&self, limit: u32) -> Result<Vec<ReleaseSummary>, CliError> {
+        let request = self
+            .http
+            .get(self.url(&["v1", "history"]))
+            .query(&[("limit", limit)]);
+        let list: ReleaseList = Self::decode(self.send(request).await?).await?;
+        Ok(list.releases)
+    }
+
+    fn dora_request(&self, window: Duration, format: &str) -> reqwest::RequestBuilder {
+        let window = report::window_text(window);
+        self.http
+            .get(self.url(&["v1", "dora"]))
+            .query(&[("window", window.as_str()), ("format", format)])
+    }
+
+    /// DORA figures over `window` as Markdown.
+    pub async fn dora_markdown(&self, window: Duration) -> Result<String, CliError> {
+        let response = self.send(self.dora_request(window, "markdown")).await?;
+        let url = response.url().to_string();
+        response
+            .text()
+            .await
+            .map_err(|source| CliError::Http { url, source })
+    }
+
+    /// DORA figures over `window` as JSON.
+    pub async fn dora_json(&self, window: Duration) -> Result<Value, CliError> {
+        let response = self.send(self.dora_request(window, "json")).await?;
+        Self::decode(response).await
+    }
 }
 
 #[cfg(test)]
@@ -937,5 +1098,122 @@ mod tests {
         };
         assert_eq!(refused.exit_code(), ExitCode::from(1));
         assert_eq!(refused.to_string(), "nothing is paused");
+    }
+
+    fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {
+        let cli = Cli::try_parse_from(
+            std::iter::once("switchyard-orchestrator").chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            Command::Client(command) => Ok(command),
+            Command::Serve(_) => panic!("{args:?} parsed as serve"),
+        }
+    }
+
+    #[test]
+    fn report_takes_a_name_or_dora_and_history_a_limit() {
+        match parse(&["report", "--dora"]) {
+            Ok(ClientCommand::Report {
+                name: None,
+                dora: true,
+                window: None,
+                format: ReportFormat::Markdown,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match parse(&["report", "--dora", "--window", "2weeks", "--format", "json"]) {
+            Ok(ClientCommand::Report {
+                dora: true,
+                window: Some(window),
+                format: ReportFormat::Json,
+                ..
+            }) => assert_eq!(window, Duration::from_secs(14 * 86_400)),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["report", "checkout"]) {
+            Ok(ClientCommand::Report {
+                name: Some(name),
+                dora: false,
+                ..
+            }) => assert_eq!(name, "checkout"),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["history"]) {
+            Ok(ClientCommand::History { limit: 50 }) => {}
+            other => panic!("{other:?}"),
+        }
+        match parse(&["history", "--limit", "1000"]) {
+            Ok(ClientCommand::History { limit: 1000 }) => {}
+            other => panic!("{other:?}"),
+        }
+        for args in [
+            &["report"][..],
+            &["report", "checkout", "--dora"],
+            &["report", "checkout", "--window", "30d"],
+            &["report", "--dora", "--window", "30m"],
+            &["report", "--dora", "--window", "soon"],
+            &["history", "--limit", "0"],
+            &["history", "--limit", "1001"],
+        ] {
+            let error = parse(args).expect_err(&format!("{args:?}"));
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+        assert_eq!(
+            CliError::Usage("give a release NAME".into()).exit_code(),
+            ExitCode::from(2)
+        );
+    }
+
+    #[test]
+    fn history_is_a_table_newest_first() {
+        let summary = |name: &str,
+                       phase: Phase,
+                       times: (Option<Millis>, Option<Millis>),
+                       reason: Option<&str>| {
+            ReleaseSummary {
+                name: name.into(),
+                environment: String::new(),
+                phase,
+                created_at: 0,
+                summary: String::new(),
+                services: vec![],
+                environments: vec!["staging".into(), "production".into()],
+                started_at: times.0,
+                finished_at: times.1,
+                reason: reason.map(str::to_owned),
+            }
+        };
+        // 2024-05-01T10:40:00Z.
+        const START: Millis = 1_714_560_000_000;
+        let releases = [
+            summary(
+                "checkout-v4",
+                Phase::Running,
+                (Some(START + 7_200_000), None),
+                None,
+            ),
+            summary(
+                "checkout-v3",
+                Phase::RolledBack,
+                (Some(START), Some(START + 90_250)),
+                Some("aborted by ana: red\nsee #ops"),
+            ),
+            summary(
+                "checkout-v2",
+                Phase::Succeeded,
+                (Some(START - 1), Some(START + 1_499)),
+                None,
+            ),
+            summary("checkout-v1", Phase::Pending, (None, None), None),
+        ];
+        assert_eq!(
+            render_history(&releases),
+            "NAME         ENVIRONMENT         OUTCOME      STARTED (UTC)        DURATION  REASON\n\
+             checkout-v4  staging,production  running      2024-05-01 12:40:00  -         -\n\
+             checkout-v3  staging,production  rolled back  2024-05-01 10:40:00  1m 30s    aborted by ana: red see #ops\n\
+             checkout-v2  staging,production  promoted     2024-05-01 10:39:59  1s 500ms  -\n\
+             checkout-v1  staging,production  pending      -                    -         -\n"
+        );
+        assert_eq!(render_history(&[]), "no releases\n");
     }
 }

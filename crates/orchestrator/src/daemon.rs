@@ -13,6 +13,8 @@
 //! | `GET /v1/releases/{name}` | the stored release `{ plan, state, created_at, revision }` |
 //! | `POST /v1/releases/{name}/{approve,pause,resume,abort,promote}` | a person's command |
 //! | `GET /v1/releases/{name}/report?format=json\|markdown` | the release's report |
+//! | `GET /v1/history?limit=N` | `{ releases: [ReleaseSummary] }`, every release ever applied, newest first |
+//! | `GET /v1/dora?window=30d&format=json\|markdown` | [`report::dora`] over the window |
 //! | `GET /healthz` | liveness |
 
 use std::future::Future;
@@ -43,7 +45,12 @@ pub const MAX_BODY: usize = 1 << 20;
 /// Who a command is attributed to when the request does not say.
 const DEFAULT_BY: &str = "api";
 
-/// One release in `GET /v1/releases`.
+/// Releases `GET /v1/history` lists when the request does not say.
+pub const DEFAULT_HISTORY_LIMIT: usize = 50;
+/// The most releases `GET /v1/history` lists.
+pub const MAX_HISTORY_LIMIT: usize = 1000;
+
+/// One release in `GET /v1/releases` and `GET /v1/history`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReleaseSummary {
     /// The release's name.
@@ -58,6 +65,18 @@ pub struct ReleaseSummary {
     pub summary: String,
     /// Each service, in plan order.
     pub services: Vec<ServiceSummary>,
+    /// Every environment it runs in, in order.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// When it started (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub started_at: Option<Millis>,
+    /// When it ended (milliseconds since the Unix epoch).
+    #[serde(default)]
+    pub finished_at: Option<Millis>,
+    /// Why it rolled back or failed.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// One service of a [`ReleaseSummary`].
@@ -103,6 +122,15 @@ impl ReleaseSummary {
             created_at: release.created_at,
             summary: report::summary_line(release),
             services,
+            environments: release
+                .plan
+                .environments()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            started_at: release.state.started_at,
+            finished_at: release.state.finished_at,
+            reason: release.state.reason.clone(),
         }
     }
 }
@@ -219,6 +247,7 @@ impl From<CommandError> for ApiError {
         match error {
             CommandError::NotFound(_) => ApiError::not_found(error.to_string()),
             CommandError::Refused(refusal) => ApiError::refused(refusal.to_string()),
+            CommandError::Store(_) => ApiError::internal(&error),
         }
     }
 }
@@ -289,6 +318,8 @@ pub fn router(orchestrator: Orchestrator, api_token: Option<String>) -> Router {
         .route("/v1/releases/{name}/abort", post(abort))
         .route("/v1/releases/{name}/promote", post(promote))
         .route("/v1/releases/{name}/report", get(report_of))
+        .route("/v1/history", get(history))
+        .route("/v1/dora", get(dora))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::method_not_allowed("this route does not accept that method")
@@ -554,6 +585,90 @@ async fn report_of(
             HeaderValue::from_static("text/markdown; charset=utf-8"),
         )],
         report::markdown(&release),
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    limit: Option<String>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let limit = match query.limit {
+        None => DEFAULT_HISTORY_LIMIT,
+        Some(text) => text
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`limit` must be a whole number from 1 to {MAX_HISTORY_LIMIT}, not `{text}`"
+                ))
+            })?,
+    };
+    let releases = state
+        .orchestrator
+        .history()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let releases: Vec<ReleaseSummary> = releases
+        .iter()
+        .take(limit)
+        .map(ReleaseSummary::of)
+        .collect();
+    Ok(Json(json!({ "releases": releases })))
+}
+
+#[derive(Debug, Deserialize)]
+struct DoraQuery {
+    window: Option<String>,
+    format: Option<String>,
+}
+
+async fn dora(
+    State(state): State<AppState>,
+    query: Result<Query<DoraQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let window = match &query.window {
+        None => report::DEFAULT_DORA_WINDOW,
+        Some(text) => report::parse_dora_window(text)
+            .map_err(|e| ApiError::bad_request(format!("invalid `window`: {e}")))?,
+    };
+    let format = query.format.unwrap_or_else(|| "json".to_owned());
+    if format != "json" && format != "markdown" {
+        return Err(ApiError::bad_request(format!(
+            "unknown format `{format}`; use `json` or `markdown`"
+        )));
+    }
+    let releases = state
+        .orchestrator
+        .history()
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        });
+    let figures = report::dora(&releases, now, window);
+    if format == "json" {
+        return Ok(Json(report::dora_json(&figures)).into_response());
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/markdown; charset=utf-8"),
+        )],
+        report::dora_markdown(&figures),
     )
         .into_response())
 }

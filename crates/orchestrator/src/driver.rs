@@ -7,6 +7,14 @@
 //! (re-performing an action is harmless: they are absolute and idempotent). Between
 //! actions it takes people's commands and, every poll interval, ticks the machine and
 //! looks for ramped flags killed by someone else.
+//!
+//! Several orchestrators may share one store (Redis): a release is driven only by the
+//! holder of its lease, renewed every third of the lease period, and every save is
+//! fenced by the lease in the store. Each orchestrator scans the store every half lease
+//! period and takes the lease of any unfinished release nobody holds — so when the
+//! driving replica dies, another carries on within about one lease period, from the
+//! stored state. Reads and commands work on any replica: commands for a release
+//! driven elsewhere are queued in the store and taken by its driver.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +28,7 @@ use crate::analysis::health::Health;
 use crate::analysis::prometheus::Prometheus;
 use crate::analysis::{error_chain, judge, judge_health, MetricSource};
 use crate::flags::FlagControl;
+use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
 use crate::plan::{Plan, Service};
 use crate::routers::{self, TrafficRouter};
@@ -37,6 +46,38 @@ pub struct Config {
     pub poll: Duration,
     /// Attempts for a router or flag change before it counts as failed.
     pub attempts: u32,
+    /// This orchestrator's identity in leases.
+    pub owner: String,
+    /// How long a lease lasts unless renewed.
+    pub lease: Duration,
+}
+
+impl Config {
+    /// A configuration with default timings (poll 1 s, 3 attempts, lease 10 s) and a
+    /// random owner id.
+    pub fn new(store: Arc<dyn StateStore>, flags: Arc<dyn FlagControl>) -> Config {
+        Config {
+            store,
+            flags,
+            http: reqwest::Client::new(),
+            poll: Duration::from_secs(1),
+            attempts: 3,
+            owner: owner_id(),
+            lease: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `host:pid:random`, unique per process.
+pub fn owner_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// Runs releases; cheap to clone.
@@ -56,6 +97,17 @@ struct Handle {
     commands: mpsc::Sender<Command>,
     state: watch::Receiver<Release>,
 }
+
+impl Handle {
+    /// Whether its task still drives the release (it ends when the release does or
+    /// when the lease is lost).
+    fn is_live(&self) -> bool {
+        !self.commands.is_closed()
+    }
+}
+
+/// How long a command for a release driven elsewhere waits to see its effect.
+const REMOTE_COMMAND_WAIT: Duration = Duration::from_secs(5);
 
 struct Command {
     event: Event,
@@ -82,6 +134,9 @@ pub enum CommandError {
     /// The release is not in a state where the command applies.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Wall-clock milliseconds that follow tokio's clock, so tests with paused time move
@@ -112,9 +167,9 @@ impl Clock {
 }
 
 impl Orchestrator {
-    /// Loads the stored releases and resumes every unfinished one.
+    /// Loads the stored releases, resumes every unfinished one whose lease it gets, and
+    /// keeps looking for releases left without a driver.
     pub async fn open(config: Config) -> Result<Orchestrator, StoreError> {
-        let stored = config.store.releases().await?;
         let orchestrator = Orchestrator {
             shared: Arc::new(Shared {
                 config,
@@ -123,36 +178,74 @@ impl Orchestrator {
             releases: Arc::default(),
             tasks: Arc::default(),
         };
-        let mut releases = orchestrator.releases.lock().await;
-        for release in stored {
-            if !release.state.phase.is_terminal() {
-                info!(
-                    release = release.name(),
-                    revision = release.revision,
-                    "resuming release"
-                );
+        orchestrator.adopt_orphans().await?;
+        let scanner = orchestrator.clone();
+        let every = (orchestrator.shared.config.lease / 2).max(Duration::from_millis(50));
+        orchestrator.spawn_task(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = scanner.adopt_orphans().await {
+                    warn!(error = %error_chain(&e), "cannot scan the store for releases");
+                }
             }
-            let name = release.name().to_owned();
-            let handle = orchestrator.spawn(release);
+        });
+        Ok(orchestrator)
+    }
+
+    /// Starts driving every unfinished stored release that is not driven here and
+    /// whose lease this orchestrator gets.
+    async fn adopt_orphans(&self) -> Result<(), StoreError> {
+        let config = &self.shared.config;
+        for stored in config.store.releases().await? {
+            if stored.state.phase.is_terminal() {
+                continue;
+            }
+            let name = stored.name().to_owned();
+            let mut releases = self.releases.lock().await;
+            if releases.get(&name).is_some_and(Handle::is_live) {
+                continue;
+            }
+            if !config
+                .store
+                .acquire(&name, &config.owner, config.lease)
+                .await?
+            {
+                continue;
+            }
+            // Reread under the lease: the previous driver may have saved since.
+            let Some(release) = config.store.load(&name).await? else {
+                continue;
+            };
+            info!(release = %name, revision = release.revision, "driving release");
+            let handle = self.spawn(release);
             releases.insert(name, handle);
         }
-        drop(releases);
-        Ok(orchestrator)
+        Ok(())
     }
 
     /// Starts a release. Applying the plan of a release that is already running is a
     /// no-op (so a CI job may retry); `Ok((release, created))`.
     pub async fn apply(&self, plan: Plan) -> Result<(Release, bool), ApplyError> {
+        let config = &self.shared.config;
         let mut releases = self.releases.lock().await;
-        if let Some(handle) = releases.get(&plan.name) {
-            let current = handle.state.borrow().clone();
+        if let Some(current) = self.current(&releases, &plan.name).await? {
             if !current.state.phase.is_terminal() {
                 if current.plan == plan {
                     return Ok((current, false));
                 }
                 return Err(ApplyError::Running(plan.name));
             }
-            self.shared.config.store.archive(&plan.name).await?;
+            config.store.archive(&plan.name).await?;
+        }
+        if !config
+            .store
+            .acquire(&plan.name, &config.owner, config.lease)
+            .await?
+        {
+            // Another orchestrator is creating a release of that name right now.
+            return Err(ApplyError::Running(plan.name));
         }
         let now = self.shared.clock.now();
         let pending = State::new(&plan);
@@ -163,70 +256,135 @@ impl Orchestrator {
             created_at: now,
             revision: 1,
         };
-        self.shared.config.store.save(&release).await?;
+        config.store.save(&release).await?;
         info!(release = release.name(), "release applied");
         let handle = self.spawn(release.clone());
         releases.insert(release.name().to_owned(), handle);
         Ok((release, true))
     }
 
+    /// The release as this orchestrator drives it, or as stored when it is driven
+    /// elsewhere (or finished).
+    async fn current(
+        &self,
+        releases: &HashMap<String, Handle>,
+        name: &str,
+    ) -> Result<Option<Release>, StoreError> {
+        match releases.get(name) {
+            Some(handle) if handle.is_live() => Ok(Some(handle.state.borrow().clone())),
+            _ => self.shared.config.store.load(name).await,
+        }
+    }
+
     /// A release's current state.
     pub async fn get(&self, name: &str) -> Option<Release> {
         let releases = self.releases.lock().await;
-        releases.get(name).map(|h| h.state.borrow().clone())
+        match self.current(&releases, name).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(release = name, error = %error_chain(&e), "cannot read the release");
+                releases.get(name).map(|h| h.state.borrow().clone())
+            }
+        }
     }
 
-    /// Every current release.
+    /// Every current release, newest first.
     pub async fn list(&self) -> Vec<Release> {
+        let stored = match self.shared.config.store.releases().await {
+            Ok(stored) => stored,
+            Err(e) => {
+                warn!(error = %error_chain(&e), "cannot list the stored releases");
+                Vec::new()
+            }
+        };
         let releases = self.releases.lock().await;
-        let mut all: Vec<Release> = releases
-            .values()
-            .map(|h| h.state.borrow().clone())
+        let mut all: HashMap<String, Release> = stored
+            .into_iter()
+            .map(|r| (r.name().to_owned(), r))
             .collect();
+        for (name, handle) in releases.iter() {
+            if handle.is_live() || !all.contains_key(name) {
+                all.insert(name.clone(), handle.state.borrow().clone());
+            }
+        }
+        let mut all: Vec<Release> = all.into_values().collect();
         all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         all
     }
 
-    /// A receiver that sees every stored transition of a release.
+    /// A receiver that sees every stored transition of a release driven here.
     pub async fn watch(&self, name: &str) -> Option<watch::Receiver<Release>> {
         let releases = self.releases.lock().await;
         releases.get(name).map(|h| h.state.clone())
     }
 
-    /// Hands a person's command (approve, pause, resume, abort, promote) to a release.
+    /// Hands a person's command (approve, pause, resume, abort, promote) to a release,
+    /// here or — through the store — to the orchestrator driving it.
     pub async fn command(&self, name: &str, event: Event) -> Result<Release, CommandError> {
-        let (commands, state) = {
+        let local = {
             let releases = self.releases.lock().await;
-            let handle = releases
+            releases
                 .get(name)
-                .ok_or_else(|| CommandError::NotFound(name.to_owned()))?;
-            (handle.commands.clone(), handle.state.clone())
+                .filter(|h| h.is_live())
+                .map(|h| h.commands.clone())
         };
-        let (reply, answer) = oneshot::channel();
-        if commands
-            .send(Command {
-                event: event.clone(),
-                reply,
-            })
-            .await
-            .is_err()
-        {
-            // The task has ended: the release is over.
-            let release = state.borrow().clone();
-            machine::check(&release.state, &event)?;
-            return Ok(release);
+        if let Some(commands) = local {
+            let (reply, answer) = oneshot::channel();
+            let sent = commands
+                .send(Command {
+                    event: event.clone(),
+                    reply,
+                })
+                .await;
+            if sent.is_ok() {
+                if let Ok(result) = answer.await {
+                    return result;
+                }
+            }
         }
-        match answer.await {
-            Ok(result) => result,
-            Err(_) => Err(CommandError::Refused(Refusal("the release is over".into()))),
+        self.remote_command(name, event).await
+    }
+
+    async fn remote_command(&self, name: &str, event: Event) -> Result<Release, CommandError> {
+        let store = &self.shared.config.store;
+        let release = store
+            .load(name)
+            .await?
+            .ok_or_else(|| CommandError::NotFound(name.to_owned()))?;
+        machine::check(&release.state, &event)?;
+        store.push_command(name, &event).await?;
+        // Wait (bounded) for the driver to take it, so the answer shows its effect.
+        let deadline = tokio::time::Instant::now() + REMOTE_COMMAND_WAIT;
+        loop {
+            let now = store.load(name).await?.unwrap_or_else(|| release.clone());
+            if now.revision > release.revision || tokio::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Stops every release task and waits until they are gone (their stored states
-    /// are where a later `open` resumes). Used on shutdown.
+    /// are where a later `open` resumes), then gives up their leases so another
+    /// orchestrator takes over at once. Used on shutdown.
     pub async fn shutdown(&self) {
         let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         tasks.shutdown().await;
+        let config = &self.shared.config;
+        let releases = self.releases.lock().await;
+        for (name, handle) in releases.iter() {
+            if handle.state.borrow().state.phase.is_terminal() {
+                continue;
+            }
+            if let Err(e) = config.store.release_lease(name, &config.owner).await {
+                warn!(release = %name, error = %error_chain(&e), "cannot give the lease up");
+            }
+        }
+    }
+
+    fn spawn_task(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.spawn(task);
     }
 
     fn spawn(&self, release: Release) -> Handle {
@@ -236,7 +394,7 @@ impl Orchestrator {
             .plan
             .services
             .iter()
-            .map(|s| routers::build(&s.canary))
+            .map(|s| routers::build(&s.name, &s.canary))
             .collect();
         let runner = Runner {
             shared: self.shared.clone(),
@@ -244,13 +402,28 @@ impl Orchestrator {
             routers,
             publish,
             commands,
+            renewed: None,
+            lost: false,
         };
-        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        tasks.spawn(runner.run());
+        self.spawn_task(runner.run());
         Handle {
             commands: commands_tx,
             state,
         }
+    }
+
+    pub async fn history(&self) -> Result<Vec<Release>, StoreError> {
+        let releases = self.releases.lock().await;
+        let archived = self.shared.config.store.history().await?;
+        let mut all: Vec<Release> = releases
+            .values()
+            .map(|h| h.state.borrow().clone())
+            .collect();
+        drop(releases);
+        all.extend(archived.into_iter().rev());
+        // Stable: on equal times, current before archived and archives newest first.
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        Ok(all)
     }
 }
 
@@ -260,11 +433,82 @@ struct Runner {
     routers: Vec<Arc<dyn TrafficRouter>>,
     publish: watch::Sender<Release>,
     commands: mpsc::Receiver<Command>,
+    /// When the lease was last renewed.
+    renewed: Option<tokio::time::Instant>,
+    /// The lease went to another orchestrator: stop acting.
+    lost: bool,
 }
 
 impl Runner {
     async fn run(mut self) {
+        let name = self.release.name().to_owned();
+        self.drive().await;
+        if self.lost {
+            warn!(release = %name, "lease lost: another orchestrator drives this release now");
+        } else if self.release.state.phase.is_terminal() {
+            let config = &self.shared.config;
+            let _ = config.store.release_lease(&name, &config.owner).await;
+        }
+    }
+
+    /// Renews the lease when a third of it has passed; false once it is lost.
+    async fn hold_lease(&mut self) -> bool {
+        let config = &self.shared.config;
+        let due = self
+            .renewed
+            .is_none_or(|at| at.elapsed() >= config.lease / 3);
+        if !due {
+            return true;
+        }
+        let name = self.release.name().to_owned();
+        let mut backoff = Duration::from_millis(100);
         loop {
+            match config
+                .store
+                .acquire(&name, &config.owner, config.lease)
+                .await
+            {
+                Ok(true) => {
+                    self.renewed = Some(tokio::time::Instant::now());
+                    return true;
+                }
+                Ok(false) => {
+                    self.lost = true;
+                    return false;
+                }
+                Err(e) => {
+                    // Without a confirmed lease nothing may be done: another
+                    // orchestrator may already drive the release.
+                    warn!(release = %name, error = %error_chain(&e), "cannot renew the lease; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// People's commands queued in the store by other orchestrators.
+    async fn take_stored_commands(&mut self) {
+        let store = self.shared.config.store.clone();
+        match store.take_commands(self.release.name()).await {
+            Ok(events) => {
+                for event in events {
+                    if machine::check(&self.release.state, &event).is_ok() {
+                        self.advance(event).await;
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(release = self.release.name(), error = %error_chain(&e), "cannot read queued commands")
+            }
+        }
+    }
+
+    async fn drive(&mut self) {
+        loop {
+            if self.lost || !self.hold_lease().await {
+                return;
+            }
             if let Some(action) = self.release.state.outbox.first().cloned() {
                 let outcome = self.perform(&action).await;
                 self.advance(Event::Performed { action, outcome }).await;
@@ -290,6 +534,10 @@ impl Runner {
                     None => return,
                 },
                 () = tokio::time::sleep_until(deadline) => {
+                    if !self.hold_lease().await {
+                        return;
+                    }
+                    self.take_stored_commands().await;
                     self.watch_flags().await;
                     self.advance(Event::Tick).await;
                 }
@@ -321,12 +569,24 @@ impl Runner {
             ..self.release.clone()
         };
         next.revision += 1;
+        if self.lost {
+            return;
+        }
         let mut backoff = Duration::from_millis(100);
-        while let Err(e) = self.shared.config.store.save(&next).await {
-            // Acting on an unstored transition could repeat it after a crash; wait.
-            warn!(release = next.name(), error = %error_chain(&e), "cannot store the release; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        loop {
+            match self.shared.config.store.save(&next).await {
+                Ok(()) => break,
+                Err(StoreError::LeaseLost(_)) => {
+                    self.lost = true;
+                    return;
+                }
+                Err(e) => {
+                    // Acting on an unstored transition could repeat it after a crash.
+                    warn!(release = next.name(), error = %error_chain(&e), "cannot store the release; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
         }
         for entry in &next.state.timeline[self.release.state.timeline.len()..] {
             info!(
@@ -342,22 +602,63 @@ impl Runner {
 
     async fn perform(&self, action: &Action) -> Outcome {
         let plan = &self.release.plan;
-        let Some(index) = plan
-            .services
-            .iter()
-            .position(|s| s.name == action.service())
-        else {
+        let config = &self.shared.config;
+        let env = self.release.state.environment(plan);
+        match action {
+            Action::Gate { service, step } => {
+                let gates = match step {
+                    Some(step) => plan.steps.get(*step).map_or(&[][..], |s| &s.gates[..]),
+                    None => &plan.gates.pre[..],
+                };
+                let context = serde_json::json!({
+                    "release": plan.name,
+                    "environment": env,
+                    "service": service,
+                    "step": step.map(|s| s + 1),
+                    "weight": step.and_then(|s| plan.steps.get(s)).and_then(|s| s.weight),
+                });
+                for gate in gates {
+                    if let Err(error) = gates::run(gate, &context, &config.http).await {
+                        return Outcome::Failed { error };
+                    }
+                }
+                return Outcome::Done;
+            }
+            Action::Notify {
+                event,
+                service,
+                message,
+            } => {
+                let notice = gates::Notice {
+                    release: &plan.name,
+                    environment: env,
+                    event: *event,
+                    service: service.as_deref(),
+                    message,
+                    at: self.shared.clock.now(),
+                };
+                return done_or_failed(gates::notify(&plan.notify, &notice, &config.http).await);
+            }
+            _ => {}
+        }
+        let name = action.service().unwrap_or_default();
+        let Some(index) = plan.services.iter().position(|s| s.name == name) else {
             return Outcome::Failed {
-                error: format!("no service `{}` in the plan", action.service()),
+                error: format!("no service `{name}` in the plan"),
             };
         };
         let service = &plan.services[index];
         let router = &self.routers[index];
-        let config = &self.shared.config;
-        let env = plan.environment.as_str();
-        match action {
+        let kill_reason = || {
+            format!(
+                "release {} rolled back: {}",
+                plan.name,
+                self.release.state.reason.as_deref().unwrap_or("aborted")
+            )
+        };
+        let result = match action {
             Action::PreCheck { .. } => {
-                let result = async {
+                async {
                     Health::new(service.health.clone(), config.http.clone())
                         .check_all()
                         .await
@@ -370,51 +671,64 @@ impl Runner {
                     router.weight().await.map_err(|e| error_chain(&e))?;
                     Ok::<_, String>(())
                 }
-                .await;
-                done_or_failed(result)
+                .await
             }
             Action::SetWeight { weight, .. } => {
                 let weight = *weight;
-                let result = self
-                    .retrying(|| async {
-                        router
-                            .set_weight(weight)
-                            .await
-                            .map_err(|e| error_chain(&e))?;
-                        config
-                            .flags
-                            .set_weight(env, &service.flags, weight)
-                            .await
-                            .map_err(|e| error_chain(&e))
-                    })
-                    .await;
-                done_or_failed(result)
+                self.retrying(|| async {
+                    router
+                        .set_weight(weight)
+                        .await
+                        .map_err(|e| error_chain(&e))?;
+                    config
+                        .flags
+                        .set_weight(env, &service.flags, weight)
+                        .await
+                        .map_err(|e| error_chain(&e))
+                })
+                .await
             }
-            Action::Analyse { .. } => Outcome::Measured {
-                measurements: self.analyse(service).await,
-            },
+            Action::Analyse { .. } => {
+                return Outcome::Measured {
+                    measurements: self.analyse(service, env).await,
+                }
+            }
             Action::Rollback { .. } => {
-                let reason = format!(
-                    "release {} rolled back: {}",
-                    plan.name,
-                    self.release.state.reason.as_deref().unwrap_or("aborted")
-                );
-                let result = self
-                    .retrying(|| async {
-                        router.set_weight(0).await.map_err(|e| error_chain(&e))?;
-                        config
-                            .flags
-                            .kill(env, &service.flags, &reason)
-                            .await
-                            .map_err(|e| error_chain(&e))
-                    })
-                    .await;
-                done_or_failed(result)
+                let reason = kill_reason();
+                self.retrying(|| async {
+                    router.set_weight(0).await.map_err(|e| error_chain(&e))?;
+                    config
+                        .flags
+                        .kill(env, &service.flags, &reason)
+                        .await
+                        .map_err(|e| error_chain(&e))
+                })
+                .await
             }
-        }
+            Action::KillFlags { .. } => {
+                let reason = kill_reason();
+                self.retrying(|| async {
+                    config
+                        .flags
+                        .kill(env, &service.flags, &reason)
+                        .await
+                        .map_err(|e| error_chain(&e))
+                })
+                .await
+            }
+            Action::SetTraffic { weight, .. } => {
+                let weight = *weight;
+                self.retrying(|| async {
+                    router.set_weight(weight).await.map_err(|e| error_chain(&e))
+                })
+                .await
+            }
+            Action::Gate { .. } | Action::Notify { .. } => Ok(()),
+        };
+        done_or_failed(result)
     }
 
-    async fn analyse(&self, service: &Service) -> Vec<crate::analysis::Measurement> {
+    async fn analyse(&self, service: &Service, _env: &str) -> Vec<crate::analysis::Measurement> {
         let http = &self.shared.config.http;
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {

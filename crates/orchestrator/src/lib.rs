@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod dag;
 pub mod driver;
 pub mod flags;
+pub mod gates;
 pub mod machine;
 pub mod plan;
 pub mod report;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Measurement, Verdict};
 use crate::dag;
-use crate::plan::{OnFailure, Plan, StepKind};
+use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
@@ -56,6 +56,8 @@ pub enum ServicePhase {
     WaitingForDependencies,
     /// Its health checks run before the first step.
     PreChecks,
+    /// The gates of its next step run.
+    AwaitingGate,
     /// At a weight step: applying the weight, holding it and analysing.
     Progressing,
     /// At an approval step.
@@ -98,6 +100,12 @@ pub struct ServiceState {
     pub passed_in_step: u32,
     /// The latest analysis.
     pub last_analysis: Vec<Measurement>,
+    /// Whether the current step's gates have passed.
+    #[serde(default)]
+    pub gate_passed: bool,
+    /// When a gradual rollback next lowers the weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rollback: Option<Millis>,
 }
 
 /// The state of a release: everything needed to resume it.
@@ -119,6 +127,13 @@ pub struct State {
     pub finished_at: Option<Millis>,
     /// Every decision with its cause, oldest first.
     pub timeline: Vec<Entry>,
+    /// The index (in `Plan::environments`) of the environment being released.
+    #[serde(default)]
+    pub environment: usize,
+    /// Every service is promoted in the current environment and the next one waits
+    /// for `approve`.
+    #[serde(default)]
+    pub awaiting_environment: bool,
 }
 
 /// One decision in a release's timeline.
@@ -162,16 +177,50 @@ pub enum Action {
         /// The service.
         service: String,
     },
+    /// Kill the service's flags (first move of a gradual rollback).
+    KillFlags {
+        /// The service.
+        service: String,
+    },
+    /// Set only the canary's traffic weight (the steps of a gradual rollback).
+    SetTraffic {
+        /// The service.
+        service: String,
+        /// Percent.
+        weight: u32,
+    },
+    /// Run gates: the plan's `gates.pre` (no service), or a service's step's gates.
+    Gate {
+        /// The service whose step is gated; none for the pre-release gates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        /// The step's index.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<usize>,
+    },
+    /// Tell the notification targets that want `event`.
+    Notify {
+        /// What happened.
+        event: NotifyEvent,
+        /// The service concerned, if one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        service: Option<String>,
+        /// The timeline's words for it.
+        message: String,
+    },
 }
 
 impl Action {
-    /// The service the action concerns.
-    pub fn service(&self) -> &str {
+    /// The service the action concerns, if one.
+    pub fn service(&self) -> Option<&str> {
         match self {
             Action::PreCheck { service }
             | Action::SetWeight { service, .. }
             | Action::Analyse { service }
-            | Action::Rollback { service } => service,
+            | Action::Rollback { service }
+            | Action::KillFlags { service }
+            | Action::SetTraffic { service, .. } => Some(service),
+            Action::Gate { service, .. } | Action::Notify { service, .. } => service.as_deref(),
         }
     }
 }
@@ -260,17 +309,7 @@ impl State {
             services: plan
                 .services
                 .iter()
-                .map(|s| ServiceState {
-                    name: s.name.clone(),
-                    phase: ServicePhase::Pending,
-                    step: 0,
-                    weight: 0,
-                    step_since: None,
-                    next_analysis: None,
-                    failures: 0,
-                    passed_in_step: 0,
-                    last_analysis: Vec::new(),
-                })
+                .map(|s| State::new_service(s.name.clone()))
                 .collect(),
             outbox: Vec::new(),
             full_promotion: false,
@@ -278,7 +317,34 @@ impl State {
             started_at: None,
             finished_at: None,
             timeline: Vec::new(),
+            environment: 0,
+            awaiting_environment: false,
         }
+    }
+
+    fn new_service(name: String) -> ServiceState {
+        ServiceState {
+            name,
+            phase: ServicePhase::Pending,
+            step: 0,
+            weight: 0,
+            step_since: None,
+            next_analysis: None,
+            failures: 0,
+            passed_in_step: 0,
+            last_analysis: Vec::new(),
+            gate_passed: false,
+            next_rollback: None,
+        }
+    }
+
+    /// The environment being released.
+    pub fn environment<'p>(&self, plan: &'p Plan) -> &'p str {
+        let all = plan.environments();
+        all.get(self.environment)
+            .or(all.last())
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The service named `name`.
@@ -288,6 +354,9 @@ impl State {
 
     /// When the machine next needs a `Tick` (a hold ending or an analysis due), if ever.
     pub fn next_wakeup(&self, plan: &Plan) -> Option<Millis> {
+        if self.phase == Phase::RollingBack {
+            return self.services.iter().filter_map(|s| s.next_rollback).min();
+        }
         if self.phase != Phase::Running {
             return None;
         }
@@ -325,6 +394,7 @@ pub fn check(state: &State, event: &Event) -> Result<(), Refusal> {
     }
     match event {
         Event::Start if state.phase != Phase::Pending => refuse("the release has started"),
+        Event::Approve { service: None, .. } if state.awaiting_environment => Ok(()),
         Event::Approve { service, .. } => {
             let awaiting = state.services.iter().any(|s| {
                 s.phase == ServicePhase::AwaitingApproval
@@ -359,7 +429,10 @@ pub fn step(plan: &Plan, state: &State, event: Event, now: Millis) -> (State, Ve
         now,
         queued: Vec::new(),
     };
-    if !m.state.phase.is_terminal() && check(state, &event).is_ok() {
+    // A finished release still confirms its last actions (its final notification).
+    let applies = matches!(event, Event::Performed { .. })
+        || (!m.state.phase.is_terminal() && check(state, &event).is_ok());
+    if applies {
         m.handle(event);
         m.settle();
     }
@@ -391,16 +464,21 @@ impl Machine<'_> {
             Event::Start => {
                 self.state.phase = Phase::Running;
                 self.state.started_at = Some(self.now);
-                self.log(
-                    None,
-                    format!("release started in `{}`", self.plan.environment),
-                );
-                for i in 0..self.state.services.len() {
-                    self.state.services[i].phase = ServicePhase::WaitingForDependencies;
-                }
+                self.start_environment();
             }
             Event::Tick => self.tick(),
             Event::Performed { action, outcome } => self.performed(action, outcome),
+            Event::Approve { service: None, by } if self.state.awaiting_environment => {
+                self.state.awaiting_environment = false;
+                self.state.environment += 1;
+                let env = self.state.environment(self.plan).to_owned();
+                self.log(None, format!("approved by {by}: on to `{env}`"));
+                for s in &mut self.state.services {
+                    let name = std::mem::take(&mut s.name);
+                    *s = State::new_service(name);
+                }
+                self.start_environment();
+            }
             Event::Approve { service, by } => {
                 for i in self.indices(ServicePhase::AwaitingApproval) {
                     if service
@@ -414,20 +492,17 @@ impl Machine<'_> {
                 }
             }
             Event::Pause { by } => {
-                for i in self.indices(ServicePhase::Progressing) {
-                    self.pause(i, format!("paused by {by}"));
-                }
-                for i in self.indices(ServicePhase::AwaitingApproval) {
-                    self.pause(i, format!("paused by {by}"));
+                for phase in [ServicePhase::Progressing, ServicePhase::AwaitingApproval] {
+                    for i in self.indices(phase) {
+                        self.pause(i, format!("paused by {by}"));
+                    }
                 }
             }
             Event::Resume { by } => {
                 for i in self.indices(ServicePhase::Paused) {
                     self.log(Some(i), format!("resumed by {by}"));
-                    let s = &mut self.state.services[i];
-                    s.failures = 0;
-                    let step = s.step;
-                    self.resume_step(i, step);
+                    self.state.services[i].failures = 0;
+                    self.resume(i);
                 }
             }
             Event::Abort { by, reason } => {
@@ -439,6 +514,7 @@ impl Machine<'_> {
                 for phase in [
                     ServicePhase::Progressing,
                     ServicePhase::AwaitingApproval,
+                    ServicePhase::AwaitingGate,
                     ServicePhase::Paused,
                 ] {
                     for i in self.indices(phase) {
@@ -447,8 +523,7 @@ impl Machine<'_> {
                 }
             }
             Event::FlagKilled { flag, service } => {
-                if self.state.phase == Phase::Running {
-                    let i = self.index(&service);
+                if let Some(i) = self.index(&service) {
                     self.roll_back_from(
                         i,
                         format!("flag `{flag}` was killed outside this release"),
@@ -458,9 +533,34 @@ impl Machine<'_> {
         }
     }
 
+    /// Begins the release in the current environment: pre-release gates, then the
+    /// services without dependencies.
+    fn start_environment(&mut self) {
+        let env = self.state.environment(self.plan).to_owned();
+        let message = format!("release started in `{env}`");
+        self.log(None, message.clone());
+        self.notify(NotifyEvent::Started, None, message);
+        if self.plan.gates.pre.is_empty() {
+            self.release_services();
+        } else {
+            self.queue(Action::Gate {
+                service: None,
+                step: None,
+            });
+        }
+    }
+
+    fn release_services(&mut self) {
+        for s in &mut self.state.services {
+            s.phase = ServicePhase::WaitingForDependencies;
+        }
+    }
+
     fn tick(&mut self) {
-        if self.state.phase != Phase::Running {
-            return;
+        match self.state.phase {
+            Phase::Running => {}
+            Phase::RollingBack => return self.tick_rollback(),
+            _ => return,
         }
         for i in 0..self.state.services.len() {
             let s = &self.state.services[i];
@@ -493,6 +593,23 @@ impl Machine<'_> {
         }
     }
 
+    /// A gradual rollback lowers each service's weight by its step, every interval.
+    fn tick_rollback(&mut self) {
+        let OnFailure::Rollback(Rollback::Gradual { step, .. }) = self.plan.on_failure else {
+            return;
+        };
+        for i in self.indices(ServicePhase::RollingBack) {
+            let s = &self.state.services[i];
+            let due = s.next_rollback.is_some_and(|t| self.now >= t);
+            if due && !self.in_outbox(i, |_| true) {
+                let weight = s.weight.saturating_sub(step);
+                let service = s.name.clone();
+                self.state.services[i].next_rollback = None;
+                self.queue(Action::SetTraffic { service, weight });
+            }
+        }
+    }
+
     fn performed(&mut self, action: Action, outcome: Outcome) {
         // Only the outbox's first action is ever performed; anything else is a stale
         // report (e.g. from before a crash) and changes nothing.
@@ -500,21 +617,35 @@ impl Machine<'_> {
             return;
         }
         self.state.outbox.remove(0);
-        let i = self.index(action.service());
-        match (action, outcome) {
-            (_, Outcome::Failed { error })
+        let i = action.service().and_then(|name| self.index(name));
+        match (action, i, outcome) {
+            (Action::Notify { .. }, _, Outcome::Failed { error }) => {
+                self.log(i, format!("notification failed: {error}"));
+            }
+            (Action::Notify { .. }, _, _) => {}
+            (Action::Gate { service: None, .. }, _, Outcome::Failed { error }) => {
+                self.roll_back(format!("pre-release gate failed: {error}"));
+            }
+            (Action::Gate { service: None, .. }, _, _) => {
+                self.log(None, "pre-release gates passed".into());
+                self.release_services();
+            }
+            (_, None, _) => {}
+            (_, Some(i), Outcome::Failed { error })
                 if self.state.services[i].phase == ServicePhase::RollingBack =>
             {
                 self.state.services[i].phase = ServicePhase::Failed;
+                self.state.services[i].next_rollback = None;
                 self.log(Some(i), format!("rollback failed: {error}"));
             }
-            (Action::PreCheck { .. }, Outcome::Failed { error }) => {
+            (Action::Gate { step, .. }, Some(i), outcome) => self.gated(i, step, outcome),
+            (Action::PreCheck { .. }, Some(i), Outcome::Failed { error }) => {
                 self.roll_back_from(i, format!("pre-checks failed: {error}"));
             }
-            (Action::SetWeight { weight, .. }, Outcome::Failed { error }) => {
+            (Action::SetWeight { weight, .. }, Some(i), Outcome::Failed { error }) => {
                 self.roll_back_from(i, format!("setting weight {weight} failed: {error}"));
             }
-            (Action::PreCheck { .. }, _) => {
+            (Action::PreCheck { .. }, Some(i), _) => {
                 if self.state.services[i].phase == ServicePhase::PreChecks {
                     self.log(Some(i), "pre-checks passed".into());
                     let first = if self.state.full_promotion {
@@ -525,18 +656,59 @@ impl Machine<'_> {
                     self.enter_step(i, first);
                 }
             }
-            (Action::SetWeight { weight, .. }, _) => self.weight_applied(i, weight),
-            (Action::Analyse { .. }, Outcome::Measured { measurements }) => {
+            (Action::SetWeight { weight, .. }, Some(i), _) => self.weight_applied(i, weight),
+            (Action::Analyse { .. }, Some(i), Outcome::Measured { measurements }) => {
                 self.analysed(i, measurements)
             }
-            (Action::Analyse { .. }, _) => {}
-            (Action::Rollback { .. }, _) => {
-                let s = &mut self.state.services[i];
-                if s.phase == ServicePhase::RollingBack {
-                    s.phase = ServicePhase::RolledBack;
-                    s.weight = 0;
-                    self.log(Some(i), "rolled back: weight 0, flags killed".into());
+            (Action::Analyse { .. }, Some(_), _) => {}
+            (Action::Rollback { .. }, Some(i), _) => self.rolled_back(i),
+            (Action::KillFlags { .. }, Some(i), _) => {
+                self.log(Some(i), "flags killed".into());
+            }
+            (Action::SetTraffic { weight, .. }, Some(i), _) => {
+                if self.state.services[i].phase != ServicePhase::RollingBack {
+                    return;
                 }
+                self.state.services[i].weight = weight;
+                if weight == 0 {
+                    self.rolled_back(i);
+                } else {
+                    let interval = match self.plan.on_failure {
+                        OnFailure::Rollback(Rollback::Gradual { interval, .. }) => interval,
+                        _ => std::time::Duration::ZERO,
+                    };
+                    self.state.services[i].next_rollback =
+                        Some(self.now + interval.as_millis() as u64);
+                    self.log(Some(i), format!("rolling back: weight {weight}"));
+                }
+            }
+        }
+    }
+
+    fn rolled_back(&mut self, i: usize) {
+        let s = &mut self.state.services[i];
+        if s.phase == ServicePhase::RollingBack {
+            s.phase = ServicePhase::RolledBack;
+            s.weight = 0;
+            s.next_rollback = None;
+            self.log(Some(i), "rolled back: weight 0, flags killed".into());
+        }
+    }
+
+    fn gated(&mut self, i: usize, step: Option<usize>, outcome: Outcome) {
+        let s = &self.state.services[i];
+        if s.phase != ServicePhase::AwaitingGate || Some(s.step) != step {
+            return;
+        }
+        let number = s.step + 1;
+        match outcome {
+            Outcome::Failed { error } => {
+                self.pause(i, format!("step {number}: gate failed: {error}"));
+            }
+            _ => {
+                self.log(Some(i), format!("step {number}: gates passed"));
+                self.state.services[i].gate_passed = true;
+                self.begin_step(i);
             }
         }
     }
@@ -551,8 +723,9 @@ impl Machine<'_> {
                 s.step_since = Some(now);
                 s.passed_in_step = 0;
                 s.next_analysis = Some(now + interval);
-                let step = s.step;
-                self.log(Some(i), format!("step {}: weight {weight}", step + 1));
+                let message = format!("step {}: weight {weight}", s.step + 1);
+                self.log(Some(i), message.clone());
+                self.notify(NotifyEvent::Step, Some(i), message);
             }
             ServicePhase::Promoting if weight == 100 => {
                 s.weight = weight;
@@ -613,38 +786,62 @@ impl Machine<'_> {
         }
     }
 
-    /// Moves service `i` to step `index`, or promotes it past the last step.
+    /// Moves service `i` to step `index` (its gates first), or promotes it past the
+    /// last step.
     fn enter_step(&mut self, i: usize, index: usize) {
-        if self.state.full_promotion {
+        if self.state.full_promotion || self.plan.step(index).is_none() {
             return self.promote(i);
         }
+        let s = &mut self.state.services[i];
+        s.step = index;
+        s.step_since = None;
+        s.passed_in_step = 0;
+        s.gate_passed = self.plan.steps[index].gates.is_empty();
+        if s.gate_passed {
+            return self.begin_step(i);
+        }
+        s.phase = ServicePhase::AwaitingGate;
+        let service = Some(s.name.clone());
+        self.queue(Action::Gate {
+            service,
+            step: Some(index),
+        });
+    }
+
+    /// Starts the current step of service `i` once its gates have passed.
+    fn begin_step(&mut self, i: usize) {
+        let index = self.state.services[i].step;
         match self.plan.step(index) {
             None => self.promote(i),
             Some(StepKind::Approve) => {
-                let s = &mut self.state.services[i];
-                s.phase = ServicePhase::AwaitingApproval;
-                s.step = index;
-                self.log(Some(i), format!("step {}: awaiting approval", index + 1));
+                self.state.services[i].phase = ServicePhase::AwaitingApproval;
+                let message = format!("step {}: awaiting approval", index + 1);
+                self.log(Some(i), message.clone());
+                self.notify(NotifyEvent::AwaitingApproval, Some(i), message);
             }
             Some(StepKind::Weight(weight, _)) => {
                 let s = &mut self.state.services[i];
                 s.phase = ServicePhase::Progressing;
-                s.step = index;
-                s.step_since = None;
-                s.passed_in_step = 0;
                 let service = s.name.clone();
                 self.queue(Action::SetWeight { service, weight });
             }
         }
     }
 
-    /// Resumes service `i` at its current step without re-applying its weight.
-    fn resume_step(&mut self, i: usize, index: usize) {
+    /// Resumes service `i` at its current step: re-runs the step's gates if they had
+    /// not passed, re-applies its weight if it was never confirmed, else holds it again.
+    fn resume(&mut self, i: usize) {
         let now = self.now;
         let interval = self.interval();
+        let index = self.state.services[i].step;
+        let applying = self.applying(i);
         let s = &mut self.state.services[i];
+        if !s.gate_passed {
+            return self.enter_step(i, index);
+        }
         match self.plan.step(index) {
             Some(StepKind::Approve) => s.phase = ServicePhase::AwaitingApproval,
+            _ if s.step_since.is_none() && !applying => self.begin_step(i),
             _ => {
                 s.phase = ServicePhase::Progressing;
                 if s.step_since.is_some() {
@@ -662,9 +859,12 @@ impl Machine<'_> {
         s.step = self.plan.steps.len();
         s.next_analysis = None;
         let service = s.name.clone();
-        // A step's weight still queued is overtaken by 100.
+        // A step's weight or gate still queued is overtaken by 100.
         self.drop_queued(i, |a| {
-            matches!(a, Action::Analyse { .. } | Action::SetWeight { .. })
+            matches!(
+                a,
+                Action::Analyse { .. } | Action::SetWeight { .. } | Action::Gate { .. }
+            )
         });
         self.log(Some(i), "promoting to 100".into());
         self.queue(Action::SetWeight {
@@ -677,7 +877,8 @@ impl Machine<'_> {
         self.state.services[i].phase = ServicePhase::Paused;
         self.state.services[i].next_analysis = None;
         self.drop_queued(i, |a| matches!(a, Action::Analyse { .. }));
-        self.log(Some(i), message);
+        self.log(Some(i), message.clone());
+        self.notify(NotifyEvent::Paused, Some(i), message);
     }
 
     fn roll_back_from(&mut self, i: usize, reason: String) {
@@ -691,11 +892,16 @@ impl Machine<'_> {
             return;
         }
         self.state.phase = Phase::RollingBack;
+        self.state.awaiting_environment = false;
         self.state.reason = Some(reason.clone());
         self.log(None, format!("rolling back: {reason}"));
         // Work queued for progress is obsolete; a half-performed weight change is
-        // overwritten by the rollback's weight 0.
+        // overwritten by the rollback's weights.
         self.state.outbox.clear();
+        let gradual = match self.plan.on_failure {
+            OnFailure::Rollback(Rollback::Gradual { step, .. }) => Some(step),
+            _ => None,
+        };
         let groups = dag::groups(&self.plan.services).unwrap_or_default();
         for group in groups.iter().rev() {
             for &i in group {
@@ -711,7 +917,16 @@ impl Machine<'_> {
                         s.phase = ServicePhase::RollingBack;
                         s.next_analysis = None;
                         let service = s.name.clone();
-                        self.queue(Action::Rollback { service });
+                        match gradual {
+                            None => self.queue(Action::Rollback { service }),
+                            Some(step) => {
+                                let weight = s.weight.saturating_sub(step);
+                                self.queue(Action::KillFlags {
+                                    service: service.clone(),
+                                });
+                                self.queue(Action::SetTraffic { service, weight });
+                            }
+                        }
                     }
                 }
             }
@@ -721,7 +936,7 @@ impl Machine<'_> {
     /// Starts services whose dependencies are promoted and ends a finished release.
     fn settle(&mut self) {
         match self.state.phase {
-            Phase::Running => {
+            Phase::Running if !self.state.awaiting_environment => {
                 for i in self.indices(ServicePhase::WaitingForDependencies) {
                     let deps = &self.plan.services[i].depends_on;
                     let ready = deps.iter().all(|d| {
@@ -740,8 +955,24 @@ impl Machine<'_> {
                     .services
                     .iter()
                     .all(|s| s.phase == ServicePhase::Succeeded);
-                if done {
-                    self.finish(Phase::Succeeded, "release promoted".into());
+                if !done {
+                    return;
+                }
+                let env = self.state.environment(self.plan).to_owned();
+                match self.plan.environments().get(self.state.environment + 1) {
+                    Some(next) => {
+                        let message =
+                            format!("promoted in `{env}`; awaiting approval for `{next}`");
+                        self.state.awaiting_environment = true;
+                        self.log(None, message.clone());
+                        self.notify(NotifyEvent::Promoted, None, message.clone());
+                        self.notify(NotifyEvent::AwaitingApproval, None, message);
+                    }
+                    None => {
+                        self.finish(Phase::Succeeded, format!("release promoted in `{env}`"));
+                        let message = self.state.timeline.last().map(|e| e.message.clone());
+                        self.notify(NotifyEvent::Promoted, None, message.unwrap_or_default());
+                    }
                 }
             }
             Phase::RollingBack => {
@@ -757,11 +988,13 @@ impl Machine<'_> {
                         .services
                         .iter()
                         .any(|s| s.phase == ServicePhase::Failed);
+                    let reason = self.state.reason.clone().unwrap_or_default();
                     if failed {
                         self.finish(Phase::Failed, "rollback failed".into());
                     } else {
                         self.finish(Phase::RolledBack, "release rolled back".into());
                     }
+                    self.notify(NotifyEvent::RolledBack, None, reason);
                 }
             }
             _ => {}
@@ -772,6 +1005,23 @@ impl Machine<'_> {
         self.state.phase = phase;
         self.state.finished_at = Some(self.now);
         self.log(None, message);
+    }
+
+    /// Queues a notification if some target wants `event`.
+    fn notify(&mut self, event: NotifyEvent, i: Option<usize>, message: String) {
+        let wanted = self
+            .plan
+            .notify
+            .iter()
+            .any(|n| n.events.is_empty() || n.events.contains(&event));
+        if wanted {
+            let service = i.map(|i| self.state.services[i].name.clone());
+            self.queue(Action::Notify {
+                event,
+                service,
+                message,
+            });
+        }
     }
 
     fn analysis_due(&self, i: usize) -> bool {
@@ -794,7 +1044,7 @@ impl Machine<'_> {
         self.state
             .outbox
             .iter()
-            .any(|a| a.service() == name && what(a))
+            .any(|a| a.service() == Some(name.as_str()) && what(a))
     }
 
     fn drop_queued(&mut self, i: usize, what: impl Fn(&Action) -> bool) {
@@ -803,7 +1053,7 @@ impl Machine<'_> {
         let name = self.state.services[i].name.clone();
         self.state
             .outbox
-            .retain(|a| a.service() != name || !what(a));
+            .retain(|a| a.service() != Some(name.as_str()) || !what(a));
     }
 
     fn queue(&mut self, action: Action) {
@@ -815,12 +1065,8 @@ impl Machine<'_> {
         self.plan.analysis.interval.as_millis() as u64
     }
 
-    fn index(&self, name: &str) -> usize {
-        self.state
-            .services
-            .iter()
-            .position(|s| s.name == name)
-            .unwrap_or(0)
+    fn index(&self, name: &str) -> Option<usize> {
+        self.state.services.iter().position(|s| s.name == name)
     }
 
     fn indices(&self, phase: ServicePhase) -> Vec<usize> {

@@ -12,6 +12,8 @@ use switchyard_orchestrator::daemon;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
+use switchyard_orchestrator::store::redis::RedisStore;
+use switchyard_orchestrator::store::StateStore;
 use switchyard_sdk::admin::AdminClient;
 use tokio::net::TcpListener;
 
@@ -56,8 +58,18 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
-    let store = EmbeddedStore::open(&args.data_dir)
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let owner = switchyard_orchestrator::driver::owner_id();
+    let store: Arc<dyn StateStore> = match &args.redis_url {
+        Some(url) => Arc::new(
+            RedisStore::open(url, owner.clone())
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?,
+        ),
+        None => Arc::new(
+            EmbeddedStore::open(&args.data_dir)
+                .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
+        ),
+    };
     let admin = AdminClient::new(args.server_url.as_str(), args.admin_token.as_str())
         .context("building the flag server client")?;
     let http = reqwest::Client::builder()
@@ -66,11 +78,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("building the HTTP client")?;
     let orchestrator = Orchestrator::open(Config {
-        store: Arc::new(store),
+        store,
         flags: Arc::new(AdminFlags::new(admin)),
         http,
         poll: args.poll_interval,
         attempts: ATTEMPTS,
+        owner,
+        lease: args.lease,
     })
     .await
     .context("loading the stored releases")?;

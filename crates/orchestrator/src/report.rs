@@ -9,6 +9,9 @@
 //! Steps are counted from 1 as people say them (`step 2/5`), in JSON too (`"step": 2,
 //! "steps": 5`); a service that has not reached its first step has none (`–`, `null`).
 //! Times are RFC 3339 in UTC to the second; the timeline's `at_ms` keeps the exact value.
+//!
+//! [`dora`] sums many releases up as DORA figures (deployment frequency, change failure
+//! rate, time to restore), with `now` and the window as arguments.
 
 use std::time::Duration;
 
@@ -188,7 +191,7 @@ fn step_number(plan: &Plan, s: &ServiceState) -> Option<usize> {
     let reached = match s.phase {
         Progressing | AwaitingApproval | Paused | Promoting | Succeeded => true,
         RollingBack | RolledBack | Failed => s.step_since.is_some() || s.step > 0,
-        Pending | WaitingForDependencies | PreChecks | Cancelled => false,
+        Pending | WaitingForDependencies | PreChecks | AwaitingGate | Cancelled => false,
     };
     // Past the last step means promoted: show it as the last.
     reached.then(|| (s.step + 1).min(plan.steps.len()))
@@ -211,7 +214,7 @@ fn timestamp(ms: Millis) -> String {
 }
 
 /// The release's outcome in words.
-fn outcome(phase: Phase) -> &'static str {
+pub fn outcome(phase: Phase) -> &'static str {
     match phase {
         Phase::Pending => "pending",
         Phase::Running => "running",
@@ -247,6 +250,292 @@ fn one_line(text: &str) -> String {
         .join(" ")
 }
 
+// --- DORA figures ---------------------------------------------------------------------
+
+/// The shortest window DORA figures are computed over: one hour.
+pub const MIN_DORA_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// The longest window DORA figures are computed over: 365 days.
+pub const MAX_DORA_WINDOW: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// The window used when none is given: 30 days.
+pub const DEFAULT_DORA_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
+const SECONDS_PER_DAY: f64 = 86_400.0;
+
+/// DORA figures over the releases that finished within a window; see [`dora`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dora {
+    /// The window's length.
+    pub window: Duration,
+    /// Its start: `to - window` (milliseconds since the Unix epoch).
+    pub from: Millis,
+    /// Its end, the `now` it was computed at (inclusive).
+    pub to: Millis,
+    /// Releases that finished within the window: promoted, rolled back or failed.
+    pub finished: usize,
+    /// Of those, promoted: the deployments.
+    pub promoted: usize,
+    /// Of those, rolled back (stable put back).
+    pub rolled_back: usize,
+    /// Of those, failed (their rollback did not complete).
+    pub failed: usize,
+    /// Promoted releases per day of the window.
+    pub deployments_per_day: f64,
+    /// `(rolled_back + failed) / finished`; `None` when none finished.
+    pub change_failure_rate: Option<f64>,
+    /// How long the orchestrator took to put stable back.
+    pub time_to_restore: TimeToRestore,
+}
+
+/// Time to restore: for each rolled-back release, from the timeline entry that started
+/// the rollback (`rolling back: …`) to the release reaching `rolled_back` (its
+/// `finished_at`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeToRestore {
+    /// Rolled-back releases timed.
+    pub restored: usize,
+    /// Failed releases: their rollback did not complete, so stable was not put back by
+    /// the orchestrator and they have no time to restore.
+    pub not_restored: usize,
+    /// The median of the times; `None` when nothing was restored.
+    pub median: Option<Duration>,
+    /// The mean of the times; `None` when nothing was restored.
+    pub mean: Option<Duration>,
+}
+
+/// DORA figures over the releases that finished within `[now - window, now]`:
+///
+/// - **deployment frequency**: promoted releases, and that count per day of the window
+///   (a zero window gives 0);
+/// - **change failure rate**: rolled-back or failed releases / every finished one
+///   (`None` when none finished). Every rollback counts: a breached analysis, a failed
+///   pre-check or step, a killed flag or a person's abort;
+/// - **time to restore**: see [`TimeToRestore`]. It is the time the orchestrator took
+///   to put stable back (canary at weight 0, flags killed), which is what it controls;
+///   detecting the problem before that is the analysis' interval and limit, and a
+///   failed release needs a person, so it is counted apart and not timed.
+///
+/// Lead time for changes is out of scope: it starts at a commit, which the
+/// orchestrator never sees.
+///
+/// Releases still running (or not finished by `now`) are not counted.
+pub fn dora(releases: &[Release], now: Millis, window: Duration) -> Dora {
+    let from = now.saturating_sub(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
+    let (mut promoted, mut rolled_back, mut failed) = (0, 0, 0);
+    let mut restores = Vec::new();
+    for Release { state, .. } in releases {
+        if !state.finished_at.is_some_and(|t| from <= t && t <= now) {
+            continue;
+        }
+        match state.phase {
+            Phase::Succeeded => promoted += 1,
+            Phase::RolledBack => {
+                rolled_back += 1;
+                if let Some(took) = restore_time(state) {
+                    restores.push(took);
+                }
+            }
+            Phase::Failed => failed += 1,
+            Phase::Pending | Phase::Running | Phase::RollingBack => {}
+        }
+    }
+    let finished = promoted + rolled_back + failed;
+    let days = window.as_secs_f64() / SECONDS_PER_DAY;
+    restores.sort_unstable();
+    Dora {
+        window,
+        from,
+        to: now,
+        finished,
+        promoted,
+        rolled_back,
+        failed,
+        deployments_per_day: if days > 0.0 {
+            promoted as f64 / days
+        } else {
+            0.0
+        },
+        change_failure_rate: (finished > 0)
+            .then(|| (rolled_back + failed) as f64 / finished as f64),
+        time_to_restore: TimeToRestore {
+            restored: restores.len(),
+            not_restored: failed,
+            median: median(&restores),
+            mean: mean(&restores),
+        },
+    }
+}
+
+/// From the first `rolling back` entry to `finished_at`.
+fn restore_time(state: &State) -> Option<Duration> {
+    let started = state
+        .timeline
+        .iter()
+        .find(|e| e.message.starts_with("rolling back"))?
+        .at;
+    let finished = state.finished_at?;
+    Some(Duration::from_millis(finished.saturating_sub(started)))
+}
+
+/// The middle of sorted `values`; the mean of the two middle ones for an even count.
+fn median(sorted: &[Duration]) -> Option<Duration> {
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[mid]),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2),
+    }
+}
+
+fn mean(values: &[Duration]) -> Option<Duration> {
+    let count = u32::try_from(values.len()).ok().filter(|n| *n > 0)?;
+    Some(values.iter().sum::<Duration>() / count)
+}
+
+/// Reads a DORA window (`30d`, `12h`, `1week`), between [`MIN_DORA_WINDOW`] and
+/// [`MAX_DORA_WINDOW`].
+pub fn parse_dora_window(text: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("`{text}` is not a duration such as `30d` or `12h`: {e}"))?;
+    if !(MIN_DORA_WINDOW..=MAX_DORA_WINDOW).contains(&window) {
+        return Err(format!(
+            "the window must be from {} to {}, not {}",
+            window_text(MIN_DORA_WINDOW),
+            window_text(MAX_DORA_WINDOW),
+            window_text(window)
+        ));
+    }
+    Ok(window)
+}
+
+/// DORA figures as JSON; durations in seconds, the rate as a fraction (0.5, not 50).
+pub fn dora_json(dora: &Dora) -> Value {
+    let ttr = &dora.time_to_restore;
+    json!({
+        "window": window_text(dora.window),
+        "window_seconds": dora.window.as_secs_f64(),
+        "from": timestamp(dora.from),
+        "to": timestamp(dora.to),
+        "finished": dora.finished,
+        "deployment_frequency": {
+            "promoted": dora.promoted,
+            "per_day": dora.deployments_per_day,
+        },
+        "change_failure_rate": {
+            "rate": dora.change_failure_rate,
+            "rolled_back": dora.rolled_back,
+            "failed": dora.failed,
+            "finished": dora.finished,
+        },
+        "time_to_restore": {
+            "restored": ttr.restored,
+            "not_restored": ttr.not_restored,
+            "median_seconds": ttr.median.map(|d| d.as_secs_f64()),
+            "mean_seconds": ttr.mean.map(|d| d.as_secs_f64()),
+        },
+    })
+}
+
+/// DORA figures as Markdown: one table and what each figure means.
+pub fn dora_markdown(dora: &Dora) -> String {
+    let ttr = &dora.time_to_restore;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let frequency = format!(
+        "{} per day, {} per week ({})",
+        decimal(dora.deployments_per_day, 3),
+        decimal(dora.deployments_per_day * 7.0, 3),
+        plural(dora.promoted, "promoted release", "promoted releases"),
+    );
+    let failures = dora.rolled_back + dora.failed;
+    let failure_rate = match dora.change_failure_rate {
+        Some(rate) => format!(
+            "{}% ({failures} of {} rolled back or failed)",
+            decimal(rate * 100.0, 1),
+            plural(dora.finished, "finished release", "finished releases"),
+        ),
+        None => "– (no release finished)".to_owned(),
+    };
+    let mut restore = match (ttr.median, ttr.mean) {
+        (Some(median), Some(mean)) => format!(
+            "median {}, mean {} ({})",
+            to_the_milli(median),
+            to_the_milli(mean),
+            plural(ttr.restored, "rollback", "rollbacks"),
+        ),
+        _ => "– (nothing rolled back)".to_owned(),
+    };
+    if ttr.not_restored > 0 {
+        restore.push_str(&format!(
+            "; {} not restored",
+            plural(ttr.not_restored, "failed release", "failed releases")
+        ));
+    }
+    let lines = [
+        "# DORA figures".to_owned(),
+        String::new(),
+        format!(
+            "Releases that finished from {} to {} ({}).",
+            timestamp(dora.from),
+            timestamp(dora.to),
+            window_text(dora.window)
+        ),
+        String::new(),
+        "| Figure | Value |".to_owned(),
+        "| --- | --- |".to_owned(),
+        row(&["Deployment frequency", &frequency]),
+        row(&["Change failure rate", &failure_rate]),
+        row(&["Time to restore", &restore]),
+        row(&["Lead time for changes", "not measured"]),
+        String::new(),
+        "- **Deployment frequency**: releases promoted within the window.".to_owned(),
+        "- **Change failure rate**: releases rolled back (for any reason, aborts included) \
+         or failed, out of every release that finished."
+            .to_owned(),
+        "- **Time to restore**: how long the orchestrator took to put stable back, from its \
+         decision to roll back to the release being rolled back. A failed release's rollback \
+         did not complete; it is counted apart, not timed."
+            .to_owned(),
+        "- **Lead time for changes** starts at a commit, which the orchestrator does not see."
+            .to_owned(),
+    ];
+    let mut text = lines.join("\n");
+    text.push('\n');
+    text
+}
+
+/// A window as people write it: `30d`, `12h`, else humantime's `90m 30s` (whose months
+/// and years are not whole days, so `365d` would read `11months 30days 3h 50m 24s`).
+pub fn window_text(window: Duration) -> String {
+    const HOUR: u64 = 60 * 60;
+    const DAY: u64 = 24 * HOUR;
+    let secs = window.as_secs();
+    if window.subsec_nanos() == 0 && secs > 0 {
+        if secs % DAY == 0 {
+            return format!("{}d", secs / DAY);
+        }
+        if secs % HOUR == 0 {
+            return format!("{}h", secs / HOUR);
+        }
+    }
+    humantime::format_duration(window).to_string()
+}
+
+/// `value` with at most `places` decimals, trailing zeros dropped (`0.033`, `50`).
+fn decimal(value: f64, places: usize) -> String {
+    let text = format!("{value:.places$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
+/// `1m 30s 250ms`: whole milliseconds.
+fn to_the_milli(d: Duration) -> String {
+    let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,15 +569,14 @@ mod tests {
                             max: Some(0.01),
                             verdict: if fail { Verdict::Fail } else { Verdict::Pass },
                             error: None,
+                            detail: None,
                         }],
                     }
                 }
                 Action::Rollback { .. } if self.rollback_fails => Outcome::Failed {
                     error: "router unreachable".into(),
                 },
-                Action::PreCheck { .. } | Action::SetWeight { .. } | Action::Rollback { .. } => {
-                    Outcome::Done
-                }
+                _ => Outcome::Done,
             }
         }
     }
@@ -678,5 +966,279 @@ mod tests {
             timestamp(Millis::MAX),
             format!("{} ms after the Unix epoch", Millis::MAX)
         );
+    }
+
+    // --- DORA figures -------------------------------------------------------------
+
+    const DAY: Millis = 86_400_000;
+    const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86_400);
+
+    /// A release of `plan()` that started at `started` and reached `phase` at
+    /// `finished`, having decided to roll back at `rolling_back`.
+    fn ended(
+        phase: Phase,
+        started: Millis,
+        rolling_back: Option<Millis>,
+        finished: Option<Millis>,
+    ) -> Release {
+        let plan = plan();
+        let mut state = State::new(&plan);
+        state.phase = phase;
+        state.started_at = Some(started);
+        state.finished_at = finished;
+        let entry = |at, message: &str| Entry {
+            at,
+            service: None,
+            message: message.into(),
+            measurements: vec![],
+        };
+        state
+            .timeline
+            .push(entry(started, "release started in `production`"));
+        if let Some(at) = rolling_back {
+            state
+                .timeline
+                .push(entry(at, "rolling back: aborted by ana: no"));
+        }
+        if let Some(at) = finished {
+            state.timeline.push(entry(at, "release over"));
+        }
+        Release {
+            plan,
+            state,
+            created_at: started,
+            revision: 1,
+        }
+    }
+
+    fn promoted(finished: Millis) -> Release {
+        ended(Phase::Succeeded, finished - 600_000, None, Some(finished))
+    }
+
+    /// Rolled back `restore_ms` after the rollback was decided, which was at `decided`.
+    fn restored(decided: Millis, restore_ms: Millis) -> Release {
+        let finished = Some(decided + restore_ms);
+        ended(Phase::RolledBack, decided - 60_000, Some(decided), finished)
+    }
+
+    fn window_of_releases() -> Vec<Release> {
+        let from = START - 30 * DAY;
+        vec![
+            promoted(START - DAY),
+            promoted(from),  // on the window's start: counted
+            promoted(START), // on its end: counted
+            promoted(from - 1),
+            promoted(START + 1),
+            restored(START - 2 * DAY, 30_000),
+            restored(START - 3 * DAY, 240_000),
+            restored(START - 4 * DAY, 90_000),
+            restored(from - 10_000, 20_000), // decided before the window, finished in it
+            ended(
+                Phase::Failed,
+                START - 5 * DAY,
+                Some(START - 5 * DAY + 1_000),
+                Some(START - 5 * DAY + 2_000),
+            ),
+            ended(Phase::Running, START - 600_000, None, None),
+            ended(
+                Phase::RollingBack,
+                START - 600_000,
+                Some(START - 1_000),
+                None,
+            ),
+        ]
+    }
+
+    #[test]
+    fn dora_counts_the_releases_finished_within_the_window() {
+        let dora = dora(&window_of_releases(), START, THIRTY_DAYS);
+        let expected = Dora {
+            window: THIRTY_DAYS,
+            from: START - 30 * DAY,
+            to: START,
+            finished: 8,
+            promoted: 3,
+            rolled_back: 4,
+            failed: 1,
+            deployments_per_day: 0.1,
+            change_failure_rate: Some(5.0 / 8.0),
+            time_to_restore: TimeToRestore {
+                restored: 4,
+                not_restored: 1,
+                // 20 s, 30 s, 90 s, 240 s.
+                median: Some(Duration::from_secs(60)),
+                mean: Some(Duration::from_secs(95)),
+            },
+        };
+        assert_eq!(dora, expected);
+        assert_eq!(
+            dora_json(&dora),
+            json!({
+                "window": "30d",
+                "window_seconds": 2_592_000.0,
+                "from": "2024-04-01T10:40:00Z",
+                "to": "2024-05-01T10:40:00Z",
+                "finished": 8,
+                "deployment_frequency": { "promoted": 3, "per_day": 0.1 },
+                "change_failure_rate": {
+                    "rate": 0.625,
+                    "rolled_back": 4,
+                    "failed": 1,
+                    "finished": 8,
+                },
+                "time_to_restore": {
+                    "restored": 4,
+                    "not_restored": 1,
+                    "median_seconds": 60.0,
+                    "mean_seconds": 95.0,
+                },
+            })
+        );
+        let md = dora_markdown(&dora);
+        for line in [
+            "# DORA figures",
+            "Releases that finished from 2024-04-01T10:40:00Z to 2024-05-01T10:40:00Z (30d).",
+            "| Deployment frequency | 0.1 per day, 0.7 per week (3 promoted releases) |",
+            "| Change failure rate | 62.5% (5 of 8 finished releases rolled back or failed) |",
+            "| Time to restore | median 1m, mean 1m 35s (4 rollbacks); 1 failed release not restored |",
+            "| Lead time for changes | not measured |",
+        ] {
+            assert!(has_line(&md, line), "missing `{line}` in:\n{md}");
+        }
+    }
+
+    #[test]
+    fn dora_of_nothing_finished_has_no_rates() {
+        let running = [ended(Phase::Running, START - 1_000, None, None)];
+        for releases in [&[][..], &running[..]] {
+            let dora = dora(releases, START, THIRTY_DAYS);
+            assert_eq!(
+                dora,
+                Dora {
+                    window: THIRTY_DAYS,
+                    from: START - 30 * DAY,
+                    to: START,
+                    finished: 0,
+                    promoted: 0,
+                    rolled_back: 0,
+                    failed: 0,
+                    deployments_per_day: 0.0,
+                    change_failure_rate: None,
+                    time_to_restore: TimeToRestore {
+                        restored: 0,
+                        not_restored: 0,
+                        median: None,
+                        mean: None,
+                    },
+                }
+            );
+            let v = dora_json(&dora);
+            assert_eq!(v["change_failure_rate"]["rate"], Value::Null);
+            assert_eq!(v["time_to_restore"]["median_seconds"], Value::Null);
+            assert_eq!(v["time_to_restore"]["mean_seconds"], Value::Null);
+            assert_eq!(v["deployment_frequency"]["per_day"], json!(0.0));
+            let md = dora_markdown(&dora);
+            for line in [
+                "| Deployment frequency | 0 per day, 0 per week (0 promoted releases) |",
+                "| Change failure rate | – (no release finished) |",
+                "| Time to restore | – (nothing rolled back) |",
+            ] {
+                assert!(has_line(&md, line), "missing `{line}` in:\n{md}");
+            }
+        }
+        // A window of nothing cannot divide by zero.
+        let dora = dora(&[promoted(START)], START, Duration::ZERO);
+        assert_eq!((dora.promoted, dora.deployments_per_day), (1, 0.0));
+    }
+
+    #[test]
+    fn time_to_restore_is_timed_from_the_machines_rollback_decision() {
+        // Driven by the machine: the rollback is decided and done at 10:41:30.
+        let mut late = rolled_back();
+        let decided = late
+            .state
+            .timeline
+            .iter()
+            .find(|e| e.message.starts_with("rolling back: "))
+            .map(|e| e.at);
+        assert_eq!(decided, Some(START + 90_000));
+        late.state.finished_at = Some(START + 92_500);
+        let dora = dora(&[rolled_back(), late], START + DAY, THIRTY_DAYS);
+        assert_eq!(dora.rolled_back, 2);
+        let ttr = &dora.time_to_restore;
+        assert_eq!(ttr.median, Some(Duration::from_millis(1_250)));
+        assert_eq!(ttr.mean, Some(Duration::from_millis(1_250)));
+        assert!(dora_markdown(&dora).contains("median 1s 250ms, mean 1s 250ms (2 rollbacks)"));
+    }
+
+    #[test]
+    fn median_and_mean_of_restore_times() {
+        let s = Duration::from_secs;
+        let cases: [(&[Duration], Option<Duration>, Option<Duration>); 4] = [
+            (&[], None, None),
+            (&[s(7)], Some(s(7)), Some(s(7))),
+            (
+                &[s(1), s(4)],
+                Some(Duration::from_millis(2_500)),
+                Some(Duration::from_millis(2_500)),
+            ),
+            (&[s(1), s(2), s(9)], Some(s(2)), Some(s(4))),
+        ];
+        for (values, expected_median, expected_mean) in cases {
+            assert_eq!(median(values), expected_median, "{values:?}");
+            assert_eq!(mean(values), expected_mean, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn dora_windows_are_one_hour_to_a_year() {
+        for (text, expected) in [
+            ("30d", Ok(THIRTY_DAYS)),
+            ("1h", Ok(MIN_DORA_WINDOW)),
+            ("365d", Ok(MAX_DORA_WINDOW)),
+            (" 2weeks ", Ok(Duration::from_secs(14 * 86_400))),
+        ] {
+            assert_eq!(parse_dora_window(text), expected, "{text}");
+        }
+        for (text, says) in [
+            ("59m", "from 1h to 365d, not 59m"),
+            ("366d", "not 366d"),
+            ("8761h", "not 8761h"),
+            ("0s", "not 0s"),
+            ("soon", "`soon` is not a duration"),
+            ("", "is not a duration"),
+            ("30", "is not a duration"),
+        ] {
+            let error = parse_dora_window(text).expect_err(text);
+            assert!(error.contains(says), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn windows_read_as_written() {
+        for (window, text) in [
+            (THIRTY_DAYS, "30d"),
+            (MAX_DORA_WINDOW, "365d"),
+            (Duration::from_secs(2 * 3600), "2h"),
+            (Duration::from_secs(5400), "1h 30m"),
+            (Duration::from_millis(1500), "1s 500ms"),
+            (Duration::ZERO, "0s"),
+        ] {
+            assert_eq!(window_text(window), text);
+        }
+    }
+
+    #[test]
+    fn decimals_drop_trailing_zeros() {
+        for (value, places, text) in [
+            (0.1, 3, "0.1"),
+            (1.0 / 30.0, 3, "0.033"),
+            (50.0, 1, "50"),
+            (62.5, 1, "62.5"),
+            (0.0, 3, "0"),
+            (120.0, 0, "120"),
+        ] {
+            assert_eq!(decimal(value, places), text);
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::machine::{Event, Millis, State};
 use crate::plan::Plan;
 
 pub mod embedded;
+pub mod redis;
 
 /// A release: its plan and where it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,7 +90,7 @@ pub enum StoreError {
     LeaseLost(String),
     /// Redis failed.
     #[error("redis store")]
-    Redis(#[source] redis::RedisError),
+    Redis(#[source] ::redis::RedisError),
     /// A stored release could not be read back.
     #[error("stored release `{name}` is unreadable")]
     Corrupt {

@@ -49,6 +49,8 @@ impl Rig {
             http: reqwest::Client::new(),
             poll: Duration::from_millis(50),
             attempts: 1,
+            owner: switchyard_orchestrator::driver::owner_id(),
+            lease: Duration::from_secs(10),
         })
         .await
         .expect("orchestrator opens");

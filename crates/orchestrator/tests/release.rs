@@ -28,6 +28,8 @@ async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator
         http: reqwest::Client::new(),
         poll: Duration::from_millis(100),
         attempts: 2,
+        owner: switchyard_orchestrator::driver::owner_id(),
+        lease: Duration::from_secs(10),
     })
     .await
     .expect("orchestrator opens")

@@ -4,9 +4,13 @@
 //! and a plain `mod haproxy;` would load `tests/haproxy.rs` (the integration test).
 //! `#[path]` is relative to this file in both roles, so it always finds `support/…`.
 #![allow(dead_code)]
+#[path = "support/fake_kube.rs"]
+pub mod fake_kube;
 #[path = "support/flag_server.rs"]
 pub mod flag_server;
 #[path = "support/haproxy.rs"]
 pub mod haproxy;
 #[path = "support/prometheus.rs"]
 pub mod prometheus;
+#[path = "support/redis.rs"]
+pub mod redis;

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use super::*;
 use crate::analysis::Measurement;
 use crate::plan::{
-    Analysis, Canary, FlagRef, Metric, OnFailure, OnNoData, PrometheusQuery, Service, Step,
+    Analysis, Canary, FlagRef, Gate, GateCheck, Metric, Notify, NotifyEvent, NotifyFormat,
+    OnFailure, OnNoData, PrometheusQuery, Rollback, Service, Step,
 };
 
 /// What the actions did to the outside world.
@@ -20,6 +21,10 @@ struct World {
     killed: BTreeMap<String, bool>,
     /// Analyses performed per service.
     analyses: BTreeMap<String, usize>,
+    /// Index in `history` where each service's rollback began.
+    rollback_from: BTreeMap<String, usize>,
+    /// Notifications sent, in order.
+    notified: Vec<(NotifyEvent, Option<String>)>,
 }
 
 /// How the world answers.
@@ -53,13 +58,49 @@ struct Script {
     /// Person commands arriving after `n` confirmed actions, while more are queued
     /// (the driver takes commands between any two actions).
     between: Vec<(usize, Event)>,
+    /// Gates (pre-release: `None`, or a step's) that fail before `until` (simulated
+    /// time from the start).
+    failing_gates: Vec<(Option<usize>, Millis)>,
 }
 
 impl World {
-    fn perform(&mut self, action: &Action, script: &Script, now: Millis) -> Outcome {
-        let name = action.service().to_owned();
+    fn perform(&mut self, action: &Action, script: &Script, now: Millis, env: &str) -> Outcome {
+        // Keyed by environment too: each environment has its own flags.
+        let name = format!("{env}/{}", action.service().unwrap_or("-"));
+        let unhealthy = script
+            .unhealthy
+            .iter()
+            .any(|u| Some(u.as_str()) == action.service());
         match action {
-            Action::PreCheck { .. } if script.unhealthy.contains(&name) => Outcome::Failed {
+            Action::Gate { step, .. } => {
+                let fails = script
+                    .failing_gates
+                    .iter()
+                    .any(|(s, until)| s == step && now < START.saturating_add(*until));
+                if fails {
+                    Outcome::Failed {
+                        error: "webhook answered 503".into(),
+                    }
+                } else {
+                    Outcome::Done
+                }
+            }
+            Action::Notify { event, service, .. } => {
+                self.notified.push((*event, service.clone()));
+                Outcome::Done
+            }
+            Action::KillFlags { .. } => {
+                let at = self.history.get(&name).map_or(0, Vec::len);
+                self.rollback_from.entry(name.clone()).or_insert(at);
+                self.killed.insert(name, true);
+                Outcome::Done
+            }
+            Action::SetTraffic { weight, .. } => {
+                self.weight.insert(name.clone(), *weight);
+                self.history.entry(name).or_default().push(*weight);
+                Outcome::Done
+            }
+            Action::PreCheck { .. } if unhealthy => Outcome::Failed {
                 error: "connection refused".into(),
             },
             Action::PreCheck { .. } => Outcome::Done,
@@ -72,7 +113,7 @@ impl World {
                 *self.analyses.entry(name.clone()).or_default() += 1;
                 let weight = self.weight.get(&name).copied().unwrap_or(0);
                 let fail = script.failing.iter().any(|f| {
-                    f.service == name
+                    Some(f.service.as_str()) == action.service()
                         && weight >= f.from_weight
                         && now < START.saturating_add(f.until)
                 });
@@ -84,12 +125,17 @@ impl World {
                         max: Some(0.01),
                         verdict: if fail { Verdict::Fail } else { Verdict::Pass },
                         error: None,
+                        detail: None,
                     }],
                 }
             }
             Action::Rollback { .. } => {
+                let history = self.history.entry(name.clone()).or_default();
+                self.rollback_from
+                    .entry(name.clone())
+                    .or_insert(history.len());
+                history.push(0);
                 self.weight.insert(name.clone(), 0);
-                self.history.entry(name.clone()).or_default().push(0);
                 self.killed.insert(name, true);
                 Outcome::Done
             }
@@ -123,7 +169,8 @@ fn run(plan: &Plan, script: &Script, crash_at: Option<usize>) -> (State, World) 
                 (state, _) = advance(&state, event, now);
                 continue;
             }
-            let outcome = world.perform(&action, script, now);
+            let env = state.environment(plan).to_owned();
+            let outcome = world.perform(&action, script, now, &env);
             let (next, n) = advance(&state, Event::Performed { action, outcome }, now);
             if Some(n) == crash_at {
                 // The outcome is lost; the state stored before it is what remains.
@@ -230,9 +277,9 @@ fn a_healthy_release_ramps_step_by_step_and_promotes() {
     let (state, world) = run(&plan, &Script::default(), None);
     assert_eq!(state.phase, Phase::Succeeded);
     assert_eq!(phases(&state), vec![("auth", ServicePhase::Succeeded, 100)]);
-    assert_eq!(world.history["auth"], vec![5, 25, 50, 100]);
+    assert_eq!(world.history["production/auth"], vec![5, 25, 50, 100]);
     // One passing analysis per step, each an interval after the step's weight.
-    assert_eq!(world.analyses["auth"], 3);
+    assert_eq!(world.analyses["production/auth"], 3);
     assert!(state.outbox.is_empty());
 }
 
@@ -250,8 +297,8 @@ fn a_breach_rolls_everything_back_and_says_why() {
     };
     let (state, world) = run(&plan, &script, None);
     assert_eq!(state.phase, Phase::RolledBack);
-    assert_eq!(world.history["auth"], vec![5, 25, 0]);
-    assert_eq!(world.killed.get("auth"), Some(&true));
+    assert_eq!(world.history["production/auth"], vec![5, 25, 0]);
+    assert_eq!(world.killed.get("production/auth"), Some(&true));
     assert_eq!(
         state.reason.as_deref(),
         Some("auth: 2 failed analyses (limit 1): error-rate 0.5 > max 0.01")
@@ -394,7 +441,7 @@ fn pause_on_failure_waits_for_a_person() {
     };
     let (state, world) = run(&plan, &script, None);
     assert_eq!(state.phase, Phase::Succeeded);
-    assert_eq!(world.history["auth"], vec![5, 50, 100]);
+    assert_eq!(world.history["production/auth"], vec![5, 50, 100]);
     assert!(state
         .timeline
         .iter()
@@ -428,7 +475,7 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
             ("pay", ServicePhase::Cancelled, 0)
         ]
     );
-    assert_eq!(world.weight["auth"], 0);
+    assert_eq!(world.weight["production/auth"], 0);
     assert_eq!(
         state.reason.as_deref(),
         Some("auth: flag `auth-flag` was killed outside this release")
@@ -440,14 +487,14 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
     };
     let (state, world) = run(&plan, &unhealthy, None);
     assert_eq!(state.phase, Phase::RolledBack);
-    assert_eq!(world.history["auth"], vec![5, 50, 100, 0]);
+    assert_eq!(world.history["production/auth"], vec![5, 50, 100, 0]);
     assert_eq!(
         state.reason.as_deref(),
         Some("pay: pre-checks failed: connection refused")
     );
     // Nothing was applied to pay, so nothing is undone there (its flags stay alive).
     assert_eq!(phases(&state)[1], ("pay", ServicePhase::Cancelled, 0));
-    assert_eq!(world.killed.get("pay"), None);
+    assert_eq!(world.killed.get("production/pay"), None);
 }
 
 #[test]
@@ -475,6 +522,158 @@ fn commands_on_a_finished_release_are_refused() {
     }
 }
 
+fn gate() -> Gate {
+    Gate {
+        check: GateCheck::Webhook("http://127.0.0.1:9/gate".into()),
+        timeout: std::time::Duration::from_secs(1),
+        retries: 0,
+    }
+}
+
+#[test]
+fn a_failing_pre_release_gate_stops_the_release_before_anything_changes() {
+    let mut p = plan(
+        vec![service("auth", &[])],
+        &[Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    p.gates.pre.push(gate());
+    let script = Script {
+        failing_gates: vec![(None, Millis::MAX)],
+        ..Script::default()
+    };
+    let (state, world) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(phases(&state), vec![("auth", ServicePhase::Cancelled, 0)]);
+    assert!(world.history.is_empty() && world.killed.is_empty());
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("pre-release gate failed: webhook answered 503")
+    );
+}
+
+#[test]
+fn a_failing_step_gate_pauses_and_resume_runs_it_again() {
+    let mut p = plan(
+        vec![service("auth", &[])],
+        &[Some(10), Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    p.analysis.metrics.clear();
+    p.steps[1].gates.push(gate());
+    let script = Script {
+        // Fails until 100 s in; the person resumes at 200 s.
+        failing_gates: vec![(Some(1), 100_000)],
+        commands: vec![(200_000, Event::Resume { by: "ana".into() })],
+        ..Script::default()
+    };
+    let (state, world) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(world.history["production/auth"], vec![10, 50, 100]);
+    let messages: Vec<&str> = state.timeline.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages.contains(&"step 2: gate failed: webhook answered 503"),
+        "{messages:?}"
+    );
+    assert!(messages.contains(&"step 2: gates passed"), "{messages:?}");
+}
+
+#[test]
+fn a_gradual_rollback_kills_the_flags_then_steps_the_weight_down() {
+    let p = plan(
+        vec![service("auth", &[])],
+        &[Some(20), Some(70)],
+        OnFailure::Rollback(Rollback::Gradual {
+            step: 30,
+            interval: std::time::Duration::from_secs(10),
+        }),
+        0,
+    );
+    let script = Script {
+        failing: vec![failing("auth", 70)],
+        ..Script::default()
+    };
+    let (state, world) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(world.history["production/auth"], vec![20, 70, 40, 10, 0]);
+    assert_eq!(
+        world.rollback_from["production/auth"], 2,
+        "flags killed before the first decrease"
+    );
+    let decreases: Vec<Millis> = state
+        .timeline
+        .iter()
+        .filter(|e| e.message.starts_with("rolling back: weight"))
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(decreases.len(), 2);
+    assert_eq!(decreases[1] - decreases[0], 10_000);
+}
+
+#[test]
+fn environments_run_in_order_with_an_approval_between_them() {
+    let mut p = plan(
+        vec![service("auth", &[])],
+        &[Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    p.environment.clear();
+    p.environments = vec!["staging".into(), "production".into()];
+    p.notify.push(Notify {
+        webhook: "http://127.0.0.1:9/hook".into(),
+        format: NotifyFormat::Slack,
+        events: vec![
+            NotifyEvent::Started,
+            NotifyEvent::Promoted,
+            NotifyEvent::AwaitingApproval,
+        ],
+    });
+    let waiting = run(&p, &Script::default(), None).0;
+    assert_eq!(waiting.phase, Phase::Running);
+    assert!(waiting.awaiting_environment);
+    assert_eq!(waiting.environment(&p), "staging");
+    assert_eq!(
+        check(
+            &waiting,
+            &Event::Approve {
+                service: Some("auth".into()),
+                by: "a".into()
+            }
+        ),
+        Err(Refusal("no service awaits approval".into()))
+    );
+
+    let script = Script {
+        commands: vec![(
+            500_000,
+            Event::Approve {
+                service: None,
+                by: "ana".into(),
+            },
+        )],
+        ..Script::default()
+    };
+    let (state, world) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::Succeeded);
+    assert_eq!(state.environment(&p), "production");
+    assert_eq!(world.history["staging/auth"], vec![50, 100]);
+    assert_eq!(world.history["production/auth"], vec![50, 100]);
+    let events: Vec<NotifyEvent> = world.notified.iter().map(|n| n.0).collect();
+    assert_eq!(
+        events,
+        [
+            NotifyEvent::Started,
+            NotifyEvent::Promoted,
+            NotifyEvent::AwaitingApproval,
+            NotifyEvent::Started,
+            NotifyEvent::Promoted
+        ]
+    );
+}
+
 fn arb_plan() -> impl Strategy<Value = Plan> {
     (
         1usize..=3,
@@ -483,34 +682,70 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             prop_oneof![3 => (1u32..=100).prop_map(Some), 1 => Just(None)],
             1..=5,
         ),
-        any::<bool>(),
+        0u8..3,
         0u32..=2,
+        (
+            any::<bool>(),
+            proptest::collection::vec(0usize..5, 0..2),
+            any::<bool>(),
+            1usize..=2,
+        ),
     )
-        .prop_map(|(n, dep_bits, mut steps, pause, limit)| {
-            let names = ["a", "b", "c"];
-            let services = (0..n)
-                .map(|i| {
-                    let deps: Vec<&str> = (0..i)
-                        .filter(|&j| dep_bits[i * (i - 1) / 2 + j])
-                        .map(|j| names[j])
-                        .collect();
-                    service(names[i], &deps)
-                })
-                .collect();
-            // Weights never decrease.
-            let mut weights: Vec<u32> = steps.iter().flatten().copied().collect();
-            weights.sort_unstable();
-            let mut sorted = weights.into_iter();
-            for s in steps.iter_mut().filter(|s| s.is_some()) {
-                *s = sorted.next();
-            }
-            let on_failure = if pause {
-                OnFailure::Pause
-            } else {
-                OnFailure::default()
-            };
-            plan(services, &steps, on_failure, limit)
-        })
+        .prop_map(
+            |(n, dep_bits, mut steps, failure, limit, (pre_gate, step_gates, notify, envs))| {
+                let names = ["a", "b", "c"];
+                let services = (0..n)
+                    .map(|i| {
+                        let deps: Vec<&str> = (0..i)
+                            .filter(|&j| dep_bits[i * (i - 1) / 2 + j])
+                            .map(|j| names[j])
+                            .collect();
+                        service(names[i], &deps)
+                    })
+                    .collect();
+                // Weights never decrease.
+                let mut weights: Vec<u32> = steps.iter().flatten().copied().collect();
+                weights.sort_unstable();
+                let mut sorted = weights.into_iter();
+                for s in steps.iter_mut().filter(|s| s.is_some()) {
+                    *s = sorted.next();
+                }
+                let on_failure = match failure {
+                    0 => OnFailure::default(),
+                    1 => OnFailure::Pause,
+                    _ => OnFailure::Rollback(Rollback::Gradual {
+                        step: 30,
+                        interval: std::time::Duration::from_secs(10),
+                    }),
+                };
+                let mut plan = plan(services, &steps, on_failure, limit);
+                let gate = || Gate {
+                    check: GateCheck::Webhook("http://127.0.0.1:9/gate".into()),
+                    timeout: std::time::Duration::from_secs(1),
+                    retries: 0,
+                };
+                if pre_gate {
+                    plan.gates.pre.push(gate());
+                }
+                for i in step_gates {
+                    if let Some(step) = plan.steps.get_mut(i) {
+                        step.gates.push(gate());
+                    }
+                }
+                if notify {
+                    plan.notify.push(Notify {
+                        webhook: "http://127.0.0.1:9/hook".into(),
+                        format: NotifyFormat::Json,
+                        events: vec![],
+                    });
+                }
+                if envs == 2 {
+                    plan.environment.clear();
+                    plan.environments = vec!["staging".into(), "production".into()];
+                }
+                plan
+            },
+        )
 }
 
 fn arb_script() -> impl Strategy<Value = Script> {
@@ -544,20 +779,30 @@ fn arb_script() -> impl Strategy<Value = Script> {
         proptest::collection::vec(0usize..3, 0..2),
         proptest::collection::vec((0u64..600_000, command.clone()), 0..8),
         proptest::collection::vec((0usize..12, command), 0..3),
+        proptest::collection::vec(
+            (
+                prop_oneof![Just(None), (0usize..5).prop_map(Some)],
+                0u64..400_000,
+            ),
+            0..2,
+        ),
     )
-        .prop_map(move |(failing, unhealthy, commands, between)| Script {
-            failing: failing
-                .into_iter()
-                .map(|(s, from_weight, until)| Failing {
-                    service: names[s].into(),
-                    from_weight,
-                    until,
-                })
-                .collect(),
-            unhealthy: unhealthy.into_iter().map(|s| names[s].into()).collect(),
-            commands,
-            between,
-        })
+        .prop_map(
+            move |(failing, unhealthy, commands, between, failing_gates)| Script {
+                failing: failing
+                    .into_iter()
+                    .map(|(s, from_weight, until)| Failing {
+                        service: names[s].into(),
+                        from_weight,
+                        until,
+                    })
+                    .collect(),
+                unhealthy: unhealthy.into_iter().map(|s| names[s].into()).collect(),
+                commands,
+                between,
+                failing_gates,
+            },
+        )
 }
 
 proptest! {
@@ -567,41 +812,56 @@ proptest! {
     fn weights_ramp_monotonically_and_rollbacks_end_at_zero_with_flags_killed(plan in arb_plan(), script in arb_script()) {
         let (state, world) = run(&plan, &script, None);
         let max = plan.max_weight();
+        let env = state.environment(&plan).to_owned();
         for (service, history) in &world.history {
+            let from = world.rollback_from.get(service).copied().unwrap_or(history.len());
+            let (ramp, rollback) = history.split_at(from.min(history.len()));
             let mut previous = 0;
-            for (k, &w) in history.iter().enumerate() {
-                let is_rollback = w == 0 && world.killed.get(service) == Some(&true);
-                let last = k + 1 == history.len();
-                if is_rollback {
-                    prop_assert!(last, "{service}: weights set after its rollback: {history:?}");
-                    continue;
-                }
+            for &w in ramp {
                 prop_assert!(w >= previous, "{service}: weight went down outside a rollback: {history:?}");
                 prop_assert!(w <= max || w == 100, "{service}: {w} exceeds the plan's {max} before promotion");
                 previous = w;
             }
+            for pair in rollback.windows(2) {
+                prop_assert!(pair[1] <= pair[0], "{service}: weight went up during its rollback: {history:?}");
+            }
+            if !rollback.is_empty() {
+                prop_assert_eq!(world.killed.get(service), Some(&true), "{} rolled back with live flags", service);
+            }
+        }
+        let key = |s: &ServiceState| format!("{env}/{}", s.name);
+        if state.phase.is_terminal() {
+            prop_assert!(state.outbox.is_empty(), "a finished release left {:?}", state.outbox);
         }
         match state.phase {
             Phase::RolledBack => {
                 for s in &state.services {
                     prop_assert!(matches!(s.phase, ServicePhase::RolledBack | ServicePhase::Cancelled), "{s:?}");
                     if s.phase == ServicePhase::RolledBack {
-                        prop_assert_eq!(world.weight.get(&s.name), Some(&0));
-                        prop_assert_eq!(world.killed.get(&s.name), Some(&true));
+                        prop_assert_eq!(world.weight.get(&key(s)), Some(&0));
+                        prop_assert_eq!(world.killed.get(&key(s)), Some(&true));
                     }
                 }
                 prop_assert!(state.reason.is_some());
+                if !plan.notify.is_empty() {
+                    prop_assert_eq!(world.notified.last().map(|n| n.0), Some(NotifyEvent::RolledBack));
+                }
             }
             Phase::Succeeded => {
+                prop_assert_eq!(state.environment + 1, plan.environments().len());
                 for s in &state.services {
-                    prop_assert_eq!(world.weight.get(&s.name), Some(&100));
+                    prop_assert_eq!(world.weight.get(&key(s)), Some(&100));
                     prop_assert_eq!(s.weight, 100);
+                }
+                if !plan.notify.is_empty() {
+                    prop_assert_eq!(world.notified.last().map(|n| n.0), Some(NotifyEvent::Promoted));
                 }
             }
             // Waiting for a person (approval or resume) that the script never gave.
             // (Analysis goes on meanwhile, so the run stops at its iteration bound.)
             Phase::Running => prop_assert!(
-                state.services.iter().any(|s| matches!(s.phase, ServicePhase::AwaitingApproval | ServicePhase::Paused)),
+                state.awaiting_environment
+                    || state.services.iter().any(|s| matches!(s.phase, ServicePhase::AwaitingApproval | ServicePhase::Paused)),
                 "stuck without waiting for a person: {:?}", phases(&state)
             ),
             other => prop_assert!(false, "unexpected end {other:?}"),

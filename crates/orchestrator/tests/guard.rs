@@ -1,0 +1,244 @@
+//! The `guard` metric against a real flag server and real SDK clients: users are served
+//! a 50/50 rollout, track an event at a rate chosen per variant, and the guard reads the
+//! counts the clients sent and judges them.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use support::flag_server::{boolean_flag, FlagServer, ENV};
+use switchyard_core::Flag;
+use switchyard_orchestrator::analysis::guard::{measurement, Arm, Guard, GuardOutcome};
+use switchyard_orchestrator::analysis::{MetricError, MetricSource, Verdict};
+use switchyard_orchestrator::plan::{GuardQuery, OnNoData};
+use switchyard_sdk::admin::VariantCounts;
+use switchyard_sdk::{Client, Context};
+
+const FLAG: &str = "new-payment-flow";
+const EVENT: &str = "checkout_error";
+
+fn query() -> GuardQuery {
+    GuardQuery {
+        flag: FLAG.into(),
+        event: EVENT.into(),
+        max_relative_increase: 0.10,
+        confidence: 0.95,
+        min_samples: 100,
+        window: Duration::from_secs(600),
+    }
+}
+
+/// The flag ramped to half of the users: its default serve is a 50/50 rollout.
+fn half_on() -> Flag {
+    let mut flag = serde_json::to_value(boolean_flag(FLAG)).expect("flag JSON");
+    flag["default"] = json!({ "rollout": { "split": [
+        { "variant": "on", "weight": 50_000 },
+        { "variant": "off", "weight": 50_000 },
+    ] } });
+    serde_json::from_value(flag).expect("a valid flag")
+}
+
+/// `users` distinct users evaluate the flag once each; within each variant, every
+/// `every_on`-th (`every_off`-th) user served it tracks the event — deterministic rates
+/// of 1/every. Returns the counts the server must end up with.
+async fn run_users(
+    server: &FlagServer,
+    users: usize,
+    every_on: u64,
+    every_off: u64,
+) -> BTreeMap<String, VariantCounts> {
+    server
+        .admin
+        .put_flag(ENV, &half_on(), None)
+        .await
+        .expect("ramp the flag");
+    let token = server
+        .admin
+        .create_token("guard-test-sdk", "sdk", Some(ENV))
+        .await
+        .expect("sdk token");
+    // Counts leave the client on close(), not on an interval.
+    let client = Client::builder(&server.base, &token.token)
+        .metrics_flush_interval(Duration::from_secs(3600))
+        .build()
+        .await
+        .expect("client builds");
+    let mut expected: BTreeMap<String, VariantCounts> = BTreeMap::new();
+    for i in 0..users {
+        let ctx = Context::new(format!("user-{i}"));
+        let variant = client
+            .variant(FLAG, &ctx)
+            .name
+            .expect("a variant is served");
+        let counts = expected.entry(variant.clone()).or_default();
+        counts.exposures += 1;
+        let every = if variant == "on" { every_on } else { every_off };
+        if counts.exposures % every == 0 {
+            client.track(EVENT, &ctx);
+            *counts.events.entry(EVENT.to_owned()).or_default() += 1;
+        }
+    }
+    client.close().await;
+    expected
+}
+
+/// Polls the server until it shows `expected` for the flag, failing after 20 s with
+/// what it last saw.
+async fn wait_for_counts(server: &FlagServer, expected: &BTreeMap<String, VariantCounts>) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = server
+            .admin
+            .flag_metrics(ENV, FLAG, "10m")
+            .await
+            .expect("flag metrics");
+        if &seen == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not receive the counts within 20 s: saw {seen:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn arm(counts: &BTreeMap<String, VariantCounts>, variant: &str) -> Arm {
+    let c = counts.get(variant).cloned().unwrap_or_default();
+    Arm {
+        exposures: c.exposures,
+        events: c.events.get(EVENT).copied().unwrap_or(0),
+    }
+}
+
+fn guard(server: &FlagServer) -> Guard {
+    Guard::new(query(), server.admin.clone(), ENV)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regression_in_the_ramped_variant_fails() {
+    let server = FlagServer::start(&[FLAG]).await;
+    // 10 % of the users served `on` hit the error, 1 % of those served `off`.
+    let expected = run_users(&server, 2000, 10, 100).await;
+    wait_for_counts(&server, &expected).await;
+    let (treatment, control) = (arm(&expected, "on"), arm(&expected, "off"));
+    // The rollout split the users roughly in half.
+    for a in [treatment, control] {
+        assert!((800..=1200).contains(&a.exposures), "{expected:?}");
+    }
+
+    let guard = guard(&server);
+    let GuardOutcome::Tested(result) = guard.check().await.expect("check") else {
+        panic!("no verdict on {expected:?}");
+    };
+    assert_eq!((result.treatment, result.control), (treatment, control));
+    assert!(result.fails, "{result:?}");
+    assert!(result.z > 5.0, "{result:?}");
+    assert!(
+        (result.threshold_z - 1.6448536269514715).abs() < 1e-9,
+        "{result:?}"
+    );
+    let expected_increase = (treatment.events as f64 / treatment.exposures as f64)
+        / (control.events as f64 / control.exposures as f64)
+        - 1.0;
+    assert!((result.relative_increase - expected_increase).abs() < 1e-9);
+    assert!(result.relative_increase > 5.0, "{result:?}");
+
+    assert_eq!(
+        guard.measure("payments").await.expect("measure"),
+        Some(result.relative_increase)
+    );
+    let m = measurement(
+        "checkout-errors",
+        &query(),
+        Ok(GuardOutcome::Tested(result)),
+        OnNoData::Fail,
+    );
+    assert_eq!(m.verdict, Verdict::Fail);
+    let explained = m.explain();
+    assert!(
+        explained.contains(&format!(
+            "treatment {}/{}",
+            treatment.events, treatment.exposures
+        )) && explained.contains("the increase exceeds 10 % at 95 % confidence"),
+        "{explained}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_rates_pass() {
+    let server = FlagServer::start(&[FLAG]).await;
+    let expected = run_users(&server, 2000, 20, 20).await;
+    wait_for_counts(&server, &expected).await;
+
+    let guard = guard(&server);
+    let GuardOutcome::Tested(result) = guard.check().await.expect("check") else {
+        panic!("no verdict on {expected:?}");
+    };
+    assert_eq!(
+        (result.treatment, result.control),
+        (arm(&expected, "on"), arm(&expected, "off"))
+    );
+    assert!(!result.fails, "{result:?}");
+    assert!(result.z < 1.0, "{result:?}");
+    assert!(result.relative_increase.abs() < 0.1, "{result:?}");
+    let m = measurement(
+        "checkout-errors",
+        &query(),
+        guard.check().await,
+        OnNoData::Fail,
+    );
+    assert_eq!((m.verdict, m.error), (Verdict::Pass, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fewer_exposures_than_min_samples_are_no_data() {
+    let server = FlagServer::start(&[FLAG]).await;
+    // About 75 users per arm: a big difference, but below min_samples (100).
+    let expected = run_users(&server, 150, 2, 100).await;
+    wait_for_counts(&server, &expected).await;
+    let (treatment, control) = (arm(&expected, "on"), arm(&expected, "off"));
+    assert!(treatment.exposures < 100 || control.exposures < 100);
+
+    let guard = guard(&server);
+    assert_eq!(
+        guard.check().await.expect("check"),
+        GuardOutcome::NoData { treatment, control }
+    );
+    assert_eq!(guard.measure("payments").await.expect("measure"), None);
+    let m = measurement(
+        "checkout-errors",
+        &query(),
+        guard.check().await,
+        OnNoData::Ignore,
+    );
+    assert_eq!((m.verdict, m.value), (Verdict::Ignored, None));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_flag_is_a_flag_server_error() {
+    let server = FlagServer::start(&[FLAG]).await;
+    let mut q = query();
+    q.flag = "no-such-flag".into();
+    let guard = Guard::new(q.clone(), server.admin.clone(), ENV);
+    let error = guard.check().await.expect_err("unknown flag");
+    assert!(
+        matches!(
+            &error,
+            MetricError::FlagServer {
+                source: switchyard_sdk::Error::Api { status: 404, .. },
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let m = measurement("checkout-errors", &q, Err(error), OnNoData::Pass);
+    assert_eq!(m.verdict, Verdict::Fail);
+    assert_eq!(
+        m.explain(),
+        "checkout-errors: flag server: reading flag `no-such-flag` in `production`: admin API \
+         404: not_found: flag `no-such-flag` does not exist in `production`"
+    );
+}
