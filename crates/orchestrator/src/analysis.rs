@@ -57,6 +57,9 @@ pub enum MetricError {
         #[source]
         source: switchyard_sdk::Error,
     },
+    /// The measurement cannot be taken here (a missing capability or a timeout).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// One measured value with the thresholds it was judged against and the verdict, so a
@@ -100,10 +103,11 @@ impl Measurement {
     /// One line saying what was measured against what, e.g. `error-rate 0.2 > max 0.01`,
     /// followed by the detail in parentheses when there is one.
     pub fn explain(&self) -> String {
-        let line = self.explain_value();
-        match &self.detail {
-            Some(detail) => format!("{line} ({detail})"),
-            None => line,
+        match (&self.detail, self.value, &self.error) {
+            // A test's verdict without a number to show (e.g. too few samples).
+            (Some(detail), None, None) => format!("{}: {detail}", self.metric),
+            (Some(detail), _, _) => format!("{} ({detail})", self.explain_value()),
+            (None, _, _) => self.explain_value(),
         }
     }
 
@@ -126,7 +130,7 @@ impl Measurement {
     }
 }
 
-fn verdict_word(v: Verdict) -> &'static str {
+pub(crate) fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "counted as passed",
         Verdict::Fail => "counted as failed",

@@ -26,11 +26,13 @@ use tracing::{info, warn};
 
 use crate::analysis::health::Health;
 use crate::analysis::prometheus::Prometheus;
-use crate::analysis::{error_chain, judge, judge_health, MetricSource};
+use crate::analysis::{
+    error_chain, guard, judge, judge_health, Measurement, MetricError, MetricSource,
+};
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{Plan, Service};
+use crate::plan::{GuardQuery, Metric, Plan, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 
@@ -105,6 +107,9 @@ impl Handle {
         !self.commands.is_closed()
     }
 }
+
+/// How long a guard metric's reads of the flag server may take.
+const GUARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a command for a release driven elsewhere waits to see its effect.
 const REMOTE_COMMAND_WAIT: Duration = Duration::from_secs(5);
@@ -728,18 +733,41 @@ impl Runner {
         done_or_failed(result)
     }
 
-    async fn analyse(&self, service: &Service, _env: &str) -> Vec<crate::analysis::Measurement> {
+    /// A guard metric: the flag server's per-variant counts under a statistical test.
+    async fn guard(&self, metric: &Metric, query: &GuardQuery, env: &str) -> Measurement {
+        let Some(admin) = self.shared.config.flags.admin() else {
+            return guard::measurement(
+                &metric.name,
+                query,
+                Err(MetricError::Unsupported(
+                    "guard metrics need the flag server's admin API",
+                )),
+                metric.on_no_data,
+            );
+        };
+        let source = guard::Guard::new(query.clone(), admin.clone(), env);
+        let outcome = tokio::time::timeout(GUARD_TIMEOUT, source.check())
+            .await
+            .unwrap_or(Err(MetricError::Unsupported(
+                "the flag server did not answer within 10s",
+            )));
+        guard::measurement(&metric.name, query, outcome, metric.on_no_data)
+    }
+
+    async fn analyse(&self, service: &Service, env: &str) -> Vec<Measurement> {
         let http = &self.shared.config.http;
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {
             if !metric.applies_to(&service.name) {
                 continue;
             }
-            let Some(query) = &metric.prometheus else {
-                continue;
-            };
-            let source = Prometheus::new(query.clone(), http.clone());
-            measurements.push(judge(metric, source.measure(&service.name).await));
+            if let Some(query) = &metric.prometheus {
+                let source = Prometheus::new(query.clone(), http.clone());
+                measurements.push(judge(metric, source.measure(&service.name).await));
+            }
+            if let Some(query) = &metric.guard {
+                measurements.push(self.guard(metric, query, env).await);
+            }
         }
         if !service.health.is_empty() {
             let health = Health::new(service.health.clone(), http.clone());

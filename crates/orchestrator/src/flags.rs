@@ -32,6 +32,11 @@ pub trait FlagControl: Send + Sync {
 
     /// Those of `keys` that are killed now.
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<String>, FlagError>;
+
+    /// The admin API client, for the server's per-variant metrics (`guard`).
+    fn admin(&self) -> Option<&AdminClient> {
+        None
+    }
 }
 
 /// A flag operation that failed.
@@ -247,6 +252,10 @@ impl FlagControl for AdminFlags {
             }
         }
         Ok(())
+    }
+
+    fn admin(&self) -> Option<&AdminClient> {
+        Some(&self.admin)
     }
 
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<String>, FlagError> {

@@ -54,6 +54,16 @@ async fn run_users(
         .put_flag(ENV, &half_on(), None)
         .await
         .expect("ramp the flag");
+    serve_users(server, users, every_on, every_off).await
+}
+
+/// Like [`run_users`] with the flag as it is on the server.
+async fn serve_users(
+    server: &FlagServer,
+    users: usize,
+    every_on: u64,
+    every_off: u64,
+) -> BTreeMap<String, VariantCounts> {
     let token = server
         .admin
         .create_token("guard-test-sdk", "sdk", Some(ENV))
@@ -240,5 +250,73 @@ async fn an_unknown_flag_is_a_flag_server_error() {
         m.explain(),
         "checkout-errors: flag server: reading flag `no-such-flag` in `production`: admin API \
          404: not_found: flag `no-such-flag` does not exist in `production`"
+    );
+}
+
+/// A whole release guarded only by the SDK's own events: the orchestrator ramps the
+/// flag to 50 %, users of the new variant fail ten times as often, and the guard rolls
+/// the release back — no external monitoring involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_rolled_back_by_its_guard_metric() {
+    use std::sync::Arc;
+    use switchyard_orchestrator::driver::{Config, Orchestrator};
+    use switchyard_orchestrator::flags::AdminFlags;
+    use switchyard_orchestrator::machine::{Phase, ServicePhase};
+    use switchyard_orchestrator::plan::Plan;
+    use switchyard_orchestrator::store::embedded::EmbeddedStore;
+
+    let server = FlagServer::start(&[FLAG]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        Arc::new(EmbeddedStore::open(dir.path()).unwrap()),
+        Arc::new(AdminFlags::new(server.admin.clone())),
+    );
+    config.poll = Duration::from_millis(100);
+    let orchestrator = Orchestrator::open(config).await.unwrap();
+    let plan = Plan::from_yaml(&format!(
+        "name: guarded\nenvironment: {ENV}\nservices: [ {{ name: payments, flags: [{FLAG}] }} ]\nsteps: [ {{ weight: 50 }}, {{ approve: true }} ]\nanalysis:\n  interval: 500ms\n  metrics:\n    - name: checkout-errors\n      guard: {{ flag: {FLAG}, event: {EVENT}, max_relative_increase: 0.1 }}\n      on_no_data: pass\n"
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let at_half = |r: &switchyard_orchestrator::store::Release| r.state.services[0].weight == 50;
+    while !at_half(&orchestrator.get("guarded").await.unwrap()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flag never reached 50 %"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 10 % of the new variant's users fail, 1 % of the others.
+    serve_users(&server, 2000, 10, 100).await;
+
+    let release = loop {
+        let release = orchestrator.get("guarded").await.unwrap();
+        if release.state.phase.is_terminal() {
+            break release;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no verdict: {:#?}",
+            release.state.timeline
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{:#?}",
+        release.state.timeline
+    );
+    assert_eq!(release.state.services[0].phase, ServicePhase::RolledBack);
+    let reason = release.state.reason.unwrap();
+    assert!(
+        reason.contains("checkout-errors") && reason.contains("exceeds 10 % at 95 % confidence"),
+        "{reason}"
+    );
+    assert!(
+        !server.flag(FLAG).await.enabled,
+        "the rollback killed the flag"
     );
 }

@@ -296,8 +296,10 @@ pub fn measurement(
     let mut m = Measurement {
         metric: metric_name.to_owned(),
         value: None,
+        // The limit is stated in the detail: the verdict is the test's, not a
+        // comparison of the observed increase with the limit.
         min: None,
-        max: Some(query.max_relative_increase),
+        max: None,
         verdict: Verdict::Fail,
         error: None,
         detail: None,
@@ -311,12 +313,17 @@ pub fn measurement(
                 OnNoData::Ignore => Verdict::Ignored,
             };
             m.detail = Some(format!(
-                "treatment {} exposures, control {}: each arm needs {}",
-                treatment.exposures, control.exposures, query.min_samples
+                "no data ({}): treatment {} exposures, control {}: each arm needs {}",
+                crate::analysis::verdict_word(m.verdict),
+                treatment.exposures,
+                control.exposures,
+                query.min_samples
             ));
         }
         Ok(GuardOutcome::Tested(result)) => {
-            m.value = Some(result.relative_increase);
+            // An infinite increase (no control events) has no JSON form; the detail
+            // carries the counts.
+            m.value = Some(result.relative_increase).filter(|v| v.is_finite());
             m.verdict = if result.fails {
                 Verdict::Fail
             } else {
@@ -532,7 +539,7 @@ mod tests {
                 OnNoData::Fail,
                 Verdict::Fail,
                 Some(9.0),
-                "guard 9 > max 0.1 (treatment 100/1000 = 10.00 %, control 10/1000 = 1.00 %: \
+                "guard 9 (treatment 100/1000 = 10.00 %, control 10/1000 = 1.00 %: \
                  z 8.81 > 1.64, the increase exceeds 10 % at 95 % confidence)",
             ),
             // The observed increase is far above the limit, but the sample is too small
@@ -542,7 +549,7 @@ mod tests {
                 OnNoData::Fail,
                 Verdict::Pass,
                 Some(2.0),
-                "guard 2 > max 0.1 (treatment 6/120 = 5.00 %, control 2/120 = 1.67 %: \
+                "guard 2 (treatment 6/120 = 5.00 %, control 2/120 = 1.67 %: \
                  z 1.34 <= 1.64, not shown to exceed 10 % at 95 % confidence)",
             ),
             (
@@ -550,47 +557,47 @@ mod tests {
                 OnNoData::Fail,
                 Verdict::Pass,
                 Some(0.0),
-                "guard 0 <= max 0.1 (treatment 50/1000 = 5.00 %, control 50/1000 = 5.00 %: \
+                "guard 0 (treatment 50/1000 = 5.00 %, control 50/1000 = 5.00 %: \
                  z -0.49 <= 1.64, not shown to exceed 10 % at 95 % confidence)",
             ),
             (
                 tested(arm(200, 10), arm(200, 0)),
                 OnNoData::Fail,
                 Verdict::Fail,
-                Some(f64::INFINITY),
-                "guard inf > max 0.1 (treatment 10/200 = 5.00 %, control 0/200 = 0.00 %: \
-                 z 3.24 > 1.64, the increase exceeds 10 % at 95 % confidence)",
+                None,
+                "guard: treatment 10/200 = 5.00 %, control 0/200 = 0.00 %: \
+                 z 3.24 > 1.64, the increase exceeds 10 % at 95 % confidence",
             ),
             (
                 tested(arm(40, 12), arm(1000, 10)),
                 OnNoData::Fail,
                 Verdict::Fail,
                 None,
-                "guard: no data (counted as failed) (treatment 40 exposures, control 1000: \
-                 each arm needs 100)",
+                "guard: no data (counted as failed): treatment 40 exposures, control 1000: \
+                 each arm needs 100",
             ),
             (
                 tested(arm(40, 12), arm(1000, 10)),
                 OnNoData::Pass,
                 Verdict::Pass,
                 None,
-                "guard: no data (counted as passed) (treatment 40 exposures, control 1000: \
-                 each arm needs 100)",
+                "guard: no data (counted as passed): treatment 40 exposures, control 1000: \
+                 each arm needs 100",
             ),
             (
                 tested(arm(1000, 12), arm(0, 0)),
                 OnNoData::Ignore,
                 Verdict::Ignored,
                 None,
-                "guard: no data (ignored) (treatment 1000 exposures, control 0: each arm \
-                 needs 100)",
+                "guard: no data (ignored): treatment 1000 exposures, control 0: each arm \
+                 needs 100",
             ),
         ];
         for (outcome, on_no_data, verdict, value, explained) in cases {
             let m = measurement("guard", &q, outcome, on_no_data);
             assert_eq!(
                 (m.verdict, m.value, m.max, m.min, m.error.as_deref()),
-                (verdict, value, Some(0.1), None, None)
+                (verdict, value, None, None, None)
             );
             assert_eq!(m.explain(), explained);
         }
