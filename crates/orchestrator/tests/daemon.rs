@@ -6,134 +6,22 @@
 //! loopback port) is the only other thing running.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use axum::Router;
-use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
-use switchyard_orchestrator::daemon::{self, MAX_BODY};
-use switchyard_orchestrator::driver::{Config, Orchestrator};
-use switchyard_orchestrator::flags::AdminFlags;
-use switchyard_orchestrator::store::embedded::EmbeddedStore;
-use switchyard_sdk::admin::AdminClient;
+use switchyard_orchestrator::daemon::MAX_BODY;
 
 use tower::ServiceExt as _;
 
 mod support;
 
+use support::api::{plan, Rig};
 use support::daemon::Daemon;
-use support::flag_server::{FlagServer, ADMIN, ENV};
+use support::flag_server::{FlagServer, ENV};
 
 const FLAG: &str = "new-checkout";
 const API_TOKEN: &str = "orchestrator-api-token";
-
-/// A daemon router over an orchestrator driving the flag server.
-struct Rig {
-    router: Router,
-    _flags: FlagServer,
-    _store: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(api_token: Option<&str>) -> Rig {
-        let flags = FlagServer::start(&[FLAG]).await;
-        let store = tempfile::tempdir().expect("temp dir");
-        let admin = AdminClient::new(flags.base.as_str(), ADMIN).expect("admin client");
-        let orchestrator = Orchestrator::open(Config {
-            store: Arc::new(EmbeddedStore::open(store.path()).expect("store")),
-            flags: Arc::new(AdminFlags::new(admin)),
-            http: reqwest::Client::new(),
-            poll: Duration::from_millis(50),
-            attempts: 1,
-            owner: switchyard_orchestrator::driver::owner_id(),
-            lease: Duration::from_secs(10),
-        })
-        .await
-        .expect("orchestrator opens");
-        Rig {
-            router: daemon::router(orchestrator, api_token.map(str::to_owned)),
-            _flags: flags,
-            _store: store,
-        }
-    }
-
-    /// Sends a request; returns status, content type and body.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: impl Into<Body>,
-    ) -> (StatusCode, String, Vec<u8>) {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let request = request.body(body.into()).expect("request");
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, content_type, bytes.to_vec())
-    }
-
-    /// Sends a request without a token; returns status and JSON body.
-    async fn call(&self, method: &str, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
-        let (status, content_type, bytes) = self.send(method, path, None, body).await;
-        assert!(
-            content_type.starts_with("application/json"),
-            "{method} {path}: {status} answered {content_type:?}: {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        let json = serde_json::from_slice(&bytes).expect("JSON body");
-        (status, json)
-    }
-
-    /// Polls the release until `check` holds for it.
-    async fn until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let (status, release) = self
-                .call("GET", &format!("/v1/releases/{name}"), Body::empty())
-                .await;
-            assert_eq!(status, StatusCode::OK, "{release}");
-            if check(&release) {
-                return release;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; release is {release:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// A one-service plan ramping `flag` with these steps (flow YAML).
-fn plan(name: &str, flag: &str, steps: &str) -> String {
-    format!(
-        "name: {name}\nenvironment: {ENV}\nservices:\n  - name: web\n    flags: [{flag}]\n\
-         steps: {steps}\nanalysis: {{ interval: 1s }}\n"
-    )
-}
 
 fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or_default()
@@ -160,7 +48,7 @@ fn phase(release: &Value) -> &str {
 
 #[tokio::test]
 async fn an_invalid_plan_is_400_with_every_problem_and_its_path() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let invalid = "name: bad\nenvironment: production\nservices:\n  - name: web\n    \
                    depends_on: [nope]\n    flags: [new-checkout]\nsteps: [{ weight: 150 }]\n";
     let (status, body) = rig.call("POST", "/v1/releases", invalid).await;
@@ -200,7 +88,7 @@ async fn an_invalid_plan_is_400_with_every_problem_and_its_path() {
 
 #[tokio::test]
 async fn an_oversized_plan_is_413() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let mut text = plan("big", FLAG, "[{ weight: 100 }]").into_bytes();
     text.resize(MAX_BODY + 1, b'#');
     let (status, body) = rig.call("POST", "/v1/releases", text).await;
@@ -210,7 +98,7 @@ async fn an_oversized_plan_is_413() {
 
 #[tokio::test]
 async fn unknown_releases_and_routes_are_json_404_and_405() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     for (method, path) in [
         ("GET", "/v1/releases/nope"),
         ("POST", "/v1/releases/nope/pause"),
@@ -235,7 +123,7 @@ async fn unknown_releases_and_routes_are_json_404_and_405() {
 
 #[tokio::test]
 async fn the_api_token_is_required_on_v1_when_set() {
-    let rig = Rig::start(Some(API_TOKEN)).await;
+    let rig = Rig::start(&[FLAG], Some(API_TOKEN)).await;
     for token in [None, Some("wrong"), Some("")] {
         let (status, _, body) = rig.send("GET", "/v1/releases", token, Body::empty()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "token {token:?}");
@@ -271,7 +159,7 @@ async fn the_api_token_is_required_on_v1_when_set() {
 
 #[tokio::test]
 async fn applying_is_idempotent_and_a_different_plan_conflicts() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let text = plan(
         "checkout",
         FLAG,
@@ -331,7 +219,7 @@ async fn applying_is_idempotent_and_a_different_plan_conflicts() {
 
 #[tokio::test]
 async fn commands_are_answered_or_refused_with_the_reason() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let text = plan("ramp", FLAG, "[{ weight: 10, hold: 1h }, { weight: 100 }]");
     let (status, _) = rig.call("POST", "/v1/releases", text).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -422,7 +310,7 @@ async fn commands_are_answered_or_refused_with_the_reason() {
 
 #[tokio::test]
 async fn an_approval_step_waits_and_full_promotion_skips_the_rest() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let text = plan(
         "gated",
         FLAG,
@@ -476,7 +364,7 @@ async fn an_approval_step_waits_and_full_promotion_skips_the_rest() {
 
 #[tokio::test]
 async fn reports_come_as_json_or_markdown() {
-    let rig = Rig::start(None).await;
+    let rig = Rig::start(&[FLAG], None).await;
     let text = plan(
         "reported",
         FLAG,

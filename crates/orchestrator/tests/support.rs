@@ -4,6 +4,8 @@
 //! and a plain `mod haproxy;` would load `tests/haproxy.rs` (the integration test).
 //! `#[path]` is relative to this file in both roles, so it always finds `support/…`.
 #![allow(dead_code)]
+#[path = "support/api.rs"]
+pub mod api;
 #[path = "support/daemon.rs"]
 pub mod daemon;
 #[path = "support/fake_kube.rs"]
