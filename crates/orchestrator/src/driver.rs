@@ -698,21 +698,15 @@ impl Runner {
                     measurements: self.analyse(service, env).await,
                 }
             }
-            Action::Rollback { .. } => {
+            // An instant rollback moves the traffic first, then kills the flags; a
+            // gradual one kills the flags first and steps the traffic down later.
+            Action::Rollback { .. } | Action::KillFlags { .. } => {
                 let reason = kill_reason();
+                let traffic_too = matches!(action, Action::Rollback { .. });
                 self.retrying(|| async {
-                    router.set_weight(0).await.map_err(|e| error_chain(&e))?;
-                    config
-                        .flags
-                        .kill(env, &service.flags, &reason)
-                        .await
-                        .map_err(|e| error_chain(&e))
-                })
-                .await
-            }
-            Action::KillFlags { .. } => {
-                let reason = kill_reason();
-                self.retrying(|| async {
+                    if traffic_too {
+                        router.set_weight(0).await.map_err(|e| error_chain(&e))?;
+                    }
                     config
                         .flags
                         .kill(env, &service.flags, &reason)
