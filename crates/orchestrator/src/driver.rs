@@ -184,6 +184,10 @@ impl Orchestrator {
             tasks: Arc::default(),
         };
         orchestrator.adopt_orphans().await?;
+        if !orchestrator.shared.config.store.shared() {
+            // Only this process uses the store: nothing can be orphaned later.
+            return Ok(orchestrator);
+        }
         let scanner = orchestrator.clone();
         let every = (orchestrator.shared.config.lease / 2).max(Duration::from_millis(50));
         orchestrator.spawn_task(async move {

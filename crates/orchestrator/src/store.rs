@@ -53,6 +53,12 @@ pub trait StateStore: Send + Sync {
     /// One current release, as stored.
     async fn load(&self, name: &str) -> Result<Option<Release>, StoreError>;
 
+    /// Whether several orchestrator processes may use this store at once (then
+    /// releases left without a driver must be looked for).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Takes (or renews) the lease that lets `owner` drive release `name` for `ttl`.
     /// `true` when `owner` holds it afterwards. A store used by one orchestrator
     /// process grants every lease.

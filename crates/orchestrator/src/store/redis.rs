@@ -231,6 +231,10 @@ fn millis(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl StateStore for RedisStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     async fn save(&self, release: &Release) -> Result<(), StoreError> {
         let name = release.name();
         let json = serde_json::to_string(release).map_err(|source| StoreError::Corrupt {
