@@ -1,0 +1,790 @@
+//! The canary demo (`scripts/demo.sh`, `examples/canary-demo/`) as a test: every piece
+//! a real process on free loopback ports — the flag server, checkout v1 (stable) and
+//! v2 (canary, with the new code path behind `new-checkout`), HAProxy in front of them,
+//! Prometheus scraping them, the orchestrator, and the load generator — configured
+//! from the demo's own templates. Two releases run through the CLI's `apply --wait`:
+//! the first is promoted; the second, after the canary starts failing a fifth of its
+//! new-path requests, is rolled back by the orchestrator by itself. Each outcome is
+//! checked through the orchestrator's API, HAProxy's runtime API and the flag server's
+//! admin API, not through the CLI's word.
+//!
+//! The test makes sure the binaries it runs are built (`cargo test --workspace
+//! --no-run` with this test's profile, see [`build_binaries`]), so it works from a clean
+//! clone; `haproxy` and `prometheus` must be on `PATH` (the Debian packages of those
+//! names; scripts/test.sh installs them) — without them it fails saying so.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard_e2e::{Admin, ServerProcess, DEADLINE};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// The demo's templates and plans.
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/canary-demo");
+/// The flag server environment the plans release in.
+const ENV: &str = "production";
+/// The flag both plans ramp.
+const FLAG: &str = "new-checkout";
+/// How long one `apply --wait` may take (the plans need about 15 s).
+const RELEASE_TIMEOUT: &str = "90s";
+/// How often conditions are polled.
+const POLL: Duration = Duration::from_millis(50);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
+    let started = Instant::now();
+    let haproxy_binary = on_path("haproxy");
+    let prometheus_binary = on_path("prometheus");
+    let bin = build_binaries().await;
+    eprintln!("binaries ready after {:?}", started.elapsed());
+    let work = tempfile::tempdir().expect("temp dir");
+
+    // The flag server, with the flag off for everyone and an SDK token for checkout.
+    let server = ServerProcess::start(
+        &work.path().join("flags"),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await;
+    let admin = &server.admin;
+    admin.create_env(ENV).await;
+    admin.put_flag(ENV, flag_off()).await;
+    let sdk_token = admin.token("checkout", "sdk", ENV).await;
+
+    // Both checkout builds.
+    let checkout = |version: &str, new_code: bool| {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--version",
+            version,
+            "--server-url",
+            &server.base,
+            "--sdk-token",
+            &sdk_token,
+        ];
+        if new_code {
+            args.push("--new-code");
+        }
+        Process::start(
+            &format!("checkout-{version}"),
+            &bin.checkout,
+            &args,
+            work.path(),
+        )
+    };
+    let mut stable = checkout("v1", false);
+    let mut canary = checkout("v2", true);
+    let stable_url = stable.line_after("checkout v1 listening on ").await;
+    let canary_url = canary.line_after("checkout v2 listening on ").await;
+    let port = |url: &str| -> String {
+        let addr: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        addr.port().to_string()
+    };
+    let (stable_port, canary_port) = (port(&stable_url), port(&canary_url));
+
+    // HAProxy and Prometheus from the demo's templates.
+    let haproxy = Haproxy::start(&haproxy_binary, &stable_port, &canary_port, work.path()).await;
+    let prometheus =
+        Prometheus::start(&prometheus_binary, &stable_port, &canary_port, work.path()).await;
+    prometheus.wait_until_scraping(2).await;
+
+    // The orchestrator daemon.
+    let orchestrator_data = work.path().join("orchestrator").display().to_string();
+    let mut orchestrator = Process::start(
+        "orchestrator",
+        &bin.orchestrator,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval",
+            "200ms",
+            "--data-dir",
+            &orchestrator_data,
+            "--server-url",
+            &server.base,
+            "--admin-token",
+            switchyard_e2e::ADMIN,
+        ],
+        work.path(),
+    );
+    let orchestrator_url = orchestrator
+        .line_after("switchyard-orchestrator listening on ")
+        .await;
+
+    // Load through HAProxy for as long as both releases take (bounded by itself too).
+    let frontend = format!("http://127.0.0.1:{}", haproxy.frontend_port);
+    let mut load = Process::start(
+        "checkout-load",
+        &bin.checkout_load,
+        &[
+            "--target",
+            &frontend,
+            "--rate",
+            "100",
+            "--duration",
+            "240s",
+            "--users",
+            "1000",
+        ],
+        work.path(),
+    );
+
+    let placeholders = [
+        ("HAPROXY_ADMIN_PORT", haproxy.admin_port.to_string()),
+        ("PROMETHEUS_PORT", prometheus.port.to_string()),
+    ];
+    let http = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .expect("HTTP client");
+
+    // Release 1: v2 fails nothing, so it is promoted to 100 %.
+    let good = work.path().join("release-good.yaml");
+    std::fs::write(&good, render("release-good.yaml", &placeholders)).expect("write plan");
+    let (code, output) = apply(&bin.orchestrator, &orchestrator_url, &good).await;
+    assert_eq!(code, Some(0), "release 1 not promoted:\n{output}");
+    assert!(
+        output.contains("release checkout-good promoted"),
+        "{output}"
+    );
+    let release = read_release(&http, &orchestrator_url, "checkout-good").await;
+    assert_eq!(release["state"]["phase"], "succeeded", "{release:#}");
+    let service = &release["state"]["services"][0];
+    assert_eq!(
+        (&service["phase"], &service["weight"]),
+        (&json!("succeeded"), &json!(100))
+    );
+    assert_eq!(
+        haproxy.weights().await,
+        (100, 0),
+        "(canary, stable) after release 1"
+    );
+    let flag = read_flag(admin).await;
+    assert_eq!(flag["enabled"], true, "{flag:#}");
+    assert_eq!(variants_served(admin).await, ["on"], "after release 1");
+
+    // Back to the starting line for the next release: all traffic on stable, the flag
+    // off for everyone; and the canary now fails every fifth new-path request.
+    // Stable first: with both at 0 HAProxy would have nowhere to send a request.
+    haproxy
+        .command("set server checkout/stable weight 100")
+        .await;
+    haproxy.command("set server checkout/canary weight 0").await;
+    assert_eq!(
+        haproxy.weights().await,
+        (0, 100),
+        "(canary, stable) after the reset"
+    );
+    admin.put_flag(ENV, flag_off()).await;
+    assert_eq!(variants_served(admin).await, ["off"], "after the reset");
+    let answer = http
+        .post(format!("{canary_url}/admin/fail-rate"))
+        .body("0.2")
+        .send()
+        .await
+        .expect("POST /admin/fail-rate");
+    assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+
+    // Release 2: the canary's error rate breaches 5 % and the orchestrator rolls back.
+    let bad = work.path().join("release-bad.yaml");
+    std::fs::write(&bad, render("release-bad.yaml", &placeholders)).expect("write plan");
+    let (code, output) = apply(&bin.orchestrator, &orchestrator_url, &bad).await;
+    assert_eq!(code, Some(1), "release 2 not rolled back:\n{output}");
+    assert!(
+        output.contains("release checkout-bad rolled back"),
+        "{output}"
+    );
+    let release = read_release(&http, &orchestrator_url, "checkout-bad").await;
+    assert_eq!(release["state"]["phase"], "rolled_back", "{release:#}");
+    let service = &release["state"]["services"][0];
+    assert_eq!(
+        (&service["phase"], &service["weight"]),
+        (&json!("rolled_back"), &json!(0))
+    );
+    let reason = release["state"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("failed analyses")
+            && (reason.contains("error-rate") || reason.contains("checkout-errors")),
+        "rolled back for another reason: {reason}"
+    );
+    assert_eq!(
+        haproxy.weights().await,
+        (0, 100),
+        "(canary, stable) after release 2"
+    );
+    let flag = read_flag(admin).await;
+    assert_eq!(flag["enabled"], false, "not killed: {flag:#}");
+    assert_eq!(variants_served(admin).await, ["off"], "after release 2");
+    let (_, audit) = admin
+        .call(
+            "GET",
+            &format!("/v1/admin/audit?env={ENV}&flag={FLAG}&limit=1"),
+            None,
+        )
+        .await;
+    let last = &audit["entries"][0];
+    assert_eq!(last["action"], "flag.kill", "{audit:#}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("release checkout-bad rolled back")),
+        "{audit:#}"
+    );
+
+    // The load saw both versions; only v2 failed, and no request went unanswered while
+    // the weights moved.
+    let summary = load.stop().await;
+    let counts = load_counts(&summary);
+    let (v1, v2) = (counts["v1"], counts["v2"]);
+    assert!(v1.0 > 0 && v2.0 > 0, "both versions served: {summary}");
+    assert_eq!(v1.1, 0, "v1 never fails: {summary}");
+    assert!(v2.1 > 0, "v2 failed while it ramped: {summary}");
+    assert_eq!(counts["no answer"], (0, 0), "{summary}");
+
+    for process in [&mut stable, &mut canary, &mut orchestrator] {
+        process.assert_running();
+    }
+    eprintln!("{summary}");
+    eprintln!("canary demo test took {:?}", started.elapsed());
+}
+
+/// `new-checkout`, on/off, off for everyone.
+fn flag_off() -> Value {
+    json!({
+        "key": FLAG, "kind": "boolean", "variants": {"on": true, "off": false},
+        "off_variant": "off", "default": {"variant": "off"}
+    })
+}
+
+/// The flag as the admin API returns it.
+async fn read_flag(admin: &Admin) -> Value {
+    let (status, flag) = admin
+        .call("GET", &format!("/v1/admin/envs/{ENV}/flags/{FLAG}"), None)
+        .await;
+    assert_eq!(status, 200, "{flag}");
+    flag
+}
+
+/// The variants the flag server serves to 50 users, each once, sorted.
+async fn variants_served(admin: &Admin) -> Vec<String> {
+    let mut served = std::collections::BTreeSet::new();
+    for i in 0..50 {
+        let answer = admin
+            .evaluate(ENV, FLAG, json!({ "targetingKey": format!("user-{i}") }))
+            .await;
+        served.insert(answer["variant"].as_str().unwrap_or("?").to_owned());
+    }
+    served.into_iter().collect()
+}
+
+/// `GET /v1/releases/NAME` from the orchestrator.
+async fn read_release(http: &reqwest::Client, url: &str, name: &str) -> Value {
+    let response = http
+        .get(format!("{url}/v1/releases/{name}"))
+        .send()
+        .await
+        .expect("GET release");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("release JSON")
+}
+
+/// Runs `switchyard-orchestrator apply PLAN --wait`; its exit code and output.
+async fn apply(orchestrator: &Path, url: &str, plan: &Path) -> (Option<i32>, String) {
+    let run = Command::new(orchestrator)
+        .args(["--url", url, "apply"])
+        .arg(plan)
+        .args(["--wait", "--timeout", RELEASE_TIMEOUT])
+        .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("apply --wait ends by its own --timeout")
+        .expect("run switchyard-orchestrator apply");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!(
+        "$ switchyard-orchestrator apply {} --wait\n{text}",
+        plan.display()
+    );
+    (output.status.code(), text)
+}
+
+/// `(ok, errors)` per version, and `no answer` as `(0, n)`, from the load generator's
+/// summary line.
+fn load_counts(summary: &str) -> BTreeMap<String, (u64, u64)> {
+    let mut counts = BTreeMap::new();
+    for part in summary.split("; ").skip(1) {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        let number = |word: &str| -> u64 {
+            word.parse()
+                .unwrap_or_else(|_| panic!("`{word}` in `{part}` of {summary}"))
+        };
+        match words.as_slice() {
+            ["no", "answer", n] => counts.insert("no answer".to_owned(), (0, number(n))),
+            [version, ok, "ok", errors, "errors"] => {
+                counts.insert((*version).to_owned(), (number(ok), number(errors)))
+            }
+            _ => panic!("unexpected `{part}` in {summary}"),
+        };
+    }
+    for key in ["v1", "v2", "no answer"] {
+        assert!(counts.contains_key(key), "no `{key}` in {summary}");
+    }
+    counts
+}
+
+/// A demo template with its `{{NAME}}` placeholders filled in.
+fn render(template: &str, values: &[(&str, String)]) -> String {
+    let path = Path::new(DEMO).join(template);
+    let mut text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    for (name, value) in values {
+        text = text.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    let left = text
+        .match_indices("{{")
+        .find(|(at, _)| text[at + 2..].starts_with(|c: char| c.is_ascii_uppercase()));
+    assert!(
+        left.is_none(),
+        "{template}: a placeholder is left: {}",
+        &text[left.map_or(0, |(at, _)| at)..]
+            .lines()
+            .next()
+            .unwrap_or("")
+    );
+    text
+}
+
+/// The binaries the demo runs.
+struct Binaries {
+    orchestrator: PathBuf,
+    checkout: PathBuf,
+    checkout_load: PathBuf,
+}
+
+/// Makes sure the binaries exist and returns where cargo put them: the flag server
+/// where [`switchyard_e2e::server_binary`] looks. `cargo test` builds no binary of
+/// another package for this one's tests, but it builds a package's binaries for that
+/// package's own integration tests — the server, the orchestrator and the checkout
+/// example all have some. So this runs `cargo test --workspace --no-run` with this
+/// test's profile and target directory: after `cargo test --workspace` (CI, the README)
+/// every unit is fresh and it only checks; a narrower build (`cargo build -p …`)
+/// would resolve dependency features differently and recompile dozens of crates.
+/// Run alone (`cargo test -p switchyard-e2e --test canary_demo`), it builds what the
+/// workspace's tests need, once.
+async fn build_binaries() -> Binaries {
+    let exe = std::env::current_exe().expect("test executable path");
+    // <target>/[<triple>/]<profile>/deps/<test>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test executable is in <profile>/deps");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["test", "--workspace", "--no-run"])
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(target_dir)
+        .args(["--message-format", "json-render-diagnostics"]);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cargo.arg("--release");
+        }
+        Some(profile) => {
+            cargo.args(["--profile", profile]);
+        }
+        None => panic!("no profile in {}", exe.display()),
+    }
+    if let Some(triple) = profile_dir.parent().filter(|dir| *dir != target_dir) {
+        cargo
+            .arg("--target")
+            .arg(triple.file_name().expect("target triple"));
+    }
+    let output = cargo
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run cargo test --no-run");
+    assert!(
+        output.status.success(),
+        "cargo test --workspace --no-run failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut executables = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let is_binary = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|kind| kind == "bin"))
+            && message["profile"]["test"] == false;
+        if let (true, Some(name), Some(path)) = (
+            is_binary,
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) {
+            executables.insert(name.to_owned(), PathBuf::from(path));
+        }
+    }
+    let mut take = |name: &str| {
+        executables
+            .remove(name)
+            .unwrap_or_else(|| panic!("cargo built no `{name}` binary"))
+    };
+    let server = take("switchyard-server");
+    assert_eq!(
+        server,
+        switchyard_e2e::server_binary(),
+        "the flag server was built where ServerProcess does not look"
+    );
+    Binaries {
+        orchestrator: take("switchyard-orchestrator"),
+        checkout: take("checkout"),
+        checkout_load: take("checkout-load"),
+    }
+}
+
+/// The first executable called `name` on `PATH`; panics naming the Debian package.
+fn on_path(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found on PATH: install the Debian package `{name}` \
+                 (scripts/test.sh and scripts/demo.sh do)"
+            )
+        })
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    StdTcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// A child process whose stdout and stderr go to `<dir>/<name>.log`; killed when
+/// dropped.
+struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn start(name: &str, binary: &Path, args: &[impl AsRef<OsStr>], dir: &Path) -> Process {
+        let log = dir.join(format!("{name}.log"));
+        let output = std::fs::File::create(&log).expect("create log");
+        let errors = output.try_clone().expect("clone log handle");
+        let mut command = Command::new(binary);
+        // Nothing from the environment of whoever runs the tests leaks into the demo.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            if key.starts_with("SWITCHYARD_") || key.starts_with("CHECKOUT_") {
+                command.env_remove(&*key);
+            }
+        }
+        let child = command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(output)
+            .stderr(errors)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name} ({}): {e}", binary.display()));
+        Process {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Panics with its output if it has exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("poll child") {
+            panic!("{} exited ({status}):\n{}", self.name, self.output());
+        }
+    }
+
+    /// The rest of the first line of its output that starts with `prefix`, waiting for
+    /// it until [`DEADLINE`].
+    async fn line_after(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let output = self.output();
+            if let Some(rest) = output.lines().find_map(|line| line.strip_prefix(prefix)) {
+                return rest.trim().to_owned();
+            }
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print `{prefix}…` within {DEADLINE:?}:\n{output}",
+                self.name
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Sends SIGTERM, waits for it to exit, and returns its last output line.
+    async fn stop(&mut self) -> String {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = self.child.id().expect("still running");
+        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("SIGTERM");
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", self.name))
+            .expect("wait");
+        let output = self.output();
+        assert!(status.success(), "{} exited {status}:\n{output}", self.name);
+        output.lines().last().unwrap_or_default().to_owned()
+    }
+}
+
+/// `haproxy` configured from `haproxy.cfg.tmpl`.
+struct Haproxy {
+    process: Process,
+    frontend_port: u16,
+    admin_port: u16,
+}
+
+impl Haproxy {
+    /// Starts it on free ports and waits until its runtime API answers as this process
+    /// and its frontend accepts connections. A port taken by someone else between
+    /// choosing and binding makes haproxy exit (`noreuseport`): then others are tried.
+    async fn start(binary: &Path, stable_port: &str, canary_port: &str, dir: &Path) -> Haproxy {
+        for attempt in 1..=3 {
+            let (frontend_port, admin_port) = (free_port(), free_port());
+            let config = dir.join("haproxy.cfg");
+            let text = render(
+                "haproxy.cfg.tmpl",
+                &[
+                    ("FRONTEND_PORT", frontend_port.to_string()),
+                    ("HAPROXY_ADMIN_PORT", admin_port.to_string()),
+                    ("STABLE_PORT", stable_port.to_owned()),
+                    ("CANARY_PORT", canary_port.to_owned()),
+                ],
+            );
+            std::fs::write(&config, text).expect("write haproxy.cfg");
+            let mut haproxy = Haproxy {
+                process: Process::start(
+                    "haproxy",
+                    binary,
+                    &["-f", &config.display().to_string(), "-db"],
+                    dir,
+                ),
+                frontend_port,
+                admin_port,
+            };
+            match haproxy.wait_ready().await {
+                Ok(()) => return haproxy,
+                Err(problem) => {
+                    let _ = haproxy.process.child.kill().await;
+                    let output = haproxy.process.output();
+                    assert!(attempt < 3, "haproxy did not start: {problem}\n{output}");
+                    eprintln!("haproxy: {problem}; trying other ports");
+                }
+            }
+        }
+        unreachable!("the third attempt returns or panics")
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let pid = self.process.child.id().ok_or("haproxy exited at once")?;
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.process.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!("it exited ({status})"));
+            }
+            let problem = match runtime_api(self.admin_port, "show info").await {
+                Ok(info) if info.lines().any(|l| l == format!("Pid: {pid}")) => {
+                    match tokio::net::TcpStream::connect(("127.0.0.1", self.frontend_port)).await {
+                        Ok(_) => return Ok(()),
+                        Err(e) => format!("frontend: {e}"),
+                    }
+                }
+                Ok(_) => "the runtime API is another process's".to_owned(),
+                Err(e) => format!("runtime API: {e}"),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!("not ready within {DEADLINE:?}: {problem}"));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// One runtime API command; panics unless HAProxy accepted it (an empty answer).
+    async fn command(&self, command: &str) {
+        let answer = runtime_api(self.admin_port, command)
+            .await
+            .unwrap_or_else(|e| panic!("runtime API `{command}`: {e}"));
+        assert!(answer.is_empty(), "`{command}` answered {answer:?}");
+    }
+
+    /// `(canary, stable)` current weights, read with `get weight` (`25 (initial 0)`).
+    async fn weights(&self) -> (u32, u32) {
+        let mut weights = [0; 2];
+        for (weight, server) in weights.iter_mut().zip(["canary", "stable"]) {
+            let command = format!("get weight checkout/{server}");
+            let answer = runtime_api(self.admin_port, &command)
+                .await
+                .unwrap_or_else(|e| panic!("runtime API `{command}`: {e}"));
+            *weight = answer
+                .split_whitespace()
+                .next()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(|| panic!("`{command}` answered {answer:?}"));
+        }
+        (weights[0], weights[1])
+    }
+}
+
+/// Sends one command to HAProxy's runtime API over TCP; it answers and closes.
+async fn runtime_api(port: u16, command: &str) -> std::io::Result<String> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer.trim().to_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .map_err(|elapsed| std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed))?
+}
+
+/// `prometheus` configured from `prometheus.yml.tmpl`.
+struct Prometheus {
+    process: Process,
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Starts it on a free port (another one if that was taken meanwhile) and waits
+    /// until `/-/ready` answers 200.
+    async fn start(binary: &Path, stable_port: &str, canary_port: &str, dir: &Path) -> Prometheus {
+        let config = dir.join("prometheus.yml");
+        let text = render(
+            "prometheus.yml.tmpl",
+            &[
+                ("STABLE_PORT", stable_port.to_owned()),
+                ("CANARY_PORT", canary_port.to_owned()),
+            ],
+        );
+        std::fs::write(&config, text).expect("write prometheus.yml");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("HTTP client");
+        for attempt in 1..=3 {
+            let port = free_port();
+            let mut process = Process::start(
+                "prometheus",
+                binary,
+                &[
+                    format!("--config.file={}", config.display()),
+                    format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+                    format!("--web.listen-address=127.0.0.1:{port}"),
+                    "--log.level=warn".to_owned(),
+                ],
+                dir,
+            );
+            let ready = format!("http://127.0.0.1:{port}/-/ready");
+            let deadline = Instant::now() + DEADLINE;
+            let problem = loop {
+                if let Some(status) = process.child.try_wait().expect("poll prometheus") {
+                    break format!("it exited ({status})");
+                }
+                match http.get(&ready).send().await {
+                    Ok(response) if response.status().is_success() => {
+                        return Prometheus {
+                            process,
+                            port,
+                            http,
+                        }
+                    }
+                    Ok(_) | Err(_) if Instant::now() < deadline => {}
+                    Ok(response) => break format!("{ready} answered {}", response.status()),
+                    Err(e) => break format!("{ready}: {e}"),
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            let _ = process.child.kill().await;
+            let output = process.output();
+            assert!(attempt < 3, "prometheus did not start: {problem}\n{output}");
+            eprintln!("prometheus: {problem}; trying another port");
+        }
+        unreachable!("the third attempt returns or panics")
+    }
+
+    /// Waits until `targets` scrape targets are up, so analyses measure from the start.
+    async fn wait_until_scraping(&self, targets: u32) {
+        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let answer: Option<Value> = match self
+                .http
+                .get(&url)
+                .query(&[("query", "sum(up{job=\"checkout\"})")])
+                .send()
+                .await
+            {
+                Ok(response) => response.json().await.ok(),
+                Err(_) => None,
+            };
+            let up = answer
+                .as_ref()
+                .and_then(|a| a["data"]["result"][0]["value"][1].as_str())
+                .and_then(|v| v.parse::<f64>().ok());
+            if up == Some(f64::from(targets)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not scrape {targets} targets within {DEADLINE:?}: {answer:?}\n{}",
+                self.process.output()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
