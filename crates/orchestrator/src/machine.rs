@@ -769,10 +769,7 @@ impl Machine<'_> {
         let why = failed.join("; ");
         self.log_measured(
             i,
-            format!(
-                "analysis failed ({failures} of {} allowed): {why}",
-                limit + 1
-            ),
+            format!("analysis failed ({failures} so far, {limit} tolerated): {why}"),
             measurements,
         );
         if failures > limit {

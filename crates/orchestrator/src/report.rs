@@ -808,14 +808,14 @@ mod tests {
         assert!(follows("| auth | analysis passed |", healthy), "{md}");
         assert!(
             follows(
-                "| auth | analysis failed (1 of 2 allowed): error-rate 0.2 > max 0.01 |",
+                "| auth | analysis failed (1 so far, 1 tolerated): error-rate 0.2 > max 0.01 |",
                 breach
             ),
             "{md}"
         );
         assert!(
             follows(
-                "| auth | analysis failed (2 of 2 allowed): error-rate 0.2 > max 0.01 |",
+                "| auth | analysis failed (2 so far, 1 tolerated): error-rate 0.2 > max 0.01 |",
                 breach
             ),
             "{md}"
@@ -893,7 +893,7 @@ mod tests {
                 "at": "2024-05-01T10:41:30Z",
                 "at_ms": START + 90_000,
                 "service": "auth",
-                "message": "analysis failed (2 of 2 allowed): error-rate 0.2 > max 0.01",
+                "message": "analysis failed (2 so far, 1 tolerated): error-rate 0.2 > max 0.01",
                 "measurements": [breach],
             })
         );

@@ -306,7 +306,10 @@ fn a_breach_rolls_everything_back_and_says_why() {
     let failed = state
         .timeline
         .iter()
-        .find(|e| e.message.starts_with("analysis failed (1 of 2 allowed)"))
+        .find(|e| {
+            e.message
+                .starts_with("analysis failed (1 so far, 1 tolerated)")
+        })
         .expect("the first failure is in the timeline");
     assert_eq!(failed.measurements[0].value, Some(0.5));
 }
