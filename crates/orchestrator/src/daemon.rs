@@ -312,11 +312,7 @@ pub fn router(orchestrator: Orchestrator, api_token: Option<String>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/releases", get(list).post(apply))
         .route("/v1/releases/{name}", get(show))
-        .route("/v1/releases/{name}/approve", post(approve))
-        .route("/v1/releases/{name}/pause", post(pause))
-        .route("/v1/releases/{name}/resume", post(resume))
-        .route("/v1/releases/{name}/abort", post(abort))
-        .route("/v1/releases/{name}/promote", post(promote))
+        .route("/v1/releases/{name}/{command}", post(release_command))
         .route("/v1/releases/{name}/report", get(report_of))
         .route("/v1/history", get(history))
         .route("/v1/dora", get(dora))
@@ -482,78 +478,57 @@ struct PromoteBody {
     by: Option<String>,
 }
 
-async fn command(state: &AppState, name: &str, event: Event) -> Result<Json<Release>, ApiError> {
-    Ok(Json(state.orchestrator.command(name, event).await?))
-}
-
-async fn approve(
+/// `POST /v1/releases/{name}/{approve|pause|resume|abort|promote}`: the body (optional)
+/// is read as the command's own shape, so a field another command takes is refused.
+async fn release_command(
     State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
+    path: Result<Path<(String, String)>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Release>, ApiError> {
-    let Path(name) = name?;
-    let body: ApproveBody = command_body(body)?;
-    let service = body.service.filter(|s| !s.trim().is_empty());
-    let event = Event::Approve {
-        service,
-        by: who(body.by),
+    let Path((name, verb)) = path?;
+    let event = match verb.as_str() {
+        "approve" => {
+            let body: ApproveBody = command_body(body)?;
+            Event::Approve {
+                service: body.service.filter(|s| !s.trim().is_empty()),
+                by: who(body.by),
+            }
+        }
+        "pause" => Event::Pause {
+            by: who(command_body::<ByBody>(body)?.by),
+        },
+        "resume" => Event::Resume {
+            by: who(command_body::<ByBody>(body)?.by),
+        },
+        "abort" => {
+            let body: AbortBody = command_body(body)?;
+            let reason = body
+                .reason
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "no reason given".to_owned());
+            Event::Abort {
+                by: who(body.by),
+                reason,
+            }
+        }
+        "promote" => {
+            let body: PromoteBody = command_body(body)?;
+            if !body.full {
+                return Err(ApiError::bad_request(
+                    "only full promotion exists: send {\"full\": true} to skip every remaining \
+                     step and promote each service to 100%; to pass an approval step, use approve",
+                ));
+            }
+            Event::PromoteFull { by: who(body.by) }
+        }
+        other => {
+            return Err(ApiError::not_found(format!(
+                "no command `{other}`: approve, pause, resume, abort or promote"
+            )))
+        }
     };
-    command(&state, &name, event).await
-}
-
-async fn pause(
-    State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Release>, ApiError> {
-    let Path(name) = name?;
-    let body: ByBody = command_body(body)?;
-    command(&state, &name, Event::Pause { by: who(body.by) }).await
-}
-
-async fn resume(
-    State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Release>, ApiError> {
-    let Path(name) = name?;
-    let body: ByBody = command_body(body)?;
-    command(&state, &name, Event::Resume { by: who(body.by) }).await
-}
-
-async fn abort(
-    State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Release>, ApiError> {
-    let Path(name) = name?;
-    let body: AbortBody = command_body(body)?;
-    let reason = body
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| "no reason given".to_owned());
-    let event = Event::Abort {
-        by: who(body.by),
-        reason,
-    };
-    command(&state, &name, event).await
-}
-
-async fn promote(
-    State(state): State<AppState>,
-    name: Result<Path<String>, PathRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Release>, ApiError> {
-    let Path(name) = name?;
-    let body: PromoteBody = command_body(body)?;
-    if !body.full {
-        return Err(ApiError::bad_request(
-            "only full promotion exists: send {\"full\": true} to skip every remaining step \
-             and promote each service to 100%; to pass an approval step, use approve",
-        ));
-    }
-    command(&state, &name, Event::PromoteFull { by: who(body.by) }).await
+    Ok(Json(state.orchestrator.command(&name, event).await?))
 }
 
 #[derive(Debug, Deserialize)]
