@@ -258,15 +258,11 @@ impl Context {
     /// Where the attribute `name` (whose hash is `hash`) is stored.
     #[inline]
     fn position(&self, name: &str, hash: u64) -> Option<usize> {
-        let mut from = 0;
-        while let Some(offset) = self.hashes.get(from..)?.iter().position(|&h| h == hash) {
-            let i = from + offset;
-            if self.attributes.get(i).is_some_and(|e| e.0 == name) {
-                return Some(i);
-            }
-            from = i + 1;
-        }
-        None
+        // One pass over the compact hash array; names are compared only on a hit.
+        self.hashes
+            .iter()
+            .zip(&self.attributes)
+            .position(|(&h, entry)| h == hash && entry.0 == name)
     }
 
     /// The targeting key, if any.

@@ -56,7 +56,8 @@ enum Test {
         values: Vec<Box<str>>,
         ignore_case: bool,
     },
-    Matches(Vec<Regex>),
+    /// `matches`: any of the patterns matches somewhere in the value.
+    Matches(Vec<Pattern>),
     Number {
         accept: fn(Ordering) -> bool,
         values: Vec<f64>,
@@ -78,6 +79,80 @@ enum TextOp {
     Contains,
     StartsWith,
     EndsWith,
+    Equals,
+}
+
+impl TextOp {
+    fn holds(self, s: &str, value: &str) -> bool {
+        match self {
+            TextOp::Contains => s.contains(value),
+            TextOp::StartsWith => s.starts_with(value),
+            TextOp::EndsWith => s.ends_with(value),
+            TextOp::Equals => s == value,
+        }
+    }
+}
+
+/// A compiled `matches` pattern. A pattern that is a plain literal, optionally
+/// anchored (`^/checkout`, `@corp\.com$`, `beta`), is a string test: the same answer
+/// as the regex engine at a fraction of the cost.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Literal(TextOp, Box<str>),
+    Regex(Regex),
+}
+
+impl Pattern {
+    fn compile(pattern: &str, ignore_case: bool) -> Result<Self, regex::Error> {
+        let regex = RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .size_limit(1 << 20)
+            .build()?;
+        Ok(literal_pattern(pattern, ignore_case).unwrap_or(Pattern::Regex(regex)))
+    }
+
+    fn is_match(&self, s: &str) -> bool {
+        match self {
+            Pattern::Literal(op, value) => op.holds(s, value),
+            Pattern::Regex(regex) => regex.is_match(s),
+        }
+    }
+}
+
+/// The string test equivalent to `pattern`, when it is `^`? literal `$`? (a
+/// case-insensitive literal with letters is a class, not a literal, so it stays a
+/// regex). Multi-line anchors and everything else stay regexes.
+fn literal_pattern(pattern: &str, ignore_case: bool) -> Option<Pattern> {
+    use regex_syntax::hir::{HirKind, Look};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(ignore_case)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let parts = match hir.kind() {
+        HirKind::Concat(parts) => parts.as_slice(),
+        _ => std::slice::from_ref(&hir),
+    };
+    let (start, parts) = match parts.split_first() {
+        Some((first, rest)) if matches!(first.kind(), HirKind::Look(Look::Start)) => (true, rest),
+        _ => (false, parts),
+    };
+    let (end, parts) = match parts.split_last() {
+        Some((last, rest)) if matches!(last.kind(), HirKind::Look(Look::End)) => (true, rest),
+        _ => (false, parts),
+    };
+    let [only] = parts else { return None };
+    let HirKind::Literal(literal) = only.kind() else {
+        return None;
+    };
+    let text = std::str::from_utf8(&literal.0).ok()?;
+    let op = match (start, end) {
+        (true, true) => TextOp::Equals,
+        (true, false) => TextOp::StartsWith,
+        (false, true) => TextOp::EndsWith,
+        (false, false) => TextOp::Contains,
+    };
+    Some(Pattern::Literal(op, text.into()))
 }
 
 #[derive(Debug, Clone)]
@@ -321,19 +396,20 @@ impl CompiledConstraint {
                 ignore_case,
             },
             Matches => {
-                let compiled = |v: &str| {
-                    RegexBuilder::new(v)
-                        .case_insensitive(ignore_case)
-                        .size_limit(1 << 20)
-                        .build()
-                };
                 parse_each(&|v| {
-                    compiled(v).map(drop).map_err(|source| Problem::BadRegex {
-                        value: v.to_owned(),
-                        source,
-                    })
+                    Pattern::compile(v, ignore_case)
+                        .map(drop)
+                        .map_err(|source| Problem::BadRegex {
+                            value: v.to_owned(),
+                            source,
+                        })
                 });
-                Test::Matches(c.values.iter().filter_map(|v| compiled(v).ok()).collect())
+                Test::Matches(
+                    c.values
+                        .iter()
+                        .filter_map(|v| Pattern::compile(v, ignore_case).ok())
+                        .collect(),
+                )
             }
             Lt | Lte | Gt | Gte => {
                 parse_each(&|v| {
@@ -470,14 +546,13 @@ impl Test {
                 values,
                 ignore_case,
             } => values.iter().any(|v| match (kind, ignore_case) {
-                (TextOp::Contains, false) => s.contains(&**v),
-                (TextOp::StartsWith, false) => s.starts_with(&**v),
-                (TextOp::EndsWith, false) => s.ends_with(&**v),
+                (kind, false) => kind.holds(s, v),
                 (TextOp::Contains, true) => contains_ignoring_case(s, v),
                 (TextOp::StartsWith, true) => starts_with_ignoring_case(s, v),
                 (TextOp::EndsWith, true) => ends_with_ignoring_case(s, v),
+                (TextOp::Equals, true) => eq_ignoring_case(s, v),
             }),
-            Test::Matches(regexes) => regexes.iter().any(|r| r.is_match(s)),
+            Test::Matches(patterns) => patterns.iter().any(|p| p.is_match(s)),
             Test::Number { accept, values } => text
                 .number()
                 .is_some_and(|n| values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))),
@@ -554,6 +629,43 @@ fn contains_ignoring_case(s: &str, lowered: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn literal_patterns_become_string_tests_with_the_regex_answers() {
+        let haystacks = ["", "/checkout", "/checkout/cart", "x/checkout", "a.b", "axb", "ab\n"];
+        for (pattern, ignore_case, literal) in [
+            ("^/checkout", false, true),
+            ("/checkout$", false, true),
+            ("^/checkout$", false, true),
+            ("checkout", false, true),
+            ("a\\.b", false, true),
+            ("^ab$", false, true),
+            ("a.b", false, false),
+            ("(?m)^ab$", false, false),
+            ("^/Checkout", true, false),
+            ("^/123", true, true),
+            ("", false, false),
+            ("a|b", false, false),
+        ] {
+            let compiled = Pattern::compile(pattern, ignore_case).expect("compiles");
+            assert_eq!(
+                matches!(compiled, Pattern::Literal(..)),
+                literal,
+                "{pattern}: {compiled:?}"
+            );
+            let regex = RegexBuilder::new(pattern)
+                .case_insensitive(ignore_case)
+                .build()
+                .expect("compiles");
+            for haystack in haystacks {
+                assert_eq!(
+                    compiled.is_match(haystack),
+                    regex.is_match(haystack),
+                    "{pattern} on {haystack:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn case_folding_without_allocation() {
