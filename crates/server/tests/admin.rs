@@ -557,6 +557,27 @@ async fn bulk_and_single_evaluation() {
     assert_eq!(status, 200);
     assert_eq!(body["flags"]["a"]["value"], true);
     assert_eq!(body["flags"]["b"]["reason"], "TARGETING_MATCH");
+    assert_eq!(
+        (&body["environment"], &body["revision"]),
+        (&json!("prod"), &json!(2))
+    );
+    let keys: Vec<&String> = body["flags"].as_object().expect("flags").keys().collect();
+    assert_eq!(keys, ["a", "b"], "in the environment's order");
+    let (status, one) = server
+        .call(
+            "POST",
+            "/v1/evaluate/prod/b",
+            Some(&sdk),
+            Some(json!({"targetingKey": "u", "groups": ["beta"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut expected = body["flags"]["b"].clone();
+    expected["key"] = json!("b");
+    assert_eq!(
+        one, expected,
+        "a single answer is the bulk entry plus its key"
+    );
     let (status, body) = server
         .call(
             "POST",

@@ -5,8 +5,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use serde_json::{json, Map};
-use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation};
+use serde::{Serialize, Serializer};
+use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Snapshot};
 
 use crate::auth::Principal;
 use crate::environments::EnvState;
@@ -72,10 +72,40 @@ async fn one(
     let ctx = context_body(request, &state).await?;
     let result = evaluate_known(&current, &flag, &ctx);
     state.telemetry.evaluated(&env, "rest", 1);
-    let result = result?;
-    let mut body = json!(result);
-    body["key"] = json!(flag);
-    Ok(axum::Json(body).into_response())
+    Ok(axum::Json(One {
+        evaluation: result?,
+        key: &flag,
+    })
+    .into_response())
+}
+
+/// A single answer: the evaluation's fields, then `key`.
+#[derive(Serialize)]
+struct One<'a> {
+    #[serde(flatten)]
+    evaluation: Evaluation<'a>,
+    key: &'a str,
+}
+
+/// The bulk answer, serialised straight from the evaluations: no JSON tree is built
+/// in between (it cost an allocation per field of every flag).
+#[derive(Serialize)]
+struct Bulk<'a> {
+    environment: &'a str,
+    revision: u64,
+    flags: EveryFlag<'a>,
+}
+
+/// `{key: evaluation, ..}` for every flag of the snapshot, in its order.
+struct EveryFlag<'a> {
+    snapshot: &'a Snapshot,
+    ctx: &'a Context,
+}
+
+impl Serialize for EveryFlag<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(evaluate_all(self.snapshot, self.ctx))
+    }
 }
 
 #[utoipa::path(
@@ -97,15 +127,18 @@ async fn bulk(
     principal.require_env(&env, &[TokenKind::Sdk, TokenKind::Eval])?;
     let current = env_state(&state, &env)?;
     let ctx = context_body(request, &state).await?;
-    let mut flags = Map::new();
-    for (key, result) in evaluate_all(&current.snapshot, &ctx) {
-        flags.insert(key.to_owned(), json!(result));
-    }
-    state.telemetry.evaluated(&env, "rest", flags.len() as u64);
-    Ok(
-        axum::Json(json!({ "environment": env, "revision": current.revision, "flags": flags }))
-            .into_response(),
-    )
+    state
+        .telemetry
+        .evaluated(&env, "rest", current.snapshot.len() as u64);
+    Ok(axum::Json(Bulk {
+        environment: &env,
+        revision: current.revision,
+        flags: EveryFlag {
+            snapshot: &current.snapshot,
+            ctx: &ctx,
+        },
+    })
+    .into_response())
 }
 
 /// The OpenAPI description of these routes.
