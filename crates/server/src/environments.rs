@@ -5,17 +5,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
-use switchyard_core::{Flag, Segment, Snapshot};
+use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::error::ApiError;
 use crate::store::{AuditEntry, Commit, EnvRecord, Store, StoreError};
+use crate::telemetry::SNAPSHOT_COMPILE;
 
 /// How many past change events each environment keeps for SSE resumption.
 pub const HISTORY: usize = 256;
@@ -84,6 +85,17 @@ fn document(env: &EnvName, revision: u64, flags: &[&Flag], segments: &[&Segment]
     Bytes::from(doc.to_string())
 }
 
+/// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
+fn compile(
+    flags: impl IntoIterator<Item = Flag>,
+    segments: impl IntoIterator<Item = Segment>,
+) -> Result<Snapshot, ValidationErrors> {
+    let start = Instant::now();
+    let compiled = Snapshot::compile(flags, segments);
+    SNAPSHOT_COMPILE.observe(start.elapsed().as_secs_f64());
+    compiled
+}
+
 fn state_from(
     record: EnvRecord,
     history: VecDeque<Arc<ChangeEvent>>,
@@ -91,7 +103,7 @@ fn state_from(
     let flags: Vec<&Flag> = record.flags.iter().collect();
     let segments: Vec<&Segment> = record.segments.iter().collect();
     let document = document(&record.name, record.revision, &flags, &segments);
-    let snapshot = Snapshot::compile(record.flags, record.segments).map_err(|e| {
+    let snapshot = compile(record.flags, record.segments).map_err(|e| {
         tracing::error!(env = %record.name, error = %e, "stored environment does not compile");
         ApiError::invalid(&e)
     })?;
@@ -199,7 +211,7 @@ impl Environments {
             }
             let (flags, segments) = merged(&current, &change);
             // Validate the whole environment as it would be, before writing anything.
-            Snapshot::compile(flags.iter().cloned(), segments.iter().cloned())
+            compile(flags.iter().cloned(), segments.iter().cloned())
                 .map_err(|e| ApiError::invalid(&e))?;
             let document =
                 change_document(&name, current.revision + 1, &change.flags, &change.segments);

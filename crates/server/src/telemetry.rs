@@ -1,6 +1,7 @@
 //! Prometheus metrics for `/metrics`: requests and latency by route, evaluations,
-//! SSE clients, store errors.
+//! SSE clients, store errors, snapshot compile time.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -50,6 +51,21 @@ pub struct Telemetry {
     pub store_errors: Counter,
 }
 
+/// Seconds to compile one whole environment into a [`switchyard_core::Snapshot`]:
+/// when the server loads, when a write is validated, and when each new revision
+/// (local or from another replica) is installed. Process-wide because compiling
+/// happens in [`crate::environments`], which is built before (and without) the
+/// [`Telemetry`] that exports it; every `Telemetry` registers this one histogram.
+pub static SNAPSHOT_COMPILE: LazyLock<Histogram> = LazyLock::new(|| {
+    Histogram::new(
+        [
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0,
+        ]
+        .into_iter(),
+    )
+});
+
 impl Default for Telemetry {
     fn default() -> Self {
         let mut registry = Registry::default();
@@ -90,6 +106,11 @@ impl Default for Telemetry {
             "switchyard_store_errors",
             "Failed store operations",
             store_errors.clone(),
+        );
+        registry.register(
+            "switchyard_snapshot_compile_seconds",
+            "Time to compile a whole environment into a snapshot (load, write validation, install)",
+            SNAPSHOT_COMPILE.clone(),
         );
         Telemetry {
             registry,
@@ -150,4 +171,55 @@ pub async fn track_requests(
         .get_or_create(&labels)
         .observe(start.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_core::model::{EnvName, FlagKey};
+    use switchyard_core::Flag;
+
+    use crate::environments::Change;
+    use crate::Server;
+
+    /// `switchyard_snapshot_compile_seconds_count` in an exposition.
+    fn compiles(text: &str) -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("switchyard_snapshot_compile_seconds_count "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the compile histogram is exported")
+    }
+
+    #[tokio::test]
+    async fn snapshot_compiles_are_timed_and_exported() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Server::open_embedded(dir.path(), Some("admin"))
+            .await
+            .expect("server loads");
+        let state = &server.state;
+        let before = compiles(&state.telemetry.encode());
+        state
+            .envs
+            .create(&EnvName::new("prod"), "test")
+            .await
+            .expect("env created");
+        let flag: Flag = serde_json::from_value(serde_json::json!({
+            "key": "f", "kind": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "default": {"variant": "off"}
+        }))
+        .expect("flag");
+        state
+            .envs
+            .apply("prod", |_| {
+                Ok(Change {
+                    flags: vec![(FlagKey::new("f"), Some(flag.clone()))],
+                    ..Change::default()
+                })
+            })
+            .await
+            .expect("write");
+        let after = compiles(&state.telemetry.encode());
+        // Creating installs one snapshot; the write validates one and installs one.
+        // The histogram is process-wide: tests running alongside may add more.
+        assert!(after >= before + 3, "{before} → {after}");
+    }
 }
