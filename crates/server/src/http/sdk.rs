@@ -13,19 +13,19 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use switchyard_core::model::EnvName;
 use switchyard_core::validation::MAX_KEY_LEN;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
+use tokio::time::{Duration, Instant};
 
 use crate::auth::Principal;
 use crate::environments::{now_ms, ChangeEvent, EnvState};
@@ -171,10 +171,6 @@ impl Drop for ClientGuard {
     }
 }
 
-fn text(bytes: &Bytes) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
-}
-
 /// What a stream sends (over SSE here, and over gRPC `switchyard.v1.Sync`).
 #[derive(Debug, Clone)]
 pub enum Outgoing {
@@ -201,16 +197,20 @@ impl Outgoing {
         }
     }
 
-    /// `event: snapshot` / `event: change`, `id: <revision>`, `data: <document>`.
-    fn event(&self) -> Event {
+    /// The SSE frame `event: snapshot|change`, `id: <revision>`, `data: <document>`,
+    /// as three chunks: the document is the environment's shared bytes, written as
+    /// they are, never copied per client (a 10 000-flag snapshot is ~5 MB). Documents
+    /// are compact JSON, which has no line breaks, so one `data:` line carries it.
+    fn sse_frame(&self) -> [Bytes; 3] {
         let name = match self {
             Outgoing::Snapshot(_) => "snapshot",
             Outgoing::Change(_) => "change",
         };
-        Event::default()
-            .event(name)
-            .id(self.revision().to_string())
-            .data(text(self.document()))
+        [
+            Bytes::from(format!("event: {name}\nid: {}\ndata: ", self.revision())),
+            self.document().clone(),
+            Bytes::from_static(b"\n\n"),
+        ]
     }
 }
 
@@ -328,11 +328,27 @@ impl Subscription {
     }
 }
 
-fn events(subscription: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(subscription, |mut subscription| async move {
-        let next = subscription.next().await?;
-        Some((Ok(next.event()), subscription))
-    })
+/// The `text/event-stream` body: each event's frame, and a `: heartbeat` comment
+/// after every `heartbeat` without an event (so proxies and clients see the
+/// connection alive).
+fn events(subscription: Subscription, heartbeat: Duration) -> Body {
+    let idle = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let chunks = futures_util::stream::unfold(
+        (subscription, idle),
+        |(mut subscription, mut idle)| async move {
+            let chunks = tokio::select! {
+                next = subscription.next() => {
+                    idle.reset();
+                    next?.sse_frame().to_vec()
+                }
+                _ = idle.tick() => vec![Bytes::from_static(b": heartbeat\n\n")],
+            };
+            Some((futures_util::stream::iter(chunks), (subscription, idle)))
+        },
+    )
+    .flatten()
+    .map(Ok::<_, Infallible>);
+    Body::from_stream(chunks)
 }
 
 #[utoipa::path(
@@ -362,17 +378,19 @@ async fn stream(
         .and_then(|value| value.trim().parse::<u64>().ok());
     let mut subscription = Subscription::start(&state, &env, last)?;
     subscription.client = Some(ClientGuard::new(&state.telemetry));
-    let sse = Sse::new(events(subscription)).keep_alive(
-        KeepAlive::new()
-            .interval(state.sse_heartbeat)
-            .text("heartbeat"),
-    );
-    let mut response = sse.into_response();
-    // Ask buffering proxies (nginx) to pass events through at once.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(response)
+    Ok((
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Ask buffering proxies (nginx) to pass events through at once.
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        events(subscription, state.sse_heartbeat),
+    )
+        .into_response())
 }
 
 /// A metrics batch as posted: unknown fields are rejected.
