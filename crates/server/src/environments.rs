@@ -149,7 +149,9 @@ impl Environments {
                 .and_then(|(name, revision, snapshot)| {
                     state_from(name, revision, snapshot, VecDeque::new())
                 })
-                .map_err(|e| anyhow::anyhow!("environment `{name}` in the store is invalid: {e}"))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("environment `{name}` in the store is invalid: {e}")
+                })?;
             map.insert(name, Arc::new(state));
         }
         let (changes, _) = broadcast::channel(1024);
