@@ -223,6 +223,15 @@ impl Context {
         Self::default()
     }
 
+    /// An anonymous context with room for `attributes` attributes.
+    pub fn with_capacity(attributes: usize) -> Self {
+        Self {
+            hashes: Vec::with_capacity(attributes),
+            attributes: Vec::with_capacity(attributes),
+            ..Self::default()
+        }
+    }
+
     /// Adds a group.
     pub fn group(mut self, group: impl Into<String>) -> Self {
         self.groups.push(group.into());

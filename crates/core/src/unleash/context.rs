@@ -35,26 +35,32 @@ pub(crate) const CURRENT_TIME: &str = "currentTime";
 /// their JSON text, `null`s, arrays and objects are left out (an absent field).
 /// Other top-level fields are ignored, and so is anything that is not an object.
 pub fn context(unleash_ctx: &Value, now: DateTime<Utc>) -> Context {
-    let mut ctx = Context::anonymous();
     let empty = Map::new();
     let fields = unleash_ctx.as_object().unwrap_or(&empty);
-    if let Some(Value::Object(properties)) = fields.get("properties") {
-        for (name, value) in properties {
-            if let Some(text) = text(value) {
-                ctx.set(name.clone(), AttributeValue::String(text));
+    let properties = match fields.get("properties") {
+        Some(Value::Object(properties)) => Some(properties),
+        _ => None,
+    };
+    let mut ctx = Context::with_capacity(properties.map_or(0, Map::len) + TOP_LEVEL_FIELDS.len());
+    for (name, value) in properties.into_iter().flatten() {
+        if let Some(text) = text(value) {
+            ctx.set(name.clone(), AttributeValue::String(text));
+        }
+    }
+    // One pass over the top-level fields (a lookup per known name would hash each).
+    for (name, value) in fields {
+        if !TOP_LEVEL_FIELDS.contains(&name.as_str()) {
+            continue;
+        }
+        if let Some(text) = text(value) {
+            if name == "userId" {
+                ctx.set(
+                    crate::model::TARGETING_KEY.to_owned(),
+                    AttributeValue::String(text.clone()),
+                );
             }
+            ctx.set(name.clone(), AttributeValue::String(text));
         }
-    }
-    for name in TOP_LEVEL_FIELDS {
-        if let Some(text) = fields.get(name).and_then(text) {
-            ctx.set(name.to_owned(), AttributeValue::String(text));
-        }
-    }
-    if let Some(user_id) = fields.get("userId").and_then(text) {
-        ctx.set(
-            crate::model::TARGETING_KEY.to_owned(),
-            AttributeValue::String(user_id),
-        );
     }
     if ctx.get(CURRENT_TIME).is_none() {
         ctx.set(
@@ -104,25 +110,28 @@ pub const DISABLED_VARIANT: &str = "disabled";
 /// missing (or not imported from Unleash) reads as off with the `disabled` variant,
 /// as Unleash reports an unknown toggle. Does not allocate.
 pub fn verdict<'a>(evaluation: &Evaluation<'a>) -> UnleashResult<'a> {
-    let object = evaluation.value.and_then(Value::as_object);
-    let flag = |field: &str| {
-        object
-            .and_then(|o| o.get(field))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+    let mut variant = UnleashVariantResult {
+        name: DISABLED_VARIANT,
+        payload: None,
+        enabled: false,
+        feature_enabled: false,
     };
-    let feature_enabled = flag("feature_enabled");
+    // The value has at most four fields: one pass over them costs a fraction of
+    // four hashed lookups.
+    if let Some(object) = evaluation.value.and_then(Value::as_object) {
+        for (field, value) in object {
+            match (field.as_str(), value) {
+                ("name", Value::String(name)) => variant.name = name,
+                ("payload", payload) => variant.payload = Some(payload),
+                ("enabled", Value::Bool(enabled)) => variant.enabled = *enabled,
+                ("feature_enabled", Value::Bool(on)) => variant.feature_enabled = *on,
+                _ => {}
+            }
+        }
+    }
     UnleashResult {
-        enabled: feature_enabled,
-        variant: UnleashVariantResult {
-            name: object
-                .and_then(|o| o.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or(DISABLED_VARIANT),
-            payload: object.and_then(|o| o.get("payload")),
-            enabled: flag("enabled"),
-            feature_enabled,
-        },
+        enabled: variant.feature_enabled,
+        variant,
     }
 }
 
