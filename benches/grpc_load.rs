@@ -1,12 +1,13 @@
-//! gRPC evaluation throughput: `switchyard.v1.Evaluation/Evaluate` in a closed loop
-//! against a running server. Starts nothing itself (`benches/load/grpc-load.sh` starts
-//! a release server with `--demo` and runs this).
+//! gRPC evaluation throughput: `switchyard.v1.Evaluation/Evaluate` (or, with `--all`,
+//! `EvaluateAll`) in a closed loop against a running server. Starts nothing itself
+//! (`benches/load/grpc-load.sh` and `benches/load/server-load.sh` start a release
+//! server and run this).
 //!
 //! `--concurrency` tasks share `--channels` HTTP/2 connections (task i uses channel
 //! i mod channels); each sends one request, waits for its answer and sends the next
-//! until `--duration` has passed, with the context
-//! `{"targetingKey": "user-42", "groups": ["beta"]}` (as the REST load script). Every
-//! request's latency (send to answer) is recorded. Prints total requests, errors,
+//! until `--duration` has passed, with the `--context` (default
+//! `{"targetingKey": "user-42", "groups": ["beta"]}`). Every request's latency (send
+//! to answer) is recorded. Prints total requests, errors,
 //! requests per second over the whole run, and p50/p90/p99/max latency
 //! (nearest-rank). Exits non-zero when a request fails.
 //!
@@ -19,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
-use serde_json::json;
+use serde_json::Value;
 use switchyard_server::grpc::convert::json_to_struct;
 use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
-use switchyard_server::grpc::proto::switchyard::EvaluateRequest;
+use switchyard_server::grpc::proto::switchyard::{EvaluateAllRequest, EvaluateRequest};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
@@ -38,6 +39,16 @@ struct Args {
     /// The flag to evaluate.
     #[arg(long, default_value = "new-checkout")]
     flag: String,
+    /// Evaluate every flag of the environment (`EvaluateAll`) instead of `--flag`.
+    #[arg(long)]
+    all: bool,
+    /// The context, a JSON object in OpenFeature's shape.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTEXT",
+        default_value = r#"{"targetingKey": "user-42", "groups": ["beta"]}"#
+    )]
+    context: String,
     /// Concurrent calls (1..=1024).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -65,6 +76,45 @@ fn check(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The request every task sends.
+#[derive(Clone)]
+enum Call {
+    One(EvaluateRequest),
+    All(EvaluateAllRequest),
+}
+
+impl Call {
+    /// Sends the call; returns a one-line description of the answer.
+    async fn send(
+        &self,
+        client: &mut EvaluationClient<Channel>,
+        auth: &MetadataValue<tonic::metadata::Ascii>,
+    ) -> Result<String, tonic::Status> {
+        match self {
+            Call::One(request) => {
+                let mut call = tonic::Request::new(request.clone());
+                call.metadata_mut().insert("authorization", auth.clone());
+                let result = client.evaluate(call).await?.into_inner().result;
+                let result = result.unwrap_or_default();
+                Ok(format!(
+                    "variant `{}`, reason {}",
+                    result.variant, result.reason
+                ))
+            }
+            Call::All(request) => {
+                let mut call = tonic::Request::new(request.clone());
+                call.metadata_mut().insert("authorization", auth.clone());
+                let answer = client.evaluate_all(call).await?.into_inner();
+                Ok(format!(
+                    "{} flags of `{}`",
+                    answer.results.len(),
+                    answer.environment
+                ))
+            }
+        }
+    }
+}
+
 /// What one task measured.
 #[derive(Default)]
 struct Tally {
@@ -76,7 +126,7 @@ struct Tally {
 
 async fn worker(
     mut client: EvaluationClient<Channel>,
-    request: EvaluateRequest,
+    request: Call,
     auth: MetadataValue<tonic::metadata::Ascii>,
     deadline: Instant,
 ) -> Tally {
@@ -85,10 +135,8 @@ async fn worker(
         ..Tally::default()
     };
     while Instant::now() < deadline {
-        let mut call = tonic::Request::new(request.clone());
-        call.metadata_mut().insert("authorization", auth.clone());
         let start = Instant::now();
-        match client.evaluate(call).await {
+        match request.send(&mut client, &auth).await {
             Ok(_) => tally
                 .latencies
                 .push(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)),
@@ -129,25 +177,33 @@ async fn run(args: Args) -> Result<()> {
     let auth: MetadataValue<_> = format!("Bearer {}", args.token)
         .parse()
         .context("the token is not valid metadata")?;
-    let context = json!({"targetingKey": "user-42", "groups": ["beta"]});
-    let request = EvaluateRequest {
-        flag_key: args.flag.clone(),
-        context: context.as_object().map(json_to_struct),
-        environment: String::new(),
+    let context: Value = serde_json::from_str(&args.context).context("--context is not JSON")?;
+    let Some(context) = context.as_object().map(json_to_struct) else {
+        bail!("--context must be a JSON object");
+    };
+    let (request, what) = if args.all {
+        let request = EvaluateAllRequest {
+            context: Some(context),
+            environment: String::new(),
+        };
+        (Call::All(request), "EvaluateAll".to_owned())
+    } else {
+        let request = EvaluateRequest {
+            flag_key: args.flag.clone(),
+            context: Some(context),
+            environment: String::new(),
+        };
+        (Call::One(request), format!("Evaluate {}", args.flag))
     };
 
-    // One call first, so a wrong token or flag is reported plainly.
-    let mut probe = tonic::Request::new(request.clone());
-    probe.metadata_mut().insert("authorization", auth.clone());
-    let answer = EvaluationClient::new(channels[0].clone())
-        .evaluate(probe)
+    // One call first, so a wrong token, flag or context is reported plainly.
+    let first = request
+        .send(&mut EvaluationClient::new(channels[0].clone()), &auth)
         .await
-        .context("the first Evaluate call failed")?
-        .into_inner();
-    let result = answer.result.unwrap_or_default();
+        .with_context(|| format!("the first {what} call failed"))?;
     println!(
-        "== gRPC Evaluate {} at {}: {} concurrent calls on {} channel(s), {} s; first answer: variant `{}`, reason {}",
-        args.flag, args.addr, args.concurrency, args.channels, args.duration, result.variant, result.reason
+        "== gRPC {what} at {}: {} concurrent calls on {} channel(s), {} s; first answer: {first}",
+        args.addr, args.concurrency, args.channels, args.duration
     );
 
     let start = Instant::now();
