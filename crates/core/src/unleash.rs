@@ -19,11 +19,10 @@
 //!   "feature_enabled":true}` under its own name (suffixed `#2`, `#3`… when it is
 //!   `on`, `off`, empty, or used again with another payload).
 //! - **Strategies → rules**, tried in order, first match wins. A toggle is on when
-//!   any strategy is, and then the variant comes from the first matching strategy
-//!   that has a `variants` field (its own variants when non-empty, else the
-//!   feature's), else from the feature's variants — so the strategies with that
-//!   field come first, then the others. No strategies at all: always on, the
-//!   default serves the feature's variants.
+//!   any strategy is, and then the variant comes from the first matching strategy:
+//!   its own variants when it has some, else the feature's (a missing `variants`
+//!   field is an empty list, as in unleash-yggdrasil 0.21). No strategies at all:
+//!   always on, the default serves the feature's variants.
 //! - A strategy's condition is its constraints, the constraints of **all** its
 //!   segments (inlined: native `when.segments` means *any*; a missing segment makes
 //!   the strategy false), and its own part: `default` (nothing), `userWithId`
@@ -240,12 +239,17 @@ mod tests {
                 ],
             ),
             (
-                "a strategy with a variants field decides the variant before one without",
+                // As unleash-yggdrasil 0.21: a missing `variants` field is an empty
+                // list, so the first matching strategy decides.
+                "the first matching strategy decides the variant, with or without the field",
                 json!({ "name": "f", "enabled": true, "strategies": [
-                    { "name": "default" },
+                    { "name": "userWithId", "parameters": { "userIds": "a" } },
                     { "name": "default", "variants": [ { "name": "s", "weight": 1 } ] } ],
                     "variants": [ { "name": "feature", "weight": 1 } ] }),
-                vec![(json!({}), true, "s")],
+                vec![
+                    (json!({ "userId": "a" }), true, "feature"),
+                    (json!({ "userId": "b" }), true, "s"),
+                ],
             ),
             (
                 "no strategies: always on, feature variants by default",

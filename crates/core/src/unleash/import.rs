@@ -296,15 +296,9 @@ impl<'a> FlagBuilder<'a> {
             }
             feature_plan.serve.clone()
         } else {
-            // The variant comes from the first matching strategy that has a
-            // `variants` field (its own if non-empty, else the feature's); a toggle
-            // enabled only by strategies without the field uses the feature's.
-            let (with_variants, without): (Vec<_>, Vec<_>) = feature
-                .strategies
-                .iter()
-                .enumerate()
-                .partition(|(_, s)| s.variants.is_some());
-            for (i, strategy) in with_variants.into_iter().chain(without) {
+            // The first matching strategy decides: its own variants if it has any,
+            // else the feature's (a missing `variants` field counts as empty).
+            for (i, strategy) in feature.strategies.iter().enumerate() {
                 let condition = self
                     .condition(strategy)
                     .map_err(|reason| self.unsupported(reason))?;
