@@ -632,7 +632,15 @@ mod tests {
 
     #[test]
     fn literal_patterns_become_string_tests_with_the_regex_answers() {
-        let haystacks = ["", "/checkout", "/checkout/cart", "x/checkout", "a.b", "axb", "ab\n"];
+        let haystacks = [
+            "",
+            "/checkout",
+            "/checkout/cart",
+            "x/checkout",
+            "a.b",
+            "axb",
+            "ab\n",
+        ];
         for (pattern, ignore_case, literal) in [
             ("^/checkout", false, true),
             ("/checkout$", false, true),
