@@ -50,7 +50,7 @@ use std::hint::black_box;
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
-use serde_json::{json, Value};
+use serde_json::Value;
 use switchyard_core::unleash::{self, UnleashState};
 use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
 use unleash_yggdrasil::{ClientFeatures, Context as UnleashContext, EngineState};
@@ -83,25 +83,11 @@ const ENABLED_CASES: [(&str, &str); 6] = [
 /// The bench user, in Unleash's context format: everything the fixture's
 /// constraints read.
 fn unleash_context() -> Value {
-    json!({
-        "userId": "user-42",
-        "sessionId": "session-7f3a9c",
-        "appName": "checkout-web",
-        "environment": "production",
-        "currentTime": "2026-11-22T12:00:00.000Z",
-        "properties": {
-            "userGroup": "customers",
-            "plan": "enterprise",
-            "country": "NO",
-            "email": "Ada.Lovelace@Example.COM",
-            "appVersion": "4.2.1",
-            "age": "37",
-            "tenant": "acme-corp",
-            "browser": "Firefox/128.0",
-            "region": "eu-north-1",
-            "cartItems": "3"
-        }
-    })
+    serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/unleash-context.json"
+    )))
+    .expect("the bench context parses")
 }
 
 /// What an engine answered for one toggle, in Unleash's terms.

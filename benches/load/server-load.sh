@@ -74,27 +74,8 @@ cargo build --release -q -p switchyard-server -p switchyard-benches --bin switch
 target=${CARGO_TARGET_DIR:-target}
 
 # --- the bench user -----------------------------------------------------------------
-# The Unleash context, as in benches/versus_unleash.rs.
-unleash_context='{
-  "userId": "user-42",
-  "sessionId": "session-7f3a9c",
-  "appName": "checkout-web",
-  "environment": "production",
-  "currentTime": "2026-11-22T12:00:00.000Z",
-  "properties": {
-    "userGroup": "customers",
-    "plan": "enterprise",
-    "country": "NO",
-    "email": "Ada.Lovelace@Example.COM",
-    "appVersion": "4.2.1",
-    "age": "37",
-    "tenant": "acme-corp",
-    "browser": "Firefox/128.0",
-    "region": "eu-north-1",
-    "cartItems": "3"
-  }
-}'
-unleash_context=$(jq -c . <<<"$unleash_context")
+# The Unleash context benches/versus_unleash.rs uses too.
+unleash_context=$(jq -c . benches/fixtures/unleash-context.json)
 # The same user as a native context: properties, then the top-level fields, then
 # targetingKey = userId (switchyard_core::unleash::context).
 native_context=$(jq -c '(.properties // {}) + del(.properties) + {targetingKey: .userId}' <<<"$unleash_context")
