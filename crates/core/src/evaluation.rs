@@ -171,9 +171,8 @@ fn evaluate_index<'s>(
                     && result.variant.is_some_and(|name| {
                         accepted.iter().any(|&v| {
                             snapshot.flags[*target]
-                                .variants
-                                .get(v)
-                                .is_some_and(|(n, _)| &**n == name)
+                                .variant(v)
+                                .is_some_and(|(n, _)| n == name)
                         })
                     })
             }
@@ -215,7 +214,7 @@ fn served<'s>(
     reason: Reason,
     rule_id: Option<&'s str>,
 ) -> Evaluation<'s> {
-    match flag.variants.get(variant) {
+    match flag.variant(variant) {
         Some((name, value)) => Evaluation {
             value: Some(value),
             variant: Some(name),

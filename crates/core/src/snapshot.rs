@@ -9,7 +9,7 @@ use crate::bucketing::BUCKETS;
 use crate::context::AttrName;
 use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
 use crate::targeting::{check_by, CompiledWhen};
-use crate::validation::{check_key, Problem, Problems, ValidationErrors};
+use crate::validation::{check_key, At, Problem, Problems, ValidationErrors};
 
 /// An immutable, compiled set of flags and segments: one environment at one
 /// revision. Cheap to share behind an `Arc`; swapped whole on every change.
@@ -23,9 +23,8 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledFlag {
+    /// The flag as written; its variants are indexed by position (see `variant`).
     pub(crate) source: Flag,
-    /// Variant names and values, in the flag's order.
-    pub(crate) variants: Vec<(Box<str>, Value)>,
     pub(crate) off: usize,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledServe,
@@ -68,7 +67,7 @@ impl Snapshot {
 
         let mut segment_index = FxHashMap::default();
         for segment in segments {
-            let path = format!("segments[{}]", segment.key);
+            let path = At::Key(&At::Top, "segments", segment.key.as_str());
             let compiled = compile_segment(&segment, &path, &mut problems);
             if segment_index
                 .insert(segment.key.clone(), snapshot.segments.len())
@@ -81,13 +80,15 @@ impl Snapshot {
         }
 
         for flag in flags {
-            let path = format!("flags[{}]", flag.key);
-            let mut compiled = compile_flag(&flag, &path, &mut problems);
-            let named = flag
+            let key = flag.key.clone();
+            let path = At::Key(&At::Top, "flags", key.as_str());
+            let mut compiled = compile_flag(flag, &path, &mut problems);
+            let CompiledFlag { source, rules, .. } = &mut compiled;
+            let named = source
                 .rules
                 .iter()
                 .map(|r| &r.when.segments)
-                .zip(compiled.rules.iter_mut().map(|r| &mut r.when));
+                .zip(rules.iter_mut().map(|r| &mut r.when));
             for (rule, (names, when)) in named.enumerate() {
                 for (i, name) in names.iter().enumerate() {
                     match segment_index.get(name) {
@@ -101,10 +102,10 @@ impl Snapshot {
             }
             if snapshot
                 .index
-                .insert(flag.key.clone(), snapshot.flags.len())
+                .insert(key.clone(), snapshot.flags.len())
                 .is_some()
             {
-                problems.push(path, Problem::DuplicateKey(flag.key.to_string()));
+                problems.push(path, Problem::DuplicateKey(key.to_string()));
             }
             snapshot.flags.push(compiled);
         }
@@ -237,22 +238,21 @@ impl Snapshot {
 
 impl CompiledFlag {
     fn variant_index(&self, name: &str) -> Option<usize> {
-        self.variants.iter().position(|(n, _)| &**n == name)
+        self.source.variants.get_index_of(name)
     }
-}
 
-/// `path.field`, or `field` at the top level.
-fn field_path(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{path}.{field}")
+    /// The variant at `index`: its name and value.
+    pub(crate) fn variant(&self, index: usize) -> Option<(&str, &Value)> {
+        self.source
+            .variants
+            .get_index(index)
+            .map(|(name, value)| (name.as_str(), value))
     }
 }
 
 /// Compiles one flag on its own; segment references are left for the set.
-pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> CompiledFlag {
-    let at = |field: &str| field_path(path, field);
+pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -> CompiledFlag {
+    let at = |field| path.field(field);
     check_key(problems, &at("key"), flag.key.as_str());
 
     if flag.variants.is_empty() {
@@ -272,7 +272,7 @@ pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> 
         }
         if !flag.kind.admits(value) {
             problems.push(
-                at(&format!("variants.{name}")),
+                format!("{}.{name}", at("variants")),
                 Problem::KindMismatch {
                     kind: flag.kind.as_str(),
                     found: json_type_name(value),
@@ -280,34 +280,28 @@ pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> 
             );
         }
     }
-    let variants: Vec<(Box<str>, Value)> = flag
-        .variants
-        .iter()
-        .map(|(name, value)| (name.as_str().into(), value.clone()))
-        .collect();
-    let variant = |name: &str, path: String, problems: &mut Problems| -> usize {
-        variants
-            .iter()
-            .position(|(n, _)| &**n == name)
-            .unwrap_or_else(|| {
-                problems.push(path, Problem::UnknownVariant(name.to_owned()));
-                0
-            })
+    let variants = &flag.variants;
+    let variant = |name: &str, path: &At<'_>, problems: &mut Problems| -> usize {
+        variants.get_index_of(name).unwrap_or_else(|| {
+            problems.push(path, Problem::UnknownVariant(name.to_owned()));
+            0
+        })
     };
 
-    let off = variant(&flag.off_variant, at("off_variant"), problems);
+    let off = variant(&flag.off_variant, &at("off_variant"), problems);
     let mut ids = rustc_hash::FxHashSet::default();
     let rules = flag
         .rules
         .iter()
         .enumerate()
         .map(|(i, rule)| {
-            let rule_path = at(&format!("rules[{i}]"));
+            let rules_path = at("rules");
+            let rule_path = rules_path.index(i);
             if rule.id.is_empty() {
-                problems.push(format!("{rule_path}.id"), Problem::Empty);
+                problems.push(rule_path.field("id"), Problem::Empty);
             } else if !ids.insert(rule.id.as_str()) {
                 problems.push(
-                    format!("{rule_path}.id"),
+                    rule_path.field("id"),
                     Problem::DuplicateRuleId(rule.id.clone()),
                 );
             }
@@ -316,13 +310,13 @@ pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> 
                 when: CompiledWhen::compile(
                     &rule.when,
                     flag.key.as_str(),
-                    &format!("{rule_path}.when"),
+                    &rule_path.field("when"),
                     problems,
                 ),
                 serve: compile_serve(
                     &rule.serve,
                     flag.key.as_str(),
-                    &format!("{rule_path}.serve"),
+                    &rule_path.field("serve"),
                     &mut |name, path, problems| variant(name, path, problems),
                     problems,
                 ),
@@ -336,26 +330,27 @@ pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> 
         &mut |name, path, problems| variant(name, path, problems),
         problems,
     );
+    let prerequisites_path = at("prerequisites");
     for (i, prerequisite) in flag.prerequisites.iter().enumerate() {
-        let p = at(&format!("prerequisites[{i}]"));
-        check_key(problems, &format!("{p}.flag"), prerequisite.flag.as_str());
+        let p = prerequisites_path.index(i);
+        check_key(problems, &p.field("flag"), prerequisite.flag.as_str());
         if prerequisite.variants.is_empty() {
-            problems.push(format!("{p}.variants"), Problem::Empty);
+            problems.push(p.field("variants"), Problem::Empty);
         }
         if prerequisite.flag == flag.key {
             problems.push(
-                format!("{p}.flag"),
+                p.field("flag"),
                 Problem::PrerequisiteCycle(vec![flag.key.clone()]),
             );
         }
     }
+    let tags_path = at("tags");
     for (i, tag) in flag.tags.iter().enumerate() {
-        check_key(problems, &at(&format!("tags[{i}]")), tag);
+        check_key(problems, &tags_path.index(i), tag);
     }
 
     CompiledFlag {
-        source: flag.clone(),
-        variants,
+        source: flag,
         off,
         rules,
         default,
@@ -363,23 +358,23 @@ pub(crate) fn compile_flag(flag: &Flag, path: &str, problems: &mut Problems) -> 
     }
 }
 
-type VariantLookup<'a> = dyn FnMut(&str, String, &mut Problems) -> usize + 'a;
+type VariantLookup<'a> = dyn FnMut(&str, &At<'_>, &mut Problems) -> usize + 'a;
 
 fn compile_serve(
     serve: &Serve,
     flag_key: &str,
-    path: &str,
+    path: &At<'_>,
     variant: &mut VariantLookup<'_>,
     problems: &mut Problems,
 ) -> CompiledServe {
     match serve {
         Serve::Variant(name) => {
-            CompiledServe::Variant(variant(name, format!("{path}.variant"), problems))
+            CompiledServe::Variant(variant(name, &path.field("variant"), problems))
         }
         Serve::Rollout(rollout) => CompiledServe::Rollout(compile_rollout(
             rollout,
             flag_key,
-            &format!("{path}.rollout"),
+            &path.field("rollout"),
             variant,
             problems,
         )),
@@ -389,30 +384,29 @@ fn compile_serve(
 fn compile_rollout(
     rollout: &Rollout,
     flag_key: &str,
-    path: &str,
+    path: &At<'_>,
     variant: &mut VariantLookup<'_>,
     problems: &mut Problems,
 ) -> CompiledRollout {
-    check_by(rollout.by.properties(), &format!("{path}.by"), problems);
+    check_by(rollout.by.properties(), &path.field("by"), problems);
+    let split_path = path.field("split");
     if rollout.split.is_empty() {
-        problems.push(format!("{path}.split"), Problem::Empty);
+        problems.push(split_path, Problem::Empty);
     }
     let sum: u64 = rollout.split.iter().map(|s| u64::from(s.weight)).sum();
     match rollout.hashing {
         Hashing::Switchyard if sum != u64::from(BUCKETS) && !rollout.split.is_empty() => {
             problems.push(
-                format!("{path}.split"),
+                split_path,
                 Problem::WeightSum {
                     sum,
                     expected: BUCKETS,
                 },
             );
         }
-        Hashing::Unleash if sum == 0 => {
-            problems.push(format!("{path}.split"), Problem::ZeroWeights)
-        }
+        Hashing::Unleash if sum == 0 => problems.push(split_path, Problem::ZeroWeights),
         Hashing::Unleash if sum > u64::from(u32::MAX) => problems.push(
-            format!("{path}.split"),
+            split_path,
             Problem::WeightSum {
                 sum,
                 expected: u32::MAX,
@@ -425,7 +419,7 @@ fn compile_rollout(
     for (i, share) in rollout.split.iter().enumerate() {
         let index = variant(
             &share.variant,
-            format!("{path}.split[{i}].variant"),
+            &split_path.index(i).field("variant"),
             problems,
         );
         cumulative = cumulative.saturating_add(share.weight);
@@ -450,10 +444,10 @@ fn compile_rollout(
 /// Compiles one segment; segments may not name other segments.
 pub(crate) fn compile_segment(
     segment: &Segment,
-    path: &str,
+    path: &At<'_>,
     problems: &mut Problems,
 ) -> CompiledWhen {
-    let at = |field: &str| field_path(path, field);
+    let at = |field| path.field(field);
     check_key(problems, &at("key"), segment.key.as_str());
     if !segment.when.segments.is_empty() {
         problems.push(at("when.segments"), Problem::NestedSegment);

@@ -17,7 +17,7 @@ use crate::context::{Attr, AttrName, Context, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
 
-use crate::validation::{Problem, Problems};
+use crate::validation::{At, Problem, Problems};
 
 /// A compiled `when`: every present part must match.
 #[derive(Debug, Clone)]
@@ -168,20 +168,22 @@ impl CompiledWhen {
     pub(crate) fn compile(
         when: &When,
         flag_key: &str,
-        path: &str,
+        path: &At<'_>,
         problems: &mut Problems,
     ) -> Self {
+        let constraints_path = path.field("constraints");
         let constraints = when
             .constraints
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
-                CompiledConstraint::compile(c, &format!("{path}.constraints[{i}]"), problems)
+                CompiledConstraint::compile(c, &constraints_path.index(i), problems)
             })
             .collect();
-        let percentage = when.percentage.as_ref().map(|p| {
-            CompiledPercentage::compile(p, flag_key, &format!("{path}.percentage"), problems)
-        });
+        let percentage = when
+            .percentage
+            .as_ref()
+            .map(|p| CompiledPercentage::compile(p, flag_key, &path.field("percentage"), problems));
         CompiledWhen {
             users: StrSet::new(&when.users),
             groups: StrSet::new(&when.groups),
@@ -223,16 +225,16 @@ impl CompiledWhen {
 }
 
 impl CompiledPercentage {
-    fn compile(p: &Percentage, flag_key: &str, path: &str, problems: &mut Problems) -> Self {
-        check_by(p.by.properties(), &format!("{path}.by"), problems);
+    fn compile(p: &Percentage, flag_key: &str, path: &At<'_>, problems: &mut Problems) -> Self {
+        check_by(p.by.properties(), &path.field("by"), problems);
         if p.weight > bucketing::BUCKETS {
             problems.push(
-                format!("{path}.weight"),
+                path.field("weight"),
                 Problem::WeightAboveWhole { weight: p.weight },
             );
         } else if p.hashing == Hashing::Unleash && p.weight % 1000 != 0 {
             problems.push(
-                format!("{path}.weight"),
+                path.field("weight"),
                 Problem::FractionalPercent { weight: p.weight },
             );
         }
@@ -258,13 +260,13 @@ impl CompiledPercentage {
 }
 
 /// Checks a `by` list: at least one property, none empty.
-pub(crate) fn check_by(by: &[String], path: &str, problems: &mut Problems) {
+pub(crate) fn check_by(by: &[String], path: &At<'_>, problems: &mut Problems) {
     if by.is_empty() {
         problems.push(path, Problem::Empty);
     }
     for (i, property) in by.iter().enumerate() {
         if property.is_empty() {
-            problems.push(format!("{path}[{i}]"), Problem::Empty);
+            problems.push(path.index(i), Problem::Empty);
         }
     }
 }
@@ -330,22 +332,19 @@ impl StrSet {
 }
 
 impl CompiledConstraint {
-    fn compile(c: &Constraint, path: &str, problems: &mut Problems) -> Option<Self> {
+    fn compile(c: &Constraint, path: &At<'_>, problems: &mut Problems) -> Option<Self> {
         use Operator::*;
         if c.attribute.is_empty() {
-            problems.push(format!("{path}.attribute"), Problem::Empty);
+            problems.push(path.field("attribute"), Problem::Empty);
         }
-        let values_path = format!("{path}.values");
+        let values_path = path.field("values");
         match c.op {
             Exists if !c.values.is_empty() => {
-                problems.push(values_path.as_str(), Problem::UnexpectedValues);
+                problems.push(values_path, Problem::UnexpectedValues);
             }
             Exists | In | NotIn => {}
             op if c.values.is_empty() => {
-                problems.push(
-                    values_path.as_str(),
-                    Problem::MissingValues { op: op.as_str() },
-                );
+                problems.push(values_path, Problem::MissingValues { op: op.as_str() });
             }
             _ => {}
         }
@@ -353,7 +352,7 @@ impl CompiledConstraint {
         let mut parse_each = |parse: &dyn Fn(&str) -> Result<(), Problem>| {
             for (i, value) in c.values.iter().enumerate() {
                 if let Err(problem) = parse(value) {
-                    problems.push(format!("{values_path}[{i}]"), problem);
+                    problems.push(values_path.index(i), problem);
                 }
             }
         };

@@ -176,6 +176,43 @@ fn cycle_text(cycle: &[FlagKey]) -> String {
     text
 }
 
+/// Where a value is in the input (`flags[checkout].rules[0].when`), written out only
+/// when a problem is reported there: compiling a valid flag set formats no path.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum At<'a> {
+    /// The value being checked itself.
+    Top,
+    /// `parent.field` (just `field` at the top).
+    Field(&'a At<'a>, &'a str),
+    /// `parent[index]`.
+    Index(&'a At<'a>, usize),
+    /// `parent[key]` (`key` at the top: `flags[checkout]`).
+    Key(&'a At<'a>, &'a str, &'a str),
+}
+
+impl<'a> At<'a> {
+    pub(crate) fn field(&'a self, field: &'a str) -> At<'a> {
+        At::Field(self, field)
+    }
+
+    pub(crate) fn index(&'a self, index: usize) -> At<'a> {
+        At::Index(self, index)
+    }
+}
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            At::Top => Ok(()),
+            At::Field(At::Top, field) => f.write_str(field),
+            At::Field(parent, field) => write!(f, "{parent}.{field}"),
+            At::Index(parent, index) => write!(f, "{parent}[{index}]"),
+            At::Key(At::Top, list, key) => write!(f, "{list}[{key}]"),
+            At::Key(parent, list, key) => write!(f, "{parent}.{list}[{key}]"),
+        }
+    }
+}
+
 /// Collects problems while walking a value, tracking the current field path.
 #[derive(Debug, Default)]
 pub(crate) struct Problems {
@@ -183,9 +220,9 @@ pub(crate) struct Problems {
 }
 
 impl Problems {
-    pub(crate) fn push(&mut self, path: impl Into<String>, problem: Problem) {
+    pub(crate) fn push(&mut self, path: impl fmt::Display, problem: Problem) {
         self.errors.push(ValidationError {
-            path: path.into(),
+            path: path.to_string(),
             problem,
         });
     }
@@ -202,7 +239,7 @@ impl Problems {
 /// The longest key accepted for flags, segments and environments.
 pub const MAX_KEY_LEN: usize = 256;
 
-pub(crate) fn check_key(problems: &mut Problems, path: &str, key: &str) {
+pub(crate) fn check_key(problems: &mut Problems, path: &At<'_>, key: &str) {
     if key.is_empty() {
         problems.push(path, Problem::Empty);
     } else if key.len() > MAX_KEY_LEN {
@@ -222,13 +259,13 @@ pub(crate) fn check_key(problems: &mut Problems, path: &str, key: &str) {
 /// when the flag joins a set ([`crate::Snapshot::compile`]).
 pub fn validate_flag(flag: &Flag) -> Result<(), ValidationErrors> {
     let mut problems = Problems::default();
-    let _ = compile_flag(flag, "", &mut problems);
+    let _ = compile_flag(flag.clone(), &At::Top, &mut problems);
     problems.into_result(())
 }
 
 /// Checks one segment on its own.
 pub fn validate_segment(segment: &Segment) -> Result<(), ValidationErrors> {
     let mut problems = Problems::default();
-    let _ = compile_segment(segment, "", &mut problems);
+    let _ = compile_segment(segment, &At::Top, &mut problems);
     problems.into_result(())
 }

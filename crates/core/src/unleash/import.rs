@@ -17,7 +17,7 @@ use crate::model::{
     Rule, Segment, SegmentKey, Serve, Split, When,
 };
 use crate::snapshot::Snapshot;
-use crate::validation::{check_key, validate_segment, Problems};
+use crate::validation::{check_key, validate_segment, At, Problems};
 
 /// The native variant served when the toggle is off: Unleash's `disabled` variant
 /// with `feature_enabled: false`.
@@ -119,7 +119,7 @@ pub fn import(state: &UnleashState) -> Result<(Vec<Flag>, Vec<Segment>), ImportE
 
 fn is_valid_key(key: &str) -> bool {
     let mut problems = Problems::default();
-    check_key(&mut problems, "", key);
+    check_key(&mut problems, &At::Top, key);
     problems.errors.is_empty()
 }
 
