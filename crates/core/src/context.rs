@@ -41,9 +41,26 @@ pub struct Context {
 
 type Entry = (String, AttributeValue, Parsed);
 
-/// The hash under which an attribute name is stored in a [`Context`].
+/// The hash under which an attribute name is stored in a [`Context`]. A name of at
+/// most 7 bytes is its own hash (its bytes, and its length in the top byte), so equal
+/// hashes mean equal names and a lookup need not compare them; a longer name's hash
+/// has `0xff` in the top byte, so it never equals a short one's.
 fn name_hash(name: &str) -> u64 {
-    FxBuildHasher.hash_one(name)
+    let bytes = name.as_bytes();
+    if bytes.len() <= 7 {
+        let mut word = [0_u8; 8];
+        word[..bytes.len()].copy_from_slice(bytes);
+        word[7] = bytes.len() as u8;
+        u64::from_le_bytes(word)
+    } else {
+        FxBuildHasher.hash_one(name) | (0xff << 56)
+    }
+}
+
+/// Whether `hash` is a short name's own bytes (see [`name_hash`]).
+#[inline]
+fn is_exact(hash: u64) -> bool {
+    hash >> 56 <= 7
 }
 
 /// A property name resolved once, when a flag is compiled: the two special
@@ -271,7 +288,7 @@ impl Context {
         self.hashes
             .iter()
             .zip(&self.attributes)
-            .position(|(&h, entry)| h == hash && entry.0 == name)
+            .position(|(&h, entry)| h == hash && (is_exact(hash) || entry.0 == name))
     }
 
     /// The targeting key, if any.
@@ -479,6 +496,37 @@ impl<'de> Deserialize<'de> for Context {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_names_are_their_own_hash_and_lookups_find_exactly_them() {
+        let names = [
+            "",
+            "a",
+            "a\0",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "über",
+            "plan",
+            "pla",
+            "longer-name",
+        ];
+        let mut ctx = Context::anonymous();
+        for (i, name) in names.iter().enumerate() {
+            ctx.set((*name).to_owned(), AttributeValue::Number(i as f64));
+        }
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(is_exact(name_hash(name)), name.len() <= 7, "{name:?}");
+            assert_eq!(ctx.get(name), Some(Property::Number(i as f64)), "{name:?}");
+            let Some(Attr::Number(n)) = ctx.lookup(&AttrName::new(name)) else {
+                panic!("{name:?} not found");
+            };
+            assert_eq!(n, i as f64, "{name:?}");
+        }
+        for missing in ["b", "a\0\0", "abcdefgi", "PLAN", "longer-namf"] {
+            assert_eq!(ctx.get(missing), None, "{missing:?}");
+        }
+    }
 
     #[test]
     fn builder_and_json_agree() {

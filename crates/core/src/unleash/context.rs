@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::context::{AttributeValue, Context};
-use crate::evaluation::Evaluation;
+use crate::evaluation::{Evaluation, Reason};
 
 /// The Unleash context fields that are not properties.
 const TOP_LEVEL_FIELDS: [&str; 6] = [
@@ -116,6 +116,13 @@ pub fn verdict<'a>(evaluation: &Evaluation<'a>) -> UnleashResult<'a> {
         enabled: false,
         feature_enabled: false,
     };
+    // A killed toggle is off with no variant in Unleash, whatever it serves.
+    if evaluation.reason == Reason::Disabled {
+        return UnleashResult {
+            enabled: false,
+            variant,
+        };
+    }
     // The value has at most four fields: one pass over them costs a fraction of
     // four hashed lookups.
     if let Some(object) = evaluation.value.and_then(Value::as_object) {
