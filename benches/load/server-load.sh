@@ -5,8 +5,8 @@
 # switchyard-server (release build, temporary data dir, a bootstrap admin token) has
 # them seeded into environment `bench` by benches/seed_unleash.rs (the Unleash import
 # through the admin API); Unleash Edge runs in offline mode from the file itself. The
-# bench user is the context of benches/versus_unleash.rs (user-42 with ten properties
-# and a fixed currentTime), sent to Edge as an Unleash context and to Switchyard as
+# bench user is benches/fixtures/unleash-context.json, as in benches/versus_unleash.rs
+# (user-42 with ten properties and a fixed currentTime), sent to Edge as an Unleash context and to Switchyard as
 # the equivalent native one (switchyard_core::unleash::context: targetingKey = userId,
 # top-level fields and properties as string attributes).
 #

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, Mutex};
 
 use crate::error::ApiError;
 use crate::store::{AuditEntry, Commit, EnvRecord, Store, StoreError};
-use crate::telemetry::SNAPSHOT_COMPILE;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// How many past change events each environment keeps for SSE resumption.
 pub const HISTORY: usize = 256;
@@ -78,6 +78,8 @@ pub struct Environments {
     changes: broadcast::Sender<Arc<ChangeEvent>>,
     write: Mutex<()>,
     store: Arc<dyn Store>,
+    /// `switchyard_snapshot_compile_seconds`.
+    compile_seconds: Histogram,
 }
 
 /// The whole environment as SDKs receive it on connect.
@@ -105,18 +107,22 @@ fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, 
 
 /// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
 fn compile(
+    timer: &Histogram,
     flags: impl IntoIterator<Item = Flag>,
     segments: impl IntoIterator<Item = Segment>,
 ) -> Result<Snapshot, ValidationErrors> {
     let start = Instant::now();
     let compiled = Snapshot::compile(flags, segments);
-    SNAPSHOT_COMPILE.observe(start.elapsed().as_secs_f64());
+    timer.observe(start.elapsed().as_secs_f64());
     compiled
 }
 
 /// Compiles an environment read from the store.
-fn compile_stored(record: EnvRecord) -> Result<(EnvName, u64, Snapshot), ApiError> {
-    let snapshot = compile(record.flags, record.segments).map_err(|e| {
+fn compile_stored(
+    timer: &Histogram,
+    record: EnvRecord,
+) -> Result<(EnvName, u64, Snapshot), ApiError> {
+    let snapshot = compile(timer, record.flags, record.segments).map_err(|e| {
         tracing::error!(env = %record.name, error = %e, "stored environment does not compile");
         ApiError::invalid(&e)
     })?;
@@ -141,11 +147,16 @@ fn state_from(
 
 impl Environments {
     /// Loads every environment from the store.
-    pub async fn load(store: Arc<dyn Store>) -> Result<Self, anyhow::Error> {
+    /// Loads every environment from the store; `compile_seconds` times every
+    /// snapshot compile from now on.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        compile_seconds: Histogram,
+    ) -> Result<Self, anyhow::Error> {
         let mut map = HashMap::new();
         for record in store.load().await? {
             let name = record.name.to_string();
-            let state = compile_stored(record)
+            let state = compile_stored(&compile_seconds, record)
                 .and_then(|(name, revision, snapshot)| {
                     state_from(name, revision, snapshot, VecDeque::new())
                 })
@@ -160,6 +171,7 @@ impl Environments {
             changes,
             write: Mutex::new(()),
             store,
+            compile_seconds,
         })
     }
 
@@ -239,7 +251,8 @@ impl Environments {
             let (flags, segments) = merged(&current, &change);
             // Validate the whole environment as it would be, before writing anything;
             // the snapshot compiled to validate it is the one installed after the commit.
-            let snapshot = compile(flags, segments).map_err(|e| ApiError::invalid(&e))?;
+            let snapshot = compile(&self.compile_seconds, flags, segments)
+                .map_err(|e| ApiError::invalid(&e))?;
             let document =
                 change_document(&name, current.revision + 1, &change.flags, &change.segments);
             let commit = Commit {
@@ -287,7 +300,8 @@ impl Environments {
         if revision == current.revision + 1 {
             if let Some(change) = parse_change(document) {
                 let (flags, segments) = merged(&current, &change);
-                let snapshot = compile(flags, segments).map_err(|e| ApiError::invalid(&e))?;
+                let snapshot = compile(&self.compile_seconds, flags, segments)
+                    .map_err(|e| ApiError::invalid(&e))?;
                 let bytes = Bytes::from(document.to_string());
                 self.publish(&current, revision, snapshot, bytes)?;
                 return Ok(Remote::Applied);
@@ -312,12 +326,12 @@ impl Environments {
             Some(current) if current.revision == record.revision => Ok(()),
             Some(current) => {
                 let document = diff_document(&current, &record);
-                let (_, revision, snapshot) = compile_stored(record)?;
+                let (_, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
                 self.publish(&current, revision, snapshot, document)
                     .map(drop)
             }
             None => {
-                let (name, revision, snapshot) = compile_stored(record)?;
+                let (name, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
                 let state = state_from(name, revision, snapshot, VecDeque::new())?;
                 self.install(Arc::new(state));
                 Ok(())

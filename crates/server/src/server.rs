@@ -33,7 +33,10 @@ pub struct Server {
 impl Server {
     /// Loads everything from `store`. `admin_token` is the bootstrap admin token.
     pub async fn load(store: Arc<dyn Store>, admin_token: Option<&str>) -> anyhow::Result<Server> {
-        let envs = Arc::new(Environments::load(Arc::clone(&store)).await?);
+        let telemetry = Arc::new(Telemetry::default());
+        let envs = Arc::new(
+            Environments::load(Arc::clone(&store), telemetry.snapshot_compile.clone()).await?,
+        );
         let tokens = Arc::new(Tokens::new(store.tokens().await?, admin_token));
         let mut generated_admin_token = None;
         if !tokens.has_admin() {
@@ -58,7 +61,7 @@ impl Server {
         let state = AppState {
             envs,
             tokens,
-            telemetry: Arc::new(Telemetry::default()),
+            telemetry,
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: shutdown_rx,
             sse_heartbeat: SSE_HEARTBEAT,
