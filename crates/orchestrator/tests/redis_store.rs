@@ -314,7 +314,7 @@ async fn concurrent_savers_with_one_owner_keep_the_highest_revision() {
 
 #[tokio::test]
 async fn an_acknowledged_save_survives_a_redis_crash_and_the_store_reconnects() {
-    let mut redis = RedisProcess::start_persistent();
+    let mut redis = RedisProcess::start();
     let store = store(&redis, "a").await;
     assert!(store.acquire("r", "a", LONG).await.unwrap());
     let saved = release("r", 1_000, 1);

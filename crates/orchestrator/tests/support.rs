@@ -16,5 +16,7 @@ pub mod flag_server;
 pub mod haproxy;
 #[path = "support/prometheus.rs"]
 pub mod prometheus;
-#[path = "support/redis.rs"]
+// The server's test helper: one `redis-server` rig for both crates' tests (it runs
+// with an fsynced append-only file, so a restart keeps what was acknowledged).
+#[path = "../../server/tests/redis_process.rs"]
 pub mod redis;
