@@ -64,6 +64,15 @@ key_newtype!(
     EnvName
 );
 
+/// Reads a unit enum from its name. Serde's own enum reading also takes a map, so a
+/// number where a name belongs is reported as "expected value" (from JSON text) or
+/// "expected string or map"; this says "expected a string", and an unknown name lists
+/// the known ones.
+fn by_name<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<T, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    T::deserialize(serde::de::value::StringDeserializer::<D::Error>::new(name))
+}
+
 /// A feature flag in one environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +80,7 @@ pub struct Flag {
     /// Unique within the environment.
     pub key: FlagKey,
     /// The type every variant value has.
+    #[serde(deserialize_with = "by_name")]
     pub kind: FlagKind,
     /// Free text for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -187,12 +197,36 @@ impl When {
 
 /// What a rule or the default serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", try_from = "ServeRepr")]
 pub enum Serve {
     /// Always this variant.
     Variant(String),
     /// A variant chosen by bucketing the context.
     Rollout(Rollout),
+}
+
+/// How `serve` is written: exactly one of its fields. Read through this so that a
+/// serve with both or neither says so instead of serde's "expected value".
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeRepr {
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    rollout: Option<Rollout>,
+}
+
+impl TryFrom<ServeRepr> for Serve {
+    type Error = &'static str;
+
+    fn try_from(repr: ServeRepr) -> Result<Self, Self::Error> {
+        match (repr.variant, repr.rollout) {
+            (Some(variant), None) => Ok(Serve::Variant(variant)),
+            (None, Some(rollout)) => Ok(Serve::Rollout(rollout)),
+            (Some(_), Some(_)) => Err("a serve sets `variant` or `rollout`, not both"),
+            (None, None) => Err("a serve needs `variant` (a name) or `rollout` (a split)"),
+        }
+    }
 }
 
 /// A weighted split of the bucket space between variants.
@@ -210,7 +244,11 @@ pub struct Rollout {
     /// positive total.
     pub split: Vec<Split>,
     /// The hashing scheme; Unleash's is kept for flags imported from Unleash.
-    #[serde(default, skip_serializing_if = "Hashing::is_default")]
+    #[serde(
+        default,
+        deserialize_with = "by_name",
+        skip_serializing_if = "Hashing::is_default"
+    )]
     pub hashing: Hashing,
 }
 
@@ -238,7 +276,11 @@ pub struct Percentage {
     /// it must be a whole percent (a multiple of 1 000).
     pub weight: u32,
     /// The hashing scheme.
-    #[serde(default, skip_serializing_if = "Hashing::is_default")]
+    #[serde(
+        default,
+        deserialize_with = "by_name",
+        skip_serializing_if = "Hashing::is_default"
+    )]
     pub hashing: Hashing,
 }
 
@@ -326,6 +368,7 @@ pub struct Constraint {
     /// The context property tested (`targetingKey` and `groups` included).
     pub attribute: String,
     /// The comparison.
+    #[serde(deserialize_with = "by_name")]
     pub op: Operator,
     /// Operands; the constraint holds when the comparison holds for any of them.
     /// Numbers and booleans are accepted and kept in their string form.

@@ -46,6 +46,31 @@ impl ValidationErrors {
     }
 }
 
+/// At most the first 60 characters of an echoed value, so a message stays readable.
+fn shortened(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.char_indices().nth(60) {
+        Some((end, _)) => format!("{}…", &value[..end]).into(),
+        None => value.into(),
+    }
+}
+
+/// Why a regex was refused, in one line (the regex crate's syntax errors draw the
+/// pattern with a caret over several lines).
+fn regex_reason(error: &regex::Error) -> String {
+    match error {
+        regex::Error::CompiledTooBig(limit) => {
+            format!("it compiles to more than the {limit}-byte limit; use a simpler pattern")
+        }
+        regex::Error::Syntax(text) => text
+            .lines()
+            .rev()
+            .find_map(|line| line.strip_prefix("error: "))
+            .unwrap_or(text)
+            .to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// What is wrong with a field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -119,7 +144,7 @@ pub enum Problem {
     #[error("`exists` takes no values")]
     UnexpectedValues,
     /// A regular expression that does not compile.
-    #[error("invalid regular expression `{value}`")]
+    #[error("invalid regular expression `{}`: {}", shortened(.value), regex_reason(.source))]
     BadRegex {
         /// The pattern.
         value: String,

@@ -36,9 +36,9 @@ impl Principal {
         match self.kind {
             TokenKind::Admin => Ok(()),
             kind => Err(ApiError::forbidden(format!(
-                "this endpoint needs an admin token; `{}` is a {} token",
+                "this endpoint needs an admin token; `{}` is {} token",
                 self.name,
-                kind_name(kind)
+                with_article(kind)
             ))),
         }
     }
@@ -48,8 +48,8 @@ impl Principal {
     pub fn token_env(&self, allowed: &[TokenKind]) -> Result<&EnvName, ApiError> {
         if !allowed.contains(&self.kind) {
             return Err(ApiError::forbidden(format!(
-                "a {} token cannot use this endpoint",
-                kind_name(self.kind)
+                "{} token cannot use this endpoint",
+                with_article(self.kind)
             )));
         }
         self.env.as_ref().ok_or_else(|| {
@@ -67,8 +67,8 @@ impl Principal {
         }
         if !allowed.contains(&self.kind) {
             return Err(ApiError::forbidden(format!(
-                "a {} token cannot use this endpoint",
-                kind_name(self.kind)
+                "{} token cannot use this endpoint",
+                with_article(self.kind)
             )));
         }
         match &self.env {
@@ -96,6 +96,16 @@ pub fn kind_name(kind: TokenKind) -> &'static str {
         TokenKind::Admin => "admin",
         TokenKind::Sdk => "sdk",
         TokenKind::Eval => "eval",
+    }
+}
+
+/// The kind's name with its indefinite article, for messages: `an admin`, `an sdk`,
+/// `an eval`.
+pub fn with_article(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Admin => "an admin",
+        TokenKind::Sdk => "an sdk",
+        TokenKind::Eval => "an eval",
     }
 }
 
@@ -199,6 +209,21 @@ impl FromRequestParts<AppState> for Principal {
             .tokens
             .authenticate(token)
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))
+    }
+}
+
+/// A caller holding an admin token. Taken before any body extractor, so a token that
+/// may not use an admin endpoint is told so (403) before its request is parsed.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Principal);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        principal.require_admin()?;
+        Ok(Admin(principal))
     }
 }
 

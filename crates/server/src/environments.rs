@@ -222,6 +222,65 @@ impl Environments {
         Ok(created)
     }
 
+    /// Deletes `env` with everything in it, if `check` accepts its current state (it
+    /// refuses, e.g., an environment that still has flags, or a failed precondition).
+    /// The audit entry records every flag and segment it had. Returns that state.
+    pub async fn delete<F>(
+        &self,
+        env: &str,
+        actor: &str,
+        check: F,
+    ) -> Result<Arc<EnvState>, ApiError>
+    where
+        F: Fn(&EnvState) -> Result<(), ApiError>,
+    {
+        let _guard = self.write.lock().await;
+        let name = EnvName::new(env);
+        let current = self
+            .get(env)
+            .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+        check(&current)?;
+        let flags: Vec<&Flag> = current.snapshot.flags().collect();
+        let segments: Vec<&Segment> = current.snapshot.segments().collect();
+        let audit = AuditEntry {
+            id: 0,
+            at_ms: now_ms(),
+            actor: actor.to_owned(),
+            env: Some(name.clone()),
+            action: "env.delete".to_owned(),
+            target: env.to_owned(),
+            before: Some(json!({
+                "revision": current.revision, "flags": flags, "segments": segments
+            })),
+            after: None,
+            reason: None,
+            revision: None,
+        };
+        match self.store.delete_env(&name, current.revision, audit).await {
+            Ok(()) => {
+                self.uninstall(&name);
+                Ok(current)
+            }
+            Err(StoreError::RevisionConflict { .. }) => {
+                // Another replica wrote meanwhile: what was checked is stale.
+                self.resync_locked(&name).await?;
+                Err(ApiError::conflict(format!(
+                    "environment `{env}` changed while it was being deleted; nothing was \
+                     deleted; check it again and retry"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn uninstall(&self, env: &EnvName) {
+        self.current.rcu(|map| {
+            let mut map = HashMap::clone(map);
+            map.remove(env.as_str());
+            map
+        });
+    }
+
     fn install(&self, state: Arc<EnvState>) {
         self.current.rcu(|map| {
             let mut map = HashMap::clone(map);
@@ -320,6 +379,8 @@ impl Environments {
 
     async fn resync_locked(&self, env: &EnvName) -> Result<(), ApiError> {
         let Some(record) = self.store.load_env(env).await? else {
+            // Deleted (by another replica), or never there.
+            self.uninstall(env);
             return Ok(());
         };
         match self.get(env.as_str()) {

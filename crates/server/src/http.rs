@@ -7,6 +7,7 @@ pub mod json;
 pub mod ofrep;
 pub mod openapi;
 pub mod ops;
+pub mod preconditions;
 pub mod sdk;
 
 use std::sync::atomic::{AtomicBool, Ordering};

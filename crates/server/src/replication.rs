@@ -118,7 +118,9 @@ impl Replication {
                     tracing::warn!(%env, revision, %error, "could not apply a replicated change");
                 }
             }
-            Announcement::EnvCreated { env } => self.resync(&env).await,
+            Announcement::EnvCreated { env } | Announcement::EnvDeleted { env } => {
+                self.resync(&env).await
+            }
             Announcement::Tokens => self.tokens.replace(self.store.tokens().await?),
         }
         Ok(())
@@ -132,9 +134,16 @@ impl Replication {
 
     /// Reloads every environment whose revision differs from Redis, and the tokens.
     async fn resync_all(&self) -> Result<(), StoreError> {
-        for (env, revision) in self.store.revisions().await? {
-            let local = self.envs.get(&env).map(|state| state.revision);
-            if local != Some(revision) {
+        let revisions = self.store.revisions().await?;
+        for (env, revision) in &revisions {
+            let local = self.envs.get(env).map(|state| state.revision);
+            if local != Some(*revision) {
+                self.resync(&EnvName::new(env.as_str())).await;
+            }
+        }
+        // Environments another replica deleted.
+        for env in self.envs.names() {
+            if !revisions.contains_key(&env) {
                 self.resync(&EnvName::new(env)).await;
             }
         }

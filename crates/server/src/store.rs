@@ -230,6 +230,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_env(&self, env: &EnvName, audit: AuditEntry) -> Result<bool, StoreError>;
     /// Applies a commit atomically; returns the new revision.
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError>;
+    /// Deletes an environment that is still at `expected_revision` with its flags and
+    /// segments, appending `audit` to its audit log (which is kept).
+    async fn delete_env(
+        &self,
+        env: &EnvName,
+        expected_revision: u64,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError>;
 
     /// Every token.
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;

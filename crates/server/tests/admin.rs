@@ -305,7 +305,7 @@ async fn segments_are_managed_and_referential_integrity_holds() {
     assert!(body["error"]["message"]
         .as_str()
         .expect("message")
-        .contains("unknown segment `paying`"));
+        .contains("segment `paying` is used by flag(s) `perk`"));
     let (status, body) = server
         .call("GET", "/v1/admin/envs/prod/segments", Some(ADMIN), None)
         .await;
@@ -597,4 +597,134 @@ async fn bulk_and_single_evaluation() {
         .await;
     assert_eq!(status, 404, "{body}");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn environments_are_deleted_only_when_empty_or_forced_and_audited() {
+    let server = start().await;
+    server.create_env("staging").await;
+    server.put_flag("staging", boolean_flag("checkout")).await;
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/admin/envs/staging/segments/staff",
+            Some(ADMIN),
+            Some(json!({"when": {"groups": ["staff"]}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // Refused while it has flags: 409 naming them, and nothing deleted.
+    let (status, body) = server
+        .call("DELETE", "/v1/admin/envs/staging", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`checkout`") && message.contains("?force=true"),
+        "{body}"
+    );
+    let (status, _) = server
+        .call(
+            "GET",
+            "/v1/admin/envs/staging/flags/checkout",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A stale revision is refused too.
+    let stale = server
+        .http
+        .delete(server.url("/v1/admin/envs/staging?force=true"))
+        .bearer_auth(ADMIN)
+        .header("If-Match", "\"1\"")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stale.status(), 412);
+    let (status, body) = server
+        .call(
+            "DELETE",
+            "/v1/admin/envs/staging?force=yes",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Forced: gone, audited with what it held.
+    let (status, _) = server
+        .call(
+            "DELETE",
+            "/v1/admin/envs/staging?force=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = server
+        .call("GET", "/v1/admin/envs/staging/flags", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (_, body) = server
+        .call("GET", "/v1/admin/envs", Some(ADMIN), None)
+        .await;
+    assert_eq!(body["environments"], json!([]));
+    let (status, body) = server
+        .call("GET", "/v1/admin/audit?env=staging", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200);
+    let entry = &body["entries"][0];
+    assert_eq!(
+        (entry["action"].as_str(), entry["actor"].as_str()),
+        (Some("env.delete"), Some("bootstrap-admin"))
+    );
+    assert_eq!(entry["before"]["flags"][0]["key"], "checkout", "{entry}");
+    assert_eq!(entry["before"]["segments"][0]["key"], "staff", "{entry}");
+    let (status, _) = server
+        .call("DELETE", "/v1/admin/envs/staging", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404);
+
+    // An empty environment needs no force; a new one of the same name starts empty.
+    server.create_env("staging").await;
+    let (_, body) = server
+        .call("GET", "/v1/admin/envs/staging/flags", Some(ADMIN), None)
+        .await;
+    assert_eq!(body["flags"], json!([]));
+    let (status, _) = server
+        .call("DELETE", "/v1/admin/envs/staging", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 204);
+
+    // The deletion is durable: a restart on the same data does not bring it back.
+    let dir = server
+        .dir
+        .as_ref()
+        .map(|d| d.path().to_owned())
+        .expect("embedded");
+    let (_, body) = server
+        .call("GET", "/v1/admin/audit", Some(ADMIN), None)
+        .await;
+    let audit_before = body["entries"].as_array().map(Vec::len);
+    let mut server = server;
+    let server_dir = server.dir.take();
+    server.stop().await;
+    let reopened = support::serve(
+        switchyard_server::Server::open_embedded(&dir, Some(ADMIN))
+            .await
+            .expect("reopens"),
+        server_dir,
+    )
+    .await;
+    let (_, body) = reopened
+        .call("GET", "/v1/admin/envs", Some(ADMIN), None)
+        .await;
+    assert_eq!(body["environments"], json!([]));
+    let (_, body) = reopened
+        .call("GET", "/v1/admin/audit", Some(ADMIN), None)
+        .await;
+    assert_eq!(body["entries"].as_array().map(Vec::len), audit_before);
+    reopened.stop().await;
 }

@@ -573,7 +573,16 @@ async fn if_match_conflicts_are_412_and_garbage_is_400() {
     let h = Harness::new().await;
     let flag = boolean_flag("checkout").to_string().into_bytes();
     let auth = || Some(HeaderValue::from_str(&bearer(ADMIN)).expect("header"));
-    for version in ["\"7\"", "7", "W/\"2\"", "\"0\""] {
+    // Strong comparison: a weak tag never matches; an opaque tag that is not one of our
+    // versions never does either.
+    for version in [
+        "\"7\"",
+        "W/\"1\"",
+        "\"0\"",
+        "\"\"",
+        "\"abc\"",
+        "\"2\", \"3\"",
+    ] {
         let reply = h
             .rejects(
                 412,
@@ -610,9 +619,10 @@ async fn if_match_conflicts_are_412_and_garbage_is_400() {
     .await;
     for garbage in [
         "abc",
-        "\"\"",
+        "7",
         "-1",
-        "\"1\", \"2\"",
+        "\"1\" junk",
+        "*, \"1\"",
         "99999999999999999999999",
         "1.5",
     ] {
@@ -637,17 +647,350 @@ async fn if_match_conflicts_are_412_and_garbage_is_400() {
         )
         .await;
     }
-    // The matching version goes through (the test can tell the difference).
+    // The matching version goes through (the test can tell the difference), also as
+    // one member of a list.
     let reply = h
         .send(
             "PUT",
             FLAG,
             auth(),
-            &[("if-match", "\"1\"")],
+            &[("if-match", "\"7\", \"1\"")],
             Body::from(flag.clone()),
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+/// RFC 9110 §13.1: `If-Match: *` needs the object, `If-None-Match: *` its absence, and
+/// kill and revive honour both like every other write.
+#[tokio::test]
+async fn conditional_writes_follow_rfc_9110() {
+    let h = Harness::new().await;
+    let auth = || Some(HeaderValue::from_str(&bearer(ADMIN)).expect("header"));
+    let flag = boolean_flag("checkout").to_string().into_bytes();
+    // Create-only over an existing flag: refused, nothing written.
+    let reply = h
+        .rejects(
+            412,
+            "PUT",
+            FLAG,
+            auth(),
+            &[("if-none-match", "*")],
+            flag.clone(),
+        )
+        .await;
+    assert!(reply.message().contains("already exists"), "{}", reply.body);
+    // Create-only of a new flag: created.
+    let fresh = "/v1/admin/envs/alpha/flags/fresh";
+    let body = flag_with(json!({ "key": "fresh" })).to_string();
+    let reply = h
+        .send(
+            "PUT",
+            fresh,
+            auth(),
+            &[("if-none-match", "*")],
+            Body::from(body.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    // `If-Match: *` over a missing flag: refused; over an existing one: written.
+    h.rejects(
+        412,
+        "PUT",
+        "/v1/admin/envs/alpha/flags/missing",
+        auth(),
+        &[("if-match", "*")],
+        flag_with(json!({ "key": "missing" }))
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    let reply = h
+        .send(
+            "PUT",
+            fresh,
+            auth(),
+            &[("if-match", "*")],
+            Body::from(body.clone()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // If-None-Match naming the current version refuses the write.
+    h.rejects(
+        412,
+        "PUT",
+        fresh,
+        auth(),
+        &[("if-none-match", "\"2\"")],
+        body.into_bytes(),
+    )
+    .await;
+
+    // Kill and revive with a stale version: refused, and the flag keeps serving.
+    for (action, header) in [
+        ("kill", "if-match"),
+        ("revive", "if-match"),
+        ("kill", "if-none-match"),
+    ] {
+        let version = if header == "if-match" {
+            "\"9\""
+        } else {
+            "\"1\""
+        };
+        let reply = h
+            .rejects(
+                412,
+                "POST",
+                &format!("{FLAG}/{action}"),
+                auth(),
+                &[(header, version)],
+                Vec::new(),
+            )
+            .await;
+        assert_eq!(reply.body["error"]["code"], "precondition_failed");
+    }
+    let reply = h.admin("GET", FLAG, None).await;
+    assert_eq!(reply.body["enabled"], json!(true), "{}", reply.body);
+    // With the current version, the kill goes through.
+    let reply = h
+        .send(
+            "POST",
+            &format!("{FLAG}/kill"),
+            auth(),
+            &[("if-match", "\"1\"")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["enabled"], json!(false));
+
+    // Environments: their revision is their entity tag.
+    let reply = h
+        .rejects(
+            412,
+            "PUT",
+            "/v1/admin/envs/alpha",
+            auth(),
+            &[("if-none-match", "*")],
+            Vec::new(),
+        )
+        .await;
+    assert!(
+        reply.message().contains("environment `alpha`"),
+        "{}",
+        reply.body
+    );
+    h.rejects(
+        412,
+        "PUT",
+        "/v1/admin/envs/gamma",
+        auth(),
+        &[("if-match", "*")],
+        Vec::new(),
+    )
+    .await;
+    let reply = h
+        .send(
+            "PUT",
+            "/v1/admin/envs/gamma",
+            auth(),
+            &[("if-none-match", "*")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+}
+
+/// Item 5 of issue 15: a token that may not use an admin endpoint hears so (403) before
+/// its body is read — not a 400 listing the fields it should have sent.
+#[tokio::test]
+async fn authorization_comes_before_parsing() {
+    let h = Harness::new().await;
+    for token in [&h.eval_alpha, &h.sdk_alpha] {
+        for (method, path) in [
+            ("POST", "/v1/admin/tokens"),
+            ("POST", "/v1/admin/promote"),
+            ("POST", "/v1/admin/envs/alpha/kill"),
+            ("POST", "/v1/admin/envs/alpha/flags/checkout/kill"),
+            ("POST", "/v1/admin/envs/alpha/flags/checkout/revive"),
+            ("PUT", FLAG),
+            ("PUT", "/v1/admin/envs/alpha/segments/s"),
+            ("DELETE", "/v1/admin/envs/alpha"),
+        ] {
+            for body in [&b"{}"[..], b"{\"nonsense\": 1}", b"not json"] {
+                let reply = h.rejects_as(403, method, path, Some(token), body).await;
+                assert_eq!(reply.body["error"]["code"], "forbidden", "{method} {path}");
+                assert!(
+                    reply.message().contains("needs an admin token"),
+                    "{method} {path}: {}",
+                    reply.body
+                );
+            }
+        }
+    }
+    // And the message is grammatical.
+    let reply = h
+        .rejects_as(403, "GET", "/v1/admin/envs", Some(&h.eval_alpha), "")
+        .await;
+    assert!(
+        reply.message().contains("is an eval token"),
+        "{}",
+        reply.body
+    );
+}
+
+/// Item 8 of issue 15: each message says what is wrong, in words a person can act on.
+#[tokio::test]
+async fn messages_say_what_is_wrong() {
+    let h = Harness::new().await;
+    let check = |reply: &Reply, status: u16, needles: &[&str], refused: &[&str]| {
+        reply.error(status, &format!("{needles:?}"));
+        for needle in needles {
+            assert!(
+                reply.message().contains(needle),
+                "wanted `{needle}` in {}",
+                reply.body
+            );
+        }
+        for word in refused {
+            assert!(
+                !reply.message().contains(word),
+                "`{word}` in {}",
+                reply.body
+            );
+        }
+    };
+    let reply = h
+        .rejects_as(
+            400,
+            "PUT",
+            FLAG,
+            Some(ADMIN),
+            flag_with(json!({ "kind": 5 })).to_string(),
+        )
+        .await;
+    check(
+        &reply,
+        400,
+        &["`kind`", "integer `5`", "expected a string"],
+        &["expected value"],
+    );
+    let reply = h
+        .rejects_as(
+            400,
+            "PUT",
+            FLAG,
+            Some(ADMIN),
+            flag_with(json!({ "kind": "bool" })).to_string(),
+        )
+        .await;
+    check(
+        &reply,
+        400,
+        &["`kind`", "unknown variant `bool`", "`boolean`"],
+        &[],
+    );
+    let both = json!({ "default": { "variant": "on", "rollout": { "split": [] } } });
+    let reply = h
+        .rejects_as(400, "PUT", FLAG, Some(ADMIN), flag_with(both).to_string())
+        .await;
+    check(
+        &reply,
+        400,
+        &["`default`", "`variant` or `rollout`, not both"],
+        &["expected value"],
+    );
+    let op = json!({ "rules": [{ "id": "r", "when": { "constraints": [
+        { "attribute": "a", "op": 3, "values": ["x"] }] }, "serve": { "variant": "on" } }] });
+    let reply = h
+        .rejects_as(400, "PUT", FLAG, Some(ADMIN), flag_with(op).to_string())
+        .await;
+    check(
+        &reply,
+        400,
+        &["rules[0].when.constraints[0].op", "expected a string"],
+        &[],
+    );
+    // A truncated body: where it stops, not a path of question marks.
+    let whole = boolean_flag("checkout").to_string();
+    for cut in [1, 10, whole.len() / 2, whole.len() - 1] {
+        let reply = h
+            .rejects_as(400, "PUT", FLAG, Some(ADMIN), &whole.as_bytes()[..cut])
+            .await;
+        check(
+            &reply,
+            400,
+            &["not valid JSON", "EOF", "column"],
+            &["`?`", "at `"],
+        );
+    }
+    // A regex over the size limit says so.
+    let huge = "(a|b|c|d)".repeat(20_000) + "{50}";
+    let regex = json!({ "rules": [{ "id": "r", "when": { "constraints": [
+        { "attribute": "a", "op": "matches", "values": [huge] }] }, "serve": { "variant": "on" } }] });
+    let reply = h
+        .rejects_as(422, "PUT", FLAG, Some(ADMIN), flag_with(regex).to_string())
+        .await;
+    check(&reply, 422, &["invalid regular expression", "limit"], &[]);
+    let regex = json!({ "rules": [{ "id": "r", "when": { "constraints": [
+        { "attribute": "a", "op": "matches", "values": ["(unclosed"] }] }, "serve": { "variant": "on" } }] });
+    let reply = h
+        .rejects_as(422, "PUT", FLAG, Some(ADMIN), flag_with(regex).to_string())
+        .await;
+    check(
+        &reply,
+        422,
+        &["invalid regular expression `(unclosed`: unclosed group"],
+        &[],
+    );
+    // Deleting a segment a flag uses names the flag.
+    let segment = json!({ "when": { "groups": ["staff"] } });
+    let reply = h
+        .admin("PUT", "/v1/admin/envs/alpha/segments/staff", Some(segment))
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let user = json!({ "key": "uses-staff", "rules": [{ "id": "r", "when": { "segments": ["staff"] },
+        "serve": { "variant": "on" } }] });
+    let reply = h
+        .admin(
+            "PUT",
+            "/v1/admin/envs/alpha/flags/uses-staff",
+            Some(flag_with(user)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = h
+        .rejects_as(
+            422,
+            "DELETE",
+            "/v1/admin/envs/alpha/segments/staff",
+            Some(ADMIN),
+            "",
+        )
+        .await;
+    check(
+        &reply,
+        422,
+        &["segment `staff` is used by flag(s) `uses-staff`"],
+        &["unknown"],
+    );
+    // Deleting a flag another names as a prerequisite names it too.
+    let dependent = json!({ "key": "after-checkout", "prerequisites": [{ "flag": "checkout", "variant": "on" }] });
+    let reply = h
+        .admin(
+            "PUT",
+            "/v1/admin/envs/alpha/flags/after-checkout",
+            Some(flag_with(dependent)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let reply = h.rejects_as(422, "DELETE", FLAG, Some(ADMIN), "").await;
+    check(
+        &reply,
+        422,
+        &["flag `checkout` is used by flag(s) `after-checkout`"],
+        &[],
+    );
 }
 
 #[tokio::test]

@@ -403,3 +403,60 @@ async fn concurrent_if_match_writers_on_different_replicas_one_wins_each_round()
         replica.stop().await;
     }
 }
+
+#[tokio::test]
+async fn an_environment_deleted_on_one_replica_is_gone_from_the_others() {
+    let redis = RedisProcess::start();
+    let [a, b]: [TestServer; 2] = replicas(&redis, 2).await.try_into().ok().expect("two");
+    a.create_env("prod").await;
+    a.put_flag("prod", boolean_flag("checkout")).await;
+    revision_at_least(&b, "prod", 1).await;
+    let (status, body) = b
+        .call("DELETE", "/v1/admin/envs/prod", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = b
+        .call(
+            "DELETE",
+            "/v1/admin/envs/prod?force=true",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    eventually(PATIENCE, "A to drop the deleted environment", || async {
+        revision_of(&a, "prod").await.is_none().then_some(())
+    })
+    .await;
+    for replica in [&a, &b] {
+        let (status, _) = replica
+            .call("GET", "/v1/admin/envs/prod/flags", Some(ADMIN), None)
+            .await;
+        assert_eq!(status, 404, "{}", replica.base);
+        // The audit of the deleted environment is still read, on every replica.
+        let (_, body) = replica
+            .call("GET", "/v1/admin/audit", Some(ADMIN), None)
+            .await;
+        let actions: Vec<&str> = body["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        assert_eq!(
+            actions[..3],
+            ["env.delete", "flag.put", "env.create"],
+            "{body}"
+        );
+    }
+    // Created again, it starts empty everywhere.
+    a.create_env("prod").await;
+    revision_at_least(&b, "prod", 0).await;
+    let (_, body) = b
+        .call("GET", "/v1/admin/envs/prod/flags", Some(ADMIN), None)
+        .await;
+    assert_eq!(body["flags"], json!([]));
+    for replica in [a, b] {
+        replica.stop().await;
+    }
+}

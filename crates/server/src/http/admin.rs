@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::header::{ETAG, IF_MATCH};
+use axum::http::header::ETAG;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -16,10 +16,11 @@ use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::validation::MAX_KEY_LEN;
 use switchyard_core::{Flag, Segment};
 
-use crate::auth::{generate, kind_name, Principal};
+use crate::auth::{generate, kind_name, Admin, Principal};
 use crate::environments::{now_ms, Change, EnvState};
 use crate::error::ApiError;
-use crate::http::json::{parse, Json, Path, RawBody};
+use crate::http::json::{from_value, parse, Json, Path, RawBody};
+use crate::http::preconditions::Preconditions;
 use crate::http::sdk::env_state;
 use crate::http::AppState;
 use crate::store::{AuditEntry, AuditQuery, TokenKind};
@@ -28,7 +29,7 @@ use crate::store::{AuditEntry, AuditQuery, TokenKind};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/envs", get(list_envs))
-        .route("/envs/{env}", put(create_env))
+        .route("/envs/{env}", put(create_env).delete(delete_env))
         .route("/envs/{env}/flags", get(list_flags))
         .route(
             "/envs/{env}/flags/{key}",
@@ -56,39 +57,6 @@ fn check_key(what: &str, key: &str) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-/// The version an `If-Match` header requires, if one was sent.
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim();
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    text.parse().map(Some).map_err(|_| {
-        ApiError::bad_request(format!(
-            "If-Match must be a flag version such as \"12\", got `{text}`"
-        ))
-    })
-}
-
-fn check_version(
-    kind: &str,
-    key: &str,
-    current: Option<u64>,
-    expected: Option<u64>,
-) -> Result<(), ApiError> {
-    match (expected, current) {
-        (Some(expected), Some(current)) if expected != current => {
-            Err(ApiError::precondition_failed(format!(
-                "{kind} `{key}` is at version {current}, not {expected}; reload it and retry"
-            )))
-        }
-        (Some(expected), None) if expected != 0 => Err(ApiError::precondition_failed(format!(
-            "{kind} `{key}` does not exist (If-Match {expected})"
-        ))),
-        _ => Ok(()),
-    }
 }
 
 fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {
@@ -136,7 +104,7 @@ fn keyed_body<T: serde::de::DeserializeOwned>(
             )))
         }
     }
-    parse(body.to_string().as_bytes())
+    from_value(body)
 }
 
 #[utoipa::path(
@@ -147,11 +115,7 @@ fn keyed_body<T: serde::de::DeserializeOwned>(
     security(("bearer" = [])),
     responses((status = 200, description = "Environments with revision and flag count"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"))
 )]
-async fn list_envs(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<Response, ApiError> {
-    principal.require_admin()?;
+async fn list_envs(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     let envs: Vec<Value> = state
         .envs
         .names()
@@ -173,26 +137,90 @@ async fn list_envs(
 )]
 async fn create_env(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path(env): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     check_key("environment name", &env)?;
+    let conditions = Preconditions::from_headers(&headers)?;
+    let what = format!("environment `{env}`");
+    conditions.check(&what, state.envs.get(&env).map(|e| e.revision))?;
     let created = state
         .envs
         .create(&EnvName::new(env.as_str()), &principal.name)
         .await?;
     let current = env_state(&state, &env)?;
+    if !created {
+        // Created by someone else since the check above.
+        conditions.check(&what, Some(current.revision))?;
+    }
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
+    Ok(with_etag(
         status,
-        axum::Json(json!({ "name": env, "revision": current.revision })),
-    )
-        .into_response())
+        current.revision,
+        json!({ "name": env, "revision": current.revision }),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteEnvParams {
+    #[serde(default)]
+    force: bool,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/envs/{env}",
+    tag = "admin",
+    summary = "Delete an environment (409 while it has flags or segments, unless ?force=true)",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("force" = Option<bool>, Query, description = "Delete its flags and segments too"), ("If-Match" = Option<String>, Header, description = "Expected revision, e.g. \"12\"")),
+    responses((status = 204, description = "Deleted; the audit entry keeps every flag and segment it had"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment"), (status = 409, description = "It still has flags or segments"), (status = 412, description = "If-Match did not match"), (status = 503, description = "Store unavailable; nothing written"))
+)]
+async fn delete_env(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<DeleteEnvParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let conditions = Preconditions::from_headers(&headers)?;
+    state
+        .envs
+        .delete(&env, &principal.name, |current| {
+            conditions.check(&format!("environment `{env}`"), Some(current.revision))?;
+            let flags = current.snapshot.len();
+            let segments = current.snapshot.segments().count();
+            if params.force || flags + segments == 0 {
+                return Ok(());
+            }
+            let mut names: Vec<&str> = current.snapshot.flags().map(|f| f.key.as_str()).collect();
+            let more = names.len().saturating_sub(5);
+            names.truncate(5);
+            let listed = names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let listed = match (flags, more) {
+                (0, _) => String::new(),
+                (_, 0) => format!(" ({listed})"),
+                _ => format!(" ({listed} and {more} more)"),
+            };
+            Err(ApiError::conflict(format!(
+                "environment `{env}` still has {flags} flag(s){listed} and {segments} \
+                 segment(s); delete them first, or send ?force=true to delete them with it \
+                 (the audit log keeps them)"
+            )))
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(
@@ -206,10 +234,9 @@ async fn create_env(
 )]
 async fn list_flags(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     Path(env): Path<String>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let current = env_state(&state, &env)?;
     let flags: Vec<&Flag> = current.snapshot.flags().collect();
     Ok(
@@ -229,10 +256,9 @@ async fn list_flags(
 )]
 async fn get_flag(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let current = env_state(&state, &env)?;
     let flag = current
         .snapshot
@@ -253,7 +279,7 @@ async fn get_flag(
 )]
 async fn put_flag(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
@@ -272,7 +298,7 @@ async fn put_flag(
 )]
 async fn delete_flag(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -289,12 +315,11 @@ struct ReasonBody {
 async fn switch_flag(
     state: AppState,
     principal: Principal,
-    env: String,
-    key: String,
+    (env, key): (String, String),
+    conditions: Preconditions,
     reason: Option<String>,
     enabled: bool,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let env_name = EnvName::new(env.as_str());
     let action = if enabled { "flag.revive" } else { "flag.kill" };
     let new = state
@@ -303,6 +328,7 @@ async fn switch_flag(
             let before = current.snapshot.flag(&key).ok_or_else(|| {
                 ApiError::not_found(format!("flag `{key}` does not exist in `{env}`"))
             })?;
+            conditions.check(&format!("flag `{key}`"), Some(before.version))?;
             if before.enabled == enabled {
                 return Ok(Change::default());
             }
@@ -348,12 +374,14 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
 )]
 async fn kill_flag(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((env, key)): Path<(String, String)>,
+    Admin(principal): Admin,
+    Path(target): Path<(String, String)>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    let conditions = Preconditions::from_headers(&headers)?;
     let body: ReasonBody = optional_body(&body)?;
-    switch_flag(state, principal, env, key, body.reason, false).await
+    switch_flag(state, principal, target, conditions, body.reason, false).await
 }
 
 #[utoipa::path(
@@ -368,12 +396,14 @@ async fn kill_flag(
 )]
 async fn revive_flag(
     State(state): State<AppState>,
-    principal: Principal,
-    Path((env, key)): Path<(String, String)>,
+    Admin(principal): Admin,
+    Path(target): Path<(String, String)>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    let conditions = Preconditions::from_headers(&headers)?;
     let body: ReasonBody = optional_body(&body)?;
-    switch_flag(state, principal, env, key, body.reason, true).await
+    switch_flag(state, principal, target, conditions, body.reason, true).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,11 +426,10 @@ struct KillTag {
 )]
 async fn kill_tag(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path(env): Path<String>,
     Json(body): Json<KillTag>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     if body.tag.is_empty() {
         return Err(ApiError::bad_request("`tag` must not be empty"));
     }
@@ -449,10 +478,9 @@ async fn kill_tag(
 )]
 async fn list_segments(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     Path(env): Path<String>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let current = env_state(&state, &env)?;
     let segments: Vec<&Segment> = current.snapshot.segments().collect();
     Ok(axum::Json(
@@ -472,10 +500,9 @@ async fn list_segments(
 )]
 async fn get_segment(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let current = env_state(&state, &env)?;
     let segment = Segment::find(&current, &key)
         .ok_or_else(|| ApiError::not_found(format!("segment `{key}` does not exist in `{env}`")))?;
@@ -494,7 +521,7 @@ async fn get_segment(
 )]
 async fn put_segment(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
     Json(body): Json<Value>,
@@ -513,7 +540,7 @@ async fn put_segment(
 )]
 async fn delete_segment(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path((env, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -543,10 +570,9 @@ struct Promote {
 )]
 async fn promote(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Json(body): Json<Promote>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     if body.from == body.to {
         return Err(ApiError::bad_request("`from` and `to` must differ"));
     }
@@ -620,10 +646,9 @@ struct NewToken {
 )]
 async fn create_token(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Json(body): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     check_key("token name", &body.name)?;
     let env = match (body.kind, body.env) {
         (TokenKind::Admin, Some(_)) => {
@@ -669,11 +694,7 @@ async fn create_token(
     security(("bearer" = [])),
     responses((status = 200, description = "Tokens"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
 )]
-async fn list_tokens(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> Result<Response, ApiError> {
-    principal.require_admin()?;
+async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     let tokens: Vec<Value> = state
         .envs
         .store()
@@ -698,10 +719,9 @@ async fn list_tokens(
 )]
 async fn delete_token(
     State(state): State<AppState>,
-    principal: Principal,
+    Admin(principal): Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let audit = entry(&principal, None, "token.delete", &name);
     let removed = state.envs.store().delete_token(&name, audit).await?;
     if removed.is_none() {
@@ -751,10 +771,9 @@ fn parse_since(since: &str) -> Result<u64, ApiError> {
 )]
 async fn audit(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let query = AuditQuery {
         env: params.env.map(EnvName::new),
@@ -783,11 +802,10 @@ struct MetricsParams {
 )]
 async fn flag_metrics(
     State(state): State<AppState>,
-    principal: Principal,
+    _admin: Admin,
     Path((env, key)): Path<(String, String)>,
     params: Result<Query<MetricsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let window_text = params.window.unwrap_or_else(|| "5m".to_owned());
     let window = humantime::parse_duration(&window_text).map_err(|e| {
@@ -828,6 +846,22 @@ trait Item: Clone + serde::Serialize + serde::de::DeserializeOwned {
     fn find<'a>(state: &'a EnvState, key: &str) -> Option<&'a Self>;
     /// A change writing (`Some`) or deleting (`None`) the item.
     fn change(key: &str, item: Option<Self>) -> Change;
+    /// The flags that name the item `key` (as a prerequisite or in a rule).
+    fn users<'a>(state: &'a EnvState, key: &str) -> Vec<&'a str>;
+
+    /// Refuses to delete an item that flags still name, naming them.
+    fn check_unused(state: &EnvState, key: &str) -> Result<(), ApiError> {
+        let users = Self::users(state, key);
+        if users.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = users.iter().map(|k| format!("`{k}`")).collect();
+        Err(ApiError::unprocessable(format!(
+            "{} `{key}` is used by flag(s) {}; remove it from them first",
+            Self::WHAT,
+            listed.join(", ")
+        )))
+    }
 }
 
 impl Item for Flag {
@@ -849,6 +883,14 @@ impl Item for Flag {
             flags: vec![(FlagKey::new(key), item)],
             ..Change::default()
         }
+    }
+    fn users<'a>(state: &'a EnvState, key: &str) -> Vec<&'a str> {
+        state
+            .snapshot
+            .flags()
+            .filter(|f| f.prerequisites.iter().any(|p| p.flag.as_str() == key))
+            .map(|f| f.key.as_str())
+            .collect()
     }
 }
 
@@ -872,6 +914,18 @@ impl Item for Segment {
             ..Change::default()
         }
     }
+    fn users<'a>(state: &'a EnvState, key: &str) -> Vec<&'a str> {
+        state
+            .snapshot
+            .flags()
+            .filter(|f| {
+                f.rules
+                    .iter()
+                    .any(|r| r.when.segments.iter().any(|s| s.as_str() == key))
+            })
+            .map(|f| f.key.as_str())
+            .collect()
+    }
 }
 
 /// Creates (201) or replaces (200) an item, honouring `If-Match`.
@@ -883,9 +937,8 @@ async fn put_item<T: Item>(
     headers: HeaderMap,
     body: Value,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
     check_key(&format!("{} key", T::WHAT), &key)?;
-    let expected = if_match(&headers)?;
+    let conditions = Preconditions::from_headers(&headers)?;
     let mut item: T = keyed_body(body, &key, T::WHAT)?;
     item.validate().map_err(|e| ApiError::invalid(&e))?;
     let env_name = EnvName::new(env.as_str());
@@ -894,7 +947,7 @@ async fn put_item<T: Item>(
         .envs
         .apply(&env, |current| {
             let before = T::find(current, &key);
-            check_version(T::WHAT, &key, before.map(T::version), expected)?;
+            conditions.check(&format!("{} `{key}`", T::WHAT), before.map(T::version))?;
             created = before.is_none();
             item.set_version(before.map_or(1, |b| b.version() + 1));
             let mut audit = entry(
@@ -929,8 +982,7 @@ async fn delete_item<T: Item>(
     key: String,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    principal.require_admin()?;
-    let expected = if_match(&headers)?;
+    let conditions = Preconditions::from_headers(&headers)?;
     let env_name = EnvName::new(env.as_str());
     state
         .envs
@@ -938,7 +990,8 @@ async fn delete_item<T: Item>(
             let before = T::find(current, &key).ok_or_else(|| {
                 ApiError::not_found(format!("{} `{key}` does not exist in `{env}`", T::WHAT))
             })?;
-            check_version(T::WHAT, &key, Some(before.version()), expected)?;
+            conditions.check(&format!("{} `{key}`", T::WHAT), Some(before.version()))?;
+            T::check_unused(current, &key)?;
             let mut audit = entry(
                 &principal,
                 Some(&env_name),
@@ -959,6 +1012,7 @@ async fn delete_item<T: Item>(
 #[openapi(paths(
     list_envs,
     create_env,
+    delete_env,
     list_flags,
     get_flag,
     put_flag,

@@ -49,18 +49,34 @@ pub struct Json<T>(pub T);
 /// Parses `bytes` as `T`, naming the path of the first problem.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
-        }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let value = serde_path_to_error::deserialize(&mut de).map_err(invalid)?;
+    de.end().map_err(|e| invalid_text(&e))?;
     Ok(value)
+}
+
+/// Reads `T` from an already parsed JSON value, naming the path of the first problem.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(invalid)
+}
+
+/// A 400 for a body that is not JSON at all (the position says where) or not the
+/// expected shape (the field path says where).
+fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_syntax() || inner.is_eof() || path == "." || path.is_empty() {
+        return invalid_text(&inner);
+    }
+    ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
+}
+
+fn invalid_text(error: &serde_json::Error) -> ApiError {
+    if error.is_syntax() || error.is_eof() {
+        // The path of a half-read document says nothing (`?`); its position does.
+        ApiError::bad_request(format!("the body is not valid JSON: {error}"))
+    } else {
+        ApiError::bad_request(format!("invalid JSON body: {error}"))
+    }
 }
 
 /// Reads a whole body, mapping the size limit to our 413.

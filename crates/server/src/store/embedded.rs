@@ -221,6 +221,50 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn delete_env(
+        &self,
+        env: &EnvName,
+        expected_revision: u64,
+        audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let env = env.to_string();
+        self.blocking(move |db| {
+            let env = env.as_str();
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut envs = txn.open_table(ENVS).map_err(unavailable)?;
+                let actual = envs
+                    .get(env)
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .ok_or_else(|| StoreError::NoSuchEnvironment(env.to_owned()))?;
+                if actual != expected_revision {
+                    return Err(StoreError::RevisionConflict {
+                        env: env.to_owned(),
+                        expected: expected_revision,
+                        actual,
+                    });
+                }
+                envs.remove(env).map_err(unavailable)?;
+                // Keys of one environment sort together: ("env", "") up to ("env\0", "")
+                // is exactly this environment's range.
+                let end = format!("{env}\0");
+                let range = (env, "")..(end.as_str(), "");
+                txn.open_table(FLAGS)
+                    .map_err(unavailable)?
+                    .retain_in(range.clone(), |_, _| false)
+                    .map_err(unavailable)?;
+                txn.open_table(SEGMENTS)
+                    .map_err(unavailable)?
+                    .retain_in(range, |_, _| false)
+                    .map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], Some(expected_revision))?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         self.blocking(|db| {
             let txn = db.begin_read().map_err(unavailable)?;

@@ -32,6 +32,8 @@ pub const CHANNEL: &str = "sy:changes";
 const ENVS: &str = "sy:{sy}:envs";
 const TOKENS: &str = "sy:{sy}:tokens";
 const GLOBAL_AUDIT: &str = "sy:{sy}:audit";
+/// Names of deleted environments, whose audit lists are kept and still read.
+const DELETED_ENVS: &str = "sy:{sy}:deleted-envs";
 /// How many audit entries of one list a query reads at most (newest first).
 const AUDIT_SCAN: isize = 10_000;
 const METRICS_TTL_SECS: i64 = 32 * 86_400;
@@ -75,6 +77,18 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 ";
 
+const DELETE_ENV: &str = r"
+local rev = redis.call('GET', KEYS[1])
+if not rev then return {2, 0} end
+rev = tonumber(rev)
+if rev ~= tonumber(ARGV[1]) then return {1, rev} end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local n = redis.call('LLEN', KEYS[4]) + 1
+redis.call('RPUSH', KEYS[4], n .. '\t' .. ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return {0, rev}
+";
+
 const CREATE_TOKEN: &str = r"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local n = redis.call('LLEN', KEYS[2]) + 1
@@ -108,6 +122,11 @@ pub enum Announcement {
     },
     /// An environment was created.
     EnvCreated {
+        /// The environment.
+        env: EnvName,
+    },
+    /// An environment was deleted.
+    EnvDeleted {
         /// The environment.
         env: EnvName,
     },
@@ -338,6 +357,53 @@ impl Store for RedisStore {
         }
     }
 
+    async fn delete_env(
+        &self,
+        env: &EnvName,
+        expected_revision: u64,
+        mut audit: AuditEntry,
+    ) -> Result<(), StoreError> {
+        let name = env.as_str();
+        audit.revision = Some(expected_revision);
+        let message = encode(&Announcement::EnvDeleted { env: env.clone() });
+        let mut conn = self.conn.clone();
+        let (status, actual): (i64, u64) = Script::new(DELETE_ENV)
+            .key(env_key(name, "rev"))
+            .key(env_key(name, "flags"))
+            .key(env_key(name, "segments"))
+            .key(env_key(name, "audit"))
+            .arg(expected_revision)
+            .arg(encode(&audit))
+            .arg(CHANNEL)
+            .arg(message)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match status {
+            0 => {}
+            1 => {
+                return Err(StoreError::RevisionConflict {
+                    env: name.to_owned(),
+                    expected: expected_revision,
+                    actual,
+                })
+            }
+            _ => return Err(StoreError::NoSuchEnvironment(name.to_owned())),
+        }
+        // The names live in another hash slot than the environment's keys, so they
+        // change after the script; a crash in between leaves a name without keys,
+        // which `load` skips, as after a crash in `create_env`.
+        redis::pipe()
+            .atomic()
+            .srem(ENVS, name)
+            .ignore()
+            .sadd(DELETED_ENVS, name)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
         let all: Vec<(String, String)> = self
             .read(|mut conn| async move { conn.hgetall(TOKENS).await })
@@ -394,7 +460,10 @@ impl Store for RedisStore {
             None => {
                 lists.push(GLOBAL_AUDIT.to_owned());
                 let mut conn = self.conn.clone();
-                let names: Vec<String> = conn.smembers(ENVS).await.map_err(unavailable)?;
+                let names: Vec<String> = conn
+                    .sunion(&[ENVS, DELETED_ENVS])
+                    .await
+                    .map_err(unavailable)?;
                 lists.extend(names.iter().map(|n| env_key(n, "audit")));
             }
         }
