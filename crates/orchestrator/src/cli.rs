@@ -174,6 +174,25 @@ impl ServeArgs {
     }
 }
 
+/// Who runs a command, as the timeline, the report and notifications record it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Actor {
+    /// Who is acting (recorded with the command); default `$USER`, else `cli`.
+    #[arg(long = "by", env = "SWITCHYARD_BY", value_name = "NAME")]
+    by: Option<String>,
+}
+
+impl Actor {
+    fn name(&self) -> String {
+        self.by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .map(|b| b.trim().to_owned())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "cli".to_owned())
+    }
+}
+
 /// The subcommands that talk to a daemon.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClientCommand {
@@ -201,6 +220,8 @@ pub enum ClientCommand {
     Approve {
         /// The release.
         name: String,
+        #[command(flatten)]
+        actor: Actor,
         /// Approve only this service (every awaiting service otherwise).
         #[arg(long)]
         service: Option<String>,
@@ -209,16 +230,22 @@ pub enum ClientCommand {
     Pause {
         /// The release.
         name: String,
+        #[command(flatten)]
+        actor: Actor,
     },
     /// Resume the paused services.
     Resume {
         /// The release.
         name: String,
+        #[command(flatten)]
+        actor: Actor,
     },
     /// Roll the release back: canary weight 0, flags killed.
     Abort {
         /// The release.
         name: String,
+        #[command(flatten)]
+        actor: Actor,
         /// Why (kept in the timeline and the report).
         #[arg(long)]
         reason: Option<String>,
@@ -227,6 +254,8 @@ pub enum ClientCommand {
     Promote {
         /// The release.
         name: String,
+        #[command(flatten)]
+        actor: Actor,
         /// Required: promotion is always full (approval steps are passed with `approve`).
         #[arg(long, required = true)]
         full: bool,
@@ -421,28 +450,36 @@ async fn execute(
             status(&client, name.as_deref(), watch).await?;
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Approve { name, service } => {
-            let body = json!({ "service": service, "by": by() });
+        ClientCommand::Approve {
+            name,
+            service,
+            actor,
+        } => {
+            let body = json!({ "service": service, "by": actor.name() });
             print_summary(&client.command(&name, "approve", body).await?);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Pause { name } => {
-            let body = json!({ "by": by() });
+        ClientCommand::Pause { name, actor } => {
+            let body = json!({ "by": actor.name() });
             print_summary(&client.command(&name, "pause", body).await?);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Resume { name } => {
-            let body = json!({ "by": by() });
+        ClientCommand::Resume { name, actor } => {
+            let body = json!({ "by": actor.name() });
             print_summary(&client.command(&name, "resume", body).await?);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Abort { name, reason } => {
-            let body = json!({ "reason": reason, "by": by() });
+        ClientCommand::Abort {
+            name,
+            reason,
+            actor,
+        } => {
+            let body = json!({ "reason": reason, "by": actor.name() });
             print_summary(&client.command(&name, "abort", body).await?);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Promote { name, full } => {
-            let body = json!({ "full": full, "by": by() });
+        ClientCommand::Promote { name, full, actor } => {
+            let body = json!({ "full": full, "by": actor.name() });
             print_summary(&client.command(&name, "promote", body).await?);
             Ok(ExitCode::SUCCESS)
         }
@@ -500,13 +537,6 @@ async fn execute(
 }
 
 /// Who a command is attributed to: the login name, or `cli`.
-fn by() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "cli".to_owned())
-}
-
 fn print_summary(release: &Release) {
     println!("{}", report::summary_line(release));
 }

@@ -55,7 +55,7 @@ pub const MAX_HISTORY_LIMIT: usize = 1000;
 pub struct ReleaseSummary {
     /// The release's name.
     pub name: String,
-    /// The flag server environment it ramps.
+    /// The flag server environment it ramps now (the current one of `environments`).
     pub environment: String,
     /// Where the release is.
     pub phase: Phase,
@@ -117,7 +117,7 @@ impl ReleaseSummary {
             .collect();
         ReleaseSummary {
             name: release.plan.name.clone(),
-            environment: release.plan.environment.clone(),
+            environment: release.state.environment(&release.plan).to_owned(),
             phase: release.state.phase,
             created_at: release.created_at,
             summary: report::summary_line(release),

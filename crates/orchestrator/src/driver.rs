@@ -228,7 +228,7 @@ impl Orchestrator {
                 continue;
             };
             info!(release = %name, revision = release.revision, "driving release");
-            let handle = self.spawn(release);
+            let handle = self.spawn(release, true);
             releases.insert(name, handle);
         }
         Ok(())
@@ -267,7 +267,7 @@ impl Orchestrator {
         };
         config.store.save(&release).await?;
         info!(release = release.name(), "release applied");
-        let handle = self.spawn(release.clone());
+        let handle = self.spawn(release.clone(), false);
         releases.insert(release.name().to_owned(), handle);
         Ok((release, true))
     }
@@ -396,7 +396,9 @@ impl Orchestrator {
         tasks.spawn(task);
     }
 
-    fn spawn(&self, release: Release) -> Handle {
+    /// Starts driving `release`; `adopted` when it is taken up from the store rather
+    /// than just applied here.
+    fn spawn(&self, release: Release, adopted: bool) -> Handle {
         let (commands_tx, commands) = mpsc::channel(16);
         let (publish, state) = watch::channel(release.clone());
         let routers = release
@@ -413,6 +415,7 @@ impl Orchestrator {
             commands,
             renewed: None,
             lost: false,
+            adopted,
         };
         self.spawn_task(runner.run());
         Handle {
@@ -446,6 +449,8 @@ struct Runner {
     renewed: Option<tokio::time::Instant>,
     /// The lease went to another orchestrator: stop acting.
     lost: bool,
+    /// Taken up from the store: the timeline says so before anything else happens.
+    adopted: bool,
 }
 
 impl Runner {
@@ -514,6 +519,10 @@ impl Runner {
     }
 
     async fn drive(&mut self) {
+        if self.adopted && self.hold_lease().await {
+            let by = self.shared.config.owner.clone();
+            self.advance(Event::Adopted { by }).await;
+        }
         loop {
             if self.lost || !self.hold_lease().await {
                 return;
@@ -827,13 +836,8 @@ impl Runner {
             return;
         }
         let keys: Vec<&str> = live.iter().map(|(k, _)| *k).collect();
-        let killed = match self
-            .shared
-            .config
-            .flags
-            .killed(&plan.environment, &keys)
-            .await
-        {
+        let env = self.release.state.environment(plan);
+        let killed = match self.shared.config.flags.killed(env, &keys).await {
             Ok(killed) => killed,
             Err(e) => {
                 warn!(release = plan.name, error = %error_chain(&e), "cannot read the flags");
@@ -842,10 +846,13 @@ impl Runner {
         };
         let events: Vec<Event> = live
             .iter()
-            .filter(|(key, _)| killed.iter().any(|k| k == key))
-            .map(|(flag, service)| Event::FlagKilled {
-                flag: (*flag).to_owned(),
-                service: (*service).to_owned(),
+            .filter_map(|(key, service)| {
+                let kill = killed.iter().find(|k| k.key == *key)?;
+                Some(Event::FlagKilled {
+                    flag: (*key).to_owned(),
+                    service: (*service).to_owned(),
+                    why: kill.why.clone(),
+                })
             })
             .collect();
         for event in events {

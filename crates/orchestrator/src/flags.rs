@@ -30,13 +30,22 @@ pub trait FlagControl: Send + Sync {
     /// Kills the flags (everyone gets the off variant).
     async fn kill(&self, env: &str, flags: &[FlagRef], reason: &str) -> Result<(), FlagError>;
 
-    /// Those of `keys` that are killed now.
-    async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<String>, FlagError>;
+    /// Those of `keys` that are killed now, with who killed them and why when known.
+    async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError>;
 
     /// The admin API client, for the server's per-variant metrics (`guard`).
     fn admin(&self) -> Option<&AdminClient> {
         None
     }
+}
+
+/// A flag found killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Killed {
+    /// The flag.
+    pub key: String,
+    /// `by NAME: REASON` from the flag server's audit log, when it has the kill.
+    pub why: Option<String>,
 }
 
 /// A flag operation that failed.
@@ -190,6 +199,25 @@ impl AdminFlags {
     }
 }
 
+impl AdminFlags {
+    /// `by NAME: REASON` of the latest audit entry of `key` in `env`, if it is a kill.
+    async fn kill_reason(&self, env: &str, key: &str) -> Option<String> {
+        let query = format!("env={env}&flag={key}&limit=1");
+        let entries = self.admin.audit(&query).await.ok()?;
+        let entry = entries.first()?;
+        if entry["action"] != "flag.kill" {
+            return None;
+        }
+        let by = entry["actor"].as_str().unwrap_or("someone");
+        Some(
+            match entry["reason"].as_str().filter(|r| !r.trim().is_empty()) {
+                Some(reason) => format!("by {by}: {reason}"),
+                None => format!("by {by}, no reason given"),
+            },
+        )
+    }
+}
+
 /// Read-modify-write attempts before a ramp gives up on a flag others keep changing.
 const ATTEMPTS: u32 = 5;
 
@@ -258,7 +286,7 @@ impl FlagControl for AdminFlags {
         Some(&self.admin)
     }
 
-    async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<String>, FlagError> {
+    async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError> {
         let flags = self
             .admin
             .flags(env)
@@ -267,11 +295,17 @@ impl FlagControl for AdminFlags {
                 context: format!("listing flags in `{env}`"),
                 source,
             })?;
-        Ok(flags
-            .into_iter()
-            .filter(|f| !f.enabled && keys.contains(&f.key.as_str()))
-            .map(|f| f.key.as_str().to_owned())
-            .collect())
+        let mut killed = Vec::new();
+        for flag in flags {
+            if flag.enabled || !keys.contains(&flag.key.as_str()) {
+                continue;
+            }
+            let key = flag.key.as_str().to_owned();
+            // The reason is a courtesy: a kill is acted on even if the audit log is unreadable.
+            let why = self.kill_reason(env, &key).await;
+            killed.push(Killed { key, why });
+        }
+        Ok(killed)
     }
 }
 

@@ -293,6 +293,15 @@ pub enum Event {
         flag: String,
         /// The service ramping it.
         service: String,
+        /// Who killed it and why, as the flag server's audit log says (when it says).
+        #[serde(default)]
+        why: Option<String>,
+    },
+    /// An orchestrator took the release up from its stored state (after a restart, or
+    /// from a driver that stopped renewing its lease).
+    Adopted {
+        /// The orchestrator now driving it.
+        by: String,
     },
 }
 
@@ -522,14 +531,22 @@ impl Machine<'_> {
                     }
                 }
             }
-            Event::FlagKilled { flag, service } => {
+            Event::FlagKilled { flag, service, why } => {
                 if let Some(i) = self.index(&service) {
+                    let why = why.map_or_else(String::new, |why| format!(" ({why})"));
                     self.roll_back_from(
                         i,
-                        format!("flag `{flag}` was killed outside this release"),
+                        format!("flag `{flag}` was killed outside this release{why}"),
                     );
                 }
             }
+            Event::Adopted { by } => self.log(
+                None,
+                format!(
+                    "resumed after restart: orchestrator `{by}` took the release up where its \
+                     stored state left off"
+                ),
+            ),
         }
     }
 

@@ -34,7 +34,8 @@ pub fn json(release: &Release) -> Value {
     } = release;
     json!({
         "name": plan.name,
-        "environment": plan.environment,
+        "environment": state.environment(plan),
+        "environments": plan.environments(),
         "phase": state.phase,
         "reason": state.reason,
         "created_at": timestamp(*created_at),
@@ -58,6 +59,21 @@ pub fn json(release: &Release) -> Value {
     })
 }
 
+/// `- **Environment:** production`, or for a release through several,
+/// `- **Environments:** staging → production (now: production)`.
+fn environment_line(plan: &Plan, state: &State) -> String {
+    let all = plan.environments();
+    if all.len() > 1 {
+        format!(
+            "- **Environments:** {} (now: {})",
+            one_line(&all.join(" → ")),
+            one_line(state.environment(plan))
+        )
+    } else {
+        format!("- **Environment:** {}", one_line(state.environment(plan)))
+    }
+}
+
 /// The release as a Markdown report: summary with the outcome and why, a services table
 /// and the timeline, each analysis followed by its measurements.
 pub fn markdown(release: &Release) -> String {
@@ -70,7 +86,7 @@ pub fn markdown(release: &Release) -> String {
     let mut lines = vec![
         format!("# Release {}", one_line(&plan.name)),
         String::new(),
-        format!("- **Environment:** {}", one_line(&plan.environment)),
+        environment_line(plan, state),
         format!("- **Outcome:** {}", outcome(state.phase)),
         format!("- **Created:** {}", timestamp(*created_at)),
         format!(

@@ -502,3 +502,47 @@ async fn the_binary_serves_applies_waits_and_reports() {
 
     daemon.child.kill().await.expect("kill serve");
 }
+
+/// Issue 16, item 7: approvals (and every other command) record who gave them, from
+/// `--by`, else `$USER`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_record_who_gave_them() {
+    let flags = FlagServer::start(&[FLAG]).await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let gated = write(
+        plans.path(),
+        "gated.yaml",
+        &plan(
+            "gated",
+            FLAG,
+            "[{ weight: 10 }, { approve: true }, { weight: 50, hold: 1h }, { weight: 100 }]",
+        ),
+    );
+    let (code, out, err) = daemon.run(&["apply", &gated]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, out, _) = daemon.run(&["status", "gated"]).await;
+        if out.contains("awaiting_approval") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never awaited approval:\n{out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (code, out, err) = daemon.run(&["approve", "gated", "--by", "ana"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = daemon.run(&["report", "gated"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("approved by ana"), "{out}");
+    assert!(!out.contains("approved by ci"), "{out}");
+    // Without --by: $USER (the rig sets `ci`); the 1 h hold keeps the release running.
+    let (code, out, err) = daemon.run(&["abort", "gated", "--reason", "enough"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, report, _) = daemon.run(&["report", "gated"]).await;
+    assert!(report.contains("aborted by ci: enough"), "{report}");
+    daemon.child.kill().await.expect("kill serve");
+}

@@ -321,9 +321,13 @@ async fn a_person_killing_a_ramped_flag_aborts_the_release() {
         "{}",
         timeline(&release)
     );
+    // The person's reason travels into the release's.
     assert_eq!(
         release.state.reason.as_deref(),
-        Some("checkout: flag `new-checkout` was killed outside this release")
+        Some(
+            "checkout: flag `new-checkout` was killed outside this release (by \
+             bootstrap-admin: checkout errors in the EU)"
+        )
     );
     assert_eq!(canary.weights().await, (0, 100));
     // Commands on a finished release are refused.
@@ -361,7 +365,21 @@ async fn a_restarted_orchestrator_resumes_without_repeating_a_step() {
         first.shutdown().await;
     }
     let second = orchestrator(&flags, dir.path()).await;
-    let resumed = second.get("resumed").await.expect("the release was stored");
+    // The timeline explains the gap: the second orchestrator says it took over.
+    let resumed = wait_for(&second, "resumed", "the adoption entry", |r| {
+        r.state
+            .timeline
+            .iter()
+            .any(|e| e.message.starts_with("resumed after restart"))
+    })
+    .await;
+    let adopted = resumed
+        .state
+        .timeline
+        .iter()
+        .filter(|e| e.message.starts_with("resumed after restart"))
+        .count();
+    assert_eq!(adopted, 1, "{}", timeline(&resumed));
     assert_eq!(resumed.state.phase, Phase::Running);
     assert_eq!(
         resumed.state.services[0].phase,
@@ -395,4 +413,63 @@ async fn a_restarted_orchestrator_resumes_without_repeating_a_step() {
         .unwrap();
     let writes = audit.iter().filter(|e| e["action"] == "flag.put").count();
     assert_eq!(writes, 1 + 3, "{audit:#?}");
+}
+
+/// Issue 16, item 4: a release through several environments shows the one it is in, and
+/// a person's kill of its flag there is seen (the watch used to look at no environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_environment_release_watches_the_environment_it_is_in() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    flags.admin.create_env("staging").await.unwrap();
+    flags
+        .admin
+        .put_flag(
+            "staging",
+            &support::flag_server::boolean_flag("new-checkout"),
+            None,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+    let plan = Plan::from_yaml(&format!(
+        "name: multi\nenvironments: [staging, {ENV}]\nservices:\n  - name: checkout\n    flags: [new-checkout]\nsteps:\n  - weight: 30\n  - approve: true\n  - weight: 80\nanalysis: {{ interval: 1s }}\n"
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+    let waiting = wait_for(
+        &orchestrator,
+        "multi",
+        "awaiting approval in staging",
+        |r| r.state.services[0].phase == ServicePhase::AwaitingApproval,
+    )
+    .await;
+    let summary = switchyard_orchestrator::daemon::ReleaseSummary::of(&waiting);
+    assert_eq!(summary.environment, "staging");
+    assert_eq!(summary.environments, ["staging", ENV]);
+    let markdown = switchyard_orchestrator::report::markdown(&waiting);
+    assert!(
+        markdown.contains("- **Environments:** staging → production (now: staging)"),
+        "{markdown}"
+    );
+
+    flags
+        .admin
+        .kill("staging", "new-checkout", "broke staging")
+        .await
+        .unwrap();
+    let release = wait_until_over(&orchestrator, "multi").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{}",
+        timeline(&release)
+    );
+    let reason = release.state.reason.clone().unwrap_or_default();
+    assert!(reason.contains("broke staging"), "{reason}");
+    // Production was never touched.
+    assert_eq!(
+        flags.flag("new-checkout").await.default,
+        Serve::Variant("off".into())
+    );
 }

@@ -465,6 +465,7 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
             Event::FlagKilled {
                 flag: "auth-flag".into(),
                 service: "auth".into(),
+                why: Some("killed by on-call: error spike".into()),
             },
         )],
         ..Script::default()
@@ -481,7 +482,10 @@ fn a_flag_killed_by_a_person_aborts_and_a_failed_pre_check_rolls_back() {
     assert_eq!(world.weight["production/auth"], 0);
     assert_eq!(
         state.reason.as_deref(),
-        Some("auth: flag `auth-flag` was killed outside this release")
+        Some(
+            "auth: flag `auth-flag` was killed outside this release (killed by on-call: error \
+             spike)"
+        )
     );
 
     let unhealthy = Script {
@@ -767,8 +771,10 @@ fn arb_script() -> impl Strategy<Value = Script> {
         Just(Event::PromoteFull { by: "p".into() }),
         (0usize..3).prop_map(move |i| Event::FlagKilled {
             flag: "f".into(),
-            service: names[i].into()
+            service: names[i].into(),
+            why: None,
         }),
+        Just(Event::Adopted { by: "o2".into() }),
     ];
     (
         proptest::collection::vec(
@@ -881,4 +887,36 @@ proptest! {
         prop_assert_eq!(&resumed_world.killed, &world.killed);
         prop_assert_eq!(resumed.reason, expected.reason);
     }
+}
+
+#[test]
+fn an_adopted_release_says_so_in_its_timeline_and_changes_nothing_else() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(5), Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    let (started, _) = step(&plan, &State::new(&plan), Event::Start, 1_000);
+    let (adopted, actions) = step(
+        &plan,
+        &started,
+        Event::Adopted {
+            by: "orchestrator-2".into(),
+        },
+        9_000,
+    );
+    assert!(actions.is_empty());
+    let entry = adopted.timeline.last().expect("an entry");
+    assert_eq!((entry.at, entry.service.as_deref()), (9_000, None));
+    assert!(
+        entry
+            .message
+            .starts_with("resumed after restart: orchestrator `orchestrator-2`"),
+        "{}",
+        entry.message
+    );
+    let mut without = adopted.clone();
+    without.timeline.pop();
+    assert_eq!(without, started);
 }
