@@ -42,6 +42,10 @@ pub fn check_context(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// The deepest nesting of arrays and objects serde_json parses: its recursion limit
+/// of 128 stops at the 128th level.
+pub const JSON_DEPTH: usize = 127;
+
 /// A JSON request body of type `T`.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
@@ -52,7 +56,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
+        // serde_json's own message would come with a path 128 fields long.
+        if inner.is_syntax() && inner.to_string().starts_with("recursion limit exceeded") {
+            ApiError::bad_request(format!(
+                "invalid JSON body: nested more than {JSON_DEPTH} levels deep at line {}, column {}",
+                inner.line(),
+                inner.column()
+            ))
+        } else if path == "." || path.is_empty() {
             ApiError::bad_request(format!("invalid JSON body: {inner}"))
         } else {
             ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
