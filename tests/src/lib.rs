@@ -235,11 +235,34 @@ impl InProcess {
         InProcess::launch(None, true).await
     }
 
+    /// Starts a replica on the Redis at `url` (with the gRPC API when `with_grpc`).
+    pub async fn start_redis(url: &str, with_grpc: bool) -> InProcess {
+        let server = Server::open_redis(url, Some(ADMIN))
+            .await
+            .expect("replica connects");
+        InProcess::serve(
+            server,
+            None,
+            with_grpc,
+            tempfile::tempdir().expect("temp dir"),
+        )
+        .await
+    }
+
     async fn launch(heartbeat: Option<Duration>, with_grpc: bool) -> InProcess {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = Server::open_embedded(dir.path(), Some(ADMIN))
+        let server = Server::open_embedded(dir.path(), Some(ADMIN))
             .await
             .expect("server loads");
+        InProcess::serve(server, heartbeat, with_grpc, dir).await
+    }
+
+    async fn serve(
+        mut server: Server,
+        heartbeat: Option<Duration>,
+        with_grpc: bool,
+        dir: tempfile::TempDir,
+    ) -> InProcess {
         if let Some(heartbeat) = heartbeat {
             server.state.sse_heartbeat = heartbeat;
         }

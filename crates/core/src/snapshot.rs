@@ -9,7 +9,7 @@ use crate::bucketing::BUCKETS;
 use crate::context::AttrName;
 use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
 use crate::targeting::{check_by, CompiledWhen};
-use crate::validation::{check_key, At, Problem, Problems, ValidationErrors};
+use crate::validation::{check_key, check_value, At, Problem, Problems, ValidationErrors};
 
 /// An immutable, compiled set of flags and segments: one environment at one
 /// revision. Cheap to share behind an `Arc`; swapped whole on every change.
@@ -279,6 +279,7 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
                 },
             );
         }
+        check_value(problems, format_args!("{}.{name}", at("variants")), value);
     }
     let variants = &flag.variants;
     let variant = |name: &str, path: &At<'_>, problems: &mut Problems| -> usize {

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
 use crate::model::{Flag, FlagKey, Segment};
 use crate::snapshot::{compile_flag, compile_segment};
 
@@ -184,6 +186,22 @@ pub enum Problem {
         /// The variant named.
         variant: String,
     },
+    /// A variant value nested deeper than [`MAX_VALUE_DEPTH`].
+    #[error("nested {depth} levels deep; at most {max} are allowed")]
+    TooDeep {
+        /// Levels of arrays and objects found.
+        depth: usize,
+        /// Levels allowed.
+        max: usize,
+    },
+    /// A variant value larger than [`MAX_VALUE_BYTES`] as compact JSON.
+    #[error("is {size} bytes as JSON; at most {max} are allowed")]
+    TooLarge {
+        /// Its size as compact JSON.
+        size: usize,
+        /// Bytes allowed.
+        max: usize,
+    },
     /// A flag requires itself, directly or through others.
     #[error("prerequisite cycle: {}", cycle_text(.0))]
     PrerequisiteCycle(Vec<FlagKey>),
@@ -278,6 +296,83 @@ pub(crate) fn check_key(problems: &mut Problems, path: &At<'_>, key: &str) {
     } else if key.chars().any(char::is_control) {
         problems.push(path, Problem::ControlCharacter);
     }
+}
+
+/// The deepest nesting of arrays and objects allowed in a variant value (`{"a": 1}`
+/// is 1 level deep, a scalar 0). Every consumer wraps a value a few levels deeper (a
+/// flag, an SDK snapshot or change event, an audit entry, an OFREP or flagd answer)
+/// and some count more than one level per JSON level (a protobuf `Struct` costs three
+/// message levels per object), so this leaves ample room under serde_json's 128 and
+/// protobuf decoders' 100 levels. See docs/flags.md.
+pub const MAX_VALUE_DEPTH: usize = 20;
+
+/// The largest variant value allowed, in bytes of compact JSON (64 KiB).
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// Checks a free-form JSON value against [`MAX_VALUE_DEPTH`] and [`MAX_VALUE_BYTES`].
+pub(crate) fn check_value(problems: &mut Problems, path: impl fmt::Display, value: &Value) {
+    let depth = depth(value);
+    if depth > MAX_VALUE_DEPTH {
+        problems.push(
+            path,
+            Problem::TooDeep {
+                depth,
+                max: MAX_VALUE_DEPTH,
+            },
+        );
+        return;
+    }
+    let size = json_size(value);
+    if size > MAX_VALUE_BYTES {
+        problems.push(
+            path,
+            Problem::TooLarge {
+                size,
+                max: MAX_VALUE_BYTES,
+            },
+        );
+    }
+}
+
+/// Levels of arrays and objects in `value`, level by level rather than by recursion
+/// (a value built in code may be nested deeper than any stack allows).
+fn depth(value: &Value) -> usize {
+    fn is_container(value: &&Value) -> bool {
+        value.is_array() || value.is_object()
+    }
+    let mut level: Vec<&Value> = std::iter::once(value).filter(is_container).collect();
+    let mut depth = 0;
+    while !level.is_empty() {
+        depth += 1;
+        let mut next = Vec::new();
+        for value in level {
+            match value {
+                Value::Array(items) => next.extend(items.iter().filter(is_container)),
+                Value::Object(fields) => next.extend(fields.values().filter(is_container)),
+                _ => {}
+            }
+        }
+        level = next;
+    }
+    depth
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` cannot fail, and `Count` never does.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Checks one flag on its own. Segments it names and its prerequisites are checked

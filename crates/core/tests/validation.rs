@@ -239,3 +239,60 @@ fn unknown_fields_and_wrong_types_are_parse_errors() {
         assert!(err.to_string().contains(expected), "{input}: {err}");
     }
 }
+
+/// `value` wrapped in `levels` objects: `{"a": {"a": … value …}}`.
+fn nested(levels: usize, value: Value) -> Value {
+    (0..levels).fold(value, |inner, _| json!({ "a": inner }))
+}
+
+#[test]
+fn variant_values_are_limited_in_depth_and_size() {
+    use switchyard_core::validation::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH};
+    let json_flag = |value: Value| {
+        let mut f = good();
+        f["kind"] = json!("json");
+        f["variants"]["big"] = value;
+        f
+    };
+    let accepts = |value: Value| {
+        let flag: Flag = serde_json::from_value(json_flag(value)).expect("parses");
+        validate_flag(&flag).expect("within the limits");
+        Snapshot::compile(vec![flag], vec![]).expect("compiles");
+    };
+    accepts(nested(MAX_VALUE_DEPTH, json!(1)));
+    accepts(nested(MAX_VALUE_DEPTH - 2, json!([[]])));
+    // `"…"` is the string plus two quotes.
+    accepts(json!("x".repeat(MAX_VALUE_BYTES - 2)));
+
+    for (value, expected) in [
+        (
+            nested(MAX_VALUE_DEPTH + 1, json!(1)),
+            format!("variants.big: nested 21 levels deep; at most {MAX_VALUE_DEPTH} are allowed"),
+        ),
+        (
+            nested(39, json!([1, [2]])),
+            format!("variants.big: nested 41 levels deep; at most {MAX_VALUE_DEPTH} are allowed"),
+        ),
+        (
+            json!("x".repeat(MAX_VALUE_BYTES - 1)),
+            format!("variants.big: is 65537 bytes as JSON; at most {MAX_VALUE_BYTES} are allowed"),
+        ),
+        (
+            // Escapes count as written: a control character is `\u0001`.
+            json!("\u{1}".repeat(MAX_VALUE_BYTES / 6 + 1)),
+            format!("variants.big: is 65540 bytes as JSON; at most {MAX_VALUE_BYTES} are allowed"),
+        ),
+    ] {
+        let flag: Flag = serde_json::from_value(json_flag(value)).expect("parses");
+        let err = validate_flag(&flag).expect_err(&expected);
+        assert_eq!(err.to_string(), expected);
+        let err = Snapshot::compile(vec![flag], vec![]).expect_err(&expected);
+        assert_eq!(err.to_string(), format!("flags[f].{expected}"));
+    }
+
+    // Every kind is bounded in size, not only `json`.
+    rejects(
+        |f| f["variants"]["a"] = json!("x".repeat(MAX_VALUE_BYTES)),
+        "variants.a: is 65538 bytes as JSON",
+    );
+}

@@ -34,6 +34,7 @@ fn audit(action: &str, target: &str) -> AuditEntry {
         after: None,
         reason: Some("--demo".to_owned()),
         revision: None,
+        error: None,
     }
 }
 

@@ -216,6 +216,7 @@ impl Environments {
             after: None,
             reason: None,
             revision: None,
+            error: None,
         };
         let created = self.store.create_env(env, audit).await?;
         self.resync_locked(env).await?;
@@ -255,6 +256,7 @@ impl Environments {
             after: None,
             reason: None,
             revision: None,
+            error: None,
         };
         match self.store.delete_env(&name, current.revision, audit).await {
             Ok(()) => {

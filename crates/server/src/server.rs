@@ -52,6 +52,7 @@ impl Server {
                 after: None,
                 reason: Some("no admin token existed at start".to_owned()),
                 revision: None,
+                error: None,
             };
             store.create_token(record, audit).await?;
             tokens.replace(store.tokens().await?);

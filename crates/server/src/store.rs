@@ -11,10 +11,11 @@
 pub mod embedded;
 pub mod redis;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::{Flag, Segment};
@@ -63,6 +64,40 @@ fn decode<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Decodes a stored audit entry. One that cannot be decoded (written by an older
+/// version, say, with a value nested past serde_json's recursion limit) comes back
+/// degraded rather than failing the whole query: its `id`, every field that can be
+/// decoded on its own, and `error` saying why the record could not be read.
+fn decode_audit(id: u64, json: &str) -> AuditEntry {
+    let error = match serde_json::from_str::<AuditEntry>(json) {
+        Ok(entry) => return entry,
+        Err(error) => error,
+    };
+    tracing::warn!(id, %error, "audit entry cannot be decoded; answering it degraded");
+    // Capturing a field's raw text has no recursion limit, so the fields beside the
+    // undecodable one can still be read.
+    let fields: HashMap<String, Box<RawValue>> = serde_json::from_str(json).unwrap_or_default();
+    fn field<T: serde::de::DeserializeOwned>(
+        fields: &HashMap<String, Box<RawValue>>,
+        name: &str,
+    ) -> Option<T> {
+        serde_json::from_str(fields.get(name)?.get()).ok()
+    }
+    AuditEntry {
+        id,
+        at_ms: field(&fields, "at_ms").unwrap_or_default(),
+        actor: field(&fields, "actor").unwrap_or_default(),
+        env: field(&fields, "env"),
+        action: field(&fields, "action").unwrap_or_default(),
+        target: field(&fields, "target").unwrap_or_default(),
+        before: field(&fields, "before"),
+        after: field(&fields, "after"),
+        reason: field(&fields, "reason"),
+        revision: field(&fields, "revision"),
+        error: Some(format!("the stored record cannot be decoded: {error}")),
+    }
+}
+
 /// Encodes a record as JSON (our model types always serialise).
 fn encode(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
@@ -105,16 +140,21 @@ pub struct AuditEntry {
     /// Position in the log, assigned by the store (strictly increasing).
     #[serde(default)]
     pub id: u64,
-    /// When, in milliseconds since the Unix epoch.
+    /// When, in milliseconds since the Unix epoch (0 in a degraded entry whose time
+    /// cannot be read).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub at_ms: u64,
     /// The name of the token that made the change.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub actor: String,
     /// The environment, when the change is in one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<EnvName>,
     /// What happened, e.g. `flag.put`, `flag.kill`, `segment.delete`, `token.create`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub action: String,
     /// The flag, segment or token concerned.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub target: String,
     /// State before (absent for creations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,6 +168,14 @@ pub struct AuditEntry {
     /// The environment's revision after the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u64>,
+    /// Only in a degraded entry: why the stored record could not be decoded (the
+    /// fields that could not be read are then absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 /// Filters for reading the audit log; all are optional.

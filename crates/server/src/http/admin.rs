@@ -79,6 +79,7 @@ fn entry(principal: &Principal, env: Option<&EnvName>, action: &str, target: &st
         after: None,
         reason: None,
         revision: None,
+        error: None,
     }
 }
 

@@ -42,6 +42,10 @@ pub fn check_context(ctx: &Context) -> Result<(), String> {
     Ok(())
 }
 
+/// The deepest nesting of arrays and objects serde_json parses: its recursion limit
+/// of 128 stops at the 128th level.
+pub const JSON_DEPTH: usize = 127;
+
 /// A JSON request body of type `T`.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
@@ -64,6 +68,14 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
 fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = error.path().to_string();
     let inner = error.into_inner();
+    // serde_json's own message would come with a path 128 fields long.
+    if inner.is_syntax() && inner.to_string().starts_with("recursion limit exceeded") {
+        return ApiError::bad_request(format!(
+            "invalid JSON body: nested more than {JSON_DEPTH} levels deep at line {}, column {}",
+            inner.line(),
+            inner.column()
+        ));
+    }
     if inner.is_syntax() || inner.is_eof() || path == "." || path.is_empty() {
         return invalid_text(&inner);
     }

@@ -12,8 +12,8 @@ use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    decode, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError,
-    TokenRecord, VariantCounts,
+    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
+    StoreError, TokenRecord, VariantCounts,
 };
 
 /// env → revision
@@ -338,8 +338,13 @@ impl Store for EmbeddedStore {
             let mut entries = Vec::new();
             for item in table.iter().map_err(unavailable)?.rev() {
                 let (id, json) = item.map_err(unavailable)?;
-                let entry: AuditEntry = decode(format!("audit {}", id.value()), json.value())?;
+                let entry = decode_audit(id.value(), json.value());
                 if query.since_ms.is_some_and(|since| entry.at_ms < since) {
+                    // Ids follow time, so everything further is older; a degraded
+                    // entry whose time cannot be read says nothing about the rest.
+                    if entry.error.is_some() {
+                        continue;
+                    }
                     break;
                 }
                 let env_ok = query

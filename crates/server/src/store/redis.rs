@@ -23,8 +23,8 @@ use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    decode, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store, StoreError,
-    TokenRecord, VariantCounts,
+    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
+    StoreError, TokenRecord, VariantCounts,
 };
 
 /// The pub/sub channel announcing every write.
@@ -145,12 +145,13 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
-/// `id\tJSON` → entry with its id.
-fn audit_line(line: &str) -> Result<AuditEntry, StoreError> {
+/// `id\tJSON` → entry with its id (degraded when the JSON cannot be decoded).
+fn audit_line(line: &str) -> AuditEntry {
     let (id, json) = line.split_once('\t').unwrap_or(("0", line));
-    let mut entry: AuditEntry = decode("audit entry", json)?;
-    entry.id = id.parse().unwrap_or(0);
-    Ok(entry)
+    let id = id.parse().unwrap_or(0);
+    let mut entry = decode_audit(id, json);
+    entry.id = id;
+    entry
 }
 
 impl RedisStore {
@@ -265,7 +266,7 @@ impl RedisStore {
             .lrange(key, -AUDIT_SCAN, -1)
             .await
             .map_err(unavailable)?;
-        lines.iter().map(|line| audit_line(line)).collect()
+        Ok(lines.iter().map(|line| audit_line(line)).collect())
     }
 }
 
@@ -454,22 +455,31 @@ impl Store for RedisStore {
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        // (list, the environment it belongs to)
         let mut lists = Vec::new();
         match &query.env {
-            Some(env) => lists.push(env_key(env.as_str(), "audit")),
+            Some(env) => lists.push((env_key(env.as_str(), "audit"), Some(env.clone()))),
             None => {
-                lists.push(GLOBAL_AUDIT.to_owned());
+                lists.push((GLOBAL_AUDIT.to_owned(), None));
                 let mut conn = self.conn.clone();
                 let names: Vec<String> = conn
                     .sunion(&[ENVS, DELETED_ENVS])
                     .await
                     .map_err(unavailable)?;
-                lists.extend(names.iter().map(|n| env_key(n, "audit")));
+                lists.extend(
+                    names
+                        .into_iter()
+                        .map(|n| (env_key(&n, "audit"), Some(EnvName::new(n)))),
+                );
             }
         }
         let mut entries = Vec::new();
-        for list in lists {
-            for entry in self.audit_list(&list).await? {
+        for (list, list_env) in lists {
+            for mut entry in self.audit_list(&list).await? {
+                // A degraded entry whose environment cannot be read is in its list's.
+                if entry.error.is_some() && entry.env.is_none() {
+                    entry.env.clone_from(&list_env);
+                }
                 let since_ok = query.since_ms.is_none_or(|since| entry.at_ms >= since);
                 let env_ok = query
                     .env
