@@ -1,5 +1,5 @@
-//! Answers given before the request body is read (401 from the token check, 404 for
-//! an unknown route) leave a keep-alive connection usable: one raw HTTP/1.1
+//! Answers given before the request body is read (401 from the token check, 403 for
+//! the wrong token kind, 404 for an unknown route) leave a keep-alive connection usable: one raw HTTP/1.1
 //! connection sends many requests with bodies, every one is answered, and a good
 //! request after them on the same connection still works.
 
@@ -113,21 +113,30 @@ fn padded(size: usize) -> Vec<u8> {
 async fn early_errors_with_bodies_leave_the_keep_alive_connection_usable() {
     let server = support::start().await;
     server.create_env("prod").await;
+    let sdk = server.token("service", "sdk", Some("prod")).await;
     let mut connection = Connection::open(&server.base).await;
     // Large enough that most of each body is still on its way when the answer is ready.
     let body = padded(256 * 1024);
     for round in 0..40 {
-        let (path, token, status, code) = match round % 3 {
+        let (method, path, token, status, code) = match round % 4 {
             0 => (
+                "PUT",
                 "/v1/admin/envs/prod/flags/checkout",
                 Some("not-a-token"),
                 401,
                 "unauthorized",
             ),
-            1 => ("/v1/admin/tokens", None, 401, "unauthorized"),
-            _ => ("/v1/no-such-route", Some(ADMIN), 404, "not_found"),
+            1 => ("POST", "/v1/admin/tokens", None, 401, "unauthorized"),
+            // The route reads no body; the handler refuses the token kind first.
+            2 => (
+                "DELETE",
+                "/v1/admin/tokens/service",
+                Some(sdk.as_str()),
+                403,
+                "forbidden",
+            ),
+            _ => ("POST", "/v1/no-such-route", Some(ADMIN), 404, "not_found"),
         };
-        let method = if round % 3 == 0 { "PUT" } else { "POST" };
         let answer = connection
             .exchange(method, path, token, &body)
             .await
