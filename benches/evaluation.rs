@@ -1,5 +1,6 @@
-//! Core evaluation benchmarks (PRODUCT.md §5: the 3-rule, 10-constraint flag must
-//! evaluate in a median of at most 100 ns). Results go to docs/PERFORMANCE.md.
+//! Core evaluation benchmarks (the performance goals in docs/concepts.md: the 3-rule,
+//! 10-constraint flag must evaluate in a median of at most 100 ns). Results go to
+//! docs/PERFORMANCE.md.
 //!
 //! Run: `cargo bench -p switchyard-benches --bench evaluation`
 

@@ -1,7 +1,7 @@
 //! `switchyard-core`: the flag model and the pure evaluation engine shared by the
 //! server and the SDK.
 //!
-//! - [`model`]: the JSON shape of flags and segments (PRODUCT.md §1).
+//! - [`model`]: the JSON shape of flags and segments (docs/flags.md).
 //! - [`validation`]: errors that name the field path and the problem.
 //! - [`Snapshot::compile`]: a validated, pre-parsed environment.
 //! - [`evaluate`]: pure evaluation — no I/O, clock, randomness, panic or allocation.

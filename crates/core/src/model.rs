@@ -1,4 +1,4 @@
-//! The flag model of PRODUCT.md §1: one JSON shape shared by the admin API, the
+//! The flag model (docs/flags.md): one JSON shape shared by the admin API, the
 //! store, SDK snapshots and files.
 //!
 //! These types are plain data. [`crate::validation`] says whether a value is
@@ -418,7 +418,7 @@ pub fn json_type_name(value: &Value) -> &'static str {
     }
 }
 
-/// Constraint operators (PRODUCT.md §1).
+/// Constraint operators (docs/flags.md, "Constraints").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]

@@ -1,7 +1,8 @@
 //! API tokens: generated secrets shown once, stored as SHA-256 hashes, compared in
 //! constant time. A token looks like `swy_<id>_<secret>`: the id finds the record,
 //! the hash of the whole token must match it. The bootstrap admin token from
-//! `SWITCHYARD_ADMIN_TOKEN` may be any string and is checked against its own hash.
+//! `--admin-token` / `SWITCHYARD_ADMIN_TOKEN` may be any string and is checked against
+//! its own hash; it is never stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +110,13 @@ pub fn with_article(kind: TokenKind) -> &'static str {
     }
 }
 
+/// The name of the bootstrap admin token (`--admin-token`): the actor of its audit
+/// entries and its row in the token list.
+pub const BOOTSTRAP_TOKEN_NAME: &str = "bootstrap-admin";
+
+/// The name of the admin token the server generates when it starts with none.
+pub const INITIAL_ADMIN_TOKEN_NAME: &str = "initial-admin";
+
 /// The tokens the server accepts, kept in memory (no store access per request).
 pub struct Tokens {
     by_id: ArcSwap<HashMap<String, TokenRecord>>,
@@ -161,6 +169,12 @@ impl Tokens {
         self.by_id.store(Arc::new(map));
     }
 
+    /// Whether a bootstrap admin token was configured (`--admin-token`). It lives in
+    /// the configuration, not the store, so only a restart without it removes it.
+    pub fn has_bootstrap(&self) -> bool {
+        self.bootstrap.is_some()
+    }
+
     /// Whether any admin token exists (the bootstrap one included).
     pub fn has_admin(&self) -> bool {
         self.bootstrap.is_some()
@@ -177,7 +191,7 @@ impl Tokens {
         if let Some(bootstrap) = &self.bootstrap {
             if bool::from(bootstrap.ct_eq(&hash)) {
                 return Some(Principal {
-                    name: "bootstrap-admin".to_owned(),
+                    name: BOOTSTRAP_TOKEN_NAME.to_owned(),
                     kind: TokenKind::Admin,
                     env: None,
                 });

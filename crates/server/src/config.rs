@@ -70,8 +70,34 @@ impl Args {
             .as_deref()
             .is_some_and(|t| t.trim().len() < 16)
         {
-            return Err("SWITCHYARD_ADMIN_TOKEN must be at least 16 characters".to_owned());
+            return Err(
+                "the admin token (--admin-token or SWITCHYARD_ADMIN_TOKEN) must be at least 16 characters"
+                    .to_owned(),
+            );
         }
         Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_admin_token_is_refused_naming_the_flag_and_the_env_var() {
+        let args = Args::try_parse_from(["switchyard-server", "--admin-token", "too-short"])
+            .expect("parses");
+        let error = args.validate().expect_err("shorter than 16 characters");
+        assert!(
+            error.contains("--admin-token") && error.contains("SWITCHYARD_ADMIN_TOKEN"),
+            "{error}"
+        );
+        let args = Args::try_parse_from([
+            "switchyard-server",
+            "--admin-token",
+            "long-enough-0123456789",
+        ])
+        .expect("parses");
+        assert!(args.validate().is_ok());
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::Flag;
 
-use crate::auth::generate;
+use crate::auth::{generate, BOOTSTRAP_TOKEN_NAME, INITIAL_ADMIN_TOKEN_NAME};
 use crate::environments::{now_ms, Change};
 use crate::http::AppState;
 use crate::store::{AuditEntry, TokenKind};
@@ -13,13 +13,36 @@ use crate::store::{AuditEntry, TokenKind};
 /// The demo environment.
 pub const ENV: &str = "development";
 
-/// The tokens the demo prints.
+/// The name of the SDK token the demo issues.
+pub const SDK_TOKEN_NAME: &str = "demo-sdk";
+
+/// A token the demo tells the reader to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DemoToken {
+    /// Issued at this start; its secret is shown now and never again.
+    New {
+        /// The token's name (in the token list and the audit log).
+        name: String,
+        /// The secret.
+        token: String,
+    },
+    /// Issued at an earlier start and kept: its secret was shown then.
+    Existing {
+        /// The token's name.
+        name: String,
+    },
+    /// The bootstrap admin token the server was started with (`--admin-token`).
+    Configured,
+}
+
+/// The demo's two tokens: one admin token for the reader, one SDK token for services.
 #[derive(Debug)]
 pub struct DemoTokens {
-    /// An admin token.
-    pub admin: String,
-    /// An SDK token for `development`.
-    pub sdk: String,
+    /// The admin token: the one the server generated at this start, the configured
+    /// bootstrap token, or an admin token that already existed.
+    pub admin: DemoToken,
+    /// The `demo-sdk` token for `development`.
+    pub sdk: DemoToken,
 }
 
 fn audit(action: &str, target: &str) -> AuditEntry {
@@ -68,9 +91,15 @@ pub fn flags() -> Vec<Flag> {
     serde_json::from_value(flags).unwrap_or_default()
 }
 
-/// Creates the demo environment and flags (leaving existing flags alone) and
-/// issues fresh `demo-admin` and `demo-sdk` tokens.
-pub async fn install(state: &AppState) -> anyhow::Result<DemoTokens> {
+/// Creates the demo environment and flags (leaving existing flags alone) and picks
+/// the demo's tokens without replacing any token already handed out: the admin token
+/// is `generated_admin` (the first admin token, generated at this start), else the
+/// configured bootstrap token, else an admin token already in the store; the
+/// `demo-sdk` token is issued only if it does not exist yet.
+pub async fn install(
+    state: &AppState,
+    generated_admin: Option<&str>,
+) -> anyhow::Result<DemoTokens> {
     let env = EnvName::new(ENV);
     state
         .envs
@@ -97,34 +126,78 @@ pub async fn install(state: &AppState) -> anyhow::Result<DemoTokens> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = state.envs.store();
-    let issue = |name: &'static str, kind: TokenKind, env: Option<EnvName>| {
-        let (token, record) = generate(name, kind, env, now_ms());
-        (token, record, name)
+    let stored = store.tokens().await?;
+    let admin = match generated_admin {
+        Some(token) => DemoToken::New {
+            name: INITIAL_ADMIN_TOKEN_NAME.to_owned(),
+            token: token.to_owned(),
+        },
+        None if state.tokens.has_bootstrap() => DemoToken::Configured,
+        None => {
+            let name = stored
+                .iter()
+                .filter(|r| r.kind == TokenKind::Admin)
+                .min_by_key(|r| r.created_ms)
+                .map(|r| r.name.clone())
+                .ok_or_else(|| anyhow::anyhow!("the store holds no admin token"))?;
+            DemoToken::Existing { name }
+        }
     };
-    let (admin, admin_record, _) = issue("demo-admin", TokenKind::Admin, None);
-    let (sdk, sdk_record, _) = issue("demo-sdk", TokenKind::Sdk, Some(env.clone()));
-    for record in [admin_record, sdk_record] {
+    let sdk = if stored.iter().any(|r| r.name == SDK_TOKEN_NAME) {
+        DemoToken::Existing {
+            name: SDK_TOKEN_NAME.to_owned(),
+        }
+    } else {
+        let (token, record) = generate(SDK_TOKEN_NAME, TokenKind::Sdk, Some(env), now_ms());
         store
-            .delete_token(&record.name, audit("token.delete", &record.name))
+            .create_token(record, audit("token.create", SDK_TOKEN_NAME))
             .await?;
-        let name = record.name.clone();
-        store
-            .create_token(record, audit("token.create", &name))
-            .await?;
-    }
-    state.tokens.replace(store.tokens().await?);
+        state.tokens.replace(store.tokens().await?);
+        DemoToken::New {
+            name: SDK_TOKEN_NAME.to_owned(),
+            token,
+        }
+    };
     Ok(DemoTokens { admin, sdk })
 }
 
-/// What `--demo` prints: tokens and commands to try.
+/// How the banner presents one token: the line that sets its shell variable, and a
+/// note on where it comes from; `lost` says how to get another when it is `Existing`.
+fn token_lines(var: &str, token: &DemoToken, lost: &str) -> String {
+    match token {
+        DemoToken::New { name, token } => format!(
+            "  export {var}={token}\n    (`{name}`, new: shown only now, the server keeps only its hash; store it)"
+        ),
+        DemoToken::Existing { name } => format!(
+            "  {var}: the `{name}` token printed when it was first issued\n    (it already exists and is kept, not replaced; lost it? {})",
+            lost.replace("{name}", name)
+        ),
+        DemoToken::Configured => format!(
+            "  export {var}=<the value of --admin-token / SWITCHYARD_ADMIN_TOKEN>\n    (`{BOOTSTRAP_TOKEN_NAME}`, from the server's configuration)"
+        ),
+    }
+}
+
+/// What `--demo` prints: the two tokens, what each is for, and commands to try.
 pub fn banner(base: &str, tokens: &DemoTokens) -> String {
-    let (admin, sdk) = (&tokens.admin, &tokens.sdk);
+    let admin = token_lines(
+        "SWITCHYARD_ADMIN",
+        &tokens.admin,
+        "start the server with\n    --admin-token <secret> to get in, then revoke it: DELETE /v1/admin/tokens/{name}",
+    );
+    let sdk = token_lines(
+        "SWITCHYARD_SDK",
+        &tokens.sdk,
+        "revoke it (DELETE\n    /v1/admin/tokens/{name}) and start with --demo again for a new one",
+    );
     format!(
         r#"
 Switchyard demo: environment `{ENV}` with flags new-checkout (25 % rollout), checkout-theme (3 variants), beta-dashboard (group `beta`).
 
-  export SWITCHYARD_ADMIN={admin}
-  export SWITCHYARD_SDK={sdk}
+Admin token, for you: full control of every environment, flag, token and the audit log.
+{admin}
+SDK token, for your services: reads `{ENV}` only (snapshot, live stream, evaluation).
+{sdk}
 
 Evaluate a flag for a user:
   curl -s -X POST {base}/v1/evaluate/{ENV}/new-checkout -H "Authorization: Bearer $SWITCHYARD_SDK" -d '{{"targetingKey":"user-42"}}'

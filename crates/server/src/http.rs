@@ -2,6 +2,7 @@
 //! `oneshot` and the binary serves it on a socket.
 
 pub mod admin;
+pub mod drain;
 pub mod evaluate;
 pub mod json;
 pub mod ofrep;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(drain::drain_unread_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::telemetry::track_requests,

@@ -1,5 +1,7 @@
 //! The `switchyard-server` binary: configuration, logging, signals.
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::Parser;
 use switchyard_server::config::{Args, LogFormat};
@@ -9,7 +11,13 @@ use tokio::net::TcpListener;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only on a terminal (and not with NO_COLOR): escape codes in a file or a
+    // log collector are noise.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour);
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -65,15 +73,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(env) = &args.flagd_env {
         tracing::warn!(%env, "the flagd-compatible gRPC service answers WITHOUT a token for this environment");
     }
-    if let Some(token) = &server.generated_admin_token {
-        #[allow(clippy::print_stdout)]
-        {
-            println!("Generated the first admin token (shown once, store it now):\n  {token}");
-        }
-    }
     if args.demo {
-        let tokens = demo::install(&server.state).await?;
+        // The demo's banner shows the generated admin token with the SDK token, so a
+        // newcomer sees one labelled set instead of two admin tokens.
+        let tokens = demo::install(&server.state, server.generated_admin_token.as_deref()).await?;
         println!("{}", demo::banner(&format!("http://{addr}"), &tokens));
+    } else if let Some(token) = &server.generated_admin_token {
+        println!("Generated the first admin token (shown once, store it now):\n  {token}");
     }
     let flagd_env = args
         .flagd_env

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{generate, Tokens};
+use crate::auth::{generate, Tokens, INITIAL_ADMIN_TOKEN_NAME};
 use crate::environments::{now_ms, Environments};
 use crate::grpc::GrpcState;
 use crate::http::{router, AppState};
@@ -40,7 +40,8 @@ impl Server {
         let tokens = Arc::new(Tokens::new(store.tokens().await?, admin_token));
         let mut generated_admin_token = None;
         if !tokens.has_admin() {
-            let (token, record) = generate("initial-admin", TokenKind::Admin, None, now_ms());
+            let (token, record) =
+                generate(INITIAL_ADMIN_TOKEN_NAME, TokenKind::Admin, None, now_ms());
             let audit = AuditEntry {
                 id: 0,
                 at_ms: now_ms(),

@@ -801,6 +801,16 @@ async fn conditional_writes_follow_rfc_9110() {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
 }
 
+#[tokio::test]
+async fn the_bootstrap_token_name_is_reserved() {
+    let h = Harness::new().await;
+    let body = json!({ "name": "bootstrap-admin", "kind": "admin" }).to_string();
+    let reply = h
+        .rejects_as(409, "POST", "/v1/admin/tokens", Some(ADMIN), body)
+        .await;
+    assert!(reply.message().contains("reserved"), "{}", reply.body);
+}
+
 /// Item 5 of issue 15: a token that may not use an admin endpoint hears so (403) before
 /// its body is read — not a 400 listing the fields it should have sent.
 #[tokio::test]

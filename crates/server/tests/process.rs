@@ -2,7 +2,7 @@
 //! tests: started on a free port (found in its JSON log), killed when dropped.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,8 +26,21 @@ pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
-    /// Every line the child wrote to stdout or stderr so far.
+    /// Every line the child wrote to stdout or stderr so far (piped output only).
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The file the child writes stdout and stderr to, when started with one.
+    log_file: Option<PathBuf>,
+}
+
+/// How [`ServerProcess::start_with`] starts the child.
+pub struct Launch<'a> {
+    /// Arguments after the data directory and the loopback ports.
+    pub args: &'a [&'a str],
+    /// `SWITCHYARD_ADMIN_TOKEN`, if any.
+    pub admin_token: Option<&'a str>,
+    /// Where stdout and stderr both go. `Some`: this file (not a terminal), and the
+    /// default log format; `None`: pipes read into [`ServerProcess::logs`] and JSON logs.
+    pub log_file: Option<&'a Path>,
 }
 
 fn forward(
@@ -45,6 +58,21 @@ fn forward(
     });
 }
 
+/// `line` without ANSI colour sequences (`ESC [ … m`), so that the address is found
+/// in coloured output too and a test about colours fails on its own assertion.
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
 /// The `addr` field of a JSON log line saying the server is listening.
 fn listening_addr(line: &str) -> Option<String> {
     let value: Value = serde_json::from_str(line).ok()?;
@@ -59,41 +87,91 @@ impl ServerProcess {
     /// Starts the binary on `data_dir` and a free loopback port, and waits until it
     /// logs that it is listening.
     pub async fn start(data_dir: &Path) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard-server"))
+        ServerProcess::start_with(
+            data_dir,
+            Launch {
+                args: &[],
+                admin_token: Some(ADMIN),
+                log_file: None,
+            },
+        )
+        .await
+    }
+
+    /// Starts the binary on `data_dir` and a free loopback port as `launch` says, and
+    /// waits until it logs that it is listening.
+    pub async fn start_with(data_dir: &Path, launch: Launch<'_>) -> ServerProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard-server"));
+        command
             .arg("--data-dir")
             .arg(data_dir)
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
+            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .args(launch.args)
             .env("RUST_LOG", "info")
+            .env_remove("SWITCHYARD_ADMIN_TOKEN")
             .env_remove("SWITCHYARD_HTTP_ADDR")
             .env_remove("SWITCHYARD_DATA_DIR")
             .env_remove("SWITCHYARD_DEMO")
+            .env_remove("SWITCHYARD_LOG_FORMAT")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+            .kill_on_drop(true);
+        if let Some(token) = launch.admin_token {
+            command.env("SWITCHYARD_ADMIN_TOKEN", token);
+        }
+        match launch.log_file {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("log file created");
+                let second = file.try_clone().expect("log file handle");
+                command.stdout(file).stderr(second);
+            }
+            None => {
+                command
+                    .args(["--log-format", "json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+            }
+        }
+        let child = command
             .spawn()
             .expect("the switchyard-server binary starts");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        forward(
-            child.stdout.take().expect("stdout"),
-            tx.clone(),
-            Arc::clone(&logs),
-        );
-        forward(child.stderr.take().expect("stderr"), tx, Arc::clone(&logs));
         let mut process = ServerProcess {
             child,
             base: String::new(),
-            logs,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            log_file: launch.log_file.map(Path::to_owned),
         };
+        let addr = if process.log_file.is_some() {
+            let line = process.wait_for_output("switchyard-server listening").await;
+            without_colours(&line)
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("addr="))
+                .map(str::to_owned)
+        } else {
+            process.wait_for_json_listening().await
+        };
+        match addr {
+            Some(addr) => process.base = format!("http://{addr}"),
+            None => panic!(
+                "switchyard-server logged no listening address; output:\n{}",
+                process.output()
+            ),
+        }
+        process
+    }
+
+    /// Waits for the JSON log line saying the server listens; its address.
+    async fn wait_for_json_listening(&mut self) -> Option<String> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        forward(
+            self.child.stdout.take().expect("stdout"),
+            tx.clone(),
+            Arc::clone(&self.logs),
+        );
+        forward(
+            self.child.stderr.take().expect("stderr"),
+            tx,
+            Arc::clone(&self.logs),
+        );
         let found = tokio::time::timeout(DEADLINE, async {
             while let Some(line) = rx.recv().await {
                 if let Some(addr) = listening_addr(&line) {
@@ -104,20 +182,42 @@ impl ServerProcess {
         })
         .await;
         match found {
-            Ok(Some(addr)) => process.base = format!("http://{addr}"),
+            Ok(Some(addr)) => Some(addr),
             Ok(None) => {
-                let status = process.child.try_wait().ok().flatten();
+                let status = self.child.try_wait().ok().flatten();
                 panic!(
                     "switchyard-server ended before listening ({status:?}); output:\n{}",
-                    process.output()
+                    self.output()
                 );
             }
             Err(_) => panic!(
                 "switchyard-server did not log `switchyard-server listening` within {DEADLINE:?}; output:\n{}",
-                process.output()
+                self.output()
             ),
         }
-        process
+    }
+
+    /// Polls the log file until a line contains `needle`, and returns that line;
+    /// fails after [`DEADLINE`] or when the child ends first.
+    pub async fn wait_for_output(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(line) = self.output().lines().find(|line| line.contains(needle)) {
+                return line.to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "switchyard-server ended ({status}) before writing `{needle}`; output:\n{}",
+                    self.output()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "switchyard-server did not write `{needle}` within {DEADLINE:?}; output:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// The child's process id.
@@ -142,9 +242,14 @@ impl ServerProcess {
         }
     }
 
-    /// Everything the child logged so far, one line each.
+    /// Everything the child wrote so far (lossily decoded when it went to a file).
     pub fn output(&self) -> String {
-        self.logs.lock().expect("log lock").join("\n")
+        match &self.log_file {
+            Some(path) => {
+                String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+            }
+            None => self.logs.lock().expect("log lock").join("\n"),
+        }
     }
 
     /// `base + path`.

@@ -16,7 +16,7 @@ use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::validation::MAX_KEY_LEN;
 use switchyard_core::{Flag, Segment};
 
-use crate::auth::{generate, kind_name, Admin, Principal};
+use crate::auth::{generate, kind_name, Admin, Principal, BOOTSTRAP_TOKEN_NAME};
 use crate::environments::{now_ms, Change, EnvState};
 use crate::error::ApiError;
 use crate::http::json::{from_value, parse, Json, Path, RawBody};
@@ -651,6 +651,12 @@ async fn create_token(
     Json(body): Json<NewToken>,
 ) -> Result<Response, ApiError> {
     check_key("token name", &body.name)?;
+    if body.name == BOOTSTRAP_TOKEN_NAME {
+        return Err(ApiError::conflict(format!(
+            "`{BOOTSTRAP_TOKEN_NAME}` is reserved for the token from --admin-token \
+             (SWITCHYARD_ADMIN_TOKEN); choose another name"
+        )));
+    }
     let env = match (body.kind, body.env) {
         (TokenKind::Admin, Some(_)) => {
             return Err(ApiError::bad_request(
@@ -691,21 +697,20 @@ async fn create_token(
     get,
     path = "/v1/admin/tokens",
     tag = "admin",
-    summary = "List tokens (never their secrets)",
+    summary = "List tokens (never their secrets), the configured bootstrap admin token included",
     security(("bearer" = [])),
     responses((status = 200, description = "Tokens"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
-    let tokens: Vec<Value> = state
-        .envs
-        .store()
-        .tokens()
-        .await?
-        .into_iter()
-        .map(
-            |t| json!({ "name": t.name, "kind": t.kind, "env": t.env, "created_ms": t.created_ms }),
-        )
-        .collect();
+    // The bootstrap token is configuration, not a stored record, but an operator
+    // auditing who holds admin access must see it too.
+    let bootstrap = state.tokens.has_bootstrap().then(|| {
+        json!({ "name": BOOTSTRAP_TOKEN_NAME, "kind": TokenKind::Admin, "env": null, "created_ms": null, "source": "configuration" })
+    });
+    let stored = state.envs.store().tokens().await?.into_iter().map(|t| {
+        json!({ "name": t.name, "kind": t.kind, "env": t.env, "created_ms": t.created_ms, "source": "store" })
+    });
+    let tokens: Vec<Value> = bootstrap.into_iter().chain(stored).collect();
     Ok(axum::Json(json!({ "tokens": tokens })).into_response())
 }
 
@@ -716,13 +721,20 @@ async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Res
     summary = "Revoke a token",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "Token name")),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "The bootstrap admin token comes from configuration; restart without it"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn delete_token(
     State(state): State<AppState>,
     Admin(principal): Admin,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    if name == BOOTSTRAP_TOKEN_NAME && state.tokens.has_bootstrap() {
+        return Err(ApiError::conflict(format!(
+            "`{BOOTSTRAP_TOKEN_NAME}` is the bootstrap admin token from the server's configuration \
+             (--admin-token or SWITCHYARD_ADMIN_TOKEN) and cannot be revoked through the API; \
+             issue another admin token if you need one, then restart the server without it"
+        )));
+    }
     let audit = entry(&principal, None, "token.delete", &name);
     let removed = state.envs.store().delete_token(&name, audit).await?;
     if removed.is_none() {
