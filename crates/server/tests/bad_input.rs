@@ -571,6 +571,75 @@ async fn names_inside_flags_splits_and_empty_lists_are_422_with_paths() {
 }
 
 #[tokio::test]
+async fn duplicate_object_keys_are_400_naming_the_key_and_where() {
+    let h = Harness::new().await;
+    let segment = "/v1/admin/envs/alpha/segments/staff";
+    let cases = [
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false, "on": false},
+                "off_variant": "off", "default": {"variant": "off"}}"#,
+            "duplicate key `on` at `variants`",
+        ),
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false},
+                "off_variant": "off", "default": {"variant": "off"}, "default": {"variant": "on"}}"#,
+            "duplicate key `default`",
+        ),
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false},
+                "off_variant": "off", "default": {"variant": "off"},
+                "rules": [{"id": "r", "serve": {"variant": "on"},
+                           "when": {"constraints": [{"attribute": "a", "attribute": "b", "op": "exists"}]}}]}"#,
+            "duplicate key `attribute` at `rules[0].when.constraints[0]`",
+        ),
+        (
+            segment,
+            r#"{"when": {"users": ["u-1"], "users": ["u-2"]}}"#,
+            "duplicate key `users` at `when`",
+        ),
+    ];
+    for (path, body, mentions) in cases {
+        let reply = h.rejects_as(400, "PUT", path, Some(ADMIN), body).await;
+        assert!(
+            reply.message().contains(mentions),
+            "{path}: expected `{mentions}`: {}",
+            reply.body
+        );
+    }
+    let reply = h
+        .rejects_as(
+            400,
+            "POST",
+            "/v1/admin/tokens",
+            Some(ADMIN),
+            r#"{"name": "ci", "kind": "sdk", "env": "alpha", "env": "beta"}"#,
+        )
+        .await;
+    assert!(
+        reply.message().contains("duplicate key `env`"),
+        "{}",
+        reply.body
+    );
+    let reply = h
+        .rejects_as(
+            400,
+            "POST",
+            EVALUATE,
+            Some(&h.eval_alpha),
+            r#"{"targetingKey": "u-1", "country": "IT", "country": "DE"}"#,
+        )
+        .await;
+    assert!(
+        reply.message().contains("duplicate key `country`"),
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test]
 async fn a_body_key_that_differs_from_the_path_is_400() {
     let h = Harness::new().await;
     for key in [json!("other"), json!(42), json!(null), json!("")] {
