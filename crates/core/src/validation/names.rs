@@ -4,7 +4,7 @@
 //! A name is 1 to [`MAX_NAME_LEN`] bytes matching [`NAME_PATTERN`]: ASCII letters,
 //! digits and `_`, then also `.`, `:`, `~` and `-`. So `.`, `..`, spaces, `/`, `\`,
 //! `?`, `%`, control, zero-width and bidirectional characters are all out, and a name
-//! is safe in a URL path segment, a Redis key, a file name and a log line as it is.
+//! is safe as it is in a URL path segment, a Redis key and a log line.
 
 use super::Problem;
 
