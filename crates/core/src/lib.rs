@@ -6,6 +6,7 @@
 //! - [`Snapshot::compile`]: a validated, pre-parsed environment.
 //! - [`evaluate`]: pure evaluation — no I/O, clock, randomness, panic or allocation.
 //! - [`bucketing`]: the documented hash that places users in rollouts.
+//! - [`duplicate_keys`]: documents are read strictly, a key written twice is an error.
 //! - [`unleash`]: import of Unleash client-API features with Unleash's semantics.
 //!
 //! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
@@ -17,6 +18,7 @@
 
 pub mod bucketing;
 pub mod context;
+pub mod duplicate_keys;
 mod evaluation;
 pub mod model;
 pub mod semver;

@@ -25,6 +25,14 @@ macro_rules! key_newtype {
                 Self(key.into())
             }
 
+            /// Wraps a key after checking that it is a name
+            /// ([`crate::validation::check_name`]), as every new key must be.
+            pub fn parse(key: impl Into<String>) -> Result<Self, crate::validation::Problem> {
+                let key = key.into();
+                crate::validation::check_name(&key)?;
+                Ok(Self(key))
+            }
+
             /// The key as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0

@@ -9,7 +9,9 @@ use crate::bucketing::BUCKETS;
 use crate::context::AttrName;
 use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
 use crate::targeting::{check_by, CompiledWhen};
-use crate::validation::{check_key, check_value, At, Problem, Problems, ValidationErrors};
+use crate::validation::{
+    check_key, check_name, check_name_at, check_value, At, Problem, Problems, ValidationErrors,
+};
 
 /// An immutable, compiled set of flags and segments: one environment at one
 /// revision. Cheap to share behind an `Arc`; swapped whole on every change.
@@ -253,7 +255,7 @@ impl CompiledFlag {
 /// Compiles one flag on its own; segment references are left for the set.
 pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -> CompiledFlag {
     let at = |field| path.field(field);
-    check_key(problems, &at("key"), flag.key.as_str());
+    check_name_at(problems, &at("key"), flag.key.as_str());
 
     if flag.variants.is_empty() {
         problems.push(at("variants"), Problem::Empty);
@@ -305,6 +307,10 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
                     rule_path.field("id"),
                     Problem::DuplicateRuleId(rule.id.clone()),
                 );
+            } else if problems.writing() {
+                if let Err(problem) = check_name(&rule.id) {
+                    problems.push(rule_path.field("id"), problem);
+                }
             }
             CompiledRule {
                 id: rule.id.as_str().into(),
@@ -334,7 +340,7 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
     let prerequisites_path = at("prerequisites");
     for (i, prerequisite) in flag.prerequisites.iter().enumerate() {
         let p = prerequisites_path.index(i);
-        check_key(problems, &p.field("flag"), prerequisite.flag.as_str());
+        check_name_at(problems, &p.field("flag"), prerequisite.flag.as_str());
         if prerequisite.variants.is_empty() {
             problems.push(p.field("variants"), Problem::Empty);
         }
@@ -417,12 +423,18 @@ fn compile_rollout(
     }
     let mut cumulative = 0_u32;
     let mut shares = Vec::with_capacity(rollout.split.len());
+    let mut listed = rustc_hash::FxHashSet::default();
     for (i, share) in rollout.split.iter().enumerate() {
-        let index = variant(
-            &share.variant,
-            &split_path.index(i).field("variant"),
-            problems,
-        );
+        let share_path = split_path.index(i);
+        let index = variant(&share.variant, &share_path.field("variant"), problems);
+        // Stored flags may list a variant twice (it was once accepted and buckets
+        // still place users the same way); new writes give each variant one share.
+        if problems.writing() && !listed.insert(share.variant.as_str()) {
+            problems.push(
+                share_path.field("variant"),
+                Problem::DuplicateSplitVariant(share.variant.clone()),
+            );
+        }
         cumulative = cumulative.saturating_add(share.weight);
         if share.weight > 0 {
             shares.push((cumulative, index));
@@ -449,7 +461,7 @@ pub(crate) fn compile_segment(
     problems: &mut Problems,
 ) -> CompiledWhen {
     let at = |field| path.field(field);
-    check_key(problems, &at("key"), segment.key.as_str());
+    check_name_at(problems, &at("key"), segment.key.as_str());
     if !segment.when.segments.is_empty() {
         problems.push(at("when.segments"), Problem::NestedSegment);
     }

@@ -17,7 +17,7 @@ use crate::context::{Attr, AttrName, Context, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
 
-use crate::validation::{At, Problem, Problems};
+use crate::validation::{check_name, At, Problem, Problems};
 
 /// A compiled `when`: every present part must match.
 #[derive(Debug, Clone)]
@@ -171,6 +171,14 @@ impl CompiledWhen {
         path: &At<'_>,
         problems: &mut Problems,
     ) -> Self {
+        if problems.writing() {
+            let segments_path = path.field("segments");
+            for (i, name) in when.segments.iter().enumerate() {
+                if let Err(problem) = check_name(name.as_str()) {
+                    problems.push(segments_path.index(i), problem);
+                }
+            }
+        }
         let constraints_path = path.field("constraints");
         let constraints = when
             .constraints
@@ -341,6 +349,12 @@ impl CompiledConstraint {
         match c.op {
             Exists if !c.values.is_empty() => {
                 problems.push(values_path, Problem::UnexpectedValues);
+            }
+            // `in []` never holds (`not_in []` always does): a mistake when written,
+            // but stored flags that have one (the Unleash import once wrote it as a
+            // constant) still load.
+            In | NotIn if c.values.is_empty() && problems.writing() => {
+                problems.push(values_path, Problem::MissingValues { op: c.op.as_str() });
             }
             Exists | In | NotIn => {}
             op if c.values.is_empty() => {

@@ -10,14 +10,16 @@
 //!
 //! # The mapping
 //!
-//! - **Flag**: kind `json`, key = the toggle's name (any UTF-8), `enabled` = the
+//! - **Flag**: kind `json`, key = the toggle's name (which must be a name,
+//!   [`crate::validation::NAME_PATTERN`]; any other is an import error), `enabled` = the
 //!   toggle's switch. Every variant's *value* is the Unleash result it stands for:
 //!   `off` = `{"name":"disabled","enabled":false,"feature_enabled":false}` (the off
 //!   variant and the default when strategies exist), `on` =
 //!   `{"name":"disabled","enabled":false,"feature_enabled":true}` (on without a
 //!   variant), and each Unleash variant `{"name","payload"?,"enabled":true,
 //!   "feature_enabled":true}` under its own name (suffixed `#2`, `#3`… when it is
-//!   `on`, `off`, empty, or used again with another payload).
+//!   `on`, `off`, empty, used again with another payload, or listed twice in one
+//!   variant list: a native split names each variant once).
 //! - **Strategies → rules**, tried in order, first match wins. A toggle is on when
 //!   any strategy is, and then the variant comes from the first matching strategy:
 //!   its own variants when it has some, else the feature's (a missing `variants`
@@ -60,7 +62,9 @@
 //!   unknown operator or an operand the engine cannot parse (bad regex — lookaround
 //!   and backreferences included —, bad semver such as `v1.2.3`, bad number or
 //!   date, no valid block) does not reject the flag: the constraint is what Unleash
-//!   computes, false (inverted: true), written as `in []` (negated).
+//!   computes, false (inverted: true), so the alternative of the strategy holding it
+//!   is dropped (false) or the constraint is (true). So is a list operator with an
+//!   empty `values`.
 //! - **Dependencies** → prerequisites on the parent: enabled (the default) accepts
 //!   every variant but `off`; `enabled: false` accepts `off`; `variants: [..]` the
 //!   parent's variants of those names while on (`disabled` naming `on`). A missing
@@ -93,7 +97,7 @@ pub use state::{
     UnleashSegment, UnleashState, UnleashStrategy, UnleashVariant,
 };
 
-use crate::validation::ValidationErrors;
+use crate::validation::{Problem, ValidationErrors};
 
 /// Why an Unleash state could not be imported.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -113,8 +117,16 @@ pub enum ImportError {
         /// What cannot be expressed.
         reason: &'static str,
     },
-    /// The imported flags do not validate, e.g. a feature name is not a valid key
-    /// (empty, longer than 256 bytes, or with control characters).
+    /// A feature's name is not a name ([`crate::validation::check_name`]).
+    #[error("feature `{}` cannot be a flag key: {problem}", .feature.escape_debug())]
+    InvalidName {
+        /// The feature's name.
+        feature: String,
+        /// What is wrong with it.
+        #[source]
+        problem: Problem,
+    },
+    /// The imported flags do not validate.
     #[error("the imported flags are not valid: {0}")]
     Rejected(#[source] ValidationErrors),
 }
@@ -276,7 +288,7 @@ mod tests {
         let state: UnleashState = serde_json::from_value(json!({ "features": [
             { "name": "f", "enabled": true, "strategies": [
                 { "name": "flexibleRollout", "parameters": { "rollout": 25.7, "groupId": "g" },
-                  "constraints": [ { "contextName": "x", "operator": "REGEX", "value": "(" } ] } ],
+                  "constraints": [ { "contextName": "x", "operator": "REGEX", "value": "(", "inverted": true } ] } ],
               "variants": [ { "name": "off", "weight": 1 }, { "name": "b", "weight": 1, "stickiness": "org" } ] }
         ] }))
         .expect("parses");
@@ -295,14 +307,46 @@ mod tests {
         assert_eq!(
             flag["rules"],
             json!([{ "id": "strategy0",
+                // The unusable regex is what Unleash makes of it, false, then
+                // inverted: always true, so the condition is the percentage alone.
                 "when": {
-                    "constraints": [ { "attribute": "x", "op": "in" } ],
                     "percentage": { "by": ["userId", "sessionId"], "salt": "g", "weight": 25000, "hashing": "unleash" } },
                 "serve": { "rollout": { "by": ["userId", "sessionId", "remoteAddress"], "salt": "f",
                     "split": [ { "variant": "off#2", "weight": 1 }, { "variant": "b", "weight": 1 } ],
                     "hashing": "unleash" } } }])
         );
         assert_eq!(flag["default"], json!({ "variant": "off" }));
+    }
+
+    #[test]
+    fn imported_flags_pass_the_checks_for_new_writes() {
+        // A variant listed twice gets a second key (a split names a variant once),
+        // and list operators without values become constants, not `in []`.
+        let state: UnleashState = serde_json::from_value(json!({ "features": [
+            { "name": "f", "enabled": true, "strategies": [
+                { "name": "default", "constraints": [
+                    { "contextName": "x", "operator": "IN", "values": [] },
+                    { "contextName": "y", "operator": "NOT_IN", "values": [] } ] },
+                { "name": "default", "constraints": [
+                    { "contextName": "y", "operator": "NOT_IN", "values": [] } ] } ],
+              "variants": [ { "name": "a", "weight": 1 }, { "name": "b", "weight": 1 },
+                            { "name": "a", "weight": 1 } ] }
+        ] }))
+        .expect("parses");
+        let (flags, _) = import(&state).expect("imports");
+        crate::validate_flag(&flags[0]).expect("valid as a new write");
+        let flag = serde_json::to_value(&flags[0]).expect("serialises");
+        // `x in []` is false: the first strategy never holds and has no rule;
+        // `y not_in []` is true: the second strategy always holds.
+        assert_eq!(flag["rules"].as_array().map(Vec::len), Some(1), "{flag}");
+        assert_eq!(flag["rules"][0]["id"], json!("strategy1"));
+        assert_eq!(flag["rules"][0].get("when"), None, "{flag}");
+        assert_eq!(
+            flag["rules"][0]["serve"]["rollout"]["split"],
+            json!([ { "variant": "a", "weight": 1 }, { "variant": "b", "weight": 1 },
+                    { "variant": "a#2", "weight": 1 } ])
+        );
+        assert_eq!(flag["variants"]["a#2"], flag["variants"]["a"]);
     }
 
     #[test]
@@ -345,7 +389,16 @@ mod tests {
             ),
             (
                 json!({ "features": [ { "name": "bad\u{7}name", "enabled": true } ] }),
-                "flags[bad\u{7}name].key: must not contain control characters".to_owned(),
+                "feature `bad\\u{7}name` cannot be a flag key: U+0007 at byte 3 is not allowed in a name"
+                    .to_owned(),
+            ),
+            (
+                json!({ "features": [ { "name": "a\u{200b}b", "enabled": true } ] }),
+                "feature `a\\u{200b}b` cannot be a flag key: U+200B at byte 1".to_owned(),
+            ),
+            (
+                json!({ "features": [ { "name": "..", "enabled": true } ] }),
+                "feature `..` cannot be a flag key: a name cannot start with `.`".to_owned(),
             ),
             (
                 json!({ "features": [ { "name": "g", "enabled": true, "strategies": [

@@ -13,6 +13,10 @@ use serde_json::Value;
 use crate::model::{Flag, FlagKey, Segment};
 use crate::snapshot::{compile_flag, compile_segment};
 
+mod names;
+
+pub use names::{check_name, MAX_NAME_LEN, NAME_PATTERN};
+
 /// One problem found in a flag or segment.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{path}: {problem}")]
@@ -91,6 +95,14 @@ pub enum Problem {
     /// A key contains a control character.
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// A name with a character outside [`NAME_PATTERN`].
+    #[error("{}", names::name_character_text(*.character, *.position))]
+    NameCharacter {
+        /// The first character not allowed.
+        character: char,
+        /// Its byte offset in the name.
+        position: usize,
+    },
     /// A variant name that the flag does not define.
     #[error("unknown variant `{0}`")]
     UnknownVariant(String),
@@ -130,6 +142,9 @@ pub enum Problem {
         /// The weight given.
         weight: u32,
     },
+    /// A rollout lists a variant twice.
+    #[error("variant `{0}` is listed twice; give it one share")]
+    DuplicateSplitVariant(String),
     /// Two rules share an id.
     #[error("duplicate rule id `{0}`")]
     DuplicateRuleId(String),
@@ -256,13 +271,39 @@ impl fmt::Display for At<'_> {
     }
 }
 
+/// Which rules a check applies: what is written now must meet every rule; what was
+/// stored before a rule existed must still load (and evaluate as it always did).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Loading stored or received flags ([`crate::Snapshot::compile`]).
+    #[default]
+    Load,
+    /// Writing a flag or segment ([`validate_flag`], [`validate_segment`]): also
+    /// names in the name set ([`check_name`]), no split listing a variant twice and
+    /// no `in`/`not_in` without values.
+    Write,
+}
+
 /// Collects problems while walking a value, tracking the current field path.
 #[derive(Debug, Default)]
 pub(crate) struct Problems {
     pub(crate) errors: Vec<ValidationError>,
+    pub(crate) gate: Gate,
 }
 
 impl Problems {
+    pub(crate) fn for_write() -> Self {
+        Problems {
+            errors: Vec::new(),
+            gate: Gate::Write,
+        }
+    }
+
+    /// Whether the rules for new writes apply.
+    pub(crate) fn writing(&self) -> bool {
+        self.gate == Gate::Write
+    }
+
     pub(crate) fn push(&mut self, path: impl fmt::Display, problem: Problem) {
         self.errors.push(ValidationError {
             path: path.to_string(),
@@ -280,8 +321,22 @@ impl Problems {
 }
 
 /// The longest key accepted for flags, segments and environments.
-pub const MAX_KEY_LEN: usize = 256;
+pub const MAX_KEY_LEN: usize = MAX_NAME_LEN;
 
+/// A flag or segment key, or a reference to one: a name ([`check_name`]) when
+/// writing; when loading, only what was checked before names had a character set.
+pub(crate) fn check_name_at(problems: &mut Problems, path: &At<'_>, name: &str) {
+    if problems.writing() {
+        if let Err(problem) = check_name(name) {
+            problems.push(path, problem);
+        }
+    } else {
+        check_key(problems, path, name);
+    }
+}
+
+/// A tag, or a key being loaded: 1 to [`MAX_KEY_LEN`] bytes without control
+/// characters.
 pub(crate) fn check_key(problems: &mut Problems, path: &At<'_>, key: &str) {
     if key.is_empty() {
         problems.push(path, Problem::Empty);
@@ -377,15 +432,19 @@ fn json_size(value: &Value) -> usize {
 
 /// Checks one flag on its own. Segments it names and its prerequisites are checked
 /// when the flag joins a set ([`crate::Snapshot::compile`]).
+///
+/// This is the check for a flag being written, so it also applies the rules that
+/// stored flags predating them need not meet (names in the name set, no variant
+/// listed twice in a split, no `in`/`not_in` without values).
 pub fn validate_flag(flag: &Flag) -> Result<(), ValidationErrors> {
-    let mut problems = Problems::default();
+    let mut problems = Problems::for_write();
     let _ = compile_flag(flag.clone(), &At::Top, &mut problems);
     problems.into_result(())
 }
 
-/// Checks one segment on its own.
+/// Checks one segment on its own, as it is being written (see [`validate_flag`]).
 pub fn validate_segment(segment: &Segment) -> Result<(), ValidationErrors> {
-    let mut problems = Problems::default();
+    let mut problems = Problems::for_write();
     let _ = compile_segment(segment, &At::Top, &mut problems);
     problems.into_result(())
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use switchyard_core::unleash::{self, UnleashState};
-use switchyard_core::{evaluate, Snapshot};
+use switchyard_core::{evaluate, validate_flag, Snapshot};
 
 fn spec_dir() -> PathBuf {
     std::env::var_os("SWITCHYARD_UNLEASH_SPEC_DIR")
@@ -79,6 +79,17 @@ impl Run {
             Ok(imported) => imported,
             Err(e) => return self.fail(&name, "importing the state", &"flags", &e),
         };
+        // What is imported is what the admin API accepts as a new write.
+        for flag in &flags {
+            if let Err(e) = validate_flag(flag) {
+                self.fail(
+                    &name,
+                    "validating an imported flag as a write",
+                    &"valid",
+                    &e,
+                );
+            }
+        }
         let snapshot = match Snapshot::compile(flags, segments) {
             Ok(snapshot) => snapshot,
             Err(e) => return self.fail(&name, "compiling the imported flags", &"a snapshot", &e),

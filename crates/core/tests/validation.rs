@@ -38,7 +38,7 @@ fn malformed_flags_name_the_field() {
     rejects(|f| f["key"] = json!(""), "key: must not be empty");
     rejects(
         |f| f["key"] = json!("a\nb"),
-        "key: must not contain control characters",
+        "key: U+000A at byte 1 is not allowed in a name",
     );
     rejects(
         |f| f["key"] = json!("k".repeat(300)),
@@ -135,6 +135,91 @@ fn malformed_flags_name_the_field() {
         |f| f["prerequisites"] = json!([{"flag": "g", "variants": []}]),
         "prerequisites[0].variants: must not be empty",
     );
+}
+
+#[test]
+fn names_are_checked_wherever_a_flag_or_segment_is_named() {
+    let rule = "; names are 1 to 256 bytes of ASCII letters";
+    rejects(
+        |f| f["key"] = json!(".."),
+        &format!("key: a name cannot start with `.` (U+002E){rule}"),
+    );
+    rejects(
+        |f| f["key"] = json!("a\u{200b}b"),
+        &format!("key: U+200B at byte 1 is not allowed in a name{rule}"),
+    );
+    rejects(
+        |f| f["key"] = json!("a\u{202e}b"),
+        "key: U+202E at byte 1 is not allowed in a name",
+    );
+    rejects(
+        |f| f["rules"][0]["id"] = json!("eu ramp"),
+        "rules[0].id: a space (U+0020) at byte 2 is not allowed in a name",
+    );
+    rejects(
+        |f| f["rules"][0]["when"]["segments"] = json!(["ok", "a/b"]),
+        "rules[0].when.segments[1]: `/` (U+002F) at byte 1 is not allowed in a name",
+    );
+    rejects(
+        |f| f["prerequisites"] = json!([{"flag": "a?b", "variant": "on"}]),
+        "prerequisites[0].flag: `?` (U+003F) at byte 1 is not allowed in a name",
+    );
+    let segment: Segment =
+        serde_json::from_value(json!({"key": "a\\b", "when": {"users": ["u"]}})).expect("parses");
+    let err = validate_segment(&segment).expect_err("bad key");
+    assert!(
+        err.to_string()
+            .starts_with("key: `\\` (U+005C) at byte 1 is not allowed in a name"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_split_names_each_variant_once_and_list_operators_need_values() {
+    rejects(
+        |f| {
+            f["rules"][0]["serve"]["rollout"]["split"] = json!([
+                {"variant": "a", "weight": 25000}, {"variant": "b", "weight": 50000},
+                {"variant": "a", "weight": 25000}])
+        },
+        "rules[0].serve.rollout.split[2].variant: variant `a` is listed twice",
+    );
+    rejects(
+        |f| {
+            f["default"] = json!({"rollout": {"split": [
+                {"variant": "b", "weight": 50000}, {"variant": "b", "weight": 50000}]}})
+        },
+        "default.rollout.split[1].variant: variant `b` is listed twice",
+    );
+    for op in ["in", "not_in"] {
+        rejects(
+            |f| {
+                f["rules"][0]["when"]["constraints"][0] =
+                    json!({"attribute": "x", "op": op, "values": []})
+            },
+            &format!("rules[0].when.constraints[0].values: `{op}` needs at least one value"),
+        );
+    }
+}
+
+#[test]
+fn stored_flags_that_predate_the_write_rules_still_load() {
+    // Written before names had a character set, before splits named a variant once
+    // and before `in` needed values: loading them must not fail.
+    let mut value = good();
+    value["key"] = json!("old key");
+    value["rules"][0]["id"] = json!("eu ramp");
+    value["rules"][0]["when"]["constraints"][0] = json!({"attribute": "x", "op": "in"});
+    value["default"] = json!({"rollout": {"split": [
+        {"variant": "b", "weight": 50000}, {"variant": "b", "weight": 50000}]}});
+    let flag: Flag = serde_json::from_value(value).expect("parses");
+    let segment: Segment =
+        serde_json::from_value(json!({"key": "old segment", "when": {"users": ["u"]}}))
+            .expect("parses");
+    assert!(validate_flag(&flag).is_err());
+    assert!(validate_segment(&segment).is_err());
+    let snapshot = Snapshot::compile(vec![flag], vec![segment]).expect("loads");
+    assert!(snapshot.flag("old key").is_some());
 }
 
 #[test]

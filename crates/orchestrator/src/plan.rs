@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use switchyard_core::duplicate_keys;
 
 use crate::dag;
 
@@ -585,7 +586,21 @@ impl fmt::Display for Problem {
 
 impl Plan {
     /// Parses and validates a YAML (or JSON) release plan.
+    ///
+    /// A key written twice in one mapping is refused. The typed fields would refuse
+    /// most duplicates anyway (`duplicate field`), but a gate's or a health check's
+    /// `webhook`/`http`/… written twice read as an unknown field, and a duplicate
+    /// must never silently mean the last one.
     pub fn from_yaml(text: &str) -> Result<Plan, PlanError> {
+        if let Some(duplicate) = duplicate_keys::find(serde_yaml_ng::Deserializer::from_str(text)) {
+            return Err(PlanError::Syntax {
+                path: match duplicate.path.as_str() {
+                    "" => "plan".to_owned(),
+                    path => path.to_owned(),
+                },
+                message: format!("duplicate key `{}`", duplicate.key.escape_debug()),
+            });
+        }
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
         let plan: Plan = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = match e.path().to_string() {
@@ -1096,6 +1111,46 @@ on_failure: pause
         // What is stored is read back identically.
         let json = serde_json::to_string(&plan).unwrap();
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key_and_where() {
+        let base = "environment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 50}]\n";
+        let cases = [
+            (format!("name: a\nname: b\n{base}"), "plan: duplicate key `name`"),
+            (
+                "name: a\nenvironment: p\nservices:\n  - name: s\n    name: t\n    flags: [f]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0]: duplicate key `name`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [{key: f, key: g}]}]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0].flags[0]: duplicate key `key`",
+            ),
+            // Inside a flattened part, serde alone would call the second one unknown.
+            (
+                format!("name: a\n{base}gates:\n  pre:\n    - webhook: http://a\n      webhook: http://b\n"),
+                "gates.pre[0]: duplicate key `webhook`",
+            ),
+            (
+                format!("name: a\n{base}gates:\n  pre:\n    - command: \"true\"\n      timeout: 1s\n      timeout: 2s\n"),
+                "gates.pre[0]: duplicate key `timeout`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f], health: [{http: \"http://a\", http: \"http://b\"}]}]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0].health[0]: duplicate key `http`",
+            ),
+            // A JSON plan is read the same way.
+            (
+                r#"{"name": "a", "environment": "p", "services": [{"name": "s", "flags": ["f"]}], "steps": [{"weight": 50, "weight": 60}]}"#.to_owned(),
+                "steps[0]: duplicate key `weight`",
+            ),
+        ];
+        for (yaml, expected) in cases {
+            let err = Plan::from_yaml(&yaml).map(|_| ()).expect_err(&yaml);
+            assert_eq!(err.to_string(), expected, "{yaml}");
+        }
+        // The same keys in different mappings are no duplicates.
+        Plan::from_yaml(FULL).expect("valid");
     }
 
     fn problems(yaml: &str) -> Vec<String> {

@@ -728,3 +728,72 @@ async fn environments_are_deleted_only_when_empty_or_forced_and_audited() {
     assert_eq!(body["entries"].as_array().map(Vec::len), audit_before);
     reopened.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_written_before_the_name_rules_still_loads() {
+    use switchyard_core::model::{EnvName, FlagKey};
+    use switchyard_core::Flag;
+    use switchyard_server::store::embedded::EmbeddedStore;
+    use switchyard_server::store::{AuditEntry, Commit, Store};
+
+    // Written directly to the store, as an older server accepted it: an environment
+    // and a flag whose names are outside the name set, a split listing a variant
+    // twice and an `in` without values.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = EnvName::new("old env");
+    let mut flag = boolean_flag("old\u{200b}flag");
+    flag["rules"] = json!([{ "id": "eu ramp", "serve": { "variant": "on" },
+        "when": { "constraints": [{ "attribute": "country", "op": "in" }] } }]);
+    flag["default"] = json!({ "rollout": { "split": [
+        { "variant": "off", "weight": 50_000 }, { "variant": "off", "weight": 50_000 } ] } });
+    let flag: Flag = serde_json::from_value(flag).expect("a flag");
+    let audit = |action: &str| AuditEntry {
+        id: 0,
+        at_ms: 1,
+        actor: "older-server".to_owned(),
+        env: Some(env.clone()),
+        action: action.to_owned(),
+        target: "old".to_owned(),
+        before: None,
+        after: None,
+        reason: None,
+        revision: None,
+        error: None,
+    };
+    {
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        assert!(store
+            .create_env(&env, audit("env.create"))
+            .await
+            .expect("env"));
+        store
+            .commit(Commit {
+                env: env.clone(),
+                expected_revision: 0,
+                flags: vec![(FlagKey::new("old\u{200b}flag"), Some(flag))],
+                segments: Vec::new(),
+                audit: vec![audit("flag.put")],
+                event: bytes::Bytes::new(),
+            })
+            .await
+            .expect("commit");
+    }
+
+    let server = support::serve(
+        switchyard_server::Server::open_embedded(dir.path(), Some(ADMIN))
+            .await
+            .expect("a store with old names still loads"),
+        Some(dir),
+    )
+    .await;
+    let path = "/v1/admin/envs/old%20env/flags/old%E2%80%8Bflag";
+    let (status, body) = server.call("GET", path, Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .call("POST", &format!("{path}/kill"), Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 200, "an old flag can still be killed: {body}");
+    let (status, body) = server.call("DELETE", path, Some(ADMIN), None).await;
+    assert_eq!(status, 204, "and deleted: {body}");
+    server.stop().await;
+}

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Request, StatusCode};
 use serde_json::{json, Value};
 use support::{app, boolean_flag, ADMIN};
+use switchyard_core::validation::NAME_PATTERN;
 use switchyard_server::http::json::{MAX_CONTEXT_ATTRIBUTES, MAX_LIST_ITEMS};
 use switchyard_server::http::{AppState, MAX_BODY};
 use switchyard_server::store::AuditQuery;
@@ -421,6 +422,221 @@ async fn invalid_flags_are_422_with_field_paths() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn names_outside_the_name_set_are_400_naming_the_rule() {
+    let h = Harness::new().await;
+    let rule = NAME_PATTERN;
+    let cases = [
+        (
+            "PUT",
+            "/v1/admin/envs/..%2F..%2Fetc".to_owned(),
+            None,
+            "a name cannot start with `.`",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/..".to_owned(),
+            None,
+            "a name cannot start with `.`",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/.".to_owned(),
+            None,
+            "a name cannot start with `.`",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/%20".to_owned(),
+            None,
+            "a space (U+0020) at byte 0",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/a%2Fb".to_owned(),
+            None,
+            "`/` (U+002F) at byte 1",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/a%5Cb".to_owned(),
+            None,
+            "`\\` (U+005C) at byte 1",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/a%3Fb".to_owned(),
+            None,
+            "`?` (U+003F) at byte 1",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/alpha/flags/a%E2%80%8Bb".to_owned(),
+            Some(boolean_flag("a\u{200b}b")),
+            "U+200B at byte 1",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/alpha/flags/a%E2%80%AEb".to_owned(),
+            Some(boolean_flag("a\u{202e}b")),
+            "U+202E at byte 1",
+        ),
+        (
+            "PUT",
+            "/v1/admin/envs/alpha/segments/a%E2%80%8Bb".to_owned(),
+            Some(json!({ "when": { "users": ["u-1"] } })),
+            "U+200B at byte 1",
+        ),
+        (
+            "POST",
+            "/v1/admin/tokens".to_owned(),
+            Some(json!({ "name": "ci\u{200b}", "kind": "sdk", "env": "alpha" })),
+            "U+200B at byte 2",
+        ),
+        (
+            "POST",
+            "/v1/admin/tokens".to_owned(),
+            Some(json!({ "name": "ci/deploy", "kind": "admin" })),
+            "`/` (U+002F) at byte 2",
+        ),
+    ];
+    for (method, path, body, mentions) in cases {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let reply = h.rejects_as(400, method, &path, Some(ADMIN), body).await;
+        let message = reply.message();
+        assert!(
+            message.contains(mentions) && message.contains(rule),
+            "{method} {path}: expected `{mentions}` and the rule: {}",
+            reply.body
+        );
+        // Invisible and direction-changing characters never reach the message.
+        assert!(
+            !message.contains(['\u{200b}', '\u{202e}']),
+            "{}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn names_inside_flags_splits_and_empty_lists_are_422_with_paths() {
+    let h = Harness::new().await;
+    let cases = [
+        (
+            flag_with(json!({ "prerequisites": [{ "flag": "a\u{200b}b", "variant": "on" }] })),
+            "prerequisites[0].flag",
+            "U+200B at byte 1 is not allowed in a name",
+        ),
+        (
+            flag_with(json!({ "rules": [{ "id": "r", "serve": { "variant": "on" },
+                "when": { "segments": ["../etc"] } }] })),
+            "rules[0].when.segments[0]",
+            "a name cannot start with `.`",
+        ),
+        (
+            flag_with(json!({ "rules": [{ "id": "eu ramp", "serve": { "variant": "on" } }] })),
+            "rules[0].id",
+            "a space (U+0020) at byte 2",
+        ),
+        (
+            flag_with(json!({ "default": { "rollout": { "split": [
+                { "variant": "on", "weight": 50_000 }, { "variant": "on", "weight": 50_000 }
+            ] } } })),
+            "default.rollout.split[1].variant",
+            "variant `on` is listed twice",
+        ),
+        (
+            flag_with(json!({ "rules": [{ "id": "r", "serve": { "variant": "on" },
+                "when": { "constraints": [{ "attribute": "country", "op": "in", "values": [] }] } }] })),
+            "rules[0].when.constraints[0].values",
+            "`in` needs at least one value",
+        ),
+    ];
+    for (flag, path, mentions) in cases {
+        let reply = h
+            .rejects_as(422, "PUT", FLAG, Some(ADMIN), flag.to_string())
+            .await;
+        let details = reply.body["error"]["details"]
+            .as_array()
+            .unwrap_or_else(|| panic!("details: {}", reply.body));
+        assert!(
+            details.iter().any(|d| d["path"] == path
+                && d["message"].as_str().is_some_and(|m| m.contains(mentions))),
+            "expected a problem at `{path}` mentioning `{mentions}`: {}",
+            reply.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn duplicate_object_keys_are_400_naming_the_key_and_where() {
+    let h = Harness::new().await;
+    let segment = "/v1/admin/envs/alpha/segments/staff";
+    let cases = [
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false, "on": false},
+                "off_variant": "off", "default": {"variant": "off"}}"#,
+            "duplicate key `on` at `variants`",
+        ),
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false},
+                "off_variant": "off", "default": {"variant": "off"}, "default": {"variant": "on"}}"#,
+            "duplicate key `default`",
+        ),
+        (
+            FLAG,
+            r#"{"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false},
+                "off_variant": "off", "default": {"variant": "off"},
+                "rules": [{"id": "r", "serve": {"variant": "on"},
+                           "when": {"constraints": [{"attribute": "a", "attribute": "b", "op": "exists"}]}}]}"#,
+            "duplicate key `attribute` at `rules[0].when.constraints[0]`",
+        ),
+        (
+            segment,
+            r#"{"when": {"users": ["u-1"], "users": ["u-2"]}}"#,
+            "duplicate key `users` at `when`",
+        ),
+    ];
+    for (path, body, mentions) in cases {
+        let reply = h.rejects_as(400, "PUT", path, Some(ADMIN), body).await;
+        assert!(
+            reply.message().contains(mentions),
+            "{path}: expected `{mentions}`: {}",
+            reply.body
+        );
+    }
+    let reply = h
+        .rejects_as(
+            400,
+            "POST",
+            "/v1/admin/tokens",
+            Some(ADMIN),
+            r#"{"name": "ci", "kind": "sdk", "env": "alpha", "env": "beta"}"#,
+        )
+        .await;
+    assert!(
+        reply.message().contains("duplicate key `env`"),
+        "{}",
+        reply.body
+    );
+    let reply = h
+        .rejects_as(
+            400,
+            "POST",
+            EVALUATE,
+            Some(&h.eval_alpha),
+            r#"{"targetingKey": "u-1", "country": "IT", "country": "DE"}"#,
+        )
+        .await;
+    assert!(
+        reply.message().contains("duplicate key `country`"),
+        "{}",
+        reply.body
+    );
 }
 
 #[tokio::test]

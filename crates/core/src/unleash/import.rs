@@ -17,7 +17,7 @@ use crate::model::{
     Rule, Segment, SegmentKey, Serve, Split, When,
 };
 use crate::snapshot::Snapshot;
-use crate::validation::{check_key, validate_segment, At, Problems};
+use crate::validation::{check_name, validate_segment};
 
 /// The native variant served when the toggle is off: Unleash's `disabled` variant
 /// with `feature_enabled: false`.
@@ -50,6 +50,10 @@ pub fn import(state: &UnleashState) -> Result<(Vec<Flag>, Vec<Segment>), ImportE
     }
     let mut features = FxHashMap::default();
     for (i, feature) in state.features.iter().enumerate() {
+        check_name(&feature.name).map_err(|problem| ImportError::InvalidName {
+            feature: feature.name.clone(),
+            problem,
+        })?;
         if features.insert(feature.name.as_str(), i).is_some() {
             return Err(ImportError::DuplicateFeature(feature.name.clone()));
         }
@@ -118,9 +122,7 @@ pub fn import(state: &UnleashState) -> Result<(Vec<Flag>, Vec<Segment>), ImportE
 }
 
 fn is_valid_key(key: &str) -> bool {
-    let mut problems = Problems::default();
-    check_key(&mut problems, &At::Top, key);
-    problems.errors.is_empty()
+    check_name(key).is_ok()
 }
 
 /// The variants of a parent, as imported, that satisfy a dependency: Unleash wants
@@ -335,9 +337,10 @@ impl<'a> FlagBuilder<'a> {
     }
 
     /// The native key of a real variant. Keys are the Unleash names, except that
-    /// `on`, `off`, the empty name and a name already used with another payload get
-    /// a `#n` suffix.
-    fn variant_key(&mut self, variant: &UnleashVariant) -> String {
+    /// `on`, `off`, the empty name, a name already used with another payload and a
+    /// variant already in `split` (a list naming the same variant twice) get a `#n`
+    /// suffix.
+    fn variant_key(&mut self, variant: &UnleashVariant, split: &[Split]) -> String {
         let payload = variant.payload.as_ref().map(|p| {
             let mut object = Map::new();
             object.insert("type".to_owned(), Value::String(p.kind.clone()));
@@ -345,7 +348,12 @@ impl<'a> FlagBuilder<'a> {
             Value::Object(object)
         });
         let value = variant_value(&variant.name, payload, true, true);
-        if let Some((key, _)) = self.variants.iter().find(|(_, v)| **v == value) {
+        let in_split = |key: &str| split.iter().any(|s| s.variant == key);
+        if let Some((key, _)) = self
+            .variants
+            .iter()
+            .find(|(key, v)| **v == value && !in_split(key))
+        {
             return key.clone();
         }
         let taken = |key: &str, variants: &IndexMap<String, Value>| {
@@ -383,7 +391,7 @@ impl<'a> FlagBuilder<'a> {
         let mut overrides = Vec::new();
         let mut split = Vec::with_capacity(variants.len());
         for variant in variants {
-            let key = self.variant_key(variant);
+            let key = self.variant_key(variant, &split);
             if with_overrides {
                 for o in &variant.overrides {
                     if !o.context_name.is_empty() && !o.values.is_empty() {
@@ -699,24 +707,17 @@ fn map_constraint(c: &UnleashConstraint) -> Dnf {
     };
     match mapped {
         Some(dnf) if dnf.0.iter().flat_map(|c| &c.constraints).all(compiles) => dnf,
-        _ => Dnf::of(vec![constant(c)]),
+        _ => constant(c),
     }
 }
 
-/// A constraint that always has the value Unleash gives an unusable one: the
+/// What Unleash gives a constraint it cannot use, whatever the context: the
 /// operator's result is false (true for `NOT_IN`, whose only failure is a missing
-/// field), then `inverted` applies. `in []` is false whatever the context.
-fn constant(c: &UnleashConstraint) -> Constraint {
-    let value = (c.operator == "NOT_IN") != c.inverted;
-    Constraint {
-        attribute: if c.context_name.is_empty() {
-            "(none)".to_owned()
-        } else {
-            c.context_name.clone()
-        },
-        op: Operator::In,
-        values: Vec::new(),
-        negate: value,
-        case_insensitive: false,
+/// field), then `inverted` applies.
+fn constant(c: &UnleashConstraint) -> Dnf {
+    if (c.operator == "NOT_IN") != c.inverted {
+        Dnf::always()
+    } else {
+        Dnf::never()
     }
 }

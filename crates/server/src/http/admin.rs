@@ -13,7 +13,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
-use switchyard_core::validation::MAX_KEY_LEN;
+use switchyard_core::validation::{check_name, MAX_KEY_LEN};
 use switchyard_core::{Flag, Segment};
 
 use crate::auth::{generate, kind_name, Admin, Principal, BOOTSTRAP_TOKEN_NAME};
@@ -50,13 +50,19 @@ pub fn routes() -> Router<AppState> {
         .route("/audit", get(audit))
 }
 
+/// A name from a path or body: core's one character set for names (docs/flags.md).
 fn check_key(what: &str, key: &str) -> Result<(), ApiError> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || key.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "invalid {what} `{key}`: 1 to {MAX_KEY_LEN} bytes without control characters"
-        )));
-    }
-    Ok(())
+    check_name(key).map_err(|problem| {
+        // Echoed escaped (no invisible or reordering characters) and only when short.
+        if key.len() > MAX_KEY_LEN {
+            ApiError::bad_request(format!("invalid {what}: {problem}"))
+        } else {
+            ApiError::bad_request(format!(
+                "invalid {what} `{}`: {problem}",
+                key.escape_debug()
+            ))
+        }
+    })
 }
 
 fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {

@@ -1,6 +1,7 @@
 //! A JSON body extractor whose errors are ours: 413 past the size limit, 400 naming
 //! the field path for invalid JSON, unknown fields or wrong types
-//! (`at rules[0].when: unknown field `usres``).
+//! (`at rules[0].when: unknown field `usres``) and for a key written twice
+//! (`duplicate key `on` at `variants``).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -8,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use switchyard_core::Context;
+use switchyard_core::{duplicate_keys, Context};
 
 use crate::error::ApiError;
 use crate::http::MAX_BODY;
@@ -50,8 +51,15 @@ pub const JSON_DEPTH: usize = 127;
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
-/// Parses `bytes` as `T`, naming the path of the first problem.
+/// Parses `bytes` as `T`, naming the path of the first problem. A key written twice
+/// in one object is refused (serde would keep the last one silently).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(duplicate) = duplicate_keys::find(&mut serde_json::Deserializer::from_slice(bytes))
+    {
+        return Err(ApiError::bad_request(format!(
+            "invalid JSON body: {duplicate}"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(invalid)?;
     de.end().map_err(|e| invalid_text(&e))?;
