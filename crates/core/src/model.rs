@@ -12,6 +12,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+#[cfg(feature = "openapi")]
+pub mod schema;
+
 macro_rules! key_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -48,6 +51,16 @@ macro_rules! key_newtype {
                 Self(key.to_owned())
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                schema::key()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -65,6 +78,7 @@ key_newtype!(
 );
 
 /// A feature flag in one environment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flag {
@@ -77,11 +91,14 @@ pub struct Flag {
     pub description: String,
     /// `false` is the kill switch: every evaluation serves `off_variant`.
     #[serde(default = "enabled_by_default")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub enabled: bool,
     /// Variant name → value, in the order written (the first variant is the one a
     /// ramp raises).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::variants))]
     pub variants: IndexMap<String, Value>,
     /// Served when the flag is killed or a prerequisite fails.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub off_variant: String,
     /// Tried in order; the first whose `when` matches serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -93,9 +110,11 @@ pub struct Flag {
     pub prerequisites: Vec<Prerequisite>,
     /// Labels; a tag can be killed as a whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::tags))]
     pub tags: Vec<String>,
     /// Bumped by the store on every write; used for optimistic concurrency.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub version: u64,
 }
 
@@ -104,6 +123,7 @@ fn enabled_by_default() -> bool {
 }
 
 /// The type of a flag's variant values.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
@@ -140,10 +160,12 @@ impl FlagKind {
 }
 
 /// One targeting rule: when the context matches `when`, `serve` decides the variant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Unique within the flag; reported as `rule_id` when the rule serves.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub id: String,
     /// All parts must match; an empty `when` always matches.
     #[serde(default, skip_serializing_if = "When::is_empty")]
@@ -153,6 +175,7 @@ pub struct Rule {
 }
 
 /// A targeting condition. Every part that is present must match.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -196,11 +219,13 @@ pub enum Serve {
 }
 
 /// A weighted split of the bucket space between variants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
     /// The context properties bucketed on, first present wins.
     #[serde(default, skip_serializing_if = "By::is_default")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::by))]
     pub by: By,
     /// Hash salt; defaults to the flag key. Equal salts bucket users identically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -208,6 +233,7 @@ pub struct Rollout {
     /// Variants with weights in units of 1/100 000 (Switchyard hashing), summing to
     /// 100 000. Under Unleash hashing the weights are Unleash's and may sum to any
     /// positive total.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub split: Vec<Split>,
     /// The hashing scheme; Unleash's is kept for flags imported from Unleash.
     #[serde(default, skip_serializing_if = "Hashing::is_default")]
@@ -215,27 +241,33 @@ pub struct Rollout {
 }
 
 /// One variant's share of a rollout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// The variant served for this share.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub variant: String,
     /// The share's size.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
 }
 
 /// A sampling condition inside `when`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Percentage {
     /// The context properties bucketed on, first present wins.
     #[serde(default, skip_serializing_if = "By::is_default")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::by))]
     pub by: By,
     /// Hash salt; defaults to the flag key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
     /// The sampled share in units of 1/100 000 (0..=100 000). Under Unleash hashing
     /// it must be a whole percent (a multiple of 1 000).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
     /// The hashing scheme.
     #[serde(default, skip_serializing_if = "Hashing::is_default")]
@@ -243,6 +275,7 @@ pub struct Percentage {
 }
 
 /// How a context value is turned into a bucket (see `docs/bucketing.md`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hashing {
@@ -320,10 +353,12 @@ impl<'de> Deserialize<'de> for By {
 }
 
 /// A condition on one context attribute.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Constraint {
     /// The context property tested (`targetingKey` and `groups` included).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub attribute: String,
     /// The comparison.
     pub op: Operator,
@@ -334,6 +369,7 @@ pub struct Constraint {
         deserialize_with = "scalar_strings",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::constraint_values))]
     pub values: Vec<String>,
     /// Inverts the result, including for an absent or mistyped attribute.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -376,6 +412,7 @@ pub fn json_type_name(value: &Value) -> &'static str {
 }
 
 /// Constraint operators (PRODUCT.md §1).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
@@ -494,6 +531,7 @@ impl From<Prerequisite> for PrerequisiteRepr {
 }
 
 /// A named, reusable `when` block stored per environment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {

@@ -370,11 +370,13 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 let slot = counts.entry(variant.to_owned()).or_default();
-                if event.is_empty() {
-                    slot.exposures += count.value();
+                // Saturating: each minute's count may already be saturated.
+                let total = if event.is_empty() {
+                    &mut slot.exposures
                 } else {
-                    *slot.events.entry(event.to_owned()).or_default() += count.value();
-                }
+                    slot.events.entry(event.to_owned()).or_default()
+                };
+                *total = total.saturating_add(count.value());
             }
             Ok(counts)
         })
