@@ -369,4 +369,122 @@ mod tests {
             "bearer"
         );
     }
+
+    /// Every operation describes its request body and every answer with a body by a
+    /// schema, every error answer by `ErrorBody` (or OFREP's own), and operation ids
+    /// are unique (links name them).
+    #[test]
+    fn every_body_has_a_schema() {
+        let doc = document_json();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                operations += 1;
+                let at = format!("{method} {path}");
+                let id = operation["operationId"].as_str().expect("operationId");
+                assert!(
+                    ids.insert(id.to_owned()),
+                    "{at}: duplicate operationId {id}"
+                );
+                if let Some(body) = operation.get("requestBody") {
+                    let content = body["content"].as_object().expect("content");
+                    assert!(!content.is_empty(), "{at}: request body without content");
+                    for (media, content) in content {
+                        let schema = &content["schema"];
+                        assert!(schema.is_object(), "{at}: request {media} has no schema");
+                        assert_ne!(
+                            schema,
+                            &json!({ "type": "object" }),
+                            "{at}: request {media} is a bare object"
+                        );
+                    }
+                }
+                for (status, response) in operation["responses"].as_object().expect("responses") {
+                    if status == "204" || status == "304" {
+                        assert!(
+                            response.get("content").is_none(),
+                            "{at} {status} has a body"
+                        );
+                        continue;
+                    }
+                    let content = response["content"]
+                        .as_object()
+                        .unwrap_or_else(|| panic!("{at} {status}: no content"));
+                    for (media, content) in content {
+                        assert!(
+                            content["schema"].is_object(),
+                            "{at} {status} {media}: no schema"
+                        );
+                    }
+                    if status.starts_with('4') && !path.starts_with("/ofrep/") {
+                        assert_eq!(
+                            content["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorBody",
+                            "{at} {status}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(operations, 29, "every operation was checked");
+    }
+
+    /// Path parameters that name things carry the name pattern, and the links that
+    /// lead from created objects to their routes name existing operations.
+    #[test]
+    fn names_are_constrained_and_links_resolve() {
+        let doc = document_json();
+        let put_flag = &doc["paths"]["/v1/admin/envs/{env}/flags/{key}"]["put"];
+        for parameter in put_flag["parameters"].as_array().expect("parameters") {
+            if parameter["in"] == "path" {
+                assert_eq!(parameter["schema"]["pattern"], NAME_PATTERN);
+                assert_eq!(parameter["schema"]["maxLength"], 256);
+            }
+        }
+        assert_eq!(
+            put_flag["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/FlagWrite"
+        );
+        let flag_write = &doc["components"]["schemas"]["FlagWrite"];
+        assert!(flag_write["properties"].get("key").is_none());
+        assert_eq!(flag_write["additionalProperties"], false);
+        assert_eq!(
+            doc["components"]["schemas"]["FlagKey"]["pattern"],
+            NAME_PATTERN
+        );
+        let ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .values()
+            .flat_map(|item| item.as_object().expect("item").values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let mut links = 0;
+        for item in doc["paths"].as_object().expect("paths").values() {
+            for operation in item.as_object().expect("item").values() {
+                for response in operation["responses"]
+                    .as_object()
+                    .expect("responses")
+                    .values()
+                {
+                    for link in response["links"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|l| l.values())
+                    {
+                        links += 1;
+                        let target = link["operationId"].as_str().expect("operationId");
+                        assert!(ids.contains(&target), "link to unknown {target}");
+                    }
+                }
+            }
+        }
+        assert!(links >= 20, "{links} links");
+        let token = &doc["paths"]["/v1/admin/tokens"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            token["admin_delete_token"]["parameters"]["name"],
+            "$response.body#/name"
+        );
+    }
 }
