@@ -113,7 +113,7 @@ pub struct Flag {
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::tags))]
     pub tags: Vec<String>,
     /// Bumped by the store on every write; used for optimistic concurrency.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub version: u64,
 }
@@ -249,6 +249,7 @@ pub struct Split {
     #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub variant: String,
     /// The share's size.
+    #[serde(deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
 }
@@ -267,6 +268,7 @@ pub struct Percentage {
     pub salt: Option<String>,
     /// The sampled share in units of 1/100 000 (0..=100 000). Under Unleash hashing
     /// it must be a whole percent (a multiple of 1 000).
+    #[serde(deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
     /// The hashing scheme.
@@ -377,6 +379,28 @@ pub struct Constraint {
     /// Compare strings ignoring case.
     #[serde(default, skip_serializing_if = "is_false")]
     pub case_insensitive: bool,
+}
+
+/// A non-negative integer written as a JSON integer or as a whole float (`25000.0`):
+/// JSON Schema counts both as integers, so clients generated from the OpenAPI
+/// document may send either.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a non-negative whole number in range, found {number}"
+        ))
+    })
 }
 
 fn is_false(value: &bool) -> bool {
@@ -543,7 +567,7 @@ pub struct Segment {
     /// The condition; it may not itself name segments.
     pub when: When,
     /// Bumped by the store on every write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub version: u64,
 }
 
@@ -577,6 +601,20 @@ mod tests {
         let flag: Flag = serde_json::from_value(json.clone()).expect("parses");
         assert_eq!(flag.variants.keys().next().map(String::as_str), Some("on"));
         assert_eq!(serde_json::to_value(&flag).expect("serialises"), json);
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_other_numbers_are_not() {
+        let split: Split =
+            serde_json::from_str(r#"{"variant":"on","weight":25000.0}"#).expect("whole float");
+        assert_eq!(split.weight, 25_000);
+        for bad in ["25000.5", "-1", "4294967296", "1e300", "\"1\""] {
+            let json = format!(r#"{{"variant":"on","weight":{bad}}}"#);
+            assert!(serde_json::from_str::<Split>(&json).is_err(), "{bad}");
+        }
+        let segment: Segment =
+            serde_json::from_str(r#"{"key":"s","when":{},"version":3.0}"#).expect("parses");
+        assert_eq!(segment.version, 3);
     }
 
     #[test]

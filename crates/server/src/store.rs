@@ -194,6 +194,7 @@ pub struct ExposureCount {
     #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
     /// How many times.
+    #[serde(deserialize_with = "switchyard_core::model::whole_number")]
     #[schema(minimum = 1)]
     pub count: u64,
 }
@@ -211,6 +212,7 @@ pub struct EventCount {
     #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
     /// How many times.
+    #[serde(deserialize_with = "switchyard_core::model::whole_number")]
     #[schema(minimum = 1)]
     pub count: u64,
 }

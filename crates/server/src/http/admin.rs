@@ -358,7 +358,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     tag = "admin",
     summary = "Kill switch: serve off_variant to everyone",
     security(("bearer" = [])),
-    request_body(content = Option<ReasonBody>, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
     responses((status = 200, description = "The killed flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
@@ -378,7 +378,7 @@ async fn kill_flag(
     tag = "admin",
     summary = "Undo a kill",
     security(("bearer" = [])),
-    request_body(content = Option<ReasonBody>, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
     responses((status = 200, description = "The revived flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
