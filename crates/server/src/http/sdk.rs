@@ -358,7 +358,7 @@ fn events(subscription: Subscription, heartbeat: Duration) -> Body {
     security(("bearer" = [])),
     params(("env" = String, Query, description = "Environment: required with an admin token; an sdk token reads its own and may omit it"), ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")),
     responses(
-        (status = 200, description = "Events: `snapshot` (data: the snapshot document), then `change` per revision", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "Events: `snapshot` (data: the snapshot document), then `change` per revision", body = SseEvent, content_type = "text/event-stream"),
         (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Eval token, or another environment"),
         (status = 404, description = "No such environment")
@@ -390,6 +390,21 @@ async fn stream(
         events(subscription, state.sse_heartbeat),
     )
         .into_response())
+}
+
+/// The schema of one event of `/v1/sdk/stream`, as `text/event-stream` carries it
+/// (the frames are written by [`Outgoing::sse_frame`]; heartbeats are comments).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a description only
+struct SseEvent {
+    /// `snapshot` (data: the snapshot document) or `change` (data: the change document).
+    #[schema(pattern = "^(snapshot|change)$")]
+    event: String,
+    /// The revision after the event; send it back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// The JSON document.
+    data: String,
 }
 
 /// A metrics batch as posted: unknown fields are rejected.
