@@ -2,7 +2,8 @@
 # The whole test suite, runnable on a fresh Debian machine with only the Rust
 # toolchain: it installs what the tests need (Python's mmh3 for the independent
 # bucketing-vector check; redis-server, haproxy and prometheus, of which the tests
-# start their own instances), then runs every Rust test.
+# start their own instances), runs every Rust test, then the API contract test
+# (schemathesis against the server binary: scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,4 +67,9 @@ grep -h "unleash conformance:" "$log" || { echo "FATAL: the Unleash conformance 
 passed=$(grep -h '^test result:' "$log" | grep -o '[0-9]* passed' | awk '{s+=$1} END {print s+0}')
 failed=$(grep -h '^test result:' "$log" | grep -o '[0-9]* failed' | awk '{s+=$1} END {print s+0}')
 echo "rust tests: ${passed} passed, ${failed} failed"
-exit "$status"
+[ "$status" -eq 0 ] || exit "$status"
+
+# The API contract: schemathesis (installed with pip) against the server binary that
+# `cargo test` built, on a free loopback port with an embedded store in a temp dir.
+echo "== API contract: schemathesis against a live server (scripts/schemathesis.sh)"
+scripts/schemathesis.sh "${CARGO_TARGET_DIR:-target}/debug/switchyard-server"

@@ -15,6 +15,7 @@ use crate::targeting::with_first_present;
 const MAX_PREREQUISITE_DEPTH: usize = 32;
 
 /// Why a value was served (OpenFeature's reasons).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
@@ -50,6 +51,7 @@ impl Reason {
 }
 
 /// Why an evaluation failed (OpenFeature's error codes).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
@@ -80,11 +82,14 @@ impl ErrorCode {
 }
 
 /// The outcome of evaluating one flag, borrowing from the snapshot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Evaluation<'s> {
     /// The served value; `None` only with reason `ERROR`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>, required))]
     pub value: Option<&'s Value>,
     /// The served variant's name.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required))]
     pub variant: Option<&'s str>,
     /// Why.
     pub reason: Reason,
@@ -92,6 +97,7 @@ pub struct Evaluation<'s> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<&'s str>,
     /// The flag's version (0 when the flag was not found).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub flag_version: u64,
     /// Set with reason `ERROR`.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -12,6 +12,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+#[cfg(feature = "openapi")]
+pub mod schema;
+
 macro_rules! key_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
@@ -56,6 +59,16 @@ macro_rules! key_newtype {
                 Self(key.to_owned())
             }
         }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                schema::key()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
     };
 }
 
@@ -82,6 +95,7 @@ fn by_name<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> R
 }
 
 /// A feature flag in one environment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Flag {
@@ -95,11 +109,14 @@ pub struct Flag {
     pub description: String,
     /// `false` is the kill switch: every evaluation serves `off_variant`.
     #[serde(default = "enabled_by_default")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub enabled: bool,
     /// Variant name → value, in the order written (the first variant is the one a
     /// ramp raises).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::variants))]
     pub variants: IndexMap<String, Value>,
     /// Served when the flag is killed or a prerequisite fails.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub off_variant: String,
     /// Tried in order; the first whose `when` matches serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -111,9 +128,11 @@ pub struct Flag {
     pub prerequisites: Vec<Prerequisite>,
     /// Labels; a tag can be killed as a whole.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::tags))]
     pub tags: Vec<String>,
     /// Bumped by the store on every write; used for optimistic concurrency.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub version: u64,
 }
 
@@ -122,6 +141,7 @@ fn enabled_by_default() -> bool {
 }
 
 /// The type of a flag's variant values.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
@@ -158,10 +178,12 @@ impl FlagKind {
 }
 
 /// One targeting rule: when the context matches `when`, `serve` decides the variant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Unique within the flag; reported as `rule_id` when the rule serves.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub id: String,
     /// All parts must match; an empty `when` always matches.
     #[serde(default, skip_serializing_if = "When::is_empty")]
@@ -171,6 +193,7 @@ pub struct Rule {
 }
 
 /// A targeting condition. Every part that is present must match.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct When {
@@ -238,11 +261,13 @@ impl TryFrom<ServeRepr> for Serve {
 }
 
 /// A weighted split of the bucket space between variants.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rollout {
     /// The context properties bucketed on, first present wins.
     #[serde(default, skip_serializing_if = "By::is_default")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::by))]
     pub by: By,
     /// Hash salt; defaults to the flag key. Equal salts bucket users identically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +275,7 @@ pub struct Rollout {
     /// Variants with weights in units of 1/100 000 (Switchyard hashing), summing to
     /// 100 000. Under Unleash hashing the weights are Unleash's and may sum to any
     /// positive total.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub split: Vec<Split>,
     /// The hashing scheme; Unleash's is kept for flags imported from Unleash.
     #[serde(
@@ -261,27 +287,35 @@ pub struct Rollout {
 }
 
 /// One variant's share of a rollout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Split {
     /// The variant served for this share.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub variant: String,
     /// The share's size.
+    #[serde(deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
 }
 
 /// A sampling condition inside `when`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Percentage {
     /// The context properties bucketed on, first present wins.
     #[serde(default, skip_serializing_if = "By::is_default")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::by))]
     pub by: By,
     /// Hash salt; defaults to the flag key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
     /// The sampled share in units of 1/100 000 (0..=100 000). Under Unleash hashing
     /// it must be a whole percent (a multiple of 1 000).
+    #[serde(deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub weight: u32,
     /// The hashing scheme.
     #[serde(
@@ -293,6 +327,7 @@ pub struct Percentage {
 }
 
 /// How a context value is turned into a bucket (see `docs/bucketing.md`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Hashing {
@@ -370,10 +405,12 @@ impl<'de> Deserialize<'de> for By {
 }
 
 /// A condition on one context attribute.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Constraint {
     /// The context property tested (`targetingKey` and `groups` included).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub attribute: String,
     /// The comparison.
     #[serde(deserialize_with = "by_name")]
@@ -385,6 +422,7 @@ pub struct Constraint {
         deserialize_with = "scalar_strings",
         skip_serializing_if = "Vec::is_empty"
     )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::constraint_values))]
     pub values: Vec<String>,
     /// Inverts the result, including for an absent or mistyped attribute.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -392,6 +430,28 @@ pub struct Constraint {
     /// Compare strings ignoring case.
     #[serde(default, skip_serializing_if = "is_false")]
     pub case_insensitive: bool,
+}
+
+/// A non-negative integer written as a JSON integer or as a whole float (`25000.0`):
+/// JSON Schema counts both as integers, so clients generated from the OpenAPI
+/// document may send either.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+            .map(|f| f as u64)
+    });
+    whole.and_then(|n| T::try_from(n).ok()).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected a non-negative whole number in range, found {number}"
+        ))
+    })
 }
 
 fn is_false(value: &bool) -> bool {
@@ -427,6 +487,7 @@ pub fn json_type_name(value: &Value) -> &'static str {
 }
 
 /// Constraint operators (docs/flags.md, "Constraints").
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
@@ -545,6 +606,7 @@ impl From<Prerequisite> for PrerequisiteRepr {
 }
 
 /// A named, reusable `when` block stored per environment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {
@@ -556,7 +618,7 @@ pub struct Segment {
     /// The condition; it may not itself name segments.
     pub when: When,
     /// Bumped by the store on every write.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub version: u64,
 }
 
@@ -590,6 +652,20 @@ mod tests {
         let flag: Flag = serde_json::from_value(json.clone()).expect("parses");
         assert_eq!(flag.variants.keys().next().map(String::as_str), Some("on"));
         assert_eq!(serde_json::to_value(&flag).expect("serialises"), json);
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_other_numbers_are_not() {
+        let split: Split =
+            serde_json::from_str(r#"{"variant":"on","weight":25000.0}"#).expect("whole float");
+        assert_eq!(split.weight, 25_000);
+        for bad in ["25000.5", "-1", "4294967296", "1e300", "\"1\""] {
+            let json = format!(r#"{{"variant":"on","weight":{bad}}}"#);
+            assert!(serde_json::from_str::<Split>(&json).is_err(), "{bad}");
+        }
+        let segment: Segment =
+            serde_json::from_str(r#"{"key":"s","when":{},"version":3.0}"#).expect("parses");
+        assert_eq!(segment.version, 3);
     }
 
     #[test]

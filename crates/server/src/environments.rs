@@ -83,11 +83,19 @@ pub struct Environments {
 }
 
 /// The whole environment as SDKs receive it on connect.
-#[derive(Serialize)]
-struct Document<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = SdkSnapshot)]
+pub(crate) struct Document<'a> {
+    /// The environment.
+    #[schema(value_type = EnvName)]
     environment: &'a EnvName,
+    /// Its revision (the `ETag`).
     revision: u64,
+    /// Every flag.
+    #[schema(value_type = Vec<Flag>)]
     flags: Vec<&'a Flag>,
+    /// Every segment.
+    #[schema(value_type = Vec<Segment>)]
     segments: Vec<&'a Segment>,
 }
 

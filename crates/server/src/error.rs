@@ -5,8 +5,9 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 use switchyard_core::ValidationErrors;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 
@@ -20,7 +21,36 @@ pub struct ApiError {
     /// What went wrong, for people.
     pub message: String,
     /// Structured details (validation problems with their paths).
-    pub details: Option<Value>,
+    pub details: Option<Vec<FieldProblem>>,
+}
+
+/// The body of every error answer: `{"error": {"code", "message", "details"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object of an [`ErrorBody`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_found`, `invalid`.
+    #[schema(value_type = String, example = "not_found")]
+    pub code: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// With `invalid` (422): every problem and the field path it is at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<FieldProblem>>,
+}
+
+/// One validation problem: `rules[2].serve.rollout.split` and what is wrong there.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldProblem {
+    /// The field path, e.g. `rules[0].when.constraints[1].values`.
+    pub path: String,
+    /// The problem.
+    pub message: String,
 }
 
 impl ApiError {
@@ -86,10 +116,13 @@ impl ApiError {
         let details = errors
             .errors()
             .iter()
-            .map(|e| json!({ "path": e.path, "message": e.problem.to_string() }))
+            .map(|e| FieldProblem {
+                path: e.path.clone(),
+                message: e.problem.to_string(),
+            })
             .collect();
         ApiError {
-            details: Some(Value::Array(details)),
+            details: Some(details),
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
@@ -145,11 +178,14 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 

@@ -135,7 +135,7 @@ pub struct Commit {
 }
 
 /// One audited write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Position in the log, assigned by the store (strictly increasing).
     #[serde(default)]
@@ -192,7 +192,7 @@ pub struct AuditQuery {
 }
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenKind {
     /// Everything.
@@ -233,33 +233,40 @@ pub struct MetricsBatch {
 }
 
 /// Exposures of one variant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExposureCount {
     /// The flag.
     pub flag: FlagKey,
     /// The variant served.
+    #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
     /// How many times.
+    #[serde(deserialize_with = "switchyard_core::model::whole_number")]
+    #[schema(minimum = 1)]
     pub count: u64,
 }
 
 /// Tracked events attributed to the variant a context was served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventCount {
     /// The event name, e.g. `checkout_error`.
+    #[schema(schema_with = crate::http::openapi::text_schema)]
     pub event: String,
     /// The flag.
     pub flag: FlagKey,
     /// The variant the context was served.
+    #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
     /// How many times.
+    #[serde(deserialize_with = "switchyard_core::model::whole_number")]
+    #[schema(minimum = 1)]
     pub count: u64,
 }
 
 /// Counts per variant of one flag over a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VariantCounts {
     /// Exposures.
     pub exposures: u64,

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::validation::{check_name, MAX_KEY_LEN};
 use switchyard_core::{Flag, Segment};
+use utoipa::ToSchema;
 
 use crate::auth::{generate, kind_name, Admin, Principal, BOOTSTRAP_TOKEN_NAME};
 use crate::environments::{now_ms, Change, EnvState};
@@ -24,6 +25,13 @@ use crate::http::preconditions::Preconditions;
 use crate::http::sdk::env_state;
 use crate::http::AppState;
 use crate::store::{AuditEntry, AuditQuery, TokenKind};
+
+mod wire;
+
+use wire::{
+    AuditPage, EnvCreated, EnvList, EnvSummary, FlagList, FlagMetrics, Promoted, SegmentList,
+    TagKilled, TokenIssued, TokenList, TokenSource, TokenSummary,
+};
 
 /// Routes, relative to `/v1/admin`.
 pub fn routes() -> Router<AppState> {
@@ -65,7 +73,7 @@ fn check_key(what: &str, key: &str) -> Result<(), ApiError> {
     })
 }
 
-fn with_etag(status: StatusCode, version: u64, body: Value) -> Response {
+fn with_etag(status: StatusCode, version: u64, body: impl serde::Serialize) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
         response.headers_mut().insert(ETAG, value);
@@ -120,17 +128,21 @@ fn keyed_body<T: serde::de::DeserializeOwned>(
     tag = "admin",
     summary = "List environments",
     security(("bearer" = [])),
-    responses((status = 200, description = "Environments with revision and flag count"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"))
+    responses((status = 200, description = "Environments with revision and flag count", body = EnvList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"))
 )]
 async fn list_envs(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
-    let envs: Vec<Value> = state
+    let environments = state
         .envs
         .names()
         .iter()
         .filter_map(|name| state.envs.get(name))
-        .map(|env| json!({ "name": env.name, "revision": env.revision, "flags": env.snapshot.len() }))
+        .map(|env| EnvSummary {
+            name: env.name.clone(),
+            revision: env.revision,
+            flags: env.snapshot.len(),
+        })
         .collect();
-    Ok(axum::Json(json!({ "environments": envs })).into_response())
+    Ok(axum::Json(EnvList { environments }).into_response())
 }
 
 #[utoipa::path(
@@ -139,8 +151,8 @@ async fn list_envs(State(state): State<AppState>, _admin: Admin) -> Result<Respo
     tag = "admin",
     summary = "Create an environment",
     security(("bearer" = [])),
-    params(("env" = String, Path, description = "Environment")),
-    responses((status = 201, description = "Created"), (status = 200, description = "Already existed"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+    params(("env" = String, Path, description = "Environment"), ("If-Match" = Option<String>, Header, description = "Only at this revision, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this revision; `*`: only if it does not exist")),
+    responses((status = 201, description = "Created", body = EnvCreated), (status = 200, description = "Already existed", body = EnvCreated), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn create_env(
     State(state): State<AppState>,
@@ -166,11 +178,11 @@ async fn create_env(
     } else {
         StatusCode::OK
     };
-    Ok(with_etag(
-        status,
-        current.revision,
-        json!({ "name": env, "revision": current.revision }),
-    ))
+    let body = EnvCreated {
+        name: EnvName::new(env),
+        revision: current.revision,
+    };
+    Ok(with_etag(status, current.revision, body))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,7 +249,7 @@ async fn delete_env(
     summary = "List flags",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Every flag of the environment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "Every flag of the environment", body = FlagList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
 )]
 async fn list_flags(
     State(state): State<AppState>,
@@ -245,11 +257,12 @@ async fn list_flags(
     Path(env): Path<String>,
 ) -> Result<Response, ApiError> {
     let current = env_state(&state, &env)?;
-    let flags: Vec<&Flag> = current.snapshot.flags().collect();
-    Ok(
-        axum::Json(json!({ "environment": env, "revision": current.revision, "flags": flags }))
-            .into_response(),
-    )
+    Ok(axum::Json(FlagList {
+        environment: &env,
+        revision: current.revision,
+        flags: current.snapshot.flags().collect(),
+    })
+    .into_response())
 }
 
 #[utoipa::path(
@@ -259,7 +272,7 @@ async fn list_flags(
     summary = "Get a flag (ETag = version)",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The flag"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "The flag (ETag: its version)", body = Flag), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
 )]
 async fn get_flag(
     State(state): State<AppState>,
@@ -271,7 +284,7 @@ async fn get_flag(
         .snapshot
         .flag(&key)
         .ok_or_else(|| ApiError::not_found(format!("flag `{key}` does not exist in `{env}`")))?;
-    Ok(with_etag(StatusCode::OK, flag.version, json!(flag)))
+    Ok(with_etag(StatusCode::OK, flag.version, flag))
 }
 
 #[utoipa::path(
@@ -280,9 +293,10 @@ async fn get_flag(
     tag = "admin",
     summary = "Create or replace a flag",
     security(("bearer" = [])),
-    request_body(content = Object, description = "The flag (docs/flags.md); `key` may be omitted", content_type = "application/json"),
-    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
-    responses((status = 201, description = "Created"), (status = 200, description = "Replaced"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = Flag, description = "The flag (docs/flags.md) without `key`, which the path gives (a `key` in the body must equal it). 422 names every field that validation refuses: variants a rule, the default or `off_variant` name but do not define, weights not summing to 100000, values not of `kind`, unknown segments or prerequisites.", content_type = "application/json",
+        example = json!({"kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off", "rules": [{"id": "staff", "when": {"groups": ["staff"]}, "serve": {"variant": "on"}}], "default": {"rollout": {"split": [{"variant": "on", "weight": 25000}, {"variant": "off", "weight": 75000}]}}, "tags": ["payments"]})),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\""), ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace")),
+    responses((status = 201, description = "Created", body = Flag), (status = 200, description = "Replaced", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn put_flag(
     State(state): State<AppState>,
@@ -312,9 +326,11 @@ async fn delete_flag(
     delete_item::<Flag>(state, principal, env, key, headers).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of kill and revive.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
+    /// Why, for the audit log.
     #[serde(default)]
     reason: Option<String>,
 }
@@ -357,7 +373,7 @@ async fn switch_flag(
         .snapshot
         .flag(&key)
         .ok_or_else(|| ApiError::not_found(format!("flag `{key}` does not exist in `{env}`")))?;
-    Ok(with_etag(StatusCode::OK, flag.version, json!(flag)))
+    Ok(with_etag(StatusCode::OK, flag.version, flag))
 }
 
 /// An optional JSON body (kill and revive may be sent without one).
@@ -375,9 +391,9 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     tag = "admin",
     summary = "Kill switch: serve off_variant to everyone",
     security(("bearer" = [])),
-    request_body(content = Object, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
-    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The killed flag"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Only at this version, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this version; `*`: only if it does not exist")),
+    responses((status = 200, description = "The killed flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn kill_flag(
     State(state): State<AppState>,
@@ -397,9 +413,9 @@ async fn kill_flag(
     tag = "admin",
     summary = "Undo a kill",
     security(("bearer" = [])),
-    request_body(content = Object, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
-    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The revived flag"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Only at this version, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this version; `*`: only if it does not exist")),
+    responses((status = 200, description = "The revived flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn revive_flag(
     State(state): State<AppState>,
@@ -413,10 +429,14 @@ async fn revive_flag(
     switch_flag(state, principal, target, conditions, body.reason, true).await
 }
 
-#[derive(Debug, Deserialize)]
+/// Kill every flag with `tag`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KillTag {
+    /// The tag.
+    #[schema(min_length = 1)]
     tag: String,
+    /// Why, for the audit log.
     #[serde(default)]
     reason: Option<String>,
 }
@@ -427,9 +447,9 @@ struct KillTag {
     tag = "admin",
     summary = "Kill every flag carrying a tag",
     security(("bearer" = [])),
-    request_body(content = Object, description = "{\"tag\": \"payments\", \"reason\": \"why\"}", content_type = "application/json"),
+    request_body(content = KillTag, content_type = "application/json"),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "The flags killed"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "The flags killed", body = TagKilled), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn kill_tag(
     State(state): State<AppState>,
@@ -468,10 +488,12 @@ async fn kill_tag(
             killed.push(flag.key.clone());
         }
     }
-    Ok(
-        axum::Json(json!({ "tag": body.tag, "killed": killed, "revision": new.revision }))
-            .into_response(),
-    )
+    Ok(axum::Json(TagKilled {
+        tag: body.tag,
+        killed,
+        revision: new.revision,
+    })
+    .into_response())
 }
 
 #[utoipa::path(
@@ -481,7 +503,7 @@ async fn kill_tag(
     summary = "List segments",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Every segment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "Every segment", body = SegmentList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
 )]
 async fn list_segments(
     State(state): State<AppState>,
@@ -489,10 +511,11 @@ async fn list_segments(
     Path(env): Path<String>,
 ) -> Result<Response, ApiError> {
     let current = env_state(&state, &env)?;
-    let segments: Vec<&Segment> = current.snapshot.segments().collect();
-    Ok(axum::Json(
-        json!({ "environment": env, "revision": current.revision, "segments": segments }),
-    )
+    Ok(axum::Json(SegmentList {
+        environment: &env,
+        revision: current.revision,
+        segments: current.snapshot.segments().collect(),
+    })
     .into_response())
 }
 
@@ -503,7 +526,7 @@ async fn list_segments(
     summary = "Get a segment",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The segment"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "The segment (ETag: its version)", body = Segment), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
 )]
 async fn get_segment(
     State(state): State<AppState>,
@@ -513,7 +536,7 @@ async fn get_segment(
     let current = env_state(&state, &env)?;
     let segment = Segment::find(&current, &key)
         .ok_or_else(|| ApiError::not_found(format!("segment `{key}` does not exist in `{env}`")))?;
-    Ok(with_etag(StatusCode::OK, segment.version, json!(segment)))
+    Ok(with_etag(StatusCode::OK, segment.version, segment))
 }
 
 #[utoipa::path(
@@ -522,9 +545,10 @@ async fn get_segment(
     tag = "admin",
     summary = "Create or replace a segment",
     security(("bearer" = [])),
-    request_body(content = Object, description = "The segment: {\"when\": {...}}", content_type = "application/json"),
-    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
-    responses((status = 201, description = "Created"), (status = 200, description = "Replaced"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = Segment, description = "The segment without `key`, which the path gives: {\"when\": {...}}. 422 when its `when` names segments or fails validation.", content_type = "application/json",
+        example = json!({"description": "Paying customers in the EU", "when": {"constraints": [{"attribute": "plan", "op": "in", "values": ["pro", "team"]}]}})),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\""), ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace")),
+    responses((status = 201, description = "Created", body = Segment), (status = 200, description = "Replaced", body = Segment), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn put_segment(
     State(state): State<AppState>,
@@ -554,14 +578,21 @@ async fn delete_segment(
     delete_item::<Segment>(state, principal, env, key, headers).await
 }
 
-#[derive(Debug, Deserialize)]
+/// Copy flags from one environment to another.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Promote {
+    /// The source environment.
+    #[schema(value_type = EnvName)]
     from: String,
+    /// The target environment (not `from`).
+    #[schema(value_type = EnvName)]
     to: String,
     /// Flags to copy; all of `from`'s when empty.
     #[serde(default)]
+    #[schema(value_type = Vec<FlagKey>)]
     flags: Vec<String>,
+    /// Why, for the audit log.
     #[serde(default)]
     reason: Option<String>,
 }
@@ -572,8 +603,8 @@ struct Promote {
     tag = "admin",
     summary = "Copy flags from one environment to another",
     security(("bearer" = [])),
-    request_body(content = Object, description = "{\"from\": \"staging\", \"to\": \"production\", \"flags\": [..]} (all flags when empty)", content_type = "application/json"),
-    responses((status = 200, description = "Promoted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = Promote, description = "{\"from\": \"staging\", \"to\": \"production\", \"flags\": [..]} (all flags when empty)", content_type = "application/json"),
+    responses((status = 200, description = "Promoted", body = Promoted), (status = 400, description = "Malformed request, or `from` equals `to`"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn promote(
     State(state): State<AppState>,
@@ -627,12 +658,16 @@ async fn promote(
             Ok(change)
         })
         .await?;
-    Ok(axum::Json(
-        json!({ "from": body.from, "to": body.to, "flags": keys, "revision": new.revision }),
-    )
+    Ok(axum::Json(Promoted {
+        from: body.from,
+        to: body.to,
+        flags: keys,
+        revision: new.revision,
+    })
     .into_response())
 }
 
+/// A token to issue (its schema is in `wire`: the valid forms depend on `kind`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
@@ -648,8 +683,8 @@ struct NewToken {
     tag = "admin",
     summary = "Issue a token (shown once)",
     security(("bearer" = [])),
-    request_body(content = Object, description = "{\"name\", \"kind\": \"admin|sdk|eval\", \"env\"}", content_type = "application/json"),
-    responses((status = 201, description = "The token"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
+    request_body(content = NewToken, content_type = "application/json"),
+    responses((status = 201, description = "The token", body = TokenIssued), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn create_token(
     State(state): State<AppState>,
@@ -690,13 +725,13 @@ async fn create_token(
         .create_token(record.clone(), audit)
         .await?;
     state.tokens.replace(state.envs.store().tokens().await?);
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(
-            json!({ "name": record.name, "kind": record.kind, "env": record.env, "token": token }),
-        ),
-    )
-        .into_response())
+    let body = TokenIssued {
+        name: record.name,
+        kind: record.kind,
+        env: record.env,
+        token,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 #[utoipa::path(
@@ -705,19 +740,33 @@ async fn create_token(
     tag = "admin",
     summary = "List tokens (never their secrets), the configured bootstrap admin token included",
     security(("bearer" = [])),
-    responses((status = 200, description = "Tokens"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "Tokens", body = TokenList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     // The bootstrap token is configuration, not a stored record, but an operator
     // auditing who holds admin access must see it too.
-    let bootstrap = state.tokens.has_bootstrap().then(|| {
-        json!({ "name": BOOTSTRAP_TOKEN_NAME, "kind": TokenKind::Admin, "env": null, "created_ms": null, "source": "configuration" })
+    let bootstrap = state.tokens.has_bootstrap().then(|| TokenSummary {
+        name: BOOTSTRAP_TOKEN_NAME.to_owned(),
+        kind: TokenKind::Admin,
+        env: None,
+        created_ms: None,
+        source: TokenSource::Configuration,
     });
-    let stored = state.envs.store().tokens().await?.into_iter().map(|t| {
-        json!({ "name": t.name, "kind": t.kind, "env": t.env, "created_ms": t.created_ms, "source": "store" })
-    });
-    let tokens: Vec<Value> = bootstrap.into_iter().chain(stored).collect();
-    Ok(axum::Json(json!({ "tokens": tokens })).into_response())
+    let stored = state
+        .envs
+        .store()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|t| TokenSummary {
+            name: t.name,
+            kind: t.kind,
+            env: t.env,
+            created_ms: Some(t.created_ms),
+            source: TokenSource::Store,
+        });
+    let tokens = bootstrap.into_iter().chain(stored).collect();
+    Ok(axum::Json(TokenList { tokens }).into_response())
 }
 
 #[utoipa::path(
@@ -785,8 +834,8 @@ fn parse_since(since: &str) -> Result<u64, ApiError> {
     tag = "admin",
     summary = "Read the audit log, newest first",
     security(("bearer" = [])),
-    params(("env" = Option<String>, Query, description = "Only this environment"), ("flag" = Option<String>, Query, description = "Only this flag, segment or token"), ("since" = Option<String>, Query, description = "RFC 3339 time, epoch ms or a duration ago such as 1h"), ("limit" = Option<usize>, Query, description = "At most this many (default 100, max 1000)")),
-    responses((status = 200, description = "Entries"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+    params(("env" = Option<String>, Query, description = "Only this environment"), ("flag" = Option<String>, Query, description = "Only this flag, segment or token"), ("since" = Option<String>, Query, description = "RFC 3339 UTC time, epoch ms or a duration ago such as 1h", pattern = "^([0-9]{1,15}|[0-9]{1,6}(s|m|h|d)|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)", minimum = 1, maximum = 1000)),
+    responses((status = 200, description = "Entries", body = AuditPage), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn audit(
     State(state): State<AppState>,
@@ -801,7 +850,7 @@ async fn audit(
         limit: params.limit.unwrap_or(100).clamp(1, 1000),
     };
     let entries = state.envs.store().audit(&query).await?;
-    Ok(axum::Json(json!({ "entries": entries })).into_response())
+    Ok(axum::Json(AuditPage { entries }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -816,8 +865,8 @@ struct MetricsParams {
     tag = "admin",
     summary = "Exposures and tracked events per variant over a window",
     security(("bearer" = [])),
-    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("window" = Option<String>, Query, description = "Duration such as 5m (1m..31d)")),
-    responses((status = 200, description = "Counts per variant"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("window" = Option<String>, Query, description = "Duration such as 5m (1m..31d)", pattern = "^(([1-9]|[1-5][0-9])m|([1-9]|1[0-9]|2[0-3])h|([1-9]|[12][0-9]|3[01])d)$")),
+    responses((status = 200, description = "Counts per variant", body = FlagMetrics), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn flag_metrics(
     State(state): State<AppState>,
@@ -847,10 +896,13 @@ async fn flag_metrics(
             now_minute,
         )
         .await?;
-    Ok(axum::Json(json!({
-        "environment": env, "flag": key, "window": window_text,
-        "from_ms": from * 60_000, "variants": counts
-    }))
+    Ok(axum::Json(FlagMetrics {
+        environment: env,
+        flag: key,
+        window: window_text,
+        from_ms: from * 60_000,
+        variants: counts,
+    })
     .into_response())
 }
 
@@ -990,7 +1042,7 @@ async fn put_item<T: Item>(
     } else {
         StatusCode::OK
     };
-    Ok(with_etag(status, saved.version(), json!(saved)))
+    Ok(with_etag(status, saved.version(), saved))
 }
 
 /// Deletes an item, honouring `If-Match` (422 when others still use it).

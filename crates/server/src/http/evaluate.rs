@@ -57,9 +57,9 @@ pub fn evaluate_known<'s>(
     tag = "evaluation",
     summary = "Evaluate one flag for the context in the body",
     security(("bearer" = [])),
-    request_body(content = Object, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}", content_type = "application/json"),
+    request_body(content = Context, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}; none is an anonymous context", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("flag" = String, Path, description = "Flag key")),
-    responses((status = 200, description = "The evaluation"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+    responses((status = 200, description = "The evaluation", body = One), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
 )]
 async fn one(
     State(state): State<AppState>,
@@ -80,19 +80,26 @@ async fn one(
 }
 
 /// A single answer: the evaluation's fields, then `key`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = EvaluationAnswer)]
 struct One<'a> {
     #[serde(flatten)]
     evaluation: Evaluation<'a>,
+    /// The flag.
     key: &'a str,
 }
 
 /// The bulk answer, serialised straight from the evaluations: no JSON tree is built
 /// in between (it cost an allocation per field of every flag).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = BulkEvaluation)]
 struct Bulk<'a> {
+    /// The environment.
     environment: &'a str,
+    /// Its revision.
     revision: u64,
+    /// Every flag's evaluation by key.
+    #[schema(value_type = std::collections::BTreeMap<String, Evaluation>)]
     flags: EveryFlag<'a>,
 }
 
@@ -114,9 +121,9 @@ impl Serialize for EveryFlag<'_> {
     tag = "evaluation",
     summary = "Evaluate every flag for the context in the body",
     security(("bearer" = [])),
-    request_body(content = Object, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}", content_type = "application/json"),
+    request_body(content = Context, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}; none is an anonymous context", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Evaluations by flag key"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+    responses((status = 200, description = "Evaluations by flag key", body = Bulk), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
 )]
 async fn bulk(
     State(state): State<AppState>,

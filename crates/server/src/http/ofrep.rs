@@ -33,7 +33,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Reason};
 
@@ -70,15 +71,121 @@ impl Failure {
 
     /// The single-flag failure body: `{key, errorCode, errorDetails}`.
     fn for_flag(self, key: &str) -> Response {
-        let body = json!({ "key": key, "errorCode": self.code, "errorDetails": self.details });
+        let body = FlagFailure {
+            key,
+            error_code: self.code,
+            error_details: self.details,
+        };
         (self.status, Json(body)).into_response()
     }
 
     /// The bulk failure body: `{errorCode, errorDetails}`.
     fn for_bulk(self) -> Response {
-        let body = json!({ "errorCode": self.code, "errorDetails": self.details });
+        let body = BulkFailure {
+            error_code: self.code,
+            error_details: self.details,
+        };
         (self.status, Json(body)).into_response()
     }
+}
+
+/// The request body: `{"context": {...}}` (other fields are ignored).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // read as a `Value` by `context_of`; this type is its schema
+struct OfrepRequest {
+    /// The evaluation context.
+    context: Context,
+}
+
+/// A successful evaluation: `{key, value, reason, variant, metadata}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepSuccess)]
+struct Success<'a> {
+    /// The flag.
+    key: &'a str,
+    /// The served value.
+    #[schema(value_type = serde_json::Value)]
+    value: &'a Value,
+    /// An OpenFeature reason (`PREREQUISITE_FAILED` is sent as `DISABLED`).
+    #[schema(value_type = String)]
+    reason: &'static str,
+    /// The served variant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    /// Switchyard's details.
+    metadata: Metadata<'a>,
+}
+
+/// `metadata` of a [`Success`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepMetadata)]
+struct Metadata<'a> {
+    /// The flag's version.
+    flag_version: u64,
+    /// The rule that served, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_id: Option<&'a str>,
+    /// The precise reason when the wire reason is less precise (`PREREQUISITE_FAILED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    reason_detail: Option<&'static str>,
+}
+
+/// A failed evaluation of one flag: `{key, errorCode, errorDetails}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OfrepFlagFailure)]
+struct FlagFailure<'a> {
+    /// The flag.
+    key: &'a str,
+    /// An OpenFeature error code, e.g. `FLAG_NOT_FOUND`.
+    #[schema(value_type = String)]
+    error_code: &'static str,
+    /// What went wrong.
+    error_details: String,
+}
+
+/// A request the bulk evaluation cannot answer: `{errorCode, errorDetails}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OfrepBulkFailure)]
+struct BulkFailure {
+    /// `PARSE_ERROR` or `INVALID_CONTEXT`.
+    #[schema(value_type = String)]
+    error_code: &'static str,
+    /// What went wrong.
+    error_details: String,
+}
+
+/// One flag in a bulk answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[schema(as = OfrepBulkItem)]
+enum Item<'a> {
+    /// Evaluated.
+    Success(Success<'a>),
+    /// Could not be evaluated.
+    Failure(FlagFailure<'a>),
+}
+
+/// The bulk answer: `{flags: [...], metadata: {environment, revision}}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepBulk)]
+struct Bulk<'a> {
+    /// Every flag.
+    flags: Vec<Item<'a>>,
+    /// The environment evaluated.
+    metadata: BulkMetadata<'a>,
+}
+
+/// `metadata` of a [`Bulk`] answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OfrepBulkMetadata)]
+struct BulkMetadata<'a> {
+    /// The environment (from the token).
+    environment: &'a str,
+    /// Its revision.
+    revision: u64,
 }
 
 /// Parses an OFREP request body, `{"context": {...}}`, into a [`Context`].
@@ -150,29 +257,23 @@ fn reason_of(reason: Reason) -> (&'static str, Option<&'static str>) {
 
 /// A successful evaluation: `{key, value, reason, variant, metadata}`, or `None` if
 /// the evaluation failed.
-fn success(key: &str, result: &Evaluation<'_>) -> Option<Value> {
+fn success<'a>(key: &'a str, result: &Evaluation<'a>) -> Option<Success<'a>> {
     if result.error.is_some() || result.reason == Reason::Error {
         return None;
     }
     let value = result.value?;
-    let (reason, detail) = reason_of(result.reason);
-    let mut metadata = Map::new();
-    metadata.insert("flag_version".to_owned(), json!(result.flag_version));
-    if let Some(rule_id) = result.rule_id {
-        metadata.insert("rule_id".to_owned(), json!(rule_id));
-    }
-    if let Some(detail) = detail {
-        metadata.insert("reason_detail".to_owned(), json!(detail));
-    }
-    let mut body = Map::new();
-    body.insert("key".to_owned(), json!(key));
-    body.insert("value".to_owned(), value.clone());
-    body.insert("reason".to_owned(), json!(reason));
-    if let Some(variant) = result.variant {
-        body.insert("variant".to_owned(), json!(variant));
-    }
-    body.insert("metadata".to_owned(), Value::Object(metadata));
-    Some(Value::Object(body))
+    let (reason, reason_detail) = reason_of(result.reason);
+    Some(Success {
+        key,
+        value,
+        reason,
+        variant: result.variant,
+        metadata: Metadata {
+            flag_version: result.flag_version,
+            rule_id: result.rule_id,
+            reason_detail,
+        },
+    })
 }
 
 /// The error code of a failed evaluation (a compiled snapshot only fails with
@@ -209,13 +310,13 @@ fn environment(
     summary = "OFREP: evaluate one flag (environment from the token)",
     security(("bearer" = [])),
     params(("key" = String, Path, description = "Flag key")),
-    request_body(content = Object, description = "{\"context\": {\"targetingKey\": \"...\", ...}}", content_type = "application/json"),
+    request_body(content = OfrepRequest, description = "{\"context\": {\"targetingKey\": \"...\", ...}}", content_type = "application/json"),
     responses(
-        (status = 200, description = "{key, value, reason, variant, metadata}"),
-        (status = 400, description = "{key, errorCode: PARSE_ERROR | INVALID_CONTEXT, errorDetails}"),
+        (status = 200, description = "{key, value, reason, variant, metadata}", body = Success),
+        (status = 400, description = "{key, errorCode: PARSE_ERROR | INVALID_CONTEXT, errorDetails}", body = FlagFailure),
         (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Token not bound to an environment or not allowed"),
-        (status = 404, description = "{key, errorCode: FLAG_NOT_FOUND, errorDetails}"),
+        (status = 404, description = "{key, errorCode: FLAG_NOT_FOUND, errorDetails}", body = FlagFailure),
         (status = 413, description = "Body too large")
     )
 )]
@@ -289,11 +390,11 @@ fn etag(current: &EnvState, body: &Bytes) -> String {
     summary = "OFREP: evaluate every flag (ETag / If-None-Match)",
     security(("bearer" = [])),
     params(("If-None-Match" = Option<String>, Header, description = "ETag of a previous answer")),
-    request_body(content = Object, description = "{\"context\": {...}}", content_type = "application/json"),
+    request_body(content = OfrepRequest, description = "{\"context\": {...}}", content_type = "application/json"),
     responses(
-        (status = 200, description = "{flags: [...], metadata} with an ETag"),
+        (status = 200, description = "{flags: [...], metadata} with an ETag", body = Bulk),
         (status = 304, description = "Unchanged since the ETag sent"),
-        (status = 400, description = "{errorCode, errorDetails}"),
+        (status = 400, description = "{errorCode, errorDetails}", body = BulkFailure),
         (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Token not bound to an environment or not allowed"),
         (status = 413, description = "Body too large")
@@ -319,14 +420,16 @@ async fn bulk(
     let mut flags = Vec::with_capacity(current.snapshot.len());
     for (key, result) in evaluate_all(&current.snapshot, &ctx) {
         match success(key, &result) {
-            Some(item) => flags.push(item),
+            Some(item) => flags.push(Item::Success(item)),
             None => {
                 let code = error_code(&result);
                 tracing::error!(env = %current.name, flag = %key, code = code.as_str(), "OFREP evaluation failed");
-                flags.push(json!({
-                    "key": key,
-                    "errorCode": code.as_str(),
-                    "errorDetails": format!("flag `{key}` could not be evaluated; see the server log"),
+                flags.push(Item::Failure(FlagFailure {
+                    key,
+                    error_code: code.as_str(),
+                    error_details: format!(
+                        "flag `{key}` could not be evaluated; see the server log"
+                    ),
                 }));
             }
         }
@@ -334,10 +437,13 @@ async fn bulk(
     state
         .telemetry
         .evaluated(current.name.as_str(), "ofrep", flags.len() as u64);
-    let body = json!({
-        "flags": flags,
-        "metadata": { "environment": current.name.as_str(), "revision": current.revision },
-    });
+    let body = Bulk {
+        flags,
+        metadata: BulkMetadata {
+            environment: current.name.as_str(),
+            revision: current.revision,
+        },
+    };
     Ok(([(ETAG, tag_header)], Json(body)).into_response())
 }
 

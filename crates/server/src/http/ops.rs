@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::http::AppState;
 
@@ -64,43 +64,67 @@ impl Readiness {
     }
 }
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// `ok` (healthz); `starting`, `ready` or `degraded` (readyz).
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    /// Environments in memory (readyz, once loaded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environments: Option<usize>,
+    /// Why the replica is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub store: Option<&'static str>,
+}
+
+impl Status {
+    fn new(status: &'static str, environments: Option<usize>) -> Self {
+        Status {
+            status,
+            environments,
+            store: None,
+        }
+    }
+}
+
 impl IntoResponse for Readiness {
     fn into_response(self) -> Response {
         match self {
             Readiness::Starting => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "starting" })),
+                Json(Status::new("starting", None)),
             )
                 .into_response(),
             Readiness::Ready { environments } => (
                 StatusCode::OK,
-                Json(json!({ "status": "ready", "environments": environments })),
+                Json(Status::new("ready", Some(environments))),
             )
                 .into_response(),
             Readiness::Degraded { environments } => (
                 StatusCode::OK,
-                Json(json!({
-                    "status": "degraded",
-                    "environments": environments,
-                    "store": "unavailable: serving the last snapshot; writes fail with 503",
-                })),
+                Json(Status {
+                    store: Some("unavailable: serving the last snapshot; writes fail with 503"),
+                    ..Status::new("degraded", Some(environments))
+                }),
             )
                 .into_response(),
         }
     }
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", responses((status = 200, description = "{\"status\": \"ok\"}")))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", summary = "Liveness", responses((status = 200, description = "{\"status\": \"ok\"}", body = Status)))]
 async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Status::new("ok", None)).into_response()
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness: snapshots loaded", responses((status = 200, description = "Ready, or degraded (shared store unreachable; reads still served)"), (status = 503, description = "Starting")))]
+#[utoipa::path(get, path = "/readyz", tag = "ops", summary = "Readiness: snapshots loaded", responses((status = 200, description = "Ready, or degraded (shared store unreachable; reads still served)", body = Status), (status = 503, description = "Starting", body = Status)))]
 async fn readyz(State(state): State<AppState>) -> Response {
     Readiness::of(&state).into_response()
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut response = state.telemetry.encode().into_response();
     response

@@ -124,25 +124,29 @@ fn malformed(name: &HeaderName, text: &str) -> ApiError {
     ))
 }
 
-/// `*`, or `1#entity-tag` (RFC 9110 §8.8.3): `"opaque"` or `W/"opaque"`, comma-separated.
+/// `*`, or `1#entity-tag` (RFC 9110 §8.8.3): `"opaque"` or `W/"opaque"`, separated by
+/// commas and optional whitespace. An opaque tag may itself hold commas.
 fn parse(text: &str) -> Option<Tags> {
-    let text = text.trim();
+    let text = text.trim_matches(is_ows);
     if text == "*" {
         return Some(Tags::Any);
     }
     let mut list = Vec::new();
-    for member in text.split(',') {
-        let member = member.trim();
-        if member.is_empty() {
-            continue; // empty list elements are allowed and ignored
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches(|c| is_ows(c) || c == ',');
+        if rest.is_empty() {
+            break;
         }
-        let (weak, quoted) = match member.strip_prefix("W/") {
-            Some(rest) => (true, rest),
-            None => (false, member),
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(after) => (true, after),
+            None => (false, rest),
         };
-        let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
+        let opaque_and_rest = quoted.strip_prefix('"')?;
+        let end = opaque_and_rest.find('"')?;
+        let opaque = &opaque_and_rest[..end];
         // etagc: visible ASCII but `"`, or obs-text.
-        if opaque.bytes().any(|b| b == b'"' || b < 0x21 || b == 0x7f) {
+        if opaque.bytes().any(|b| b < 0x21 || b == 0x7f) {
             return None;
         }
         let version = if opaque.bytes().all(|b| b.is_ascii_digit()) {
@@ -151,8 +155,18 @@ fn parse(text: &str) -> Option<Tags> {
             None
         };
         list.push(EntityTag { weak, version });
+        rest = opaque_and_rest[end + 1..].trim_start_matches(is_ows);
+        // Between two tags: a comma (empty list elements are allowed).
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return None;
+        }
     }
     (!list.is_empty()).then_some(Tags::List(list))
+}
+
+/// Optional whitespace (RFC 9110 §5.6.3).
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 #[cfg(test)]
@@ -186,6 +200,9 @@ mod tests {
             (&["\"0\""], &[], None, 412),
             (&["W/\"3\""], &[], Some(3), 412),
             (&["\"1\", \"3\""], &[], Some(3), 0),
+            (&["\"a,b\" ,  W/\"c\"\t, \"3\""], &[], Some(3), 0),
+            (&["\"a,3\""], &[], Some(3), 412),
+            (&[", \"3\","], &[], Some(3), 0),
             (&["\"1\"", "\"3\""], &[], Some(3), 0),
             (&["\"abc\""], &[], Some(3), 412),
             (&["\"\""], &[], Some(3), 412),
@@ -204,6 +221,9 @@ mod tests {
             (&["-1"], &[], Some(7), 400),
             (&["1.5"], &[], Some(7), 400),
             (&["\"1\" junk"], &[], Some(1), 400),
+            (&["\"1\"\"2\""], &[], Some(1), 400),
+            (&["\"1"], &[], Some(1), 400),
+            (&["\"a b\""], &[], Some(1), 400),
             (&["*, \"1\""], &[], Some(1), 400),
             (&["*", "\"1\""], &[], Some(1), 400),
             (&[""], &[], Some(1), 400),

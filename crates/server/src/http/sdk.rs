@@ -19,8 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use switchyard_core::model::EnvName;
 use switchyard_core::validation::MAX_KEY_LEN;
 use tokio::sync::broadcast::error::RecvError;
@@ -114,9 +113,9 @@ fn etag(revision: u64) -> String {
     tag = "sdk",
     summary = "The whole environment: {environment, revision, flags, segments} (ETag = revision)",
     security(("bearer" = [])),
-    params(("env" = Option<String>, Query, description = "Environment (admin tokens only; sdk tokens read their own)"), ("If-None-Match" = Option<String>, Header, description = "ETag of a previous answer")),
+    params(("env" = String, Query, description = "Environment: required with an admin token; an sdk token reads its own and may omit it"), ("If-None-Match" = Option<String>, Header, description = "ETag of a previous answer")),
     responses(
-        (status = 200, description = "The snapshot document"),
+        (status = 200, description = "The snapshot document", body = crate::environments::Document),
         (status = 304, description = "Unchanged"),
         (status = 400, description = "Admin token without ?env="),
         (status = 401, description = "Missing or invalid token"),
@@ -357,9 +356,9 @@ fn events(subscription: Subscription, heartbeat: Duration) -> Body {
     tag = "sdk",
     summary = "Server-Sent Events: `snapshot` on connect, a `change` per revision, heartbeats; resumable with Last-Event-ID",
     security(("bearer" = [])),
-    params(("env" = Option<String>, Query, description = "Environment (admin tokens only; sdk tokens read their own)"), ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")),
+    params(("env" = String, Query, description = "Environment: required with an admin token; an sdk token reads its own and may omit it"), ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")),
     responses(
-        (status = 200, description = "text/event-stream"),
+        (status = 200, description = "Events: `snapshot` (data: the snapshot document), then `change` per revision", body = SseEvent, content_type = "text/event-stream"),
         (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Eval token, or another environment"),
         (status = 404, description = "No such environment")
@@ -393,14 +392,49 @@ async fn stream(
         .into_response())
 }
 
+/// The schema of one event of `/v1/sdk/stream`, as `text/event-stream` carries it
+/// (the frames are written by [`Outgoing::sse_frame`]; heartbeats are comments).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a description only
+struct SseEvent {
+    /// `snapshot` (data: the snapshot document) or `change` (data: the change document).
+    #[schema(pattern = "^(snapshot|change)$")]
+    event: String,
+    /// The revision after the event; send it back as `Last-Event-ID` to resume.
+    #[schema(pattern = "^[0-9]+$")]
+    id: String,
+    /// The JSON document.
+    data: String,
+}
+
 /// A metrics batch as posted: unknown fields are rejected.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MetricsBody {
+    /// Exposures per flag and variant.
     #[serde(default)]
+    #[schema(max_items = 10_000)]
     exposures: Vec<ExposureCount>,
+    /// Tracked events per flag and variant.
     #[serde(default)]
+    #[schema(max_items = 10_000)]
     events: Vec<EventCount>,
+}
+
+/// The answer to a metrics batch: how many entries were recorded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct MetricsAccepted {
+    /// Entries recorded.
+    accepted: AcceptedCounts,
+}
+
+/// The counts of a [`MetricsAccepted`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct AcceptedCounts {
+    /// Exposure entries.
+    exposures: usize,
+    /// Event entries.
+    events: usize,
 }
 
 /// A name in a metrics entry: 1 to `MAX_KEY_LEN` bytes without control characters.
@@ -452,9 +486,9 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
     tag = "sdk",
     summary = "Batched exposure and tracked-event counts per flag and variant",
     security(("bearer" = [])),
-    request_body(content = Object, description = "{\"exposures\": [{flag, variant, count}], \"events\": [{event, flag, variant, count}]}", content_type = "application/json"),
+    request_body(content = MetricsBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Recorded"),
+        (status = 202, description = "Recorded", body = MetricsAccepted),
         (status = 400, description = "Malformed batch; the message names the entry"),
         (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Not an sdk token"),
@@ -492,9 +526,12 @@ async fn metrics(
     }
     Ok((
         StatusCode::ACCEPTED,
-        axum::Json(json!({
-            "accepted": { "exposures": batch.exposures.len(), "events": batch.events.len() }
-        })),
+        axum::Json(MetricsAccepted {
+            accepted: AcceptedCounts {
+                exposures: batch.exposures.len(),
+                events: batch.events.len(),
+            },
+        }),
     )
         .into_response())
 }
@@ -510,6 +547,7 @@ mod tests {
     use crate::environments::Change;
     use crate::Server;
     use axum::http::header::IF_NONE_MATCH;
+    use serde_json::json;
     use switchyard_core::model::FlagKey;
     use switchyard_core::Flag;
 

@@ -419,14 +419,54 @@ impl Store for EmbeddedStore {
                     break;
                 }
                 let slot = counts.entry(variant.to_owned()).or_default();
-                if event.is_empty() {
-                    slot.exposures += count.value();
+                // Saturating: each minute's count may already be saturated.
+                let total = if event.is_empty() {
+                    &mut slot.exposures
                 } else {
-                    *slot.events.entry(event.to_owned()).or_default() += count.value();
-                }
+                    slot.events.entry(event.to_owned()).or_default()
+                };
+                *total = total.saturating_add(count.value());
             }
             Ok(counts)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventCount, ExposureCount, MetricsBatch};
+
+    /// Counts saturate per minute when recorded, so summing a window must saturate
+    /// too (it overflowed: a 500 in debug builds, a wrapped count in release).
+    #[tokio::test]
+    async fn window_sums_saturate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = EmbeddedStore::open(dir.path()).expect("opens");
+        let env = EnvName::new("e");
+        let flag = FlagKey::new("f");
+        let batch = MetricsBatch {
+            exposures: vec![ExposureCount {
+                flag: flag.clone(),
+                variant: "on".to_owned(),
+                count: u64::MAX,
+            }],
+            events: vec![EventCount {
+                event: "click".to_owned(),
+                flag: flag.clone(),
+                variant: "on".to_owned(),
+                count: u64::MAX,
+            }],
+        };
+        for minute in [1, 2] {
+            store
+                .record_metrics(&env, minute, &batch)
+                .await
+                .expect("records");
+        }
+        let counts = store.flag_metrics(&env, &flag, 1, 2).await.expect("reads");
+        assert_eq!(counts["on"].exposures, u64::MAX);
+        assert_eq!(counts["on"].events["click"], u64::MAX);
     }
 }

@@ -542,11 +542,13 @@ impl Store for RedisStore {
         for (field, count) in minutes.into_iter().flatten() {
             let (variant, event) = field.split_once('\x1f').unwrap_or((field.as_str(), ""));
             let slot = counts.entry(variant.to_owned()).or_default();
-            if event.is_empty() {
-                slot.exposures += count;
+            // Saturating: each minute's count may already be saturated.
+            let total = if event.is_empty() {
+                &mut slot.exposures
             } else {
-                *slot.events.entry(event.to_owned()).or_default() += count;
-            }
+                slot.events.entry(event.to_owned()).or_default()
+            };
+            *total = total.saturating_add(count);
         }
         Ok(counts)
     }

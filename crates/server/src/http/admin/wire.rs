@@ -1,0 +1,206 @@
+//! The admin API's JSON bodies: the typed answers the handlers serialise (one
+//! contract per answer, described in `/openapi.json` from the same types), and the
+//! schema of the token request, whose valid forms depend on `kind`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use switchyard_core::model::EnvName;
+use switchyard_core::{Flag, FlagKey, Segment};
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::NewToken;
+use crate::http::openapi::{NAME_MAX, NAME_PATTERN};
+
+use crate::store::{AuditEntry, TokenKind, VariantCounts};
+
+/// `GET /envs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvList {
+    /// Every environment.
+    pub environments: Vec<EnvSummary>,
+}
+
+/// One environment in [`EnvList`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvSummary {
+    /// Its name.
+    pub name: EnvName,
+    /// Its revision (bumped by every write).
+    pub revision: u64,
+    /// How many flags it has.
+    pub flags: usize,
+}
+
+/// `PUT /envs/{env}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvCreated {
+    /// The environment.
+    pub name: EnvName,
+    /// Its revision.
+    pub revision: u64,
+}
+
+/// `GET /envs/{env}/flags`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlagList<'a> {
+    /// The environment.
+    #[schema(value_type = EnvName)]
+    pub environment: &'a str,
+    /// Its revision.
+    pub revision: u64,
+    /// Every flag, in order.
+    #[schema(value_type = Vec<Flag>)]
+    pub flags: Vec<&'a Flag>,
+}
+
+/// `GET /envs/{env}/segments`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SegmentList<'a> {
+    /// The environment.
+    #[schema(value_type = EnvName)]
+    pub environment: &'a str,
+    /// Its revision.
+    pub revision: u64,
+    /// Every segment.
+    #[schema(value_type = Vec<Segment>)]
+    pub segments: Vec<&'a Segment>,
+}
+
+/// `POST /envs/{env}/kill`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TagKilled {
+    /// The tag.
+    pub tag: String,
+    /// Every flag with the tag that is now killed.
+    pub killed: Vec<FlagKey>,
+    /// The environment's revision.
+    pub revision: u64,
+}
+
+/// `POST /promote`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Promoted {
+    /// The source environment.
+    pub from: String,
+    /// The target environment.
+    pub to: String,
+    /// The flags copied (those already identical included).
+    pub flags: Vec<String>,
+    /// The target's revision.
+    pub revision: u64,
+}
+
+/// `POST /tokens`: the only time the secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenIssued {
+    /// The token's name.
+    pub name: String,
+    /// What it may do.
+    pub kind: TokenKind,
+    /// The environment it is bound to (`null` for admin tokens).
+    pub env: Option<EnvName>,
+    /// The token itself: `swy_<id>_<secret>`.
+    pub token: String,
+}
+
+/// `GET /tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// Every token, without secrets.
+    pub tokens: Vec<TokenSummary>,
+}
+
+/// One token in [`TokenList`].
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenSummary {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub kind: TokenKind,
+    /// The environment it is bound to (`null` for admin tokens).
+    pub env: Option<EnvName>,
+    /// Creation time, ms since the epoch (`null` for the bootstrap token).
+    pub created_ms: Option<u64>,
+    /// Where the token comes from.
+    pub source: TokenSource,
+}
+
+/// Where a token in [`TokenList`] comes from.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Issued through the API and kept in the store; revocable.
+    Store,
+    /// The bootstrap admin token of `--admin-token` / `SWITCHYARD_ADMIN_TOKEN`; removed
+    /// by restarting without it.
+    Configuration,
+}
+
+/// `GET /audit`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries, newest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// `GET /envs/{env}/flags/{key}/metrics`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlagMetrics {
+    /// The environment.
+    pub environment: String,
+    /// The flag.
+    pub flag: String,
+    /// The window as asked, e.g. `5m`.
+    pub window: String,
+    /// The window's start, ms since the epoch (whole minutes).
+    pub from_ms: u64,
+    /// Counts per variant.
+    pub variants: BTreeMap<String, VariantCounts>,
+}
+
+impl PartialSchema for NewToken {
+    /// `{"name", "kind": "admin"}` or `{"name", "kind": "sdk" | "eval", "env"}`.
+    fn schema() -> RefOr<Schema> {
+        let form = |kinds: &[&str]| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+                .property(
+                    "name",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(NAME_MAX))
+                        .pattern(Some(NAME_PATTERN)),
+                )
+                .property(
+                    "kind",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(kinds.iter().copied())),
+                )
+                .required("name")
+                .required("kind")
+        };
+        OneOfBuilder::new()
+            .item(form(&["admin"]))
+            .item(
+                form(&["sdk", "eval"])
+                    .property("env", RefOr::Ref(Ref::from_schema_name(EnvName::name())))
+                    .required("env"),
+            )
+            .description(Some(
+                "An admin token (bound to no environment) or an sdk / eval token for `env`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for NewToken {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((EnvName::name().into_owned(), EnvName::schema()));
+    }
+}
