@@ -254,7 +254,7 @@ async fn single_flag_errors_have_the_spec_shape() {
 
     // 400: {key, errorCode, errorDetails} with the spec's codes.
     let cases: [(&[u8], &str, &str); 7] = [
-        (b"{not json", "PARSE_ERROR", "invalid JSON"),
+        (b"{not json", "PARSE_ERROR", "not valid JSON"),
         (b"", "PARSE_ERROR", "empty"),
         (b"[1, 2]", "PARSE_ERROR", "JSON object"),
         (b"{}", "INVALID_CONTEXT", "`context` is required"),
