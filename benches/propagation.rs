@@ -271,16 +271,8 @@ fn generate_flags(count: usize) -> Result<Vec<Flag>> {
 async fn seed(store: &dyn Store, flags: Vec<Flag>) -> Result<()> {
     let env = EnvName::new(ENV);
     let audit = |action: &str| AuditEntry {
-        id: 0,
-        at_ms: 0,
-        actor: "propagation-bench".to_owned(),
-        env: Some(env.clone()),
-        action: action.to_owned(),
-        target: ENV.to_owned(),
-        before: None,
-        after: None,
         reason: Some("seeded by benches/propagation.rs".to_owned()),
-        revision: None,
+        ..AuditEntry::new("propagation-bench", Some(&env), action, ENV)
     };
     store.create_env(&env, audit("env.create")).await?;
     let count = flags.len();

@@ -47,17 +47,8 @@ pub struct DemoTokens {
 
 fn audit(action: &str, target: &str) -> AuditEntry {
     AuditEntry {
-        id: 0,
-        at_ms: now_ms(),
-        actor: "demo".to_owned(),
-        env: Some(EnvName::new(ENV)),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        before: None,
-        after: None,
         reason: Some("--demo".to_owned()),
-        revision: None,
-        error: None,
+        ..AuditEntry::new("demo", Some(&EnvName::new(ENV)), action, target)
     }
 }
 

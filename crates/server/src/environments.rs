@@ -213,19 +213,7 @@ impl Environments {
     /// Creates `env` if it does not exist; `Ok(false)` when it did.
     pub async fn create(&self, env: &EnvName, actor: &str) -> Result<bool, ApiError> {
         let _guard = self.write.lock().await;
-        let audit = AuditEntry {
-            id: 0,
-            at_ms: now_ms(),
-            actor: actor.to_owned(),
-            env: Some(env.clone()),
-            action: "env.create".to_owned(),
-            target: env.to_string(),
-            before: None,
-            after: None,
-            reason: None,
-            revision: None,
-            error: None,
-        };
+        let audit = AuditEntry::new(actor, Some(env), "env.create", env.as_str());
         let created = self.store.create_env(env, audit).await?;
         self.resync_locked(env).await?;
         Ok(created)
@@ -251,21 +239,10 @@ impl Environments {
         check(&current)?;
         let flags: Vec<&Flag> = current.snapshot.flags().collect();
         let segments: Vec<&Segment> = current.snapshot.segments().collect();
-        let audit = AuditEntry {
-            id: 0,
-            at_ms: now_ms(),
-            actor: actor.to_owned(),
-            env: Some(name.clone()),
-            action: "env.delete".to_owned(),
-            target: env.to_owned(),
-            before: Some(json!({
-                "revision": current.revision, "flags": flags, "segments": segments
-            })),
-            after: None,
-            reason: None,
-            revision: None,
-            error: None,
-        };
+        let mut audit = AuditEntry::new(actor, Some(&name), "env.delete", env);
+        audit.before = Some(json!({
+            "revision": current.revision, "flags": flags, "segments": segments
+        }));
         match self.store.delete_env(&name, current.revision, audit).await {
             Ok(()) => {
                 self.uninstall(&name);

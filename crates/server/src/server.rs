@@ -43,17 +43,8 @@ impl Server {
             let (token, record) =
                 generate(INITIAL_ADMIN_TOKEN_NAME, TokenKind::Admin, None, now_ms());
             let audit = AuditEntry {
-                id: 0,
-                at_ms: now_ms(),
-                actor: "switchyard-server".to_owned(),
-                env: None,
-                action: "token.create".to_owned(),
-                target: record.name.clone(),
-                before: None,
-                after: None,
                 reason: Some("no admin token existed at start".to_owned()),
-                revision: None,
-                error: None,
+                ..AuditEntry::new("switchyard-server", None, "token.create", &record.name)
             };
             store.create_token(record, audit).await?;
             tokens.replace(store.tokens().await?);

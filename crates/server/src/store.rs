@@ -135,7 +135,7 @@ pub struct Commit {
 }
 
 /// One audited write.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Position in the log, assigned by the store (strictly increasing).
     #[serde(default)]
@@ -172,6 +172,21 @@ pub struct AuditEntry {
     /// fields that could not be read are then absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl AuditEntry {
+    /// `actor` did `action` to `target` (in `env`) now; the store assigns the id and
+    /// the revision, the caller adds `before`, `after` and `reason` where they apply.
+    pub fn new(actor: &str, env: Option<&EnvName>, action: &str, target: &str) -> Self {
+        AuditEntry {
+            at_ms: crate::environments::now_ms(),
+            actor: actor.to_owned(),
+            env: env.cloned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            ..AuditEntry::default()
+        }
+    }
 }
 
 fn is_zero(value: &u64) -> bool {

@@ -748,17 +748,8 @@ async fn a_store_written_before_the_name_rules_still_loads() {
         { "variant": "off", "weight": 50_000 }, { "variant": "off", "weight": 50_000 } ] } });
     let flag: Flag = serde_json::from_value(flag).expect("a flag");
     let audit = |action: &str| AuditEntry {
-        id: 0,
         at_ms: 1,
-        actor: "older-server".to_owned(),
-        env: Some(env.clone()),
-        action: action.to_owned(),
-        target: "old".to_owned(),
-        before: None,
-        after: None,
-        reason: None,
-        revision: None,
-        error: None,
+        ..AuditEntry::new("older-server", Some(&env), action, "old")
     };
     {
         let store = EmbeddedStore::open(dir.path()).expect("store");

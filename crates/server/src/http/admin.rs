@@ -82,19 +82,7 @@ fn with_etag(status: StatusCode, version: u64, body: impl serde::Serialize) -> R
 }
 
 fn entry(principal: &Principal, env: Option<&EnvName>, action: &str, target: &str) -> AuditEntry {
-    AuditEntry {
-        id: 0,
-        at_ms: now_ms(),
-        actor: principal.name.clone(),
-        env: env.cloned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        before: None,
-        after: None,
-        reason: None,
-        revision: None,
-        error: None,
-    }
+    AuditEntry::new(&principal.name, env, action, target)
 }
 
 /// Parses a flag or segment body, taking the key from the path when the body has none.
