@@ -402,8 +402,9 @@ impl Orchestrator {
             .promoted_at
             .or(release.state.finished_at)
             .unwrap_or(now);
-        let since = Duration::from_secs(now.saturating_sub(promoted) / 1000);
+        let since = Duration::from_millis(now.saturating_sub(promoted));
         if since > config.rollback_window {
+            let since = Duration::from_secs(since.as_secs());
             return Err(Refusal(format!(
                 "release `{name}` was promoted {} ago, outside the rollback window of {} \
                  (`serve --rollback-window`); roll it back by hand or release the previous version",
