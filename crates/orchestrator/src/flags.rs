@@ -12,7 +12,7 @@
 //! lowers a share; at 100 % the serve is the first variant alone.
 //!
 //! The pre-checks record what each flag served before the release ([`PriorServe`]);
-//! a rollback writes that serve back together with the kill.
+//! a rollback kills the flag and then writes that serve back.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ pub trait FlagControl: Send + Sync {
     async fn set_weight(&self, env: &str, flags: &[FlagRef], weight: u32) -> Result<(), FlagError>;
 
     /// Kills the flags (everyone gets the off variant). A flag with a record in
-    /// `before` gets its pre-release serve back in the same write, so reviving it
+    /// `before` then gets its pre-release serve back (still killed), so reviving it
     /// serves what it served before the release.
     async fn kill(
         &self,
@@ -436,22 +436,24 @@ impl FlagControl for AdminFlags {
         reason: &str,
     ) -> Result<(), FlagError> {
         for f in flags {
-            // A deleted flag serves nobody: as good as killed (`update` and the kill
-            // both pass over it).
-            if let Some(prior) = before.iter().find(|p| p.is_of(env, f)) {
-                let doing = format!("killing flag `{}` in `{env}`", f.key);
-                self.update(env, &f.key, &doing, |flag| Ok(restore(flag, prior)))
-                    .await?;
-                continue;
-            }
+            // Through the kill switch, so the audit log carries the release's reason.
             match self.admin.kill(env, &f.key, reason).await {
-                Ok(_) | Err(switchyard_sdk::Error::Api { status: 404, .. }) => {}
+                Ok(_) => {}
+                // A deleted flag serves nobody: as good as killed.
+                Err(switchyard_sdk::Error::Api { status: 404, .. }) => continue,
                 Err(source) => {
                     return Err(FlagError::Server {
                         context: format!("killing flag `{}` in `{env}`", f.key),
                         source,
                     })
                 }
+            }
+            // Then, while it is killed (nobody is served the ramp meanwhile), its
+            // pre-release serve goes back.
+            if let Some(prior) = before.iter().find(|p| p.is_of(env, f)) {
+                let doing = format!("restoring flag `{}` in `{env}`", f.key);
+                self.update(env, &f.key, &doing, |flag| Ok(restore(flag, prior)))
+                    .await?;
             }
         }
         Ok(())

@@ -8,7 +8,8 @@
 //! weights, kills, read-only checks).
 //!
 //! Release: pending → running → succeeded, or running → rolling back → rolled back /
-//! failed. Service: pending → waiting for dependencies → pre-checks → progressing (step
+//! failed; a person may roll a succeeded release back (`Event::Rollback`; the driver
+//! checks the rollback window): succeeded → rolling back. Service: pending → waiting for dependencies → pre-checks → progressing (step
 //! i) ⇄ paused / awaiting approval → promoting → succeeded; or rolling back → rolled
 //! back / failed.
 
