@@ -141,6 +141,16 @@ pub struct ServeArgs {
     )]
     pub lease: Duration,
 
+    /// How long after its promotion a release may still be rolled back with
+    /// `rollback` (`24h`, `7d`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_ROLLBACK_WINDOW",
+        default_value = "24h",
+        value_parser = humantime::parse_duration
+    )]
+    pub rollback_window: Duration,
+
     /// Log format.
     #[arg(
         long,
@@ -242,6 +252,18 @@ pub enum ClientCommand {
     },
     /// Roll the release back: canary weight 0, flags killed.
     Abort {
+        /// The release.
+        name: String,
+        #[command(flatten)]
+        actor: Actor,
+        /// Why (kept in the timeline and the report).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Roll a promoted release back within the daemon's `--rollback-window`: canary
+    /// weight 0 for every service, its flags back to their pre-release serve and
+    /// killed; counted as a change failure.
+    Rollback {
         /// The release.
         name: String,
         #[command(flatten)]
@@ -476,6 +498,15 @@ async fn execute(
         } => {
             let body = json!({ "reason": reason, "by": actor.name() });
             print_summary(&client.command(&name, "abort", body).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Rollback {
+            name,
+            reason,
+            actor,
+        } => {
+            let body = json!({ "reason": reason, "by": actor.name() });
+            print_summary(&client.command(&name, "rollback", body).await?);
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Promote { name, full, actor } => {

@@ -478,7 +478,7 @@ struct PromoteBody {
     by: Option<String>,
 }
 
-/// `POST /v1/releases/{name}/{approve|pause|resume|abort|promote}`: the body (optional)
+/// `POST /v1/releases/{name}/{approve|pause|resume|abort|rollback|promote}`: the body (optional)
 /// is read as the command's own shape, so a field another command takes is refused.
 async fn release_command(
     State(state): State<AppState>,
@@ -512,6 +512,19 @@ async fn release_command(
                 reason,
             }
         }
+        "rollback" => {
+            let body: AbortBody = command_body(body)?;
+            let reason = body
+                .reason
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "no reason given".to_owned());
+            let release = state
+                .orchestrator
+                .rollback(&name, who(body.by), reason)
+                .await?;
+            return Ok(Json(release));
+        }
         "promote" => {
             let body: PromoteBody = command_body(body)?;
             if !body.full {
@@ -524,7 +537,7 @@ async fn release_command(
         }
         other => {
             return Err(ApiError::not_found(format!(
-                "no command `{other}`: approve, pause, resume, abort or promote"
+                "no command `{other}`: approve, pause, resume, abort, rollback or promote"
             )))
         }
     };

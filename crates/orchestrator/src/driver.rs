@@ -52,11 +52,16 @@ pub struct Config {
     pub owner: String,
     /// How long a lease lasts unless renewed.
     pub lease: Duration,
+    /// How long after its promotion a release may still be rolled back.
+    pub rollback_window: Duration,
 }
 
+/// How long after its promotion a release may be rolled back unless configured.
+pub const DEFAULT_ROLLBACK_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl Config {
-    /// A configuration with default timings (poll 1 s, 3 attempts, lease 10 s) and a
-    /// random owner id.
+    /// A configuration with default timings (poll 1 s, 3 attempts, lease 10 s, a 24 h
+    /// rollback window) and a random owner id.
     pub fn new(store: Arc<dyn StateStore>, flags: Arc<dyn FlagControl>) -> Config {
         Config {
             store,
@@ -66,6 +71,7 @@ impl Config {
             attempts: 3,
             owner: owner_id(),
             lease: Duration::from_secs(10),
+            rollback_window: DEFAULT_ROLLBACK_WINDOW,
         }
     }
 }
@@ -373,6 +379,66 @@ impl Orchestrator {
         }
     }
 
+    /// Rolls a promoted release back (a person's `rollback`): canary weights 0 and
+    /// every flag it ramped back to its pre-release serve and killed. Refused outside
+    /// the rollback window or when the release is not promoted.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        by: String,
+        reason: String,
+    ) -> Result<Release, CommandError> {
+        let config = &self.shared.config;
+        let mut releases = self.releases.lock().await;
+        let release = self
+            .current(&releases, name)
+            .await?
+            .ok_or_else(|| CommandError::NotFound(name.to_owned()))?;
+        let event = Event::Rollback { by, reason };
+        machine::check(&release.state, &event)?;
+        let now = self.shared.clock.now();
+        let promoted = release
+            .state
+            .promoted_at
+            .or(release.state.finished_at)
+            .unwrap_or(now);
+        let since = Duration::from_millis(now.saturating_sub(promoted));
+        if since > config.rollback_window {
+            let since = Duration::from_secs(since.as_secs());
+            return Err(Refusal(format!(
+                "release `{name}` was promoted {} ago, outside the rollback window of {} \
+                 (`serve --rollback-window`); roll it back by hand or release the previous version",
+                humantime::format_duration(since),
+                humantime::format_duration(config.rollback_window)
+            ))
+            .into());
+        }
+        if !config
+            .store
+            .acquire(name, &config.owner, config.lease)
+            .await?
+        {
+            return Err(Refusal(format!(
+                "another orchestrator holds release `{name}`; try again"
+            ))
+            .into());
+        }
+        // Reread under the lease, then store the transition before anything acts on it.
+        let release = config.store.load(name).await?.unwrap_or(release);
+        machine::check(&release.state, &event)?;
+        let (state, _) = machine::step(&release.plan, &release.state, event, now);
+        let release = Release {
+            state,
+            revision: release.revision + 1,
+            ..release
+        };
+        config.store.save(&release).await?;
+        info!(release = name, "promoted release rolling back");
+        let handle = self.spawn(release.clone(), false);
+        releases.insert(name.to_owned(), handle);
+        Ok(release)
+    }
+
     /// Stops every release task and waits until they are gone (their stored states
     /// are where a later `open` resumes), then gives up their leases so another
     /// orchestrator takes over at once. Used on shutdown.
@@ -676,20 +742,29 @@ impl Runner {
         };
         let result = match action {
             Action::PreCheck { .. } => {
-                async {
+                let checked = async {
                     Health::new(service.health.clone(), config.http.clone())
                         .check_all()
                         .await
                         .map_err(|e| error_chain(&e))?;
-                    config
+                    let first_weight = if self.release.state.full_promotion {
+                        100
+                    } else {
+                        plan.first_weight()
+                    };
+                    let flags = config
                         .flags
-                        .check(env, &service.flags)
+                        .check(env, &service.flags, first_weight)
                         .await
                         .map_err(|e| error_chain(&e))?;
                     router.weight().await.map_err(|e| error_chain(&e))?;
-                    Ok::<_, String>(())
+                    Ok::<_, String>(flags)
                 }
-                .await
+                .await;
+                return match checked {
+                    Ok(flags) => Outcome::Checked { flags },
+                    Err(error) => Outcome::Failed { error },
+                };
             }
             Action::SetWeight { weight, .. } => {
                 let weight = *weight;
@@ -712,19 +787,35 @@ impl Runner {
                 }
             }
             // An instant rollback moves the traffic first, then kills the flags; a
-            // gradual one kills the flags first and steps the traffic down later.
+            // gradual one kills the flags first and steps the traffic down later. The
+            // flags go back to their pre-release serve in every environment the
+            // release ramped them in (the router's weight is not per environment).
             Action::Rollback { .. } | Action::KillFlags { .. } => {
                 let reason = kill_reason();
                 let traffic_too = matches!(action, Action::Rollback { .. });
+                let before = &self.release.state.flags_before;
+                let mut envs = vec![env];
+                for prior in before {
+                    let ours = service
+                        .flags
+                        .iter()
+                        .any(|f| prior.is_of(&prior.environment, f));
+                    if ours && !envs.contains(&prior.environment.as_str()) {
+                        envs.push(&prior.environment);
+                    }
+                }
                 self.retrying(|| async {
                     if traffic_too {
                         router.set_weight(0).await.map_err(|e| error_chain(&e))?;
                     }
-                    config
-                        .flags
-                        .kill(env, &service.flags, &reason)
-                        .await
-                        .map_err(|e| error_chain(&e))
+                    for env in &envs {
+                        config
+                            .flags
+                            .kill(env, &service.flags, before, &reason)
+                            .await
+                            .map_err(|e| error_chain(&e))?;
+                    }
+                    Ok(())
                 })
                 .await
             }

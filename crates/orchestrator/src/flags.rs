@@ -3,12 +3,19 @@
 //! *API Boundary*: the orchestrator reaches the flag server only through the SDK's
 //! [`AdminClient`]. The ramp itself ([`ramp`]) is pure.
 //!
-//! The ramp gives a flag's first variant `weight` % of users by setting the ramped serve
-//! (the default, or one named rule's) to a rollout of the first variant against the
-//! `off_variant`. Switchyard bucketing gives the first split the lowest buckets, so
-//! raising its weight only adds users: nobody flips back. It never lowers a share.
+//! The ramp gives a flag's first variant `weight` % of users by rewriting the ramped
+//! serve (the default, or one named rule's) into a rollout whose first split is the
+//! first variant at `weight` %, followed by every other variant of the current serve
+//! scaled proportionally into the rest — so an A/B split keeps its ratio, and a plain
+//! `off` serve becomes `first`/`off`. Switchyard bucketing gives the first split the
+//! lowest buckets, so raising its weight only adds users: nobody flips back. It never
+//! lowers a share; at 100 % the serve is the first variant alone.
+//!
+//! The pre-checks record what each flag served before the release ([`PriorServe`]);
+//! a rollback kills the flag and then writes that serve back.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use switchyard_core::model::{Hashing, Rollout, Serve, Split};
 use switchyard_core::Flag;
 use switchyard_sdk::admin::AdminClient;
@@ -17,18 +24,57 @@ use crate::plan::FlagRef;
 
 /// Weights in the flag model are in units of 1/100 000; a percent is 1 000.
 const PER_PERCENT: u32 = 1_000;
+const ALL: u32 = 100 * PER_PERCENT;
+
+/// What a ramped serve was before a release first touched it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorServe {
+    /// The environment.
+    pub environment: String,
+    /// The flag.
+    pub flag: String,
+    /// The ramped rule; the default serve when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What it served.
+    pub serve: Serve,
+    /// Whether the flag was enabled (not killed).
+    pub enabled: bool,
+}
+
+impl PriorServe {
+    /// Whether this records `flag`'s ramped serve in `env`.
+    pub fn is_of(&self, env: &str, flag: &FlagRef) -> bool {
+        self.environment == env && self.flag == flag.key && self.rule == flag.rule
+    }
+}
 
 /// Drives a release's flags.
 #[async_trait]
 pub trait FlagControl: Send + Sync {
-    /// Checks that every flag exists, is not killed and can be ramped.
-    async fn check(&self, env: &str, flags: &[FlagRef]) -> Result<(), FlagError>;
+    /// Checks that every flag exists, is not killed, can be ramped and does not give
+    /// its first variant more than `first_weight` % already; returns what each ramped
+    /// serve is now (its pre-release serve).
+    async fn check(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        first_weight: u32,
+    ) -> Result<Vec<PriorServe>, FlagError>;
 
     /// Gives each flag's first variant at least `weight` % of users.
     async fn set_weight(&self, env: &str, flags: &[FlagRef], weight: u32) -> Result<(), FlagError>;
 
-    /// Kills the flags (everyone gets the off variant).
-    async fn kill(&self, env: &str, flags: &[FlagRef], reason: &str) -> Result<(), FlagError>;
+    /// Kills the flags (everyone gets the off variant). A flag with a record in
+    /// `before` then gets its pre-release serve back (still killed), so reviving it
+    /// serves what it served before the release.
+    async fn kill(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        before: &[PriorServe],
+        reason: &str,
+    ) -> Result<(), FlagError>;
 
     /// Those of `keys` that are killed now, with who killed them and why when known.
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError>;
@@ -82,6 +128,21 @@ pub enum FlagError {
         /// Why.
         why: String,
     },
+    /// The flag already gives its first variant more than the first step would, so
+    /// the first steps would change nothing while claiming a weight.
+    #[error(
+        "flag `{key}` already serves `{variant}` to {share} %, above the first step's {weight} %"
+    )]
+    AlreadyAbove {
+        /// The flag.
+        key: String,
+        /// Its first variant.
+        variant: String,
+        /// The share it serves now, in percent.
+        share: f64,
+        /// The first step's weight.
+        weight: u32,
+    },
     /// Someone else kept changing the flag while it was ramped.
     #[error("flag `{key}` changed concurrently {attempts} times; giving up")]
     Contended {
@@ -92,9 +153,12 @@ pub enum FlagError {
     },
 }
 
-/// Sets the ramped serve of `flag` so its first variant gets at least `weight` %.
-/// Returns whether the flag changed.
-pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, FlagError> {
+/// The ramped serve of `flag` (the default, or rule `rule`'s) and its first variant,
+/// or why it cannot be ramped.
+fn ramped_serve<'f>(
+    flag: &'f mut Flag,
+    rule: Option<&str>,
+) -> Result<(String, &'f mut Serve), FlagError> {
     let key = flag.key.as_str().to_owned();
     let not_rampable = |why: String| FlagError::NotRampable {
         key: key.clone(),
@@ -106,8 +170,7 @@ pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, Fl
         .next()
         .cloned()
         .ok_or_else(|| not_rampable("it has no variants".into()))?;
-    let off = flag.off_variant.clone();
-    if first == off {
+    if first == flag.off_variant {
         return Err(not_rampable(format!(
             "its first variant `{first}` is also its off_variant"
         )));
@@ -123,26 +186,79 @@ pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, Fl
                 .serve
         }
     };
-    let current = match &*serve {
-        Serve::Variant(v) if *v == first => 100 * PER_PERCENT,
+    if matches!(&*serve, Serve::Rollout(r) if r.hashing != Hashing::Switchyard) {
+        return Err(not_rampable(
+            "its rollout uses Unleash hashing; ramps need Switchyard bucketing".into(),
+        ));
+    }
+    Ok((first, serve))
+}
+
+/// The share (in 1/100 000) `serve` gives `variant`.
+fn share(serve: &Serve, variant: &str) -> u32 {
+    match serve {
+        Serve::Variant(v) if v == variant => ALL,
         Serve::Variant(_) => 0,
-        Serve::Rollout(r) if r.hashing != Hashing::Switchyard => {
-            return Err(not_rampable(
-                "its rollout uses Unleash hashing; ramps need Switchyard bucketing".into(),
-            ))
-        }
         Serve::Rollout(r) => r
             .split
             .iter()
-            .take_while(|s| s.variant == first)
+            .filter(|s| s.variant == variant)
             .map(|s| s.weight)
             .sum(),
+    }
+}
+
+/// `first` at `target` followed by the other variants of `serve`, scaled
+/// proportionally into the rest (the rounding remainder goes to the last of them).
+fn split(serve: &Serve, first: &str, target: u32, off: &str) -> Vec<Split> {
+    let mut others: Vec<Split> = match serve {
+        Serve::Variant(v) if v != first => vec![Split {
+            variant: v.clone(),
+            weight: ALL,
+        }],
+        Serve::Variant(_) => Vec::new(),
+        Serve::Rollout(r) => r
+            .split
+            .iter()
+            .filter(|s| s.variant != first && s.weight > 0)
+            .cloned()
+            .collect(),
     };
+    if others.is_empty() {
+        others.push(Split {
+            variant: off.to_owned(),
+            weight: ALL,
+        });
+    }
+    let rest = ALL - target;
+    let total: u64 = others.iter().map(|s| u64::from(s.weight)).sum();
+    let mut given = 0;
+    for s in &mut others {
+        s.weight = (u64::from(s.weight) * u64::from(rest) / total) as u32;
+        given += s.weight;
+    }
+    if let Some(last) = others.last_mut() {
+        last.weight += rest - given;
+    }
+    let mut split = vec![Split {
+        variant: first.to_owned(),
+        weight: target,
+    }];
+    split.extend(others.into_iter().filter(|s| s.weight > 0));
+    split
+}
+
+/// Sets the ramped serve of `flag` so its first variant gets at least `weight` %, the
+/// other variants keeping their relative shares of the rest. Returns whether the flag
+/// changed.
+pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, FlagError> {
+    let off = flag.off_variant.clone();
+    let (first, serve) = ramped_serve(flag, rule)?;
     let target = weight.min(100) * PER_PERCENT;
-    if current >= target {
+    if share(serve, &first) >= target {
         return Ok(false);
     }
-    *serve = if target == 100 * PER_PERCENT {
+    *serve = if target == ALL {
         Serve::Variant(first)
     } else {
         let (by, salt) = match &*serve {
@@ -152,20 +268,61 @@ pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, Fl
         Serve::Rollout(Rollout {
             by,
             salt,
-            split: vec![
-                Split {
-                    variant: first,
-                    weight: target,
-                },
-                Split {
-                    variant: off,
-                    weight: 100 * PER_PERCENT - target,
-                },
-            ],
+            split: split(serve, &first, target, &off),
             hashing: Hashing::Switchyard,
         })
     };
     Ok(true)
+}
+
+/// Whether a release whose first step is `first_weight` % can ramp `flag`; returns its
+/// ramped serve as it is now.
+pub fn check(
+    flag: &Flag,
+    env: &str,
+    rule: Option<&str>,
+    first_weight: u32,
+) -> Result<PriorServe, FlagError> {
+    let mut copy = flag.clone();
+    let (first, serve) = ramped_serve(&mut copy, rule)?;
+    let now = share(serve, &first);
+    if now > first_weight.min(100) * PER_PERCENT {
+        return Err(FlagError::AlreadyAbove {
+            key: flag.key.as_str().to_owned(),
+            variant: first,
+            share: f64::from(now) / f64::from(PER_PERCENT),
+            weight: first_weight,
+        });
+    }
+    Ok(PriorServe {
+        environment: env.to_owned(),
+        flag: flag.key.as_str().to_owned(),
+        rule: rule.map(str::to_owned),
+        serve: serve.clone(),
+        enabled: flag.enabled,
+    })
+}
+
+/// Kills `flag` and puts `before`'s serve back. Returns whether the flag changed; a
+/// rule that no longer exists is left alone (the kill still applies).
+pub fn restore(flag: &mut Flag, before: &PriorServe) -> bool {
+    let serve = match &before.rule {
+        None => Some(&mut flag.default),
+        Some(id) => flag
+            .rules
+            .iter_mut()
+            .find(|r| &r.id == id)
+            .map(|r| &mut r.serve),
+    };
+    let mut changed = flag.enabled;
+    flag.enabled = false;
+    if let Some(serve) = serve {
+        if *serve != before.serve {
+            *serve = before.serve.clone();
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// [`FlagControl`] over the flag server's admin API.
@@ -221,62 +378,110 @@ impl AdminFlags {
 /// Read-modify-write attempts before a ramp gives up on a flag others keep changing.
 const ATTEMPTS: u32 = 5;
 
+impl AdminFlags {
+    /// Reads `key`, lets `change` edit it and writes it back if it changed, with
+    /// If-Match; a write in between (412) makes it read and change again. `None` when
+    /// the flag does not exist.
+    async fn update(
+        &self,
+        env: &str,
+        key: &str,
+        doing: &str,
+        mut change: impl FnMut(&mut Flag) -> Result<bool, FlagError>,
+    ) -> Result<Option<()>, FlagError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = match self.get(env, key).await {
+                Ok(current) => current,
+                Err(FlagError::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut flag = current.value;
+            if !change(&mut flag)? {
+                return Ok(Some(()));
+            }
+            match self.admin.put_flag(env, &flag, Some(current.version)).await {
+                Ok(_) => return Ok(Some(())),
+                // Someone wrote in between: read again and re-apply.
+                Err(switchyard_sdk::Error::Api { status: 412, .. }) if attempt < ATTEMPTS => {}
+                Err(switchyard_sdk::Error::Api { status: 412, .. }) => {
+                    return Err(FlagError::Contended {
+                        key: key.to_owned(),
+                        attempts: attempt,
+                    })
+                }
+                Err(source) => {
+                    return Err(FlagError::Server {
+                        context: doing.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl FlagControl for AdminFlags {
-    async fn check(&self, env: &str, flags: &[FlagRef]) -> Result<(), FlagError> {
+    async fn check(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        first_weight: u32,
+    ) -> Result<Vec<PriorServe>, FlagError> {
+        let mut before = Vec::with_capacity(flags.len());
         for f in flags {
-            let mut flag = self.get(env, &f.key).await?.value;
+            let flag = self.get(env, &f.key).await?.value;
             if !flag.enabled {
                 return Err(FlagError::Killed { key: f.key.clone() });
             }
-            ramp(&mut flag, f.rule.as_deref(), 0)?;
+            before.push(check(&flag, env, f.rule.as_deref(), first_weight)?);
         }
-        Ok(())
+        Ok(before)
     }
 
     async fn set_weight(&self, env: &str, flags: &[FlagRef], weight: u32) -> Result<(), FlagError> {
         for f in flags {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                let current = self.get(env, &f.key).await?;
-                let mut flag = current.value;
-                if !ramp(&mut flag, f.rule.as_deref(), weight)? {
-                    break;
-                }
-                match self.admin.put_flag(env, &flag, Some(current.version)).await {
-                    Ok(_) => break,
-                    // Someone wrote in between: read again and re-apply.
-                    Err(switchyard_sdk::Error::Api { status: 412, .. }) if attempt < ATTEMPTS => {}
-                    Err(switchyard_sdk::Error::Api { status: 412, .. }) => {
-                        return Err(FlagError::Contended {
-                            key: f.key.clone(),
-                            attempts: attempt,
-                        })
-                    }
-                    Err(source) => {
-                        return Err(FlagError::Server {
-                            context: format!("ramping flag `{}` to {weight} %", f.key),
-                            source,
-                        })
-                    }
-                }
-            }
+            let doing = format!("ramping flag `{}` to {weight} %", f.key);
+            self.update(env, &f.key, &doing, |flag| {
+                ramp(flag, f.rule.as_deref(), weight)
+            })
+            .await?
+            .ok_or_else(|| FlagError::NotFound {
+                key: f.key.clone(),
+                env: env.to_owned(),
+            })?;
         }
         Ok(())
     }
 
-    async fn kill(&self, env: &str, flags: &[FlagRef], reason: &str) -> Result<(), FlagError> {
+    async fn kill(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        before: &[PriorServe],
+        reason: &str,
+    ) -> Result<(), FlagError> {
         for f in flags {
+            // Through the kill switch, so the audit log carries the release's reason.
             match self.admin.kill(env, &f.key, reason).await {
+                Ok(_) => {}
                 // A deleted flag serves nobody: as good as killed.
-                Ok(_) | Err(switchyard_sdk::Error::Api { status: 404, .. }) => {}
+                Err(switchyard_sdk::Error::Api { status: 404, .. }) => continue,
                 Err(source) => {
                     return Err(FlagError::Server {
                         context: format!("killing flag `{}` in `{env}`", f.key),
                         source,
                     })
                 }
+            }
+            // Then, while it is killed (nobody is served the ramp meanwhile), its
+            // pre-release serve goes back.
+            if let Some(prior) = before.iter().find(|p| p.is_of(env, f)) {
+                let doing = format!("restoring flag `{}` in `{env}`", f.key);
+                self.update(env, &f.key, &doing, |flag| Ok(restore(flag, prior)))
+                    .await?;
             }
         }
         Ok(())
@@ -328,7 +533,7 @@ mod tests {
         .unwrap()
     }
 
-    fn share(serve: &Serve) -> u32 {
+    fn first_share(serve: &Serve) -> u32 {
         match serve {
             Serve::Variant(v) if v == "on" => 100,
             Serve::Variant(_) => 0,
@@ -353,7 +558,7 @@ mod tests {
                 changed,
                 "weight {weight}"
             );
-            assert_eq!(share(&f.default), expected, "weight {weight}");
+            assert_eq!(first_share(&f.default), expected, "weight {weight}");
         }
         assert_eq!(f.default, Serve::Variant("on".into()));
         assert_eq!(f.rules, rules);
@@ -392,8 +597,8 @@ mod tests {
     fn ramps_a_named_rule_only() {
         let mut f = flag(serde_json::json!({ "variant": "off" }));
         assert!(ramp(&mut f, Some("eu"), 20).unwrap());
-        assert_eq!(share(&f.rules[1].serve), 20);
-        assert_eq!(share(&f.default), 0);
+        assert_eq!(first_share(&f.rules[1].serve), 20);
+        assert_eq!(first_share(&f.default), 0);
         let err = ramp(&mut f, Some("nope"), 20).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -409,5 +614,120 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("first variant `on` is also its off_variant"));
+    }
+
+    fn ab_flag(variants: &[&str], default: serde_json::Value) -> Flag {
+        let variants: serde_json::Map<String, serde_json::Value> = variants
+            .iter()
+            .map(|v| ((*v).to_owned(), serde_json::json!(v)))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "key": "x",
+            "kind": "string",
+            "variants": variants,
+            "off_variant": "b",
+            "default": default,
+        }))
+        .unwrap()
+    }
+
+    fn splits(pairs: &[(&str, u32)]) -> serde_json::Value {
+        let split: Vec<_> = pairs
+            .iter()
+            .map(|(v, w)| serde_json::json!({ "variant": v, "weight": w }))
+            .collect();
+        serde_json::json!({ "rollout": { "split": split } })
+    }
+
+    #[test]
+    fn a_ramp_scales_the_other_variants_into_the_rest() {
+        let three = ["new", "a", "b"];
+        for (variants, before, weight, after) in [
+            // A 50/50 A/B split keeps its ratio in what the first variant leaves.
+            (
+                &three[..],
+                splits(&[("a", 50_000), ("b", 50_000)]),
+                10,
+                splits(&[("new", 10_000), ("a", 45_000), ("b", 45_000)]),
+            ),
+            (
+                &three[..],
+                splits(&[("new", 10_000), ("a", 45_000), ("b", 45_000)]),
+                40,
+                splits(&[("new", 40_000), ("a", 30_000), ("b", 30_000)]),
+            ),
+            // Uneven ratios; the rounding remainder goes to the last variant.
+            (
+                &["new", "a", "b", "c"][..],
+                splits(&[("a", 20_000), ("b", 20_000), ("c", 60_000)]),
+                10,
+                splits(&[("new", 10_000), ("a", 18_000), ("b", 18_000), ("c", 54_000)]),
+            ),
+            (
+                &["new", "a", "b", "c"][..],
+                splits(&[("a", 33_333), ("b", 33_333), ("c", 33_334)]),
+                1,
+                splits(&[("new", 1_000), ("a", 32_999), ("b", 32_999), ("c", 33_002)]),
+            ),
+            // A single variant that is not the off variant stays the other one.
+            (
+                &three[..],
+                serde_json::json!({ "variant": "a" }),
+                25,
+                splits(&[("new", 25_000), ("a", 75_000)]),
+            ),
+            // Promotion serves the first variant alone: the others end.
+            (
+                &three[..],
+                splits(&[("new", 40_000), ("a", 30_000), ("b", 30_000)]),
+                100,
+                serde_json::json!({ "variant": "new" }),
+            ),
+        ] {
+            let mut f = ab_flag(variants, before.clone());
+            assert!(ramp(&mut f, None, weight).unwrap(), "{before} to {weight}");
+            let expected: Serve = serde_json::from_value(after).unwrap();
+            assert_eq!(f.default, expected, "{before} to {weight}");
+            switchyard_core::Snapshot::compile(vec![f], vec![]).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_pre_check_refuses_a_first_variant_above_the_first_step() {
+        let f = ab_flag(&["a", "b"], splits(&[("a", 50_000), ("b", 50_000)]));
+        let err = check(&f, "production", None, 10).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "flag `x` already serves `a` to 50 %, above the first step's 10 %"
+        );
+        // At or below the first step it records the serve as it is.
+        let prior = check(&f, "production", None, 50).unwrap();
+        assert_eq!(prior.serve, f.default);
+        assert!(prior.enabled);
+        let f = ab_flag(&["a", "b"], splits(&[("a", 12_500), ("b", 87_500)]));
+        assert_eq!(
+            check(&f, "production", None, 10).unwrap_err().to_string(),
+            "flag `x` already serves `a` to 12.5 %, above the first step's 10 %"
+        );
+    }
+
+    #[test]
+    fn a_restore_kills_and_puts_the_pre_release_serve_back() {
+        let mut f = flag(serde_json::json!({ "variant": "off" }));
+        let default = check(&f, "production", None, 10).unwrap();
+        let eu = check(&f, "production", Some("eu"), 10).unwrap();
+        ramp(&mut f, None, 100).unwrap();
+        ramp(&mut f, Some("eu"), 50).unwrap();
+        assert!(restore(&mut f, &default));
+        assert!(!f.enabled);
+        assert_eq!(f.default, Serve::Variant("off".into()));
+        assert_eq!(
+            first_share(&f.rules[1].serve),
+            50,
+            "only the recorded serve"
+        );
+        assert!(restore(&mut f, &eu));
+        assert_eq!(f.rules[1].serve, Serve::Variant("off".into()));
+        assert!(!restore(&mut f, &eu), "nothing left to change");
     }
 }

@@ -8,7 +8,8 @@
 //! weights, kills, read-only checks).
 //!
 //! Release: pending → running → succeeded, or running → rolling back → rolled back /
-//! failed. Service: pending → waiting for dependencies → pre-checks → progressing (step
+//! failed; a person may roll a succeeded release back (`Event::Rollback`; the driver
+//! checks the rollback window): succeeded → rolling back. Service: pending → waiting for dependencies → pre-checks → progressing (step
 //! i) ⇄ paused / awaiting approval → promoting → succeeded; or rolling back → rolled
 //! back / failed.
 
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{Measurement, Verdict};
 use crate::dag;
+use crate::flags::PriorServe;
 use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
 
 /// Milliseconds since the Unix epoch.
@@ -31,7 +33,8 @@ pub enum Phase {
     Running,
     /// A failure or an abort: every started service is being rolled back.
     RollingBack,
-    /// Every service promoted.
+    /// Every service promoted. Within the daemon's rollback window a person may still
+    /// roll it back (`rollback`), which makes it `RollingBack` again.
     Succeeded,
     /// Every started service is back at weight 0 with its flags killed.
     RolledBack,
@@ -134,6 +137,15 @@ pub struct State {
     /// for `approve`.
     #[serde(default)]
     pub awaiting_environment: bool,
+    /// What each ramped flag served before this release first touched it (recorded
+    /// by its service's pre-checks, stored before the first ramp), per environment: a
+    /// rollback writes it back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags_before: Vec<PriorServe>,
+    /// When every service was promoted, if ever (kept when a person rolls the
+    /// promoted release back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Millis>,
 }
 
 /// One decision in a release's timeline.
@@ -172,12 +184,14 @@ pub enum Action {
         /// The service.
         service: String,
     },
-    /// Canary weight 0, then kill the service's flags.
+    /// Canary weight 0, then kill the service's flags, putting their pre-release
+    /// serves back.
     Rollback {
         /// The service.
         service: String,
     },
-    /// Kill the service's flags (first move of a gradual rollback).
+    /// Kill the service's flags, putting their pre-release serves back (first move of
+    /// a gradual rollback).
     KillFlags {
         /// The service.
         service: String,
@@ -231,6 +245,11 @@ impl Action {
 pub enum Outcome {
     /// Done (weights set and confirmed, checks passed, rollback complete).
     Done,
+    /// Pre-checks passed; what the service's flags serve now (before the release).
+    Checked {
+        /// One per ramped flag.
+        flags: Vec<PriorServe>,
+    },
     /// An analysis's measurements.
     Measured {
         /// One per metric.
@@ -287,6 +306,14 @@ pub enum Event {
         /// Who.
         by: String,
     },
+    /// A person rolled a promoted release back: canary weights 0, flags back to their
+    /// pre-release serve and killed. (The driver checks the rollback window.)
+    Rollback {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// A ramped flag was killed by someone other than this release.
     FlagKilled {
         /// The flag.
@@ -328,6 +355,8 @@ impl State {
             timeline: Vec::new(),
             environment: 0,
             awaiting_environment: false,
+            flags_before: Vec::new(),
+            promoted_at: None,
         }
     }
 
@@ -398,6 +427,18 @@ impl State {
 pub fn check(state: &State, event: &Event) -> Result<(), Refusal> {
     let refuse = |m: &str| Err(Refusal(m.to_owned()));
     let any = |phases: &[ServicePhase]| state.services.iter().any(|s| phases.contains(&s.phase));
+    if let Event::Rollback { .. } = event {
+        return match state.phase {
+            Phase::Succeeded => Ok(()),
+            Phase::RolledBack => refuse("the release is already rolled back"),
+            Phase::Failed => {
+                refuse("the release's rollback failed; look at its services and flags by hand")
+            }
+            Phase::Pending | Phase::Running | Phase::RollingBack => {
+                refuse("the release is not promoted; `abort` rolls back a running release")
+            }
+        };
+    }
     if state.phase.is_terminal() {
         return refuse("the release is over");
     }
@@ -439,8 +480,7 @@ pub fn step(plan: &Plan, state: &State, event: Event, now: Millis) -> (State, Ve
         queued: Vec::new(),
     };
     // A finished release still confirms its last actions (its final notification).
-    let applies = matches!(event, Event::Performed { .. })
-        || (!m.state.phase.is_terminal() && check(state, &event).is_ok());
+    let applies = matches!(event, Event::Performed { .. }) || check(state, &event).is_ok();
     if applies {
         m.handle(event);
         m.settle();
@@ -516,6 +556,16 @@ impl Machine<'_> {
             }
             Event::Abort { by, reason } => {
                 self.roll_back(format!("aborted by {by}: {reason}"));
+            }
+            Event::Rollback { by, reason } => {
+                self.state.phase = Phase::RollingBack;
+                self.state.finished_at = None;
+                self.state.reason = Some(format!("rolled back after promotion by {by}: {reason}"));
+                self.log(
+                    None,
+                    format!("rolling back the promoted release (by {by}): {reason}"),
+                );
+                self.roll_back_services();
             }
             Event::PromoteFull { by } => {
                 self.state.full_promotion = true;
@@ -662,8 +712,11 @@ impl Machine<'_> {
             (Action::SetWeight { weight, .. }, Some(i), Outcome::Failed { error }) => {
                 self.roll_back_from(i, format!("setting weight {weight} failed: {error}"));
             }
-            (Action::PreCheck { .. }, Some(i), _) => {
+            (Action::PreCheck { .. }, Some(i), outcome) => {
                 if self.state.services[i].phase == ServicePhase::PreChecks {
+                    if let Outcome::Checked { flags } = outcome {
+                        self.record(flags);
+                    }
                     self.log(Some(i), "pre-checks passed".into());
                     let first = if self.state.full_promotion {
                         self.plan.steps.len()
@@ -680,7 +733,9 @@ impl Machine<'_> {
             (Action::Analyse { .. }, Some(_), _) => {}
             (Action::Rollback { .. }, Some(i), _) => self.rolled_back(i),
             (Action::KillFlags { .. }, Some(i), _) => {
-                self.log(Some(i), "flags killed".into());
+                if !self.plan.services[i].flags.is_empty() {
+                    self.log(Some(i), "flags killed".into());
+                }
             }
             (Action::SetTraffic { weight, .. }, Some(i), _) => {
                 if self.state.services[i].phase != ServicePhase::RollingBack {
@@ -708,7 +763,25 @@ impl Machine<'_> {
             s.phase = ServicePhase::RolledBack;
             s.weight = 0;
             s.next_rollback = None;
-            self.log(Some(i), "rolled back: weight 0, flags killed".into());
+            let message = if self.plan.services[i].flags.is_empty() {
+                "rolled back: weight 0"
+            } else {
+                "rolled back: weight 0, flags killed"
+            };
+            self.log(Some(i), message.into());
+        }
+    }
+
+    /// Keeps what each flag served before the release first touched it: a record
+    /// already made (in this environment) wins.
+    fn record(&mut self, flags: Vec<PriorServe>) {
+        for prior in flags {
+            let known = self.state.flags_before.iter().any(|p| {
+                p.environment == prior.environment && p.flag == prior.flag && p.rule == prior.rule
+            });
+            if !known {
+                self.state.flags_before.push(prior);
+            }
         }
     }
 
@@ -912,6 +985,12 @@ impl Machine<'_> {
         // Work queued for progress is obsolete; a half-performed weight change is
         // overwritten by the rollback's weights.
         self.state.outbox.clear();
+        self.roll_back_services();
+    }
+
+    /// Queues the rollback of every started service, the latest dependency group
+    /// first.
+    fn roll_back_services(&mut self) {
         let gradual = match self.plan.on_failure {
             OnFailure::Rollback(Rollback::Gradual { step, .. }) => Some(step),
             _ => None,
@@ -1016,6 +1095,9 @@ impl Machine<'_> {
     }
 
     fn finish(&mut self, phase: Phase, message: String) {
+        if phase == Phase::Succeeded {
+            self.state.promoted_at = Some(self.now);
+        }
         self.state.phase = phase;
         self.state.finished_at = Some(self.now);
         self.log(None, message);

@@ -85,6 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         attempts: ATTEMPTS,
         owner,
         lease: args.lease,
+        rollback_window: args.rollback_window,
     })
     .await
     .context("loading the stored releases")?;

@@ -911,6 +911,17 @@ impl Plan {
         self.services.iter().find(|s| s.name == name)
     }
 
+    /// The weight of the first weight step (100 when every step is an approval): the
+    /// share the pre-checks allow a ramped flag to serve already.
+    pub fn first_weight(&self) -> u32 {
+        (0..self.steps.len())
+            .find_map(|i| match self.step(i) {
+                Some(StepKind::Weight(w, _)) => Some(w),
+                _ => None,
+            })
+            .unwrap_or(100)
+    }
+
     /// The largest weight any step sets.
     pub fn max_weight(&self) -> u32 {
         self.steps

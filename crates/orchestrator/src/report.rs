@@ -324,7 +324,8 @@ pub struct TimeToRestore {
 ///   (a zero window gives 0);
 /// - **change failure rate**: rolled-back or failed releases / every finished one
 ///   (`None` when none finished). Every rollback counts: a breached analysis, a failed
-///   pre-check or step, a killed flag or a person's abort;
+///   pre-check or step, a killed flag, a person's abort, or a promoted release rolled
+///   back by a person (`rollback`), which then counts as rolled back, not promoted;
 /// - **time to restore**: see [`TimeToRestore`]. It is the time the orchestrator took
 ///   to put stable back (canary at weight 0, flags killed), which is what it controls;
 ///   detecting the problem before that is the analysis' interval and limit, and a

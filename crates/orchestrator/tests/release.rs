@@ -30,6 +30,7 @@ async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator
         attempts: 2,
         owner: switchyard_orchestrator::driver::owner_id(),
         lease: Duration::from_secs(10),
+        rollback_window: switchyard_orchestrator::driver::DEFAULT_ROLLBACK_WINDOW,
     })
     .await
     .expect("orchestrator opens")

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use switchyard_core::model::Serve;
 
 use super::*;
 use crate::analysis::Measurement;
@@ -25,6 +26,13 @@ struct World {
     rollback_from: BTreeMap<String, usize>,
     /// Notifications sent, in order.
     notified: Vec<(NotifyEvent, Option<String>)>,
+    /// What each flag (`env/key`) serves; `off` until the release ramps it.
+    serve: BTreeMap<String, Serve>,
+}
+
+/// What every flag serves before the release.
+fn pre_release() -> Serve {
+    Serve::Variant("off".into())
 }
 
 /// How the world answers.
@@ -64,7 +72,52 @@ struct Script {
 }
 
 impl World {
-    fn perform(&mut self, action: &Action, script: &Script, now: Millis, env: &str) -> Outcome {
+    fn serve_of(&self, env: &str, flag: &FlagRef) -> Serve {
+        let key = format!("{env}/{}", flag.key);
+        self.serve.get(&key).cloned().unwrap_or_else(pre_release)
+    }
+
+    /// What the driver does to a service's flags: ramps them, records them at the
+    /// pre-checks, and on a rollback writes the recorded serve back.
+    fn flags(&mut self, action: &Action, plan: &Plan, state: &State, env: &str) -> Vec<PriorServe> {
+        let Some(service) = action.service().and_then(|name| plan.service(name)) else {
+            return Vec::new();
+        };
+        let mut checked = Vec::new();
+        for flag in &service.flags {
+            let key = format!("{env}/{}", flag.key);
+            match action {
+                Action::PreCheck { .. } => checked.push(PriorServe {
+                    environment: env.to_owned(),
+                    flag: flag.key.clone(),
+                    rule: flag.rule.clone(),
+                    serve: self.serve_of(env, flag),
+                    enabled: true,
+                }),
+                Action::SetWeight { weight, .. } => {
+                    self.serve
+                        .insert(key, Serve::Variant(format!("on at {weight}")));
+                }
+                Action::Rollback { .. } | Action::KillFlags { .. } => {
+                    if let Some(prior) = state.flags_before.iter().find(|p| p.is_of(env, flag)) {
+                        self.serve.insert(key, prior.serve.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        checked
+    }
+
+    fn perform(
+        &mut self,
+        action: &Action,
+        script: &Script,
+        now: Millis,
+        (plan, state): (&Plan, &State),
+    ) -> Outcome {
+        let env = state.environment(plan).to_owned();
+        let checked = self.flags(action, plan, state, &env);
         // Keyed by environment too: each environment has its own flags.
         let name = format!("{env}/{}", action.service().unwrap_or("-"));
         let unhealthy = script
@@ -103,7 +156,7 @@ impl World {
             Action::PreCheck { .. } if unhealthy => Outcome::Failed {
                 error: "connection refused".into(),
             },
-            Action::PreCheck { .. } => Outcome::Done,
+            Action::PreCheck { .. } => Outcome::Checked { flags: checked },
             Action::SetWeight { weight, .. } => {
                 self.weight.insert(name.clone(), *weight);
                 self.history.entry(name).or_default().push(*weight);
@@ -169,8 +222,7 @@ fn run(plan: &Plan, script: &Script, crash_at: Option<usize>) -> (State, World) 
                 (state, _) = advance(&state, event, now);
                 continue;
             }
-            let env = state.environment(plan).to_owned();
-            let outcome = world.perform(&action, script, now, &env);
+            let outcome = world.perform(&action, script, now, (plan, &state));
             let (next, n) = advance(&state, Event::Performed { action, outcome }, now);
             if Some(n) == crash_at {
                 // The outcome is lost; the state stored before it is what remains.
@@ -681,6 +733,149 @@ fn environments_run_in_order_with_an_approval_between_them() {
     );
 }
 
+/// Performs the outbox until it is empty.
+fn settle(plan: &Plan, mut state: State, world: &mut World, now: Millis) -> State {
+    while let Some(action) = state.outbox.first().cloned() {
+        let outcome = world.perform(&action, &Script::default(), now, (plan, &state));
+        state = step(plan, &state, Event::Performed { action, outcome }, now).0;
+    }
+    state
+}
+
+#[test]
+fn a_rollback_puts_back_what_each_flag_served_before_the_release() {
+    let mut auth = service("auth", &[]);
+    auth.flags.push(FlagRef {
+        key: "auth-rule".into(),
+        rule: Some("eu".into()),
+    });
+    let mut edge = service("edge", &[]);
+    edge.flags.clear();
+    let plan = plan(
+        vec![auth, edge],
+        &[Some(10), Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    let script = Script {
+        failing: vec![failing("auth", 50)],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    let recorded: Vec<_> = state
+        .flags_before
+        .iter()
+        .map(|p| (p.flag.as_str(), p.rule.as_deref()))
+        .collect();
+    assert_eq!(recorded, [("auth-flag", None), ("auth-rule", Some("eu"))]);
+    for flag in &plan.services[0].flags {
+        assert_eq!(world.serve_of("production", flag), pre_release());
+    }
+    let said = |service: &str, message: &str| {
+        state
+            .timeline
+            .iter()
+            .any(|e| e.service.as_deref() == Some(service) && e.message == message)
+    };
+    assert!(said("auth", "rolled back: weight 0, flags killed"));
+    // A service without flags has none to kill.
+    assert!(said("edge", "rolled back: weight 0"));
+    assert!(!state
+        .timeline
+        .iter()
+        .any(|e| e.service.as_deref() == Some("edge") && e.message.contains("flags killed")));
+}
+
+#[test]
+fn a_promoted_release_rolls_back_on_request() {
+    let mut edge = service("edge", &["auth"]);
+    edge.flags.clear();
+    let plan = plan(
+        vec![service("auth", &[]), edge],
+        &[Some(10), Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    let (promoted, mut world) = run(&plan, &Script::default(), None);
+    assert_eq!(promoted.phase, Phase::Succeeded);
+    let promoted_at = promoted.promoted_at.expect("promotion time kept");
+    let flag = &plan.services[0].flags[0];
+    assert_eq!(
+        world.serve_of("production", flag),
+        Serve::Variant("on at 100".into())
+    );
+
+    // Other commands stay refused on a finished release; rollback is not.
+    let abort = Event::Abort {
+        by: "ana".into(),
+        reason: "r".into(),
+    };
+    assert_eq!(
+        check(&promoted, &abort).unwrap_err().0,
+        "the release is over"
+    );
+    let rollback = Event::Rollback {
+        by: "ana".into(),
+        reason: "p99 doubled".into(),
+    };
+    let now = promoted_at + 60_000;
+    let (state, _) = step(&plan, &promoted, rollback.clone(), now);
+    assert_eq!(state.phase, Phase::RollingBack);
+    // The dependent service first.
+    assert_eq!(
+        state.outbox,
+        vec![
+            Action::Rollback {
+                service: "edge".into()
+            },
+            Action::Rollback {
+                service: "auth".into()
+            }
+        ]
+    );
+    let state = settle(&plan, state, &mut world, now);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(state.finished_at, Some(now));
+    assert_eq!(state.promoted_at, Some(promoted_at));
+    assert_eq!(
+        state.reason.as_deref(),
+        Some("rolled back after promotion by ana: p99 doubled")
+    );
+    assert!(state
+        .timeline
+        .iter()
+        .any(|e| e.message == "rolling back the promoted release (by ana): p99 doubled"));
+    assert_eq!(world.weight["production/auth"], 0);
+    assert_eq!(world.weight["production/edge"], 0);
+    assert_eq!(world.serve_of("production", flag), pre_release());
+    assert_eq!(
+        check(&state, &rollback).unwrap_err().0,
+        "the release is already rolled back"
+    );
+    assert_eq!(step(&plan, &state, rollback, now).0, state);
+}
+
+#[test]
+fn only_a_promoted_release_can_be_rolled_back() {
+    let plan = plan(
+        vec![service("auth", &[])],
+        &[Some(10)],
+        OnFailure::default(),
+        0,
+    );
+    let state = step(&plan, &State::new(&plan), Event::Start, START).0;
+    let rollback = Event::Rollback {
+        by: "ana".into(),
+        reason: "r".into(),
+    };
+    assert_eq!(
+        check(&state, &rollback).unwrap_err().0,
+        "the release is not promoted; `abort` rolls back a running release"
+    );
+    assert_eq!(step(&plan, &state, rollback, START).0, state);
+}
+
 fn arb_plan() -> impl Strategy<Value = Plan> {
     (
         1usize..=3,
@@ -839,6 +1034,11 @@ proptest! {
             }
         }
         let key = |s: &ServiceState| format!("{env}/{}", s.name);
+        // One record per flag and environment, made before the release changed it.
+        for (n, prior) in state.flags_before.iter().enumerate() {
+            prop_assert_eq!(&prior.serve, &pre_release(), "{:?}", prior);
+            prop_assert!(!state.flags_before[..n].iter().any(|p| p.environment == prior.environment && p.flag == prior.flag), "{:?} twice", prior);
+        }
         if state.phase.is_terminal() {
             prop_assert!(state.outbox.is_empty(), "a finished release left {:?}", state.outbox);
         }
@@ -849,6 +1049,10 @@ proptest! {
                     if s.phase == ServicePhase::RolledBack {
                         prop_assert_eq!(world.weight.get(&key(s)), Some(&0));
                         prop_assert_eq!(world.killed.get(&key(s)), Some(&true));
+                        // Its flags serve what they served before the release.
+                        for flag in &plan.service(&s.name).unwrap().flags {
+                            prop_assert_eq!(world.serve_of(&env, flag), pre_release(), "{} after rolling back {}", flag.key, s.name);
+                        }
                     }
                 }
                 prop_assert!(state.reason.is_some());
@@ -885,6 +1089,7 @@ proptest! {
         prop_assert_eq!(phases(&resumed), phases(&expected));
         prop_assert_eq!(&resumed_world.weight, &world.weight);
         prop_assert_eq!(&resumed_world.killed, &world.killed);
+        prop_assert_eq!(&resumed_world.serve, &world.serve);
         prop_assert_eq!(resumed.reason, expected.reason);
     }
 }

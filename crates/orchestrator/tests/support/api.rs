@@ -39,6 +39,7 @@ impl Rig {
             attempts: 1,
             owner: switchyard_orchestrator::driver::owner_id(),
             lease: Duration::from_secs(10),
+            rollback_window: switchyard_orchestrator::driver::DEFAULT_ROLLBACK_WINDOW,
         })
         .await
         .expect("orchestrator opens");
