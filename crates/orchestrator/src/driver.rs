@@ -306,6 +306,15 @@ impl Orchestrator {
                 Vec::new()
             }
         };
+        let mut all = self.with_live_states(stored).await;
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        all
+    }
+
+    /// The stored current releases, each replaced by its driver's state when it is
+    /// driven here (that state may be ahead of the store by a transition in flight),
+    /// plus releases driven here that are not stored yet.
+    async fn with_live_states(&self, stored: Vec<Release>) -> Vec<Release> {
         let releases = self.releases.lock().await;
         let mut all: HashMap<String, Release> = stored
             .into_iter()
@@ -316,9 +325,7 @@ impl Orchestrator {
                 all.insert(name.clone(), handle.state.borrow().clone());
             }
         }
-        let mut all: Vec<Release> = all.into_values().collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        all
+        all.into_values().collect()
     }
 
     /// A receiver that sees every stored transition of a release driven here.
@@ -421,16 +428,16 @@ impl Orchestrator {
         }
     }
 
+    /// Every release in the store, current and archived, newest first — whoever
+    /// drove it and however often orchestrators restarted since.
     pub async fn history(&self) -> Result<Vec<Release>, StoreError> {
-        let releases = self.releases.lock().await;
-        let archived = self.shared.config.store.history().await?;
-        let mut all: Vec<Release> = releases
-            .values()
-            .map(|h| h.state.borrow().clone())
-            .collect();
-        drop(releases);
-        all.extend(archived.into_iter().rev());
+        let store = &self.shared.config.store;
+        let current = store.releases().await?;
+        let archived = store.history().await?;
+        let mut all = self.with_live_states(current).await;
         // Stable: on equal times, current before archived and archives newest first.
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        all.extend(archived.into_iter().rev());
         all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(all)
     }

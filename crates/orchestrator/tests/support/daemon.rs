@@ -35,7 +35,10 @@ pub struct Daemon {
     pub child: Child,
     /// Its stderr so far.
     pub stderr: Arc<Mutex<String>>,
-    _data: tempfile::TempDir,
+    /// What it was started with, for [`Daemon::restart`].
+    server_url: String,
+    extra: Vec<String>,
+    data: tempfile::TempDir,
 }
 
 impl Daemon {
@@ -47,53 +50,48 @@ impl Daemon {
     /// Serves with extra `serve` arguments (e.g. `--redis-url`).
     pub async fn start_with(flags: &FlagServer, extra: &[&str]) -> Daemon {
         let data = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--poll-interval",
-                "200ms",
-            ])
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(["--server-url", &flags.base, "--admin-token", ADMIN])
-            .args(extra)
-            .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the switchyard-orchestrator binary starts");
-        let stderr = drain(child.stderr.take().expect("stderr"));
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let deadline = Duration::from_secs(20);
-        let url = tokio::time::timeout(deadline, async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(url) = line.strip_prefix("switchyard-orchestrator listening on ") {
-                    return Some(url.to_owned());
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        let Some(url) = url else {
-            panic!(
-                "serve printed no `listening on` line; its stderr:\n{}",
-                stderr.lock().expect("lock")
-            );
-        };
-        drain(lines.into_inner().into_inner());
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let (url, child, stderr) = serve(&flags.base, data.path(), "127.0.0.1:0", &extra).await;
         Daemon {
             url,
             child,
             stderr,
-            _data: data,
+            server_url: flags.base.clone(),
+            extra,
+            data,
         }
+    }
+
+    /// Kills the process (as a crash would) and waits until it is gone.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill serve");
+    }
+
+    /// Stops the process with SIGTERM (a clean shutdown) and waits until it is gone.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().expect("serve is running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let exited = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("serve exits within 20 s of SIGTERM")
+            .expect("wait for serve");
+        assert!(exited.success(), "serve exited with {exited} on SIGTERM");
+    }
+
+    /// Starts the daemon again (after [`Daemon::kill`] or [`Daemon::terminate`]) on the
+    /// same port, with the same store and arguments.
+    pub async fn restart(&mut self) {
+        let listen = self
+            .url
+            .strip_prefix("http://")
+            .expect("http URL")
+            .to_owned();
+        let (url, child, stderr) =
+            serve(&self.server_url, self.data.path(), &listen, &self.extra).await;
+        assert_eq!(url, self.url, "restarted on another address");
+        self.child = child;
+        self.stderr = stderr;
     }
 
     /// Runs a client subcommand against this daemon: exit code, stdout, stderr.
@@ -121,4 +119,49 @@ impl Daemon {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     }
+}
+
+/// Starts `serve` and waits for its `listening on` line: its URL, process and stderr.
+async fn serve(
+    server_url: &str,
+    data: &std::path::Path,
+    listen: &str,
+    extra: &[String],
+) -> (String, Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"))
+        .args(["serve", "--listen", listen, "--poll-interval", "200ms"])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--server-url", server_url, "--admin-token", ADMIN])
+        .args(extra)
+        .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the switchyard-orchestrator binary starts");
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let deadline = Duration::from_secs(20);
+    let url = tokio::time::timeout(deadline, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(url) = line.strip_prefix("switchyard-orchestrator listening on ") {
+                return Some(url.to_owned());
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(url) = url else {
+        panic!(
+            "serve printed no `listening on` line; its stderr:\n{}",
+            stderr.lock().expect("lock")
+        );
+    };
+    drain(lines.into_inner().into_inner());
+    (url, child, stderr)
 }
