@@ -263,7 +263,7 @@ deadline=$((SECONDS + 10))
 while kill -0 "$LOAD_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
 
 weight() { haproxy_api "get weight checkout/$1" | awk '{print $1}'; }
-outcome() { case "$1" in 0) echo promoted ;; 1) echo "rolled back" ;; *) echo "failed (exit $1)" ;; esac; }
+outcome() { case "$1" in 0) echo promoted ;; 1) echo "rolled back" ;; 3) echo "unknown (timed out or lost the orchestrator)" ;; *) echo "failed (exit $1)" ;; esac; }
 flag_json=$(admin GET "/envs/$ENV/flags/$FLAG")
 if printf '%s' "$flag_json" | grep -q '"enabled" *: *false'; then
   flag_state="killed (serves its off variant to everyone)"

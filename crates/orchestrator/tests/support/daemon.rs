@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 use super::flag_server::{FlagServer, ADMIN};
 
 /// Collects a child's output in the background, so its pipe never fills.
-fn drain(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+pub fn drain(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = text.clone();
     tokio::spawn(async move {
@@ -94,16 +94,32 @@ impl Daemon {
         self.stderr = stderr;
     }
 
-    /// Runs a client subcommand against this daemon: exit code, stdout, stderr.
-    pub async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"))
+    /// A client subcommand against this daemon, not started yet.
+    fn client(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard-orchestrator"));
+        command
             .args(args)
             .env("SWITCHYARD_ORCHESTRATOR_URL", &self.url)
             .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
             .env("USER", "ci")
             .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Starts a client subcommand against this daemon in the background, its output
+    /// piped (e.g. `apply --wait` while the daemon is killed and restarted).
+    pub fn spawn_client(&self, args: &[&str]) -> Child {
+        self.client(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the CLI starts")
+    }
+
+    /// Runs a client subcommand against this daemon: exit code, stdout, stderr.
+    pub async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let output = self.client(args).output();
         let output = tokio::time::timeout(Duration::from_secs(60), output)
             .await
             .unwrap_or_else(|_| {
