@@ -235,9 +235,10 @@ impl ApiError {
 
 impl From<ApplyError> for ApiError {
     fn from(error: ApplyError) -> Self {
-        match &error {
+        match error {
             ApplyError::Running(_) => ApiError::conflict(error.to_string()),
             ApplyError::Store(_) => ApiError::internal(&error),
+            ApplyError::Invalid(plan) => ApiError::invalid_plan(plan),
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::analysis::{
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{GuardQuery, Metric, Plan, Service};
+use crate::plan::{GuardQuery, Metric, Plan, PlanError, Problem, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 
@@ -128,6 +128,9 @@ pub enum ApplyError {
     /// It could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The plan does not fit the flag server (e.g. an environment it does not have).
+    #[error(transparent)]
+    Invalid(PlanError),
 }
 
 /// Why a command was not carried out.
@@ -238,6 +241,7 @@ impl Orchestrator {
     /// no-op (so a CI job may retry); `Ok((release, created))`.
     pub async fn apply(&self, plan: Plan) -> Result<(Release, bool), ApplyError> {
         let config = &self.shared.config;
+        self.check_environments(&plan).await?;
         let mut releases = self.releases.lock().await;
         if let Some(current) = self.current(&releases, &plan.name).await? {
             if !current.state.phase.is_terminal() {
@@ -270,6 +274,36 @@ impl Orchestrator {
         let handle = self.spawn(release.clone());
         releases.insert(release.name().to_owned(), handle);
         Ok((release, true))
+    }
+
+    /// Refuses a plan for environments the flag server does not have: it could never
+    /// pass its pre-checks, and is no release to count. When the flag server cannot be
+    /// asked, the release starts and its pre-checks find out.
+    async fn check_environments(&self, plan: &Plan) -> Result<(), ApplyError> {
+        let envs = plan.environments();
+        let missing = match self.shared.config.flags.missing_environments(&envs).await {
+            Ok(missing) => missing,
+            Err(e) => {
+                warn!(release = plan.name, error = %error_chain(&e), "cannot list the flag server's environments");
+                return Ok(());
+            }
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let problems = missing
+            .iter()
+            .map(|env| Problem {
+                path: if plan.environments.is_empty() {
+                    "environment".to_owned()
+                } else {
+                    let index = plan.environments.iter().position(|e| e == env).unwrap_or(0);
+                    format!("environments[{index}]")
+                },
+                message: format!("environment `{env}` does not exist on the flag server"),
+            })
+            .collect();
+        Err(ApplyError::Invalid(PlanError::Invalid(problems)))
     }
 
     /// The release as this orchestrator drives it, or as stored when it is driven

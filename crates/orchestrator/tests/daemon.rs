@@ -657,3 +657,47 @@ async fn apply_wait_follows_a_restarted_daemon_to_the_release_s_end() {
     assert!(err.contains("reached the orchestrator again"), "{err}");
     daemon.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_for_an_environment_the_flag_server_lacks_is_refused_before_starting() {
+    let flags = FlagServer::start(&[FLAG]).await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let one = plan("nowhere", FLAG, "[{ weight: 100 }]")
+        .replace(&format!("environment: {ENV}\n"), "environment: nowhere\n");
+    let file = write(plans.path(), "nowhere.yaml", &one);
+    let (code, out, err) = daemon.run(&["apply", &file, "--wait"]).await;
+    assert_eq!(code, 2, "apply --wait:\n{out}\n{err}");
+    assert_eq!(
+        err.trim(),
+        "environment: environment `nowhere` does not exist on the flag server"
+    );
+    assert!(!err.contains("flag `"), "not a missing flag: {err}");
+
+    let two = plan("partly", FLAG, "[{ weight: 100 }]").replace(
+        &format!("environment: {ENV}\n"),
+        &format!("environments: [{ENV}, nowhere]\n"),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/releases", daemon.url))
+        .body(two)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "invalid_plan", "{body}");
+    assert_eq!(
+        body["error"]["problems"],
+        json!([{ "path": "environments[1]", "message": "environment `nowhere` does not exist on the flag server" }])
+    );
+
+    // Neither was started, so neither is a release to list or count.
+    let (code, out, _) = daemon.run(&["history"]).await;
+    assert_eq!((code, out.as_str()), (0, "no releases\n"));
+    let (code, out, _) = daemon.run(&["report", "--dora", "--format", "json"]).await;
+    assert_eq!(code, 0);
+    let dora: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(dora["finished"], 0, "{dora}");
+    daemon.kill().await;
+}
