@@ -35,6 +35,7 @@ use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, Servi
 use crate::plan::{GuardQuery, Metric, Plan, PlanError, Problem, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
+use crate::telemetry::Telemetry;
 
 /// What the driver works with.
 pub struct Config {
@@ -93,6 +94,7 @@ pub struct Orchestrator {
 struct Shared {
     config: Config,
     clock: Clock,
+    telemetry: Telemetry,
 }
 
 struct Handle {
@@ -182,6 +184,7 @@ impl Orchestrator {
             shared: Arc::new(Shared {
                 config,
                 clock: Clock::new(),
+                telemetry: Telemetry::default(),
             }),
             releases: Arc::default(),
             tasks: Arc::default(),
@@ -360,6 +363,23 @@ impl Orchestrator {
             }
         }
         all.into_values().collect()
+    }
+
+    /// The Prometheus text of [`Telemetry`]: what this process performed, the current
+    /// releases by phase and the releases whose lease it holds.
+    pub async fn metrics(&self) -> String {
+        let phases: Vec<Phase> = self.list().await.iter().map(|r| r.state.phase).collect();
+        let leased: Vec<String> = {
+            let releases = self.releases.lock().await;
+            let mut names: Vec<String> = releases
+                .iter()
+                .filter(|(_, h)| h.is_live())
+                .map(|(name, _)| name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        self.shared.telemetry.encode(phases, &leased)
     }
 
     /// A receiver that sees every stored transition of a release driven here.
@@ -561,6 +581,7 @@ impl Runner {
             }
             if let Some(action) = self.release.state.outbox.first().cloned() {
                 let outcome = self.perform(&action).await;
+                self.shared.telemetry.performed(&action, &outcome);
                 self.advance(Event::Performed { action, outcome }).await;
                 while let Ok(command) = self.commands.try_recv() {
                     self.command(command).await;
