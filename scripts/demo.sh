@@ -47,8 +47,11 @@ echo "== haproxy and prometheus"
 ensure_processes
 echo "$(haproxy -v | head -1); $(prometheus --version 2>&1 | head -1)"
 
-echo "== building switchyard-server, switchyard-orchestrator and the checkout example (release)"
-cargo build --release -p switchyard-server -p switchyard-orchestrator -p switchyard-example-checkout
+# The whole workspace, as the README builds it: a `-p` subset would resolve other
+# feature sets (e.g. the SDK without `grpc`, which the e2e tests enable) and recompile
+# a dozen crates that a workspace build already has.
+echo "== building the workspace (release; reused as it is after \`cargo build --release --workspace\`)"
+cargo build --release --workspace --locked
 BIN="${CARGO_TARGET_DIR:-target}/release"
 build_done=$SECONDS
 
