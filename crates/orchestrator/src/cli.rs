@@ -1,8 +1,10 @@
 //! The command line: clap definitions for every subcommand, and the HTTP client side
 //! that talks to a running daemon (`serve` itself lives in the binary).
 //!
-//! Exit codes: 0 done (for `apply --wait`: promoted); 1 the daemon refused or failed,
-//! or the release rolled back; 2 a usage error or an invalid plan.
+//! Exit codes (see [`exit`]): 0 done (for `apply --wait`: promoted); 1 the daemon
+//! refused or failed, or the release rolled back; 2 a usage error or an invalid plan;
+//! 3 the outcome is unknown — the daemon could not be reached (for `apply --wait`: not
+//! again within `--reconnect-for`) or `--timeout` ran out while the release runs on.
 //!
 //! *API Boundary*: the CLI knows the daemon only through its HTTP API; it decodes the
 //! daemon's answers into the crate's own types ([`Release`], [`ReleaseSummary`]) and
@@ -211,12 +213,24 @@ pub enum ClientCommand {
         /// The release plan.
         file: PathBuf,
         /// Follow the release, printing each decision as it happens (times in UTC), until
-        /// it ends: exit 0 when promoted, 1 when rolled back or failed.
+        /// it ends: exit 0 when promoted, 1 when rolled back or failed, 2 for an invalid
+        /// plan, 3 when it could not be followed to its end (daemon unreachable for
+        /// longer than --reconnect-for, or --timeout ran out).
         #[arg(long)]
         wait: bool,
-        /// With `--wait`, give up (exit 1; the release keeps running) after this long.
+        /// With `--wait`, give up (exit 3; the release keeps running) after this long.
         #[arg(long, value_parser = humantime::parse_duration, requires = "wait")]
         timeout: Option<Duration>,
+        /// With `--wait`, how long to keep retrying (with back-off) when the daemon stops
+        /// answering, e.g. while it restarts, before giving up with exit 3.
+        #[arg(
+            long,
+            env = "SWITCHYARD_ORCHESTRATOR_RECONNECT_FOR",
+            default_value = "60s",
+            value_parser = humantime::parse_duration,
+            requires = "wait"
+        )]
+        reconnect_for: Duration,
     },
     /// Show every release, or one release's services in detail.
     Status {
@@ -404,18 +418,61 @@ pub enum CliError {
         /// The timeout.
         after: Duration,
     },
+    /// `apply --wait` lost the daemon and could not reach it again in time.
+    #[error(
+        "lost the orchestrator while following release `{name}` and could not reach it \
+         again within {}; the release's outcome is unknown (see `status {name}` once \
+         the daemon is back)",
+        humantime::format_duration(*after)
+    )]
+    LostDaemon {
+        /// The release.
+        name: String,
+        /// How long it retried.
+        after: Duration,
+        /// The last failure.
+        #[source]
+        source: Box<CliError>,
+    },
+}
+
+/// The process's exit codes, which pipelines may rely on.
+pub mod exit {
+    /// Done; for `apply --wait`: the release was promoted.
+    pub const SUCCESS: u8 = 0;
+    /// The release rolled back or failed, or the daemon refused the command.
+    pub const FAILED: u8 = 1;
+    /// A usage error or an invalid plan (nothing was started).
+    pub const INVALID: u8 = 2;
+    /// The outcome is unknown: the daemon could not be reached, or `--timeout` ran out.
+    pub const UNKNOWN: u8 = 3;
 }
 
 impl CliError {
-    /// 2 for usage and plan errors, 1 for everything else.
+    /// [`exit::INVALID`] for usage and plan errors, [`exit::UNKNOWN`] when the daemon
+    /// could not be reached or followed, [`exit::FAILED`] for everything else.
     pub fn exit_code(&self) -> ExitCode {
-        match self {
+        ExitCode::from(match self {
             CliError::ReadPlan { .. }
             | CliError::InvalidPlan(_)
             | CliError::BadUrl { .. }
             | CliError::NotHttpUrl { .. }
-            | CliError::Usage(_) => ExitCode::from(2),
-            _ => ExitCode::from(1),
+            | CliError::Usage(_) => exit::INVALID,
+            CliError::Unreachable { .. }
+            | CliError::Http { .. }
+            | CliError::Timeout { .. }
+            | CliError::LostDaemon { .. } => exit::UNKNOWN,
+            CliError::Api { .. } | CliError::Undecodable { .. } => exit::FAILED,
+        })
+    }
+
+    /// Whether the daemon may answer again if asked later: it could not be reached,
+    /// the request broke on the way, or it (or a proxy before it) answered 5xx.
+    fn is_transient(&self) -> bool {
+        match self {
+            CliError::Unreachable { .. } | CliError::Http { .. } => true,
+            CliError::Api { status, .. } => *status >= 500,
+            _ => false,
         }
     }
 
@@ -467,7 +524,14 @@ async fn execute(
             file,
             wait,
             timeout,
-        } => apply(&client, &file, wait, timeout).await,
+            reconnect_for,
+        } => {
+            let follow = wait.then_some(Follow {
+                timeout,
+                reconnect_for,
+            });
+            apply(&client, &file, follow).await
+        }
         ClientCommand::Status { name, watch } => {
             status(&client, name.as_deref(), watch).await?;
             Ok(ExitCode::SUCCESS)
@@ -574,14 +638,24 @@ fn print_summary(release: &Release) {
 
 /// How often `apply --wait` looks at the release.
 const WAIT_POLL: Duration = Duration::from_millis(500);
+/// The longest pause between two attempts to reach a lost daemon.
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How `apply --wait` follows a release.
+#[derive(Debug, Clone, Copy)]
+struct Follow {
+    /// Give up after this long (the release runs on).
+    timeout: Option<Duration>,
+    /// Keep trying to reach a lost daemon for this long.
+    reconnect_for: Duration,
+}
 /// How often `status --watch` redraws.
 const WATCH_REFRESH: Duration = Duration::from_secs(1);
 
 async fn apply(
     client: &Client,
     file: &std::path::Path,
-    wait: bool,
-    timeout: Option<Duration>,
+    follow_it: Option<Follow>,
 ) -> Result<ExitCode, CliError> {
     let text = std::fs::read_to_string(file).map_err(|source| CliError::ReadPlan {
         path: file.to_owned(),
@@ -590,7 +664,7 @@ async fn apply(
     // Checked here too, so a broken plan is reported even when the daemon is down.
     let plan = Plan::from_yaml(&text)?;
     let (release, created) = client.apply(text).await?;
-    if !wait {
+    let Some(how) = follow_it else {
         let verb = if created {
             "applied"
         } else {
@@ -598,26 +672,67 @@ async fn apply(
         };
         println!("{verb}: {}", report::summary_line(&release));
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     if !created {
         println!("release `{}` is already running; following it", plan.name);
     }
-    follow(client, &plan.name, timeout).await
+    follow(client, &plan.name, how).await
+}
+
+/// Reads the release; while the daemon cannot be reached, retries with back-off for up
+/// to `reconnect_for` (a daemon restarting resumes its releases from the store).
+async fn release_reconnecting(
+    client: &Client,
+    name: &str,
+    reconnect_for: Duration,
+) -> Result<Release, CliError> {
+    let mut lost_at: Option<tokio::time::Instant> = None;
+    let mut backoff = WAIT_POLL;
+    loop {
+        let error = match client.release(name).await {
+            Ok(release) => {
+                if lost_at.is_some() {
+                    eprintln!("reached the orchestrator again; following release `{name}`");
+                }
+                return Ok(release);
+            }
+            Err(error) if error.is_transient() => error,
+            Err(error) => return Err(error),
+        };
+        let lost = *lost_at.get_or_insert_with(|| {
+            eprintln!(
+                "lost the orchestrator ({}); retrying for up to {}",
+                error_chain(&error),
+                humantime::format_duration(reconnect_for)
+            );
+            tokio::time::Instant::now()
+        });
+        let left = reconnect_for.saturating_sub(lost.elapsed());
+        if left.is_zero() {
+            return Err(CliError::LostDaemon {
+                name: name.to_owned(),
+                after: reconnect_for,
+                source: Box::new(error),
+            });
+        }
+        tokio::time::sleep(backoff.min(left)).await;
+        backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+    }
 }
 
 /// Prints each new timeline entry until the release ends.
-async fn follow(
-    client: &Client,
-    name: &str,
-    timeout: Option<Duration>,
-) -> Result<ExitCode, CliError> {
+async fn follow(client: &Client, name: &str, how: Follow) -> Result<ExitCode, CliError> {
+    let Follow {
+        timeout,
+        reconnect_for,
+    } = how;
     let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut printed = 0;
     let mut poll = tokio::time::interval(WAIT_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         poll.tick().await;
-        let release = client.release(name).await?;
+        let release = release_reconnecting(client, name, reconnect_for).await?;
         let timeline = &release.state.timeline;
         let mut out = std::io::stdout().lock();
         for entry in &timeline[printed.min(timeline.len())..] {
@@ -628,10 +743,10 @@ async fn follow(
         printed = timeline.len();
         if release.state.phase.is_terminal() {
             println!("{}", outcome_line(&release));
-            return Ok(match release.state.phase {
-                Phase::Succeeded => ExitCode::SUCCESS,
-                _ => ExitCode::from(1),
-            });
+            return Ok(ExitCode::from(match release.state.phase {
+                Phase::Succeeded => exit::SUCCESS,
+                _ => exit::FAILED,
+            }));
         }
         if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return Err(CliError::Timeout {
@@ -704,7 +819,7 @@ mod tests {
     }
 
     #[test]
-    fn plan_errors_exit_2_and_daemon_errors_exit_1() {
+    fn plan_errors_exit_2_refusals_1_and_unknown_outcomes_3() {
         let invalid = CliError::InvalidPlan(Vec::new());
         assert_eq!(invalid.exit_code(), ExitCode::from(2));
         let refused = CliError::Api {
@@ -714,6 +829,23 @@ mod tests {
         };
         assert_eq!(refused.exit_code(), ExitCode::from(1));
         assert_eq!(refused.to_string(), "nothing is paused");
+        // The outcome is unknown: 3, whatever the release did.
+        let timeout = CliError::Timeout {
+            name: "r".into(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(timeout.exit_code(), ExitCode::from(3));
+        let lost = CliError::LostDaemon {
+            name: "r".into(),
+            after: Duration::from_secs(1),
+            source: Box::new(CliError::Api {
+                status: 502,
+                code: "bad_gateway".into(),
+                message: "proxy".into(),
+            }),
+        };
+        assert_eq!(lost.exit_code(), ExitCode::from(3));
+        assert!(!refused.is_transient());
     }
 
     fn parse(args: &[&str]) -> Result<ClientCommand, clap::Error> {

@@ -16,6 +16,7 @@
 //! | `GET /v1/history?limit=N` | `{ releases: [ReleaseSummary] }`, every release ever applied, newest first |
 //! | `GET /v1/dora?window=30d&format=json\|markdown` | [`report::dora`] over the window |
 //! | `GET /healthz` | liveness |
+//! | `GET /metrics` | Prometheus text ([`crate::telemetry`]); open like `/healthz` |
 
 use std::future::Future;
 use std::sync::Arc;
@@ -235,9 +236,10 @@ impl ApiError {
 
 impl From<ApplyError> for ApiError {
     fn from(error: ApplyError) -> Self {
-        match &error {
+        match error {
             ApplyError::Running(_) => ApiError::conflict(error.to_string()),
             ApplyError::Store(_) => ApiError::internal(&error),
+            ApplyError::Invalid(plan) => ApiError::invalid_plan(plan),
         }
     }
 }
@@ -310,6 +312,7 @@ pub fn router(orchestrator: Orchestrator, api_token: Option<String>) -> Router {
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/v1/releases", get(list).post(apply))
         .route("/v1/releases/{name}", get(show))
         .route("/v1/releases/{name}/{command}", post(release_command))
@@ -368,6 +371,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.orchestrator.metrics().await,
+    )
+        .into_response()
 }
 
 async fn apply(

@@ -32,9 +32,10 @@ use crate::analysis::{
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{GuardQuery, Metric, Plan, Service};
+use crate::plan::{GuardQuery, Metric, Plan, PlanError, Problem, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
+use crate::telemetry::Telemetry;
 
 /// What the driver works with.
 pub struct Config {
@@ -99,6 +100,7 @@ pub struct Orchestrator {
 struct Shared {
     config: Config,
     clock: Clock,
+    telemetry: Telemetry,
 }
 
 struct Handle {
@@ -134,6 +136,9 @@ pub enum ApplyError {
     /// It could not be stored.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The plan does not fit the flag server (e.g. an environment it does not have).
+    #[error(transparent)]
+    Invalid(PlanError),
 }
 
 /// Why a command was not carried out.
@@ -185,6 +190,7 @@ impl Orchestrator {
             shared: Arc::new(Shared {
                 config,
                 clock: Clock::new(),
+                telemetry: Telemetry::default(),
             }),
             releases: Arc::default(),
             tasks: Arc::default(),
@@ -244,6 +250,7 @@ impl Orchestrator {
     /// no-op (so a CI job may retry); `Ok((release, created))`.
     pub async fn apply(&self, plan: Plan) -> Result<(Release, bool), ApplyError> {
         let config = &self.shared.config;
+        self.check_environments(&plan).await?;
         let mut releases = self.releases.lock().await;
         if let Some(current) = self.current(&releases, &plan.name).await? {
             if !current.state.phase.is_terminal() {
@@ -276,6 +283,36 @@ impl Orchestrator {
         let handle = self.spawn(release.clone(), false);
         releases.insert(release.name().to_owned(), handle);
         Ok((release, true))
+    }
+
+    /// Refuses a plan for environments the flag server does not have: it could never
+    /// pass its pre-checks, and is no release to count. When the flag server cannot be
+    /// asked, the release starts and its pre-checks find out.
+    async fn check_environments(&self, plan: &Plan) -> Result<(), ApplyError> {
+        let envs = plan.environments();
+        let missing = match self.shared.config.flags.missing_environments(&envs).await {
+            Ok(missing) => missing,
+            Err(e) => {
+                warn!(release = plan.name, error = %error_chain(&e), "cannot list the flag server's environments");
+                return Ok(());
+            }
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let problems = missing
+            .iter()
+            .map(|env| Problem {
+                path: if plan.environments.is_empty() {
+                    "environment".to_owned()
+                } else {
+                    let index = plan.environments.iter().position(|e| e == env).unwrap_or(0);
+                    format!("environments[{index}]")
+                },
+                message: format!("environment `{env}` does not exist on the flag server"),
+            })
+            .collect();
+        Err(ApplyError::Invalid(PlanError::Invalid(problems)))
     }
 
     /// The release as this orchestrator drives it, or as stored when it is driven
@@ -312,6 +349,15 @@ impl Orchestrator {
                 Vec::new()
             }
         };
+        let mut all = self.with_live_states(stored).await;
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        all
+    }
+
+    /// The stored current releases, each replaced by its driver's state when it is
+    /// driven here (that state may be ahead of the store by a transition in flight),
+    /// plus releases driven here that are not stored yet.
+    async fn with_live_states(&self, stored: Vec<Release>) -> Vec<Release> {
         let releases = self.releases.lock().await;
         let mut all: HashMap<String, Release> = stored
             .into_iter()
@@ -322,9 +368,24 @@ impl Orchestrator {
                 all.insert(name.clone(), handle.state.borrow().clone());
             }
         }
-        let mut all: Vec<Release> = all.into_values().collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        all
+        all.into_values().collect()
+    }
+
+    /// The Prometheus text of [`Telemetry`]: what this process performed, the current
+    /// releases by phase and the releases whose lease it holds.
+    pub async fn metrics(&self) -> String {
+        let phases: Vec<Phase> = self.list().await.iter().map(|r| r.state.phase).collect();
+        let leased: Vec<String> = {
+            let releases = self.releases.lock().await;
+            let mut names: Vec<String> = releases
+                .iter()
+                .filter(|(_, h)| h.is_live())
+                .map(|(name, _)| name.clone())
+                .collect();
+            names.sort();
+            names
+        };
+        self.shared.telemetry.encode(phases, &leased)
     }
 
     /// A receiver that sees every stored transition of a release driven here.
@@ -490,16 +551,16 @@ impl Orchestrator {
         }
     }
 
+    /// Every release in the store, current and archived, newest first — whoever
+    /// drove it and however often orchestrators restarted since.
     pub async fn history(&self) -> Result<Vec<Release>, StoreError> {
-        let releases = self.releases.lock().await;
-        let archived = self.shared.config.store.history().await?;
-        let mut all: Vec<Release> = releases
-            .values()
-            .map(|h| h.state.borrow().clone())
-            .collect();
-        drop(releases);
-        all.extend(archived.into_iter().rev());
+        let store = &self.shared.config.store;
+        let current = store.releases().await?;
+        let archived = store.history().await?;
+        let mut all = self.with_live_states(current).await;
         // Stable: on equal times, current before archived and archives newest first.
+        all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        all.extend(archived.into_iter().rev());
         all.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(all)
     }
@@ -595,6 +656,7 @@ impl Runner {
             }
             if let Some(action) = self.release.state.outbox.first().cloned() {
                 let outcome = self.perform(&action).await;
+                self.shared.telemetry.performed(&action, &outcome);
                 self.advance(Event::Performed { action, outcome }).await;
                 while let Ok(command) = self.commands.try_recv() {
                     self.command(command).await;

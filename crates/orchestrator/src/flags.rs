@@ -79,6 +79,9 @@ pub trait FlagControl: Send + Sync {
     /// Those of `keys` that are killed now, with who killed them and why when known.
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError>;
 
+    /// Those of `envs` that the flag server does not have.
+    async fn missing_environments(&self, envs: &[&str]) -> Result<Vec<String>, FlagError>;
+
     /// The admin API client, for the server's per-variant metrics (`guard`).
     fn admin(&self) -> Option<&AdminClient> {
         None
@@ -489,6 +492,22 @@ impl FlagControl for AdminFlags {
 
     fn admin(&self) -> Option<&AdminClient> {
         Some(&self.admin)
+    }
+
+    async fn missing_environments(&self, envs: &[&str]) -> Result<Vec<String>, FlagError> {
+        let known = self
+            .admin
+            .environments()
+            .await
+            .map_err(|source| FlagError::Server {
+                context: "listing the environments".into(),
+                source,
+            })?;
+        Ok(envs
+            .iter()
+            .filter(|env| !known.iter().any(|k| k == *env))
+            .map(|env| (*env).to_owned())
+            .collect())
     }
 
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError> {

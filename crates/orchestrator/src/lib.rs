@@ -21,3 +21,4 @@ pub mod plan;
 pub mod report;
 pub mod routers;
 pub mod store;
+pub mod telemetry;

@@ -63,7 +63,7 @@ impl Gates {
 /// A check that lets a release (or a step) go on: a webhook answering 2xx, or a
 /// command exiting 0. A timeout or any other answer halts; it is retried first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "GateWritten")]
 pub struct Gate {
     /// What is checked.
     #[serde(flatten)]
@@ -84,6 +84,44 @@ pub enum GateCheck {
     Webhook(String),
     /// `sh -c command`; exit status 0 passes.
     Command(String),
+}
+
+/// A [`Gate`] as written; read through this so that a mistyped gate is told which
+/// forms there are (serde's `flatten` would only say that no variant matched).
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a gate: `webhook: URL` or `command: COMMAND`, with optional `timeout` and `retries`"
+)]
+struct GateWritten {
+    webhook: Option<String>,
+    command: Option<String>,
+    #[serde(default = "default_gate_timeout", with = "duration")]
+    timeout: Duration,
+    #[serde(default = "default_gate_retries")]
+    retries: u32,
+}
+
+impl TryFrom<GateWritten> for Gate {
+    type Error = &'static str;
+
+    fn try_from(written: GateWritten) -> Result<Self, Self::Error> {
+        let check = match (written.webhook, written.command) {
+            (Some(url), None) => GateCheck::Webhook(url),
+            (None, Some(command)) => GateCheck::Command(command),
+            _ => {
+                return Err(
+                    "a gate has exactly one of `webhook: URL` or `command: COMMAND` \
+                     (and optional `timeout` and `retries`)",
+                )
+            }
+        };
+        Ok(Gate {
+            check,
+            timeout: written.timeout,
+            retries: written.retries,
+        })
+    }
 }
 
 fn default_gate_timeout() -> Duration {
@@ -275,7 +313,7 @@ impl<'de> Deserialize<'de> for FlagRef {
 /// A health check: an HTTP URL answering 2xx, a TCP port accepting connections, or a
 /// gRPC health service reporting SERVING.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "HealthCheckWritten")]
 pub struct HealthCheck {
     /// What is checked.
     #[serde(flatten)]
@@ -295,6 +333,43 @@ pub enum HealthTarget {
     Tcp(String),
     /// `host:port` must answer `grpc.health.v1.Health/Check` with SERVING.
     Grpc(String),
+}
+
+/// A [`HealthCheck`] as written; read through this so that a mistyped check is told
+/// which forms there are (serde's `flatten` would only say that no variant matched).
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a health check: `http: URL`, `tcp: HOST:PORT` or `grpc: HOST:PORT`, with an optional `timeout`"
+)]
+struct HealthCheckWritten {
+    http: Option<String>,
+    tcp: Option<String>,
+    grpc: Option<String>,
+    #[serde(default = "default_check_timeout", with = "duration")]
+    timeout: Duration,
+}
+
+impl TryFrom<HealthCheckWritten> for HealthCheck {
+    type Error = &'static str;
+
+    fn try_from(written: HealthCheckWritten) -> Result<Self, Self::Error> {
+        let target = match (written.http, written.tcp, written.grpc) {
+            (Some(url), None, None) => HealthTarget::Http(url),
+            (None, Some(address), None) => HealthTarget::Tcp(address),
+            (None, None, Some(address)) => HealthTarget::Grpc(address),
+            _ => {
+                return Err(
+                    "a health check has exactly one of `http: URL`, `tcp: HOST:PORT` or \
+                     `grpc: HOST:PORT` (and an optional `timeout`)",
+                )
+            }
+        };
+        Ok(HealthCheck {
+            target,
+            timeout: written.timeout,
+        })
+    }
 }
 
 fn default_check_timeout() -> Duration {
@@ -602,19 +677,8 @@ impl Plan {
             });
         }
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        let plan: Plan = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let path = match e.path().to_string() {
-                p if p == "." => "plan".to_owned(),
-                p => p,
-            };
-            // serde_yaml_ng prefixes some messages with (part of) the path.
-            let message = e.into_inner().to_string();
-            let message = match message.split_once(": ") {
-                Some((head, rest)) if path.starts_with(head) => rest.to_owned(),
-                _ => message,
-            };
-            PlanError::Syntax { path, message }
-        })?;
+        let plan: Plan = serde_path_to_error::deserialize(deserializer)
+            .map_err(|e| every_schema_problem(text, schema_problem(e)))?;
         plan.validate()?;
         Ok(plan)
     }
@@ -971,6 +1035,134 @@ fn check_health(at: &str, check: &HealthCheck, problem: &mut impl FnMut(String, 
     }
 }
 
+/// One problem serde found, with its path (`plan` for the document itself).
+fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Problem {
+    let path = match error.path().to_string() {
+        p if p == "." => "plan".to_owned(),
+        p => p,
+    };
+    // serde_yaml_ng prefixes some messages with (part of) the path.
+    let message = error.into_inner().to_string();
+    let message = match message.split_once(": ") {
+        Some((head, rest)) if path.starts_with(head) => rest.to_owned(),
+        _ => message,
+    };
+    Problem { path, message }
+}
+
+/// The most schema problems collected from one document.
+const MAX_SCHEMA_PROBLEMS: usize = 50;
+
+/// Every problem in a plan whose first schema problem is `first`, not only that one.
+///
+/// Serde stops at the first problem, so the document is read as a YAML value and read
+/// into a [`Plan`] again and again, each time without the field that failed (an unknown
+/// field, a value of the wrong type), until it reads; then [`Plan::validate`]'s rule
+/// problems are added, except those about a removed field. It stops early where
+/// removing would make problems up: a list item (later indexes would shift) or a
+/// required field (it would be reported missing).
+fn every_schema_problem(text: &str, first: Problem) -> PlanError {
+    let Ok(mut document) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
+        return first.into();
+    };
+    if document.apply_merge().is_err() {
+        return first.into();
+    }
+    let mut problems = vec![first];
+    let mut removed: Vec<String> = Vec::new();
+    while problems.len() < MAX_SCHEMA_PROBLEMS {
+        match serde_path_to_error::deserialize::<_, Plan>(document.clone()) {
+            Ok(plan) => {
+                let rules = match plan.validate() {
+                    Err(PlanError::Invalid(rules)) => rules,
+                    _ => Vec::new(),
+                };
+                problems.extend(rules.into_iter().filter(|rule| {
+                    !removed.iter().any(|gone| {
+                        rule.path == *gone
+                            || rule.path.starts_with(&format!("{gone}."))
+                            || rule.path.starts_with(&format!("{gone}["))
+                    })
+                }));
+                break;
+            }
+            Err(error) => {
+                let segments: Vec<serde_path_to_error::Segment> =
+                    error.path().iter().cloned().collect();
+                let problem = schema_problem(error);
+                if removed.iter().any(|gone| caused_by_removal(&problem, gone)) {
+                    break;
+                }
+                if !problems.iter().any(|p| p.path == problem.path) {
+                    problems.push(problem.clone());
+                }
+                if !remove_field(&mut document, &segments) {
+                    break;
+                }
+                removed.push(problem.path);
+            }
+        }
+    }
+    if problems.len() == 1 {
+        problems.remove(0).into()
+    } else {
+        PlanError::Invalid(problems)
+    }
+}
+
+/// Whether `problem` says that the field at `gone`, removed by us, is missing.
+fn caused_by_removal(problem: &Problem, gone: &str) -> bool {
+    let Some(field) = problem
+        .message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next())
+    else {
+        return false;
+    };
+    let missing = if problem.path == "plan" {
+        field.to_owned()
+    } else {
+        format!("{}.{field}", problem.path)
+    };
+    missing == gone
+}
+
+/// Removes the mapping entry at `path`; false when `path` does not end in a field of a
+/// mapping that is there.
+fn remove_field(
+    document: &mut serde_yaml_ng::Value,
+    path: &[serde_path_to_error::Segment],
+) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((Segment::Map { key }, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = document;
+    for segment in parents {
+        let next = match segment {
+            Segment::Map { key } => node.get_mut(key.as_str()),
+            Segment::Seq { index } => node.get_mut(*index),
+            Segment::Enum { .. } | Segment::Unknown => None,
+        };
+        let Some(next) = next else {
+            return false;
+        };
+        node = next;
+    }
+    node.as_mapping_mut()
+        .and_then(|mapping| mapping.remove(key.as_str()))
+        .is_some()
+}
+
+impl From<Problem> for PlanError {
+    fn from(problem: Problem) -> Self {
+        PlanError::Syntax {
+            path: problem.path,
+            message: problem.message,
+        }
+    }
+}
+
 /// A required field's name and value.
 type Field<'a> = (&'static str, &'a String);
 
@@ -1322,6 +1514,86 @@ notify: [ { webhook: "http://127.0.0.1:9/hook", format: slack, events: [promoted
             found,
             vec!["services: depends_on forms a cycle: a -> c -> b -> a"]
         );
+    }
+
+    #[test]
+    fn every_schema_problem_is_reported_with_the_rule_problems() {
+        let yaml = "name: a\nenvironment: p\nsurprise: 1\n\
+                    services: [{name: s, flags: [f], colour: red, health: [{tcp: nope}]}]\n\
+                    steps: [{weight: 5, hold: soon}, {weight: 1}]\n\
+                    analysis: {interval: 1s, extra: true}";
+        let found = problems(yaml);
+        let expected = [
+            "surprise: unknown field `surprise`, expected one of `name`, `environment`, \
+             `environments`, `services`, `steps`, `analysis`, `on_failure`, `gates`, `notify`",
+            "services[0].colour: unknown field `colour`, expected one of `name`, \
+             `depends_on`, `canary`, `flags`, `health`",
+            "steps[0].hold: `soon` is not a duration",
+            "analysis.extra: unknown field `extra`, expected one of `interval`, \
+             `failure_limit`, `metrics`",
+            // Rule problems, after the schema's.
+            "services[0].health[0].tcp: `nope` is not host:port",
+            "steps[1].weight: weights never decrease: 1 follows 5",
+        ];
+        assert_eq!(found.len(), expected.len(), "{found:#?}");
+        for want in expected {
+            assert!(
+                found.iter().any(|p| p.starts_with(want)),
+                "no `{want}` in {found:#?}"
+            );
+        }
+        assert!(
+            found[4..].iter().all(|p| !p.contains("unknown field")),
+            "{found:#?}"
+        );
+        // A required field that is wrong is reported once, not also as missing.
+        let found = problems("name: a\nenvironment: p\nservices: 3\nsteps: [{weight: 5}]\nx: 1");
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(
+            found[0].starts_with("services: invalid type: integer `3`"),
+            "{found:#?}"
+        );
+        assert!(found[1].starts_with("x: unknown field `x`"), "{found:#?}");
+    }
+
+    #[test]
+    fn a_mistyped_health_check_or_gate_names_the_accepted_forms() {
+        let base = "name: a\nenvironment: p\nsteps: [{weight: 5}]\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "services: [{name: s, flags: [f], health: [{htp: 'http://x'}]}]",
+                "services[0].health[0].htp: unknown field `htp`, expected one of `http`, `tcp`, `grpc`, `timeout`",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: [{timeout: 1s}]}]",
+                "services[0].health[0]: a health check has exactly one of `http: URL`, `tcp: HOST:PORT` or `grpc: HOST:PORT` (and an optional `timeout`)",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: [{http: 'http://x', tcp: 'x:1'}]}]",
+                "services[0].health[0]: a health check has exactly one of",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: ['http://x']}]",
+                "services[0].health[0]: invalid type: string \"http://x\", expected a health check: `http: URL`, `tcp: HOST:PORT` or `grpc: HOST:PORT`",
+            ),
+            (
+                "services: [{name: s, flags: [f]}]\ngates: {pre: [{webhok: 'http://x'}]}",
+                "gates.pre[0].webhok: unknown field `webhok`, expected one of `webhook`, `command`, `timeout`, `retries`",
+            ),
+            (
+                "services: [{name: s, flags: [f]}]\ngates: {pre: [{retries: 1}]}",
+                "gates.pre[0]: a gate has exactly one of `webhook: URL` or `command: COMMAND`",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let yaml = format!("{base}{extra}");
+            let found = problems(&yaml);
+            assert!(
+                found.iter().any(|p| p.starts_with(expected)),
+                "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+            );
+            assert!(!found.iter().any(|p| p.contains("flattened")), "{found:#?}");
+        }
     }
 
     #[test]

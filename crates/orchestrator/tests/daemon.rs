@@ -493,8 +493,9 @@ async fn the_binary_serves_applies_waits_and_reports() {
     let (code, _, err) = daemon.run(&["pause", "promoted"]).await;
     assert_eq!(code, 1, "{err}");
     assert_eq!(err.trim(), "error: the release is over");
+    // Nothing answers: the outcome is unknown, exit 3.
     let (code, _, err) = daemon.run(&["status", "--url", "http://127.0.0.1:1"]).await;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("http://127.0.0.1:1") && err.contains("switchyard-orchestrator serve"),
         "{err}"
@@ -545,4 +546,202 @@ async fn commands_record_who_gave_them() {
     let (_, report, _) = daemon.run(&["report", "gated"]).await;
     assert!(report.contains("aborted by ci: enough"), "{report}");
     daemon.child.kill().await.expect("kill serve");
+}
+
+// --- exit codes of `apply --wait` when the daemon goes away ----------------------------
+
+/// Step 1 at 10 %, then an approval: the release waits there until approved.
+const AWAITS_APPROVAL: &str = "[{ weight: 10 }, { approve: true }, { weight: 100 }]";
+
+/// Polls the daemon's API until `check` holds for the release.
+async fn until_release(daemon: &Daemon, name: &str, what: &str, check: impl Fn(&Value) -> bool) {
+    let url = format!("{}/v1/releases/{name}", daemon.url);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let release = match reqwest::get(&url).await {
+            Ok(response) if response.status().is_success() => response.json().await.ok(),
+            _ => None,
+        };
+        if release.as_ref().is_some_and(&check) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; release is {release:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn awaiting_approval(release: &Value) -> bool {
+    service_phase(release) == "awaiting_approval"
+}
+
+/// A background CLI whose stderr is collected as it comes.
+struct Waiting {
+    child: tokio::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Waiting {
+    fn start(daemon: &Daemon, args: &[&str]) -> Waiting {
+        let mut child = daemon.spawn_client(args);
+        let stderr = support::daemon::drain(child.stderr.take().expect("stderr"));
+        Waiting { child, stderr }
+    }
+
+    /// Polls until its stderr contains `text`.
+    async fn until_stderr(&self, text: &str) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.stderr.lock().expect("lock").contains(text) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{text}` on stderr: {}",
+                self.stderr.lock().expect("lock")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for it to exit: code, stdout, stderr.
+    async fn finished(self) -> (i32, String, String) {
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(90),
+            self.child.wait_with_output(),
+        )
+        .await
+        .expect("the CLI exits within 90 s")
+        .expect("the CLI runs");
+        let stderr = self.stderr.lock().expect("lock").clone();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr,
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_wait_exits_3_when_the_daemon_stays_away_past_the_reconnect_window() {
+    let flags = FlagServer::start(&[FLAG]).await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let file = write(
+        plans.path(),
+        "lost.yaml",
+        &plan("lost", FLAG, AWAITS_APPROVAL),
+    );
+
+    let waiting = Waiting::start(
+        &daemon,
+        &["apply", &file, "--wait", "--reconnect-for", "2s"],
+    );
+    until_release(&daemon, "lost", "the approval step", awaiting_approval).await;
+    daemon.kill().await;
+
+    let (code, out, err) = waiting.finished().await;
+    assert_eq!(code, 3, "apply --wait:\n{out}\n{err}");
+    assert!(err.contains("lost the orchestrator ("), "{err}");
+    assert!(
+        err.contains("could not reach it again within 2s") && err.contains("`status lost`"),
+        "{err}"
+    );
+    // Nothing answers at all: also 3, at once for a one-off command.
+    let (code, _, err) = daemon.run(&["status"]).await;
+    assert_eq!(code, 3, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_wait_follows_a_restarted_daemon_to_the_release_s_end() {
+    let flags = FlagServer::start(&[FLAG]).await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let promoted = write(
+        plans.path(),
+        "back.yaml",
+        &plan("back", FLAG, AWAITS_APPROVAL),
+    );
+    let waiting = Waiting::start(
+        &daemon,
+        &["apply", &promoted, "--wait", "--reconnect-for", "60s"],
+    );
+    until_release(&daemon, "back", "the approval step", awaiting_approval).await;
+    daemon.kill().await;
+    waiting.until_stderr("lost the orchestrator (").await;
+    daemon.restart().await;
+    until_release(&daemon, "back", "the resumed release", awaiting_approval).await;
+    let (code, _, err) = daemon.run(&["approve", "back"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = waiting.finished().await;
+    assert_eq!(code, 0, "apply --wait:\n{out}\n{err}");
+    assert!(err.contains("lost the orchestrator ("), "{err}");
+    assert!(err.contains("reached the orchestrator again"), "{err}");
+    assert!(out.contains("release promoted"), "{out}");
+
+    // The same after a clean stop, ending in a rollback: exit 1.
+    let rolled_back = write(
+        plans.path(),
+        "undo.yaml",
+        &plan("undo", FLAG, AWAITS_APPROVAL),
+    );
+    let waiting = Waiting::start(
+        &daemon,
+        &["apply", &rolled_back, "--wait", "--reconnect-for", "60s"],
+    );
+    until_release(&daemon, "undo", "the approval step", awaiting_approval).await;
+    daemon.terminate().await;
+    waiting.until_stderr("lost the orchestrator (").await;
+    daemon.restart().await;
+    let (code, _, err) = daemon
+        .run(&["abort", "undo", "--reason", "restart test"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = waiting.finished().await;
+    assert_eq!(code, 1, "apply --wait:\n{out}\n{err}");
+    assert!(err.contains("reached the orchestrator again"), "{err}");
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_for_an_environment_the_flag_server_lacks_is_refused_before_starting() {
+    let flags = FlagServer::start(&[FLAG]).await;
+    let mut daemon = Daemon::start(&flags).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let one = plan("nowhere", FLAG, "[{ weight: 100 }]")
+        .replace(&format!("environment: {ENV}\n"), "environment: nowhere\n");
+    let file = write(plans.path(), "nowhere.yaml", &one);
+    let (code, out, err) = daemon.run(&["apply", &file, "--wait"]).await;
+    assert_eq!(code, 2, "apply --wait:\n{out}\n{err}");
+    assert_eq!(
+        err.trim(),
+        "environment: environment `nowhere` does not exist on the flag server"
+    );
+    assert!(!err.contains("flag `"), "not a missing flag: {err}");
+
+    let two = plan("partly", FLAG, "[{ weight: 100 }]").replace(
+        &format!("environment: {ENV}\n"),
+        &format!("environments: [{ENV}, nowhere]\n"),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/releases", daemon.url))
+        .body(two)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), reqwest::StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["error"]["code"], "invalid_plan", "{body}");
+    assert_eq!(
+        body["error"]["problems"],
+        json!([{ "path": "environments[1]", "message": "environment `nowhere` does not exist on the flag server" }])
+    );
+
+    // Neither was started, so neither is a release to list or count.
+    let (code, out, _) = daemon.run(&["history"]).await;
+    assert_eq!((code, out.as_str()), (0, "no releases\n"));
+    let (code, out, _) = daemon.run(&["report", "--dora", "--format", "json"]).await;
+    assert_eq!(code, 0);
+    let dora: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(dora["finished"], 0, "{dora}");
+    daemon.kill().await;
 }

@@ -17,6 +17,7 @@ mod support;
 use support::api::{plan, Rig};
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
+use support::redis::RedisProcess;
 
 const API_TOKEN: &str = "orchestrator-api-token";
 
@@ -358,4 +359,98 @@ async fn the_binary_prints_history_and_dora_figures() {
     assert!(out.starts_with("# Release shipped"), "{out}");
 
     daemon.child.kill().await.expect("kill serve");
+}
+
+/// `history` as (name, outcome) pairs, newest first, and DORA's (finished, promoted,
+/// rolled back), as the binary prints them.
+async fn history_and_dora(daemon: &Daemon) -> (Vec<(String, String)>, (u64, u64, u64)) {
+    let (code, out, err) = daemon.run(&["history"]).await;
+    assert_eq!(code, 0, "history:\n{out}\n{err}");
+    let listed = out
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let name = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let outcome = ["promoted", "rolled back", "running", "failed"]
+                .into_iter()
+                .find(|o| line.contains(&format!(" {o} ")))
+                .unwrap_or("?")
+                .to_owned();
+            (name, outcome)
+        })
+        .collect();
+    let (code, out, err) = daemon.run(&["report", "--dora", "--format", "json"]).await;
+    assert_eq!(code, 0, "report --dora:\n{out}\n{err}");
+    let dora: Value = serde_json::from_str(&out).expect("JSON");
+    let count = |v: &Value| v.as_u64().unwrap_or(u64::MAX);
+    (
+        listed,
+        (
+            count(&dora["finished"]),
+            count(&dora["deployment_frequency"]["promoted"]),
+            count(&dora["change_failure_rate"]["rolled_back"]),
+        ),
+    )
+}
+
+/// Drives three releases to their ends (the first archived when a newer release takes
+/// its name), then stops the daemon cleanly, then kills it: after each restart,
+/// `history` and `report --dora` still list and count all three.
+async fn finished_releases_outlive_restarts(extra: &[&str]) {
+    let flags = FlagServer::start(&["first-flag", "second-flag"]).await;
+    let mut daemon = Daemon::start_with(&flags, extra).await;
+    let plans = tempfile::tempdir().expect("temp dir");
+    let releases = [
+        ("shipped", "first-flag", 0),
+        ("shipped", "second-flag", 0),
+        // The flag does not exist: the pre-checks fail and the release rolls back.
+        ("ghost", "no-such-flag", 1),
+    ];
+    for (i, (name, flag, expected)) in releases.into_iter().enumerate() {
+        let file = write(
+            plans.path(),
+            &format!("{i}.yaml"),
+            &plan(name, flag, "[{ weight: 100 }]"),
+        );
+        let (code, out, err) = daemon.run(&["apply", &file, "--wait"]).await;
+        assert_eq!(code, expected, "apply {name} --wait:\n{out}\n{err}");
+    }
+    let expected_history: Vec<(String, String)> = [
+        ("ghost", "rolled back"),
+        ("shipped", "promoted"),
+        ("shipped", "promoted"),
+    ]
+    .iter()
+    .map(|(n, o)| ((*n).to_owned(), (*o).to_owned()))
+    .collect();
+    let before = history_and_dora(&daemon).await;
+    assert_eq!(before, (expected_history.clone(), (3, 2, 1)));
+
+    daemon.terminate().await;
+    daemon.restart().await;
+    assert_eq!(
+        history_and_dora(&daemon).await,
+        before,
+        "after a clean restart"
+    );
+
+    daemon.kill().await;
+    daemon.restart().await;
+    assert_eq!(history_and_dora(&daemon).await, before, "after a crash");
+    daemon.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_dora_outlive_restarts_on_the_embedded_store() {
+    finished_releases_outlive_restarts(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_dora_outlive_restarts_on_redis() {
+    let redis = RedisProcess::start();
+    finished_releases_outlive_restarts(&["--redis-url", &redis.url(), "--lease", "1s"]).await;
 }

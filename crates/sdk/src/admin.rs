@@ -141,6 +141,20 @@ impl AdminClient {
             .map(drop)
     }
 
+    /// The names of every environment.
+    pub async fn environments(&self) -> Result<Vec<String>, Error> {
+        #[derive(Deserialize)]
+        struct Environment {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Environments {
+            environments: Vec<Environment>,
+        }
+        let body: Environments = self.json(Method::GET, "/envs", None).await?;
+        Ok(body.environments.into_iter().map(|e| e.name).collect())
+    }
+
     /// Every flag of `env`.
     pub async fn flags(&self, env: &str) -> Result<Vec<Flag>, Error> {
         #[derive(Deserialize)]
