@@ -653,7 +653,9 @@ async fn apply_wait_exits_3_when_the_daemon_stays_away_past_the_reconnect_window
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_wait_follows_a_restarted_daemon_to_the_release_s_end() {
-    let flags = FlagServer::start(&[FLAG]).await;
+    // Two flags: the first release promotes FLAG to 100 %, and a release whose flag
+    // already serves more than its first step is refused by the pre-checks.
+    let flags = FlagServer::start(&[FLAG, "new-search"]).await;
     let mut daemon = Daemon::start(&flags).await;
     let plans = tempfile::tempdir().expect("temp dir");
     let promoted = write(
@@ -682,7 +684,7 @@ async fn apply_wait_follows_a_restarted_daemon_to_the_release_s_end() {
     let rolled_back = write(
         plans.path(),
         "undo.yaml",
-        &plan("undo", FLAG, AWAITS_APPROVAL),
+        &plan("undo", "new-search", AWAITS_APPROVAL),
     );
     let waiting = Waiting::start(
         &daemon,
