@@ -226,20 +226,29 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     let flag = read_flag(admin).await;
     assert_eq!(flag["enabled"], false, "not killed: {flag:#}");
     assert_eq!(variants_served(admin).await, ["off"], "after release 2");
+    // The rollback kills the flag with the release's reason, then puts its
+    // pre-release serve back (still killed), so a revive serves what it did before.
     let (_, audit) = admin
         .call(
             "GET",
-            &format!("/v1/admin/audit?env={ENV}&flag={FLAG}&limit=1"),
+            &format!("/v1/admin/audit?env={ENV}&flag={FLAG}&limit=2"),
             None,
         )
         .await;
-    let last = &audit["entries"][0];
-    assert_eq!(last["action"], "flag.kill", "{audit:#}");
+    let (restore, kill) = (&audit["entries"][0], &audit["entries"][1]);
+    assert_eq!(kill["action"], "flag.kill", "{audit:#}");
     assert!(
-        last["reason"]
+        kill["reason"]
             .as_str()
             .is_some_and(|r| r.starts_with("release checkout-bad rolled back")),
         "{audit:#}"
+    );
+    assert_eq!(restore["action"], "flag.put", "{audit:#}");
+    assert_eq!(restore["after"]["enabled"], false, "{audit:#}");
+    assert_eq!(
+        restore["after"]["default"],
+        flag_off()["default"],
+        "the pre-release serve: {audit:#}"
     );
 
     // The load saw both versions; only v2 failed, and no request went unanswered while
