@@ -45,8 +45,8 @@ ensure_processes() {
     }
   done
   redis-server --version
-  haproxy -v | head -1
-  prometheus --version 2>&1 | head -1
+  haproxy -v | sed -n 1p
+  prometheus --version 2>&1 | sed -n 1p
 }
 
 echo "== bucketing vectors against an independent murmur3 (Python mmh3)"
