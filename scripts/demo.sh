@@ -45,7 +45,7 @@ ensure_processes() {
 
 echo "== haproxy and prometheus"
 ensure_processes
-echo "$(haproxy -v | head -1); $(prometheus --version 2>&1 | head -1)"
+echo "$(haproxy -v | sed -n 1p); $(prometheus --version 2>&1 | sed -n 1p)"
 
 # The whole workspace, as the README builds it: a `-p` subset would resolve other
 # feature sets (e.g. the SDK without `grpc`, which the e2e tests enable) and recompile
