@@ -99,19 +99,15 @@ impl ReleaseSummary {
     /// Summarises `release`; step numbers are the report's, so listings and reports
     /// never disagree.
     pub fn of(release: &Release) -> ReleaseSummary {
-        let document = report::json(release);
         let steps = release.plan.steps.len();
         let services = release
             .state
             .services
             .iter()
-            .enumerate()
-            .map(|(i, s)| ServiceSummary {
+            .map(|s| ServiceSummary {
                 name: s.name.clone(),
                 phase: s.phase,
-                step: document["services"][i]["step"]
-                    .as_u64()
-                    .and_then(|n| usize::try_from(n).ok()),
+                step: report::step_number(&release.plan, s),
                 steps,
                 weight: s.weight,
             })

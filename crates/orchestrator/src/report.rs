@@ -202,7 +202,9 @@ fn measurement_json(m: &Measurement) -> Value {
 /// The step a service is at, counted from 1, if it has reached one. `step` stays where a
 /// service stopped, so a rolled-back service shows the step it was rolled back from; one
 /// that never had a weight confirmed (its pre-checks or first weight failed) has none.
-fn step_number(plan: &Plan, s: &ServiceState) -> Option<usize> {
+/// The step `s` is at, counted from 1 as people read it; `None` before its first step.
+/// Listings and reports both use it, so they never disagree.
+pub fn step_number(plan: &Plan, s: &ServiceState) -> Option<usize> {
     use ServicePhase::*;
     let reached = match s.phase {
         Progressing | AwaitingApproval | Paused | Promoting | Succeeded => true,

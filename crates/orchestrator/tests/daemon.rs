@@ -581,13 +581,18 @@ fn awaiting_approval(release: &Value) -> bool {
 struct Waiting {
     child: tokio::process::Child,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Waiting {
     fn start(daemon: &Daemon, args: &[&str]) -> Waiting {
         let mut child = daemon.spawn_client(args);
-        let stderr = support::daemon::drain(child.stderr.take().expect("stderr"));
-        Waiting { child, stderr }
+        let (stderr, reader) = support::daemon::drain_joined(child.stderr.take().expect("stderr"));
+        Waiting {
+            child,
+            stderr,
+            reader,
+        }
     }
 
     /// Polls until its stderr contains `text`.
@@ -612,6 +617,11 @@ impl Waiting {
         .await
         .expect("the CLI exits within 90 s")
         .expect("the CLI runs");
+        // The whole of stderr: the reader ends when the pipe closes.
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.reader)
+            .await
+            .expect("stderr closes after the CLI exits")
+            .expect("the reader does not panic");
         let stderr = self.stderr.lock().expect("lock").clone();
         (
             output.status.code().unwrap_or(-1),

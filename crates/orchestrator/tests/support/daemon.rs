@@ -11,9 +11,17 @@ use super::flag_server::{FlagServer, ADMIN};
 
 /// Collects a child's output in the background, so its pipe never fills.
 pub fn drain(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<String>> {
+    drain_joined(stream).0
+}
+
+/// [`drain`], with the task that reads: it ends when the stream closes, after which the
+/// text is complete (a child that exited may still have output in the pipe).
+pub fn drain_joined(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+) -> (Arc<Mutex<String>>, tokio::task::JoinHandle<()>) {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = text.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         let mut stream = stream;
         let mut buffer = [0u8; 4096];
         while let Ok(n) = stream.read(&mut buffer).await {
@@ -24,7 +32,7 @@ pub fn drain(stream: impl AsyncRead + Unpin + Send + 'static) -> Arc<Mutex<Strin
             sink.lock().expect("lock").push_str(&chunk);
         }
     });
-    text
+    (text, reader)
 }
 
 /// `switchyard-orchestrator serve` on a free port; killed when dropped.
