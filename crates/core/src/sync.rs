@@ -50,7 +50,13 @@ impl Default for SnapshotDocument {
 /// [`SnapshotDocument`] over borrowed flags and segments, for writing one.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(as = SdkSnapshot))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        as = SdkSnapshot,
+        description = "The whole environment as SDKs receive it on connect."
+    )
+)]
 pub struct SnapshotDocumentRef<'a> {
     /// The environment.
     #[cfg_attr(feature = "openapi", schema(value_type = EnvName))]
