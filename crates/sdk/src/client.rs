@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use switchyard_core::sync::{ChangeDocument, SnapshotDocument};
 use switchyard_core::{
@@ -32,12 +32,20 @@ pub struct Loaded {
     pub snapshot: Snapshot,
 }
 
+/// Reads a sync document ([`SnapshotDocument`], [`ChangeDocument`]); the error names
+/// the field that is wrong (`flags[2].variants: …`).
+pub(crate) fn read_document<'de, T, D>(document: D) -> Result<T, Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    serde_path_to_error::deserialize(document).map_err(|e| Error::InvalidDocument(e.to_string()))
+}
+
 impl Loaded {
     /// Parses an SDK snapshot document `{environment, revision, flags, segments}`.
     pub fn from_document(document: &Value) -> Result<Loaded, Error> {
-        let document = SnapshotDocument::deserialize(document)
-            .map_err(|e| Error::InvalidDocument(e.to_string()))?;
-        Loaded::from_snapshot(document)
+        Loaded::from_snapshot(read_document(document)?)
     }
 
     /// Compiles a snapshot document.
@@ -527,5 +535,53 @@ impl Client {
     pub async fn close(&self) {
         let _ = self.inner.shutdown.send(true);
         crate::metrics::flush(&self.inner).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flag(key: &str) -> Value {
+        json!({
+            "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "default": {"variant": "on"}
+        })
+    }
+
+    #[test]
+    fn a_bootstrap_document_may_omit_environment_and_revision() {
+        let loaded = Loaded::from_document(&json!({"flags": [flag("a")]})).expect("reads");
+        assert_eq!((loaded.environment.as_str(), loaded.revision), ("", 0));
+        assert!(loaded.snapshot.flag("a").is_some());
+    }
+
+    #[test]
+    fn a_bad_document_is_refused_naming_the_field() {
+        let mut bad = flag("b");
+        bad["kind"] = json!("colour");
+        let document = json!({"environment": "prod", "revision": 3, "flags": [flag("a"), bad]});
+        let error = Loaded::from_document(&document).expect_err("bad kind");
+        assert!(
+            matches!(&error, Error::InvalidDocument(message) if message.starts_with("flags[1].kind")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_change_moves_the_state_to_its_revision() {
+        let loaded = Loaded::from_document(
+            &json!({"environment": "prod", "revision": 3, "flags": [flag("a")]}),
+        )
+        .expect("reads");
+        let change: ChangeDocument = read_document(json!({
+            "environment": "prod", "revision": 4, "flags": [flag("b")], "deleted_flags": ["a"]
+        }))
+        .expect("a change");
+        let next = loaded.apply_change(&change).expect("applies");
+        assert_eq!(next.revision, 4);
+        let keys: Vec<&str> = next.snapshot.flags().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["b"]);
     }
 }

@@ -41,7 +41,7 @@ use switchyard_core::sync::{self, ChangeDocument, SnapshotDocument};
 use switchyard_core::Snapshot;
 use tokio::sync::watch;
 
-use crate::client::{Inner, Loaded, Status, Transport};
+use crate::client::{read_document, Inner, Loaded, Status, Transport};
 use crate::error::Error;
 
 /// The first reconnection delay.
@@ -127,7 +127,7 @@ impl Endpoint {
         let response = self.check(response).await?;
         let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
         let document: SnapshotDocument =
-            serde_json::from_slice(&body).map_err(|e| Error::InvalidDocument(e.to_string()))?;
+            read_document(&mut serde_json::Deserializer::from_slice(&body))?;
         Loaded::from_snapshot(document).map(Some)
     }
 
@@ -664,8 +664,9 @@ impl Syncer {
     async fn handle(&mut self, incoming: Incoming) -> Result<(), Handled> {
         match incoming.kind {
             IncomingKind::Snapshot => {
-                let document: SnapshotDocument = serde_json::from_str(&incoming.document)
-                    .map_err(|e| Handled::Failed(Error::InvalidDocument(e.to_string())))?;
+                let document: SnapshotDocument =
+                    read_document(&mut serde_json::Deserializer::from_str(&incoming.document))
+                        .map_err(Handled::Failed)?;
                 let loaded = Loaded::from_snapshot(document).map_err(Handled::Failed)?;
                 self.install_snapshot(loaded);
                 self.ready();

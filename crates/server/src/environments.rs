@@ -10,8 +10,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde_json::json;
-use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
-use switchyard_core::sync::{apply_writes, ChangeDocument, ChangeDocumentRef, SnapshotDocumentRef};
+use switchyard_core::model::EnvName;
+use switchyard_core::sync::{
+    apply_writes, ChangeDocument, ChangeDocumentRef, FlagWrite, SegmentWrite, SnapshotDocumentRef,
+};
 use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
 use tokio::sync::{broadcast, Mutex};
 
@@ -52,9 +54,9 @@ pub struct ChangeEvent {
 #[derive(Debug, Default)]
 pub struct Change {
     /// Flags written (`Some`) or deleted (`None`).
-    pub flags: Vec<(FlagKey, Option<Flag>)>,
+    pub flags: Vec<FlagWrite>,
     /// Segments written (`Some`) or deleted (`None`).
-    pub segments: Vec<(SegmentKey, Option<Segment>)>,
+    pub segments: Vec<SegmentWrite>,
     /// One entry per thing changed.
     pub audit: Vec<AuditEntry>,
 }
@@ -408,8 +410,8 @@ pub enum Remote {
 fn change_document(
     env: &EnvName,
     revision: u64,
-    flags: &[(FlagKey, Option<Flag>)],
-    segments: &[(SegmentKey, Option<Segment>)],
+    flags: &[FlagWrite],
+    segments: &[SegmentWrite],
 ) -> Result<Bytes, ApiError> {
     serde_json::to_vec(&ChangeDocumentRef::new(env, revision, flags, segments))
         .map(Bytes::from)
@@ -418,7 +420,7 @@ fn change_document(
 
 /// The change document taking `current` to `target`.
 fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, ApiError> {
-    let mut flags: Vec<(FlagKey, Option<Flag>)> = target
+    let mut flags: Vec<FlagWrite> = target
         .flags
         .iter()
         .filter(|f| current.snapshot.flag(f.key.as_str()) != Some(*f))
@@ -431,7 +433,7 @@ fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, ApiErr
             .filter(|old| !target.flags.iter().any(|f| f.key == old.key))
             .map(|old| (old.key.clone(), None)),
     );
-    let mut segments: Vec<(SegmentKey, Option<Segment>)> = target
+    let mut segments: Vec<SegmentWrite> = target
         .segments
         .iter()
         .filter(|s| !current.snapshot.segments().any(|old| old == *s))
