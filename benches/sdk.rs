@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
-use switchyard_sdk::admin::AdminClient;
+use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::{Client, Context};
 use switchyard_server::Server;
 
@@ -64,7 +64,7 @@ fn setup() -> Setup {
             .await
             .expect("toggle");
         let token = admin
-            .create_token("bench-sdk", "sdk", Some("bench"))
+            .create_token("bench-sdk", TokenKind::Sdk, Some("bench"))
             .await
             .expect("token");
         let client = Client::builder(&base, token.token)

@@ -20,7 +20,7 @@ use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use switchyard_core::unleash::{import, UnleashState};
 use switchyard_core::Flag;
-use switchyard_sdk::admin::AdminClient;
+use switchyard_sdk::admin::{AdminClient, TokenKind};
 
 /// Loads an Unleash features file into a switchyard-server environment.
 #[derive(Debug, Parser)]
@@ -120,7 +120,7 @@ async fn run(args: Args) -> Result<()> {
     );
 
     let issued = match admin
-        .create_token(&args.token_name, "sdk", Some(&args.env))
+        .create_token(&args.token_name, TokenKind::Sdk, Some(&args.env))
         .await
     {
         Err(switchyard_sdk::Error::Api { status: 409, .. }) => {
@@ -129,7 +129,7 @@ async fn run(args: Args) -> Result<()> {
                 .await
                 .with_context(|| format!("revoking the old token `{}`", args.token_name))?;
             admin
-                .create_token(&args.token_name, "sdk", Some(&args.env))
+                .create_token(&args.token_name, TokenKind::Sdk, Some(&args.env))
                 .await
         }
         other => other,

@@ -8,6 +8,8 @@
 //! - [`bucketing`]: the documented hash that places users in rollouts.
 //! - [`duplicate_keys`]: documents are read strictly, a key written twice is an error.
 //! - [`unleash`]: import of Unleash client-API features with Unleash's semantics.
+//! - [`sync`]: the snapshot and change documents servers send and SDKs read.
+//! - [`admin`]: the admin API's types shared by its server and its client.
 //!
 //! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
 #![deny(missing_docs)]
@@ -16,6 +18,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod admin;
 pub mod bucketing;
 pub mod context;
 pub mod duplicate_keys;
@@ -23,6 +26,7 @@ mod evaluation;
 pub mod model;
 pub mod semver;
 mod snapshot;
+pub mod sync;
 mod targeting;
 pub mod unleash;
 pub mod validation;

@@ -13,7 +13,7 @@ use switchyard_core::Flag;
 use switchyard_orchestrator::analysis::guard::{measurement, Arm, Guard, GuardOutcome};
 use switchyard_orchestrator::analysis::{MetricError, MetricSource, Verdict};
 use switchyard_orchestrator::plan::{GuardQuery, OnNoData};
-use switchyard_sdk::admin::VariantCounts;
+use switchyard_sdk::admin::{TokenKind, VariantCounts};
 use switchyard_sdk::{Client, Context};
 
 const FLAG: &str = "new-payment-flow";
@@ -66,7 +66,7 @@ async fn serve_users(
 ) -> BTreeMap<String, VariantCounts> {
     let token = server
         .admin
-        .create_token("guard-test-sdk", "sdk", Some(ENV))
+        .create_token("guard-test-sdk", TokenKind::Sdk, Some(ENV))
         .await
         .expect("sdk token");
     // Counts leave the client on close(), not on an interval.

@@ -20,6 +20,7 @@ use switchyard_orchestrator::machine::{Event, Phase};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
+use switchyard_sdk::admin::TokenKind;
 use switchyard_sdk::{Client, Context};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -80,7 +81,7 @@ async fn answers(server: &FlagServer, flag: &str) -> Vec<(String, usize)> {
     let n = TOKENS.fetch_add(1, Ordering::Relaxed);
     let token = server
         .admin
-        .create_token(&format!("rollback-test-{n}"), "sdk", Some(ENV))
+        .create_token(&format!("rollback-test-{n}"), TokenKind::Sdk, Some(ENV))
         .await
         .expect("sdk token");
     let client = Client::builder(&server.base, &token.token)

@@ -15,6 +15,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+pub use switchyard_core::admin::{TokenKind, VariantCounts};
 use switchyard_core::{Flag, Segment};
 
 use crate::error::Error;
@@ -28,23 +29,13 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// Counts of one variant over a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct VariantCounts {
-    /// Exposures.
-    pub exposures: u64,
-    /// Tracked events by name.
-    #[serde(default)]
-    pub events: BTreeMap<String, u64>,
-}
-
 /// A token as issued (the secret is only in [`IssuedToken::token`], once).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct IssuedToken {
     /// Its name.
     pub name: String,
-    /// `admin`, `sdk` or `eval`.
-    pub kind: String,
+    /// What it may do.
+    pub kind: TokenKind,
     /// The environment it is bound to.
     #[serde(default)]
     pub env: Option<String>,
@@ -286,11 +277,11 @@ impl AdminClient {
         .map(drop)
     }
 
-    /// Issues a token (`kind`: `admin`, `sdk` or `eval`; `env` for the latter two).
+    /// Issues a token (`env` for [`TokenKind::Sdk`] and [`TokenKind::Eval`]).
     pub async fn create_token(
         &self,
         name: &str,
-        kind: &str,
+        kind: TokenKind,
         env: Option<&str>,
     ) -> Result<IssuedToken, Error> {
         let mut body = json!({ "name": name, "kind": kind });

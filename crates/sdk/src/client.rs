@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use switchyard_core::sync::{ChangeDocument, SnapshotDocument};
 use switchyard_core::{
-    evaluate, evaluate_all, Context, ErrorCode, Evaluation, Flag, FlagKind, Reason, Segment,
-    Snapshot,
+    evaluate, evaluate_all, Context, ErrorCode, Evaluation, FlagKind, Reason, Snapshot,
 };
 
 use crate::error::Error;
@@ -31,78 +32,45 @@ pub struct Loaded {
     pub snapshot: Snapshot,
 }
 
+/// Reads a sync document ([`SnapshotDocument`], [`ChangeDocument`]); the error names
+/// the field that is wrong (`flags[2].variants: …`).
+pub(crate) fn read_document<'de, T, D>(document: D) -> Result<T, Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    serde_path_to_error::deserialize(document).map_err(|e| Error::InvalidDocument(e.to_string()))
+}
+
 impl Loaded {
     /// Parses an SDK snapshot document `{environment, revision, flags, segments}`.
     pub fn from_document(document: &Value) -> Result<Loaded, Error> {
-        let environment = document
-            .get("environment")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let revision = document
-            .get("revision")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let list = |field: &str| {
-            document
-                .get(field)
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()))
-        };
-        let flags: Vec<Flag> = serde_json::from_value(list("flags"))
-            .map_err(|e| Error::InvalidDocument(format!("flags: {e}")))?;
-        let segments: Vec<Segment> = serde_json::from_value(list("segments"))
-            .map_err(|e| Error::InvalidDocument(format!("segments: {e}")))?;
-        let snapshot = Snapshot::compile(flags, segments)
+        Loaded::from_snapshot(read_document(document)?)
+    }
+
+    /// Compiles a snapshot document.
+    pub fn from_snapshot(document: SnapshotDocument) -> Result<Loaded, Error> {
+        let snapshot = Snapshot::compile(document.flags, document.segments)
             .map_err(|e| Error::InvalidDocument(e.to_string()))?;
         Ok(Loaded {
-            environment,
-            revision,
+            environment: document.environment.to_string(),
+            revision: document.revision,
             snapshot,
         })
     }
 
-    /// This state with a change document `{revision, flags, deleted_flags, segments,
-    /// deleted_segments}` applied.
-    pub fn apply_change(&self, change: &Value) -> Result<Loaded, Error> {
-        let list = |field: &str| {
-            change
-                .get(field)
-                .cloned()
-                .unwrap_or(Value::Array(Vec::new()))
-        };
-        let put_flags: Vec<Flag> = serde_json::from_value(list("flags"))
-            .map_err(|e| Error::InvalidDocument(format!("flags: {e}")))?;
-        let deleted_flags: Vec<String> = serde_json::from_value(list("deleted_flags"))
-            .map_err(|e| Error::InvalidDocument(format!("deleted_flags: {e}")))?;
-        let put_segments: Vec<Segment> = serde_json::from_value(list("segments"))
-            .map_err(|e| Error::InvalidDocument(format!("segments: {e}")))?;
-        let deleted_segments: Vec<String> = serde_json::from_value(list("deleted_segments"))
-            .map_err(|e| Error::InvalidDocument(format!("deleted_segments: {e}")))?;
-        let mut flags: Vec<Flag> = self
-            .snapshot
-            .flags()
-            .filter(|f| !deleted_flags.iter().any(|d| d == f.key.as_str()))
-            .filter(|f| !put_flags.iter().any(|p| p.key == f.key))
-            .cloned()
-            .collect();
-        flags.extend(put_flags);
-        let mut segments: Vec<Segment> = self
-            .snapshot
-            .segments()
-            .filter(|s| !deleted_segments.iter().any(|d| d == s.key.as_str()))
-            .filter(|s| !put_segments.iter().any(|p| p.key == s.key))
-            .cloned()
-            .collect();
-        segments.extend(put_segments);
+    /// This state with a change applied; at the change's revision when it names one.
+    pub fn apply_change(&self, change: &ChangeDocument) -> Result<Loaded, Error> {
+        let (flags, segments) = change.apply(&self.snapshot);
         let snapshot = Snapshot::compile(flags, segments)
             .map_err(|e| Error::InvalidDocument(e.to_string()))?;
         Ok(Loaded {
             environment: self.environment.clone(),
-            revision: change
-                .get("revision")
-                .and_then(Value::as_u64)
-                .unwrap_or(self.revision),
+            revision: if change.revision > 0 {
+                change.revision
+            } else {
+                self.revision
+            },
             snapshot,
         })
     }
@@ -567,5 +535,53 @@ impl Client {
     pub async fn close(&self) {
         let _ = self.inner.shutdown.send(true);
         crate::metrics::flush(&self.inner).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn flag(key: &str) -> Value {
+        json!({
+            "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+            "off_variant": "off", "default": {"variant": "on"}
+        })
+    }
+
+    #[test]
+    fn a_bootstrap_document_may_omit_environment_and_revision() {
+        let loaded = Loaded::from_document(&json!({"flags": [flag("a")]})).expect("reads");
+        assert_eq!((loaded.environment.as_str(), loaded.revision), ("", 0));
+        assert!(loaded.snapshot.flag("a").is_some());
+    }
+
+    #[test]
+    fn a_bad_document_is_refused_naming_the_field() {
+        let mut bad = flag("b");
+        bad["kind"] = json!("colour");
+        let document = json!({"environment": "prod", "revision": 3, "flags": [flag("a"), bad]});
+        let error = Loaded::from_document(&document).expect_err("bad kind");
+        assert!(
+            matches!(&error, Error::InvalidDocument(message) if message.starts_with("flags[1].kind")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_change_moves_the_state_to_its_revision() {
+        let loaded = Loaded::from_document(
+            &json!({"environment": "prod", "revision": 3, "flags": [flag("a")]}),
+        )
+        .expect("reads");
+        let change: ChangeDocument = read_document(json!({
+            "environment": "prod", "revision": 4, "flags": [flag("b")], "deleted_flags": ["a"]
+        }))
+        .expect("a change");
+        let next = loaded.apply_change(&change).expect("applies");
+        assert_eq!(next.revision, 4);
+        let keys: Vec<&str> = next.snapshot.flags().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["b"]);
     }
 }

@@ -28,7 +28,7 @@
 //! The task holds the client weakly while it waits on the network, so dropping
 //! every handle (or `close()`) ends it.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Weak;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -37,10 +37,11 @@ use rand::Rng;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, IF_NONE_MATCH};
 use reqwest::StatusCode;
 use serde_json::Value;
+use switchyard_core::sync::{self, ChangeDocument, SnapshotDocument};
 use switchyard_core::Snapshot;
 use tokio::sync::watch;
 
-use crate::client::{Inner, Loaded, Status, Transport};
+use crate::client::{read_document, Inner, Loaded, Status, Transport};
 use crate::error::Error;
 
 /// The first reconnection delay.
@@ -124,8 +125,10 @@ impl Endpoint {
             return Ok(None);
         }
         let response = self.check(response).await?;
-        let document: Value = response.json().await.map_err(|e| self.unreachable(e))?;
-        Loaded::from_document(&document).map(Some)
+        let body = response.bytes().await.map_err(|e| self.unreachable(e))?;
+        let document: SnapshotDocument =
+            read_document(&mut serde_json::Deserializer::from_slice(&body))?;
+        Loaded::from_snapshot(document).map(Some)
     }
 
     /// `GET /v1/sdk/stream`, resuming after `last` when given. The error's flag says
@@ -661,9 +664,10 @@ impl Syncer {
     async fn handle(&mut self, incoming: Incoming) -> Result<(), Handled> {
         match incoming.kind {
             IncomingKind::Snapshot => {
-                let document: Value = serde_json::from_str(&incoming.document)
-                    .map_err(|e| Handled::Failed(Error::InvalidDocument(e.to_string())))?;
-                let loaded = Loaded::from_document(&document).map_err(Handled::Failed)?;
+                let document: SnapshotDocument =
+                    read_document(&mut serde_json::Deserializer::from_str(&incoming.document))
+                        .map_err(Handled::Failed)?;
+                let loaded = Loaded::from_snapshot(document).map_err(Handled::Failed)?;
                 self.install_snapshot(loaded);
                 self.ready();
                 Ok(())
@@ -685,10 +689,9 @@ impl Syncer {
         let Some(inner) = self.inner.upgrade() else {
             return Some(());
         };
-        let document: Value = serde_json::from_str(&incoming.document).ok()?;
-        let revision = document
-            .get("revision")
-            .and_then(Value::as_u64)
+        let change: ChangeDocument = serde_json::from_str(&incoming.document).ok()?;
+        let revision = Some(change.revision)
+            .filter(|revision| *revision > 0)
             .or(incoming.revision)?;
         let current = inner.state.load_full();
         if !self.synced {
@@ -706,7 +709,7 @@ impl Syncer {
             );
             return None;
         }
-        let mut next = match current.apply_change(&document) {
+        let mut next = match current.apply_change(&change) {
             Ok(next) => next,
             Err(error) => {
                 tracing::warn!(%error, revision, "switchyard: change does not apply, refetching the snapshot");
@@ -746,47 +749,13 @@ enum Handled {
     Failed(Error),
 }
 
-/// The keys of flags whose answers may differ between `old` and `new`: written,
-/// added or deleted flags, flags whose rules name a segment that changed, and flags
-/// whose prerequisites are among those (transitively). Sorted.
+/// The keys of flags whose answers may differ between `old` and `new`
+/// ([`sync::changed_flags`]). Sorted.
 pub(crate) fn changed_flags(old: &Snapshot, new: &Snapshot) -> Vec<String> {
-    let old_segments: HashMap<&str, _> = old.segments().map(|s| (s.key.as_str(), s)).collect();
-    let new_segments: HashMap<&str, _> = new.segments().map(|s| (s.key.as_str(), s)).collect();
-    let segment_changed = |key: &str| old_segments.get(key) != new_segments.get(key);
-    let mut changed: BTreeSet<String> = BTreeSet::new();
-    for flag in new.flags() {
-        let differs = old.flag(flag.key.as_str()) != Some(flag);
-        let uses_changed_segment = flag
-            .rules
-            .iter()
-            .flat_map(|rule| rule.when.segments.iter())
-            .any(|segment| segment_changed(segment.as_str()));
-        if differs || uses_changed_segment {
-            changed.insert(flag.key.to_string());
-        }
-    }
-    for flag in old.flags() {
-        if new.flag(flag.key.as_str()).is_none() {
-            changed.insert(flag.key.to_string());
-        }
-    }
-    loop {
-        let dependent: Vec<String> = new
-            .flags()
-            .filter(|flag| !changed.contains(flag.key.as_str()))
-            .filter(|flag| {
-                flag.prerequisites
-                    .iter()
-                    .any(|p| changed.contains(p.flag.as_str()))
-            })
-            .map(|flag| flag.key.to_string())
-            .collect();
-        if dependent.is_empty() {
-            break;
-        }
-        changed.extend(dependent);
-    }
-    changed.into_iter().collect()
+    sync::changed_flags(old, new)
+        .into_keys()
+        .map(|key| key.to_string())
+        .collect()
 }
 
 /// One Server-Sent Event.
@@ -884,7 +853,6 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn parse_chunks(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut parser = SseParser::default();
@@ -971,60 +939,6 @@ mod tests {
         assert_eq!(backoff.next, Duration::from_secs(30));
         backoff.reset();
         assert!(backoff.delay() <= Duration::from_millis(150));
-    }
-
-    fn snapshot(document: Value) -> Snapshot {
-        Loaded::from_document(&document).expect("valid").snapshot
-    }
-
-    fn flag(key: &str, extra: Value) -> Value {
-        let mut flag = json!({
-            "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
-            "off_variant": "off", "default": {"variant": "off"}
-        });
-        if let (Some(flag), Some(extra)) = (flag.as_object_mut(), extra.as_object()) {
-            flag.extend(extra.clone());
-        }
-        flag
-    }
-
-    #[test]
-    fn changed_flags_follow_segments_and_prerequisites() {
-        let segment = |countries: &[&str]| {
-            json!({"key": "eu", "when": {"constraints": [
-                {"attribute": "country", "op": "in", "values": countries}
-            ]}})
-        };
-        let flags = json!([
-            flag(
-                "uses-segment",
-                json!({"rules": [{"id": "r", "when": {"segments": ["eu"]}, "serve": {"variant": "on"}}]})
-            ),
-            flag(
-                "needs-it",
-                json!({"prerequisites": [{"flag": "uses-segment", "variant": "on"}]})
-            ),
-            flag(
-                "needs-that",
-                json!({"prerequisites": [{"flag": "needs-it", "variant": "on"}]})
-            ),
-            flag("unrelated", json!({})),
-            flag("doomed", json!({})),
-        ]);
-        let old = snapshot(json!({"flags": flags, "segments": [segment(&["IT"])]}));
-        assert!(changed_flags(&old, &old).is_empty());
-
-        let same_flags = snapshot(json!({"flags": flags, "segments": [segment(&["IT", "FR"])]}));
-        assert_eq!(
-            changed_flags(&old, &same_flags),
-            ["needs-it", "needs-that", "uses-segment"]
-        );
-
-        let mut fewer = flags.as_array().cloned().expect("array");
-        fewer.retain(|f| f["key"] != "doomed");
-        fewer.push(flag("new", json!({})));
-        let new = snapshot(json!({"flags": fewer, "segments": [segment(&["IT"])]}));
-        assert_eq!(changed_flags(&old, &new), ["doomed", "new"]);
     }
 
     #[test]

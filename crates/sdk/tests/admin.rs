@@ -1,7 +1,7 @@
 //! The typed admin client against a real (in-process) server.
 
 use serde_json::json;
-use switchyard_sdk::admin::AdminClient;
+use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::Error;
 use switchyard_server::Server;
 use tokio::net::TcpListener;
@@ -92,7 +92,7 @@ async fn the_admin_client_covers_the_admin_api() {
         .expect("delete segment");
 
     let token = admin
-        .create_token("svc", "sdk", Some("prod"))
+        .create_token("svc", TokenKind::Sdk, Some("prod"))
         .await
         .expect("token");
     assert!(token.token.starts_with("swy_"));

@@ -9,9 +9,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use serde::Serialize;
-use serde_json::{json, Value};
-use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
+use serde_json::json;
+use switchyard_core::model::EnvName;
+use switchyard_core::sync::{
+    apply_writes, ChangeDocument, ChangeDocumentRef, FlagWrite, SegmentWrite, SnapshotDocumentRef,
+};
 use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
 use tokio::sync::{broadcast, Mutex};
 
@@ -52,9 +54,9 @@ pub struct ChangeEvent {
 #[derive(Debug, Default)]
 pub struct Change {
     /// Flags written (`Some`) or deleted (`None`).
-    pub flags: Vec<(FlagKey, Option<Flag>)>,
+    pub flags: Vec<FlagWrite>,
     /// Segments written (`Some`) or deleted (`None`).
-    pub segments: Vec<(SegmentKey, Option<Segment>)>,
+    pub segments: Vec<SegmentWrite>,
     /// One entry per thing changed.
     pub audit: Vec<AuditEntry>,
 }
@@ -82,33 +84,10 @@ pub struct Environments {
     compile_seconds: Histogram,
 }
 
-/// The whole environment as SDKs receive it on connect.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = SdkSnapshot)]
-pub(crate) struct Document<'a> {
-    /// The environment.
-    #[schema(value_type = EnvName)]
-    environment: &'a EnvName,
-    /// Its revision (the `ETag`).
-    revision: u64,
-    /// Every flag.
-    #[schema(value_type = Vec<Flag>)]
-    flags: Vec<&'a Flag>,
-    /// Every segment.
-    #[schema(value_type = Vec<Segment>)]
-    segments: Vec<&'a Segment>,
-}
-
 /// Serialises the snapshot's document straight to bytes (no JSON tree in between:
 /// at 10 000 flags that tree was a quarter of a write's CPU).
 fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, ApiError> {
-    let document = Document {
-        environment: env,
-        revision,
-        flags: snapshot.flags().collect(),
-        segments: snapshot.segments().collect(),
-    };
-    serde_json::to_vec(&document)
+    serde_json::to_vec(&SnapshotDocumentRef::new(env, revision, snapshot))
         .map(Bytes::from)
         .map_err(|e| ApiError::internal(&e))
 }
@@ -300,7 +279,7 @@ impl Environments {
             let snapshot = compile(&self.compile_seconds, flags, segments)
                 .map_err(|e| ApiError::invalid(&e))?;
             let document =
-                change_document(&name, current.revision + 1, &change.flags, &change.segments);
+                change_document(&name, current.revision + 1, &change.flags, &change.segments)?;
             let commit = Commit {
                 env: name.clone(),
                 expected_revision: current.revision,
@@ -328,12 +307,12 @@ impl Environments {
 
     /// Applies a change another replica committed and announced: the next revision
     /// is applied from its change document; anything else (a gap, an unknown
-    /// environment, an unreadable document) reloads the environment from the store.
+    /// environment) reloads the environment from the store.
     pub async fn apply_remote(
         &self,
         env: &EnvName,
         revision: u64,
-        document: &Value,
+        change: &ChangeDocument,
     ) -> Result<Remote, ApiError> {
         let _guard = self.write.lock().await;
         let Some(current) = self.get(env.as_str()) else {
@@ -344,14 +323,12 @@ impl Environments {
             return Ok(Remote::AlreadyHad);
         }
         if revision == current.revision + 1 {
-            if let Some(change) = parse_change(document) {
-                let (flags, segments) = merged(&current, &change);
-                let snapshot = compile(&self.compile_seconds, flags, segments)
-                    .map_err(|e| ApiError::invalid(&e))?;
-                let bytes = Bytes::from(document.to_string());
-                self.publish(&current, revision, snapshot, bytes)?;
-                return Ok(Remote::Applied);
-            }
+            let (flags, segments) = change.apply(&current.snapshot);
+            let snapshot = compile(&self.compile_seconds, flags, segments)
+                .map_err(|e| ApiError::invalid(&e))?;
+            let document = serde_json::to_vec(change).map_err(|e| ApiError::internal(&e))?;
+            self.publish(&current, revision, snapshot, Bytes::from(document))?;
+            return Ok(Remote::Applied);
         }
         self.resync_locked(env).await?;
         Ok(Remote::Resynced)
@@ -373,7 +350,7 @@ impl Environments {
         match self.get(env.as_str()) {
             Some(current) if current.revision == record.revision => Ok(()),
             Some(current) => {
-                let document = diff_document(&current, &record);
+                let document = diff_document(&current, &record)?;
                 let (_, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
                 self.publish(&current, revision, snapshot, document)
                     .map(drop)
@@ -428,28 +405,22 @@ pub enum Remote {
     Resynced,
 }
 
-/// The SDK change document: `{environment, revision, flags, deleted_flags, segments,
-/// deleted_segments}`.
+/// The SDK change document of `flags` and `segments` written (`Some`) or deleted
+/// (`None`), serialised straight from them.
 fn change_document(
     env: &EnvName,
     revision: u64,
-    flags: &[(FlagKey, Option<Flag>)],
-    segments: &[(SegmentKey, Option<Segment>)],
-) -> Bytes {
-    let doc = json!({
-        "environment": env,
-        "revision": revision,
-        "flags": flags.iter().filter_map(|(_, f)| f.as_ref()).collect::<Vec<_>>(),
-        "deleted_flags": flags.iter().filter(|(_, f)| f.is_none()).map(|(k, _)| k).collect::<Vec<_>>(),
-        "segments": segments.iter().filter_map(|(_, s)| s.as_ref()).collect::<Vec<_>>(),
-        "deleted_segments": segments.iter().filter(|(_, s)| s.is_none()).map(|(k, _)| k).collect::<Vec<_>>(),
-    });
-    Bytes::from(doc.to_string())
+    flags: &[FlagWrite],
+    segments: &[SegmentWrite],
+) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(&ChangeDocumentRef::new(env, revision, flags, segments))
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(&e))
 }
 
 /// The change document taking `current` to `target`.
-fn diff_document(current: &EnvState, target: &EnvRecord) -> Bytes {
-    let mut flags: Vec<(FlagKey, Option<Flag>)> = target
+fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, ApiError> {
+    let mut flags: Vec<FlagWrite> = target
         .flags
         .iter()
         .filter(|f| current.snapshot.flag(f.key.as_str()) != Some(*f))
@@ -462,7 +433,7 @@ fn diff_document(current: &EnvState, target: &EnvRecord) -> Bytes {
             .filter(|old| !target.flags.iter().any(|f| f.key == old.key))
             .map(|old| (old.key.clone(), None)),
     );
-    let mut segments: Vec<(SegmentKey, Option<Segment>)> = target
+    let mut segments: Vec<SegmentWrite> = target
         .segments
         .iter()
         .filter(|s| !current.snapshot.segments().any(|old| old == *s))
@@ -478,48 +449,11 @@ fn diff_document(current: &EnvState, target: &EnvRecord) -> Bytes {
     change_document(&target.name, target.revision, &flags, &segments)
 }
 
-/// A change document back into a [`Change`] (without audit entries).
-fn parse_change(document: &Value) -> Option<Change> {
-    let list = |field: &str| {
-        document
-            .get(field)
-            .cloned()
-            .unwrap_or(Value::Array(Vec::new()))
-    };
-    let flags: Vec<Flag> = serde_json::from_value(list("flags")).ok()?;
-    let deleted_flags: Vec<FlagKey> = serde_json::from_value(list("deleted_flags")).ok()?;
-    let segments: Vec<Segment> = serde_json::from_value(list("segments")).ok()?;
-    let deleted_segments: Vec<SegmentKey> =
-        serde_json::from_value(list("deleted_segments")).ok()?;
-    let mut change = Change::default();
-    change
-        .flags
-        .extend(flags.into_iter().map(|f| (f.key.clone(), Some(f))));
-    change
-        .flags
-        .extend(deleted_flags.into_iter().map(|k| (k, None)));
-    change
-        .segments
-        .extend(segments.into_iter().map(|s| (s.key.clone(), Some(s))));
-    change
-        .segments
-        .extend(deleted_segments.into_iter().map(|k| (k, None)));
-    Some(change)
-}
-
-/// The environment's flags and segments with `change` applied, in a stable order.
+/// The environment's flags and segments with `change` applied, sorted by key.
 fn merged(current: &EnvState, change: &Change) -> (Vec<Flag>, Vec<Segment>) {
-    let mut flags: Vec<Flag> = current.snapshot.flags().cloned().collect();
-    for (key, flag) in &change.flags {
-        flags.retain(|f| f.key != *key);
-        flags.extend(flag.clone());
-    }
-    flags.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut segments: Vec<Segment> = current.snapshot.segments().cloned().collect();
-    for (key, segment) in &change.segments {
-        segments.retain(|s| s.key != *key);
-        segments.extend(segment.clone());
-    }
-    segments.sort_by(|a, b| a.key.cmp(&b.key));
-    (flags, segments)
+    apply_writes(
+        &current.snapshot,
+        change.flags.iter().map(|(k, f)| (k, f.as_ref())),
+        change.segments.iter().map(|(k, s)| (k, s.as_ref())),
+    )
 }

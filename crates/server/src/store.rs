@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+pub use switchyard_core::admin::{TokenKind, VariantCounts};
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::{Flag, Segment};
 
@@ -206,18 +207,6 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    /// Everything.
-    Admin,
-    /// One environment: snapshot, stream, evaluation, metrics.
-    Sdk,
-    /// One environment: evaluation only.
-    Eval,
-}
-
 /// A stored API token: only a hash of the secret is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
@@ -278,15 +267,6 @@ pub struct EventCount {
     #[serde(deserialize_with = "switchyard_core::model::whole_number")]
     #[schema(minimum = 1)]
     pub count: u64,
-}
-
-/// Counts per variant of one flag over a window.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct VariantCounts {
-    /// Exposures.
-    pub exposures: u64,
-    /// Tracked events by name.
-    pub events: BTreeMap<String, u64>,
 }
 
 /// The durable store.

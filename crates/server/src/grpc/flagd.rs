@@ -21,7 +21,7 @@
 //!
 //! docs/server.md ("flagd compatibility") has the full mapping.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +31,7 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value as ProtoValue};
 use serde_json::{json, Map, Value};
 use switchyard_core::model::EnvName;
+use switchyard_core::sync::{self, FlagChange};
 use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Reason, Snapshot};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
@@ -631,63 +632,21 @@ impl Events {
     }
 }
 
-/// The flags whose evaluation may differ between `old` and `new`, with flagd's
-/// change type: created (`write`), deleted (`delete`), or `update` — rewritten,
-/// using a segment that changed, or depending through prerequisites on a flag
-/// listed here.
+/// The flags whose evaluation may differ between `old` and `new`
+/// ([`sync::changed_flags`]), with flagd's change type: created (`write`), deleted
+/// (`delete`), or `update`.
 fn changed_flags(old: &Snapshot, new: &Snapshot) -> BTreeMap<String, &'static str> {
-    let mut changed = BTreeMap::new();
-    for flag in new.flags() {
-        match old.flag(flag.key.as_str()) {
-            None => {
-                changed.insert(flag.key.to_string(), WRITE);
-            }
-            Some(before) if before != flag => {
-                changed.insert(flag.key.to_string(), UPDATE);
-            }
-            Some(_) => {}
-        }
-    }
-    for flag in old.flags() {
-        if new.flag(flag.key.as_str()).is_none() {
-            changed.insert(flag.key.to_string(), DELETE);
-        }
-    }
-    let old_segments: HashMap<&str, _> = old.segments().map(|s| (s.key.as_str(), s)).collect();
-    let new_segments: HashMap<&str, _> = new.segments().map(|s| (s.key.as_str(), s)).collect();
-    let segments: BTreeSet<&str> = old_segments
-        .keys()
-        .chain(new_segments.keys())
-        .copied()
-        .filter(|key| old_segments.get(key) != new_segments.get(key))
-        .collect();
-    // Dependents: flags using a changed segment, then flags whose prerequisites are
-    // listed, until nothing is added.
-    loop {
-        let mut added = false;
-        for flag in new.flags() {
-            if changed.contains_key(flag.key.as_str()) {
-                continue;
-            }
-            let uses_segment = flag.rules.iter().any(|rule| {
-                rule.when
-                    .segments
-                    .iter()
-                    .any(|s| segments.contains(s.as_str()))
-            });
-            let depends = flag
-                .prerequisites
-                .iter()
-                .any(|p| changed.contains_key(p.flag.as_str()));
-            if uses_segment || depends {
-                changed.insert(flag.key.to_string(), UPDATE);
-                added = true;
-            }
-        }
-        if !added {
-            return changed;
-        }
-    }
+    sync::changed_flags(old, new)
+        .into_iter()
+        .map(|(key, change)| {
+            let kind = match change {
+                FlagChange::Created => WRITE,
+                FlagChange::Updated => UPDATE,
+                FlagChange::Deleted => DELETE,
+            };
+            (key.to_string(), kind)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ fn etag(revision: u64) -> String {
     security(("bearer" = [])),
     params(("env" = String, Query, description = "Environment: required with an admin token; an sdk token reads its own and may omit it"), ("If-None-Match" = Option<String>, Header, description = "ETag of a previous answer")),
     responses(
-        (status = 200, description = "The snapshot document", body = crate::environments::Document),
+        (status = 200, description = "The snapshot document", body = switchyard_core::sync::SnapshotDocumentRef),
         (status = 304, description = "Unchanged"),
         (status = 400, description = "Admin token without ?env="),
         (status = 401, description = "Missing or invalid token"),

@@ -18,8 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Client, Script};
-use serde_json::json;
+use serde_json::value::RawValue;
 use switchyard_core::model::{EnvName, FlagKey};
+use switchyard_core::sync::ChangeDocument;
 use switchyard_core::{Flag, Segment};
 
 use super::{
@@ -107,10 +108,12 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return old
 ";
 
-/// A message on [`CHANNEL`].
+/// A message on [`CHANNEL`]. Replicas read it with the change typed
+/// (`Announcement<ChangeDocument>`, the default); the writer embeds the change
+/// document it already serialised (`Announcement<&RawValue>`, see [`commit_message`]).
 #[derive(Debug, serde::Deserialize, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Announcement {
+pub enum Announcement<C = ChangeDocument> {
     /// An environment moved to `revision`; `change` is its SDK change document.
     Commit {
         /// The environment.
@@ -118,7 +121,7 @@ pub enum Announcement {
         /// Its new revision.
         revision: u64,
         /// `{environment, revision, flags, deleted_flags, segments, deleted_segments}`.
-        change: serde_json::Value,
+        change: C,
     },
     /// An environment was created.
     EnvCreated {
@@ -132,6 +135,26 @@ pub enum Announcement {
     },
     /// Tokens were created or deleted.
     Tokens,
+}
+
+/// An announcement as the writer encodes it.
+type Written<'a> = Announcement<&'a RawValue>;
+
+/// The announcement of a commit of `env` at `revision`, embedding its change
+/// document `change` (the SDK change event's bytes) as it is: checked to be JSON,
+/// neither decoded nor re-encoded.
+pub fn commit_message(env: &EnvName, revision: u64, change: &[u8]) -> Result<String, StoreError> {
+    let change: &RawValue =
+        serde_json::from_slice(change).map_err(|source| StoreError::Corrupt {
+            what: format!("change document of {env}@{revision}"),
+            source,
+        })?;
+    let announcement = Written::Commit {
+        env: env.clone(),
+        revision,
+        change,
+    };
+    Ok(encode(&announcement))
 }
 
 /// A [`Store`] on Redis.
@@ -293,7 +316,7 @@ impl Store for RedisStore {
         // The set first: a crash in between leaves a name without keys, which `load` skips.
         let _: i64 = conn.sadd(ENVS, env.as_str()).await.map_err(unavailable)?;
         audit.revision = Some(0);
-        let message = encode(&Announcement::EnvCreated { env: env.clone() });
+        let message = encode(&Written::EnvCreated { env: env.clone() });
         let created: i64 = Script::new(CREATE_ENV)
             .key(env_key(env.as_str(), "rev"))
             .key(env_key(env.as_str(), "audit"))
@@ -309,13 +332,7 @@ impl Store for RedisStore {
     async fn commit(&self, commit: Commit) -> Result<u64, StoreError> {
         let env = commit.env.as_str();
         let revision = commit.expected_revision + 1;
-        let message = json!({
-            "kind": "commit",
-            "env": env,
-            "revision": revision,
-            "change": serde_json::from_slice::<serde_json::Value>(&commit.event).unwrap_or_default(),
-        })
-        .to_string();
+        let message = commit_message(&commit.env, revision, &commit.event)?;
         let script = Script::new(COMMIT);
         let mut invocation = script.prepare_invoke();
         invocation
@@ -366,7 +383,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let name = env.as_str();
         audit.revision = Some(expected_revision);
-        let message = encode(&Announcement::EnvDeleted { env: env.clone() });
+        let message = encode(&Written::EnvDeleted { env: env.clone() });
         let mut conn = self.conn.clone();
         let (status, actual): (i64, u64) = Script::new(DELETE_ENV)
             .key(env_key(name, "rev"))
@@ -423,7 +440,7 @@ impl Store for RedisStore {
             .arg(encode(&token))
             .arg(encode(&audit))
             .arg(CHANNEL)
-            .arg(encode(&Announcement::Tokens))
+            .arg(encode(&Written::Tokens))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -446,7 +463,7 @@ impl Store for RedisStore {
             .arg(name)
             .arg(encode(&audit))
             .arg(CHANNEL)
-            .arg(encode(&Announcement::Tokens))
+            .arg(encode(&Written::Tokens))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
