@@ -5,13 +5,8 @@
 //! the flagd gRPC answer, the audit query, and a second replica on the same Redis.
 //! One level over the limit is a 422 naming the path, and the environment keeps
 //! syncing (the user-visible bug of issue 15: one deep flag stopped every SDK).
-
-#[path = "../../crates/server/tests/redis_process.rs"]
-mod redis_process;
-
 use std::time::Duration;
 
-use redis_process::RedisProcess;
 use serde_json::{json, Map, Value};
 use switchyard_core::validation::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH};
 use switchyard_core::{validate_flag, Flag};
@@ -20,6 +15,7 @@ use switchyard_sdk::{Client, Context, Status, Transport};
 use switchyard_server::grpc::convert;
 use switchyard_server::grpc::proto::flagd::service_client::ServiceClient;
 use switchyard_server::grpc::proto::flagd::{ResolveAllRequest, ResolveObjectRequest};
+use switchyard_testkit::redis::RedisProcess;
 
 /// `value` inside `levels` objects: `{"a": {"a": … value …}}`.
 fn nested(levels: usize, value: Value) -> Value {

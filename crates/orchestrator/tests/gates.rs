@@ -13,7 +13,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 use support::flag_server::{boolean_flag, FlagServer, ENV};
-use support::haproxy::Canary;
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
@@ -21,6 +20,7 @@ use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
+use switchyard_testkit::haproxy::Canary;
 use tokio::net::TcpListener;
 
 const DEADLINE: Duration = Duration::from_secs(60);

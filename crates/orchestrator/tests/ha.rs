@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
-use support::redis::RedisProcess;
 use switchyard_core::model::Serve;
+use switchyard_testkit::redis::RedisProcess;
 
 const FLAG: &str = "new-checkout";
 const DEADLINE: Duration = Duration::from_secs(60);

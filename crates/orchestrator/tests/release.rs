@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::flag_server::{FlagServer, ENV};
-use support::haproxy::Canary;
-use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
@@ -17,6 +15,10 @@ use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
+use switchyard_testkit::haproxy::Canary;
+use switchyard_testkit::prometheus::{
+    wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
+};
 
 /// How long a whole release may take before a test gives up.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
