@@ -29,5 +29,5 @@ pub mod redis;
 #[cfg(feature = "server")]
 pub mod server_process;
 
-pub use poll::{eventually, wait_until, DEADLINE};
+pub use poll::{eventually, wait_until, Attempt, DEADLINE};
 pub use port::{free_port, unused_addr};
