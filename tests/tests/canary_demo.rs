@@ -25,7 +25,7 @@ use switchyard_e2e::{evaluate, typed};
 use switchyard_sdk::admin::AdminClient;
 use switchyard_testkit::in_process::ADMIN;
 use switchyard_testkit::server_process::{server_binary, ServerProcess};
-use switchyard_testkit::{free_port, DEADLINE};
+use switchyard_testkit::{eventually, free_port, DEADLINE};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -761,8 +761,8 @@ impl Prometheus {
     /// Waits until `targets` scrape targets are up, so analyses measure from the start.
     async fn wait_until_scraping(&self, targets: u32) {
         let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        let what = format!("prometheus to scrape {targets} targets");
+        eventually(DEADLINE, &what, || async {
             let answer: Option<Value> = match self
                 .http
                 .get(&url)
@@ -778,14 +778,11 @@ impl Prometheus {
                 .and_then(|a| a["data"]["result"][0]["value"][1].as_str())
                 .and_then(|v| v.parse::<f64>().ok());
             if up == Some(f64::from(targets)) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{answer:?}\n{}", self.process.output()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not scrape {targets} targets within {DEADLINE:?}: {answer:?}\n{}",
-                self.process.output()
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await;
     }
 }
