@@ -41,8 +41,6 @@
 //! (they build release binaries and raise `ulimit -n`); `--help` lists the options.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -60,6 +58,7 @@ use switchyard_server::grpc::proto::switchyard::StreamRequest;
 use switchyard_server::store::embedded::EmbeddedStore;
 use switchyard_server::store::redis::RedisStore;
 use switchyard_server::store::{AuditEntry, Commit, Store};
+use switchyard_testkit::redis::RedisProcess;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -196,7 +195,8 @@ async fn run(args: Args) -> Result<()> {
     let mut redis = None;
     let mut stores = Vec::new();
     if args.replicas == 3 {
-        let started = Redis::start().await?;
+        // The test kit's rig: it panics with a clear message if redis-server is missing.
+        let started = RedisProcess::start();
         seed(&RedisStore::connect(&started.url()).await?, flags).await?;
         stores = vec![ReplicaStore::Redis(started.url()); 3];
         redis = Some(started);
@@ -229,7 +229,7 @@ async fn run(args: Args) -> Result<()> {
         replica.stop().await;
     }
     if let Some(redis) = &mut redis {
-        redis.stop().await;
+        redis.stop();
     }
     result
 }
@@ -1338,99 +1338,6 @@ fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     }
     let addr = |name: &str| fields.get(name)?.as_str()?.parse().ok();
     Some((addr("addr")?, addr("grpc_addr")?))
-}
-
-/// A `redis-server` on a free loopback port with a temporary directory. Dropping it
-/// sends SIGKILL (before the directory is removed: fields drop in order).
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    async fn start() -> Result<Redis> {
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join("redis-server.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let out: File = OpenOptions::new().create(true).append(true).open(&log)?;
-        let err = out.try_clone()?;
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .args(["--daemonize", "no", "--protected-mode", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == ErrorKind::NotFound => {
-                bail!("redis-server not found: install the Debian package redis-server")
-            }
-            Err(error) => return Err(error).context("start redis-server"),
-        };
-        let mut redis = Redis {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = redis.child.try_wait()? {
-                bail!("redis-server exited ({status}):\n{}", read_log(&log));
-            }
-            if ping(port).await {
-                return Ok(redis);
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "redis-server did not answer PING within 10 s:\n{}",
-                    read_log(&log)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn read_log(log: &Path) -> String {
-    std::fs::read_to_string(log).unwrap_or_default()
-}
-
-/// Whether `PING` on `port` answers `+PONG` (not `-LOADING`, not refused).
-async fn ping(port: u16) -> bool {
-    let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-        stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.ok()?;
-        let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).await.ok()?;
-        Some(line.trim_end() == "+PONG")
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), exchange).await,
-        Ok(Some(true))
-    )
 }
 
 #[cfg(test)]

@@ -15,17 +15,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::{Client, Context};
-use switchyard_server::Server;
-
-const ADMIN: &str = "bench-admin-token-0123456789";
+use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
 struct Setup {
     client: Client,
     ctx: Context,
     updates: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    /// Runs until dropped (before the runtime: fields drop in order).
+    _server: TestServer,
     _runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
 }
 
 fn setup() -> Setup {
@@ -34,22 +33,15 @@ fn setup() -> Setup {
         .enable_all()
         .build()
         .expect("runtime");
-    let dir = tempfile::tempdir().expect("temp dir");
     let fixture: Value = serde_json::from_str(include_str!(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crates/core/testdata/complex-flag.json"
     )))
     .expect("fixture");
     let ctx: Context = serde_json::from_value(fixture["context"].clone()).expect("context");
-    let (client, admin) = runtime.block_on(async {
-        let server = Server::open_embedded(dir.path(), Some(ADMIN))
-            .await
-            .expect("server");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(server.serve(listener, std::future::pending()));
+    let (server, client, admin) = runtime.block_on(async {
+        let server = in_process::start().await;
+        let base = server.base.clone();
         let admin = AdminClient::new(&base, ADMIN).expect("admin");
         admin.create_env("bench").await.expect("env");
         let complex = serde_json::from_value(fixture["flags"][0].clone()).expect("flag");
@@ -71,7 +63,7 @@ fn setup() -> Setup {
             .build()
             .await
             .expect("client");
-        (client, admin)
+        (server, client, admin)
     });
     assert!(
         client.kind("checkout-v3").is_some(),
@@ -116,7 +108,7 @@ fn setup() -> Setup {
         updates,
         stop,
         _runtime: runtime,
-        _dir: dir,
+        _server: server,
     }
 }
 

@@ -15,13 +15,17 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_e2e::{Admin, ServerProcess, DEADLINE};
+use switchyard_e2e::{evaluate, typed};
+use switchyard_sdk::admin::AdminClient;
+use switchyard_testkit::in_process::ADMIN;
+use switchyard_testkit::server_process::{server_binary, ServerProcess};
+use switchyard_testkit::{eventually, free_port, DEADLINE};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -47,15 +51,15 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     let work = tempfile::tempdir().expect("temp dir");
 
     // The flag server, with the flag off for everyone and an SDK token for checkout.
-    let server = ServerProcess::start(
-        &work.path().join("flags"),
-        SocketAddr::from(([127, 0, 0, 1], 0)),
-    )
-    .await;
-    let admin = &server.admin;
-    admin.create_env(ENV).await;
-    admin.put_flag(ENV, flag_off()).await;
-    let sdk_token = admin.token("checkout", "sdk", ENV).await;
+    let server = ServerProcess::start(&work.path().join("flags")).await;
+    let admin = &switchyard_e2e::admin(&server.base);
+    admin.create_env(ENV).await.expect("create env");
+    put_flag_off(admin).await;
+    let sdk_token = admin
+        .create_token("checkout", switchyard_sdk::admin::TokenKind::Sdk, Some(ENV))
+        .await
+        .expect("sdk token")
+        .token;
 
     // Both checkout builds.
     let checkout = |version: &str, new_code: bool| {
@@ -114,7 +118,7 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
             "--server-url",
             &server.base,
             "--admin-token",
-            switchyard_e2e::ADMIN,
+            ADMIN,
         ],
         work.path(),
     );
@@ -172,7 +176,7 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     );
     let flag = read_flag(admin).await;
     assert_eq!(flag["enabled"], true, "{flag:#}");
-    assert_eq!(variants_served(admin).await, ["on"], "after release 1");
+    assert_eq!(variants_served(&server).await, ["on"], "after release 1");
 
     // Back to the starting line for the next release: all traffic on stable, the flag
     // off for everyone; and the canary now fails every fifth new-path request.
@@ -186,8 +190,8 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
         (0, 100),
         "(canary, stable) after the reset"
     );
-    admin.put_flag(ENV, flag_off()).await;
-    assert_eq!(variants_served(admin).await, ["off"], "after the reset");
+    put_flag_off(admin).await;
+    assert_eq!(variants_served(&server).await, ["off"], "after the reset");
     let answer = http
         .post(format!("{canary_url}/admin/fail-rate"))
         .body("0.2")
@@ -225,30 +229,27 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     );
     let flag = read_flag(admin).await;
     assert_eq!(flag["enabled"], false, "not killed: {flag:#}");
-    assert_eq!(variants_served(admin).await, ["off"], "after release 2");
+    assert_eq!(variants_served(&server).await, ["off"], "after release 2");
     // The rollback kills the flag with the release's reason, then puts its
     // pre-release serve back (still killed), so a revive serves what it did before.
-    let (_, audit) = admin
-        .call(
-            "GET",
-            &format!("/v1/admin/audit?env={ENV}&flag={FLAG}&limit=2"),
-            None,
-        )
-        .await;
-    let (restore, kill) = (&audit["entries"][0], &audit["entries"][1]);
-    assert_eq!(kill["action"], "flag.kill", "{audit:#}");
+    let audit = admin
+        .audit(&format!("env={ENV}&flag={FLAG}&limit=2"))
+        .await
+        .expect("audit");
+    let (restore, kill) = (&audit[0], &audit[1]);
+    assert_eq!(kill["action"], "flag.kill", "{audit:#?}");
     assert!(
         kill["reason"]
             .as_str()
             .is_some_and(|r| r.starts_with("release checkout-bad rolled back")),
-        "{audit:#}"
+        "{audit:#?}"
     );
-    assert_eq!(restore["action"], "flag.put", "{audit:#}");
-    assert_eq!(restore["after"]["enabled"], false, "{audit:#}");
+    assert_eq!(restore["action"], "flag.put", "{audit:#?}");
+    assert_eq!(restore["after"]["enabled"], false, "{audit:#?}");
     assert_eq!(
         restore["after"]["default"],
         flag_off()["default"],
-        "the pre-release serve: {audit:#}"
+        "the pre-release serve: {audit:#?}"
     );
 
     // The load saw both versions; only v2 failed, and no request went unanswered while
@@ -276,22 +277,30 @@ fn flag_off() -> Value {
     })
 }
 
+/// Puts the flag back to its starting state: off for everyone.
+async fn put_flag_off(admin: &AdminClient) {
+    admin
+        .put_flag(ENV, &typed(flag_off()), None)
+        .await
+        .expect("put flag");
+}
+
 /// The flag as the admin API returns it.
-async fn read_flag(admin: &Admin) -> Value {
-    let (status, flag) = admin
-        .call("GET", &format!("/v1/admin/envs/{ENV}/flags/{FLAG}"), None)
-        .await;
-    assert_eq!(status, 200, "{flag}");
-    flag
+async fn read_flag(admin: &AdminClient) -> Value {
+    let flag = admin
+        .flag(ENV, FLAG)
+        .await
+        .expect("read flag")
+        .expect("the flag exists");
+    serde_json::to_value(flag.value).expect("flag JSON")
 }
 
 /// The variants the flag server serves to 50 users, each once, sorted.
-async fn variants_served(admin: &Admin) -> Vec<String> {
+async fn variants_served(server: &ServerProcess) -> Vec<String> {
     let mut served = std::collections::BTreeSet::new();
     for i in 0..50 {
-        let answer = admin
-            .evaluate(ENV, FLAG, json!({ "targetingKey": format!("user-{i}") }))
-            .await;
+        let context = json!({ "targetingKey": format!("user-{i}") });
+        let answer = evaluate(&server.base, ENV, FLAG, context).await;
         served.insert(answer["variant"].as_str().unwrap_or("?").to_owned());
     }
     served.into_iter().collect()
@@ -469,7 +478,7 @@ async fn build_binaries() -> Binaries {
     let server = take("switchyard-server");
     assert_eq!(
         server,
-        switchyard_e2e::server_binary(),
+        server_binary(),
         "the flag server was built where ServerProcess does not look"
     );
     Binaries {
@@ -496,14 +505,6 @@ fn on_path(name: &str) -> PathBuf {
                  (scripts/test.sh and scripts/demo.sh do)"
             )
         })
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }
 
 /// A child process whose stdout and stderr go to `<dir>/<name>.log`; killed when
@@ -769,8 +770,8 @@ impl Prometheus {
     /// Waits until `targets` scrape targets are up, so analyses measure from the start.
     async fn wait_until_scraping(&self, targets: u32) {
         let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        let what = format!("prometheus to scrape {targets} targets");
+        eventually(DEADLINE, &what, || async {
             let answer: Option<Value> = match self
                 .http
                 .get(&url)
@@ -786,14 +787,11 @@ impl Prometheus {
                 .and_then(|a| a["data"]["result"][0]["value"][1].as_str())
                 .and_then(|v| v.parse::<f64>().ok());
             if up == Some(f64::from(targets)) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{answer:?}\n{}", self.process.output()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus did not scrape {targets} targets within {DEADLINE:?}: {answer:?}\n{}",
-                self.process.output()
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await;
     }
 }

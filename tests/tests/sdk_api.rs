@@ -2,8 +2,9 @@
 //! server's own REST evaluation), and offline clients built from bootstrap data.
 
 use serde_json::{json, Value};
-use switchyard_e2e::{beta_flag, InProcess};
+use switchyard_e2e::{admin, beta_flag, env_with_sdk_token, evaluate, typed};
 use switchyard_sdk::{Client, Context, Error, ErrorCode, Reason, Status, Transport};
+use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
 /// Flags of every kind.
 fn flags() -> Vec<Value> {
@@ -48,11 +49,14 @@ fn user_42_json() -> Value {
     json!({"targetingKey": "user-42", "groups": ["beta"], "country": "IT", "age": 30, "verified": true})
 }
 
-async fn server_with_flags() -> (InProcess, String) {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
+async fn server_with_flags() -> (TestServer, String) {
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
     for flag in flags() {
-        server.admin.put_flag("prod", flag).await;
+        admin(&server.base)
+            .put_flag("prod", &typed(flag), None)
+            .await
+            .expect("put flag");
     }
     (server, token)
 }
@@ -100,7 +104,7 @@ async fn typed_getters_variants_and_all_flags_match_the_server() {
         ["checkout", "layout", "limit", "theme"]
     );
     for (key, detail) in &all {
-        let remote = server.admin.evaluate("prod", key, user_42_json()).await;
+        let remote = evaluate(&server.base, "prod", key, user_42_json()).await;
         assert_eq!(detail.value.as_ref(), Some(&remote["value"]), "{key}");
         assert_eq!(
             detail.variant.as_deref(),
@@ -154,8 +158,7 @@ async fn unknown_flags_are_false_or_the_callers_default() {
 async fn snapshot_document() -> Value {
     let (server, _token) = server_with_flags().await;
     let (status, document) = server
-        .admin
-        .call("GET", "/v1/sdk/snapshot?env=prod", None)
+        .call("GET", "/v1/sdk/snapshot?env=prod", Some(ADMIN), None)
         .await;
     assert_eq!(status, 200);
     server.stop().await;

@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_e2e::{beta_flag, on_flag, unused_addr, wait_until, InProcess, ServerProcess};
+use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed};
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
+use switchyard_testkit::in_process::{self};
+use switchyard_testkit::server_process::ServerProcess;
+use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
 
 fn beta() -> Context {
     Context::new("user-1").group("beta")
@@ -15,10 +18,13 @@ fn beta() -> Context {
 
 #[tokio::test]
 async fn changes_stream_over_grpc() {
-    let server = InProcess::start_with_grpc().await;
+    let server = in_process::start_with_grpc(None).await;
     let grpc = server.grpc.clone().expect("gRPC address");
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(&grpc)
@@ -33,17 +39,32 @@ async fn changes_stream_over_grpc() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    server.admin.kill("prod", "checkout").await;
-    wait_until("the kill", || !client.is_enabled("checkout", &ctx)).await;
-    server.admin.put_flag("prod", on_flag("added")).await;
-    wait_until("the new flag", || client.is_enabled("added", &ctx)).await;
-    wait_until("notices for both", || {
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill", || {
+        !client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("added")), None)
+        .await
+        .expect("put flag");
+    wait_until(DEADLINE, "the new flag", || {
+        client.is_enabled("added", &ctx)
+    })
+    .await;
+    wait_until(DEADLINE, "notices for both", || {
         let notices = notices.lock().expect("notices");
         notices.iter().any(|n| n.flags == ["checkout"])
             && notices.iter().any(|n| n.flags == ["added"])
     })
     .await;
-    assert_eq!(client.revision(), server.admin.revision("prod").await);
+    assert_eq!(
+        client.revision(),
+        env_revision(&admin(&server.base), "prod").await
+    );
     assert_eq!(client.status(), Status::Ready);
     // Not an SSE client.
     assert_eq!(server.sse_clients(), 0);
@@ -53,10 +74,13 @@ async fn changes_stream_over_grpc() {
 
 #[tokio::test]
 async fn an_unreachable_grpc_api_falls_back_to_polling() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
-    let nowhere = format!("http://{}", unused_addr().await);
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
+    let nowhere = format!("http://{}", unused_addr());
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(&nowhere)
@@ -65,8 +89,11 @@ async fn an_unreachable_grpc_api_falls_back_to_polling() {
         .await
         .expect("client builds");
     let ctx = beta();
-    server.admin.kill("prod", "checkout").await;
-    wait_until("the kill, by polling", || {
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill, by polling", || {
         !client.is_enabled("checkout", &ctx)
     })
     .await;
@@ -88,22 +115,27 @@ async fn an_unreachable_grpc_api_falls_back_to_polling() {
 
 #[tokio::test]
 async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let data = tempfile::tempdir().expect("data dir");
-    let server = ServerProcess::start(data.path(), any).await;
-    let (addr, grpc_addr) = (server.addr, server.grpc_addr);
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = ServerProcess::start(data.path()).await;
+    let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
         .build()
         .await
         .expect("client builds");
-    server.admin.revoke("prod-sdk").await;
+    admin(&server.base)
+        .delete_token("prod-sdk")
+        .await
+        .expect("revoke");
     server.kill().await;
-    let server = ServerProcess::start_with_grpc(data.path(), addr, grpc_addr).await;
-    wait_until("the failed status", || {
+    let server = ServerProcess::start_on(data.path(), addr, grpc_addr).await;
+    wait_until(DEADLINE, "the failed status", || {
         matches!(client.status(), Status::Failed { .. })
     })
     .await;
@@ -129,12 +161,14 @@ async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
 
 #[tokio::test]
 async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
     let data = tempfile::tempdir().expect("data dir");
-    let server = ServerProcess::start(data.path(), any).await;
-    let (addr, grpc_addr) = (server.addr, server.grpc_addr);
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = ServerProcess::start(data.path()).await;
+    let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
@@ -142,14 +176,17 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
         .await
         .expect("client builds");
     let ctx = beta();
-    server.admin.put_flag("prod", on_flag("live")).await;
-    wait_until("a live change over gRPC", || {
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("live")), None)
+        .await
+        .expect("put flag");
+    wait_until(DEADLINE, "a live change over gRPC", || {
         client.is_enabled("live", &ctx)
     })
     .await;
 
     server.kill().await;
-    wait_until("the stale status", || {
+    wait_until(DEADLINE, "the stale status", || {
         matches!(client.status(), Status::Stale { .. })
     })
     .await;
@@ -157,9 +194,12 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
 
     // Written while the client cannot reach any server.
     let holders = [hold(addr).await, hold(grpc_addr).await];
-    let elsewhere = ServerProcess::start(data.path(), any).await;
-    elsewhere.admin.kill("prod", "checkout").await;
-    let expected = elsewhere.admin.revision("prod").await;
+    let elsewhere = ServerProcess::start(data.path()).await;
+    admin(&elsewhere.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    let expected = env_revision(&admin(&elsewhere.base), "prod").await;
     elsewhere.kill().await;
     for holder in holders {
         holder.abort();
@@ -170,15 +210,21 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
         "nothing reached the client yet"
     );
 
-    let server = ServerProcess::start_with_grpc(data.path(), addr, grpc_addr).await;
-    wait_until("the revision written meanwhile", || {
+    let server = ServerProcess::start_on(data.path(), addr, grpc_addr).await;
+    wait_until(DEADLINE, "the revision written meanwhile", || {
         client.revision() == expected
     })
     .await;
     assert!(!client.is_enabled("checkout", &ctx));
-    wait_until("the ready status", || client.status() == Status::Ready).await;
-    server.admin.revive("prod", "checkout").await;
-    wait_until("a live change after reconnecting", || {
+    wait_until(DEADLINE, "the ready status", || {
+        client.status() == Status::Ready
+    })
+    .await;
+    admin(&server.base)
+        .revive("prod", "checkout", "e2e")
+        .await
+        .expect("revive");
+    wait_until(DEADLINE, "a live change after reconnecting", || {
         client.is_enabled("checkout", &ctx)
     })
     .await;

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use switchyard_e2e::{beta_flag, on_flag, wait_until, ServerProcess};
+use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed};
 use switchyard_sdk::{ChangeNotice, Client, Context, Status};
+use switchyard_testkit::server_process::ServerProcess;
+use switchyard_testkit::{wait_until, DEADLINE};
 
 fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
@@ -29,11 +31,17 @@ async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
 #[tokio::test]
 async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     let data = tempfile::tempdir().expect("data dir");
-    let server = ServerProcess::start(data.path(), any_port()).await;
+    let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
-    server.admin.put_flag("prod", on_flag("legacy")).await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("legacy")), None)
+        .await
+        .expect("put flag");
 
     let client = Client::builder(&server.base, &token)
         .build()
@@ -46,8 +54,11 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     assert_eq!(client.status(), Status::Ready);
     assert!(client.is_enabled("checkout", &beta));
     // The stream is live: a kill arrives.
-    server.admin.kill("prod", "legacy").await;
-    wait_until("the kill over the stream", || {
+    admin(&server.base)
+        .kill("prod", "legacy", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill over the stream", || {
         !client.is_enabled("legacy", &beta)
     })
     .await;
@@ -56,7 +67,7 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     // The server dies: the client keeps answering from what it has, and says so.
     let killed_at = SystemTime::now();
     server.kill().await;
-    wait_until("the stale status", || {
+    wait_until(DEADLINE, "the stale status", || {
         matches!(client.status(), Status::Stale { .. })
     })
     .await;
@@ -72,14 +83,20 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     // another port over the same data. (The old port is held meanwhile, refusing
     // every connection, so that server cannot land on it.)
     let holder = hold(addr).await;
-    let elsewhere = ServerProcess::start(data.path(), any_port()).await;
-    elsewhere.admin.kill("prod", "checkout").await;
-    elsewhere.admin.revive("prod", "legacy").await;
-    elsewhere
-        .admin
-        .put_flag("prod", on_flag("added-offline"))
-        .await;
-    let expected = elsewhere.admin.revision("prod").await;
+    let elsewhere = ServerProcess::start(data.path()).await;
+    admin(&elsewhere.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    admin(&elsewhere.base)
+        .revive("prod", "legacy", "e2e")
+        .await
+        .expect("revive");
+    admin(&elsewhere.base)
+        .put_flag("prod", &typed(on_flag("added-offline")), None)
+        .await
+        .expect("put flag");
+    let expected = env_revision(&admin(&elsewhere.base), "prod").await;
     elsewhere.kill().await;
     holder.abort();
     let _ = holder.await;
@@ -90,16 +107,19 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     );
 
     // The server comes back where the client expects it: it reconnects and catches up.
-    let server = ServerProcess::start(data.path(), addr).await;
-    wait_until("the revision written while disconnected", || {
+    let server = ServerProcess::start_on(data.path(), addr, any_port()).await;
+    wait_until(DEADLINE, "the revision written while disconnected", || {
         client.revision() == expected
     })
     .await;
     assert!(!client.is_enabled("checkout", &beta));
     assert!(client.is_enabled("legacy", &beta));
     assert!(client.is_enabled("added-offline", &beta));
-    wait_until("the ready status", || client.status() == Status::Ready).await;
-    wait_until("a notice naming what changed", || {
+    wait_until(DEADLINE, "the ready status", || {
+        client.status() == Status::Ready
+    })
+    .await;
+    wait_until(DEADLINE, "a notice naming what changed", || {
         notices.lock().expect("notices").iter().any(|n| {
             n.revision == expected
                 && ["added-offline", "checkout", "legacy"]
@@ -110,8 +130,11 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     .await;
 
     // And the stream is live again.
-    server.admin.revive("prod", "checkout").await;
-    wait_until("a change after reconnecting", || {
+    admin(&server.base)
+        .revive("prod", "checkout", "e2e")
+        .await
+        .expect("revive");
+    wait_until(DEADLINE, "a change after reconnecting", || {
         client.is_enabled("checkout", &beta)
     })
     .await;
@@ -122,11 +145,14 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
 #[tokio::test]
 async fn a_bootstrapped_client_syncs_once_the_server_appears() {
     let data = tempfile::tempdir().expect("data dir");
-    let server = ServerProcess::start(data.path(), any_port()).await;
+    let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
     let base = server.base.clone();
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     server.kill().await;
 
     // The bootstrap says checkout is on for everyone; the server says beta only.
@@ -144,14 +170,20 @@ async fn a_bootstrapped_client_syncs_once_the_server_appears() {
         client.status()
     );
 
-    let server = ServerProcess::start(data.path(), addr).await;
-    wait_until("the server's flags", || {
+    let server = ServerProcess::start_on(data.path(), addr, any_port()).await;
+    wait_until(DEADLINE, "the server's flags", || {
         !client.is_enabled("checkout", &someone)
     })
     .await;
     assert!(client.is_enabled("checkout", &Context::new("user-9").group("beta")));
-    wait_until("the ready status", || client.status() == Status::Ready).await;
-    assert_eq!(client.revision(), server.admin.revision("prod").await);
+    wait_until(DEADLINE, "the ready status", || {
+        client.status() == Status::Ready
+    })
+    .await;
+    assert_eq!(
+        client.revision(),
+        env_revision(&admin(&server.base), "prod").await
+    );
     client.close().await;
     server.kill().await;
 }
@@ -159,18 +191,24 @@ async fn a_bootstrapped_client_syncs_once_the_server_appears() {
 #[tokio::test]
 async fn a_token_revoked_while_streaming_fails_on_reconnect_and_the_flags_keep_answering() {
     let data = tempfile::tempdir().expect("data dir");
-    let server = ServerProcess::start(data.path(), any_port()).await;
+    let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .build()
         .await
         .expect("client builds");
-    server.admin.revoke("prod-sdk").await;
+    admin(&server.base)
+        .delete_token("prod-sdk")
+        .await
+        .expect("revoke");
     server.kill().await;
-    let server = ServerProcess::start(data.path(), addr).await;
-    wait_until("the failed status", || {
+    let server = ServerProcess::start_on(data.path(), addr, any_port()).await;
+    wait_until(DEADLINE, "the failed status", || {
         matches!(client.status(), Status::Failed { .. })
     })
     .await;

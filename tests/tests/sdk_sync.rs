@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_e2e::{beta_flag, on_flag, unused_addr, wait_until, InProcess, Proxy};
+use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed, Proxy};
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
+use switchyard_testkit::in_process::{self, ADMIN};
+use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
 
 fn beta() -> Context {
     Context::new("user-1").group("beta")
@@ -30,10 +32,13 @@ fn notified(notices: &Mutex<Vec<ChangeNotice>>, key: &str) -> bool {
 
 #[tokio::test]
 async fn build_waits_for_the_first_snapshot() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
-    let revision = server.admin.revision("prod").await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
+    let revision = env_revision(&admin(&server.base), "prod").await;
 
     let client = Client::builder(&server.base, &token)
         .build()
@@ -50,9 +55,17 @@ async fn build_waits_for_the_first_snapshot() {
 
 #[tokio::test]
 async fn refused_tokens_are_unauthorized_even_with_a_bootstrap() {
-    let server = InProcess::start(None).await;
-    server.admin.env_with_sdk_token("prod").await;
-    let eval = server.admin.token("prod-eval", "eval", "prod").await;
+    let server = in_process::start().await;
+    env_with_sdk_token(&admin(&server.base), "prod").await;
+    let eval = admin(&server.base)
+        .create_token(
+            "prod-eval",
+            switchyard_sdk::admin::TokenKind::Eval,
+            Some("prod"),
+        )
+        .await
+        .expect("token")
+        .token;
 
     let bad = Client::builder(&server.base, "swy_nope_0123456789")
         .build()
@@ -83,7 +96,7 @@ async fn refused_tokens_are_unauthorized_even_with_a_bootstrap() {
 
 #[tokio::test]
 async fn an_unreachable_server_is_an_error_without_a_bootstrap() {
-    let url = format!("http://{}", unused_addr().await);
+    let url = format!("http://{}", unused_addr());
     let result = Client::builder(&url, "swy_a_b")
         .initial_sync_timeout(Duration::from_secs(5))
         .build()
@@ -99,7 +112,7 @@ async fn an_unreachable_server_is_an_error_without_a_bootstrap() {
 
 #[tokio::test]
 async fn an_unreachable_server_with_a_bootstrap_serves_the_bootstrap() {
-    let url = format!("http://{}", unused_addr().await);
+    let url = format!("http://{}", unused_addr());
     let client = Client::builder(&url, "swy_a_b")
         .bootstrap(json!({"environment": "prod", "revision": 3, "flags": [beta_flag("checkout")]}))
         .build()
@@ -118,10 +131,19 @@ async fn an_unreachable_server_with_a_bootstrap_serves_the_bootstrap() {
 #[tokio::test]
 async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
     // Frequent heartbeats, so comments interleave with the events.
-    let server = InProcess::start(Some(Duration::from_millis(20))).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
-    server.admin.put_flag("prod", on_flag("other")).await;
+    let server = in_process::Builder::default()
+        .heartbeat(Duration::from_millis(20))
+        .embedded()
+        .await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("other")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -129,11 +151,23 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
     let notices = record(&client);
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
-    wait_until("the client's stream", || server.sse_clients() == 1).await;
+    wait_until(DEADLINE, "the client's stream", || {
+        server.sse_clients() == 1
+    })
+    .await;
 
-    server.admin.kill("prod", "checkout").await;
-    wait_until("the kill", || !client.is_enabled("checkout", &ctx)).await;
-    wait_until("a notice for the kill", || notified(&notices, "checkout")).await;
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill", || {
+        !client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    wait_until(DEADLINE, "a notice for the kill", || {
+        notified(&notices, "checkout")
+    })
+    .await;
     {
         let notices = notices.lock().expect("notices");
         let notice = notices.last().expect("a notice");
@@ -149,15 +183,33 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
         "untouched flags still answer"
     );
 
-    server.admin.revive("prod", "checkout").await;
-    wait_until("the revival", || client.is_enabled("checkout", &ctx)).await;
+    admin(&server.base)
+        .revive("prod", "checkout", "e2e")
+        .await
+        .expect("revive");
+    wait_until(DEADLINE, "the revival", || {
+        client.is_enabled("checkout", &ctx)
+    })
+    .await;
 
-    server.admin.put_flag("prod", on_flag("brand-new")).await;
-    wait_until("a new flag", || client.is_enabled("brand-new", &ctx)).await;
-    server.admin.delete_flag("prod", "brand-new").await;
-    wait_until("the deletion", || client.kind("brand-new").is_none()).await;
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("brand-new")), None)
+        .await
+        .expect("put flag");
+    wait_until(DEADLINE, "a new flag", || {
+        client.is_enabled("brand-new", &ctx)
+    })
+    .await;
+    admin(&server.base)
+        .delete_flag("prod", "brand-new", None)
+        .await
+        .expect("delete flag");
+    wait_until(DEADLINE, "the deletion", || {
+        client.kind("brand-new").is_none()
+    })
+    .await;
     assert!(!client.is_enabled("brand-new", &ctx));
-    wait_until("a notice for the deletion", || {
+    wait_until(DEADLINE, "a notice for the deletion", || {
         notices
             .lock()
             .expect("notices")
@@ -165,7 +217,10 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
             .is_some_and(|n| n.flags == ["brand-new"])
     })
     .await;
-    assert_eq!(client.revision(), server.admin.revision("prod").await);
+    assert_eq!(
+        client.revision(),
+        env_revision(&admin(&server.base), "prod").await
+    );
     assert_eq!(client.status(), Status::Ready);
     client.close().await;
     server.stop().await;
@@ -173,18 +228,27 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
 
 #[tokio::test]
 async fn a_segment_change_notifies_the_flags_that_use_it() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
     let segment = |countries: &[&str]| {
         json!({"key": "eu", "when": {"constraints": [
             {"attribute": "country", "op": "in", "values": countries}
         ]}})
     };
-    server.admin.put_segment("prod", segment(&["IT"])).await;
+    admin(&server.base)
+        .put_segment("prod", &typed(segment(&["IT"])))
+        .await
+        .expect("put segment");
     let mut flag = beta_flag("eu-only");
     flag["rules"] = json!([{"id": "eu", "when": {"segments": ["eu"]}, "serve": {"variant": "on"}}]);
-    server.admin.put_flag("prod", flag).await;
-    server.admin.put_flag("prod", on_flag("elsewhere")).await;
+    admin(&server.base)
+        .put_flag("prod", &typed(flag), None)
+        .await
+        .expect("put flag");
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("elsewhere")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -193,15 +257,15 @@ async fn a_segment_change_notifies_the_flags_that_use_it() {
     let french = Context::new("user-2").attr("country", "FR");
     assert!(!client.is_enabled("eu-only", &french));
 
-    server
-        .admin
-        .put_segment("prod", segment(&["IT", "FR"]))
-        .await;
-    wait_until("the segment change", || {
+    admin(&server.base)
+        .put_segment("prod", &typed(segment(&["IT", "FR"])))
+        .await
+        .expect("put segment");
+    wait_until(DEADLINE, "the segment change", || {
         client.is_enabled("eu-only", &french)
     })
     .await;
-    wait_until("the notice", || notified(&notices, "eu-only")).await;
+    wait_until(DEADLINE, "the notice", || notified(&notices, "eu-only")).await;
     assert!(!notified(&notices, "elsewhere"));
     client.close().await;
     server.stop().await;
@@ -209,36 +273,44 @@ async fn a_segment_change_notifies_the_flags_that_use_it() {
 
 #[tokio::test]
 async fn a_burst_of_writes_ends_at_the_servers_revision_and_values() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("counter")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("counter")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .build()
         .await
         .expect("client builds");
     let writes: Vec<_> = (0..40)
         .map(|n| {
-            let admin = server.admin.clone();
+            let admin = admin(&server.base);
             tokio::spawn(async move {
                 let mut flag = on_flag(&format!("burst-{}", n % 8));
                 flag["description"] = json!(format!("write {n}"));
-                admin.put_flag("prod", flag).await;
+                admin
+                    .put_flag("prod", &typed(flag), None)
+                    .await
+                    .expect("put flag");
             })
         })
         .collect();
     for write in writes {
         write.await.expect("write task");
     }
-    let revision = server.admin.revision("prod").await;
-    wait_until("the last revision", || client.revision() == revision).await;
+    let revision = env_revision(&admin(&server.base), "prod").await;
+    wait_until(DEADLINE, "the last revision", || {
+        client.revision() == revision
+    })
+    .await;
     let ctx = Context::new("anyone");
     for n in 0..8 {
         assert!(client.is_enabled(&format!("burst-{n}"), &ctx));
     }
     // Every flag is as the server has it.
     let (status, flags) = server
-        .admin
-        .call("GET", "/v1/admin/envs/prod/flags", None)
+        .call("GET", "/v1/admin/envs/prod/flags", Some(ADMIN), None)
         .await;
     assert_eq!(status, 200);
     let listed = flags
@@ -262,9 +334,12 @@ async fn a_burst_of_writes_ends_at_the_servers_revision_and_values() {
 
 #[tokio::test]
 async fn polling_picks_up_changes() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
@@ -275,11 +350,23 @@ async fn polling_picks_up_changes() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    server.admin.kill("prod", "checkout").await;
-    wait_until("the kill", || !client.is_enabled("checkout", &ctx)).await;
-    wait_until("the notice", || notified(&notices, "checkout")).await;
-    server.admin.put_flag("prod", on_flag("added")).await;
-    wait_until("the new flag", || client.is_enabled("added", &ctx)).await;
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill", || {
+        !client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    wait_until(DEADLINE, "the notice", || notified(&notices, "checkout")).await;
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("added")), None)
+        .await
+        .expect("put flag");
+    wait_until(DEADLINE, "the new flag", || {
+        client.is_enabled("added", &ctx)
+    })
+    .await;
     assert_eq!(client.status(), Status::Ready);
     // Polling never opens a stream.
     assert_eq!(server.sse_clients(), 0);
@@ -289,17 +376,23 @@ async fn polling_picks_up_changes() {
 
 #[tokio::test]
 async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
         .build()
         .await
         .expect("client builds");
-    server.admin.revoke("prod-sdk").await;
-    wait_until("the failed status", || {
+    admin(&server.base)
+        .delete_token("prod-sdk")
+        .await
+        .expect("revoke");
+    wait_until(DEADLINE, "the failed status", || {
         matches!(client.status(), Status::Failed { .. })
     })
     .await;
@@ -317,17 +410,23 @@ async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
 
 #[tokio::test]
 async fn a_graceful_server_stop_makes_the_client_stale_but_it_keeps_answering() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let client = Client::builder(&server.base, &token)
         .build()
         .await
         .expect("client builds");
-    wait_until("the client's stream", || server.sse_clients() == 1).await;
+    wait_until(DEADLINE, "the client's stream", || {
+        server.sse_clients() == 1
+    })
+    .await;
     let before = std::time::SystemTime::now();
     server.stop().await;
-    wait_until("the stale status", || {
+    wait_until(DEADLINE, "the stale status", || {
         matches!(client.status(), Status::Stale { .. })
     })
     .await;
@@ -342,31 +441,43 @@ async fn a_graceful_server_stop_makes_the_client_stale_but_it_keeps_answering() 
 #[tokio::test]
 async fn close_and_drop_end_the_stream() {
     // Heartbeats make the server notice a closed connection at once.
-    let server = InProcess::start(Some(Duration::from_millis(20))).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
+    let server = in_process::Builder::default()
+        .heartbeat(Duration::from_millis(20))
+        .embedded()
+        .await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
     let closed = Client::builder(&server.base, &token)
         .build()
         .await
         .expect("client builds");
-    wait_until("one stream", || server.sse_clients() == 1).await;
+    wait_until(DEADLINE, "one stream", || server.sse_clients() == 1).await;
     closed.close().await;
-    wait_until("no stream after close", || server.sse_clients() == 0).await;
+    wait_until(DEADLINE, "no stream after close", || {
+        server.sse_clients() == 0
+    })
+    .await;
 
     let dropped = Client::builder(&server.base, &token)
         .build()
         .await
         .expect("client builds");
-    wait_until("one stream", || server.sse_clients() == 1).await;
+    wait_until(DEADLINE, "one stream", || server.sse_clients() == 1).await;
     drop(dropped);
-    wait_until("no stream after drop", || server.sse_clients() == 0).await;
+    wait_until(DEADLINE, "no stream after drop", || {
+        server.sse_clients() == 0
+    })
+    .await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let target = server
         .base
         .trim_start_matches("http://")
@@ -379,27 +490,42 @@ async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
         .expect("client builds");
     let notices = record(&client);
     let ctx = beta();
-    wait_until("the client's stream", || server.sse_clients() == 1).await;
+    wait_until(DEADLINE, "the client's stream", || {
+        server.sse_clients() == 1
+    })
+    .await;
     let before = client.revision();
 
     // The connection drops while the server runs on; two writes happen meanwhile.
     proxy.cut();
-    wait_until("the stale status", || {
+    wait_until(DEADLINE, "the stale status", || {
         matches!(client.status(), Status::Stale { .. })
     })
     .await;
-    wait_until("the server to see the stream end", || {
+    wait_until(DEADLINE, "the server to see the stream end", || {
         server.sse_clients() == 0
     })
     .await;
-    server.admin.kill("prod", "checkout").await;
-    server.admin.put_flag("prod", on_flag("added")).await;
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("added")), None)
+        .await
+        .expect("put flag");
     proxy.restore();
 
-    wait_until("the missed revisions", || client.revision() == before + 2).await;
+    wait_until(DEADLINE, "the missed revisions", || {
+        client.revision() == before + 2
+    })
+    .await;
     assert!(!client.is_enabled("checkout", &ctx));
     assert!(client.is_enabled("added", &ctx));
-    wait_until("the ready status", || client.status() == Status::Ready).await;
+    wait_until(DEADLINE, "the ready status", || {
+        client.status() == Status::Ready
+    })
+    .await;
     // Resumed from the last revision: the server replayed each missed change rather
     // than a snapshot, so there is one notice per revision.
     let seen: Vec<(u64, Vec<String>)> = notices
@@ -421,9 +547,12 @@ async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
 
 #[tokio::test]
 async fn when_the_stream_is_refused_the_client_polls() {
-    let server = InProcess::start(None).await;
-    let token = server.admin.env_with_sdk_token("prod").await;
-    server.admin.put_flag("prod", beta_flag("checkout")).await;
+    let server = in_process::start().await;
+    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
+    admin(&server.base)
+        .put_flag("prod", &typed(beta_flag("checkout")), None)
+        .await
+        .expect("put flag");
     let target = server
         .base
         .trim_start_matches("http://")
@@ -437,13 +566,19 @@ async fn when_the_stream_is_refused_the_client_polls() {
         .expect("client builds");
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
-    server.admin.kill("prod", "checkout").await;
-    wait_until("the kill, by polling", || {
+    admin(&server.base)
+        .kill("prod", "checkout", "e2e")
+        .await
+        .expect("kill");
+    wait_until(DEADLINE, "the kill, by polling", || {
         !client.is_enabled("checkout", &ctx)
     })
     .await;
-    server.admin.put_flag("prod", on_flag("added")).await;
-    wait_until("the new flag, by polling", || {
+    admin(&server.base)
+        .put_flag("prod", &typed(on_flag("added")), None)
+        .await
+        .expect("put flag");
+    wait_until(DEADLINE, "the new flag, by polling", || {
         client.is_enabled("added", &ctx)
     })
     .await;

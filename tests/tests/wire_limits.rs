@@ -5,21 +5,19 @@
 //! the flagd gRPC answer, the audit query, and a second replica on the same Redis.
 //! One level over the limit is a 422 naming the path, and the environment keeps
 //! syncing (the user-visible bug of issue 15: one deep flag stopped every SDK).
-
-#[path = "../../crates/server/tests/redis_process.rs"]
-mod redis_process;
-
 use std::time::Duration;
 
-use redis_process::RedisProcess;
 use serde_json::{json, Map, Value};
 use switchyard_core::validation::{MAX_VALUE_BYTES, MAX_VALUE_DEPTH};
 use switchyard_core::{validate_flag, Flag};
-use switchyard_e2e::{eventually, on_flag, wait_until, InProcess, ADMIN};
+use switchyard_e2e::{admin, env_revision, env_with_sdk_token, on_flag, typed};
 use switchyard_sdk::{Client, Context, Status, Transport};
 use switchyard_server::grpc::convert;
 use switchyard_server::grpc::proto::flagd::service_client::ServiceClient;
 use switchyard_server::grpc::proto::flagd::{ResolveAllRequest, ResolveObjectRequest};
+use switchyard_testkit::in_process::{self, ADMIN};
+use switchyard_testkit::redis::RedisProcess;
+use switchyard_testkit::{eventually, wait_until, DEADLINE};
 
 /// `value` inside `levels` objects: `{"a": {"a": … value …}}`.
 fn nested(levels: usize, value: Value) -> Value {
@@ -98,7 +96,7 @@ async fn sse_changes(base: &str, token: &str, after: u64, until: u64) -> Vec<Val
     assert!(response.status().is_success(), "{}", response.status());
     let mut text = String::new();
     let mut changes = Vec::new();
-    let deadline = tokio::time::Instant::now() + switchyard_e2e::DEADLINE;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     while changes.len() < (until - after) as usize {
         let chunk = tokio::time::timeout_at(deadline, response.chunk())
             .await
@@ -134,12 +132,18 @@ fn with_token<T>(token: &str, message: T) -> tonic::Request<T> {
 #[tokio::test]
 async fn values_at_the_limits_decode_in_every_wire_form() {
     let redis = RedisProcess::start();
-    let server = InProcess::start_redis(&redis.url(), true).await;
-    let replica = InProcess::start_redis(&redis.url(), false).await;
+    let server = in_process::Builder::default()
+        .grpc(None)
+        .redis(&redis.url())
+        .await;
+    let replica = in_process::start_redis(&redis.url()).await;
     let grpc = server.grpc.clone().expect("gRPC address");
-    let admin = &server.admin;
-    let token = admin.env_with_sdk_token("prod").await;
-    admin.put_flag("prod", on_flag("killswitch")).await;
+    let admin = &admin(&server.base);
+    let token = env_with_sdk_token(admin, "prod").await;
+    admin
+        .put_flag("prod", &typed(on_flag("killswitch")), None)
+        .await
+        .expect("put flag");
 
     let sse = Client::builder(&server.base, &token)
         .poll_interval(Duration::from_secs(3600))
@@ -155,7 +159,7 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
         .expect("gRPC client builds");
     let ctx = Context::new("user-1");
     assert!(sse.is_enabled("killswitch", &ctx) && over_grpc.is_enabled("killswitch", &ctx));
-    let before = admin.revision("prod").await;
+    let before = env_revision(admin, "prod").await;
 
     // Exactly at the limits: the deepest value is all objects, the costliest shape
     // in a protobuf `Struct`; the largest is exactly MAX_VALUE_BYTES as JSON.
@@ -174,15 +178,20 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
         values.push((format!("random-{i}"), value));
     }
     for (key, value) in &values {
-        admin.put_flag("prod", json_flag(key, value.clone())).await;
+        admin
+            .put_flag("prod", &typed(json_flag(key, value.clone())), None)
+            .await
+            .expect("put flag");
     }
-    let after = admin.revision("prod").await;
+    let after = env_revision(admin, "prod").await;
 
     // The SDK over SSE and over gRPC Sync apply every change, then a kill.
     for (client, name) in [(&sse, "SSE"), (&over_grpc, "gRPC")] {
-        wait_until(&format!("{name} client at revision {after}"), || {
-            client.revision() == after
-        })
+        wait_until(
+            DEADLINE,
+            &format!("{name} client at revision {after}"),
+            || client.revision() == after,
+        )
         .await;
         for (key, value) in &values {
             assert_eq!(
@@ -192,8 +201,8 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
             );
         }
     }
-    admin.kill("prod", "killswitch").await;
-    wait_until("the kill over SSE and gRPC", || {
+    admin.kill("prod", "killswitch", "e2e").await.expect("kill");
+    wait_until(DEADLINE, "the kill over SSE and gRPC", || {
         !sse.is_enabled("killswitch", &ctx) && !over_grpc.is_enabled("killswitch", &ctx)
     })
     .await;
@@ -290,8 +299,13 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
     }
 
     // The audit log holds whole flags (before/after) and still decodes.
-    let (status, audit) = admin
-        .call("GET", "/v1/admin/audit?env=prod&limit=1000", None)
+    let (status, audit) = server
+        .call(
+            "GET",
+            "/v1/admin/audit?env=prod&limit=1000",
+            Some(ADMIN),
+            None,
+        )
         .await;
     assert_eq!(status, 200, "{audit}");
     for (key, value) in &values {
@@ -306,10 +320,14 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
 
     // The other replica received every change through Redis.
     for (key, value) in &values {
-        let found = eventually(&format!("{key} on the replica"), || async {
+        let found = eventually(DEADLINE, &format!("{key} on the replica"), || async {
             let (status, flag) = replica
-                .admin
-                .call("GET", &format!("/v1/admin/envs/prod/flags/{key}"), None)
+                .call(
+                    "GET",
+                    &format!("/v1/admin/envs/prod/flags/{key}"),
+                    Some(ADMIN),
+                    None,
+                )
                 .await;
             (status == 200).then_some(flag)
         })
@@ -319,8 +337,13 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
 
     // One level over: 422 naming the path; a body past serde_json's limit: 400.
     let too_deep = json_flag("too-deep", nested(MAX_VALUE_DEPTH + 1, json!("leaf")));
-    let (status, body) = admin
-        .call("PUT", "/v1/admin/envs/prod/flags/too-deep", Some(too_deep))
+    let (status, body) = server
+        .call(
+            "PUT",
+            "/v1/admin/envs/prod/flags/too-deep",
+            Some(ADMIN),
+            Some(too_deep),
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     let message = body["error"]["message"].as_str().expect("message");
@@ -332,10 +355,11 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
         "{message}"
     );
     let too_large = json_flag("too-large", json!({ "s": "x".repeat(filler + 1) }));
-    let (status, body) = admin
+    let (status, body) = server
         .call(
             "PUT",
             "/v1/admin/envs/prod/flags/too-large",
+            Some(ADMIN),
             Some(too_large),
         )
         .await;
@@ -369,8 +393,11 @@ async fn values_at_the_limits_decode_in_every_wire_form() {
     );
 
     // The environment keeps syncing.
-    admin.revive("prod", "killswitch").await;
-    wait_until("the revive over SSE and gRPC", || {
+    admin
+        .revive("prod", "killswitch", "e2e")
+        .await
+        .expect("revive");
+    wait_until(DEADLINE, "the revive over SSE and gRPC", || {
         sse.is_enabled("killswitch", &ctx) && over_grpc.is_enabled("killswitch", &ctx)
     })
     .await;

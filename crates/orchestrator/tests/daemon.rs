@@ -19,6 +19,7 @@ mod support;
 use support::api::{plan, Rig};
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
+use switchyard_testkit::eventually;
 
 const FLAG: &str = "new-checkout";
 const API_TOKEN: &str = "orchestrator-api-token";
@@ -522,18 +523,19 @@ async fn commands_record_who_gave_them() {
     );
     let (code, out, err) = daemon.run(&["apply", &gated]).await;
     assert_eq!(code, 0, "{out}\n{err}");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (_, out, _) = daemon.run(&["status", "gated"]).await;
-        if out.contains("awaiting_approval") {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never awaited approval:\n{out}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the release to await approval",
+        || async {
+            let (_, out, _) = daemon.run(&["status", "gated"]).await;
+            if out.contains("awaiting_approval") {
+                Ok(())
+            } else {
+                Err(out)
+            }
+        },
+    )
+    .await;
     let (code, out, err) = daemon.run(&["approve", "gated", "--by", "ana"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let (code, out, err) = daemon.run(&["report", "gated"]).await;
@@ -556,21 +558,18 @@ const AWAITS_APPROVAL: &str = "[{ weight: 10 }, { approve: true }, { weight: 100
 /// Polls the daemon's API until `check` holds for the release.
 async fn until_release(daemon: &Daemon, name: &str, what: &str, check: impl Fn(&Value) -> bool) {
     let url = format!("{}/v1/releases/{name}", daemon.url);
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let release = match reqwest::get(&url).await {
+    eventually(std::time::Duration::from_secs(30), what, || async {
+        let release: Option<Value> = match reqwest::get(&url).await {
             Ok(response) if response.status().is_success() => response.json().await.ok(),
             _ => None,
         };
         if release.as_ref().is_some_and(&check) {
-            return;
+            Ok(())
+        } else {
+            Err(format!("release is {release:#?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; release is {release:#?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 }
 
 fn awaiting_approval(release: &Value) -> bool {
@@ -597,15 +596,21 @@ impl Waiting {
 
     /// Polls until its stderr contains `text`.
     async fn until_stderr(&self, text: &str) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !self.stderr.lock().expect("lock").contains(text) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no `{text}` on stderr: {}",
-                self.stderr.lock().expect("lock")
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        eventually(
+            std::time::Duration::from_secs(30),
+            &format!("`{text}` on stderr"),
+            || async {
+                if !self.stderr.lock().expect("lock").contains(text) {
+                    Err(format!(
+                        "no `{text}` on stderr: {}",
+                        self.stderr.lock().expect("lock")
+                    ))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
     }
 
     /// Waits for it to exit: code, stdout, stderr.

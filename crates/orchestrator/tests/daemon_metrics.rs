@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
-use support::prometheus::{wait_for_value, PrometheusProcess, SCRAPE_DEADLINE};
+use switchyard_testkit::prometheus::{wait_for_value, PrometheusProcess, SCRAPE_DEADLINE};
 
 /// A one-service plan ramping `flag` in `steps`, analysed by a Prometheus `query` that
 /// must stay at or below 0.5.

@@ -13,7 +13,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 use support::flag_server::{boolean_flag, FlagServer, ENV};
-use support::haproxy::Canary;
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
@@ -21,6 +20,8 @@ use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
+use switchyard_testkit::eventually;
+use switchyard_testkit::haproxy::Canary;
 use tokio::net::TcpListener;
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -99,11 +100,10 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Release) -> bool,
 ) -> Release {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(DEADLINE, &format!("`{name}` to reach {what}"), || async {
         let release = o.get(name).await.expect("release exists");
         if done(&release) {
-            return release;
+            return Ok(release);
         }
         let timeline: Vec<&str> = release
             .state
@@ -111,12 +111,9 @@ async fn wait_for(
             .iter()
             .map(|e| e.message.as_str())
             .collect();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{name}` never reached {what}: {timeline:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+        Err(format!("{timeline:#?}"))
+    })
+    .await
 }
 
 fn messages(release: &Release) -> Vec<String> {

@@ -15,6 +15,7 @@ use switchyard_orchestrator::analysis::{MetricError, MetricSource, Verdict};
 use switchyard_orchestrator::plan::{GuardQuery, OnNoData};
 use switchyard_sdk::admin::{TokenKind, VariantCounts};
 use switchyard_sdk::{Client, Context};
+use switchyard_testkit::eventually;
 
 const FLAG: &str = "new-payment-flow";
 const EVENT: &str = "checkout_error";
@@ -97,22 +98,23 @@ async fn serve_users(
 /// Polls the server until it shows `expected` for the flag, failing after 20 s with
 /// what it last saw.
 async fn wait_for_counts(server: &FlagServer, expected: &BTreeMap<String, VariantCounts>) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen = server
-            .admin
-            .flag_metrics(ENV, FLAG, "10m")
-            .await
-            .expect("flag metrics");
-        if &seen == expected {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server did not receive the counts within 20 s: saw {seen:?}, expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        &format!("the server to receive {expected:?}"),
+        || async {
+            let seen = server
+                .admin
+                .flag_metrics(ENV, FLAG, "10m")
+                .await
+                .expect("flag metrics");
+            if &seen == expected {
+                Ok(())
+            } else {
+                Err(format!("{seen:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 fn arm(counts: &BTreeMap<String, VariantCounts>, variant: &str) -> Arm {
@@ -279,30 +281,31 @@ async fn a_release_is_rolled_back_by_its_guard_metric() {
     .unwrap();
     orchestrator.apply(plan).await.unwrap();
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let at_half = |r: &switchyard_orchestrator::store::Release| r.state.services[0].weight == 50;
-    while !at_half(&orchestrator.get("guarded").await.unwrap()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the flag never reached 50 %"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the flag to reach 50 %",
+        || async {
+            if !at_half(&orchestrator.get("guarded").await.unwrap()) {
+                None
+            } else {
+                Some(())
+            }
+        },
+    )
+    .await;
     // 10 % of the new variant's users fail, 1 % of the others.
     serve_users(&server, 2000, 10, 100).await;
 
-    let release = loop {
+    let release = eventually(Duration::from_secs(60), "a verdict", || async {
         let release = orchestrator.get("guarded").await.unwrap();
         if release.state.phase.is_terminal() {
-            break release;
+            Ok(release)
+        } else {
+            Err(format!("{:#?}", release.state.timeline))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no verdict: {:#?}",
-            release.state.timeline
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    })
+    .await;
     assert_eq!(
         release.state.phase,
         Phase::RolledBack,

@@ -9,8 +9,9 @@ use std::time::Duration;
 use serde_json::Value;
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
-use support::redis::RedisProcess;
 use switchyard_core::model::Serve;
+use switchyard_testkit::eventually;
+use switchyard_testkit::redis::RedisProcess;
 
 const FLAG: &str = "new-checkout";
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -71,14 +72,14 @@ async fn the_other_orchestrator_takes_over_when_the_driver_dies() {
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
 
     // A drives it; B reads the same state from Redis.
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while phase_of(&http, &b, "ha").await.1 != "awaiting_approval" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never awaited approval"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "the release to await approval", || async {
+        if phase_of(&http, &b, "ha").await.1 != "awaiting_approval" {
+            None
+        } else {
+            Some(())
+        }
+    })
+    .await;
     let holder_a = lease_holder(&redis, "ha").await.expect("A holds the lease");
     assert_eq!(
         get(&http, &a, "/v1/releases/ha").await,
@@ -88,17 +89,20 @@ async fn the_other_orchestrator_takes_over_when_the_driver_dies() {
 
     // A dies without giving the lease up.
     a.child.kill().await.expect("kill A");
-    while lease_holder(&redis, "ha")
-        .await
-        .is_none_or(|h| h == holder_a)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never took the lease over; B's log:\n{}",
-            b.stderr.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "B to take the lease over", || async {
+        if lease_holder(&redis, "ha")
+            .await
+            .is_none_or(|h| h == holder_a)
+        {
+            Err(format!(
+                "B never took the lease over; B's log:\n{}",
+                b.stderr.lock().unwrap()
+            ))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
 
     // B drives now: a person's approval on B finishes the release.
     let approved = http
@@ -107,14 +111,17 @@ async fn the_other_orchestrator_takes_over_when_the_driver_dies() {
         .await
         .unwrap();
     assert_eq!(approved.status(), 200, "{}", approved.text().await.unwrap());
-    while phase_of(&http, &b, "ha").await.0 != "succeeded" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B did not finish the release; B's log:\n{}",
-            b.stderr.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "B to finish the release", || async {
+        if phase_of(&http, &b, "ha").await.0 != "succeeded" {
+            Err(format!(
+                "B did not finish the release; B's log:\n{}",
+                b.stderr.lock().unwrap()
+            ))
+        } else {
+            Ok(())
+        }
+    })
+    .await;
     assert_eq!(flags.flag(FLAG).await.default, Serve::Variant("on".into()));
     // Each weight was written to the flag once (20 by A, 60 and 100 by B), after its
     // creation: the two replicas never both drove it.
@@ -145,14 +152,14 @@ async fn a_command_on_the_replica_that_does_not_drive_reaches_the_driver() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while phase_of(&http, &a, "relay").await.1 != "awaiting_approval" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never awaited approval"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "the release to await approval", || async {
+        if phase_of(&http, &a, "relay").await.1 != "awaiting_approval" {
+            None
+        } else {
+            Some(())
+        }
+    })
+    .await;
     // B is not the driver; its abort is queued in Redis and carried out by A.
     let aborted = http
         .post(format!("{}/v1/releases/relay/abort", b.url))
@@ -161,13 +168,14 @@ async fn a_command_on_the_replica_that_does_not_drive_reaches_the_driver() {
         .await
         .unwrap();
     assert_eq!(aborted.status(), 200, "{}", aborted.text().await.unwrap());
-    while phase_of(&http, &b, "relay").await.0 != "rolled_back" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the abort never took effect"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(DEADLINE, "the abort to take effect", || async {
+        if phase_of(&http, &b, "relay").await.0 != "rolled_back" {
+            None
+        } else {
+            Some(())
+        }
+    })
+    .await;
     let body = get(&http, &a, "/v1/releases/relay").await;
     assert_eq!(body["state"]["reason"], "aborted by api: from B");
     assert!(!flags.flag(FLAG).await.enabled);

@@ -6,10 +6,11 @@ mod support;
 
 use std::collections::HashMap;
 
-use support::haproxy::{free_port, Canary};
 use switchyard_orchestrator::plan::HaproxyCanary;
 use switchyard_orchestrator::routers::haproxy::Haproxy;
 use switchyard_orchestrator::routers::{RouterError, TrafficRouter};
+use switchyard_testkit::free_port;
+use switchyard_testkit::haproxy::Canary;
 
 const BACKEND: &str = "app";
 

@@ -17,7 +17,7 @@ mod support;
 use support::api::{plan, Rig};
 use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
-use support::redis::RedisProcess;
+use switchyard_testkit::redis::RedisProcess;
 
 const API_TOKEN: &str = "orchestrator-api-token";
 

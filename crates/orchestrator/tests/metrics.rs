@@ -13,7 +13,10 @@ use switchyard_orchestrator::plan::{HealthCheck, HealthTarget, PrometheusQuery};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
-use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
+use switchyard_testkit::prometheus::{
+    wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
+};
+use switchyard_testkit::unused_addr;
 
 fn source(url: &str, query: &str) -> Prometheus {
     Prometheus::new(
@@ -23,14 +26,6 @@ fn source(url: &str, query: &str) -> Prometheus {
         },
         reqwest::Client::new(),
     )
-}
-
-/// A loopback address nothing listens on (it did a moment ago, so it is ours to
-/// refuse).
-fn closed_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
 }
 
 #[tokio::test]
@@ -129,7 +124,7 @@ async fn a_server_that_cannot_answer_queries_is_unreachable() {
     // Nothing listening, and an HTTP server without the query API (404).
     let exporter = Exporter::start().await;
     for url in [
-        format!("http://{}", closed_addr()),
+        format!("http://{}", unused_addr()),
         format!("http://{}", exporter.addr()),
     ] {
         let measured = source(&url, "up").measure("checkout").await;
@@ -182,7 +177,7 @@ async fn http_checks_need_a_2xx_answer() {
         format!("GET {broken} answered 500 Internal Server Error")
     );
 
-    let error = run(HealthTarget::Http(format!("http://{}/ok", closed_addr())))
+    let error = run(HealthTarget::Http(format!("http://{}/ok", unused_addr())))
         .await
         .unwrap_err();
     assert!(matches!(error, HealthError::Http { .. }), "{error:?}");
@@ -219,7 +214,7 @@ async fn tcp_checks_need_an_accepting_port() {
         .await
         .expect("an open port passes");
 
-    let closed = closed_addr().to_string();
+    let closed = unused_addr().to_string();
     let error = run(HealthTarget::Tcp(closed.clone())).await.unwrap_err();
     assert!(matches!(error, HealthError::Tcp { .. }), "{error:?}");
     assert_eq!(error.to_string(), format!("cannot connect to {closed}"));
@@ -256,7 +251,7 @@ async fn grpc_checks_need_serving() {
         format!("the gRPC server at {addr} reports NOT_SERVING")
     );
 
-    let error = run(HealthTarget::Grpc(closed_addr().to_string()))
+    let error = run(HealthTarget::Grpc(unused_addr().to_string()))
         .await
         .unwrap_err();
     assert!(
@@ -269,7 +264,7 @@ async fn grpc_checks_need_serving() {
 async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
     let addr = http_endpoint().await;
     let passing = health_check(HealthTarget::Http(format!("http://{addr}/ok")));
-    let failing = health_check(HealthTarget::Tcp(closed_addr().to_string()));
+    let failing = health_check(HealthTarget::Tcp(unused_addr().to_string()));
 
     let healthy = Health::new(vec![passing.clone()], reqwest::Client::new());
     assert_eq!(healthy.measure("checkout").await.unwrap(), Some(1.0));

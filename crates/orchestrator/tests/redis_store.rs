@@ -8,11 +8,11 @@ mod support;
 use std::future::Future;
 use std::time::Duration;
 
-use support::redis::RedisProcess;
 use switchyard_orchestrator::machine::{Event, State};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::redis::RedisStore;
 use switchyard_orchestrator::store::{Release, StateStore, StoreError};
+use switchyard_testkit::redis::RedisProcess;
 use tokio::time::Instant;
 
 /// A lease long enough never to expire during a test.

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::flag_server::{FlagServer, ENV};
-use support::haproxy::Canary;
-use support::prometheus::{wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE};
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
@@ -17,6 +15,11 @@ use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
+use switchyard_testkit::eventually;
+use switchyard_testkit::haproxy::Canary;
+use switchyard_testkit::prometheus::{
+    wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
+};
 
 /// How long a whole release may take before a test gives up.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
@@ -43,19 +46,19 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Release) -> bool,
 ) -> Release {
-    let deadline = tokio::time::Instant::now() + RELEASE_DEADLINE;
-    loop {
-        let release = orchestrator.get(name).await.expect("release exists");
-        if done(&release) {
-            return release;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "release `{name}` never reached {what}; timeline:\n{}",
-            timeline(&release)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        RELEASE_DEADLINE,
+        &format!("release `{name}` to reach {what}"),
+        || async {
+            let release = orchestrator.get(name).await.expect("release exists");
+            if done(&release) {
+                Ok(release)
+            } else {
+                Err(format!("timeline:\n{}", timeline(&release)))
+            }
+        },
+    )
+    .await
 }
 
 async fn wait_until_over(orchestrator: &Orchestrator, name: &str) -> Release {

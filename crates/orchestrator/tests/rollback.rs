@@ -22,6 +22,7 @@ use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
 use switchyard_sdk::admin::TokenKind;
 use switchyard_sdk::{Client, Context};
+use switchyard_testkit::eventually;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -46,11 +47,10 @@ async fn wait_for(
     what: &str,
     done: impl Fn(&Release) -> bool,
 ) -> Release {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(DEADLINE, &format!("`{name}` to reach {what}"), || async {
         let release = orchestrator.get(name).await.expect("release exists");
         if done(&release) {
-            return release;
+            return Ok(release);
         }
         let timeline: Vec<&str> = release
             .state
@@ -58,12 +58,9 @@ async fn wait_for(
             .iter()
             .map(|e| e.message.as_str())
             .collect();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{name}` never reached {what}: {timeline:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Err(format!("{timeline:#?}"))
+    })
+    .await
 }
 
 fn plan(name: &str, flag: &str, steps: &str) -> Plan {
@@ -271,8 +268,7 @@ fn plan_yaml(name: &str, flag: &str) -> String {
 /// Polls the daemon until the release is in `phase`.
 async fn until_phase(daemon: &Daemon, name: &str, phase: &str) -> Value {
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    eventually(DEADLINE, &format!("`{name}` to reach {phase}"), || async {
         let release: Value = http
             .get(format!("{}/v1/releases/{name}", daemon.url))
             .send()
@@ -282,14 +278,12 @@ async fn until_phase(daemon: &Daemon, name: &str, phase: &str) -> Value {
             .await
             .expect("JSON");
         if release["state"]["phase"] == phase {
-            return release;
+            Ok(release)
+        } else {
+            Err(format!("{release:#}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "`{name}` never reached {phase}: {release:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,14 +360,16 @@ async fn a_promoted_release_is_rolled_back_within_the_window_and_refused_outside
     );
     let (code, out, err) = strict.run(&["apply", &file, "--wait"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    let err = loop {
+    let (code, err) = eventually(DEADLINE, "the rollback window to close", || async {
         let (code, _, err) = strict.run(&["rollback", "search-v2"]).await;
-        if err.contains("outside the rollback window") || tokio::time::Instant::now() > deadline {
-            assert_ne!(code, 0);
-            break err;
+        if err.contains("outside the rollback window") {
+            Ok((code, err))
+        } else {
+            Err(err)
         }
-    };
+    })
+    .await;
+    assert_ne!(code, 0);
     assert!(
         err.contains("release `search-v2` was promoted") && err.contains("rollback window of 1ms"),
         "{err}"

@@ -1,4 +1,5 @@
-//! Real processes for the orchestrator's integration tests.
+//! What only the orchestrator's integration tests share (the real-process rigs are in
+//! `switchyard-testkit`).
 //!
 //! Cargo also builds this file as a test target of its own, where it is the crate root
 //! and a plain `mod haproxy;` would load `tests/haproxy.rs` (the integration test).
@@ -12,11 +13,3 @@ pub mod daemon;
 pub mod fake_kube;
 #[path = "support/flag_server.rs"]
 pub mod flag_server;
-#[path = "support/haproxy.rs"]
-pub mod haproxy;
-#[path = "support/prometheus.rs"]
-pub mod prometheus;
-// The server's test helper: one `redis-server` rig for both crates' tests (it runs
-// with an fsynced append-only file, so a restart keeps what was acknowledged).
-#[path = "../../server/tests/redis_process.rs"]
-pub mod redis;

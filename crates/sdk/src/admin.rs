@@ -146,6 +146,25 @@ impl AdminClient {
         Ok(body.environments.into_iter().map(|e| e.name).collect())
     }
 
+    /// The current revision of `env` (`None` if there is no such environment).
+    pub async fn revision(&self, env: &str) -> Result<Option<u64>, Error> {
+        #[derive(Deserialize)]
+        struct Environment {
+            name: String,
+            revision: u64,
+        }
+        #[derive(Deserialize)]
+        struct Environments {
+            environments: Vec<Environment>,
+        }
+        let body: Environments = self.json(Method::GET, "/envs", None).await?;
+        Ok(body
+            .environments
+            .into_iter()
+            .find(|e| e.name == env)
+            .map(|e| e.revision))
+    }
+
     /// Every flag of `env`.
     pub async fn flags(&self, env: &str) -> Result<Vec<Flag>, Error> {
         #[derive(Deserialize)]

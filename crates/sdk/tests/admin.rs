@@ -3,21 +3,7 @@
 use serde_json::json;
 use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::Error;
-use switchyard_server::Server;
-use tokio::net::TcpListener;
-
-const ADMIN: &str = "sdk-test-admin-token-0123";
-
-async fn server() -> (String, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::open_embedded(dir.path(), Some(ADMIN))
-        .await
-        .expect("server");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    (base, dir)
-}
+use switchyard_testkit::in_process::{self, ADMIN};
 
 fn flag(key: &str) -> switchyard_core::Flag {
     serde_json::from_value(json!({
@@ -29,8 +15,8 @@ fn flag(key: &str) -> switchyard_core::Flag {
 
 #[tokio::test]
 async fn the_admin_client_covers_the_admin_api() {
-    let (base, _dir) = server().await;
-    let admin = AdminClient::new(&base, ADMIN).expect("client");
+    let server = in_process::start().await;
+    let admin = AdminClient::new(&server.base, ADMIN).expect("client");
     assert!(admin.healthy().await);
     admin.create_env("prod").await.expect("env");
     admin.create_env("prod").await.expect("idempotent");
@@ -118,7 +104,7 @@ async fn the_admin_client_covers_the_admin_api() {
         .delete_flag("prod", "refund", None)
         .await
         .expect("delete");
-    match AdminClient::new(&base, "wrong")
+    match AdminClient::new(&server.base, "wrong")
         .expect("client")
         .flags("prod")
         .await

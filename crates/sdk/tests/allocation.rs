@@ -2,38 +2,9 @@
 //! the same 3-rule / 10-constraint fixture the core's allocation test and the
 //! benchmarks use. A counting global allocator watches this thread.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use serde_json::json;
 use switchyard_sdk::{Client, Context, Transport};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; only counts calls on this thread.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use switchyard_testkit::allocations::{allocations_during, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -57,21 +28,16 @@ async fn is_enabled_allocates_nothing_per_call() {
 
     // Warm-up: the regex cache and the first sighting of the (flag, variant) counter.
     let first = client.is_enabled("checkout-v3", &ctx);
-    let before = ALLOCATIONS.with(Cell::get);
     let mut on = 0;
-    for _ in 0..1000 {
-        on += usize::from(client.is_enabled("checkout-v3", &ctx));
-        on += usize::from(client.is_enabled("missing", &ctx));
-    }
-    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    let allocations = allocations_during(|| {
+        for _ in 0..1000 {
+            on += usize::from(client.is_enabled("checkout-v3", &ctx));
+            on += usize::from(client.is_enabled("missing", &ctx));
+        }
+    });
     assert_eq!(allocations, 0, "allocations during 2000 is_enabled calls");
     assert_eq!(on, if first { 1000 } else { 0 }, "the answer is stable");
 
-    let control = ALLOCATIONS.with(Cell::get);
-    drop(std::hint::black_box(vec![1_u8; 8]));
-    assert_eq!(
-        ALLOCATIONS.with(Cell::get) - control,
-        1,
-        "the counter sees allocations"
-    );
+    let control = allocations_during(|| drop(std::hint::black_box(vec![1_u8; 8])));
+    assert_eq!(control, 1, "the counter sees allocations");
 }

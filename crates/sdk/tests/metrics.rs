@@ -3,120 +3,55 @@
 //! variant and event — on `close()`, on the flush interval, and after an outage.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
 use switchyard_sdk::{Client, Loaded};
-use switchyard_server::Server;
+use switchyard_testkit::eventually;
+use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
-const ADMIN: &str = "sdk-metrics-test-admin-token-0123456789";
-
-/// A server on a loopback port with an embedded store in `dir`.
-struct TestServer {
-    base: String,
-    http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+/// A server on the embedded store in `dir` (kept across restarts), on a free port.
+async fn start(dir: &Path) -> TestServer {
+    in_process::Builder::default().embedded_in(dir).await
 }
 
-async fn serve_on(dir: &std::path::Path, listener: TcpListener) -> TestServer {
-    let server = Server::open_embedded(dir, Some(ADMIN))
+/// A server on the embedded store in `dir`, on `listener` (the port of one stopped).
+async fn serve_on(dir: &Path, listener: TcpListener) -> TestServer {
+    in_process::Builder::default()
+        .listener(listener)
+        .embedded_in(dir)
         .await
-        .expect("server loads");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    TestServer {
-        base,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client"),
-        stop: Some(stop),
-        task: Some(task),
-    }
 }
 
-async fn start(dir: &std::path::Path) -> TestServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    serve_on(dir, listener).await
+/// Creates `env` with `flags` and returns an sdk token for it.
+async fn environment(server: &TestServer, env: &str, flags: &[Value]) -> String {
+    server.create_env(env).await;
+    for flag in flags {
+        server.put_flag(env, flag.clone()).await;
+    }
+    server.token(&format!("{env}-sdk"), "sdk", Some(env)).await
 }
 
-impl TestServer {
-    async fn call(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Value {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
+/// The flags as the SDK loads them, compiled: what the client evaluates.
+async fn snapshot(server: &TestServer, sdk: &str) -> Loaded {
+    let document = server.ok("GET", "/v1/sdk/snapshot", sdk, None).await;
+    Loaded::from_document(&document).expect("a valid snapshot")
+}
 
-    /// Creates `env` with `flags` and returns an sdk token for it.
-    async fn environment(&self, env: &str, flags: &[Value]) -> String {
-        self.call("PUT", &format!("/v1/admin/envs/{env}"), ADMIN, None)
-            .await;
-        for flag in flags {
-            let key = flag["key"].as_str().expect("key");
-            self.call(
-                "PUT",
-                &format!("/v1/admin/envs/{env}/flags/{key}"),
-                ADMIN,
-                Some(flag.clone()),
-            )
-            .await;
-        }
-        let token = self
-            .call(
-                "POST",
-                "/v1/admin/tokens",
-                ADMIN,
-                Some(json!({"name": format!("{env}-sdk"), "kind": "sdk", "env": env})),
-            )
-            .await;
-        token["token"].as_str().expect("token").to_owned()
-    }
-
-    /// The flags as the SDK loads them, compiled: what the client evaluates.
-    async fn snapshot(&self, sdk: &str) -> Loaded {
-        let document = self.call("GET", "/v1/sdk/snapshot", sdk, None).await;
-        Loaded::from_document(&document).expect("a valid snapshot")
-    }
-
-    /// `{variant: {exposures, events: {event: n}}}` for `flag` over the last 5 minutes.
-    async fn metrics(&self, env: &str, flag: &str) -> Value {
-        let body = self
-            .call(
-                "GET",
-                &format!("/v1/admin/envs/{env}/flags/{flag}/metrics?window=5m"),
-                ADMIN,
-                None,
-            )
-            .await;
-        body["variants"].clone()
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(Duration::from_secs(10), task).await;
-            assert!(result.is_ok(), "server did not shut down within 10 s");
-        }
-    }
+/// `{variant: {exposures, events: {event: n}}}` for `flag` over the last 5 minutes.
+async fn metrics(server: &TestServer, env: &str, flag: &str) -> Value {
+    let body = server
+        .ok(
+            "GET",
+            &format!("/v1/admin/envs/{env}/flags/{flag}/metrics?window=5m"),
+            ADMIN,
+            None,
+        )
+        .await;
+    body["variants"].clone()
 }
 
 fn flags() -> Vec<Value> {
@@ -288,7 +223,7 @@ fn produce(client: &Client, snapshot: &Snapshot, range: std::ops::Range<usize>) 
 async fn assert_server_has(server: &TestServer, env: &str, expected: &Expected) {
     for flag in FLAGS {
         assert_eq!(
-            server.metrics(env, flag).await,
+            metrics(server, env, flag).await,
             expected.json(flag),
             "metrics of {flag}"
         );
@@ -296,37 +231,31 @@ async fn assert_server_has(server: &TestServer, env: &str, expected: &Expected) 
 }
 
 /// Polls the admin endpoint until it shows `expected` for every flag, failing after
-/// `timeout` with what it last saw.
+/// `timeout`.
 async fn eventually_server_has(
     server: &TestServer,
     env: &str,
     expected: &Expected,
     timeout: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut seen = BTreeMap::new();
+    let what = format!("the server to receive the expected counts {expected:?}");
+    eventually(timeout, &what, || async {
         for flag in FLAGS {
-            seen.insert(flag, server.metrics(env, flag).await);
+            if metrics(server, env, flag).await != expected.json(flag) {
+                return None;
+            }
         }
-        if FLAGS.iter().all(|flag| seen[flag] == expected.json(flag)) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the server did not receive the expected counts within {timeout:?}: saw {seen:?}, \
-             expected {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        Some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_delivers_exactly_the_counts_produced() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start(dir.path()).await;
-    let sdk = server.environment("prod", &flags()).await;
-    let loaded = server.snapshot(&sdk).await;
+    let sdk = environment(&server, "prod", &flags()).await;
+    let loaded = snapshot(&server, &sdk).await;
     let client = Client::builder(&server.base, &sdk)
         .metrics_flush_interval(Duration::from_secs(3600))
         .build()
@@ -346,7 +275,7 @@ async fn close_delivers_exactly_the_counts_produced() {
     );
     // Nothing is sent before close (the interval is an hour).
     for flag in FLAGS {
-        assert_eq!(server.metrics("prod", flag).await, json!({}), "{flag}");
+        assert_eq!(metrics(&server, "prod", flag).await, json!({}), "{flag}");
     }
 
     client.close().await;
@@ -361,8 +290,8 @@ async fn close_delivers_exactly_the_counts_produced() {
 async fn the_interval_flush_delivers_counts_without_close() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start(dir.path()).await;
-    let sdk = server.environment("staging", &flags()).await;
-    let loaded = server.snapshot(&sdk).await;
+    let sdk = environment(&server, "staging", &flags()).await;
+    let loaded = snapshot(&server, &sdk).await;
     let client = Client::builder(&server.base, &sdk)
         .metrics_flush_interval(Duration::from_millis(50))
         .build()
@@ -384,8 +313,8 @@ async fn the_interval_flush_delivers_counts_without_close() {
 async fn counts_held_while_the_server_is_down_arrive_when_it_returns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start(dir.path()).await;
-    let sdk = server.environment("prod", &flags()).await;
-    let loaded = server.snapshot(&sdk).await;
+    let sdk = environment(&server, "prod", &flags()).await;
+    let loaded = snapshot(&server, &sdk).await;
     let client = Client::builder(&server.base, &sdk)
         .metrics_flush_interval(Duration::from_secs(3600))
         .build()

@@ -7,6 +7,7 @@
 //! provider.
 #![cfg(feature = "openfeature")]
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -18,97 +19,21 @@ use open_feature::{
 use serde_json::{json, Value};
 use switchyard_sdk::openfeature::SwitchyardProvider;
 use switchyard_sdk::Client;
-use switchyard_server::Server;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use switchyard_testkit::eventually;
+use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
-const ADMIN: &str = "sdk-openfeature-test-admin-token-0123456789";
-
-struct TestServer {
-    base: String,
-    http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::open_embedded(dir.path(), Some(ADMIN))
+/// Creates `prod` with the test flags; returns a client for it.
+async fn client(server: &TestServer) -> Client {
+    server.create_env("prod").await;
+    for flag in test_flags() {
+        server.put_flag("prod", flag).await;
+    }
+    let token = server.token("prod-sdk", "sdk", Some("prod")).await;
+    Client::builder(&server.base, &token)
+        .metrics_flush_interval(Duration::from_secs(3600))
+        .build()
         .await
-        .expect("server loads");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    TestServer {
-        base,
-        http: reqwest::Client::new(),
-        stop: Some(stop),
-        task: Some(task),
-        _dir: dir,
-    }
-}
-
-impl TestServer {
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(ADMIN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        assert!(status.is_success(), "{path}: {status} {text}");
-        serde_json::from_str(&text).unwrap_or(Value::Null)
-    }
-
-    async fn put_flag(&self, flag: &Value) -> Value {
-        let key = flag["key"].as_str().expect("key");
-        self.call(
-            "PUT",
-            &format!("/v1/admin/envs/prod/flags/{key}"),
-            Some(flag.clone()),
-        )
-        .await
-    }
-
-    /// Creates `prod` with the test flags; returns a client for it.
-    async fn client(&self) -> Client {
-        self.call("PUT", "/v1/admin/envs/prod", None).await;
-        for flag in test_flags() {
-            self.put_flag(&flag).await;
-        }
-        let token = self
-            .call(
-                "POST",
-                "/v1/admin/tokens",
-                Some(json!({"name": "prod-sdk", "kind": "sdk", "env": "prod"})),
-            )
-            .await;
-        let token = token["token"].as_str().expect("token");
-        Client::builder(&self.base, token)
-            .metrics_flush_interval(Duration::from_secs(3600))
-            .build()
-            .await
-            .expect("client builds")
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let result = tokio::time::timeout(Duration::from_secs(10), task).await;
-            assert!(result.is_ok(), "server did not shut down within 10 s");
-        }
-    }
+        .expect("client builds")
 }
 
 fn boolean(key: &str, rules: Value, default: Value) -> Value {
@@ -218,11 +143,11 @@ fn version(of: &Value) -> FlagMetadataValue {
 
 #[tokio::test]
 async fn every_type_resolves_with_variant_reason_and_metadata() {
-    let server = start().await;
-    let client = server.client().await;
+    let server = in_process::start().await;
+    let client = client(&server).await;
     let flags = named_client("types", &client).await;
     let new_checkout = server
-        .call("GET", "/v1/admin/envs/prod/flags/new-checkout", None)
+        .ok("GET", "/v1/admin/envs/prod/flags/new-checkout", ADMIN, None)
         .await;
 
     // Boolean; `groups` as OpenFeature can carry it: a comma-separated string.
@@ -382,8 +307,8 @@ async fn every_type_resolves_with_variant_reason_and_metadata() {
 
 #[tokio::test]
 async fn errors_map_to_openfeature_error_codes() {
-    let server = start().await;
-    let client = server.client().await;
+    let server = in_process::start().await;
+    let client = client(&server).await;
     let flags = named_client("errors", &client).await;
     let ctx = user("user-1");
 
@@ -472,8 +397,8 @@ async fn errors_map_to_openfeature_error_codes() {
 
 #[tokio::test]
 async fn context_fields_become_attributes() {
-    let server = start().await;
-    let client = server.client().await;
+    let server = in_process::start().await;
+    let client = client(&server).await;
     let flags = named_client("context", &client).await;
     let rule = |ctx: EvaluationContext| {
         let flags = &flags;
@@ -582,8 +507,8 @@ fn time_of(seconds: i64) -> EvaluationContextFieldValue {
 
 #[tokio::test]
 async fn the_default_provider_follows_changes_and_counts_exposures() {
-    let server = start().await;
-    let client = server.client().await;
+    let server = in_process::start().await;
+    let client = client(&server).await;
     let provider = SwitchyardProvider::new(client.clone());
     assert_eq!(provider.status(), ProviderStatus::Ready);
     {
@@ -609,36 +534,37 @@ async fn the_default_provider_follows_changes_and_counts_exposures() {
     off += 1;
     // Turn it on for everyone: the provider answers from the synced flags.
     server
-        .put_flag(&boolean(
-            "new-checkout",
-            json!([]),
-            json!({"variant": "on"}),
-        ))
+        .put_flag(
+            "prod",
+            boolean("new-checkout", json!([]), json!({"variant": "on"})),
+        )
         .await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if flags
-            .get_bool_value("new-checkout", Some(&ctx), None)
-            .await
-            .expect("resolves")
-        {
-            on += 1;
-            break;
-        }
-        off += 1;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the change did not reach the provider"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let offs = Cell::new(0_u64);
+    eventually(
+        Duration::from_secs(20),
+        "the change to reach the provider",
+        || async {
+            let resolved = flags
+                .get_bool_value("new-checkout", Some(&ctx), None)
+                .await
+                .expect("resolves");
+            if !resolved {
+                offs.set(offs.get() + 1);
+            }
+            resolved.then_some(())
+        },
+    )
+    .await;
+    on += 1;
+    off += offs.get();
 
     // Resolutions through OpenFeature are exposures like the client's own.
     client.close().await;
     let metrics = server
-        .call(
+        .ok(
             "GET",
             "/v1/admin/envs/prod/flags/new-checkout/metrics?window=5m",
+            ADMIN,
             None,
         )
         .await;

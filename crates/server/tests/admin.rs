@@ -1,10 +1,9 @@
 //! The admin API over a real socket: environments, flags and segments with
 //! optimistic concurrency, kill switches, promotion, tokens and the audit log.
 
-mod support;
-
 use serde_json::{json, Value};
-use support::{boolean_flag, start, ADMIN};
+use switchyard_testkit::in_process;
+use switchyard_testkit::in_process::{boolean_flag, start, ADMIN};
 
 #[tokio::test]
 async fn environments_are_created_once_and_listed() {
@@ -711,7 +710,7 @@ async fn environments_are_deleted_only_when_empty_or_forced_and_audited() {
     let mut server = server;
     let server_dir = server.dir.take();
     server.stop().await;
-    let reopened = support::serve(
+    let reopened = in_process::serve(
         switchyard_server::Server::open_embedded(&dir, Some(ADMIN))
             .await
             .expect("reopens"),
@@ -770,7 +769,7 @@ async fn a_store_written_before_the_name_rules_still_loads() {
             .expect("commit");
     }
 
-    let server = support::serve(
+    let server = in_process::serve(
         switchyard_server::Server::open_embedded(dir.path(), Some(ADMIN))
             .await
             .expect("a store with old names still loads"),

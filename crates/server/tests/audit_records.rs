@@ -3,13 +3,11 @@
 //! could write, and one that is not JSON at all) comes back degraded with an `error`
 //! field, on the embedded store (also after a restart) and on Redis.
 
-mod redis_process;
-mod support;
-
-use redis_process::{RedisProcess, Reply};
 use serde_json::Value;
-use support::{boolean_flag, start_redis, TestServer, ADMIN};
 use switchyard_server::Server;
+use switchyard_testkit::in_process;
+use switchyard_testkit::in_process::{boolean_flag, start_redis, TestServer, ADMIN};
+use switchyard_testkit::redis::{RedisProcess, Reply};
 
 /// An audit record as stored, whose `before` is 200 levels deep.
 fn too_deep_record(id: u64) -> String {
@@ -46,7 +44,7 @@ fn assert_degraded_deep(entry: &Value, id: u64) {
 
 #[tokio::test]
 async fn undecodable_embedded_records_come_back_degraded_also_after_restarts() {
-    let mut server = support::start().await;
+    let mut server = in_process::start().await;
     server.create_env("prod").await;
     server.put_flag("prod", boolean_flag("checkout")).await;
     let dir = server.dir.take().expect("embedded data dir");
@@ -68,7 +66,7 @@ async fn undecodable_embedded_records_come_back_degraded_also_after_restarts() {
     }
 
     for _restart in 0..2 {
-        let server = support::serve(
+        let server = in_process::serve(
             Server::open_embedded(dir.path(), Some(ADMIN))
                 .await
                 .expect("server loads"),

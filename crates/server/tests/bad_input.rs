@@ -1,16 +1,15 @@
 //! Bad input gets a 4xx with our JSON error, never a 5xx, and never writes anything:
 //! one test per class of mistake, then a bounded, deterministic stream of garbage.
 
-mod support;
-
 use axum::body::Body;
 use axum::http::{HeaderValue, Request, StatusCode};
 use serde_json::{json, Value};
-use support::{app, boolean_flag, ADMIN};
 use switchyard_core::validation::NAME_PATTERN;
 use switchyard_server::http::json::{MAX_CONTEXT_ATTRIBUTES, MAX_LIST_ITEMS};
 use switchyard_server::http::{AppState, MAX_BODY};
 use switchyard_server::store::AuditQuery;
+use switchyard_testkit::in_process;
+use switchyard_testkit::in_process::{app, boolean_flag, ADMIN};
 use tower::ServiceExt;
 
 /// A router with environments `alpha` and `beta`, each with flag `checkout`, and
@@ -1594,7 +1593,7 @@ async fn garbage_never_gets_a_server_error() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let server = support::start().await;
+    let server = in_process::start().await;
     let (status, body) = server.call("GET", "/v2/nothing", None, None).await;
     assert_eq!(
         (status, &body["error"]["code"]),

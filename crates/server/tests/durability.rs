@@ -3,16 +3,14 @@
 //! directory, and every acknowledged write must be there, with nothing half-written.
 #![cfg(unix)]
 
-mod process;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use process::{ServerProcess, ADMIN, DEADLINE};
 use serde_json::{json, Value};
+use switchyard_testkit::server_process::{ServerProcess, ADMIN, DEADLINE};
 use tokio::sync::Notify;
 
 const ENV: &str = "production";

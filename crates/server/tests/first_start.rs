@@ -3,14 +3,12 @@
 //! and the bootstrap admin token (`--admin-token`) shows up in the token list and
 //! explains why it cannot be revoked.
 
-mod process;
-mod support;
-
 use nix::sys::signal::Signal;
-use process::{Launch, ServerProcess};
 use serde_json::{json, Value};
-use support::ADMIN;
 use switchyard_server::Server;
+use switchyard_testkit::in_process;
+use switchyard_testkit::in_process::ADMIN;
+use switchyard_testkit::server_process::{Launch, ServerProcess};
 
 /// The value of the banner line `  export <var>=<value>`, if there is exactly one.
 fn exported(output: &str, var: &str) -> Option<String> {
@@ -69,6 +67,7 @@ async fn demo_prints_one_labelled_token_set_and_a_restart_keeps_it() {
         args: &["--demo"],
         admin_token: None,
         log_file: Some(log),
+        ..Launch::default()
     };
     let mut server = ServerProcess::start_with(&data, demo(&first)).await;
     server.wait_for_output(BANNER_END).await;
@@ -134,12 +133,12 @@ async fn logs_written_to_a_file_have_no_colour_codes() {
         &dir.path().join("data"),
         Launch {
             args: &[],
-            admin_token: Some(process::ADMIN),
             log_file: Some(&log),
+            ..Launch::default()
         },
     )
     .await;
-    let (status, _) = call(&server.base, "GET", "/v1/admin/envs", process::ADMIN, None).await;
+    let (status, _) = call(&server.base, "GET", "/v1/admin/envs", ADMIN, None).await;
     assert_eq!(status, 200);
     stop(server).await;
     let written = std::fs::read(&log).expect("log file");
@@ -157,7 +156,7 @@ async fn logs_written_to_a_file_have_no_colour_codes() {
 
 #[tokio::test]
 async fn the_bootstrap_admin_token_is_listed_and_explains_why_it_cannot_be_revoked() {
-    let server = support::start().await;
+    let server = in_process::start().await;
     let (status, list) = server
         .call("GET", "/v1/admin/tokens", Some(ADMIN), None)
         .await;
@@ -199,7 +198,7 @@ async fn the_bootstrap_admin_token_is_listed_and_explains_why_it_cannot_be_revok
         .generated_admin_token
         .clone()
         .expect("the first admin token is generated");
-    let server = support::serve(opened, Some(dir)).await;
+    let server = in_process::serve(opened, Some(dir)).await;
     let (_, list) = server
         .call("GET", "/v1/admin/tokens", Some(&admin), None)
         .await;

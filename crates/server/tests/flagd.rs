@@ -2,13 +2,10 @@
 //! the generated client: every RPC, every error class, the token / no-token /
 //! `--flagd-env` rules, and an `EventStream` that sees a kill switch.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 use switchyard_core::{evaluate, Context, Reason};
 use switchyard_server::grpc::convert;
 use switchyard_server::grpc::proto::flagd::any_flag::Value as AnyValue;
@@ -17,6 +14,7 @@ use switchyard_server::grpc::proto::flagd::{
     EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveBooleanRequest,
     ResolveFloatRequest, ResolveIntRequest, ResolveObjectRequest, ResolveStringRequest,
 };
+use switchyard_testkit::in_process::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 

@@ -7,8 +7,6 @@
 //! the server: with its default cache it answers repeated `STATIC` evaluations
 //! itself, with reason `CACHED`.
 
-mod support;
-
 use std::collections::BTreeSet;
 
 use open_feature::{
@@ -17,8 +15,8 @@ use open_feature::{
 };
 use open_feature_flagd::{FlagdOptions, FlagdProvider, ResolverType};
 use serde_json::json;
-use support::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 use switchyard_core::{evaluate, Context, Reason};
+use switchyard_testkit::in_process::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 
 /// A server with a `prod` environment holding boolean, string, integer, float,
 /// object, rollout and killed flags, and an OpenFeature client whose flagd provider

@@ -3,12 +3,9 @@
 //! a kill switch as the next change, resumption, the end at shutdown), gRPC health
 //! and server reflection.
 
-mod support;
-
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 use switchyard_core::{Context, Flag, Snapshot};
 use switchyard_server::grpc::convert::{json_to_struct, to_json};
 use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
@@ -17,6 +14,7 @@ use switchyard_server::grpc::proto::switchyard::sync_event::Kind;
 use switchyard_server::grpc::proto::switchyard::{
     EvaluateAllRequest, EvaluateRequest, StreamRequest, SyncEvent,
 };
+use switchyard_testkit::in_process::{boolean_flag, start_with_grpc, TestServer, ADMIN};
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 

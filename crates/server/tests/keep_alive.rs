@@ -3,13 +3,12 @@
 //! connection sends many requests with bodies, every one is answered, and a good
 //! request after them on the same connection still works.
 
-mod support;
-
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::Value;
-use support::{app, boolean_flag, ADMIN};
 use switchyard_server::http::drain::DRAIN_LIMIT;
+use switchyard_testkit::in_process;
+use switchyard_testkit::in_process::{app, boolean_flag, ADMIN};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tower::ServiceExt;
@@ -111,7 +110,7 @@ fn padded(size: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn early_errors_with_bodies_leave_the_keep_alive_connection_usable() {
-    let server = support::start().await;
+    let server = in_process::start().await;
     server.create_env("prod").await;
     let sdk = server.token("service", "sdk", Some("prod")).await;
     let mut connection = Connection::open(&server.base).await;

@@ -1,12 +1,10 @@
 //! OFREP over a real socket: response shapes field by field, every status the spec
 //! names (and ours: 401, 403, 413), and the bulk `ETag` / `If-None-Match` cycle.
 
-mod support;
-
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{json, Value};
-use support::{boolean_flag, start, TestServer, ADMIN};
 use switchyard_core::{evaluate, Context};
+use switchyard_testkit::in_process::{boolean_flag, start, TestServer, ADMIN};
 
 const ONE: &str = "/ofrep/v1/evaluate/flags";
 

@@ -5,8 +5,6 @@
 //! the response's metadata, so reasons are checked on the wire (the OFREP response the
 //! provider received) and the client's value and variant against the core.
 
-mod support;
-
 use std::time::Duration;
 
 use axum::http::header::AUTHORIZATION;
@@ -14,8 +12,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use open_feature::{Client, EvaluationContext, EvaluationErrorCode, OpenFeature};
 use open_feature_ofrep::{OfrepOptions, OfrepProvider};
 use serde_json::{json, Value};
-use support::{boolean_flag, start, TestServer, ADMIN};
 use switchyard_core::{evaluate, Context, Reason};
+use switchyard_testkit::in_process::{boolean_flag, start, TestServer, ADMIN};
 
 /// A server with a `prod` environment holding a boolean flag with a `beta` group
 /// rule, a string flag, a 50/50 rollout and a killed flag; and an OpenFeature client

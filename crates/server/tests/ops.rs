@@ -1,16 +1,14 @@
 //! `/healthz`, `/readyz` and `/metrics`: through the router (`oneshot`) and over a
 //! socket, without any token.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
-use support::{app, boolean_flag, start, ADMIN};
 use switchyard_server::http::ops::METRICS_CONTENT_TYPE;
+use switchyard_testkit::in_process::{app, boolean_flag, start, ADMIN};
 use tower::ServiceExt;
 
 const EVALUATE_ROUTE: &str = "/v1/evaluate/{env}/{flag}";

@@ -2,16 +2,14 @@
 //! SSE clients), repair of missed messages, behaviour through a Redis outage, and
 //! optimistic concurrency across replicas.
 
-mod redis_process;
-mod support;
-
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis_process::RedisProcess;
 use serde_json::{json, Value};
-use support::{boolean_flag, eventually, start_redis, TestServer, ADMIN};
+use switchyard_testkit::eventually;
+use switchyard_testkit::in_process::{boolean_flag, start_redis, TestServer, ADMIN};
+use switchyard_testkit::redis::RedisProcess;
 
 const PATIENCE: Duration = Duration::from_secs(15);
 

@@ -1,8 +1,6 @@
 //! SDK sync over a real socket: `GET /v1/sdk/snapshot`, `GET /v1/sdk/stream` (SSE)
 //! and `POST /v1/sdk/metrics`.
 
-mod support;
-
 use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,10 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
-use support::{boolean_flag, eventually, start, TestServer, ADMIN};
-use switchyard_server::Server;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use switchyard_testkit::eventually;
+use switchyard_testkit::in_process::{self, boolean_flag, start, TestServer, ADMIN};
 
 /// How long to wait for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(10);
@@ -304,51 +300,13 @@ impl SseStream {
     }
 }
 
-/// A server on `dir` with its own heartbeat interval, for tests the shared helper
-/// cannot express (restarts on the same store, short heartbeats).
-struct CustomServer {
-    base: String,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start_on(dir: &Path, heartbeat: Option<Duration>) -> CustomServer {
-    let mut server = Server::open_embedded(dir, Some(ADMIN))
-        .await
-        .expect("server loads");
+/// A server on `dir` (kept across restarts) with its own heartbeat interval.
+async fn start_on(dir: &Path, heartbeat: Option<Duration>) -> TestServer {
+    let mut builder = in_process::Builder::default();
     if let Some(heartbeat) = heartbeat {
-        server.state.sse_heartbeat = heartbeat;
+        builder = builder.heartbeat(heartbeat);
     }
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
-    CustomServer { base, stop, task }
-}
-
-impl CustomServer {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        let result = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("server stops in time");
-        result.expect("server task").expect("server ran cleanly");
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request sent");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
+    builder.embedded_in(dir).await
 }
 
 #[tokio::test]
@@ -447,13 +405,16 @@ async fn resuming_with_last_event_id_replays_exactly_the_missed_revisions() {
 async fn an_unknown_or_too_old_last_event_id_gets_a_snapshot() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start_on(dir.path(), None).await;
-    let (status, _) = server.call("PUT", "/v1/admin/envs/prod", None).await;
+    let (status, _) = server
+        .call("PUT", "/v1/admin/envs/prod", Some(ADMIN), None)
+        .await;
     assert_eq!(status, 201);
     for key in ["a", "b", "c"] {
         let (status, body) = server
             .call(
                 "PUT",
                 &format!("/v1/admin/envs/prod/flags/{key}"),
+                Some(ADMIN),
                 Some(boolean_flag(key)),
             )
             .await;
@@ -463,6 +424,7 @@ async fn an_unknown_or_too_old_last_event_id_gets_a_snapshot() {
         .call(
             "POST",
             "/v1/admin/tokens",
+            Some(ADMIN),
             Some(json!({ "name": "sdk", "kind": "sdk", "env": "prod" })),
         )
         .await;
@@ -491,6 +453,7 @@ async fn an_unknown_or_too_old_last_event_id_gets_a_snapshot() {
         .call(
             "PUT",
             "/v1/admin/envs/prod/flags/d",
+            Some(ADMIN),
             Some(boolean_flag("d")),
         )
         .await;
@@ -505,12 +468,15 @@ async fn an_unknown_or_too_old_last_event_id_gets_a_snapshot() {
 async fn heartbeats_arrive_on_an_idle_stream() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = start_on(dir.path(), Some(Duration::from_millis(50))).await;
-    let (status, _) = server.call("PUT", "/v1/admin/envs/prod", None).await;
+    let (status, _) = server
+        .call("PUT", "/v1/admin/envs/prod", Some(ADMIN), None)
+        .await;
     assert_eq!(status, 201);
     let (status, body) = server
         .call(
             "POST",
             "/v1/admin/tokens",
+            Some(ADMIN),
             Some(json!({ "name": "sdk", "kind": "sdk", "env": "prod" })),
         )
         .await;

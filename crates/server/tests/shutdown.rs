@@ -2,12 +2,10 @@
 //! stream connected and a client holding an idle keep-alive connection.
 #![cfg(unix)]
 
-mod process;
-
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
-use process::{ServerProcess, ADMIN, DEADLINE};
 use serde_json::{json, Value};
+use switchyard_testkit::server_process::{ServerProcess, ADMIN, DEADLINE};
 
 #[tokio::test]
 async fn sigterm_exits_zero_with_clients_connected() {

@@ -63,10 +63,7 @@ async fn checkout_refuses_a_fail_rate_outside_zero_to_one() {
 
 #[tokio::test]
 async fn checkout_says_which_flag_server_it_cannot_reach() {
-    // A port nothing listens on: bound, read and released.
-    let unused = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0");
+    let unused = switchyard_testkit::unused_addr();
     let url = format!("http://{unused}");
     let output = run(
         env!("CARGO_BIN_EXE_checkout"),

@@ -17,6 +17,7 @@ use switchyard_sdk::admin::AdminClient;
 use tower::ServiceExt as _;
 
 use super::flag_server::{FlagServer, ADMIN, ENV};
+use switchyard_testkit::eventually;
 
 /// A daemon router over an orchestrator driving the flag server.
 pub struct Rig {
@@ -115,18 +116,15 @@ impl Rig {
 
     /// Polls the release until `check` holds for it.
     pub async fn until(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(Duration::from_secs(20), what, || async {
             let release = self.get(&format!("/v1/releases/{name}")).await;
             if check(&release) {
-                return release;
+                Ok(release)
+            } else {
+                Err(format!("release is {release:#}"))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}; release is {release:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 

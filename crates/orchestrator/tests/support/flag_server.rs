@@ -1,42 +1,29 @@
-//! A real flag server (in-process, embedded store, loopback port) with an environment
-//! and flags ready to ramp.
+//! A real flag server (the test kit's, in process) with an environment and flags
+//! ready to ramp, and the SDK's admin client for it.
 
 use serde_json::json;
 use switchyard_core::Flag;
 use switchyard_sdk::admin::AdminClient;
-use switchyard_server::Server;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-/// The admin token the test server accepts.
-pub const ADMIN: &str = "orchestrator-test-admin-token";
+pub use switchyard_testkit::in_process::ADMIN;
+use switchyard_testkit::in_process::{self, TestServer};
 /// The environment releases run in.
 pub const ENV: &str = "production";
 
-/// A running flag server; stopped on drop.
+/// A running flag server; stopped when dropped.
 pub struct FlagServer {
     /// `http://127.0.0.1:PORT`
     pub base: String,
     /// An admin client for it.
     pub admin: AdminClient,
-    _stop: oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    _server: TestServer,
 }
 
 impl FlagServer {
     /// Starts a server with environment [`ENV`] holding a boolean flag per key, each
     /// off for everyone (`on` first, `off` its off variant) with a `staff` rule.
     pub async fn start(flags: &[&str]) -> FlagServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let server = Server::open_embedded(dir.path(), Some(ADMIN))
-            .await
-            .expect("flag server opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(server.serve(listener, async {
-            let _ = stopped.await;
-        }));
+        let server = in_process::start().await;
+        let base = server.base.clone();
         let admin = AdminClient::new(&base, ADMIN).expect("admin client");
         admin.create_env(ENV).await.expect("create env");
         for key in flags {
@@ -48,8 +35,7 @@ impl FlagServer {
         FlagServer {
             base,
             admin,
-            _stop: stop,
-            _dir: dir,
+            _server: server,
         }
     }
 

@@ -2,24 +2,24 @@
 //! free loopback port with its own temporary directory and append-only persistence
 //! fsynced on every write, so [`RedisProcess::stop`] (SIGKILL) followed by
 //! [`RedisProcess::restart`] (same port, same directory) loses no acknowledged write.
-//! Killed when dropped. Use it from a test file with `mod redis_process;`.
+//! Killed when dropped.
 //!
 //! The calls are synchronous and short (a start or restart takes tens of
 //! milliseconds), so they can be made from async tests directly.
 //!
 //! `redis-server` must be on `PATH` (`scripts/test.sh` installs the Debian package);
 //! without it every test using this module fails with a message saying so — it never
-//! skips. This file is also compiled as its own test target, where the self-test at
-//! the bottom runs (so it does in every file including the module; it is cheap).
-#![allow(dead_code)]
+//! skips.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::free_port;
 
 /// How long `redis-server` may take to answer `PING` after it is started.
 pub const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -63,12 +63,6 @@ impl Reply {
             _ => None,
         }
     }
-}
-
-/// A loopback port that was free a moment ago (bound to port 0, read, released).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
 }
 
 impl RedisProcess {
@@ -342,38 +336,4 @@ fn read_reply(reader: &mut impl BufRead) -> Result<Reply, String> {
         },
         _ => return Err(format!("bad RESP line {line:?}")),
     })
-}
-
-/// The module's self-test: start, PING, write, stop (port closed), restart on the
-/// same port, the write is still there.
-#[test]
-fn redis_process_survives_stop_and_restart_with_its_data() {
-    let mut redis = RedisProcess::start();
-    let port = redis.port();
-    assert_eq!(redis.url(), format!("redis://127.0.0.1:{port}/"));
-    assert_eq!(redis.command(&["PING"]), Reply::Simple("PONG".into()));
-    assert_eq!(
-        redis.command(&["SET", "k", "v"]),
-        Reply::Simple("OK".into())
-    );
-
-    redis.stop();
-    assert!(!redis.is_running());
-    let refused = TcpStream::connect(("127.0.0.1", port));
-    assert!(
-        refused.is_err(),
-        "port {port} still accepts connections after stop"
-    );
-    redis.stop(); // stopping twice is harmless
-
-    redis.restart();
-    assert!(redis.is_running());
-    assert_eq!(redis.port(), port);
-    assert_eq!(
-        redis.command(&["GET", "k"]),
-        Reply::Bulk(Some(b"v".to_vec())),
-        "a write acknowledged before the stop is lost; redis-server output:\n{}",
-        redis.output()
-    );
-    assert_eq!(redis.command(&["GET", "missing"]), Reply::Bulk(None));
 }

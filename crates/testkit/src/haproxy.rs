@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -22,6 +22,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+use crate::free_port;
+use crate::path::find_on_path;
 
 /// How long `haproxy` may take, once started, to serve its frontend and runtime API.
 pub const READY_DEADLINE: Duration = Duration::from_secs(10);
@@ -330,24 +333,6 @@ async fn admin_command(admin: SocketAddr, command: &str) -> std::io::Result<Stri
     tokio::time::timeout(IO_TIMEOUT, exchange)
         .await
         .map_err(|elapsed| std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed))?
-}
-
-/// A loopback port that was free a moment ago (bound to port 0, read, released).
-pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
-}
-
-/// The first executable file called `name` in a `PATH` directory.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// A service's two versions ("stable" and "canary" upstreams answering their name)

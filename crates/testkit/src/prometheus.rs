@@ -11,14 +11,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
+
+use crate::free_port;
+use crate::path::find_on_path;
 
 /// How long `prometheus`, once started, may take to answer `/-/ready`.
 pub const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -77,9 +80,7 @@ impl PrometheusProcess {
         }
     }
 
-    /// `http://127.0.0.1:PORT`, the base URL a [`PrometheusQuery`] takes.
-    ///
-    /// [`PrometheusQuery`]: switchyard_orchestrator::plan::PrometheusQuery
+    /// `http://127.0.0.1:PORT`, the base URL of its query API.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -332,19 +333,4 @@ fn render_gauges(gauges: &BTreeMap<String, BTreeMap<String, f64>>) -> String {
         }
     }
     text
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// A loopback port nothing listened on a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
 }

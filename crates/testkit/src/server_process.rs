@@ -1,7 +1,12 @@
-//! The real `switchyard-server` binary as a child process, for crash and signal
-//! tests: started on a free port (found in its JSON log), killed when dropped.
-#![allow(dead_code)]
+//! The real `switchyard-server` binary as a child process, for crash, signal and
+//! restart tests: started on a free port (or the one given, to restart on the same
+//! address) and found listening through its log; SIGKILLed when dropped.
+//!
+//! The binary is the one of this build, beside the test executable's `deps`
+//! directory; a test of another crate needs it built first (`cargo build -p
+//! switchyard-server`), and fails saying so when it is not.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -14,11 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-/// The bootstrap admin token given to the child.
-pub const ADMIN: &str = "process-test-admin-token-0123456789";
-
-/// How long the child may take to start listening or to exit.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub use crate::in_process::ADMIN;
+pub use crate::DEADLINE;
 
 /// A running `switchyard-server` process. Dropping it sends SIGKILL, so a failing
 /// test leaves no process behind.
@@ -26,6 +28,10 @@ pub struct ServerProcess {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// Where it listens for HTTP.
+    pub addr: SocketAddr,
+    /// Where it listens for gRPC (read from the log; `None` if the log did not say).
+    pub grpc_addr: Option<SocketAddr>,
     /// Every line the child wrote to stdout or stderr so far (piped output only).
     pub logs: Arc<Mutex<Vec<String>>>,
     /// The file the child writes stdout and stderr to, when started with one.
@@ -34,6 +40,10 @@ pub struct ServerProcess {
 
 /// How [`ServerProcess::start_with`] starts the child.
 pub struct Launch<'a> {
+    /// Where it listens for HTTP (port 0: any free port).
+    pub http_addr: SocketAddr,
+    /// Where it listens for gRPC (port 0: any free port).
+    pub grpc_addr: SocketAddr,
     /// Arguments after the data directory and the loopback ports.
     pub args: &'a [&'a str],
     /// `SWITCHYARD_ADMIN_TOKEN`, if any.
@@ -73,43 +83,93 @@ fn without_colours(line: &str) -> String {
     plain
 }
 
-/// The `addr` field of a JSON log line saying the server is listening.
-fn listening_addr(line: &str) -> Option<String> {
+/// The `addr` and `grpc_addr` fields of a JSON log line saying the server is listening.
+fn listening_addr(line: &str) -> Option<(String, Option<String>)> {
     let value: Value = serde_json::from_str(line).ok()?;
     let fields = value.get("fields")?;
     if fields.get("message")?.as_str()? != "switchyard-server listening" {
         return None;
     }
-    fields.get("addr")?.as_str().map(str::to_owned)
+    let grpc = fields
+        .get("grpc_addr")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some((fields.get("addr")?.as_str()?.to_owned(), grpc))
+}
+
+/// The `switchyard-server` binary of this build: beside the test executable's `deps`
+/// directory (`target/<profile>/switchyard-server`).
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join(format!("switchyard-server{}", std::env::consts::EXE_SUFFIX)))
+        .expect("target directory");
+    assert!(
+        binary.is_file(),
+        "{} does not exist; build it first: cargo build -p switchyard-server",
+        binary.display()
+    );
+    binary
+}
+
+/// Any free loopback port.
+const ANY_PORT: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+impl Default for Launch<'_> {
+    /// Free loopback ports, [`ADMIN`], JSON logs into [`ServerProcess::logs`].
+    fn default() -> Self {
+        Launch {
+            http_addr: ANY_PORT,
+            grpc_addr: ANY_PORT,
+            args: &[],
+            admin_token: Some(ADMIN),
+            log_file: None,
+        }
+    }
 }
 
 impl ServerProcess {
-    /// Starts the binary on `data_dir` and a free loopback port, and waits until it
+    /// Starts the binary on `data_dir` and free loopback ports, and waits until it
     /// logs that it is listening.
     pub async fn start(data_dir: &Path) -> ServerProcess {
-        ServerProcess::start_with(
-            data_dir,
-            Launch {
-                args: &[],
-                admin_token: Some(ADMIN),
-                log_file: None,
-            },
-        )
-        .await
+        ServerProcess::start_with(data_dir, Launch::default()).await
+    }
+
+    /// Starts the binary on `data_dir` listening for HTTP on `http_addr` and gRPC on
+    /// `grpc_addr` (port 0: any free one), e.g. where a killed one listened.
+    pub async fn start_on(
+        data_dir: &Path,
+        http_addr: SocketAddr,
+        grpc_addr: SocketAddr,
+    ) -> ServerProcess {
+        let launch = Launch {
+            http_addr,
+            grpc_addr,
+            ..Launch::default()
+        };
+        ServerProcess::start_with(data_dir, launch).await
     }
 
     /// Starts the binary on `data_dir` and a free loopback port as `launch` says, and
     /// waits until it logs that it is listening.
     pub async fn start_with(data_dir: &Path, launch: Launch<'_>) -> ServerProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_switchyard-server"));
+        let mut command = Command::new(server_binary());
         command
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"])
+            .arg("--http-addr")
+            .arg(launch.http_addr.to_string())
+            .arg("--grpc-addr")
+            .arg(launch.grpc_addr.to_string())
             .args(launch.args)
             .env("RUST_LOG", "info")
             .env_remove("SWITCHYARD_ADMIN_TOKEN")
             .env_remove("SWITCHYARD_HTTP_ADDR")
+            .env_remove("SWITCHYARD_GRPC_ADDR")
+            .env_remove("SWITCHYARD_REDIS_URL")
             .env_remove("SWITCHYARD_DATA_DIR")
             .env_remove("SWITCHYARD_DEMO")
             .env_remove("SWITCHYARD_LOG_FORMAT")
@@ -137,20 +197,33 @@ impl ServerProcess {
         let mut process = ServerProcess {
             child,
             base: String::new(),
+            addr: ANY_PORT,
+            grpc_addr: None,
             logs: Arc::new(Mutex::new(Vec::new())),
             log_file: launch.log_file.map(Path::to_owned),
         };
-        let addr = if process.log_file.is_some() {
-            let line = process.wait_for_output("switchyard-server listening").await;
-            without_colours(&line)
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("addr="))
-                .map(str::to_owned)
+        let addrs = if process.log_file.is_some() {
+            let line =
+                without_colours(&process.wait_for_output("switchyard-server listening").await);
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|field| field.strip_prefix(name))
+                    .map(str::to_owned)
+            };
+            field("addr=").map(|addr| (addr, field("grpc_addr=")))
         } else {
             process.wait_for_json_listening().await
         };
-        match addr {
-            Some(addr) => process.base = format!("http://{addr}"),
+        let parsed = addrs.and_then(|(addr, grpc)| {
+            let grpc = grpc.and_then(|grpc| grpc.parse().ok());
+            Some((addr.parse().ok()?, grpc))
+        });
+        match parsed {
+            Some((addr, grpc_addr)) => {
+                process.base = format!("http://{addr}");
+                process.addr = addr;
+                process.grpc_addr = grpc_addr;
+            }
             None => panic!(
                 "switchyard-server logged no listening address; output:\n{}",
                 process.output()
@@ -160,7 +233,7 @@ impl ServerProcess {
     }
 
     /// Waits for the JSON log line saying the server listens; its address.
-    async fn wait_for_json_listening(&mut self) -> Option<String> {
+    async fn wait_for_json_listening(&mut self) -> Option<(String, Option<String>)> {
         let (tx, mut rx) = mpsc::unbounded_channel();
         forward(
             self.child.stdout.take().expect("stdout"),
@@ -229,6 +302,16 @@ impl ServerProcess {
     /// Sends `signal` to the child.
     pub fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).expect("signal sent");
+    }
+
+    /// SIGKILLs the child and waits until it is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let status = self.wait().await;
+        assert!(
+            !status.success(),
+            "switchyard-server exited cleanly after SIGKILL"
+        );
     }
 
     /// Waits for the child to exit, failing after [`DEADLINE`].

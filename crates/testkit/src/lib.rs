@@ -1,0 +1,33 @@
+//! Switchyard's test kit: what the tests of every crate share, written once.
+//!
+//! - [`allocations`]: a counting global allocator, for "this allocates nothing" tests.
+//! - [`free_port`] / [`unused_addr`]: loopback ports nothing listens on.
+//! - [`eventually`] / [`wait_until`]: poll a condition with a deadline (tests never
+//!   `sleep` to synchronise).
+//! - Behind features, real processes and servers: `redis` ([`redis::RedisProcess`]),
+//!   `server` (the flag server in process, [`in_process`], and its binary as a child,
+//!   [`server_process`]), `haproxy` and `prometheus`.
+//!
+//! Without features it depends on nothing of Switchyard, so `switchyard-core` can use
+//! it as a dev-dependency without a cycle. Every rig fails loudly with a clear message
+//! when its binary is missing: a test that cannot run here does not skip.
+
+pub mod allocations;
+mod poll;
+mod port;
+
+#[cfg(feature = "haproxy")]
+pub mod haproxy;
+#[cfg(feature = "server")]
+pub mod in_process;
+#[cfg(any(feature = "haproxy", feature = "prometheus"))]
+mod path;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "server")]
+pub mod server_process;
+
+pub use poll::{eventually, wait_until, Attempt, DEADLINE};
+pub use port::{free_port, unused_addr};
