@@ -473,11 +473,24 @@ struct ByBody {
     by: Option<String>,
 }
 
+/// The body of `abort` and `rollback`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AbortBody {
     reason: Option<String>,
     by: Option<String>,
+}
+
+impl AbortBody {
+    /// Who, and why (`no reason given` when absent or blank).
+    fn who_and_why(self) -> (String, String) {
+        let reason = self
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "no reason given".to_owned());
+        (who(self.by), reason)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,28 +524,12 @@ async fn release_command(
             by: who(command_body::<ByBody>(body)?.by),
         },
         "abort" => {
-            let body: AbortBody = command_body(body)?;
-            let reason = body
-                .reason
-                .map(|r| r.trim().to_owned())
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "no reason given".to_owned());
-            Event::Abort {
-                by: who(body.by),
-                reason,
-            }
+            let (by, reason) = command_body::<AbortBody>(body)?.who_and_why();
+            Event::Abort { by, reason }
         }
         "rollback" => {
-            let body: AbortBody = command_body(body)?;
-            let reason = body
-                .reason
-                .map(|r| r.trim().to_owned())
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "no reason given".to_owned());
-            let release = state
-                .orchestrator
-                .rollback(&name, who(body.by), reason)
-                .await?;
+            let (by, reason) = command_body::<AbortBody>(body)?.who_and_why();
+            let release = state.orchestrator.rollback(&name, by, reason).await?;
             return Ok(Json(release));
         }
         "promote" => {

@@ -90,6 +90,23 @@ fn append_audit(
     Ok(())
 }
 
+/// `env`'s revision, if it is `expected` (the compare of every compare-and-set write).
+fn at_revision(envs: &redb::Table<&str, u64>, env: &str, expected: u64) -> Result<u64, StoreError> {
+    let actual = envs
+        .get(env)
+        .map_err(unavailable)?
+        .map(|v| v.value())
+        .ok_or_else(|| StoreError::NoSuchEnvironment(env.to_owned()))?;
+    if actual != expected {
+        return Err(StoreError::RevisionConflict {
+            env: env.to_owned(),
+            expected,
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
 fn read_env(db: &Database, env: &str) -> Result<Option<EnvRecord>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let envs = txn.open_table(ENVS).map_err(unavailable)?;
@@ -179,18 +196,7 @@ impl Store for EmbeddedStore {
             let txn = db.begin_write().map_err(unavailable)?;
             let revision = {
                 let mut envs = txn.open_table(ENVS).map_err(unavailable)?;
-                let actual = envs
-                    .get(env)
-                    .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .ok_or_else(|| StoreError::NoSuchEnvironment(env.to_owned()))?;
-                if actual != commit.expected_revision {
-                    return Err(StoreError::RevisionConflict {
-                        env: env.to_owned(),
-                        expected: commit.expected_revision,
-                        actual,
-                    });
-                }
+                let actual = at_revision(&envs, env, commit.expected_revision)?;
                 envs.insert(env, actual + 1).map_err(unavailable)?;
                 actual + 1
             };
@@ -233,18 +239,7 @@ impl Store for EmbeddedStore {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut envs = txn.open_table(ENVS).map_err(unavailable)?;
-                let actual = envs
-                    .get(env)
-                    .map_err(unavailable)?
-                    .map(|v| v.value())
-                    .ok_or_else(|| StoreError::NoSuchEnvironment(env.to_owned()))?;
-                if actual != expected_revision {
-                    return Err(StoreError::RevisionConflict {
-                        env: env.to_owned(),
-                        expected: expected_revision,
-                        actual,
-                    });
-                }
+                at_revision(&envs, env, expected_revision)?;
                 envs.remove(env).map_err(unavailable)?;
                 // Keys of one environment sort together: ("env", "") up to ("env\0", "")
                 // is exactly this environment's range.

@@ -168,6 +168,20 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
+/// The answer `{status, value}` of a compare-and-set script (COMMIT, DELETE_ENV): 0 done
+/// (`value` the new revision), 1 at another revision (`value` it), 2 no such environment.
+fn compared(env: &str, expected: u64, status: i64, value: u64) -> Result<u64, StoreError> {
+    match status {
+        0 => Ok(value),
+        1 => Err(StoreError::RevisionConflict {
+            env: env.to_owned(),
+            expected,
+            actual: value,
+        }),
+        _ => Err(StoreError::NoSuchEnvironment(env.to_owned())),
+    }
+}
+
 /// `id\tJSON` → entry with its id (degraded when the JSON cannot be decoded).
 fn audit_line(line: &str) -> AuditEntry {
     let (id, json) = line.split_once('\t').unwrap_or(("0", line));
@@ -364,15 +378,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        match status {
-            0 => Ok(value),
-            1 => Err(StoreError::RevisionConflict {
-                env: env.to_owned(),
-                expected: commit.expected_revision,
-                actual: value,
-            }),
-            _ => Err(StoreError::NoSuchEnvironment(env.to_owned())),
-        }
+        compared(env, commit.expected_revision, status, value)
     }
 
     async fn delete_env(
@@ -397,17 +403,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        match status {
-            0 => {}
-            1 => {
-                return Err(StoreError::RevisionConflict {
-                    env: name.to_owned(),
-                    expected: expected_revision,
-                    actual,
-                })
-            }
-            _ => return Err(StoreError::NoSuchEnvironment(name.to_owned())),
-        }
+        compared(name, expected_revision, status, actual)?;
         // The names live in another hash slot than the environment's keys, so they
         // change after the script; a crash in between leaves a name without keys,
         // which `load` skips, as after a crash in `create_env`.
