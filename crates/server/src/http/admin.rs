@@ -116,7 +116,7 @@ fn keyed_body<T: serde::de::DeserializeOwned>(
     tag = "admin",
     summary = "List environments",
     security(("bearer" = [])),
-    responses((status = 200, description = "Environments with revision and flag count", body = EnvList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"))
+    responses((status = 200, description = "Environments with revision and flag count", body = EnvList))
 )]
 async fn list_envs(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     let environments = state
@@ -140,7 +140,7 @@ async fn list_envs(State(state): State<AppState>, _admin: Admin) -> Result<Respo
     summary = "Create an environment",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("If-Match" = Option<String>, Header, description = "Only at this revision, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this revision; `*`: only if it does not exist")),
-    responses((status = 201, description = "Created", body = EnvCreated), (status = 200, description = "Already existed", body = EnvCreated), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 201, description = "Created", body = EnvCreated), (status = 200, description = "Already existed", body = EnvCreated), (status = 400, description = "Malformed request"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn create_env(
     State(state): State<AppState>,
@@ -187,7 +187,7 @@ struct DeleteEnvParams {
     summary = "Delete an environment (409 while it has flags or segments, unless ?force=true)",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("force" = Option<bool>, Query, description = "Delete its flags and segments too"), ("If-Match" = Option<String>, Header, description = "Expected revision, e.g. \"12\"")),
-    responses((status = 204, description = "Deleted; the audit entry keeps every flag and segment it had"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment"), (status = 409, description = "It still has flags or segments"), (status = 412, description = "If-Match did not match"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 204, description = "Deleted; the audit entry keeps every flag and segment it had"), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment"), (status = 409, description = "It still has flags or segments"), (status = 412, description = "If-Match did not match"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn delete_env(
     State(state): State<AppState>,
@@ -237,7 +237,7 @@ async fn delete_env(
     summary = "List flags",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Every flag of the environment", body = FlagList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "Every flag of the environment", body = FlagList), (status = 404, description = "No such environment or object"))
 )]
 async fn list_flags(
     State(state): State<AppState>,
@@ -260,7 +260,7 @@ async fn list_flags(
     summary = "Get a flag (ETag = version)",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The flag (ETag: its version)", body = Flag), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "The flag (ETag: its version)", body = Flag), (status = 404, description = "No such environment or object"))
 )]
 async fn get_flag(
     State(state): State<AppState>,
@@ -284,7 +284,7 @@ async fn get_flag(
     request_body(content = Flag, description = "The flag (docs/flags.md) without `key`, which the path gives (a `key` in the body must equal it). 422 names every field that validation refuses: variants a rule, the default or `off_variant` name but do not define, weights not summing to 100000, values not of `kind`, unknown segments or prerequisites.", content_type = "application/json",
         example = json!({"kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off", "rules": [{"id": "staff", "when": {"groups": ["staff"]}, "serve": {"variant": "on"}}], "default": {"rollout": {"split": [{"variant": "on", "weight": 25000}, {"variant": "off", "weight": 75000}]}}, "tags": ["payments"]})),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\""), ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace")),
-    responses((status = 201, description = "Created", body = Flag), (status = 200, description = "Replaced", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 201, description = "Created", body = Flag), (status = 200, description = "Replaced", body = Flag), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn put_flag(
     State(state): State<AppState>,
@@ -303,7 +303,7 @@ async fn put_flag(
     summary = "Delete a flag",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
-    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn delete_flag(
     State(state): State<AppState>,
@@ -381,7 +381,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     security(("bearer" = [])),
     request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Only at this version, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this version; `*`: only if it does not exist")),
-    responses((status = 200, description = "The killed flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "The killed flag", body = Flag), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn kill_flag(
     State(state): State<AppState>,
@@ -403,7 +403,7 @@ async fn kill_flag(
     security(("bearer" = [])),
     request_body(content = ReasonBody, description = "Optional: {\"reason\": \"why\"}", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Only at this version, e.g. \"12\" (RFC 9110)"), ("If-None-Match" = Option<String>, Header, description = "Not at this version; `*`: only if it does not exist")),
-    responses((status = 200, description = "The revived flag", body = Flag), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "The revived flag", body = Flag), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "A precondition did not hold; nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn revive_flag(
     State(state): State<AppState>,
@@ -437,7 +437,7 @@ struct KillTag {
     security(("bearer" = [])),
     request_body(content = KillTag, content_type = "application/json"),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "The flags killed", body = TagKilled), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "The flags killed", body = TagKilled), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn kill_tag(
     State(state): State<AppState>,
@@ -491,7 +491,7 @@ async fn kill_tag(
     summary = "List segments",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Every segment", body = SegmentList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "Every segment", body = SegmentList), (status = 404, description = "No such environment or object"))
 )]
 async fn list_segments(
     State(state): State<AppState>,
@@ -514,7 +514,7 @@ async fn list_segments(
     summary = "Get a segment",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key")),
-    responses((status = 200, description = "The segment (ETag: its version)", body = Segment), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"))
+    responses((status = 200, description = "The segment (ETag: its version)", body = Segment), (status = 404, description = "No such environment or object"))
 )]
 async fn get_segment(
     State(state): State<AppState>,
@@ -536,7 +536,7 @@ async fn get_segment(
     request_body(content = Segment, description = "The segment without `key`, which the path gives: {\"when\": {...}}. 422 when its `when` names segments or fails validation.", content_type = "application/json",
         example = json!({"description": "Paying customers in the EU", "when": {"constraints": [{"attribute": "plan", "op": "in", "values": ["pro", "team"]}]}})),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\""), ("If-None-Match" = Option<String>, Header, description = "`*`: only create, never replace")),
-    responses((status = 201, description = "Created", body = Segment), (status = 200, description = "Replaced", body = Segment), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 201, description = "Created", body = Segment), (status = 200, description = "Replaced", body = Segment), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 413, description = "Body too large"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn put_segment(
     State(state): State<AppState>,
@@ -555,7 +555,7 @@ async fn put_segment(
     summary = "Delete a segment (422 while flags use it)",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("If-Match" = Option<String>, Header, description = "Expected version, e.g. \"12\"")),
-    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 204, description = "Deleted"), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 412, description = "If-Match did not match"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn delete_segment(
     State(state): State<AppState>,
@@ -592,7 +592,7 @@ struct Promote {
     summary = "Copy flags from one environment to another",
     security(("bearer" = [])),
     request_body(content = Promote, description = "{\"from\": \"staging\", \"to\": \"production\", \"flags\": [..]} (all flags when empty)", content_type = "application/json"),
-    responses((status = 200, description = "Promoted", body = Promoted), (status = 400, description = "Malformed request, or `from` equals `to`"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "Promoted", body = Promoted), (status = 400, description = "Malformed request, or `from` equals `to`"), (status = 404, description = "No such environment or object"), (status = 422, description = "Invalid: details name each field path"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn promote(
     State(state): State<AppState>,
@@ -672,7 +672,7 @@ struct NewToken {
     summary = "Issue a token (shown once)",
     security(("bearer" = [])),
     request_body(content = NewToken, content_type = "application/json"),
-    responses((status = 201, description = "The token", body = TokenIssued), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 201, description = "The token", body = TokenIssued), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn create_token(
     State(state): State<AppState>,
@@ -728,7 +728,7 @@ async fn create_token(
     tag = "admin",
     summary = "List tokens (never their secrets), the configured bootstrap admin token included",
     security(("bearer" = [])),
-    responses((status = 200, description = "Tokens", body = TokenList), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "Tokens", body = TokenList), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Response, ApiError> {
     // The bootstrap token is configuration, not a stored record, but an operator
@@ -764,7 +764,7 @@ async fn list_tokens(State(state): State<AppState>, _admin: Admin) -> Result<Res
     summary = "Revoke a token",
     security(("bearer" = [])),
     params(("name" = String, Path, description = "Token name")),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 409, description = "The bootstrap admin token comes from configuration; restart without it"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such environment or object"), (status = 409, description = "The bootstrap admin token comes from configuration; restart without it"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn delete_token(
     State(state): State<AppState>,
@@ -823,7 +823,7 @@ fn parse_since(since: &str) -> Result<u64, ApiError> {
     summary = "Read the audit log, newest first",
     security(("bearer" = [])),
     params(("env" = Option<String>, Query, description = "Only this environment"), ("flag" = Option<String>, Query, description = "Only this flag, segment or token"), ("since" = Option<String>, Query, description = "RFC 3339 UTC time, epoch ms or a duration ago such as 1h", pattern = "^([0-9]{1,15}|[0-9]{1,6}(s|m|h|d)|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$"), ("limit" = Option<usize>, Query, description = "At most this many (default 100)", minimum = 1, maximum = 1000)),
-    responses((status = 200, description = "Entries", body = AuditPage), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "Entries", body = AuditPage), (status = 400, description = "Malformed request"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn audit(
     State(state): State<AppState>,
@@ -854,7 +854,7 @@ struct MetricsParams {
     summary = "Exposures and tracked events per variant over a window",
     security(("bearer" = [])),
     params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag or segment key"), ("window" = Option<String>, Query, description = "Duration such as 5m (1m..31d)", pattern = "^(([1-9]|[1-5][0-9])m|([1-9]|1[0-9]|2[0-3])h|([1-9]|[12][0-9]|3[01])d)$")),
-    responses((status = 200, description = "Counts per variant", body = FlagMetrics), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
+    responses((status = 200, description = "Counts per variant", body = FlagMetrics), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 503, description = "Store unavailable; nothing written"))
 )]
 async fn flag_metrics(
     State(state): State<AppState>,

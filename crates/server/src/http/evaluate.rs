@@ -59,7 +59,7 @@ pub fn evaluate_known<'s>(
     security(("bearer" = [])),
     request_body(content = Context, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}; none is an anonymous context", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment"), ("flag" = String, Path, description = "Flag key")),
-    responses((status = 200, description = "The evaluation", body = One), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+    responses((status = 200, description = "The evaluation", body = One), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
 )]
 async fn one(
     State(state): State<AppState>,
@@ -123,7 +123,7 @@ impl Serialize for EveryFlag<'_> {
     security(("bearer" = [])),
     request_body(content = Context, description = "The context: {\"targetingKey\": \"user-42\", \"groups\": [..], attributes...}; none is an anonymous context", content_type = "application/json"),
     params(("env" = String, Path, description = "Environment")),
-    responses((status = 200, description = "Evaluations by flag key", body = Bulk), (status = 400, description = "Malformed request"), (status = 401, description = "Missing or invalid token"), (status = 403, description = "Token may not do this"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
+    responses((status = 200, description = "Evaluations by flag key", body = Bulk), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 413, description = "Body too large"))
 )]
 async fn bulk(
     State(state): State<AppState>,

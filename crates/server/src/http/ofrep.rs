@@ -314,7 +314,6 @@ fn environment(
     responses(
         (status = 200, description = "{key, value, reason, variant, metadata}", body = Success),
         (status = 400, description = "{key, errorCode: PARSE_ERROR | INVALID_CONTEXT, errorDetails}", body = FlagFailure),
-        (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Token not bound to an environment or not allowed"),
         (status = 404, description = "{key, errorCode: FLAG_NOT_FOUND, errorDetails}", body = FlagFailure),
         (status = 413, description = "Body too large")
@@ -395,7 +394,6 @@ fn etag(current: &EnvState, body: &Bytes) -> String {
         (status = 200, description = "{flags: [...], metadata} with an ETag", body = Bulk),
         (status = 304, description = "Unchanged since the ETag sent"),
         (status = 400, description = "{errorCode, errorDetails}", body = BulkFailure),
-        (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Token not bound to an environment or not allowed"),
         (status = 413, description = "Body too large")
     )

@@ -78,6 +78,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for item in doc.paths.paths.values_mut() {
         for (_, operation) in operations(item) {
             unique_operation_id(operation);
+            token_responses(operation);
             error_bodies(operation);
         }
     }
@@ -210,6 +211,24 @@ fn unique_operation_id(operation: &mut Operation) {
 }
 
 /// `ErrorBody` on every 4xx/5xx response that does not describe its own body.
+/// 401 and 403 on every operation that takes a token, written once here instead of
+/// on each handler (an operation may still say more about its own 403).
+fn token_responses(operation: &mut Operation) {
+    if operation.security.as_ref().is_none_or(Vec::is_empty) {
+        return;
+    }
+    for (status, description) in [
+        ("401", "Missing or invalid token"),
+        ("403", "Token may not do this"),
+    ] {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(description)));
+    }
+}
+
 fn error_bodies(operation: &mut Operation) {
     for (status, response) in &mut operation.responses.responses {
         let RefOr::T(response) = response else {
@@ -396,6 +415,14 @@ mod tests {
                             schema,
                             &json!({ "type": "object" }),
                             "{at}: request {media} is a bare object"
+                        );
+                    }
+                }
+                if operation.get("security").is_some_and(|s| s != &json!([])) {
+                    for status in ["401", "403"] {
+                        assert!(
+                            operation["responses"].get(status).is_some(),
+                            "{at}: takes a token but documents no {status}"
                         );
                     }
                 }

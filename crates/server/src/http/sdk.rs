@@ -118,7 +118,6 @@ fn etag(revision: u64) -> String {
         (status = 200, description = "The snapshot document", body = switchyard_core::sync::SnapshotDocumentRef),
         (status = 304, description = "Unchanged"),
         (status = 400, description = "Admin token without ?env="),
-        (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Eval token, or another environment"),
         (status = 404, description = "No such environment")
     )
@@ -359,7 +358,6 @@ fn events(subscription: Subscription, heartbeat: Duration) -> Body {
     params(("env" = String, Query, description = "Environment: required with an admin token; an sdk token reads its own and may omit it"), ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")),
     responses(
         (status = 200, description = "Events: `snapshot` (data: the snapshot document), then `change` per revision", body = SseEvent, content_type = "text/event-stream"),
-        (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Eval token, or another environment"),
         (status = 404, description = "No such environment")
     )
@@ -490,7 +488,6 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
     responses(
         (status = 202, description = "Recorded", body = MetricsAccepted),
         (status = 400, description = "Malformed batch; the message names the entry"),
-        (status = 401, description = "Missing or invalid token"),
         (status = 403, description = "Not an sdk token"),
         (status = 413, description = "Body too large"),
         (status = 503, description = "Store unavailable")
