@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use switchyard_core::model::EnvName;
 
 use crate::error::ApiError;
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{TokenKind, TokenRecord};
 
 /// Who is calling.

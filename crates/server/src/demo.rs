@@ -7,7 +7,7 @@ use switchyard_core::Flag;
 
 use crate::auth::{generate, BOOTSTRAP_TOKEN_NAME, INITIAL_ADMIN_TOKEN_NAME};
 use crate::environments::{now_ms, Change};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::{AuditEntry, TokenKind};
 
 /// The demo environment.

@@ -17,7 +17,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::auth::Principal;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Generated code.
 pub mod proto {

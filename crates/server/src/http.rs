@@ -11,47 +11,14 @@ pub mod ops;
 pub mod preconditions;
 pub mod sdk;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 
-use crate::auth::Tokens;
-use crate::environments::Environments;
 use crate::error::ApiError;
-use crate::telemetry::Telemetry;
+use crate::state::AppState;
 
 /// The largest request body accepted (flags, contexts, metric batches): 1 MiB.
 pub const MAX_BODY: usize = 1 << 20;
-
-/// Everything handlers share. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// Environments: snapshots for reading, the write path for admin.
-    pub envs: Arc<Environments>,
-    /// Accepted API tokens.
-    pub tokens: Arc<Tokens>,
-    /// Prometheus metrics.
-    pub telemetry: Arc<Telemetry>,
-    /// Set once the snapshots are loaded (for `/readyz`).
-    pub ready: Arc<AtomicBool>,
-    /// Flips to `true` when the server shuts down, so long-lived streams end and
-    /// graceful shutdown can complete.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// How often an idle SSE stream sends a keep-alive comment (15 s by default; set
-    /// `Server::state.sse_heartbeat` before `serve` to change it, e.g. in tests).
-    pub sse_heartbeat: std::time::Duration,
-    /// Set while a shared store (Redis) is unreachable; `/readyz` reports "degraded".
-    pub store_degraded: Arc<AtomicBool>,
-}
-
-impl AppState {
-    /// Whether the server has loaded its state and can serve.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-}
 
 /// Whether `If-None-Match` lists `etag` (weak comparison, as RFC 9110 prescribes for
 /// this header) or is `*`.

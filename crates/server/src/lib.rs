@@ -14,8 +14,11 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod replication;
+pub mod scope;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod subscription;
 pub mod telemetry;
 
 pub use server::Server;

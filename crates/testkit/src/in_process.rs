@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard_core::model::EnvName;
-use switchyard_server::http::{router, AppState};
+use switchyard_server::http::router;
+use switchyard_server::state::AppState;
 use switchyard_server::Server;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;

@@ -9,7 +9,7 @@ use switchyard_core::Context;
 use tonic::{Code, Status};
 
 use crate::error::ApiError;
-use crate::http::json::check_context;
+use crate::scope::check_context;
 
 /// A protobuf `Value` as JSON. Numbers without a fraction become integers.
 pub fn to_json(value: &ProtoValue) -> Value {

@@ -19,8 +19,8 @@ use super::proto::switchyard as pb;
 use super::proto::switchyard::evaluation_server::Evaluation;
 use super::{authenticate, GrpcState};
 use crate::environments::EnvState;
-use crate::http::evaluate::evaluate_known;
-use crate::http::sdk::{env_state, scoped_env};
+use crate::scope::evaluate_known;
+use crate::scope::{env_state, scoped_env};
 use crate::store::TokenKind;
 
 /// The `switchyard.v1.Evaluation` service.

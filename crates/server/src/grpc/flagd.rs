@@ -44,6 +44,7 @@ use super::proto::flagd::service_server::{Service, ServiceServer};
 use super::{authenticate, convert, GrpcState};
 use crate::environments::{ChangeEvent, EnvState, Environments};
 use crate::store::TokenKind;
+use crate::subscription::shutting_down;
 
 /// How long an `EventStream` stays silent before sending `keep_alive` (flagd's 20 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -533,14 +534,6 @@ struct Events {
     step: Step,
 }
 
-/// Resolves once the server shuts down; never when it no longer can (the sender is
-/// gone without having signalled).
-async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
-    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 impl Events {
     fn new(
         envs: Arc<Environments>,
@@ -653,7 +646,7 @@ fn changed_flags(old: &Snapshot, new: &Snapshot) -> BTreeMap<String, &'static st
 mod tests {
     use super::*;
     use crate::environments::Change;
-    use crate::http::AppState;
+    use crate::state::AppState;
     use crate::Server;
     use switchyard_core::{Flag, Segment};
 

@@ -17,8 +17,9 @@ use super::proto::switchyard as pb;
 use super::proto::switchyard::sync_event::Kind;
 use super::proto::switchyard::sync_server::Sync as SyncApi;
 use super::{authenticate, GrpcState};
-use crate::http::sdk::{scoped_env, Outgoing, Subscription};
+use crate::scope::scoped_env;
 use crate::store::TokenKind;
+use crate::subscription::{Outgoing, Subscription};
 
 /// The `switchyard.v1.Sync` service.
 pub struct SyncService {

@@ -22,8 +22,8 @@ use crate::environments::{now_ms, Change, EnvState};
 use crate::error::ApiError;
 use crate::http::json::{from_value, parse, Json, Path, RawBody};
 use crate::http::preconditions::Preconditions;
-use crate::http::sdk::env_state;
-use crate::http::AppState;
+use crate::scope::env_state;
+use crate::state::AppState;
 use crate::store::{AuditEntry, AuditQuery, TokenKind};
 
 mod wire;

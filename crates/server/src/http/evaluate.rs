@@ -6,14 +6,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde::{Serialize, Serializer};
-use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Snapshot};
+use switchyard_core::{evaluate_all, Context, Evaluation, Snapshot};
 
 use crate::auth::Principal;
-use crate::environments::EnvState;
 use crate::error::ApiError;
-use crate::http::json::{body_bytes, check_context, parse, Path};
-use crate::http::sdk::env_state;
-use crate::http::AppState;
+use crate::http::json::{body_bytes, parse, Path};
+use crate::scope::{check_context, env_state, evaluate_known};
+use crate::state::AppState;
 use crate::store::TokenKind;
 
 /// Routes.
@@ -33,22 +32,6 @@ pub async fn context_body(request: Request, state: &AppState) -> Result<Context,
         .map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))?;
     check_context(&ctx).map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
     Ok(ctx)
-}
-
-/// Evaluates `flag` in `current`; a flag the environment does not have is a 404.
-pub fn evaluate_known<'s>(
-    current: &'s EnvState,
-    flag: &str,
-    ctx: &Context,
-) -> Result<Evaluation<'s>, ApiError> {
-    let result = evaluate(&current.snapshot, flag, ctx);
-    if result.error == Some(ErrorCode::FlagNotFound) {
-        return Err(ApiError::not_found(format!(
-            "flag `{flag}` does not exist in `{}`",
-            current.name
-        )));
-    }
-    Ok(result)
 }
 
 #[utoipa::path(

@@ -9,39 +9,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use switchyard_core::{duplicate_keys, Context};
+use switchyard_core::duplicate_keys;
 
 use crate::error::ApiError;
 use crate::http::MAX_BODY;
-
-/// The most attributes (and groups) an evaluation context may carry.
-pub const MAX_CONTEXT_ATTRIBUTES: usize = 1_000;
-/// The most items in one list attribute.
-pub const MAX_LIST_ITEMS: usize = 1_000;
-
-/// Size limits on an evaluation context (its depth is bounded by its shape: values
-/// are scalars or lists of strings).
-pub fn check_context(ctx: &Context) -> Result<(), String> {
-    let attributes = ctx.attributes().count();
-    if attributes > MAX_CONTEXT_ATTRIBUTES {
-        return Err(format!(
-            "the context has {attributes} attributes; at most {MAX_CONTEXT_ATTRIBUTES} are allowed"
-        ));
-    }
-    if ctx.groups().len() > MAX_LIST_ITEMS {
-        return Err(format!("`groups` has more than {MAX_LIST_ITEMS} items"));
-    }
-    for (name, value) in ctx.attributes() {
-        if let switchyard_core::AttributeValue::List(items) = value {
-            if items.len() > MAX_LIST_ITEMS {
-                return Err(format!(
-                    "attribute `{name}` has more than {MAX_LIST_ITEMS} items"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
 
 /// The deepest nesting of arrays and objects serde_json parses: its recursion limit
 /// of 128 stops at the 128th level.

@@ -41,8 +41,10 @@ use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Re
 use crate::auth::Principal;
 use crate::environments::EnvState;
 use crate::error::ApiError;
-use crate::http::json::{body_bytes, check_context, parse};
-use crate::http::{none_match, AppState};
+use crate::http::json::{body_bytes, parse};
+use crate::http::none_match;
+use crate::scope::check_context;
+use crate::state::AppState;
 use crate::store::TokenKind;
 
 /// Routes.

@@ -19,7 +19,8 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{admin, evaluate, ofrep, ops, sdk, AppState};
+use crate::http::{admin, evaluate, ofrep, ops, sdk};
+use crate::state::AppState;
 
 /// The names of environments, flags, segments and tokens (core's one rule).
 pub const NAME_PATTERN: &str = switchyard_core::validation::NAME_PATTERN;

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// The content type of `/metrics`. `prometheus-client` writes the OpenMetrics 1.0 text
 /// format (counter samples carry `_total` while their `# TYPE` line does not, and the

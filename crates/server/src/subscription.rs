@@ -1,0 +1,314 @@
+//! One client's stream of an environment, whatever carries it (SSE in `http/sdk.rs`,
+//! gRPC `switchyard.v1.Sync` in `grpc/sync.rs`): a snapshot first, or the changes it
+//! missed when it resumes; then one change per revision; a fresh snapshot after a lag
+//! or a gap; the end when the server shuts down.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_core::model::EnvName;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{broadcast, watch};
+
+use crate::environments::{ChangeEvent, EnvState};
+use crate::error::ApiError;
+use crate::scope::env_state;
+use crate::state::AppState;
+use crate::telemetry::Telemetry;
+
+/// Counts a connected SSE client in the gauge for as long as its stream lives.
+struct ClientGuard(Arc<Telemetry>);
+
+impl ClientGuard {
+    fn new(telemetry: &Arc<Telemetry>) -> Self {
+        telemetry.sse_clients.inc();
+        ClientGuard(Arc::clone(telemetry))
+    }
+}
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.sse_clients.dec();
+    }
+}
+
+/// What a stream sends (over SSE here, and over gRPC `switchyard.v1.Sync`).
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// The whole environment.
+    Snapshot(Arc<EnvState>),
+    /// One revision's change.
+    Change(Arc<ChangeEvent>),
+}
+
+impl Outgoing {
+    /// The revision the client has after this event.
+    pub fn revision(&self) -> u64 {
+        match self {
+            Outgoing::Snapshot(state) => state.revision,
+            Outgoing::Change(change) => change.revision,
+        }
+    }
+
+    /// The JSON document: the snapshot document or the change document.
+    pub fn document(&self) -> &Bytes {
+        match self {
+            Outgoing::Snapshot(state) => &state.document,
+            Outgoing::Change(change) => &change.document,
+        }
+    }
+}
+
+/// The change events after `last` up to the current revision, when the history
+/// still holds every one of them (none when `last` is current); `None` when the
+/// client must start again from a snapshot.
+fn missed_changes(current: &EnvState, last: u64) -> Option<Vec<Arc<ChangeEvent>>> {
+    if last >= current.revision {
+        return (last == current.revision).then(Vec::new);
+    }
+    let missed: Vec<Arc<ChangeEvent>> = current
+        .history
+        .iter()
+        .filter(|change| change.revision > last)
+        .cloned()
+        .collect();
+    let expected = current.revision - last;
+    let complete = u64::try_from(missed.len()).is_ok_and(|n| n == expected)
+        && missed
+            .iter()
+            .zip(last + 1..)
+            .all(|(change, revision)| change.revision == revision);
+    complete.then_some(missed)
+}
+
+/// Resolves once the server shuts down; never when it cannot any more (the
+/// shutdown sender is gone without having signalled).
+pub(crate) async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stopping| *stopping).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// One client's stream: a snapshot first, or the missed changes when resuming; then
+/// one change per revision, a fresh snapshot after a lag or a gap; the end when the
+/// server shuts down.
+pub struct Subscription {
+    state: AppState,
+    env: EnvName,
+    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    shutdown: watch::Receiver<bool>,
+    /// The newest revision the client has (from a snapshot or a change).
+    sent: u64,
+    /// Events to send before listening for changes.
+    pending: VecDeque<Outgoing>,
+    /// Counts the stream in the SSE clients gauge, for SSE streams.
+    client: Option<ClientGuard>,
+}
+
+impl Subscription {
+    /// Follows `env` for a client that already has revision `after` (`None`: it has
+    /// nothing): the missed changes come first when the history still holds them all,
+    /// otherwise a snapshot. 404 when the environment does not exist.
+    pub fn start(state: &AppState, env: &str, after: Option<u64>) -> Result<Self, ApiError> {
+        // Subscribe before reading the current state, so no change falls in between.
+        let changes = state.envs.subscribe();
+        let current = env_state(state, env)?;
+        let pending: VecDeque<Outgoing> =
+            match after.and_then(|after| missed_changes(&current, after)) {
+                Some(missed) => missed.into_iter().map(Outgoing::Change).collect(),
+                None => VecDeque::from([Outgoing::Snapshot(Arc::clone(&current))]),
+            };
+        Ok(Subscription {
+            env: current.name.clone(),
+            changes,
+            shutdown: state.shutdown.clone(),
+            sent: current.revision,
+            pending,
+            client: None,
+            state: state.clone(),
+        })
+    }
+
+    /// Counts this stream in the SSE clients gauge until it ends.
+    pub fn count_as_sse_client(&mut self, telemetry: &Arc<Telemetry>) {
+        self.client = Some(ClientGuard::new(telemetry));
+    }
+
+    /// A fresh snapshot, if the environment is newer than what the client has.
+    fn resync(&mut self) -> Option<Outgoing> {
+        let current = self.state.envs.get(self.env.as_str())?;
+        (current.revision > self.sent).then(|| {
+            self.sent = current.revision;
+            Outgoing::Snapshot(current)
+        })
+    }
+
+    /// The next event to send; `None` ends the stream.
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                () = shutting_down(&mut self.shutdown) => return None,
+                received = self.changes.recv() => match received {
+                    Ok(change) => {
+                        if change.env != self.env || change.revision <= self.sent {
+                            continue;
+                        }
+                        if self.sent.checked_add(1) == Some(change.revision) {
+                            self.sent = change.revision;
+                            return Some(Outgoing::Change(change));
+                        }
+                        // A revision went by without an event here: resynchronise.
+                        if let Some(event) = self.resync() {
+                            return Some(event);
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => {
+                        if let Some(event) = self.resync() {
+                            return Some(event);
+                        }
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::environments::Change;
+    use crate::Server;
+    use serde_json::json;
+    use switchyard_core::model::FlagKey;
+    use switchyard_core::Flag;
+
+    /// A server state whose `prod` environment is at revision `revisions`.
+    async fn state_at(dir: &std::path::Path, revisions: u64) -> AppState {
+        let server = Server::open_embedded(dir, Some("admin"))
+            .await
+            .expect("server loads");
+        let state = server.state.clone();
+        let prod = EnvName::new("prod");
+        state.envs.create(&prod, "test").await.expect("env created");
+        for n in 0..revisions {
+            let key = format!("flag-{n}");
+            let flag: Flag = serde_json::from_value(json!({
+                "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+                "off_variant": "off", "default": {"variant": "off"}
+            }))
+            .expect("flag");
+            state
+                .envs
+                .apply("prod", |_| {
+                    Ok(Change {
+                        flags: vec![(FlagKey::new(key.as_str()), Some(flag.clone()))],
+                        ..Change::default()
+                    })
+                })
+                .await
+                .expect("write");
+        }
+        state
+    }
+
+    fn change(env: &str, revision: u64) -> Arc<ChangeEvent> {
+        Arc::new(ChangeEvent {
+            env: EnvName::new(env),
+            revision,
+            document: Bytes::from(format!("{{\"revision\":{revision}}}")),
+        })
+    }
+
+    fn subscription(
+        state: &AppState,
+        changes: broadcast::Receiver<Arc<ChangeEvent>>,
+        shutdown: watch::Receiver<bool>,
+        sent: u64,
+    ) -> Subscription {
+        Subscription {
+            state: state.clone(),
+            env: EnvName::new("prod"),
+            changes,
+            shutdown,
+            sent,
+            pending: VecDeque::new(),
+            client: Some(ClientGuard::new(&state.telemetry)),
+        }
+    }
+
+    async fn next(subscription: &mut Subscription) -> Option<(&'static str, u64)> {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), subscription.next())
+            .await
+            .expect("an event in time");
+        next.map(|outgoing| match outgoing {
+            Outgoing::Snapshot(state) => ("snapshot", state.revision),
+            Outgoing::Change(change) => ("change", change.revision),
+        })
+    }
+
+    #[tokio::test]
+    async fn skips_other_envs_and_old_revisions_and_resyncs_after_a_gap() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = state_at(dir.path(), 3).await;
+        let (tx, rx) = broadcast::channel(16);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut sub = subscription(&state, rx, shutdown.clone(), 1);
+        for event in [change("dev", 2), change("prod", 1), change("prod", 2)] {
+            tx.send(event).expect("sent");
+        }
+        assert_eq!(next(&mut sub).await, Some(("change", 2)));
+        assert_eq!(sub.sent, 2);
+
+        // Revision 2 never reached this subscriber: a snapshot (at the current 3)
+        // covers it, and what it covers is not sent again.
+        let mut gap = subscription(&state, tx.subscribe(), shutdown, 1);
+        for revision in [3, 2, 3, 4] {
+            tx.send(change("prod", revision)).expect("sent");
+        }
+        assert_eq!(next(&mut gap).await, Some(("snapshot", 3)));
+        assert_eq!(next(&mut gap).await, Some(("change", 4)));
+    }
+
+    #[tokio::test]
+    async fn a_lagged_receiver_gets_a_fresh_snapshot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = state_at(dir.path(), 2).await;
+        let (tx, rx) = broadcast::channel(2);
+        let (_stop, shutdown) = watch::channel(false);
+        let mut sub = subscription(&state, rx, shutdown, 0);
+        for revision in 1..=4 {
+            tx.send(change("prod", revision)).expect("sent");
+        }
+        // 1 and 2 were overwritten: the client gets the current state instead.
+        assert_eq!(next(&mut sub).await, Some(("snapshot", 2)));
+        assert_eq!(next(&mut sub).await, Some(("change", 3)));
+        assert_eq!(next(&mut sub).await, Some(("change", 4)));
+    }
+
+    #[tokio::test]
+    async fn shutdown_or_a_closed_channel_ends_the_stream_and_the_gauge_follows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = state_at(dir.path(), 0).await;
+        let (tx, rx) = broadcast::channel(4);
+        let (stop, shutdown) = watch::channel(false);
+        let mut sub = subscription(&state, rx, shutdown, 0);
+        assert_eq!(state.telemetry.sse_clients.get(), 1);
+        stop.send(true).expect("sent");
+        assert_eq!(next(&mut sub).await, None);
+
+        // A dropped shutdown sender is not a shutdown; a closed change channel ends it.
+        let mut other = subscription(&state, tx.subscribe(), watch::channel(false).1, 0);
+        tx.send(change("prod", 1)).expect("sent");
+        assert_eq!(next(&mut other).await, Some(("change", 1)));
+        drop(tx);
+        assert_eq!(next(&mut other).await, None);
+        drop((sub, other));
+        assert_eq!(state.telemetry.sse_clients.get(), 0);
+    }
+}
