@@ -20,6 +20,23 @@ use switchyard_core::{Flag, Segment};
 
 use crate::error::Error;
 
+/// `text` as one path segment: percent-encoded, so a name with `/`, `?` or `#` (which
+/// the server refuses with a 400 naming the rule) cannot reach another route.
+/// `.` and `..` are refused here: URL parsers fold them into the path, so they would
+/// address another route.
+fn seg(text: &str) -> Result<percent_encoding::PercentEncode<'_>, Error> {
+    if text == "." || text == ".." {
+        return Err(Error::InvalidName(text.to_owned()));
+    }
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b':');
+    Ok(percent_encoding::utf8_percent_encode(text, SEGMENT))
+}
+
 /// A flag as stored, with the version to send back in `If-Match`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -127,7 +144,7 @@ impl AdminClient {
 
     /// Creates an environment (no error if it exists).
     pub async fn create_env(&self, env: &str) -> Result<(), Error> {
-        self.send(Method::PUT, &format!("/envs/{env}"), None, None)
+        self.send(Method::PUT, &format!("/envs/{}", seg(env)?), None, None)
             .await
             .map(drop)
     }
@@ -172,7 +189,7 @@ impl AdminClient {
             flags: Vec<Flag>,
         }
         let body: Flags = self
-            .json(Method::GET, &format!("/envs/{env}/flags"), None)
+            .json(Method::GET, &format!("/envs/{}/flags", seg(env)?), None)
             .await?;
         Ok(body.flags)
     }
@@ -180,7 +197,12 @@ impl AdminClient {
     /// One flag and its version; `None` when it does not exist.
     pub async fn flag(&self, env: &str, key: &str) -> Result<Option<Versioned<Flag>>, Error> {
         match self
-            .send(Method::GET, &format!("/envs/{env}/flags/{key}"), None, None)
+            .send(
+                Method::GET,
+                &format!("/envs/{}/flags/{}", seg(env)?, seg(key)?),
+                None,
+                None,
+            )
             .await
         {
             Ok(response) => {
@@ -208,7 +230,7 @@ impl AdminClient {
         let response = self
             .send(
                 Method::PUT,
-                &format!("/envs/{env}/flags/{}", flag.key),
+                &format!("/envs/{}/flags/{}", seg(env)?, seg(flag.key.as_str())?),
                 Some(&body),
                 if_match,
             )
@@ -230,7 +252,7 @@ impl AdminClient {
     ) -> Result<(), Error> {
         self.send(
             Method::DELETE,
-            &format!("/envs/{env}/flags/{key}"),
+            &format!("/envs/{}/flags/{}", seg(env)?, seg(key)?),
             None,
             if_match,
         )
@@ -243,7 +265,7 @@ impl AdminClient {
         let body = json!({ "reason": reason });
         self.json(
             Method::POST,
-            &format!("/envs/{env}/flags/{key}/kill"),
+            &format!("/envs/{}/flags/{}/kill", seg(env)?, seg(key)?),
             Some(&body),
         )
         .await
@@ -254,7 +276,7 @@ impl AdminClient {
         let body = json!({ "reason": reason });
         self.json(
             Method::POST,
-            &format!("/envs/{env}/flags/{key}/revive"),
+            &format!("/envs/{}/flags/{}/revive", seg(env)?, seg(key)?),
             Some(&body),
         )
         .await
@@ -268,7 +290,11 @@ impl AdminClient {
         }
         let body = json!({ "tag": tag, "reason": reason });
         let killed: Killed = self
-            .json(Method::POST, &format!("/envs/{env}/kill"), Some(&body))
+            .json(
+                Method::POST,
+                &format!("/envs/{}/kill", seg(env)?),
+                Some(&body),
+            )
             .await?;
         Ok(killed.killed)
     }
@@ -278,7 +304,11 @@ impl AdminClient {
         let body = json!(segment);
         self.json(
             Method::PUT,
-            &format!("/envs/{env}/segments/{}", segment.key),
+            &format!(
+                "/envs/{}/segments/{}",
+                seg(env)?,
+                seg(segment.key.as_str())?
+            ),
             Some(&body),
         )
         .await
@@ -288,7 +318,7 @@ impl AdminClient {
     pub async fn delete_segment(&self, env: &str, key: &str) -> Result<(), Error> {
         self.send(
             Method::DELETE,
-            &format!("/envs/{env}/segments/{key}"),
+            &format!("/envs/{}/segments/{}", seg(env)?, seg(key)?),
             None,
             None,
         )
@@ -312,9 +342,14 @@ impl AdminClient {
 
     /// Revokes a token.
     pub async fn delete_token(&self, name: &str) -> Result<(), Error> {
-        self.send(Method::DELETE, &format!("/tokens/{name}"), None, None)
-            .await
-            .map(drop)
+        self.send(
+            Method::DELETE,
+            &format!("/tokens/{}", seg(name)?),
+            None,
+            None,
+        )
+        .await
+        .map(drop)
     }
 
     /// A flag's exposures and events per variant over `window` (e.g. `5m`).
@@ -331,7 +366,12 @@ impl AdminClient {
         let body: Metrics = self
             .json(
                 Method::GET,
-                &format!("/envs/{env}/flags/{key}/metrics?window={window}"),
+                &format!(
+                    "/envs/{}/flags/{}/metrics?window={}",
+                    seg(env)?,
+                    seg(key)?,
+                    seg(window)?
+                ),
                 None,
             )
             .await?;

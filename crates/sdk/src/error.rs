@@ -52,6 +52,10 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// A name that no URL can carry as a path segment (`.` or `..`: URL parsers fold
+    /// them into the path); the server would refuse it anyway.
+    #[error("`{0}` cannot be a name: names are 1 to 256 of A-Z a-z 0-9 _ . : ~ -, starting with a letter, digit or _")]
+    InvalidName(String),
     /// A transport error on an admin API call.
     #[error("admin API request failed: {0}")]
     Http(#[from] reqwest::Error),

@@ -113,3 +113,60 @@ async fn the_admin_client_covers_the_admin_api() {
         other => panic!("expected 401, got {other:?}"),
     }
 }
+
+/// Names with characters that mean something in a URL reach the server as one path
+/// segment, which refuses them naming the rule — never another route (a `/` would
+/// address a sub-resource, `?` start a query, `#` cut the path off).
+#[tokio::test]
+async fn awkward_names_are_one_path_segment_and_refused_by_name() {
+    let server = in_process::start().await;
+    let admin = AdminClient::new(&server.base, ADMIN).expect("client");
+    admin.create_env("prod").await.expect("env");
+    admin
+        .put_flag("prod", &flag("pay"), None)
+        .await
+        .expect("put");
+    // `.` and `..` no URL can carry (parsers fold them into the path): refused here.
+    for name in [".", ".."] {
+        match admin.kill("prod", name, "test").await {
+            Err(Error::InvalidName(refused)) => assert_eq!(refused, name),
+            other => panic!("{name}: expected InvalidName, got {other:?}"),
+        }
+    }
+    for name in [
+        "a/b", "a?b", "a#b", "pay/kill", "a b", "a%2Fb", "é", "../prod",
+    ] {
+        match admin.create_env(name).await {
+            Err(Error::Api {
+                status: 400,
+                message,
+                ..
+            }) => {
+                assert!(message.contains("names are"), "{name}: {message}")
+            }
+            other => panic!("{name}: expected 400, got {other:?}"),
+        }
+        // No flag can have such a key: the server looked for exactly that one.
+        match admin.kill("prod", name, "test").await {
+            Err(Error::Api {
+                status: 404,
+                message,
+                ..
+            }) => {
+                assert!(
+                    message.contains(&format!("flag `{name}`")),
+                    "{name}: {message}"
+                )
+            }
+            other => panic!("kill {name}: expected 404, got {other:?}"),
+        }
+    }
+    // The real flag was never touched by any of them.
+    let pay = admin
+        .flag("prod", "pay")
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(pay.value.enabled);
+    assert_eq!(admin.environments().await.expect("list"), ["prod"]);
+}
