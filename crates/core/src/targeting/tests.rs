@@ -1,0 +1,60 @@
+use super::*;
+
+#[test]
+fn literal_patterns_become_string_tests_with_the_regex_answers() {
+    let haystacks = [
+        "",
+        "/checkout",
+        "/checkout/cart",
+        "x/checkout",
+        "a.b",
+        "axb",
+        "ab\n",
+    ];
+    for (pattern, ignore_case, literal) in [
+        ("^/checkout", false, true),
+        ("/checkout$", false, true),
+        ("^/checkout$", false, true),
+        ("checkout", false, true),
+        ("a\\.b", false, true),
+        ("^ab$", false, true),
+        ("a.b", false, false),
+        ("(?m)^ab$", false, false),
+        ("^/Checkout", true, false),
+        ("^/123", true, true),
+        ("", false, false),
+        ("a|b", false, false),
+    ] {
+        let compiled = Pattern::compile(pattern, ignore_case).expect("compiles");
+        assert_eq!(
+            matches!(compiled, Pattern::Literal(..)),
+            literal,
+            "{pattern}: {compiled:?}"
+        );
+        let regex = RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
+            .build()
+            .expect("compiles");
+        for haystack in haystacks {
+            assert_eq!(
+                compiled.is_match(haystack),
+                regex.is_match(haystack),
+                "{pattern} on {haystack:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn case_folding_without_allocation() {
+    assert!(eq_ignoring_case("HeLLo", "hello"));
+    assert!(!eq_ignoring_case("HeLLo!", "hello"));
+    assert!(starts_with_ignoring_case("ÄBC", "äb"));
+    assert!(ends_with_ignoring_case("xxÄBC", "äbc"));
+    assert!(!ends_with_ignoring_case("bc", "abc"));
+    assert!(contains_ignoring_case("a-SOME-string", "some"));
+    assert!(!contains_ignoring_case("a-SOM-string", "some"));
+    assert!(contains_ignoring_case("ÜBER-SOME", "some"));
+    assert!(eq_ignoring_case("ÜBER", "über"));
+    assert!(!starts_with_ignoring_case("a", "ab"));
+}
