@@ -50,8 +50,7 @@ fn groups_may_be_one_comma_separated_string() {
     );
     let ctx = flagd_context(Some(&object)).expect("valid");
     assert_eq!(ctx.groups(), ["beta", "staff"]);
-    let object =
-        convert::json_to_struct(json!({"groups": ["a,b"]}).as_object().expect("object"));
+    let object = convert::json_to_struct(json!({"groups": ["a,b"]}).as_object().expect("object"));
     assert_eq!(
         flagd_context(Some(&object)).expect("valid").groups(),
         ["a,b"]
@@ -109,8 +108,7 @@ fn changes_list_writes_updates_deletes_and_dependents() {
         .expect("prerequisites");
     let mut grandchild = boolean("grandchild");
     grandchild.prerequisites =
-        serde_json::from_value(json!([{"flag": "child", "variant": "on"}]))
-            .expect("prerequisites");
+        serde_json::from_value(json!([{"flag": "child", "variant": "on"}])).expect("prerequisites");
     let old = compile(
         vec![
             boolean("same"),
