@@ -8,8 +8,6 @@
 pub mod admin;
 mod client;
 mod error;
-#[cfg(feature = "grpc")]
-mod grpc;
 mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;

@@ -13,9 +13,9 @@
 //! - Only the first sighting of a key in a table allocates (its boxed names), through
 //!   `OnceLock::get_or_init`: concurrent first sightings of the same key agree on one
 //!   slot, and a table never holds a key twice.
-//! - There are [`STRIPES`] tables per kind, and each thread counts into "its" stripe
-//!   (assigned round-robin on first use), so threads serving the same flag do not
-//!   bounce one counter's cache line between cores.
+//! - There are [`STRIPES`](table::STRIPES) tables per kind, and each thread counts
+//!   into "its" stripe (assigned round-robin on first use), so threads serving the
+//!   same flag do not bounce one counter's cache line between cores.
 //! - A stripe's table sits behind an `ArcSwap`. When it is three-quarters full it is
 //!   replaced by one twice the size holding the same keys (on the inserting thread,
 //!   under a per-stripe mutex that the hot path never takes).

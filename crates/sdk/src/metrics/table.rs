@@ -13,7 +13,7 @@ use super::Key;
 /// The longest name the server accepts in a metrics entry.
 pub(super) const MAX_NAME_LEN: usize = 256;
 /// Tables per kind; threads are spread over them.
-const STRIPES: usize = 4;
+pub(super) const STRIPES: usize = 4;
 /// The smallest table.
 const MIN_SLOTS: usize = 16;
 
