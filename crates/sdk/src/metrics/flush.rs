@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Delivery;
-use crate::client::{Inner, Transport};
+use crate::state::{Inner, Transport};
 
 /// How long one POST may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

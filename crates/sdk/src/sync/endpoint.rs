@@ -8,8 +8,8 @@ use serde_json::Value;
 use switchyard_core::sync::SnapshotDocument;
 
 use super::incoming::OPEN_TIMEOUT;
-use crate::client::{read_document, Inner, Loaded};
 use crate::error::Error;
+use crate::state::{read_document, Inner, Loaded};
 
 /// How long one snapshot request may take.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,8 +12,8 @@ use super::backoff::Backoff;
 use super::endpoint::Endpoint;
 use super::incoming::{Incoming, IncomingKind};
 use super::stream::Source;
-use crate::client::{read_document, Inner, Loaded, Status, Transport};
 use crate::error::Error;
+use crate::state::{read_document, Inner, Loaded, Status, Transport};
 
 /// The first reconnection delay.
 const BACKOFF_START: Duration = Duration::from_millis(100);
