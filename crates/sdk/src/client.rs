@@ -211,7 +211,7 @@ impl ClientBuilder {
             }),
         }
         crate::sync::spawn(Arc::downgrade(&inner), inner.shutdown.subscribe())?;
-        crate::metrics::spawn_flusher(Arc::downgrade(&inner), inner.shutdown.subscribe());
+        crate::metrics::flush::spawn_flusher(Arc::downgrade(&inner), inner.shutdown.subscribe());
         Ok(Client { inner })
     }
 }
@@ -372,6 +372,6 @@ impl Client {
     /// Stops syncing and sends the metrics still held.
     pub async fn close(&self) {
         let _ = self.inner.shutdown.send(true);
-        crate::metrics::flush(&self.inner).await;
+        crate::metrics::flush::flush(&self.inner).await;
     }
 }

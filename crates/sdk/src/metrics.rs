@@ -52,13 +52,12 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 mod batch;
-mod flush;
+pub(crate) mod flush;
 mod table;
 #[cfg(test)]
 mod tests;
 
 use batch::{batches, Batch};
-pub(crate) use flush::{flush, spawn_flusher};
 use table::Counters;
 
 /// Distinct keys one stripe counts per kind (and unsent keys held per kind).
