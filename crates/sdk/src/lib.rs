@@ -8,13 +8,13 @@
 pub mod admin;
 mod client;
 mod error;
-#[cfg(feature = "grpc")]
-mod grpc;
 mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+mod state;
 mod sync;
 
-pub use client::{ChangeNotice, Client, ClientBuilder, Detail, Loaded, Status, Transport, Variant};
+pub use client::{Client, ClientBuilder, Detail, Variant};
 pub use error::Error;
+pub use state::{ChangeNotice, Loaded, Status, Transport};
 pub use switchyard_core::{Context, ErrorCode, Reason};

@@ -55,7 +55,8 @@ use open_feature::{
 use serde_json::Value;
 use switchyard_core::{AttributeValue, Context, ErrorCode, Evaluation, Reason};
 
-use crate::client::{Client, Status};
+use crate::client::Client;
+use crate::state::Status;
 
 /// The provider's name in OpenFeature metadata.
 pub const PROVIDER_NAME: &str = "switchyard";

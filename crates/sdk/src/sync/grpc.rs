@@ -8,8 +8,8 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Channel;
 use tonic::Code;
 
+use super::incoming::{Incoming, IncomingKind, MAX_EVENT_BYTES, OPEN_TIMEOUT};
 use crate::error::Error;
-use crate::sync::{Incoming, IncomingKind, MAX_EVENT_BYTES, OPEN_TIMEOUT};
 
 #[allow(
     missing_docs,

@@ -1,0 +1,353 @@
+use std::time::Duration;
+
+use super::*;
+
+const FULL: &str = r#"
+name: checkout-v3
+environment: production
+services:
+  - name: auth
+    canary: { router: haproxy, address: "127.0.0.1:9999", backend: auth, stable: v2, canary: v3 }
+    flags: [enhanced-auth]
+  - name: payments
+    depends_on: [auth]
+    flags: [{ key: new-payment-flow, rule: eu-ramp }]
+    health: [ { http: "http://127.0.0.1:9101/healthz" }, { tcp: "127.0.0.1:9102", timeout: 1s } ]
+steps:
+  - weight: 1
+  - weight: 5
+    hold: 2m
+  - approve: true
+  - weight: 100
+analysis:
+  interval: 10s
+  failure_limit: 2
+  metrics:
+    - name: error-rate
+      prometheus: { url: "http://127.0.0.1:9090", query: "sum(rate(errors[1m]))" }
+      max: 0.01
+      on_no_data: pass
+on_failure: pause
+"#;
+
+#[test]
+fn reads_a_full_plan() {
+    let plan = Plan::from_yaml(FULL).unwrap();
+    assert_eq!(plan.services.len(), 2);
+    assert_eq!(
+        plan.services[1].flags[0],
+        FlagRef {
+            key: "new-payment-flow".into(),
+            rule: Some("eu-ramp".into())
+        }
+    );
+    assert_eq!(plan.services[0].flags[0].rule, None);
+    assert_eq!(
+        plan.step(0),
+        Some(StepKind::Weight(1, Duration::from_secs(10)))
+    );
+    assert_eq!(
+        plan.step(1),
+        Some(StepKind::Weight(5, Duration::from_secs(120)))
+    );
+    assert_eq!(plan.step(2), Some(StepKind::Approve));
+    assert_eq!(plan.step(4), None);
+    assert_eq!(plan.analysis.metrics[0].on_no_data, OnNoData::Pass);
+    assert_eq!(plan.on_failure, OnFailure::Pause);
+    assert_eq!(
+        plan.services[1].health[1],
+        HealthCheck {
+            target: HealthTarget::Tcp("127.0.0.1:9102".into()),
+            timeout: Duration::from_secs(1)
+        }
+    );
+    // What is stored is read back identically.
+    let json = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+}
+
+#[test]
+fn duplicate_keys_are_refused_naming_the_key_and_where() {
+    let base = "environment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 50}]\n";
+    let cases = [
+            (format!("name: a\nname: b\n{base}"), "plan: duplicate key `name`"),
+            (
+                "name: a\nenvironment: p\nservices:\n  - name: s\n    name: t\n    flags: [f]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0]: duplicate key `name`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [{key: f, key: g}]}]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0].flags[0]: duplicate key `key`",
+            ),
+            // Inside a flattened part, serde alone would call the second one unknown.
+            (
+                format!("name: a\n{base}gates:\n  pre:\n    - webhook: http://a\n      webhook: http://b\n"),
+                "gates.pre[0]: duplicate key `webhook`",
+            ),
+            (
+                format!("name: a\n{base}gates:\n  pre:\n    - command: \"true\"\n      timeout: 1s\n      timeout: 2s\n"),
+                "gates.pre[0]: duplicate key `timeout`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f], health: [{http: \"http://a\", http: \"http://b\"}]}]\nsteps: [{weight: 50}]\n".to_owned(),
+                "services[0].health[0]: duplicate key `http`",
+            ),
+            // A JSON plan is read the same way.
+            (
+                r#"{"name": "a", "environment": "p", "services": [{"name": "s", "flags": ["f"]}], "steps": [{"weight": 50, "weight": 60}]}"#.to_owned(),
+                "steps[0]: duplicate key `weight`",
+            ),
+        ];
+    for (yaml, expected) in cases {
+        let err = Plan::from_yaml(&yaml).map(|_| ()).expect_err(&yaml);
+        assert_eq!(err.to_string(), expected, "{yaml}");
+    }
+    // The same keys in different mappings are no duplicates.
+    Plan::from_yaml(FULL).expect("valid");
+}
+
+fn problems(yaml: &str) -> Vec<String> {
+    match Plan::from_yaml(yaml) {
+        Ok(_) => vec![],
+        Err(PlanError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+        Err(e @ PlanError::Syntax { .. }) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn errors_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 101}]",
+                "steps[0].weight: must be between 1 and 100",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 50}, {weight: 10}]",
+                "steps[1].weight: weights never decrease: 10 follows 50",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5, approve: true}]",
+                "steps[0]: a step has either `weight` or `approve: true`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f], depends_on: [x]}]\nsteps: [{weight: 5}]",
+                "services[0].depends_on[0]: unknown service `x`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s}]\nsteps: [{weight: 5}]",
+                "services[0].flags: a service without a traffic router must ramp at least one flag",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f], canary: {router: nginx}}]\nsteps: [{weight: 5}]",
+                "services[0].canary.router: unknown variant `nginx`",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5, hold: soon}]",
+                "steps[0].hold: `soon` is not a duration",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\nanalysis: {metrics: [{name: m, prometheus: {url: 'ftp://x', query: q}}]}",
+                "analysis.metrics[0].prometheus.url: `ftp://x` is not an http(s) URL",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\nanalysis: {metrics: [{name: m, prometheus: {url: 'http://x', query: q}}]}",
+                "analysis.metrics[0]: a metric needs `max`, `min` or both",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f], health: [{tcp: nope}]}]\nsteps: [{weight: 5}]",
+                "services[0].health[0].tcp: `nope` is not host:port",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\nsurprise: 1",
+                "unknown field `surprise`",
+            ),
+            (
+                "name: Bad Name\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]",
+                "name: must be 1-63 characters",
+            ),
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}, {name: t, flags: [f]}]\nsteps: [{weight: 5}]",
+                "services[1].flags[0]: flag `f` is ramped twice in this release",
+            ),
+        ];
+    for (yaml, expected) in cases {
+        let found = problems(yaml);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn reads_part_two_fields() {
+    let plan = Plan::from_yaml(
+            r#"
+name: r
+environments: [staging, production]
+services:
+  - name: web
+    canary: { router: gateway-api, namespace: shop, route: web, stable: web-v1, canary: web-v2 }
+    flags: [f]
+  - name: api
+    canary: { router: nginx-ingress, namespace: shop, ingress: api-canary }
+  - name: edge
+    canary: { router: webhook, url: "http://127.0.0.1:9/weights" }
+steps:
+  - weight: 10
+    gates: [ { webhook: "http://127.0.0.1:9/step" } ]
+  - weight: 100
+analysis:
+  metrics:
+    - name: checkout-errors
+      guard: { flag: f, event: checkout_error, max_relative_increase: 0.1 }
+on_failure: { rollback: gradual, step: 20, interval: 10s }
+gates:
+  pre: [ { webhook: "http://127.0.0.1:9/gate", timeout: 3s }, { command: "test -f /etc/hostname", retries: 0 } ]
+notify: [ { webhook: "http://127.0.0.1:9/hook", format: slack, events: [promoted, rolled_back] } ]
+"#,
+        )
+        .unwrap();
+    assert_eq!(plan.environments(), ["staging", "production"]);
+    assert_eq!(
+        plan.on_failure,
+        OnFailure::Rollback(Rollback::Gradual {
+            step: 20,
+            interval: Duration::from_secs(10)
+        })
+    );
+    let guard = plan.analysis.metrics[0].guard.as_ref().unwrap();
+    assert_eq!((guard.confidence, guard.min_samples), (0.95, 100));
+    assert_eq!(
+        plan.gates.pre[1].check,
+        GateCheck::Command("test -f /etc/hostname".into())
+    );
+    assert_eq!(plan.gates.pre[0].retries, 2);
+    assert_eq!(plan.notify[0].format, NotifyFormat::Slack);
+    assert!(matches!(plan.services[1].canary, Canary::NginxIngress(_)));
+    let json = serde_json::to_string(&plan).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    assert_eq!(
+        serde_json::to_value(OnFailure::Pause).unwrap(),
+        serde_json::json!("pause")
+    );
+}
+
+#[test]
+fn part_two_errors_name_the_field() {
+    let base = "name: a\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\n";
+    let cases: &[(&str, &str)] = &[
+            ("environment: p\nenvironments: [q]", "environments: give either `environment` or `environments`, not both"),
+            ("environments: [p, p]", "environments[1]: environment `p` is listed twice"),
+            ("environment: p\ngates: {pre: [{webhook: nope}]}", "gates.pre[0].webhook: `nope` is not an http(s) URL"),
+            ("environment: p\nnotify: [{webhook: 'http://x', format: teams}]", "notify[0].format: unknown variant `teams`"),
+            ("environment: p\non_failure: {rollback: gradual, step: 0}", "on_failure.step: must be between 1 and 100"),
+            ("environment: p\non_failure: sometimes", "on_failure: unknown variant `sometimes`"),
+            ("environment: p\nanalysis: {metrics: [{name: g, guard: {flag: f, event: e, max_relative_increase: 0.1, confidence: 2}}]}", "analysis.metrics[0].guard.confidence: must be between 0.5 and 1"),
+            ("environment: p\nanalysis: {metrics: [{name: g, max: 1, guard: {flag: f, event: e, max_relative_increase: 0.1}}]}", "a guard metric's threshold is its `max_relative_increase`"),
+        ];
+    for (extra, expected) in cases {
+        let yaml = format!("{base}{extra}");
+        let found = problems(&yaml);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_cycle_is_rejected_naming_its_members() {
+    let yaml = "name: a\nenvironment: p\nsteps: [{weight: 5}]\nservices:\n  - {name: a, flags: [f1], depends_on: [c]}\n  - {name: b, flags: [f2], depends_on: [a]}\n  - {name: c, flags: [f3], depends_on: [b]}\n  - {name: d, flags: [f4]}\n";
+    let found = problems(yaml);
+    assert_eq!(
+        found,
+        vec!["services: depends_on forms a cycle: a -> c -> b -> a"]
+    );
+}
+
+#[test]
+fn every_schema_problem_is_reported_with_the_rule_problems() {
+    let yaml = "name: a\nenvironment: p\nsurprise: 1\n\
+                    services: [{name: s, flags: [f], colour: red, health: [{tcp: nope}]}]\n\
+                    steps: [{weight: 5, hold: soon}, {weight: 1}]\n\
+                    analysis: {interval: 1s, extra: true}";
+    let found = problems(yaml);
+    let expected = [
+        "surprise: unknown field `surprise`, expected one of `name`, `environment`, \
+             `environments`, `services`, `steps`, `analysis`, `on_failure`, `gates`, `notify`",
+        "services[0].colour: unknown field `colour`, expected one of `name`, \
+             `depends_on`, `canary`, `flags`, `health`",
+        "steps[0].hold: `soon` is not a duration",
+        "analysis.extra: unknown field `extra`, expected one of `interval`, \
+             `failure_limit`, `metrics`",
+        // Rule problems, after the schema's.
+        "services[0].health[0].tcp: `nope` is not host:port",
+        "steps[1].weight: weights never decrease: 1 follows 5",
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+    for want in expected {
+        assert!(
+            found.iter().any(|p| p.starts_with(want)),
+            "no `{want}` in {found:#?}"
+        );
+    }
+    assert!(
+        found[4..].iter().all(|p| !p.contains("unknown field")),
+        "{found:#?}"
+    );
+    // A required field that is wrong is reported once, not also as missing.
+    let found = problems("name: a\nenvironment: p\nservices: 3\nsteps: [{weight: 5}]\nx: 1");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("services: invalid type: integer `3`"),
+        "{found:#?}"
+    );
+    assert!(found[1].starts_with("x: unknown field `x`"), "{found:#?}");
+}
+
+#[test]
+fn a_mistyped_health_check_or_gate_names_the_accepted_forms() {
+    let base = "name: a\nenvironment: p\nsteps: [{weight: 5}]\n";
+    let cases: &[(&str, &str)] = &[
+            (
+                "services: [{name: s, flags: [f], health: [{htp: 'http://x'}]}]",
+                "services[0].health[0].htp: unknown field `htp`, expected one of `http`, `tcp`, `grpc`, `timeout`",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: [{timeout: 1s}]}]",
+                "services[0].health[0]: a health check has exactly one of `http: URL`, `tcp: HOST:PORT` or `grpc: HOST:PORT` (and an optional `timeout`)",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: [{http: 'http://x', tcp: 'x:1'}]}]",
+                "services[0].health[0]: a health check has exactly one of",
+            ),
+            (
+                "services: [{name: s, flags: [f], health: ['http://x']}]",
+                "services[0].health[0]: invalid type: string \"http://x\", expected a health check: `http: URL`, `tcp: HOST:PORT` or `grpc: HOST:PORT`",
+            ),
+            (
+                "services: [{name: s, flags: [f]}]\ngates: {pre: [{webhok: 'http://x'}]}",
+                "gates.pre[0].webhok: unknown field `webhok`, expected one of `webhook`, `command`, `timeout`, `retries`",
+            ),
+            (
+                "services: [{name: s, flags: [f]}]\ngates: {pre: [{retries: 1}]}",
+                "gates.pre[0]: a gate has exactly one of `webhook: URL` or `command: COMMAND`",
+            ),
+        ];
+    for (extra, expected) in cases {
+        let yaml = format!("{base}{extra}");
+        let found = problems(&yaml);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+        );
+        assert!(!found.iter().any(|p| p.contains("flattened")), "{found:#?}");
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let yaml = "name: a\nenvironment: ''\nservices: []\nsteps: []";
+    assert_eq!(problems(yaml).len(), 3);
+}
