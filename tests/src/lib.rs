@@ -18,6 +18,40 @@ pub fn admin(base: &str) -> AdminClient {
     AdminClient::new(base, ADMIN).expect("admin client")
 }
 
+/// Writes a flag fixture at the server at `base`, failing the test on an error.
+pub async fn put_flag(base: &str, env: &str, flag: Value) {
+    admin(base)
+        .put_flag(env, &typed(flag), None)
+        .await
+        .expect("put flag");
+}
+
+/// Writes a segment fixture, failing the test on an error.
+pub async fn put_segment(base: &str, env: &str, segment: Value) {
+    admin(base)
+        .put_segment(env, &typed(segment))
+        .await
+        .expect("put segment");
+}
+
+/// Kills a flag, failing the test on an error.
+pub async fn kill(base: &str, env: &str, key: &str, reason: &str) {
+    admin(base).kill(env, key, reason).await.expect("kill");
+}
+
+/// Revives a flag, failing the test on an error.
+pub async fn revive(base: &str, env: &str, key: &str, reason: &str) {
+    admin(base).revive(env, key, reason).await.expect("revive");
+}
+
+/// Deletes a flag, failing the test on an error.
+pub async fn delete_flag(base: &str, env: &str, key: &str) {
+    admin(base)
+        .delete_flag(env, key, None)
+        .await
+        .expect("delete flag");
+}
+
 /// Creates `env` and an `sdk` token named `<env>-sdk` for it; returns the token.
 pub async fn env_with_sdk_token(admin: &AdminClient, env: &str) -> String {
     admin.create_env(env).await.expect("create env");

@@ -2,7 +2,7 @@
 //! server's own REST evaluation), and offline clients built from bootstrap data.
 
 use serde_json::{json, Value};
-use switchyard_e2e::{admin, beta_flag, env_with_sdk_token, evaluate, typed};
+use switchyard_e2e::{admin, beta_flag, env_with_sdk_token, evaluate, put_flag};
 use switchyard_sdk::{Client, Context, Error, ErrorCode, Reason, Status, Transport};
 use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
@@ -53,10 +53,7 @@ async fn server_with_flags() -> (TestServer, String) {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
     for flag in flags() {
-        admin(&server.base)
-            .put_flag("prod", &typed(flag), None)
-            .await
-            .expect("put flag");
+        put_flag(&server.base, "prod", flag).await;
     }
     (server, token)
 }

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed};
+use switchyard_e2e::{
+    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+};
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
 use switchyard_testkit::in_process::{self};
 use switchyard_testkit::server_process::ServerProcess;
@@ -21,10 +23,7 @@ async fn changes_stream_over_grpc() {
     let server = in_process::start_with_grpc(None).await;
     let grpc = server.grpc.clone().expect("gRPC address");
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(&grpc)
@@ -39,18 +38,12 @@ async fn changes_stream_over_grpc() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the kill", || {
         !client.is_enabled("checkout", &ctx)
     })
     .await;
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("added")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", on_flag("added")).await;
     wait_until(DEADLINE, "the new flag", || {
         client.is_enabled("added", &ctx)
     })
@@ -76,10 +69,7 @@ async fn changes_stream_over_grpc() {
 async fn an_unreachable_grpc_api_falls_back_to_polling() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let nowhere = format!("http://{}", unused_addr());
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
@@ -89,10 +79,7 @@ async fn an_unreachable_grpc_api_falls_back_to_polling() {
         .await
         .expect("client builds");
     let ctx = beta();
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the kill, by polling", || {
         !client.is_enabled("checkout", &ctx)
     })
@@ -119,10 +106,7 @@ async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
@@ -165,10 +149,7 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
@@ -176,10 +157,7 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
         .await
         .expect("client builds");
     let ctx = beta();
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("live")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", on_flag("live")).await;
     wait_until(DEADLINE, "a live change over gRPC", || {
         client.is_enabled("live", &ctx)
     })
@@ -195,10 +173,7 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
     // Written while the client cannot reach any server.
     let holders = [hold(addr).await, hold(grpc_addr).await];
     let elsewhere = ServerProcess::start(data.path()).await;
-    admin(&elsewhere.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&elsewhere.base, "prod", "checkout", "e2e").await;
     let expected = env_revision(&admin(&elsewhere.base), "prod").await;
     elsewhere.kill().await;
     for holder in holders {
@@ -220,10 +195,7 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
         client.status() == Status::Ready
     })
     .await;
-    admin(&server.base)
-        .revive("prod", "checkout", "e2e")
-        .await
-        .expect("revive");
+    revive(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "a live change after reconnecting", || {
         client.is_enabled("checkout", &ctx)
     })

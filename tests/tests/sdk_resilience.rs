@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed};
+use switchyard_e2e::{
+    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+};
 use switchyard_sdk::{ChangeNotice, Client, Context, Status};
 use switchyard_testkit::server_process::ServerProcess;
 use switchyard_testkit::{wait_until, DEADLINE};
@@ -34,14 +36,8 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("legacy")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    put_flag(&server.base, "prod", on_flag("legacy")).await;
 
     let client = Client::builder(&server.base, &token)
         .build()
@@ -54,10 +50,7 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     assert_eq!(client.status(), Status::Ready);
     assert!(client.is_enabled("checkout", &beta));
     // The stream is live: a kill arrives.
-    admin(&server.base)
-        .kill("prod", "legacy", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "legacy", "e2e").await;
     wait_until(DEADLINE, "the kill over the stream", || {
         !client.is_enabled("legacy", &beta)
     })
@@ -84,18 +77,9 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     // every connection, so that server cannot land on it.)
     let holder = hold(addr).await;
     let elsewhere = ServerProcess::start(data.path()).await;
-    admin(&elsewhere.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
-    admin(&elsewhere.base)
-        .revive("prod", "legacy", "e2e")
-        .await
-        .expect("revive");
-    admin(&elsewhere.base)
-        .put_flag("prod", &typed(on_flag("added-offline")), None)
-        .await
-        .expect("put flag");
+    kill(&elsewhere.base, "prod", "checkout", "e2e").await;
+    revive(&elsewhere.base, "prod", "legacy", "e2e").await;
+    put_flag(&elsewhere.base, "prod", on_flag("added-offline")).await;
     let expected = env_revision(&admin(&elsewhere.base), "prod").await;
     elsewhere.kill().await;
     holder.abort();
@@ -130,10 +114,7 @@ async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     .await;
 
     // And the stream is live again.
-    admin(&server.base)
-        .revive("prod", "checkout", "e2e")
-        .await
-        .expect("revive");
+    revive(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "a change after reconnecting", || {
         client.is_enabled("checkout", &beta)
     })
@@ -149,10 +130,7 @@ async fn a_bootstrapped_client_syncs_once_the_server_appears() {
     let addr = server.addr;
     let base = server.base.clone();
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     server.kill().await;
 
     // The bootstrap says checkout is on for everyone; the server says beta only.
@@ -194,10 +172,7 @@ async fn a_token_revoked_while_streaming_fails_on_reconnect_and_the_flags_keep_a
     let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await

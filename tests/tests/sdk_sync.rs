@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_e2e::{admin, beta_flag, env_revision, env_with_sdk_token, on_flag, typed, Proxy};
+use switchyard_e2e::{
+    admin, beta_flag, delete_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag,
+    put_segment, revive, typed, Proxy,
+};
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
 use switchyard_testkit::in_process::{self, ADMIN};
 use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
@@ -34,10 +37,7 @@ fn notified(notices: &Mutex<Vec<ChangeNotice>>, key: &str) -> bool {
 async fn build_waits_for_the_first_snapshot() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let revision = env_revision(&admin(&server.base), "prod").await;
 
     let client = Client::builder(&server.base, &token)
@@ -136,14 +136,8 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
         .embedded()
         .await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("other")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    put_flag(&server.base, "prod", on_flag("other")).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -156,10 +150,7 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
     })
     .await;
 
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the kill", || {
         !client.is_enabled("checkout", &ctx)
     })
@@ -183,27 +174,18 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
         "untouched flags still answer"
     );
 
-    admin(&server.base)
-        .revive("prod", "checkout", "e2e")
-        .await
-        .expect("revive");
+    revive(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the revival", || {
         client.is_enabled("checkout", &ctx)
     })
     .await;
 
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("brand-new")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", on_flag("brand-new")).await;
     wait_until(DEADLINE, "a new flag", || {
         client.is_enabled("brand-new", &ctx)
     })
     .await;
-    admin(&server.base)
-        .delete_flag("prod", "brand-new", None)
-        .await
-        .expect("delete flag");
+    delete_flag(&server.base, "prod", "brand-new").await;
     wait_until(DEADLINE, "the deletion", || {
         client.kind("brand-new").is_none()
     })
@@ -235,20 +217,11 @@ async fn a_segment_change_notifies_the_flags_that_use_it() {
             {"attribute": "country", "op": "in", "values": countries}
         ]}})
     };
-    admin(&server.base)
-        .put_segment("prod", &typed(segment(&["IT"])))
-        .await
-        .expect("put segment");
+    put_segment(&server.base, "prod", segment(&["IT"])).await;
     let mut flag = beta_flag("eu-only");
     flag["rules"] = json!([{"id": "eu", "when": {"segments": ["eu"]}, "serve": {"variant": "on"}}]);
-    admin(&server.base)
-        .put_flag("prod", &typed(flag), None)
-        .await
-        .expect("put flag");
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("elsewhere")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", flag).await;
+    put_flag(&server.base, "prod", on_flag("elsewhere")).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -257,10 +230,7 @@ async fn a_segment_change_notifies_the_flags_that_use_it() {
     let french = Context::new("user-2").attr("country", "FR");
     assert!(!client.is_enabled("eu-only", &french));
 
-    admin(&server.base)
-        .put_segment("prod", &typed(segment(&["IT", "FR"])))
-        .await
-        .expect("put segment");
+    put_segment(&server.base, "prod", segment(&["IT", "FR"])).await;
     wait_until(DEADLINE, "the segment change", || {
         client.is_enabled("eu-only", &french)
     })
@@ -275,10 +245,7 @@ async fn a_segment_change_notifies_the_flags_that_use_it() {
 async fn a_burst_of_writes_ends_at_the_servers_revision_and_values() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("counter")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("counter")).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -336,10 +303,7 @@ async fn a_burst_of_writes_ends_at_the_servers_revision_and_values() {
 async fn polling_picks_up_changes() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
@@ -350,19 +314,13 @@ async fn polling_picks_up_changes() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the kill", || {
         !client.is_enabled("checkout", &ctx)
     })
     .await;
     wait_until(DEADLINE, "the notice", || notified(&notices, "checkout")).await;
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("added")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", on_flag("added")).await;
     wait_until(DEADLINE, "the new flag", || {
         client.is_enabled("added", &ctx)
     })
@@ -378,10 +336,7 @@ async fn polling_picks_up_changes() {
 async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
@@ -412,10 +367,7 @@ async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
 async fn a_graceful_server_stop_makes_the_client_stale_but_it_keeps_answering() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -474,10 +426,7 @@ async fn close_and_drop_end_the_stream() {
 async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let target = server
         .base
         .trim_start_matches("http://")
@@ -506,14 +455,8 @@ async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
         server.sse_clients() == 0
     })
     .await;
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("added")), None)
-        .await
-        .expect("put flag");
+    kill(&server.base, "prod", "checkout", "e2e").await;
+    put_flag(&server.base, "prod", on_flag("added")).await;
     proxy.restore();
 
     wait_until(DEADLINE, "the missed revisions", || {
@@ -549,10 +492,7 @@ async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
 async fn when_the_stream_is_refused_the_client_polls() {
     let server = in_process::start().await;
     let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    admin(&server.base)
-        .put_flag("prod", &typed(beta_flag("checkout")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", beta_flag("checkout")).await;
     let target = server
         .base
         .trim_start_matches("http://")
@@ -566,18 +506,12 @@ async fn when_the_stream_is_refused_the_client_polls() {
         .expect("client builds");
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
-    admin(&server.base)
-        .kill("prod", "checkout", "e2e")
-        .await
-        .expect("kill");
+    kill(&server.base, "prod", "checkout", "e2e").await;
     wait_until(DEADLINE, "the kill, by polling", || {
         !client.is_enabled("checkout", &ctx)
     })
     .await;
-    admin(&server.base)
-        .put_flag("prod", &typed(on_flag("added")), None)
-        .await
-        .expect("put flag");
+    put_flag(&server.base, "prod", on_flag("added")).await;
     wait_until(DEADLINE, "the new flag, by polling", || {
         client.is_enabled("added", &ctx)
     })
