@@ -48,6 +48,16 @@ impl Reason {
             Reason::Error => "ERROR",
         }
     }
+
+    /// The reason as OpenFeature's protocols (OFREP, flagd) carry it, and the precise
+    /// one for metadata when they differ: they have no `PREREQUISITE_FAILED`; the flag
+    /// serves its off variant, so it is `DISABLED`.
+    pub fn openfeature(self) -> (&'static str, Option<&'static str>) {
+        match self {
+            Reason::PrerequisiteFailed => (Reason::Disabled.as_str(), Some(self.as_str())),
+            other => (other.as_str(), None),
+        }
+    }
 }
 
 /// Why an evaluation failed (OpenFeature's error codes).

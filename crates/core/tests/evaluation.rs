@@ -488,3 +488,22 @@ fn every_operator_with_negate_and_case_insensitive() {
         }
     }
 }
+
+/// OFREP and flagd have no `PREREQUISITE_FAILED`: the flag serves its off variant, so
+/// they say `DISABLED` and keep the precise reason for metadata.
+#[test]
+fn prerequisite_failures_are_disabled_with_the_precise_reason_in_metadata() {
+    assert_eq!(
+        Reason::PrerequisiteFailed.openfeature(),
+        ("DISABLED", Some("PREREQUISITE_FAILED"))
+    );
+    for reason in [
+        Reason::Static,
+        Reason::TargetingMatch,
+        Reason::Split,
+        Reason::Default,
+        Reason::Disabled,
+    ] {
+        assert_eq!(reason.openfeature(), (reason.as_str(), None));
+    }
+}

@@ -279,17 +279,8 @@ struct Details {
     metadata: Struct,
 }
 
-/// The wire reason, and the precise one for metadata when they differ: flagd has no
-/// `PREREQUISITE_FAILED`; the flag serves its off variant, so it is `DISABLED`.
-fn reason_of(reason: Reason) -> (&'static str, Option<&'static str>) {
-    match reason {
-        Reason::PrerequisiteFailed => (Reason::Disabled.as_str(), Some(reason.as_str())),
-        other => (other.as_str(), None),
-    }
-}
-
 fn details(result: &Evaluation<'_>) -> Details {
-    let (reason, detail) = reason_of(result.reason);
+    let (reason, detail) = result.reason.openfeature();
     let mut metadata = Map::new();
     metadata.insert("flag_version".to_owned(), json!(result.flag_version));
     if let Some(rule_id) = result.rule_id {

@@ -249,14 +249,6 @@ fn context_of(bytes: &[u8]) -> Result<Context, Failure> {
     Ok(ctx)
 }
 
-/// The wire reason, and the precise one for metadata when they differ.
-fn reason_of(reason: Reason) -> (&'static str, Option<&'static str>) {
-    match reason {
-        Reason::PrerequisiteFailed => (Reason::Disabled.as_str(), Some(reason.as_str())),
-        other => (other.as_str(), None),
-    }
-}
-
 /// A successful evaluation: `{key, value, reason, variant, metadata}`, or `None` if
 /// the evaluation failed.
 fn success<'a>(key: &'a str, result: &Evaluation<'a>) -> Option<Success<'a>> {
@@ -264,7 +256,7 @@ fn success<'a>(key: &'a str, result: &Evaluation<'a>) -> Option<Success<'a>> {
         return None;
     }
     let value = result.value?;
-    let (reason, reason_detail) = reason_of(result.reason);
+    let (reason, reason_detail) = result.reason.openfeature();
     Some(Success {
         key,
         value,
@@ -522,22 +514,5 @@ mod tests {
         headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(none_match(&headers, "\"c\""));
         assert!(!none_match(&HeaderMap::new(), "\"c\""));
-    }
-
-    #[test]
-    fn prerequisite_failures_are_disabled_with_the_precise_reason_in_metadata() {
-        assert_eq!(
-            reason_of(Reason::PrerequisiteFailed),
-            ("DISABLED", Some("PREREQUISITE_FAILED"))
-        );
-        for reason in [
-            Reason::Static,
-            Reason::TargetingMatch,
-            Reason::Split,
-            Reason::Default,
-            Reason::Disabled,
-        ] {
-            assert_eq!(reason_of(reason), (reason.as_str(), None));
-        }
     }
 }

@@ -65,23 +65,6 @@ fn groups_may_be_one_comma_separated_string() {
 }
 
 #[test]
-fn prerequisite_failures_are_disabled_with_the_precise_reason_in_metadata() {
-    assert_eq!(
-        reason_of(Reason::PrerequisiteFailed),
-        ("DISABLED", Some("PREREQUISITE_FAILED"))
-    );
-    for reason in [
-        Reason::Static,
-        Reason::TargetingMatch,
-        Reason::Split,
-        Reason::Default,
-        Reason::Disabled,
-    ] {
-        assert_eq!(reason_of(reason), (reason.as_str(), None));
-    }
-}
-
-#[test]
 fn error_codes_map_to_flagds_statuses() {
     let env = EnvName::new("prod");
     let cases = [
