@@ -15,9 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Measurement, Verdict};
+use crate::analysis::verdict::{Measurement, Verdict};
 use crate::dag;
-use crate::flags::PriorServe;
+use crate::flags::prior::PriorServe;
 use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
 
 /// Milliseconds since the Unix epoch.

@@ -314,7 +314,7 @@ pub fn measurement(
             };
             m.detail = Some(format!(
                 "no data ({}): treatment {} exposures, control {}: each arm needs {}",
-                crate::analysis::verdict_word(m.verdict),
+                crate::analysis::verdict::verdict_word(m.verdict),
                 treatment.exposures,
                 control.exposures,
                 query.min_samples

@@ -1125,3 +1125,43 @@ fn an_adopted_release_says_so_in_its_timeline_and_changes_nothing_else() {
     without.timeline.pop();
     assert_eq!(without, started);
 }
+
+/// The machine is pure: it imports only modules that are plain data (no HTTP client, no
+/// error type carrying one), so nothing with I/O can creep into its state.
+#[test]
+fn the_machine_imports_only_modules_without_io() {
+    let pure = [
+        (
+            "crate::analysis::verdict",
+            include_str!("../analysis/verdict.rs"),
+        ),
+        ("crate::dag", include_str!("../dag.rs")),
+        ("crate::flags::prior", include_str!("../flags/prior.rs")),
+        ("crate::plan", include_str!("../plan.rs")),
+        ("crate::plan", include_str!("../plan/schema.rs")),
+    ];
+    for import in include_str!("../machine.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("use crate::"))
+    {
+        assert!(
+            pure.iter()
+                .any(|(module, _)| format!("crate::{import}").starts_with(module)),
+            "machine.rs imports `crate::{import}`, which is not a plain-data module"
+        );
+    }
+    for (module, source) in pure {
+        for io in [
+            "reqwest::",
+            "switchyard_sdk",
+            "tokio",
+            "async_trait",
+            "axum",
+        ] {
+            assert!(
+                !source.contains(io),
+                "{module} mentions `{io}`: the machine's imports must stay free of I/O"
+            );
+        }
+    }
+}
