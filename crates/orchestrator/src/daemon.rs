@@ -119,12 +119,7 @@ impl ReleaseSummary {
             created_at: release.created_at,
             summary: report::summary_line(release),
             services,
-            environments: release
-                .plan
-                .environments()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            environments: release.plan.environments.clone(),
             started_at: release.state.started_at,
             finished_at: release.state.finished_at,
             reason: release.state.reason.clone(),

@@ -289,7 +289,7 @@ impl Orchestrator {
     /// pass its pre-checks, and is no release to count. When the flag server cannot be
     /// asked, the release starts and its pre-checks find out.
     async fn check_environments(&self, plan: &Plan) -> Result<(), ApplyError> {
-        let envs = plan.environments();
+        let envs: Vec<&str> = plan.environments.iter().map(String::as_str).collect();
         let missing = match self.shared.config.flags.missing_environments(&envs).await {
             Ok(missing) => missing,
             Err(e) => {
@@ -303,12 +303,8 @@ impl Orchestrator {
         let problems = missing
             .iter()
             .map(|env| Problem {
-                path: if plan.environments.is_empty() {
-                    "environment".to_owned()
-                } else {
-                    let index = plan.environments.iter().position(|e| e == env).unwrap_or(0);
-                    format!("environments[{index}]")
-                },
+                path: plan
+                    .environment_path(plan.environments.iter().position(|e| e == env).unwrap_or(0)),
                 message: format!("environment `{env}` does not exist on the flag server"),
             })
             .collect();

@@ -276,7 +276,7 @@ fn plan(
 ) -> Plan {
     Plan {
         name: "r".into(),
-        environment: "production".into(),
+        environments: vec!["production".into()],
         services,
         steps: steps
             .iter()
@@ -304,7 +304,6 @@ fn plan(
             }],
         },
         on_failure,
-        environments: vec![],
         gates: Default::default(),
         notify: vec![],
     }
@@ -679,7 +678,6 @@ fn environments_run_in_order_with_an_approval_between_them() {
         OnFailure::default(),
         0,
     );
-    p.environment.clear();
     p.environments = vec!["staging".into(), "production".into()];
     p.notify.push(Notify {
         webhook: "http://127.0.0.1:9/hook".into(),
@@ -942,7 +940,6 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
                     });
                 }
                 if envs == 2 {
-                    plan.environment.clear();
                     plan.environments = vec!["staging".into(), "production".into()];
                 }
                 plan
@@ -1061,7 +1058,7 @@ proptest! {
                 }
             }
             Phase::Succeeded => {
-                prop_assert_eq!(state.environment + 1, plan.environments().len());
+                prop_assert_eq!(state.environment + 1, plan.environments.len());
                 for s in &state.services {
                     prop_assert_eq!(world.weight.get(&key(s)), Some(&100));
                     prop_assert_eq!(s.weight, 100);
