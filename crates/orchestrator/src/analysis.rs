@@ -1,5 +1,9 @@
 //! Metric analysis: measuring a service's metrics and judging them against the plan's
 //! thresholds. Sources do I/O; judging ([`judge`]) is pure.
+//!
+//! *API Boundary*: [`MetricSource`] is the seam metric providers go behind. The driver
+//! asks the source registered for each metric's kind in its [`MetricSources`] (given in
+//! its `Config`); [`MetricSources::standard`] registers Prometheus, guard and health.
 
 use async_trait::async_trait;
 
@@ -8,16 +12,20 @@ use crate::plan::{Metric, OnNoData};
 pub mod guard;
 pub mod health;
 pub mod prometheus;
+pub mod sources;
 pub mod verdict;
 
+pub use sources::{MetricKind, MetricRequest, MetricSources};
 pub use verdict::{Measurement, Verdict};
 
-/// Something that measures one number for a service.
+/// Measures one kind of metric ([`MetricKind`]) for a service, registered in the
+/// driver's [`MetricSources`].
 #[async_trait]
 pub trait MetricSource: Send + Sync {
-    /// Measures once. `Ok(None)` means the source answered without data (an empty or
-    /// NaN result); the plan's `on_no_data` decides what that counts as.
-    async fn measure(&self, service: &str) -> Result<Option<f64>, MetricError>;
+    /// Measures what `request` names once and judges it against the metric's thresholds
+    /// (a source answering one number uses [`judge`]). A measurement that cannot be
+    /// taken is a failed [`Measurement`] saying why, never an error of the analysis.
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement;
 }
 
 /// A measurement that could not be taken.
@@ -62,6 +70,13 @@ pub enum MetricError {
     /// The measurement cannot be taken here (a missing capability or a timeout).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// No source is registered for the metric's kind.
+    #[error("no source is registered for {0} metrics")]
+    NoSource(MetricKind),
+    /// The request is not of the kind the source measures (a source registered under
+    /// another kind).
+    #[error("the {0} source was asked to measure something else")]
+    WrongKind(MetricKind),
 }
 
 /// Judges one source's answer against a metric's thresholds.

@@ -25,14 +25,11 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::analysis::health::Health;
-use crate::analysis::prometheus::Prometheus;
-use crate::analysis::{
-    error_chain, guard, judge, judge_health, Measurement, MetricError, MetricSource,
-};
+use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources};
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{GuardQuery, Metric, Plan, PlanError, Problem, Service};
+use crate::plan::{Plan, PlanError, Problem, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -43,8 +40,10 @@ pub struct Config {
     pub store: Arc<dyn StateStore>,
     /// The flag server.
     pub flags: Arc<dyn FlagControl>,
-    /// For metric queries and health checks.
+    /// For gates, notifications and the pre-checks' health checks.
     pub http: reqwest::Client,
+    /// What each kind of metric is measured with at an analysis.
+    pub metrics: MetricSources,
     /// How often a running release is ticked and its flags are looked at.
     pub poll: Duration,
     /// Attempts for a router or flag change before it counts as failed.
@@ -61,13 +60,15 @@ pub struct Config {
 pub const DEFAULT_ROLLBACK_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Config {
-    /// A configuration with default timings (poll 1 s, 3 attempts, lease 10 s, a 24 h
-    /// rollback window) and a random owner id.
+    /// A configuration with the standard metric sources, default timings (poll 1 s, 3
+    /// attempts, lease 10 s, a 24 h rollback window) and a random owner id.
     pub fn new(store: Arc<dyn StateStore>, flags: Arc<dyn FlagControl>) -> Config {
+        let http = reqwest::Client::new();
         Config {
+            metrics: MetricSources::standard(&http, flags.admin()),
             store,
             flags,
-            http: reqwest::Client::new(),
+            http,
             poll: Duration::from_secs(1),
             attempts: 3,
             owner: owner_id(),
@@ -115,9 +116,6 @@ impl Handle {
         !self.commands.is_closed()
     }
 }
-
-/// How long a guard metric's reads of the flag server may take.
-const GUARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a command for a release driven elsewhere waits to see its effect.
 const REMOTE_COMMAND_WAIT: Duration = Duration::from_secs(5);
@@ -889,45 +887,23 @@ impl Runner {
         done_or_failed(result)
     }
 
-    /// A guard metric: the flag server's per-variant counts under a statistical test.
-    async fn guard(&self, metric: &Metric, query: &GuardQuery, env: &str) -> Measurement {
-        let Some(admin) = self.shared.config.flags.admin() else {
-            return guard::measurement(
-                &metric.name,
-                query,
-                Err(MetricError::Unsupported(
-                    "guard metrics need the flag server's admin API",
-                )),
-                metric.on_no_data,
-            );
-        };
-        let source = guard::Guard::new(query.clone(), admin.clone(), env);
-        let outcome = tokio::time::timeout(GUARD_TIMEOUT, source.check())
-            .await
-            .unwrap_or(Err(MetricError::Unsupported(
-                "the flag server did not answer within 10s",
-            )));
-        guard::measurement(&metric.name, query, outcome, metric.on_no_data)
-    }
-
+    /// Measures each of the plan's metrics that applies to `service`, then its health
+    /// checks, with the sources of the driver's [`MetricSources`].
     async fn analyse(&self, service: &Service, env: &str) -> Vec<Measurement> {
-        let http = &self.shared.config.http;
+        let sources = &self.shared.config.metrics;
+        let request = |metric| MetricRequest {
+            metric,
+            service,
+            environment: env,
+        };
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {
-            if !metric.applies_to(&service.name) {
-                continue;
-            }
-            if let Some(query) = &metric.prometheus {
-                let source = Prometheus::new(query.clone(), http.clone());
-                measurements.push(judge(metric, source.measure(&service.name).await));
-            }
-            if let Some(query) = &metric.guard {
-                measurements.push(self.guard(metric, query, env).await);
+            if metric.applies_to(&service.name) {
+                measurements.push(sources.measure(request(Some(metric))).await);
             }
         }
         if !service.health.is_empty() {
-            let health = Health::new(service.health.clone(), http.clone());
-            measurements.push(judge_health(health.check_all().await));
+            measurements.push(sources.measure(request(None)).await);
         }
         measurements
     }
