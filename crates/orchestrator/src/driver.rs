@@ -24,6 +24,10 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+mod action_error;
+
+pub use action_error::ActionError;
+
 use crate::analysis::health::Health;
 use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources};
 use crate::flags::FlagControl;
@@ -759,7 +763,7 @@ impl Runner {
                 });
                 for gate in gates {
                     if let Err(error) = gates::run(gate, &context, &config.http).await {
-                        return Outcome::Failed { error };
+                        return failed(error.into());
                     }
                 }
                 return Outcome::Done;
@@ -777,15 +781,14 @@ impl Runner {
                     message,
                     at: self.shared.clock.now(),
                 };
-                return done_or_failed(gates::notify(&plan.notify, &notice, &config.http).await);
+                let notified = gates::notify(&plan.notify, &notice, &config.http).await;
+                return done_or_failed(notified.map_err(ActionError::from));
             }
             _ => {}
         }
         let name = action.service().unwrap_or_default();
         let Some(index) = plan.services.iter().position(|s| s.name == name) else {
-            return Outcome::Failed {
-                error: format!("no service `{name}` in the plan"),
-            };
+            return failed(ActionError::UnknownService(name.to_owned()));
         };
         let service = &plan.services[index];
         let router = &self.routers[index];
@@ -801,8 +804,7 @@ impl Runner {
                 let checked = async {
                     Health::new(service.health.clone(), config.http.clone())
                         .check_all()
-                        .await
-                        .map_err(|e| error_chain(&e))?;
+                        .await?;
                     let first_weight = if self.release.state.full_promotion {
                         100
                     } else {
@@ -811,29 +813,22 @@ impl Runner {
                     let flags = config
                         .flags
                         .check(env, &service.flags, first_weight)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    router.weight().await.map_err(|e| error_chain(&e))?;
-                    Ok::<_, String>(flags)
+                        .await?;
+                    router.weight().await?;
+                    Ok::<_, ActionError>(flags)
                 }
                 .await;
                 return match checked {
                     Ok(flags) => Outcome::Checked { flags },
-                    Err(error) => Outcome::Failed { error },
+                    Err(error) => failed(error),
                 };
             }
             Action::SetWeight { weight, .. } => {
                 let weight = *weight;
                 self.retrying(|| async {
-                    router
-                        .set_weight(weight)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    config
-                        .flags
-                        .set_weight(env, &service.flags, weight)
-                        .await
-                        .map_err(|e| error_chain(&e))
+                    router.set_weight(weight).await?;
+                    config.flags.set_weight(env, &service.flags, weight).await?;
+                    Ok(())
                 })
                 .await
             }
@@ -862,14 +857,13 @@ impl Runner {
                 }
                 self.retrying(|| async {
                     if traffic_too {
-                        router.set_weight(0).await.map_err(|e| error_chain(&e))?;
+                        router.set_weight(0).await?;
                     }
                     for env in &envs {
                         config
                             .flags
                             .kill(env, &service.flags, before, &reason)
-                            .await
-                            .map_err(|e| error_chain(&e))?;
+                            .await?;
                     }
                     Ok(())
                 })
@@ -877,10 +871,8 @@ impl Runner {
             }
             Action::SetTraffic { weight, .. } => {
                 let weight = *weight;
-                self.retrying(|| async {
-                    router.set_weight(weight).await.map_err(|e| error_chain(&e))
-                })
-                .await
+                self.retrying(|| async { Ok(router.set_weight(weight).await?) })
+                    .await
             }
             Action::Gate { .. } | Action::Notify { .. } => Ok(()),
         };
@@ -908,21 +900,25 @@ impl Runner {
         measurements
     }
 
-    async fn retrying<F, Fut>(&self, mut f: F) -> Result<(), String>
+    /// Runs `f` until it succeeds or the configured attempts are used up.
+    async fn retrying<F, Fut>(&self, mut f: F) -> Result<(), ActionError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: std::future::Future<Output = Result<(), ActionError>>,
     {
         let attempts = self.shared.config.attempts.max(1);
         let mut attempt = 1;
         loop {
             match f().await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt >= attempts => {
-                    return Err(format!("{e} (after {attempt} attempts)"))
+                Err(last) if attempt >= attempts => {
+                    return Err(ActionError::Retried {
+                        attempts: attempt,
+                        last: Box::new(last),
+                    })
                 }
                 Err(e) => {
-                    warn!(release = self.release.name(), error = %e, attempt, "retrying");
+                    warn!(release = self.release.name(), error = %e.describe(), attempt, "retrying");
                     tokio::time::sleep(Duration::from_millis(250) * attempt).await;
                     attempt += 1;
                 }
@@ -986,9 +982,16 @@ impl Runner {
     }
 }
 
-fn done_or_failed(result: Result<(), String>) -> Outcome {
+fn done_or_failed(result: Result<(), ActionError>) -> Outcome {
     match result {
         Ok(()) => Outcome::Done,
-        Err(error) => Outcome::Failed { error },
+        Err(error) => failed(error),
+    }
+}
+
+/// The machine's record of a failed action: its words for the timeline.
+fn failed(error: ActionError) -> Outcome {
+    Outcome::Failed {
+        error: error.describe(),
     }
 }
