@@ -15,6 +15,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use switchyard_core::api_error::FieldProblem;
 
 mod parse;
 mod schema;
@@ -57,6 +58,24 @@ pub struct Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl From<Problem> for FieldProblem {
+    fn from(problem: Problem) -> Self {
+        FieldProblem {
+            path: problem.path,
+            message: problem.message,
+        }
+    }
+}
+
+impl From<FieldProblem> for Problem {
+    fn from(problem: FieldProblem) -> Self {
+        Problem {
+            path: problem.path,
+            message: problem.message,
+        }
     }
 }
 
