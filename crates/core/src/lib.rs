@@ -10,6 +10,8 @@
 //! - [`unleash`]: import of Unleash client-API features with Unleash's semantics.
 //! - [`sync`]: the snapshot and change documents servers send and SDKs read.
 //! - [`admin`]: the admin API's types shared by its server and its client.
+//! - [`api_error`]: the error body of every HTTP API (`{"error": {"code", "message"}}`).
+//! - [`json_body`]: strict reading of JSON request bodies, every problem with its path.
 //!
 //! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
 #![deny(missing_docs)]
@@ -19,10 +21,12 @@
 )]
 
 pub mod admin;
+pub mod api_error;
 pub mod bucketing;
 pub mod context;
 pub mod duplicate_keys;
 mod evaluation;
+pub mod json_body;
 pub mod model;
 pub mod semver;
 mod snapshot;

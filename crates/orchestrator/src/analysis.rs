@@ -1,21 +1,31 @@
 //! Metric analysis: measuring a service's metrics and judging them against the plan's
 //! thresholds. Sources do I/O; judging ([`judge`]) is pure.
+//!
+//! *API Boundary*: [`MetricSource`] is the seam metric providers go behind. The driver
+//! asks the source registered for each metric's kind in its [`MetricSources`] (given in
+//! its `Config`); [`MetricSources::standard`] registers Prometheus, guard and health.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::plan::{Metric, OnNoData};
 
 pub mod guard;
 pub mod health;
 pub mod prometheus;
+pub mod sources;
+pub mod verdict;
 
-/// Something that measures one number for a service.
+pub use sources::{MetricKind, MetricRequest, MetricSources};
+pub use verdict::{Measurement, Verdict};
+
+/// Measures one kind of metric ([`MetricKind`]) for a service, registered in the
+/// driver's [`MetricSources`].
 #[async_trait]
 pub trait MetricSource: Send + Sync {
-    /// Measures once. `Ok(None)` means the source answered without data (an empty or
-    /// NaN result); the plan's `on_no_data` decides what that counts as.
-    async fn measure(&self, service: &str) -> Result<Option<f64>, MetricError>;
+    /// Measures what `request` names once and judges it against the metric's thresholds
+    /// (a source answering one number uses [`judge`]). A measurement that cannot be
+    /// taken is a failed [`Measurement`] saying why, never an error of the analysis.
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement;
 }
 
 /// A measurement that could not be taken.
@@ -60,82 +70,13 @@ pub enum MetricError {
     /// The measurement cannot be taken here (a missing capability or a timeout).
     #[error("{0}")]
     Unsupported(&'static str),
-}
-
-/// One measured value with the thresholds it was judged against and the verdict, so a
-/// report can say exactly why a release was rolled back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Measurement {
-    /// The metric's name (`health` for a service's health checks).
-    pub metric: String,
-    /// What was measured; absent when there was no data or the measurement failed.
-    pub value: Option<f64>,
-    /// The smallest passing value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    /// The largest passing value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-    /// The verdict.
-    pub verdict: Verdict,
-    /// Why the measurement could not be taken, or why a check failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How the verdict was reached when the value and thresholds alone do not say it
-    /// (a guard metric's counts and test statistic).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-/// A measurement's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Within the thresholds.
-    Pass,
-    /// Outside them, or no data under `on_no_data: fail`, or not measurable.
-    Fail,
-    /// No data under `on_no_data: ignore`.
-    Ignored,
-}
-
-impl Measurement {
-    /// One line saying what was measured against what, e.g. `error-rate 0.2 > max 0.01`,
-    /// followed by the detail in parentheses when there is one.
-    pub fn explain(&self) -> String {
-        match (&self.detail, self.value, &self.error) {
-            // A test's verdict without a number to show (e.g. too few samples).
-            (Some(detail), None, None) => format!("{}: {detail}", self.metric),
-            (Some(detail), _, _) => format!("{} ({detail})", self.explain_value()),
-            (None, _, _) => self.explain_value(),
-        }
-    }
-
-    fn explain_value(&self) -> String {
-        let name = &self.metric;
-        if let Some(error) = &self.error {
-            return format!("{name}: {error}");
-        }
-        let Some(value) = self.value else {
-            return format!("{name}: no data ({})", verdict_word(self.verdict));
-        };
-        match (self.min, self.max) {
-            (_, Some(max)) if value > max => format!("{name} {value} > max {max}"),
-            (Some(min), _) if value < min => format!("{name} {value} < min {min}"),
-            (Some(min), Some(max)) => format!("{name} {value} within {min}..{max}"),
-            (_, Some(max)) => format!("{name} {value} <= max {max}"),
-            (Some(min), _) => format!("{name} {value} >= min {min}"),
-            (None, None) => format!("{name} {value}"),
-        }
-    }
-}
-
-pub(crate) fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "counted as passed",
-        Verdict::Fail => "counted as failed",
-        Verdict::Ignored => "ignored",
-    }
+    /// No source is registered for the metric's kind.
+    #[error("no source is registered for {0} metrics")]
+    NoSource(MetricKind),
+    /// The request is not of the kind the source measures (a source registered under
+    /// another kind).
+    #[error("the {0} source was asked to measure something else")]
+    WrongKind(MetricKind),
 }
 
 /// Judges one source's answer against a metric's thresholds.

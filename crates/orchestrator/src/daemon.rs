@@ -33,6 +33,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
+use switchyard_core::api_error::{ErrorBody, FieldProblem};
+use switchyard_core::json_body;
 
 use crate::driver::{ApplyError, CommandError, Orchestrator};
 use crate::machine::{Event, Millis, Phase, ServicePhase};
@@ -119,12 +121,7 @@ impl ReleaseSummary {
             created_at: release.created_at,
             summary: report::summary_line(release),
             services,
-            environments: release
-                .plan
-                .environments()
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
+            environments: release.plan.environments.clone(),
             started_at: release.state.started_at,
             finished_at: release.state.finished_at,
             reason: release.state.reason.clone(),
@@ -273,11 +270,11 @@ impl From<BytesRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(problems) = self.problems {
-            error["problems"] = json!(problems);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut body = ErrorBody::new(self.code, self.message);
+        body.error.problems = self
+            .problems
+            .map(|problems| problems.into_iter().map(FieldProblem::from).collect());
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -430,7 +427,8 @@ async fn show(
     find(&state, &name).await.map(Json)
 }
 
-/// Parses an optional JSON command body: empty means every field's default.
+/// Parses an optional JSON command body strictly (core's [`json_body::parse`], as the
+/// flag server does): empty means every field's default.
 fn command_body<T: DeserializeOwned + Default>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
@@ -438,19 +436,7 @@ fn command_body<T: DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    let mut de = serde_json::Deserializer::from_slice(&body);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid JSON body: {inner}"))
-        } else {
-            ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
-        }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    Ok(value)
+    json_body::parse(&body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// `by`, or the default when absent or blank.

@@ -24,15 +24,16 @@ use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+mod action_error;
+
+pub use action_error::ActionError;
+
 use crate::analysis::health::Health;
-use crate::analysis::prometheus::Prometheus;
-use crate::analysis::{
-    error_chain, guard, judge, judge_health, Measurement, MetricError, MetricSource,
-};
+use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources};
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{GuardQuery, Metric, Plan, PlanError, Problem, Service};
+use crate::plan::{Plan, PlanError, Problem, Service};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -43,8 +44,10 @@ pub struct Config {
     pub store: Arc<dyn StateStore>,
     /// The flag server.
     pub flags: Arc<dyn FlagControl>,
-    /// For metric queries and health checks.
+    /// For gates, notifications and the pre-checks' health checks.
     pub http: reqwest::Client,
+    /// What each kind of metric is measured with at an analysis.
+    pub metrics: MetricSources,
     /// How often a running release is ticked and its flags are looked at.
     pub poll: Duration,
     /// Attempts for a router or flag change before it counts as failed.
@@ -61,13 +64,15 @@ pub struct Config {
 pub const DEFAULT_ROLLBACK_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl Config {
-    /// A configuration with default timings (poll 1 s, 3 attempts, lease 10 s, a 24 h
-    /// rollback window) and a random owner id.
+    /// A configuration with the standard metric sources, default timings (poll 1 s, 3
+    /// attempts, lease 10 s, a 24 h rollback window) and a random owner id.
     pub fn new(store: Arc<dyn StateStore>, flags: Arc<dyn FlagControl>) -> Config {
+        let http = reqwest::Client::new();
         Config {
+            metrics: MetricSources::standard(&http, flags.admin()),
             store,
             flags,
-            http: reqwest::Client::new(),
+            http,
             poll: Duration::from_secs(1),
             attempts: 3,
             owner: owner_id(),
@@ -115,9 +120,6 @@ impl Handle {
         !self.commands.is_closed()
     }
 }
-
-/// How long a guard metric's reads of the flag server may take.
-const GUARD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a command for a release driven elsewhere waits to see its effect.
 const REMOTE_COMMAND_WAIT: Duration = Duration::from_secs(5);
@@ -289,7 +291,7 @@ impl Orchestrator {
     /// pass its pre-checks, and is no release to count. When the flag server cannot be
     /// asked, the release starts and its pre-checks find out.
     async fn check_environments(&self, plan: &Plan) -> Result<(), ApplyError> {
-        let envs = plan.environments();
+        let envs: Vec<&str> = plan.environments.iter().map(String::as_str).collect();
         let missing = match self.shared.config.flags.missing_environments(&envs).await {
             Ok(missing) => missing,
             Err(e) => {
@@ -303,12 +305,8 @@ impl Orchestrator {
         let problems = missing
             .iter()
             .map(|env| Problem {
-                path: if plan.environments.is_empty() {
-                    "environment".to_owned()
-                } else {
-                    let index = plan.environments.iter().position(|e| e == env).unwrap_or(0);
-                    format!("environments[{index}]")
-                },
+                path: plan
+                    .environment_path(plan.environments.iter().position(|e| e == env).unwrap_or(0)),
                 message: format!("environment `{env}` does not exist on the flag server"),
             })
             .collect();
@@ -765,7 +763,7 @@ impl Runner {
                 });
                 for gate in gates {
                     if let Err(error) = gates::run(gate, &context, &config.http).await {
-                        return Outcome::Failed { error };
+                        return failed(error.into());
                     }
                 }
                 return Outcome::Done;
@@ -783,15 +781,14 @@ impl Runner {
                     message,
                     at: self.shared.clock.now(),
                 };
-                return done_or_failed(gates::notify(&plan.notify, &notice, &config.http).await);
+                let notified = gates::notify(&plan.notify, &notice, &config.http).await;
+                return done_or_failed(notified.map_err(ActionError::from));
             }
             _ => {}
         }
         let name = action.service().unwrap_or_default();
         let Some(index) = plan.services.iter().position(|s| s.name == name) else {
-            return Outcome::Failed {
-                error: format!("no service `{name}` in the plan"),
-            };
+            return failed(ActionError::UnknownService(name.to_owned()));
         };
         let service = &plan.services[index];
         let router = &self.routers[index];
@@ -807,8 +804,7 @@ impl Runner {
                 let checked = async {
                     Health::new(service.health.clone(), config.http.clone())
                         .check_all()
-                        .await
-                        .map_err(|e| error_chain(&e))?;
+                        .await?;
                     let first_weight = if self.release.state.full_promotion {
                         100
                     } else {
@@ -817,29 +813,22 @@ impl Runner {
                     let flags = config
                         .flags
                         .check(env, &service.flags, first_weight)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    router.weight().await.map_err(|e| error_chain(&e))?;
-                    Ok::<_, String>(flags)
+                        .await?;
+                    router.weight().await?;
+                    Ok::<_, ActionError>(flags)
                 }
                 .await;
                 return match checked {
                     Ok(flags) => Outcome::Checked { flags },
-                    Err(error) => Outcome::Failed { error },
+                    Err(error) => failed(error),
                 };
             }
             Action::SetWeight { weight, .. } => {
                 let weight = *weight;
                 self.retrying(|| async {
-                    router
-                        .set_weight(weight)
-                        .await
-                        .map_err(|e| error_chain(&e))?;
-                    config
-                        .flags
-                        .set_weight(env, &service.flags, weight)
-                        .await
-                        .map_err(|e| error_chain(&e))
+                    router.set_weight(weight).await?;
+                    config.flags.set_weight(env, &service.flags, weight).await?;
+                    Ok(())
                 })
                 .await
             }
@@ -868,14 +857,13 @@ impl Runner {
                 }
                 self.retrying(|| async {
                     if traffic_too {
-                        router.set_weight(0).await.map_err(|e| error_chain(&e))?;
+                        router.set_weight(0).await?;
                     }
                     for env in &envs {
                         config
                             .flags
                             .kill(env, &service.flags, before, &reason)
-                            .await
-                            .map_err(|e| error_chain(&e))?;
+                            .await?;
                     }
                     Ok(())
                 })
@@ -883,74 +871,54 @@ impl Runner {
             }
             Action::SetTraffic { weight, .. } => {
                 let weight = *weight;
-                self.retrying(|| async {
-                    router.set_weight(weight).await.map_err(|e| error_chain(&e))
-                })
-                .await
+                self.retrying(|| async { Ok(router.set_weight(weight).await?) })
+                    .await
             }
             Action::Gate { .. } | Action::Notify { .. } => Ok(()),
         };
         done_or_failed(result)
     }
 
-    /// A guard metric: the flag server's per-variant counts under a statistical test.
-    async fn guard(&self, metric: &Metric, query: &GuardQuery, env: &str) -> Measurement {
-        let Some(admin) = self.shared.config.flags.admin() else {
-            return guard::measurement(
-                &metric.name,
-                query,
-                Err(MetricError::Unsupported(
-                    "guard metrics need the flag server's admin API",
-                )),
-                metric.on_no_data,
-            );
-        };
-        let source = guard::Guard::new(query.clone(), admin.clone(), env);
-        let outcome = tokio::time::timeout(GUARD_TIMEOUT, source.check())
-            .await
-            .unwrap_or(Err(MetricError::Unsupported(
-                "the flag server did not answer within 10s",
-            )));
-        guard::measurement(&metric.name, query, outcome, metric.on_no_data)
-    }
-
+    /// Measures each of the plan's metrics that applies to `service`, then its health
+    /// checks, with the sources of the driver's [`MetricSources`].
     async fn analyse(&self, service: &Service, env: &str) -> Vec<Measurement> {
-        let http = &self.shared.config.http;
+        let sources = &self.shared.config.metrics;
+        let request = |metric| MetricRequest {
+            metric,
+            service,
+            environment: env,
+        };
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {
-            if !metric.applies_to(&service.name) {
-                continue;
-            }
-            if let Some(query) = &metric.prometheus {
-                let source = Prometheus::new(query.clone(), http.clone());
-                measurements.push(judge(metric, source.measure(&service.name).await));
-            }
-            if let Some(query) = &metric.guard {
-                measurements.push(self.guard(metric, query, env).await);
+            if metric.applies_to(&service.name) {
+                measurements.push(sources.measure(request(Some(metric))).await);
             }
         }
         if !service.health.is_empty() {
-            let health = Health::new(service.health.clone(), http.clone());
-            measurements.push(judge_health(health.check_all().await));
+            measurements.push(sources.measure(request(None)).await);
         }
         measurements
     }
 
-    async fn retrying<F, Fut>(&self, mut f: F) -> Result<(), String>
+    /// Runs `f` until it succeeds or the configured attempts are used up.
+    async fn retrying<F, Fut>(&self, mut f: F) -> Result<(), ActionError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
+        Fut: std::future::Future<Output = Result<(), ActionError>>,
     {
         let attempts = self.shared.config.attempts.max(1);
         let mut attempt = 1;
         loop {
             match f().await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt >= attempts => {
-                    return Err(format!("{e} (after {attempt} attempts)"))
+                Err(last) if attempt >= attempts => {
+                    return Err(ActionError::Retried {
+                        attempts: attempt,
+                        last: Box::new(last),
+                    })
                 }
                 Err(e) => {
-                    warn!(release = self.release.name(), error = %e, attempt, "retrying");
+                    warn!(release = self.release.name(), error = %e.describe(), attempt, "retrying");
                     tokio::time::sleep(Duration::from_millis(250) * attempt).await;
                     attempt += 1;
                 }
@@ -1014,9 +982,16 @@ impl Runner {
     }
 }
 
-fn done_or_failed(result: Result<(), String>) -> Outcome {
+fn done_or_failed(result: Result<(), ActionError>) -> Outcome {
     match result {
         Ok(()) => Outcome::Done,
-        Err(error) => Outcome::Failed { error },
+        Err(error) => failed(error),
+    }
+}
+
+/// The machine's record of a failed action: its words for the timeline.
+fn failed(error: ActionError) -> Outcome {
+    Outcome::Failed {
+        error: error.describe(),
     }
 }

@@ -15,39 +15,19 @@
 //! a rollback kills the flag and then writes that serve back.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use switchyard_core::model::{Hashing, Rollout, Serve, Split};
 use switchyard_core::Flag;
 use switchyard_sdk::admin::AdminClient;
 
 use crate::plan::FlagRef;
 
+pub mod prior;
+
+pub use prior::PriorServe;
+
 /// Weights in the flag model are in units of 1/100 000; a percent is 1 000.
 const PER_PERCENT: u32 = 1_000;
 const ALL: u32 = 100 * PER_PERCENT;
-
-/// What a ramped serve was before a release first touched it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PriorServe {
-    /// The environment.
-    pub environment: String,
-    /// The flag.
-    pub flag: String,
-    /// The ramped rule; the default serve when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// What it served.
-    pub serve: Serve,
-    /// Whether the flag was enabled (not killed).
-    pub enabled: bool,
-}
-
-impl PriorServe {
-    /// Whether this records `flag`'s ramped serve in `env`.
-    pub fn is_of(&self, env: &str, flag: &FlagRef) -> bool {
-        self.environment == env && self.flag == flag.key && self.rule == flag.rule
-    }
-}
 
 /// Drives a release's flags.
 #[async_trait]

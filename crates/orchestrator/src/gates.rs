@@ -11,30 +11,129 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::analysis::error_chain;
 use crate::plan::{Gate, GateCheck, Notify, NotifyEvent, NotifyFormat};
 
 /// How long a notification call may take.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why one attempt of a gate failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The webhook did not answer within the gate's timeout.
+    #[error("webhook {url} did not answer within {}", humantime::format_duration(*timeout))]
+    WebhookTimedOut {
+        /// The webhook.
+        url: String,
+        /// The gate's timeout.
+        timeout: Duration,
+    },
+    /// The webhook could not be called.
+    #[error("webhook {url}")]
+    WebhookUnreachable {
+        /// The webhook.
+        url: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The webhook answered, but not 2xx.
+    #[error("webhook {url} answered {status}{excerpt}")]
+    WebhookRefused {
+        /// The webhook.
+        url: String,
+        /// What it answered.
+        status: reqwest::StatusCode,
+        /// `: ` and the first line of its body, or nothing.
+        excerpt: String,
+    },
+    /// The command could not be started.
+    #[error("command `{command}` could not start")]
+    CommandStart {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command did not finish within the gate's timeout.
+    #[error("command `{command}` did not finish within {}", humantime::format_duration(*timeout))]
+    CommandTimedOut {
+        /// The command.
+        command: String,
+        /// The gate's timeout.
+        timeout: Duration,
+    },
+    /// The command's output could not be read.
+    #[error("command `{command}`")]
+    CommandOutput {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command exited with another status than 0.
+    #[error("command `{command}` {status}{excerpt}")]
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// `: ` and the first line of its standard error, or nothing.
+        excerpt: String,
+    },
+}
+
+/// A gate that failed on every attempt.
+#[derive(Debug, thiserror::Error)]
+#[error("gate failed after {attempts} attempts")]
+pub struct GateFailed {
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// Why the last one failed.
+    #[source]
+    pub last: GateError,
+}
+
+impl GateFailed {
+    /// The failure as the timeline says it: the last attempt's error with its sources,
+    /// and how many attempts there were.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (after {} attempts)",
+            error_chain(&self.last),
+            self.attempts
+        )
+    }
+}
+
 /// Runs `gate` (with its retries); `context` is the JSON a webhook gate receives.
-pub async fn run(gate: &Gate, context: &Value, http: &reqwest::Client) -> Result<(), String> {
+pub async fn run(gate: &Gate, context: &Value, http: &reqwest::Client) -> Result<(), GateFailed> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         match attempt_once(gate, context, http).await {
             Ok(()) => return Ok(()),
-            Err(e) if attempt > gate.retries => {
-                return Err(format!("{e} (after {attempt} attempts)"));
+            Err(last) if attempt > gate.retries => {
+                return Err(GateFailed {
+                    attempts: attempt,
+                    last,
+                });
             }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "gate failed; retrying");
+                tracing::warn!(error = %error_chain(&e), attempt, "gate failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500) * attempt).await;
             }
         }
     }
 }
 
-async fn attempt_once(gate: &Gate, context: &Value, http: &reqwest::Client) -> Result<(), String> {
+async fn attempt_once(
+    gate: &Gate,
+    context: &Value,
+    http: &reqwest::Client,
+) -> Result<(), GateError> {
     match &gate.check {
         GateCheck::Webhook(url) => {
             let response = http
@@ -43,14 +142,17 @@ async fn attempt_once(gate: &Gate, context: &Value, http: &reqwest::Client) -> R
                 .json(context)
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        format!(
-                            "webhook {url} did not answer within {}",
-                            humantime::format_duration(gate.timeout)
-                        )
+                .map_err(|source| {
+                    if source.is_timeout() {
+                        GateError::WebhookTimedOut {
+                            url: url.clone(),
+                            timeout: gate.timeout,
+                        }
                     } else {
-                        format!("webhook {url}: {}", crate::analysis::error_chain(&e))
+                        GateError::WebhookUnreachable {
+                            url: url.clone(),
+                            source,
+                        }
                     }
                 })?;
             let status = response.status();
@@ -58,7 +160,11 @@ async fn attempt_once(gate: &Gate, context: &Value, http: &reqwest::Client) -> R
                 Ok(())
             } else {
                 let body = response.text().await.unwrap_or_default();
-                Err(format!("webhook {url} answered {status}{}", excerpt(&body)))
+                Err(GateError::WebhookRefused {
+                    url: url.clone(),
+                    status,
+                    excerpt: excerpt(&body),
+                })
             }
         }
         GateCheck::Command(command) => {
@@ -71,25 +177,28 @@ async fn attempt_once(gate: &Gate, context: &Value, http: &reqwest::Client) -> R
                 .stderr(std::process::Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
-                .map_err(|e| format!("command `{command}` could not start: {e}"))?;
+                .map_err(|source| GateError::CommandStart {
+                    command: command.clone(),
+                    source,
+                })?;
             let output = tokio::time::timeout(gate.timeout, child.wait_with_output())
                 .await
-                .map_err(|_| {
-                    format!(
-                        "command `{command}` did not finish within {}",
-                        humantime::format_duration(gate.timeout)
-                    )
+                .map_err(|_| GateError::CommandTimedOut {
+                    command: command.clone(),
+                    timeout: gate.timeout,
                 })?
-                .map_err(|e| format!("command `{command}`: {e}"))?;
+                .map_err(|source| GateError::CommandOutput {
+                    command: command.clone(),
+                    source,
+                })?;
             if output.status.success() {
                 Ok(())
             } else {
-                let stderr = String::from_utf8_lossy(&output.stderr);
-                Err(format!(
-                    "command `{command}` {}{}",
-                    output.status,
-                    excerpt(&stderr)
-                ))
+                Err(GateError::CommandFailed {
+                    command: command.clone(),
+                    status: output.status,
+                    excerpt: excerpt(&String::from_utf8_lossy(&output.stderr)),
+                })
             }
         }
     }
@@ -160,12 +269,39 @@ pub fn payload(target: &Notify, notice: &Notice) -> Value {
     }
 }
 
+/// A notification target that was not told.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// It answered, but not 2xx.
+    #[error("{webhook} answered {status}")]
+    Refused {
+        /// The target.
+        webhook: String,
+        /// What it answered.
+        status: reqwest::StatusCode,
+    },
+    /// It could not be called.
+    #[error("{webhook}")]
+    Unreachable {
+        /// The target.
+        webhook: String,
+        /// Why.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// The targets of one notice that were not told (at least one), each with its error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| error_chain(e)).collect::<Vec<_>>().join("; "))]
+pub struct NotifyFailed(pub Vec<NotifyError>);
+
 /// Sends `notice` to every target that wants its event; the errors, if any.
 pub async fn notify(
     targets: &[Notify],
     notice: &Notice<'_>,
     http: &reqwest::Client,
-) -> Result<(), String> {
+) -> Result<(), NotifyFailed> {
     let mut errors = Vec::new();
     for target in targets {
         if !(target.events.is_empty() || target.events.contains(&notice.event)) {
@@ -179,18 +315,20 @@ pub async fn notify(
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {}
-            Ok(r) => errors.push(format!("{} answered {}", target.webhook, r.status())),
-            Err(e) => errors.push(format!(
-                "{}: {}",
-                target.webhook,
-                crate::analysis::error_chain(&e)
-            )),
+            Ok(r) => errors.push(NotifyError::Refused {
+                webhook: target.webhook.clone(),
+                status: r.status(),
+            }),
+            Err(source) => errors.push(NotifyError::Unreachable {
+                webhook: target.webhook.clone(),
+                source,
+            }),
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(NotifyFailed(errors))
     }
 }
 
@@ -249,8 +387,12 @@ mod tests {
         let err = run(&gate("echo 'tests failed' >&2; exit 3", 0), &context, &http)
             .await
             .unwrap_err();
+        assert!(
+            matches!(err.last, GateError::CommandFailed { .. }),
+            "{err:?}"
+        );
         assert_eq!(
-            err,
+            err.describe(),
             "command `echo 'tests failed' >&2; exit 3` exit status: 3: tests failed (after 1 attempts)"
         );
         let slow = Gate {
@@ -259,7 +401,7 @@ mod tests {
         };
         let err = run(&slow, &context, &http).await.unwrap_err();
         assert_eq!(
-            err,
+            err.describe(),
             "command `sleep 5` did not finish within 100ms (after 2 attempts)"
         );
     }

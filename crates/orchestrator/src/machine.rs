@@ -15,9 +15,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Measurement, Verdict};
+use crate::analysis::verdict::{Measurement, Verdict};
 use crate::dag;
-use crate::flags::PriorServe;
+use crate::flags::prior::PriorServe;
 use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
 
 /// Milliseconds since the Unix epoch.
@@ -378,11 +378,10 @@ impl State {
 
     /// The environment being released.
     pub fn environment<'p>(&self, plan: &'p Plan) -> &'p str {
-        let all = plan.environments();
+        let all = &plan.environments;
         all.get(self.environment)
             .or(all.last())
-            .copied()
-            .unwrap_or_default()
+            .map_or("", String::as_str)
     }
 
     /// The service named `name`.
@@ -1052,7 +1051,7 @@ impl Machine<'_> {
                     return;
                 }
                 let env = self.state.environment(self.plan).to_owned();
-                match self.plan.environments().get(self.state.environment + 1) {
+                match self.plan.environments.get(self.state.environment + 1) {
                     Some(next) => {
                         let message =
                             format!("promoted in `{env}`; awaiting approval for `{next}`");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use switchyard_orchestrator::analysis::MetricSources;
 use switchyard_orchestrator::cli::{self, Cli, Command, LogFormat, ServeArgs};
 use switchyard_orchestrator::daemon;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
@@ -79,6 +80,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("building the HTTP client")?;
     let orchestrator = Orchestrator::open(Config {
         store,
+        metrics: MetricSources::standard(&http, Some(&admin)),
         flags: Arc::new(AdminFlags::new(admin)),
         http,
         poll: args.poll_interval,

@@ -5,12 +5,17 @@
 //! unique names, known dependencies, an acyclic graph, monotonic weights, thresholds.
 //! Every problem is reported with its path (`services[1].depends_on[0]`), all at once.
 //!
+//! A plan names its environments `environment: x` or `environments: [x, y]`; both are
+//! read into the one list [`Plan::environments`] ([`PlanWritten`] is the plan as
+//! written), and writing both is a problem.
+//!
 //! Files: `schema.rs` the types, `parse.rs` reading (and re-reading for every schema
 //! problem), `validate.rs` the rules.
 
 use std::fmt;
 
 use serde::Serialize;
+use switchyard_core::api_error::FieldProblem;
 
 mod parse;
 mod schema;
@@ -21,7 +26,8 @@ mod validate;
 pub use schema::{
     Analysis, Canary, FlagRef, Gate, GateCheck, Gates, GatewayApiCanary, GuardQuery, HaproxyCanary,
     HealthCheck, HealthTarget, Metric, NginxIngressCanary, Notify, NotifyEvent, NotifyFormat,
-    OnFailure, OnNoData, Plan, PrometheusQuery, Rollback, Service, Step, StepKind, WebhookCanary,
+    OnFailure, OnNoData, Plan, PlanWritten, PrometheusQuery, Rollback, Service, Step, StepKind,
+    WebhookCanary,
 };
 
 /// A plan that could not be read, with every problem found.
@@ -55,6 +61,24 @@ impl fmt::Display for Problem {
     }
 }
 
+impl From<Problem> for FieldProblem {
+    fn from(problem: Problem) -> Self {
+        FieldProblem {
+            path: problem.path,
+            message: problem.message,
+        }
+    }
+}
+
+impl From<FieldProblem> for Problem {
+    fn from(problem: FieldProblem) -> Self {
+        Problem {
+            path: problem.path,
+            message: problem.message,
+        }
+    }
+}
+
 impl From<Problem> for PlanError {
     fn from(problem: Problem) -> Self {
         PlanError::Syntax {
@@ -76,12 +100,13 @@ impl Plan {
         })
     }
 
-    /// The environments the release runs in, in order.
-    pub fn environments(&self) -> Vec<&str> {
-        if self.environments.is_empty() {
-            vec![self.environment.as_str()]
+    /// Where environment `index` is written: `environment` when the plan has one,
+    /// `environments[index]` when it has several.
+    pub fn environment_path(&self, index: usize) -> String {
+        if self.environments.len() > 1 {
+            format!("environments[{index}]")
         } else {
-            self.environments.iter().map(String::as_str).collect()
+            "environment".to_owned()
         }
     }
 

@@ -35,7 +35,7 @@ pub fn json(release: &Release) -> Value {
     json!({
         "name": plan.name,
         "environment": state.environment(plan),
-        "environments": plan.environments(),
+        "environments": plan.environments,
         "phase": state.phase,
         "reason": state.reason,
         "created_at": timestamp(*created_at),
@@ -62,7 +62,7 @@ pub fn json(release: &Release) -> Value {
 /// `- **Environment:** production`, or for a release through several,
 /// `- **Environments:** staging → production (now: production)`.
 fn environment_line(plan: &Plan, state: &State) -> String {
-    let all = plan.environments();
+    let all = &plan.environments;
     if all.len() > 1 {
         format!(
             "- **Environments:** {} (now: {})",

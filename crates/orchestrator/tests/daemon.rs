@@ -265,6 +265,20 @@ async fn commands_are_answered_or_refused_with_the_reason() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{malformed}: {body}");
         assert_eq!(error_code(&body), "bad_request");
     }
+    // Read as strictly as the flag server reads its bodies (one parser, one error
+    // shape): a key written twice is refused rather than read as the last one.
+    let (status, body) = rig
+        .call(
+            "POST",
+            "/v1/releases/ramp/pause",
+            r#"{"by": "a", "by": "b"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body,
+        json!({"error": {"code": "bad_request", "message": "invalid JSON body: duplicate key `by`"}})
+    );
 
     // An empty body is fine; `by` defaults to "api".
     let (status, release) = rig

@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 use support::flag_server::{boolean_flag, FlagServer, ENV};
 use switchyard_core::model::Serve;
+use switchyard_orchestrator::analysis::MetricSources;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
@@ -83,6 +84,7 @@ async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator
     Orchestrator::open(Config {
         store: Arc::new(EmbeddedStore::open(dir).unwrap()),
         flags: Arc::new(AdminFlags::new(flags.admin.clone())),
+        metrics: MetricSources::standard(&reqwest::Client::new(), Some(&flags.admin)),
         http: reqwest::Client::new(),
         poll: Duration::from_millis(50),
         attempts: 2,

@@ -11,7 +11,7 @@ use serde_json::json;
 use support::flag_server::{boolean_flag, FlagServer, ENV};
 use switchyard_core::Flag;
 use switchyard_orchestrator::analysis::guard::{measurement, Arm, Guard, GuardOutcome};
-use switchyard_orchestrator::analysis::{MetricError, MetricSource, Verdict};
+use switchyard_orchestrator::analysis::{MetricError, Verdict};
 use switchyard_orchestrator::plan::{GuardQuery, OnNoData};
 use switchyard_sdk::admin::{TokenKind, VariantCounts};
 use switchyard_sdk::{Client, Context};
@@ -159,7 +159,7 @@ async fn a_regression_in_the_ramped_variant_fails() {
     assert!(result.relative_increase > 5.0, "{result:?}");
 
     assert_eq!(
-        guard.measure("payments").await.expect("measure"),
+        guard.measure().await.expect("measure"),
         Some(result.relative_increase)
     );
     let m = measurement(
@@ -219,7 +219,7 @@ async fn fewer_exposures_than_min_samples_are_no_data() {
         guard.check().await.expect("check"),
         GuardOutcome::NoData { treatment, control }
     );
-    assert_eq!(guard.measure("payments").await.expect("measure"), None);
+    assert_eq!(guard.measure().await.expect("measure"), None);
     let m = measurement(
         "checkout-errors",
         &query(),

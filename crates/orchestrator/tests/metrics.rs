@@ -6,10 +6,12 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use switchyard_orchestrator::analysis::health::{self, Health, HealthError};
+use switchyard_orchestrator::analysis::health::{self, Health, HealthError, HealthSource};
 use switchyard_orchestrator::analysis::prometheus::Prometheus;
-use switchyard_orchestrator::analysis::{MetricError, MetricSource};
-use switchyard_orchestrator::plan::{HealthCheck, HealthTarget, PrometheusQuery};
+use switchyard_orchestrator::analysis::{
+    MetricError, MetricRequest, MetricSource, MetricSources, Verdict,
+};
+use switchyard_orchestrator::plan::{HealthCheck, HealthTarget, PrometheusQuery, Service};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
@@ -266,12 +268,46 @@ async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
     let passing = health_check(HealthTarget::Http(format!("http://{addr}/ok")));
     let failing = health_check(HealthTarget::Tcp(unused_addr().to_string()));
 
-    let healthy = Health::new(vec![passing.clone()], reqwest::Client::new());
-    assert_eq!(healthy.measure("checkout").await.unwrap(), Some(1.0));
-    healthy.check_all().await.expect("all pass");
+    let measure = |checks: Vec<HealthCheck>| async move {
+        let service = Service {
+            name: "checkout".into(),
+            depends_on: vec![],
+            canary: Default::default(),
+            flags: vec![],
+            health: checks,
+        };
+        let request = MetricRequest {
+            metric: None,
+            service: &service,
+            environment: "production",
+        };
+        let source = HealthSource::new(reqwest::Client::new());
+        let standard = MetricSources::standard(&reqwest::Client::new(), None);
+        let measured = source.measure(request).await;
+        assert_eq!(standard.measure(request).await, measured);
+        measured
+    };
 
-    let unhealthy = Health::new(vec![passing, failing], reqwest::Client::new());
-    assert_eq!(unhealthy.measure("checkout").await.unwrap(), Some(0.0));
-    let error = unhealthy.check_all().await.unwrap_err();
+    let healthy = measure(vec![passing.clone()]).await;
+    assert_eq!(
+        (healthy.metric.as_str(), healthy.value, healthy.verdict),
+        ("health", Some(1.0), Verdict::Pass)
+    );
+    let unhealthy = measure(vec![passing.clone(), failing.clone()]).await;
+    assert_eq!(
+        (unhealthy.value, unhealthy.verdict),
+        (Some(0.0), Verdict::Fail)
+    );
+    assert!(
+        unhealthy
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot connect to")),
+        "{unhealthy:?}"
+    );
+    let error = Health::new(vec![passing, failing], reqwest::Client::new())
+        .check_all()
+        .await
+        .unwrap_err();
     assert!(matches!(error, HealthError::Tcp { .. }), "{error:?}");
 }

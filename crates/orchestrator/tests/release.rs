@@ -4,11 +4,16 @@
 
 mod support;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use support::flag_server::{FlagServer, ENV};
 use switchyard_core::model::Serve;
+use switchyard_orchestrator::analysis::{
+    judge, Measurement, MetricKind, MetricRequest, MetricSource, MetricSources, Verdict,
+};
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
@@ -25,9 +30,19 @@ use switchyard_testkit::prometheus::{
 const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
 
 async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator {
+    let metrics = MetricSources::standard(&reqwest::Client::new(), Some(&flags.admin));
+    orchestrator_measuring(flags, dir, metrics).await
+}
+
+async fn orchestrator_measuring(
+    flags: &FlagServer,
+    dir: &std::path::Path,
+    metrics: MetricSources,
+) -> Orchestrator {
     Orchestrator::open(Config {
         store: Arc::new(EmbeddedStore::open(dir).expect("store opens")),
         flags: Arc::new(AdminFlags::new(flags.admin.clone())),
+        metrics,
         http: reqwest::Client::new(),
         poll: Duration::from_millis(100),
         attempts: 2,
@@ -475,5 +490,80 @@ async fn a_multi_environment_release_watches_the_environment_it_is_in() {
     assert_eq!(
         flags.flag("new-checkout").await.default,
         Serve::Variant("off".into())
+    );
+}
+
+/// A metric source of the test's own: answers the error ratios it was given, one per
+/// measurement (the last one from then on), and records what it was asked.
+struct Scripted {
+    ratios: Mutex<VecDeque<f64>>,
+    /// (metric, service, environment) of every request.
+    asked: Mutex<Vec<(String, String, String)>>,
+}
+
+#[async_trait]
+impl MetricSource for Scripted {
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement {
+        let metric = request.metric.expect("asked for a plan's metric");
+        self.asked.lock().unwrap().push((
+            metric.name.clone(),
+            request.service.name.clone(),
+            request.environment.to_owned(),
+        ));
+        let mut ratios = self.ratios.lock().unwrap();
+        let ratio = if ratios.len() > 1 {
+            ratios.pop_front()
+        } else {
+            ratios.front().copied()
+        };
+        judge(metric, Ok(ratio))
+    }
+}
+
+/// The driver measures with the sources it is given: a source registered for the
+/// `prometheus` kind replaces the real one (the plan's Prometheus does not exist), and
+/// its answers pass the first step and then roll the release back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_is_analysed_by_the_metric_source_registered_for_its_kind() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scripted = Arc::new(Scripted {
+        ratios: Mutex::new(VecDeque::from([0.0, 0.9])),
+        asked: Mutex::default(),
+    });
+    let mut metrics = MetricSources::standard(&reqwest::Client::new(), Some(&flags.admin));
+    metrics.register(MetricKind::Prometheus, scripted.clone());
+    let orchestrator = orchestrator_measuring(&flags, dir.path(), metrics).await;
+    let plan = Plan::from_yaml(&format!(
+        "name: scripted\nenvironment: {ENV}\nservices: [ {{ name: checkout, flags: [new-checkout] }} ]\nsteps: [ {{ weight: 20 }}, {{ weight: 60 }} ]\nanalysis:\n  interval: 300ms\n  metrics:\n    - name: error-rate\n      prometheus: {{ url: \"http://{}\", query: canary_error_ratio }}\n      max: 0.01\n",
+        switchyard_testkit::unused_addr()
+    ))
+    .unwrap();
+    orchestrator.apply(plan).await.unwrap();
+
+    let release = wait_until_over(&orchestrator, "scripted").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{}",
+        timeline(&release)
+    );
+    let reason = release.state.reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("error-rate 0.9 > max 0.01"), "{reason}");
+    let passed = release
+        .state
+        .timeline
+        .iter()
+        .flat_map(|e| &e.measurements)
+        .find(|m| m.verdict == Verdict::Pass)
+        .unwrap_or_else(|| panic!("no passing analysis in\n{}", timeline(&release)));
+    assert_eq!(passed.value, Some(0.0));
+    let asked = scripted.asked.lock().unwrap().clone();
+    assert!(asked.len() >= 2, "{asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|a| *a == ("error-rate".into(), "checkout".into(), ENV.into())),
+        "{asked:?}"
     );
 }

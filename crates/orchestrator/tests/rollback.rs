@@ -14,6 +14,7 @@ use support::daemon::Daemon;
 use support::flag_server::{FlagServer, ENV};
 use switchyard_core::model::Serve;
 use switchyard_core::Flag;
+use switchyard_orchestrator::analysis::MetricSources;
 use switchyard_orchestrator::driver::{Config, Orchestrator, DEFAULT_ROLLBACK_WINDOW};
 use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::machine::{Event, Phase};
@@ -30,6 +31,7 @@ async fn orchestrator(flags: &FlagServer, dir: &Path) -> Orchestrator {
     Orchestrator::open(Config {
         store: Arc::new(EmbeddedStore::open(dir).expect("store opens")),
         flags: Arc::new(AdminFlags::new(flags.admin.clone())),
+        metrics: MetricSources::standard(&reqwest::Client::new(), Some(&flags.admin)),
         http: reqwest::Client::new(),
         poll: Duration::from_millis(50),
         attempts: 2,

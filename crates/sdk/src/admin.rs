@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 pub use switchyard_core::admin::{TokenKind, VariantCounts};
+use switchyard_core::api_error::ErrorBody;
 use switchyard_core::{Flag, Segment};
 
 use crate::error::Error;
@@ -68,17 +69,6 @@ pub struct AdminClient {
     http: reqwest::Client,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
 impl AdminClient {
     /// A client for the server at `base` with an admin token.
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Result<Self, Error> {
@@ -113,7 +103,7 @@ impl AdminClient {
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => (body.error.code, body.error.message),
+            Ok(body) => (body.error.code.into_owned(), body.error.message),
             Err(_) => ("unknown".to_owned(), text),
         };
         Err(Error::Api {

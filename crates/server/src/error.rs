@@ -1,13 +1,12 @@
 //! One error type for every HTTP handler: `{ "error": { "code", "message" } }`
-//! with the right status. Internals (store failures, corrupt records) are logged
+//! (core's [`ErrorBody`], the orchestrator's too) with the right status. Internals (store failures, corrupt records) are logged
 //! and hidden from clients.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+pub use switchyard_core::api_error::{ErrorBody, FieldProblem};
 use switchyard_core::ValidationErrors;
-use utoipa::ToSchema;
 
 use crate::domain::{EnvError, Malformed};
 use crate::store::StoreError;
@@ -23,35 +22,6 @@ pub struct ApiError {
     pub message: String,
     /// Structured details (validation problems with their paths).
     pub details: Option<Vec<FieldProblem>>,
-}
-
-/// The body of every error answer: `{"error": {"code", "message", "details"?}}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// The `error` object of an [`ErrorBody`].
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `not_found`, `invalid`.
-    #[schema(value_type = String, example = "not_found")]
-    pub code: &'static str,
-    /// What went wrong, for people.
-    pub message: String,
-    /// With `invalid` (422): every problem and the field path it is at.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<Vec<FieldProblem>>,
-}
-
-/// One validation problem: `rules[2].serve.rollout.split` and what is wrong there.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FieldProblem {
-    /// The field path, e.g. `rules[0].when.constraints[1].values`.
-    pub path: String,
-    /// The problem.
-    pub message: String,
 }
 
 impl ApiError {
@@ -179,13 +149,8 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code,
-                message: self.message,
-                details: self.details,
-            },
-        };
+        let mut body = ErrorBody::new(self.code, self.message);
+        body.error.details = self.details;
         (self.status, Json(body)).into_response()
     }
 }

@@ -75,7 +75,9 @@ use async_trait::async_trait;
 use statrs::distribution::{ContinuousCDF, Normal};
 use switchyard_sdk::admin::{AdminClient, VariantCounts};
 
-use super::{error_chain, Measurement, MetricError, MetricSource, Verdict};
+use super::{
+    error_chain, Measurement, MetricError, MetricKind, MetricRequest, MetricSource, Verdict,
+};
 use crate::plan::{GuardQuery, OnNoData};
 
 /// One arm's counts over the window.
@@ -268,19 +270,60 @@ impl Guard {
     }
 }
 
-#[async_trait]
-impl MetricSource for Guard {
-    /// The relative increase of the event rate (`service` is not used: the flag names
-    /// what is measured), or `None` while an arm is below `min_samples`.
+impl Guard {
+    /// The relative increase of the event rate, or `None` while an arm is below
+    /// `min_samples`.
     ///
     /// The value alone does not say whether the guard passed — a large increase on few
     /// exposures passes — so do not judge it with [`super::judge`]: use [`Guard::check`]
     /// and [`measurement`].
-    async fn measure(&self, _service: &str) -> Result<Option<f64>, MetricError> {
+    pub async fn measure(&self) -> Result<Option<f64>, MetricError> {
         Ok(match self.check().await? {
             GuardOutcome::NoData { .. } => None,
             GuardOutcome::Tested(result) => Some(result.relative_increase),
         })
+    }
+}
+
+/// How long a guard metric's reads of the flag server may take.
+const GUARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The source of `guard` metrics: the flag server's per-variant counts (through its
+/// admin API) under the statistical test, in the release's current environment.
+#[derive(Debug, Clone)]
+pub struct GuardSource {
+    admin: Option<AdminClient>,
+}
+
+impl GuardSource {
+    /// Reads the flag server through `admin`; without it every guard metric fails (it
+    /// needs the admin API).
+    pub fn new(admin: Option<AdminClient>) -> Self {
+        GuardSource { admin }
+    }
+}
+
+#[async_trait]
+impl MetricSource for GuardSource {
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement {
+        let Some((metric, query)) = request.metric.and_then(|m| Some((m, m.guard.as_ref()?)))
+        else {
+            return request.failed(MetricError::WrongKind(MetricKind::Guard));
+        };
+        let outcome = match &self.admin {
+            None => Err(MetricError::Unsupported(
+                "guard metrics need the flag server's admin API",
+            )),
+            Some(admin) => {
+                let guard = Guard::new(query.clone(), admin.clone(), request.environment);
+                tokio::time::timeout(GUARD_TIMEOUT, guard.check())
+                    .await
+                    .unwrap_or(Err(MetricError::Unsupported(
+                        "the flag server did not answer within 10s",
+                    )))
+            }
+        };
+        measurement(&metric.name, query, outcome, metric.on_no_data)
     }
 }
 
@@ -314,7 +357,7 @@ pub fn measurement(
             };
             m.detail = Some(format!(
                 "no data ({}): treatment {} exposures, control {}: each arm needs {}",
-                crate::analysis::verdict_word(m.verdict),
+                crate::analysis::verdict::verdict_word(m.verdict),
                 treatment.exposures,
                 control.exposures,
                 query.min_samples

@@ -11,7 +11,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-use super::{MetricError, MetricSource};
+use super::{judge_health, Measurement, MetricRequest, MetricSource};
 use crate::plan::{HealthCheck, HealthTarget};
 
 /// Why a health check failed.
@@ -188,20 +188,23 @@ impl Health {
     }
 }
 
+/// The source of the `health` measurement: the service's own health checks.
+#[derive(Debug, Clone)]
+pub struct HealthSource {
+    client: reqwest::Client,
+}
+
+impl HealthSource {
+    /// Checks HTTP targets with `client`.
+    pub fn new(client: reqwest::Client) -> Self {
+        HealthSource { client }
+    }
+}
+
 #[async_trait]
-impl MetricSource for Health {
-    /// A failing check is a measurement (0), not a source error: the service answered
-    /// the question "are you healthy?" with no.
-    async fn measure(&self, _service: &str) -> Result<Option<f64>, MetricError> {
-        match self.check_all().await {
-            Ok(()) => Ok(Some(1.0)),
-            Err(error) => {
-                tracing::info!(
-                    error = &error as &dyn std::error::Error,
-                    "health check failed"
-                );
-                Ok(Some(0.0))
-            }
-        }
+impl MetricSource for HealthSource {
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement {
+        let health = Health::new(request.service.health.clone(), self.client.clone());
+        judge_health(health.check_all().await)
     }
 }

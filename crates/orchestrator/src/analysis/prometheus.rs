@@ -1,4 +1,5 @@
-//! A [`MetricSource`] asking Prometheus's instant query API for one number.
+//! Prometheus's instant query API asked for one number: [`Prometheus`] (one query) and
+//! [`PrometheusSource`], the [`MetricSource`] of the plan's `prometheus` metrics.
 //!
 //! Reading the answer ([`parse_answer`]) is separate from the HTTP call, so every shape
 //! Prometheus answers with is tested without a server.
@@ -8,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{MetricError, MetricSource};
+use super::{judge, Measurement, MetricError, MetricKind, MetricRequest, MetricSource};
 use crate::plan::PrometheusQuery;
 
 /// How long one query may take. Prometheus's own default query timeout is 2 minutes; a
@@ -39,9 +40,38 @@ impl Prometheus {
     }
 }
 
+/// The source of `prometheus` metrics: each metric's query on its server.
+#[derive(Debug, Clone)]
+pub struct PrometheusSource {
+    client: reqwest::Client,
+}
+
+impl PrometheusSource {
+    /// Queries with `client`.
+    pub fn new(client: reqwest::Client) -> Self {
+        PrometheusSource { client }
+    }
+}
+
 #[async_trait]
-impl MetricSource for Prometheus {
-    async fn measure(&self, service: &str) -> Result<Option<f64>, MetricError> {
+impl MetricSource for PrometheusSource {
+    async fn measure(&self, request: MetricRequest<'_>) -> Measurement {
+        let Some((metric, query)) = request
+            .metric
+            .and_then(|m| Some((m, m.prometheus.as_ref()?)))
+        else {
+            return request.failed(MetricError::WrongKind(MetricKind::Prometheus));
+        };
+        let source = Prometheus::new(query.clone(), self.client.clone());
+        judge(metric, source.measure(&request.service.name).await)
+    }
+}
+
+impl Prometheus {
+    /// Measures once for `service` (replacing `{{service}}` in the query). `Ok(None)`
+    /// means Prometheus answered without data (an empty or NaN result); the plan's
+    /// `on_no_data` decides what that counts as.
+    pub async fn measure(&self, service: &str) -> Result<Option<f64>, MetricError> {
         let query = self.query.replace(SERVICE_PLACEHOLDER, service);
         let unreachable = |source| MetricError::Unreachable {
             url: self.endpoint.clone(),

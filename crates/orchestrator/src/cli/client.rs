@@ -1,5 +1,7 @@
 //! The daemon's HTTP API as the CLI uses it.
 
+use switchyard_core::api_error::ErrorBody;
+
 use super::*;
 
 /// The daemon's HTTP API.
@@ -8,25 +10,6 @@ pub struct Client {
     shown: String,
     token: Option<String>,
     http: reqwest::Client,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-    #[serde(default)]
-    problems: Option<Vec<ProblemBody>>,
-}
-
-#[derive(Deserialize)]
-struct ProblemBody {
-    path: String,
-    message: String,
 }
 
 #[derive(Deserialize)]
@@ -106,15 +89,12 @@ impl Client {
                     .problems
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|p| Problem {
-                        path: p.path,
-                        message: p.message,
-                    })
+                    .map(Problem::from)
                     .collect(),
             ),
             Ok(ErrorBody { error }) => CliError::Api {
                 status: status.as_u16(),
-                code: error.code,
+                code: error.code.into_owned(),
                 message: error.message,
             },
             Err(_) => CliError::Api {

@@ -276,7 +276,7 @@ fn plan(
 ) -> Plan {
     Plan {
         name: "r".into(),
-        environment: "production".into(),
+        environments: vec!["production".into()],
         services,
         steps: steps
             .iter()
@@ -304,7 +304,6 @@ fn plan(
             }],
         },
         on_failure,
-        environments: vec![],
         gates: Default::default(),
         notify: vec![],
     }
@@ -679,7 +678,6 @@ fn environments_run_in_order_with_an_approval_between_them() {
         OnFailure::default(),
         0,
     );
-    p.environment.clear();
     p.environments = vec!["staging".into(), "production".into()];
     p.notify.push(Notify {
         webhook: "http://127.0.0.1:9/hook".into(),
@@ -942,7 +940,6 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
                     });
                 }
                 if envs == 2 {
-                    plan.environment.clear();
                     plan.environments = vec!["staging".into(), "production".into()];
                 }
                 plan
@@ -1061,7 +1058,7 @@ proptest! {
                 }
             }
             Phase::Succeeded => {
-                prop_assert_eq!(state.environment + 1, plan.environments().len());
+                prop_assert_eq!(state.environment + 1, plan.environments.len());
                 for s in &state.services {
                     prop_assert_eq!(world.weight.get(&key(s)), Some(&100));
                     prop_assert_eq!(s.weight, 100);
@@ -1124,4 +1121,44 @@ fn an_adopted_release_says_so_in_its_timeline_and_changes_nothing_else() {
     let mut without = adopted.clone();
     without.timeline.pop();
     assert_eq!(without, started);
+}
+
+/// The machine is pure: it imports only modules that are plain data (no HTTP client, no
+/// error type carrying one), so nothing with I/O can creep into its state.
+#[test]
+fn the_machine_imports_only_modules_without_io() {
+    let pure = [
+        (
+            "crate::analysis::verdict",
+            include_str!("../analysis/verdict.rs"),
+        ),
+        ("crate::dag", include_str!("../dag.rs")),
+        ("crate::flags::prior", include_str!("../flags/prior.rs")),
+        ("crate::plan", include_str!("../plan.rs")),
+        ("crate::plan", include_str!("../plan/schema.rs")),
+    ];
+    for import in include_str!("../machine.rs")
+        .lines()
+        .filter_map(|line| line.strip_prefix("use crate::"))
+    {
+        assert!(
+            pure.iter()
+                .any(|(module, _)| format!("crate::{import}").starts_with(module)),
+            "machine.rs imports `crate::{import}`, which is not a plain-data module"
+        );
+    }
+    for (module, source) in pure {
+        for io in [
+            "reqwest::",
+            "switchyard_sdk",
+            "tokio",
+            "async_trait",
+            "axum",
+        ] {
+            assert!(
+                !source.contains(io),
+                "{module} mentions `{io}`: the machine's imports must stay free of I/O"
+            );
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use switchyard_core::duplicate_keys;
 
-use super::{Plan, PlanError, Problem};
+use super::{Plan, PlanError, PlanWritten, Problem};
 
 impl Plan {
     /// Parses and validates a YAML (or JSON) release plan.
@@ -23,11 +23,25 @@ impl Plan {
             });
         }
         let deserializer = serde_yaml_ng::Deserializer::from_str(text);
-        let plan: Plan = serde_path_to_error::deserialize(deserializer)
+        let written: PlanWritten = serde_path_to_error::deserialize(deserializer)
             .map_err(|e| every_schema_problem(text, schema_problem(e)))?;
-        plan.validate()?;
-        Ok(plan)
+        let (plan, problems) = read(written);
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(PlanError::Invalid(problems))
+        }
     }
+}
+
+/// The plan as written, with environments as one list, and every rule it breaks.
+fn read(written: PlanWritten) -> (Plan, Vec<Problem>) {
+    let (plan, conflict) = written.into_plan();
+    let mut problems: Vec<Problem> = conflict.into_iter().collect();
+    if let Err(PlanError::Invalid(rules)) = plan.validate() {
+        problems.extend(rules);
+    }
+    (plan, problems)
 }
 
 /// One problem serde found, with its path (`plan` for the document itself).
@@ -51,9 +65,9 @@ const MAX_SCHEMA_PROBLEMS: usize = 50;
 /// Every problem in a plan whose first schema problem is `first`, not only that one.
 ///
 /// Serde stops at the first problem, so the document is read as a YAML value and read
-/// into a [`Plan`] again and again, each time without the field that failed (an unknown
-/// field, a value of the wrong type), until it reads; then [`Plan::validate`]'s rule
-/// problems are added, except those about a removed field. It stops early where
+/// into a [`PlanWritten`] again and again, each time without the field that failed (an
+/// unknown field, a value of the wrong type), until it reads; then its rule problems
+/// ([`read`]) are added, except those about a removed field. It stops early where
 /// removing would make problems up: a list item (later indexes would shift) or a
 /// required field (it would be reported missing).
 fn every_schema_problem(text: &str, first: Problem) -> PlanError {
@@ -66,12 +80,9 @@ fn every_schema_problem(text: &str, first: Problem) -> PlanError {
     let mut problems = vec![first];
     let mut removed: Vec<String> = Vec::new();
     while problems.len() < MAX_SCHEMA_PROBLEMS {
-        match serde_path_to_error::deserialize::<_, Plan>(document.clone()) {
-            Ok(plan) => {
-                let rules = match plan.validate() {
-                    Err(PlanError::Invalid(rules)) => rules,
-                    _ => Vec::new(),
-                };
+        match serde_path_to_error::deserialize::<_, PlanWritten>(document.clone()) {
+            Ok(written) => {
+                let (_, rules) = read(written);
                 problems.extend(rules.into_iter().filter(|rule| {
                     !removed.iter().any(|gone| {
                         rule.path == *gone

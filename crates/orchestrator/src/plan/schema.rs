@@ -5,36 +5,116 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::Problem;
+
 /// A validated release plan.
+///
+/// Read and written as [`PlanWritten`]: the environments are one list here however the
+/// YAML spells them, so nothing can read the two spellings differently.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PlanWritten", into = "PlanWritten")]
 pub struct Plan {
     /// The release's name, unique within an orchestrator.
     pub name: String,
-    /// The flag server environment whose flags are ramped. Either this or
-    /// `environments`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub environment: String,
-    /// Environments the same release runs in, in order (e.g. staging, then
-    /// production), with an approval between each and the next.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The flag server environments whose flags are ramped, in order (e.g. staging, then
+    /// production), with an approval between each and the next; one in most plans.
+    /// Written `environment: x` or `environments: [x, y]`; a valid plan has at least one.
     pub environments: Vec<String>,
     /// The services released, each with its canary router and flags.
     pub services: Vec<Service>,
     /// The ramp every service follows.
     pub steps: Vec<Step>,
     /// Metric analysis run while a service progresses.
-    #[serde(default)]
     pub analysis: Analysis,
     /// What a failed analysis does.
-    #[serde(default)]
     pub on_failure: OnFailure,
     /// Checks that must pass before the release starts.
-    #[serde(default, skip_serializing_if = "Gates::is_empty")]
     pub gates: Gates,
     /// Where the release's progress is announced.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<Notify>,
+}
+
+/// A [`Plan`] as written: `environment: x` for one environment, or `environments: [x,
+/// y]` in order; not both. [`PlanWritten::into_plan`] makes them one list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanWritten {
+    name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    environment: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    environments: Vec<String>,
+    services: Vec<Service>,
+    steps: Vec<Step>,
+    #[serde(default)]
+    analysis: Analysis,
+    #[serde(default)]
+    on_failure: OnFailure,
+    #[serde(default, skip_serializing_if = "Gates::is_empty")]
+    gates: Gates,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    notify: Vec<Notify>,
+}
+
+impl PlanWritten {
+    /// The plan with its environments as one list, and the problem of a plan that
+    /// writes both spellings (its `environments` list is kept, so the plan's other
+    /// problems are still found). A blank `environment` counts as not written.
+    pub fn into_plan(self) -> (Plan, Option<Problem>) {
+        let single = !self.environment.trim().is_empty();
+        let conflict = (single && !self.environments.is_empty()).then(|| Problem {
+            path: "environments".into(),
+            message: "give either `environment` or `environments`, not both".into(),
+        });
+        let environments = if single && self.environments.is_empty() {
+            vec![self.environment]
+        } else {
+            self.environments
+        };
+        let plan = Plan {
+            name: self.name,
+            environments,
+            services: self.services,
+            steps: self.steps,
+            analysis: self.analysis,
+            on_failure: self.on_failure,
+            gates: self.gates,
+            notify: self.notify,
+        };
+        (plan, conflict)
+    }
+}
+
+impl TryFrom<PlanWritten> for Plan {
+    type Error = Problem;
+
+    fn try_from(written: PlanWritten) -> Result<Plan, Problem> {
+        match written.into_plan() {
+            (_, Some(conflict)) => Err(conflict),
+            (plan, None) => Ok(plan),
+        }
+    }
+}
+
+impl From<Plan> for PlanWritten {
+    /// One environment is written `environment: x`, several `environments: [x, y]`.
+    fn from(plan: Plan) -> PlanWritten {
+        let (environment, environments) = match <[String; 1]>::try_from(plan.environments) {
+            Ok([one]) => (one, Vec::new()),
+            Err(several) => (String::new(), several),
+        };
+        PlanWritten {
+            name: plan.name,
+            environment,
+            environments,
+            services: plan.services,
+            steps: plan.steps,
+            analysis: plan.analysis,
+            on_failure: plan.on_failure,
+            gates: plan.gates,
+            notify: plan.notify,
+        }
+    }
 }
 
 /// Gates run before the release starts.

@@ -66,6 +66,68 @@ fn reads_a_full_plan() {
     assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
 }
 
+/// Both spellings of the environments read into the one list, so nothing can read one
+/// spelling and miss the other; a plan is written back the way a person would write it.
+#[test]
+fn both_spellings_of_the_environments_read_into_one_list() {
+    let rest = "name: a\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\n";
+    let single = Plan::from_yaml(&format!("{rest}environment: staging")).unwrap();
+    let listed = Plan::from_yaml(&format!("{rest}environments: [staging, production]")).unwrap();
+    let listed_one = Plan::from_yaml(&format!("{rest}environments: [staging]")).unwrap();
+    assert_eq!(single.environments, ["staging"]);
+    assert_eq!(listed.environments, ["staging", "production"]);
+    assert_eq!(listed_one, single);
+    assert_eq!(
+        Plan {
+            environments: vec!["staging".into(), "production".into()],
+            ..single.clone()
+        },
+        listed
+    );
+
+    // Stored and answered by the API as before: one environment as `environment`.
+    let json = serde_json::to_value(&single).unwrap();
+    assert_eq!(json["environment"], "staging");
+    assert!(json.get("environments").is_none(), "{json}");
+    let json = serde_json::to_value(&listed).unwrap();
+    assert_eq!(
+        json["environments"],
+        serde_json::json!(["staging", "production"])
+    );
+    assert!(json.get("environment").is_none(), "{json}");
+    for plan in [&single, &listed] {
+        let json = serde_json::to_string(plan).unwrap();
+        assert_eq!(&serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+}
+
+#[test]
+fn both_spellings_at_once_are_a_plan_problem() {
+    let yaml = "name: a\nenvironment: p\nenvironments: [q]\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]";
+    assert_eq!(
+        problems(yaml),
+        ["environments: give either `environment` or `environments`, not both"]
+    );
+    // Reported with the plan's other problems, not instead of them.
+    let found = problems(&yaml.replace("weight: 5", "weight: 500"));
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[1].starts_with("steps[0].weight"), "{found:#?}");
+    // A stored plan (JSON) with both is refused too, never read as one of them.
+    let stored = r#"{"name":"a","environment":"p","environments":["q"],"services":[{"name":"s","flags":["f"]}],"steps":[{"weight":5}]}"#;
+    let error = serde_json::from_str::<Plan>(stored).unwrap_err();
+    assert!(error.to_string().contains("not both"), "{error}");
+    // Neither, or a blank one, names the field to write.
+    for yaml in [
+        "name: a\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]",
+        "name: a\nenvironment: ' '\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]",
+    ] {
+        assert_eq!(
+            problems(yaml),
+            ["environment: name the flag server environment (`environment`, or `environments` in order)"]
+        );
+    }
+}
+
 #[test]
 fn duplicate_keys_are_refused_naming_the_key_and_where() {
     let base = "environment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 50}]\n";
@@ -208,7 +270,7 @@ notify: [ { webhook: "http://127.0.0.1:9/hook", format: slack, events: [promoted
 "#,
         )
         .unwrap();
-    assert_eq!(plan.environments(), ["staging", "production"]);
+    assert_eq!(plan.environments, ["staging", "production"]);
     assert_eq!(
         plan.on_failure,
         OnFailure::Rollback(Rollback::Gradual {

@@ -17,27 +17,19 @@ impl Plan {
         if !is_name(&self.name) {
             problem("name".into(), NAME_RULE.into());
         }
-        match (
-            self.environment.trim().is_empty(),
-            self.environments.is_empty(),
-        ) {
-            (true, true) => problem(
+        if self.environments.is_empty() {
+            problem(
                 "environment".into(),
                 "name the flag server environment (`environment`, or `environments` in order)"
                     .into(),
-            ),
-            (false, false) => problem(
-                "environments".into(),
-                "give either `environment` or `environments`, not both".into(),
-            ),
-            _ => {}
+            );
         }
         for (i, env) in self.environments.iter().enumerate() {
             if env.trim().is_empty() {
-                problem(format!("environments[{i}]"), "must not be empty".into());
+                problem(self.environment_path(i), "must not be empty".into());
             } else if self.environments[..i].contains(env) {
                 problem(
-                    format!("environments[{i}]"),
+                    self.environment_path(i),
                     format!("environment `{env}` is listed twice"),
                 );
             }

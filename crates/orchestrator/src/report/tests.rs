@@ -56,7 +56,7 @@ fn plan() -> Plan {
     };
     Plan {
         name: "checkout-v3".into(),
-        environment: "production".into(),
+        environments: vec!["production".into()],
         services: vec![service("auth", &[]), service("payments", &["auth"])],
         steps: [10, 25, 50]
             .map(|w| Step {
@@ -80,7 +80,6 @@ fn plan() -> Plan {
             }],
         },
         on_failure: OnFailure::default(),
-        environments: vec![],
         gates: Default::default(),
         notify: vec![],
     }

@@ -9,6 +9,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
+use switchyard_orchestrator::analysis::MetricSources;
 use switchyard_orchestrator::daemon;
 use switchyard_orchestrator::driver::{Config, Orchestrator};
 use switchyard_orchestrator::flags::AdminFlags;
@@ -34,6 +35,7 @@ impl Rig {
         let admin = AdminClient::new(flags.base.as_str(), ADMIN).expect("admin client");
         let orchestrator = Orchestrator::open(Config {
             store: Arc::new(EmbeddedStore::open(store.path()).expect("store")),
+            metrics: MetricSources::standard(&reqwest::Client::new(), Some(&admin)),
             flags: Arc::new(AdminFlags::new(admin)),
             http: reqwest::Client::new(),
             poll: Duration::from_millis(50),

@@ -9,65 +9,28 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use switchyard_core::duplicate_keys;
+use switchyard_core::json_body;
 
 use crate::error::ApiError;
 use crate::http::MAX_BODY;
-
-/// The deepest nesting of arrays and objects serde_json parses: its recursion limit
-/// of 128 stops at the 128th level.
-pub const JSON_DEPTH: usize = 127;
 
 /// A JSON request body of type `T`.
 #[derive(Debug)]
 pub struct Json<T>(pub T);
 
-/// Parses `bytes` as `T`, naming the path of the first problem. A key written twice
-/// in one object is refused (serde would keep the last one silently).
+/// Parses `bytes` as `T` (core's strict [`json_body::parse`]), a 400 naming the path
+/// of the first problem.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if let Some(duplicate) = duplicate_keys::find(&mut serde_json::Deserializer::from_slice(bytes))
-    {
-        return Err(ApiError::bad_request(format!(
-            "invalid JSON body: {duplicate}"
-        )));
-    }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(invalid)?;
-    de.end().map_err(|e| invalid_text(&e))?;
-    Ok(value)
+    json_body::parse(bytes).map_err(bad_request)
 }
 
 /// Reads `T` from an already parsed JSON value, naming the path of the first problem.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(invalid)
+    json_body::from_value(value).map_err(bad_request)
 }
 
-/// A 400 for a body that is not JSON at all (the position says where) or not the
-/// expected shape (the field path says where).
-fn invalid(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = error.path().to_string();
-    let inner = error.into_inner();
-    // serde_json's own message would come with a path 128 fields long.
-    if inner.is_syntax() && inner.to_string().starts_with("recursion limit exceeded") {
-        return ApiError::bad_request(format!(
-            "invalid JSON body: nested more than {JSON_DEPTH} levels deep at line {}, column {}",
-            inner.line(),
-            inner.column()
-        ));
-    }
-    if inner.is_syntax() || inner.is_eof() || path == "." || path.is_empty() {
-        return invalid_text(&inner);
-    }
-    ApiError::bad_request(format!("invalid JSON body at `{path}`: {inner}"))
-}
-
-fn invalid_text(error: &serde_json::Error) -> ApiError {
-    if error.is_syntax() || error.is_eof() {
-        // The path of a half-read document says nothing (`?`); its position does.
-        ApiError::bad_request(format!("the body is not valid JSON: {error}"))
-    } else {
-        ApiError::bad_request(format!("invalid JSON body: {error}"))
-    }
+fn bad_request(error: json_body::JsonBodyError) -> ApiError {
+    ApiError::bad_request(error.to_string())
 }
 
 /// Reads a whole body, mapping the size limit to our 413.
