@@ -17,7 +17,7 @@ use switchyard_core::sync::{
 use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
 use tokio::sync::{broadcast, Mutex};
 
-use crate::error::ApiError;
+use crate::domain::EnvError;
 use crate::store::{AuditEntry, Commit, EnvRecord, Store, StoreError};
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -86,10 +86,10 @@ pub struct Environments {
 
 /// Serialises the snapshot's document straight to bytes (no JSON tree in between:
 /// at 10 000 flags that tree was a quarter of a write's CPU).
-fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, ApiError> {
+fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, EnvError> {
     serde_json::to_vec(&SnapshotDocumentRef::new(env, revision, snapshot))
         .map(Bytes::from)
-        .map_err(|e| ApiError::internal(&e))
+        .map_err(EnvError::Encode)
 }
 
 /// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
@@ -108,10 +108,10 @@ fn compile(
 fn compile_stored(
     timer: &Histogram,
     record: EnvRecord,
-) -> Result<(EnvName, u64, Snapshot), ApiError> {
+) -> Result<(EnvName, u64, Snapshot), EnvError> {
     let snapshot = compile(timer, record.flags, record.segments).map_err(|e| {
         tracing::error!(env = %record.name, error = %e, "stored environment does not compile");
-        ApiError::invalid(&e)
+        EnvError::Invalid(e)
     })?;
     Ok((record.name, record.revision, snapshot))
 }
@@ -121,7 +121,7 @@ fn state_from(
     revision: u64,
     snapshot: Snapshot,
     history: VecDeque<Arc<ChangeEvent>>,
-) -> Result<EnvState, ApiError> {
+) -> Result<EnvState, EnvError> {
     let document = document(&name, revision, &snapshot)?;
     Ok(EnvState {
         name,
@@ -190,7 +190,7 @@ impl Environments {
     }
 
     /// Creates `env` if it does not exist; `Ok(false)` when it did.
-    pub async fn create(&self, env: &EnvName, actor: &str) -> Result<bool, ApiError> {
+    pub async fn create(&self, env: &EnvName, actor: &str) -> Result<bool, EnvError> {
         let _guard = self.write.lock().await;
         let audit = AuditEntry::new(actor, Some(env), "env.create", env.as_str());
         let created = self.store.create_env(env, audit).await?;
@@ -206,15 +206,15 @@ impl Environments {
         env: &str,
         actor: &str,
         check: F,
-    ) -> Result<Arc<EnvState>, ApiError>
+    ) -> Result<Arc<EnvState>, EnvError>
     where
-        F: Fn(&EnvState) -> Result<(), ApiError>,
+        F: Fn(&EnvState) -> Result<(), EnvError>,
     {
         let _guard = self.write.lock().await;
         let name = EnvName::new(env);
         let current = self
             .get(env)
-            .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+            .ok_or_else(|| EnvError::NoEnvironment(env.to_string()))?;
         check(&current)?;
         let flags: Vec<&Flag> = current.snapshot.flags().collect();
         let segments: Vec<&Segment> = current.snapshot.segments().collect();
@@ -230,7 +230,7 @@ impl Environments {
             Err(StoreError::RevisionConflict { .. }) => {
                 // Another replica wrote meanwhile: what was checked is stale.
                 self.resync_locked(&name).await?;
-                Err(ApiError::conflict(format!(
+                Err(EnvError::Conflict(format!(
                     "environment `{env}` changed while it was being deleted; nothing was \
                      deleted; check it again and retry"
                 )))
@@ -259,15 +259,15 @@ impl Environments {
     /// validates the resulting flag set, commits it atomically with its audit
     /// entries, then swaps in the new state and publishes the change. Returns the
     /// new state (the current one, unchanged, when the plan changes nothing).
-    pub async fn apply<F>(&self, env: &str, mut plan: F) -> Result<Arc<EnvState>, ApiError>
+    pub async fn apply<F>(&self, env: &str, mut plan: F) -> Result<Arc<EnvState>, EnvError>
     where
-        F: FnMut(&EnvState) -> Result<Change, ApiError>,
+        F: FnMut(&EnvState) -> Result<Change, EnvError>,
     {
         let _guard = self.write.lock().await;
         let name = EnvName::new(env);
         let mut current = self
             .get(env)
-            .ok_or_else(|| ApiError::not_found(format!("environment `{env}` does not exist")))?;
+            .ok_or_else(|| EnvError::NoEnvironment(env.to_string()))?;
         for _attempt in 0..3 {
             let change = plan(&current)?;
             if change.is_empty() {
@@ -276,8 +276,7 @@ impl Environments {
             let (flags, segments) = merged(&current, &change);
             // Validate the whole environment as it would be, before writing anything;
             // the snapshot compiled to validate it is the one installed after the commit.
-            let snapshot = compile(&self.compile_seconds, flags, segments)
-                .map_err(|e| ApiError::invalid(&e))?;
+            let snapshot = compile(&self.compile_seconds, flags, segments)?;
             let document =
                 change_document(&name, current.revision + 1, &change.flags, &change.segments)?;
             let commit = Commit {
@@ -293,14 +292,14 @@ impl Environments {
                 // Another replica wrote first: start again from what it wrote.
                 Err(StoreError::RevisionConflict { .. }) => {
                     self.resync_locked(&name).await?;
-                    current = self.get(env).ok_or_else(|| {
-                        ApiError::not_found(format!("environment `{env}` does not exist"))
-                    })?;
+                    current = self
+                        .get(env)
+                        .ok_or_else(|| EnvError::NoEnvironment(env.to_string()))?;
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(ApiError::conflict(format!(
+        Err(EnvError::Conflict(format!(
             "environment `{env}` kept changing during the write; retry"
         )))
     }
@@ -313,7 +312,7 @@ impl Environments {
         env: &EnvName,
         revision: u64,
         change: &ChangeDocument,
-    ) -> Result<Remote, ApiError> {
+    ) -> Result<Remote, EnvError> {
         let _guard = self.write.lock().await;
         let Some(current) = self.get(env.as_str()) else {
             self.resync_locked(env).await?;
@@ -324,9 +323,8 @@ impl Environments {
         }
         if revision == current.revision + 1 {
             let (flags, segments) = change.apply(&current.snapshot);
-            let snapshot = compile(&self.compile_seconds, flags, segments)
-                .map_err(|e| ApiError::invalid(&e))?;
-            let document = serde_json::to_vec(change).map_err(|e| ApiError::internal(&e))?;
+            let snapshot = compile(&self.compile_seconds, flags, segments)?;
+            let document = serde_json::to_vec(change).map_err(EnvError::Encode)?;
             self.publish(&current, revision, snapshot, Bytes::from(document))?;
             return Ok(Remote::Applied);
         }
@@ -336,12 +334,12 @@ impl Environments {
 
     /// Reloads `env` from the store if its revision differs from the one in memory,
     /// publishing the difference as one change event.
-    pub async fn resync(&self, env: &EnvName) -> Result<(), ApiError> {
+    pub async fn resync(&self, env: &EnvName) -> Result<(), EnvError> {
         let _guard = self.write.lock().await;
         self.resync_locked(env).await
     }
 
-    async fn resync_locked(&self, env: &EnvName) -> Result<(), ApiError> {
+    async fn resync_locked(&self, env: &EnvName) -> Result<(), EnvError> {
         let Some(record) = self.store.load_env(env).await? else {
             // Deleted (by another replica), or never there.
             self.uninstall(env);
@@ -370,7 +368,7 @@ impl Environments {
         revision: u64,
         snapshot: Snapshot,
         document: Bytes,
-    ) -> Result<Arc<EnvState>, ApiError> {
+    ) -> Result<Arc<EnvState>, EnvError> {
         let event = Arc::new(ChangeEvent {
             env: previous.name.clone(),
             revision,
@@ -412,14 +410,14 @@ fn change_document(
     revision: u64,
     flags: &[FlagWrite],
     segments: &[SegmentWrite],
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, EnvError> {
     serde_json::to_vec(&ChangeDocumentRef::new(env, revision, flags, segments))
         .map(Bytes::from)
-        .map_err(|e| ApiError::internal(&e))
+        .map_err(EnvError::Encode)
 }
 
 /// The change document taking `current` to `target`.
-fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, ApiError> {
+fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, EnvError> {
     let mut flags: Vec<FlagWrite> = target
         .flags
         .iter()

@@ -9,6 +9,7 @@ use serde::Serialize;
 use switchyard_core::ValidationErrors;
 use utoipa::ToSchema;
 
+use crate::domain::{EnvError, Malformed};
 use crate::store::StoreError;
 
 /// An error answered to an HTTP client.
@@ -198,5 +199,32 @@ impl std::fmt::Display for ApiError {
             self.code,
             self.message
         )
+    }
+}
+
+impl From<Malformed> for ApiError {
+    fn from(error: Malformed) -> Self {
+        ApiError::bad_request(error.to_string())
+    }
+}
+
+/// The HTTP face of a domain error.
+impl From<EnvError> for ApiError {
+    fn from(error: EnvError) -> Self {
+        match error {
+            EnvError::InvalidName { .. } | EnvError::BadRequest(_) => {
+                ApiError::bad_request(error.to_string())
+            }
+            EnvError::MalformedCondition(malformed) => malformed.into(),
+            EnvError::PreconditionFailed { message, .. } => ApiError::precondition_failed(message),
+            EnvError::NoEnvironment(_) | EnvError::NotFound(_) => {
+                ApiError::not_found(error.to_string())
+            }
+            EnvError::Conflict(message) => ApiError::conflict(message),
+            EnvError::InUse { .. } => ApiError::unprocessable(error.to_string()),
+            EnvError::Invalid(errors) => ApiError::invalid(&errors),
+            EnvError::Store(store) => store.into(),
+            EnvError::Encode(e) => ApiError::internal(&e),
+        }
     }
 }

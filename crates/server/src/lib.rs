@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod domain;
 pub mod environments;
 pub mod error;
 pub mod grpc;

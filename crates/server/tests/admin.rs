@@ -787,3 +787,69 @@ async fn a_store_written_before_the_name_rules_still_loads() {
     assert_eq!(status, 204, "and deleted: {body}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_flag_is_reverted_to_an_earlier_version_from_its_history() {
+    let server = start().await;
+    server.create_env("prod").await;
+    let path = "/v1/admin/envs/prod/flags/checkout";
+    let mut flag = boolean_flag("checkout");
+    flag["description"] = json!("first");
+    server
+        .call("PUT", path, Some(ADMIN), Some(flag.clone()))
+        .await;
+    flag["description"] = json!("second");
+    let (status, body) = server.call("PUT", path, Some(ADMIN), Some(flag)).await;
+    assert_eq!((status, &body["version"]), (200, &json!(2)));
+
+    // A stale If-Match writes nothing.
+    let stale = server
+        .http
+        .post(server.url(&format!("{path}/revert")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", "\"1\"")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(stale.status(), 412);
+
+    let reverted = server
+        .http
+        .post(server.url(&format!("{path}/revert")))
+        .bearer_auth(ADMIN)
+        .header("If-Match", "\"2\"")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(reverted.status(), 200);
+    assert_eq!(reverted.headers()["etag"], "\"3\"");
+    let body: Value = reverted.json().await.expect("json");
+    assert_eq!(
+        (&body["version"], &body["description"]),
+        (&json!(3), &json!("first"))
+    );
+
+    let (_, audit) = server
+        .call("GET", "/v1/admin/audit?flag=checkout", Some(ADMIN), None)
+        .await;
+    let newest = &audit["entries"][0];
+    assert_eq!(newest["action"], "flag.revert");
+    assert_eq!(newest["reason"], "reverted to version 1");
+    assert_eq!(newest["before"]["description"], "second");
+
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("{path}/revert"),
+            Some(ADMIN),
+            Some(json!({"version": 9})),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("version 9")));
+    server.stop().await;
+}

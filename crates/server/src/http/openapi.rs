@@ -357,6 +357,7 @@ mod tests {
             "/v1/admin/envs/{env}/flags/{key}",
             "/v1/admin/envs/{env}/flags/{key}/kill",
             "/v1/admin/envs/{env}/flags/{key}/revive",
+            "/v1/admin/envs/{env}/flags/{key}/revert",
             "/v1/admin/envs/{env}/flags/{key}/metrics",
             "/v1/admin/envs/{env}/kill",
             "/v1/admin/envs/{env}/segments",
@@ -380,7 +381,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(24),
+            Some(25),
             "no undocumented extras"
         );
         assert_eq!(
@@ -454,7 +455,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 30, "every operation was checked");
+        assert_eq!(operations, 31, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that

@@ -1,245 +1,29 @@
-//! Conditional writes (RFC 9110 §13): `If-Match` and `If-None-Match` on the admin API's
-//! writes, evaluated against an object's version. An object's entity tag is its version
-//! as a strong tag, `"12"`; the `ETag` of every answer that returns an object says so.
-//!
-//! - `If-Match: *` holds when the object exists; a list holds when one of its tags is
-//!   strong and equal to the current one (strong comparison, so `W/"12"` never holds).
-//! - `If-None-Match: *` holds when the object does not exist (create-only); a list holds
-//!   when none of its tags equals the current one (weak comparison).
-//! - A condition that does not hold is 412 and nothing is written; a header that is not a
-//!   list of entity tags (`12` without quotes, `"1" junk`) is 400.
+//! `If-Match` / `If-None-Match` read from a request's headers into the domain's
+//! [`Preconditions`] (RFC 9110 §13; the rules are in `domain/preconditions.rs`).
 
 use axum::http::header::{IF_MATCH, IF_NONE_MATCH};
 use axum::http::{HeaderMap, HeaderName};
 
+use crate::domain::{Header, Malformed, Preconditions};
 use crate::error::ApiError;
 
-/// One side of a condition: `*` or a list of entity tags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tags {
-    Any,
-    List(Vec<EntityTag>),
+/// Reads both headers (each may be sent several times; the lists join). A value that
+/// is not text, or not `*` or a list of entity tags, is 400.
+pub fn from_headers(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
+    let if_match = values(headers, IF_MATCH, Header::IfMatch)?;
+    let if_none_match = values(headers, IF_NONE_MATCH, Header::IfNoneMatch)?;
+    Ok(Preconditions::parse(if_match, if_none_match)?)
 }
 
-/// An entity tag as sent. Ours are versions; any other opaque tag is valid and simply
-/// never equals one of ours.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct EntityTag {
-    weak: bool,
-    version: Option<u64>,
-}
-
-/// The preconditions of one request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Preconditions {
-    if_match: Option<Tags>,
-    if_none_match: Option<Tags>,
-}
-
-impl Preconditions {
-    /// Reads both headers (each may be sent several times; the lists join).
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
-        Ok(Preconditions {
-            if_match: tags(headers, IF_MATCH)?,
-            if_none_match: tags(headers, IF_NONE_MATCH)?,
+fn values(headers: &HeaderMap, name: HeaderName, header: Header) -> Result<Vec<&str>, Malformed> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|value| {
+            value.to_str().map_err(|_| Malformed {
+                header,
+                text: "(not visible ASCII)".to_owned(),
+            })
         })
-    }
-
-    /// Whether the request carries any condition.
-    pub fn is_empty(&self) -> bool {
-        self.if_match.is_none() && self.if_none_match.is_none()
-    }
-
-    /// Evaluates the conditions against the object's current version (`None`: it does
-    /// not exist). `what` names the object for the message, e.g. ``flag `checkout` ``.
-    pub fn check(&self, what: &str, current: Option<u64>) -> Result<(), ApiError> {
-        if let Some(tags) = &self.if_match {
-            let holds = match (tags, current) {
-                (_, None) => false,
-                (Tags::Any, Some(_)) => true,
-                (Tags::List(list), Some(version)) => list
-                    .iter()
-                    .any(|tag| !tag.weak && tag.version == Some(version)),
-            };
-            if !holds {
-                return Err(ApiError::precondition_failed(match current {
-                    None => format!("{what} does not exist, so If-Match cannot hold"),
-                    Some(version) => format!(
-                        "{what} is at version \"{version}\", which If-Match does not name; \
-                         reload it and retry"
-                    ),
-                }));
-            }
-        }
-        if let (Some(tags), Some(version)) = (&self.if_none_match, current) {
-            let matches = match tags {
-                Tags::Any => true,
-                Tags::List(list) => list.iter().any(|tag| tag.version == Some(version)),
-            };
-            if matches {
-                return Err(ApiError::precondition_failed(match tags {
-                    Tags::Any => format!(
-                        "{what} already exists (version \"{version}\") and If-None-Match: * \
-                         only creates"
-                    ),
-                    Tags::List(_) => {
-                        format!("{what} is at version \"{version}\", which If-None-Match names")
-                    }
-                }));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn tags(headers: &HeaderMap, name: HeaderName) -> Result<Option<Tags>, ApiError> {
-    let mut found: Option<Tags> = None;
-    for value in headers.get_all(&name) {
-        let text = value
-            .to_str()
-            .map_err(|_| malformed(&name, "(not visible ASCII)"))?;
-        let parsed = parse(text).ok_or_else(|| malformed(&name, text))?;
-        found = Some(match (found, parsed) {
-            (None, parsed) => parsed,
-            (Some(Tags::List(mut a)), Tags::List(b)) => {
-                a.extend(b);
-                Tags::List(a)
-            }
-            // `*` must be the field's only member.
-            _ => return Err(malformed(&name, text)),
-        });
-    }
-    Ok(found)
-}
-
-fn malformed(name: &HeaderName, text: &str) -> ApiError {
-    let header = if name == IF_MATCH {
-        "If-Match"
-    } else {
-        "If-None-Match"
-    };
-    ApiError::bad_request(format!(
-        "{header} must be `*` or a list of quoted entity tags such as \"12\" (an object's \
-         version, as its ETag shows), got `{text}`"
-    ))
-}
-
-/// `*`, or `1#entity-tag` (RFC 9110 §8.8.3): `"opaque"` or `W/"opaque"`, separated by
-/// commas and optional whitespace. An opaque tag may itself hold commas.
-fn parse(text: &str) -> Option<Tags> {
-    let text = text.trim_matches(is_ows);
-    if text == "*" {
-        return Some(Tags::Any);
-    }
-    let mut list = Vec::new();
-    let mut rest = text;
-    loop {
-        rest = rest.trim_start_matches(|c| is_ows(c) || c == ',');
-        if rest.is_empty() {
-            break;
-        }
-        let (weak, quoted) = match rest.strip_prefix("W/") {
-            Some(after) => (true, after),
-            None => (false, rest),
-        };
-        let opaque_and_rest = quoted.strip_prefix('"')?;
-        let end = opaque_and_rest.find('"')?;
-        let opaque = &opaque_and_rest[..end];
-        // etagc: visible ASCII but `"`, or obs-text.
-        if opaque.bytes().any(|b| b < 0x21 || b == 0x7f) {
-            return None;
-        }
-        let version = if opaque.bytes().all(|b| b.is_ascii_digit()) {
-            opaque.parse().ok()
-        } else {
-            None
-        };
-        list.push(EntityTag { weak, version });
-        rest = opaque_and_rest[end + 1..].trim_start_matches(is_ows);
-        // Between two tags: a comma (empty list elements are allowed).
-        if !(rest.is_empty() || rest.starts_with(',')) {
-            return None;
-        }
-    }
-    (!list.is_empty()).then_some(Tags::List(list))
-}
-
-/// Optional whitespace (RFC 9110 §5.6.3).
-fn is_ows(c: char) -> bool {
-    c == ' ' || c == '\t'
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::http::HeaderValue;
-
-    use super::*;
-
-    fn conditions(if_match: &[&str], if_none_match: &[&str]) -> Result<Preconditions, ApiError> {
-        let mut headers = HeaderMap::new();
-        for value in if_match {
-            headers.append(IF_MATCH, HeaderValue::from_str(value).expect("header"));
-        }
-        for value in if_none_match {
-            headers.append(IF_NONE_MATCH, HeaderValue::from_str(value).expect("header"));
-        }
-        Preconditions::from_headers(&headers)
-    }
-
-    /// If-Match, If-None-Match, the current version, and the expected status (0: holds).
-    type Case<'a> = (&'a [&'a str], &'a [&'a str], Option<u64>, u16);
-
-    #[test]
-    fn rfc_9110_evaluation() {
-        let cases: &[Case] = &[
-            (&[], &[], None, 0),
-            (&[], &[], Some(3), 0),
-            (&["\"3\""], &[], Some(3), 0),
-            (&["\"3\""], &[], Some(4), 412),
-            (&["\"3\""], &[], None, 412),
-            (&["\"0\""], &[], None, 412),
-            (&["W/\"3\""], &[], Some(3), 412),
-            (&["\"1\", \"3\""], &[], Some(3), 0),
-            (&["\"a,b\" ,  W/\"c\"\t, \"3\""], &[], Some(3), 0),
-            (&["\"a,3\""], &[], Some(3), 412),
-            (&[", \"3\","], &[], Some(3), 0),
-            (&["\"1\"", "\"3\""], &[], Some(3), 0),
-            (&["\"abc\""], &[], Some(3), 412),
-            (&["\"\""], &[], Some(3), 412),
-            (&["\"99999999999999999999999\""], &[], Some(3), 412),
-            (&["*"], &[], Some(3), 0),
-            (&["*"], &[], None, 412),
-            (&[], &["*"], None, 0),
-            (&[], &["*"], Some(1), 412),
-            (&[], &["\"1\""], Some(1), 412),
-            (&[], &["W/\"1\""], Some(1), 412),
-            (&[], &["\"2\""], Some(1), 0),
-            (&[], &["\"2\""], None, 0),
-            (&["\"1\""], &["\"1\""], Some(1), 412),
-            (&["7"], &[], Some(7), 400),
-            (&["abc"], &[], Some(7), 400),
-            (&["-1"], &[], Some(7), 400),
-            (&["1.5"], &[], Some(7), 400),
-            (&["\"1\" junk"], &[], Some(1), 400),
-            (&["\"1\"\"2\""], &[], Some(1), 400),
-            (&["\"1"], &[], Some(1), 400),
-            (&["\"a b\""], &[], Some(1), 400),
-            (&["*, \"1\""], &[], Some(1), 400),
-            (&["*", "\"1\""], &[], Some(1), 400),
-            (&[""], &[], Some(1), 400),
-            (&[], &["nope"], Some(1), 400),
-        ];
-        for (if_match, if_none_match, current, expected) in cases {
-            let status = match conditions(if_match, if_none_match)
-                .and_then(|c| c.check("flag `f`", *current))
-            {
-                Ok(()) => 0,
-                Err(e) => e.status.as_u16(),
-            };
-            assert_eq!(
-                status, *expected,
-                "If-Match {if_match:?} If-None-Match {if_none_match:?} at {current:?}"
-            );
-        }
-    }
+        .collect()
 }

@@ -1,17 +1,17 @@
-//! The admin API's JSON bodies: the typed answers the handlers serialise (one
-//! contract per answer, described in `/openapi.json` from the same types), and the
-//! schema of the token request, whose valid forms depend on `kind`.
+//! The admin API's wire types: the request bodies and query parameters the handlers
+//! read, the typed answers they serialise (one contract per message, described in
+//! `/openapi.json` from the same types), and the schema of the token request, whose
+//! valid forms depend on `kind`.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use switchyard_core::model::EnvName;
 use switchyard_core::{Flag, FlagKey, Segment};
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-use super::NewToken;
 use crate::http::openapi::{NAME_MAX, NAME_PATTERN};
 
 use crate::store::{AuditEntry, TokenKind, VariantCounts};
@@ -203,4 +203,87 @@ impl ToSchema for NewToken {
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         schemas.push((EnvName::name().into_owned(), EnvName::schema()));
     }
+}
+
+// Requests.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteEnvParams {
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// The optional body of kill and revive.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Which earlier version to go back to.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevertBody {
+    /// A version the flag had, as its audit entries show.
+    #[schema(minimum = 1)]
+    pub version: u64,
+}
+
+/// Kill every flag with `tag`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillTag {
+    /// The tag.
+    #[schema(min_length = 1)]
+    pub tag: String,
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Copy flags from one environment to another.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    /// The source environment.
+    #[schema(value_type = EnvName)]
+    pub from: String,
+    /// The target environment (not `from`).
+    #[schema(value_type = EnvName)]
+    pub to: String,
+    /// Flags to copy; all of `from`'s when empty.
+    #[serde(default)]
+    #[schema(value_type = Vec<FlagKey>)]
+    pub flags: Vec<String>,
+    /// Why, for the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A token to issue (its schema is in `wire`: the valid forms depend on `kind`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    pub kind: TokenKind,
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    pub env: Option<String>,
+    pub flag: Option<String>,
+    pub since: Option<String>,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsParams {
+    pub window: Option<String>,
 }

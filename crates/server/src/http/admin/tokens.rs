@@ -1,0 +1,101 @@
+//! `/v1/admin/tokens`: issue (the secret shown once), list, revoke.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::wire::{NewToken, TokenIssued, TokenList, TokenSource, TokenSummary};
+use crate::auth::{Admin, BOOTSTRAP_TOKEN_NAME};
+use crate::domain;
+use crate::error::ApiError;
+use crate::http::json::{Json, Path};
+use crate::state::AppState;
+use crate::store::TokenKind;
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tokens",
+    tag = "admin",
+    summary = "Issue a token (shown once)",
+    security(("bearer" = [])),
+    request_body(content = NewToken, content_type = "application/json"),
+    responses((status = 201, description = "The token", body = TokenIssued), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment or object"), (status = 409, description = "Conflict"), (status = 503, description = "Store unavailable; nothing written"))
+)]
+pub(super) async fn create_token(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Json(body): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    let issued = domain::issue_token(
+        &state,
+        &principal,
+        &body.name,
+        body.kind,
+        body.env.as_deref(),
+    )
+    .await?;
+    let record = issued.record;
+    let body = TokenIssued {
+        name: record.name,
+        kind: record.kind,
+        env: record.env,
+        token: issued.secret,
+    };
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/tokens",
+    tag = "admin",
+    summary = "List tokens (never their secrets), the configured bootstrap admin token included",
+    security(("bearer" = [])),
+    responses((status = 200, description = "Tokens", body = TokenList), (status = 503, description = "Store unavailable; nothing written"))
+)]
+pub(super) async fn list_tokens(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Response, ApiError> {
+    // The bootstrap token is configuration, not a stored record, but an operator
+    // auditing who holds admin access must see it too.
+    let bootstrap = state.tokens.has_bootstrap().then(|| TokenSummary {
+        name: BOOTSTRAP_TOKEN_NAME.to_owned(),
+        kind: TokenKind::Admin,
+        env: None,
+        created_ms: None,
+        source: TokenSource::Configuration,
+    });
+    let stored = state
+        .envs
+        .store()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|t| TokenSummary {
+            name: t.name,
+            kind: t.kind,
+            env: t.env,
+            created_ms: Some(t.created_ms),
+            source: TokenSource::Store,
+        });
+    let tokens = bootstrap.into_iter().chain(stored).collect();
+    Ok(axum::Json(TokenList { tokens }).into_response())
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/tokens/{name}",
+    tag = "admin",
+    summary = "Revoke a token",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Token name")),
+    responses((status = 204, description = "Revoked"), (status = 404, description = "No such environment or object"), (status = 409, description = "The bootstrap admin token comes from configuration; restart without it"), (status = 503, description = "Store unavailable; nothing written"))
+)]
+pub(super) async fn delete_token(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    domain::revoke_token(&state, &principal, &name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
