@@ -12,6 +12,8 @@ pub mod csrf;
 pub mod envs;
 pub mod flag;
 pub mod flags;
+pub mod history;
+pub mod kill;
 pub mod live;
 pub mod page;
 pub mod session;
@@ -32,8 +34,31 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/switch", get(envs::switch))
         .route("/events", get(live::events))
         .route("/assets/{name}", get(assets::serve))
-        .route("/envs/{env}/flags", get(flags::list))
-        .route("/envs/{env}/flags/{key}", get(flag::detail))
+        .route(
+            "/envs/{env}/flags",
+            get(flags::list).post(flag::edit::create),
+        )
+        .route("/envs/{env}/new-flag", get(flag::edit::new_form))
+        .route(
+            "/envs/{env}/kill-tag",
+            get(kill::tag_preview).post(kill::kill_tag),
+        )
+        .route(
+            "/envs/{env}/flags/{key}",
+            get(flag::detail).post(flag::edit::save_json),
+        )
+        .route(
+            "/envs/{env}/flags/{key}/rollout",
+            post(flag::edit::save_rollout),
+        )
+        .route(
+            "/envs/{env}/flags/{key}/rules",
+            post(flag::edit::edit_rules),
+        )
+        .route("/envs/{env}/flags/{key}/kill", post(kill::kill))
+        .route("/envs/{env}/flags/{key}/revive", post(kill::revive))
+        .route("/envs/{env}/flags/{key}/history", get(history::page))
+        .route("/envs/{env}/flags/{key}/revert", post(history::revert))
         .fallback(|| async { page::PageError::not_found("no such console page") })
         .layer(axum::middleware::from_fn_with_state(state, csrf::guard))
 }

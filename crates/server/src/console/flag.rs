@@ -4,6 +4,8 @@
 //! path names, and the version the form was rendered with, so a concurrent change is a
 //! conflict, never a lost update.
 
+pub mod edit;
+
 use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
