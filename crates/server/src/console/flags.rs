@@ -142,7 +142,7 @@ impl ListPage {
 }
 
 fn matches(flag: &Flag, query: &ListQuery, words: &[String]) -> bool {
-    if !query.tag.is_empty() && !flag.tags.iter().any(|t| *t == query.tag) {
+    if !query.tag.is_empty() && !flag.tags.contains(&query.tag) {
         return false;
     }
     if !query.state.is_empty() && state_of(flag).class != query.state {

@@ -93,7 +93,9 @@ pub(crate) async fn answer(
                         yours: attempted.map_or(0, |f| f.version),
                         theirs,
                         theirs_json: editable_json(&stored),
-                        attempted_json: attempted.map(editable_json),
+                        // A change built on the stored flag would show their change
+                        // mixed in; only the JSON editor's own text is shown as yours.
+                        attempted_json: outcome.json.clone(),
                     });
                 }
                 _ => outcome.message = Some(message),
@@ -135,8 +137,8 @@ async fn save(
     answer(state, viewer, env, key, result, Some(&flag), outcome).await
 }
 
-/// The stored flag, as of the form's version: a form rendered at another version is a
-/// conflict before anything is built on it.
+/// The stored flag the form's change is applied to, carrying the version the form was
+/// rendered with: if another write came first, the domain's `If-Match` refuses it.
 fn base_flag(
     state: &AppState,
     viewer: &Viewer,
@@ -149,8 +151,6 @@ fn base_flag(
         current.snapshot.flag(key).cloned().ok_or_else(|| {
             PageError::not_found(format!("flag `{key}` does not exist in `{env}`"))
         })?;
-    // The domain's If-Match compares against the stored version; the edit carries the
-    // version the form was rendered with.
     flag.version = version;
     Ok(flag)
 }
