@@ -356,3 +356,67 @@ async fn a_read_only_token_sees_no_write_control_and_its_forged_post_is_refused(
     assert_eq!(forged.status(), 403);
     assert_eq!(flag(&server, "checkout").await["enabled"], json!(true));
 }
+
+#[tokio::test]
+async fn at_phone_width_pages_fit_and_every_control_has_a_label() {
+    let server = server_with_flag().await;
+    let browser = Browser::phone(390, 844).await;
+    sign_in(&browser, &server, ADMIN).await;
+    let width = browser
+        .client
+        .execute("return window.innerWidth", vec![])
+        .await
+        .expect("script");
+    assert_eq!(width, json!(390), "a phone-sized viewport");
+    for path in [
+        "/console",
+        "/console/envs/prod/flags",
+        "/console/envs/prod/flags/checkout",
+        "/console/envs/prod/new-flag",
+        "/console/envs/prod/flags/checkout/history",
+    ] {
+        browser.goto(&server.url(path)).await;
+        browser.find("main").await;
+        let fits = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(fits, json!(true), "{path} scrolls sideways at phone width");
+        // Every visible form control is named by a label (or aria-label) for screen
+        // readers, and can take the keyboard's focus.
+        let unlabelled = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input, select, textarea, button')]
+                   .filter(e => e.type !== 'hidden')
+                   .filter(e => e.tagName === 'BUTTON'
+                      ? !e.textContent.trim()
+                      : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                   .map(e => e.id || e.name)",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(unlabelled, json!([]), "unlabelled controls on {path}");
+        let unfocusable = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('a[href], input, select, textarea, button')]
+                   .filter(e => e.type !== 'hidden' && e.tabIndex < 0).length",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(
+            unfocusable,
+            json!(0),
+            "controls out of the tab order on {path}"
+        );
+    }
+    browser.goto(&server.url("/console/envs/prod/flags")).await;
+    browser.screenshot("console-phone-flag-list").await;
+}

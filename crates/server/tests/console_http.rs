@@ -288,3 +288,74 @@ async fn the_root_redirects_to_the_console_and_assets_are_cached_by_content_hash
         .expect("sent");
     assert_eq!(stale.status(), 404);
 }
+
+#[tokio::test]
+async fn kill_by_tag_previews_the_flags_it_hits_then_kills_them_with_the_reason() {
+    let server = start().await;
+    with_flag(&server).await;
+    for (key, tags) in [
+        ("pay-a", json!(["payments"])),
+        ("pay-b", json!(["payments"])),
+        ("other", json!(["ui"])),
+    ] {
+        server
+            .put_flag(
+                "prod",
+                json!({"key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+                       "off_variant": "off", "default": {"variant": "on"}, "tags": tags}),
+            )
+            .await;
+    }
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let (status, preview, _) =
+        get(&server, "/console/envs/prod/kill-tag?tag=payments", &cookie).await;
+    assert_eq!(status, 200);
+    let hits = &preview[preview.find("id=\"hits\"").expect("a preview list")..];
+    let hits = &hits[..hits.find("</ul>").expect("end of list")];
+    assert!(
+        hits.contains("pay-a") && hits.contains("pay-b") && !hits.contains("other"),
+        "{hits}"
+    );
+    let csrf = csrf_of(&preview);
+    let path = "/console/envs/prod/kill-tag";
+    assert_eq!(
+        post(
+            &server,
+            path,
+            &cookie,
+            &[("csrf", &csrf), ("tag", "payments")]
+        )
+        .await,
+        422,
+        "no reason"
+    );
+    let (_, listed) = server
+        .call("GET", "/v1/admin/envs/prod/flags/pay-a", Some(ADMIN), None)
+        .await;
+    assert_eq!(
+        listed["enabled"],
+        json!(true),
+        "nothing killed without a reason"
+    );
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("tag", "payments"),
+        ("reason", "processor down"),
+    ];
+    assert_eq!(post(&server, path, &cookie, &form).await, 200);
+    for (key, enabled) in [("pay-a", false), ("pay-b", false), ("other", true)] {
+        let (_, flag) = server
+            .call(
+                "GET",
+                &format!("/v1/admin/envs/prod/flags/{key}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(flag["enabled"], json!(enabled), "{key}");
+    }
+    let audit = server
+        .ok("GET", "/v1/admin/audit?env=prod&flag=pay-a", ADMIN, None)
+        .await;
+    assert_eq!(audit["entries"][0]["reason"], "processor down");
+}

@@ -56,6 +56,18 @@ pub fn screenshot_dir() -> PathBuf {
 impl Browser {
     /// Starts `chromedriver` and a headless Chromium window of `width` × `height`.
     pub async fn start_sized(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, None).await
+    }
+
+    /// A phone: Chromium's mobile emulation at `width` × `height` CSS pixels (a
+    /// headless window cannot be made narrower than 500 pixels).
+    pub async fn phone(width: u32, height: u32) -> Browser {
+        let metrics =
+            json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0}});
+        Browser::launch(width.max(500), height, Some(metrics)).await
+    }
+
+    async fn launch(width: u32, height: u32, emulation: Option<serde_json::Value>) -> Browser {
         let chromium = binary("chromium", CHROMIUM);
         let driver_path = binary("chromedriver", "/usr/bin/chromedriver");
         let port = free_port();
@@ -67,15 +79,16 @@ impl Browser {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {driver_path}: {e}"));
         let url = format!("http://127.0.0.1:{port}");
+        let mut options = json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
+        });
+        if let Some(emulation) = emulation {
+            options["mobileEmulation"] = emulation;
+        }
         let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".to_owned(),
-            json!({
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", format!("--window-size={width},{height}")],
-            }),
-        );
+        capabilities.insert("goog:chromeOptions".to_owned(), options);
         let client = eventually(DEADLINE, "chromedriver to accept a session", || {
             let capabilities = capabilities.clone();
             let url = url.clone();
