@@ -359,3 +359,134 @@ async fn kill_by_tag_previews_the_flags_it_hits_then_kills_them_with_the_reason(
         .await;
     assert_eq!(audit["entries"][0]["reason"], "processor down");
 }
+
+#[tokio::test]
+async fn rules_are_reordered_replaced_and_removed_and_the_json_editor_saves_only_valid_flags() {
+    let server = start().await;
+    server.create_env("prod").await;
+    server
+        .put_flag(
+            "prod",
+            json!({"key": "checkout", "kind": "boolean", "variants": {"on": true, "off": false},
+                   "off_variant": "off", "default": {"variant": "off"},
+                   "rules": [{"id": "a", "when": {"groups": ["staff"]}, "serve": {"variant": "on"}},
+                             {"id": "b", "when": {"users": ["u1"]}, "serve": {"variant": "on"}}]}),
+        )
+        .await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let page_path = "/console/envs/prod/flags/checkout";
+    let rules = format!("{page_path}/rules");
+    let stored = || async {
+        server
+            .ok("GET", "/v1/admin/envs/prod/flags/checkout", ADMIN, None)
+            .await
+    };
+    let ids = |flag: &serde_json::Value| -> Vec<String> {
+        flag["rules"].as_array().map_or_else(Vec::new, |rules| {
+            rules
+                .iter()
+                .map(|r| r["id"].as_str().expect("id").to_owned())
+                .collect()
+        })
+    };
+    let (_, page, _) = get(&server, page_path, &cookie).await;
+    let csrf = csrf_of(&page);
+    let form = |pairs: &[(&'static str, &str)]| -> Vec<(String, String)> {
+        let mut all = vec![("csrf".to_owned(), csrf.clone())];
+        all.extend(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        all
+    };
+    let send = |pairs: Vec<(String, String)>| {
+        let url = server.url(&rules);
+        let cookie = cookie.clone();
+        async move {
+            client()
+                .post(url)
+                .header("cookie", cookie)
+                .form(&pairs)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+
+    let moved = send(form(&[
+        ("version", "1"),
+        ("index", "0"),
+        ("action", "down"),
+    ]))
+    .await;
+    assert_eq!(moved.status(), 303);
+    assert_eq!(ids(&stored().await), ["b", "a"]);
+
+    // A rule's JSON editor: a bad regex is reported at that rule and nothing changes.
+    let bad = r#"{"id": "b", "when": {"constraints": [{"attribute": "email", "op": "matches", "values": ["(["]}]}, "serve": {"variant": "on"}}"#;
+    let refused = send(form(&[
+        ("version", "2"),
+        ("index", "0"),
+        ("action", "replace"),
+        ("rule", bad),
+    ]))
+    .await;
+    assert_eq!(refused.status(), 422);
+    let body = refused.text().await.expect("body");
+    assert!(
+        body.contains("id=\"rule-error-0\""),
+        "the error is shown at rule 0's editor"
+    );
+    assert!(body.contains("rules[0].when.constraints[0].values[0]"));
+    assert_eq!(stored().await["version"], 2, "nothing saved");
+
+    let removed = send(form(&[
+        ("version", "2"),
+        ("index", "0"),
+        ("action", "remove"),
+    ]))
+    .await;
+    assert_eq!(removed.status(), 303);
+    assert_eq!(ids(&stored().await), ["a"]);
+
+    // The whole-flag JSON editor.
+    let json_form = |json: &str| {
+        vec![
+            ("csrf".to_owned(), csrf.clone()),
+            ("version".to_owned(), "3".to_owned()),
+            ("json".to_owned(), json.to_owned()),
+        ]
+    };
+    let post_json = |pairs: Vec<(String, String)>| {
+        let url = server.url(page_path);
+        let cookie = cookie.clone();
+        async move {
+            client()
+                .post(url)
+                .header("cookie", cookie)
+                .form(&pairs)
+                .send()
+                .await
+                .expect("sent")
+        }
+    };
+    let typo = r#"{"kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off", "default": {"variant": "of"}}"#;
+    let refused = post_json(json_form(typo)).await;
+    assert_eq!(refused.status(), 422);
+    assert!(
+        refused
+            .text()
+            .await
+            .expect("body")
+            .contains("<code>default"),
+        "names the field"
+    );
+    let good = r#"{"kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off", "default": {"variant": "on"}, "tags": ["edited"]}"#;
+    assert_eq!(post_json(json_form(good)).await.status(), 303);
+    let flag = stored().await;
+    assert_eq!(
+        (&flag["version"], &flag["tags"], flag.get("rules")),
+        (&json!(4), &json!(["edited"]), None)
+    );
+}
