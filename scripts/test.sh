@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine with only the Rust
 # toolchain: it installs what the tests need (Python's mmh3 for the independent
-# bucketing-vector check; redis-server, haproxy and prometheus, of which the tests
-# start their own instances), runs every Rust test, then the API contract test
+# bucketing-vector check; redis-server, haproxy, prometheus, chromium and chromedriver,
+# of which the tests start their own instances), runs every Rust test, then the API contract test
 # (schemathesis against the server binary: scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,8 +19,9 @@ ensure_mmh3() {
 
 # The real processes the tests start on loopback ports: binary → Debian package.
 # redis-server: the Redis store and replica tests; haproxy: the orchestrator's traffic
-# router; prometheus: the orchestrator's metric analysis.
-PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus"
+# router; prometheus: the orchestrator's metric analysis; chromium and chromedriver:
+# the web console's browser tests (crates/server/tests/console_browser.rs).
+PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus chromium:chromium chromedriver:chromium-driver"
 
 ensure_processes() {
   local missing=()
@@ -47,13 +48,15 @@ ensure_processes() {
   redis-server --version
   haproxy -v | sed -n 1p
   prometheus --version 2>&1 | sed -n 1p
+  chromium --version 2>/dev/null | sed -n 1p || true
+  chromedriver --version | sed -n 1p
 }
 
 echo "== bucketing vectors against an independent murmur3 (Python mmh3)"
 ensure_mmh3
 python3 scripts/check_bucketing_vectors.py
 
-echo "== redis-server, haproxy and prometheus for the tests that run them"
+echo "== redis-server, haproxy, prometheus, chromium and chromedriver for the tests that run them"
 ensure_processes
 
 echo "== Rust tests (workspace: unit, property, conformance, end-to-end)"

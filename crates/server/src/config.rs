@@ -60,6 +60,11 @@ pub struct Args {
     /// the store, one is generated and printed once.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// Mark the web console's session cookie `Secure`: set it when browsers reach the
+    /// console over HTTPS (a TLS proxy in front), since the server itself speaks HTTP.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SECURE_COOKIE")]
+    pub console_secure_cookie: bool,
 }
 
 impl Args {

@@ -169,7 +169,8 @@ fn token_lines(var: &str, token: &DemoToken, lost: &str) -> String {
     }
 }
 
-/// What `--demo` prints: the two tokens, what each is for, and commands to try.
+/// What `--demo` prints: the two tokens, what each is for, the console's URL and
+/// commands to try.
 pub fn banner(base: &str, tokens: &DemoTokens) -> String {
     let admin = token_lines(
         "SWITCHYARD_ADMIN",
@@ -189,6 +190,9 @@ Admin token, for you: full control of every environment, flag, token and the aud
 {admin}
 SDK token, for your services: reads `{ENV}` only (snapshot, live stream, evaluation).
 {sdk}
+
+Web console: open {base}/console in a browser and paste the admin token; click `{ENV}`,
+then `new-checkout`: move the rollout slider and press "Save rollout", or kill it with a reason.
 
 Evaluate a flag for a user:
   curl -s -X POST {base}/v1/evaluate/{ENV}/new-checkout -H "Authorization: Bearer $SWITCHYARD_SDK" -d '{{"targetingKey":"user-42"}}'

@@ -42,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1/admin", admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
+        .nest("/console", crate::console::routes(state.clone()))
+        .route("/", axum::routing::get(crate::console::root))
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::method_not_allowed(

@@ -4,10 +4,11 @@
 //! by replicas that follow each other through [`replication`]), keeps a
 //! compiled, immutable snapshot of each environment in memory ([`environments`]),
 //! and serves evaluation (REST, OFREP), SDK sync (snapshot, SSE) and the admin API
-//! ([`http`]). See ARCHITECTURE.md.
+//! ([`http`]), and the web console ([`console`]). See ARCHITECTURE.md.
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod environments;

@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use anyhow::Context as _;
 use clap::Parser;
 use switchyard_server::config::{Args, LogFormat};
+use switchyard_server::console::session::{SessionSettings, Sessions};
 use switchyard_server::{demo, Server};
 use tokio::net::TcpListener;
 
@@ -51,12 +52,16 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse().validate().map_err(anyhow::Error::msg)?;
     init_logging(args.log_format);
-    let server = match &args.redis_url {
+    let mut server = match &args.redis_url {
         Some(url) => Server::open_redis(url, args.admin_token.as_deref()).await?,
         None => Server::open_embedded(&args.data_dir, args.admin_token.as_deref())
             .await
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
     };
+    server.state.console = std::sync::Arc::new(Sessions::new(SessionSettings {
+        secure_cookie: args.console_secure_cookie,
+        ..SessionSettings::default()
+    }));
     let listener = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;

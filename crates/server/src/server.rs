@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth::{generate, Tokens, INITIAL_ADMIN_TOKEN_NAME};
+use crate::console::session::{SessionSettings, Sessions};
 use crate::environments::{now_ms, Environments};
 use crate::grpc::GrpcState;
 use crate::http::router;
@@ -60,6 +61,7 @@ impl Server {
             shutdown: shutdown_rx,
             sse_heartbeat: SSE_HEARTBEAT,
             store_degraded: Arc::new(AtomicBool::new(false)),
+            console: Arc::new(Sessions::new(SessionSettings::default())),
         };
         state.ready.store(true, Ordering::Release);
         Ok(Server {

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::Tokens;
+use crate::console::session::Sessions;
 use crate::environments::Environments;
 use crate::telemetry::Telemetry;
 
@@ -27,6 +28,8 @@ pub struct AppState {
     pub sse_heartbeat: std::time::Duration,
     /// Set while a shared store (Redis) is unreachable; `/readyz` reports "degraded".
     pub store_degraded: Arc<AtomicBool>,
+    /// The web console's sessions (and their settings: replace before `serve`).
+    pub console: Arc<Sessions>,
 }
 
 impl AppState {

@@ -96,6 +96,11 @@ async fn demo_prints_one_labelled_token_set_and_a_restart_keeps_it() {
         ["demo-sdk", "initial-admin"],
         "the only tokens: {list}"
     );
+    let console = format!("{}/console", server.base);
+    assert!(
+        output.contains(&format!("Web console: open {console} ")),
+        "the console's URL is printed:\n{output}"
+    );
     let evaluate = "/v1/evaluate/development/new-checkout";
     let context = json!({"targetingKey": "user-42"});
     let (status, body) = call(&server.base, "POST", evaluate, &sdk, Some(context.clone())).await;

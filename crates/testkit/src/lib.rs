@@ -6,13 +6,16 @@
 //!   `sleep` to synchronise).
 //! - Behind features, real processes and servers: `redis` ([`redis::RedisProcess`]),
 //!   `server` (the flag server in process, [`in_process`], and its binary as a child,
-//!   [`server_process`]), `haproxy` and `prometheus`.
+//!   [`server_process`]), `haproxy`, `prometheus` and `browser` (headless Chromium over
+//!   WebDriver, for the console).
 //!
 //! Without features it depends on nothing of Switchyard, so `switchyard-core` can use
 //! it as a dev-dependency without a cycle. Every rig fails loudly with a clear message
 //! when its binary is missing: a test that cannot run here does not skip.
 
 pub mod allocations;
+#[cfg(feature = "browser")]
+pub mod browser;
 mod poll;
 mod port;
 

@@ -1,0 +1,69 @@
+//! The web console under `/console`: server-rendered pages (askama templates in
+//! `crates/server/templates/console/`, checked when the crate compiles), a small
+//! vendored script for live updates and the rollout slider, and sessions signed in
+//! with an API token. One page is one module here and one template there.
+//!
+//! Every write goes through the admin API's domain path (validation, `If-Match`, audit,
+//! live push); the pages only collect input and render results. Every state-changing
+//! request passes [`csrf::guard`] first.
+
+pub mod assets;
+pub mod csrf;
+pub mod envs;
+pub mod flag;
+pub mod flags;
+pub mod history;
+pub mod kill;
+pub mod live;
+pub mod page;
+pub mod session;
+pub mod signin;
+
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The console's routes, relative to `/console`.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(envs::overview))
+        .route("/login", get(signin::form).post(signin::sign_in))
+        .route("/logout", post(signin::sign_out))
+        .route("/switch", get(envs::switch))
+        .route("/events", get(live::events))
+        .route("/assets/{name}", get(assets::serve))
+        .route(
+            "/envs/{env}/flags",
+            get(flags::list).post(flag::edit::create),
+        )
+        .route("/envs/{env}/new-flag", get(flag::edit::new_form))
+        .route(
+            "/envs/{env}/kill-tag",
+            get(kill::tag_preview).post(kill::kill_tag),
+        )
+        .route(
+            "/envs/{env}/flags/{key}",
+            get(flag::detail).post(flag::edit::save_json),
+        )
+        .route(
+            "/envs/{env}/flags/{key}/rollout",
+            post(flag::edit::save_rollout),
+        )
+        .route(
+            "/envs/{env}/flags/{key}/rules",
+            post(flag::edit::edit_rules),
+        )
+        .route("/envs/{env}/flags/{key}/kill", post(kill::kill))
+        .route("/envs/{env}/flags/{key}/revive", post(kill::revive))
+        .route("/envs/{env}/flags/{key}/history", get(history::page))
+        .route("/envs/{env}/flags/{key}/revert", post(history::revert))
+        .fallback(|| async { page::PageError::not_found("no such console page") })
+        .layer(axum::middleware::from_fn_with_state(state, csrf::guard))
+}
+
+/// `/` sends people to the console.
+pub async fn root() -> Redirect {
+    Redirect::to("/console")
+}

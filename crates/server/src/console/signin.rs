@@ -1,0 +1,75 @@
+//! Signing in (a token pasted into a form, sent in the POST body, never the URL) and
+//! out (the session ends on the server and its cookie is deleted).
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use crate::console::assets;
+use crate::console::page::{render, render_status, PageError};
+use crate::console::session::{viewer, Viewer};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "console/login.html")]
+struct LoginPage<'a> {
+    error: Option<&'a str>,
+    css: &'static str,
+}
+
+/// `GET /console/login`.
+pub async fn form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
+    if viewer(&state, &headers).is_some() {
+        return Ok(Redirect::to("/console").into_response());
+    }
+    render(&LoginPage {
+        error: None,
+        css: assets::css_url(),
+    })
+}
+
+/// The sign-in form.
+#[derive(Deserialize)]
+pub struct SignIn {
+    token: String,
+}
+
+/// `POST /console/login`: starts a session for a valid token.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    Form(form): Form<SignIn>,
+) -> Result<Response, PageError> {
+    let token = form.token.trim();
+    if state.tokens.authenticate(token).is_none() {
+        return render_status(
+            StatusCode::UNAUTHORIZED,
+            &LoginPage {
+                error: Some("That token is not valid (or was revoked)."),
+                css: assets::css_url(),
+            },
+        );
+    }
+    let id = state.console.start(token);
+    let mut response = Redirect::to("/console").into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, state.console.cookie(&id));
+    Ok(response)
+}
+
+/// `POST /console/logout`.
+pub async fn sign_out(State(state): State<AppState>, viewer: Viewer) -> Response {
+    state.console.end(&viewer.session);
+    let mut response = Redirect::to("/console/login").into_response();
+    response
+        .headers_mut()
+        .insert(SET_COOKIE, state.console.removal());
+    response
+}

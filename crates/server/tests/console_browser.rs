@@ -1,0 +1,422 @@
+//! The web console driven the way a person uses it: a real headless Chromium over
+//! WebDriver (testkit `browser`), asserting what the page shows and what the API then
+//! returns. Screenshots land in `<target>/console-screenshots/`.
+
+use serde_json::{json, Value};
+use switchyard_testkit::browser::Browser;
+use switchyard_testkit::in_process::{start, TestServer, ADMIN};
+use switchyard_testkit::{eventually, DEADLINE};
+
+/// A server with environment `prod` holding the boolean flag `checkout`.
+async fn server_with_flag() -> TestServer {
+    let server = start().await;
+    server.create_env("prod").await;
+    server
+        .put_flag(
+            "prod",
+            json!({"key": "checkout", "kind": "boolean", "description": "New checkout",
+                   "variants": {"on": true, "off": false}, "off_variant": "off",
+                   "default": {"variant": "off"}, "tags": ["payments"]}),
+        )
+        .await;
+    server
+}
+
+async fn sign_in(browser: &Browser, server: &TestServer, token: &str) {
+    browser.goto(&server.url("/console/login")).await;
+    browser.fill("#token", token).await;
+    browser.click("#sign-in").await;
+    browser.find("#who").await;
+}
+
+async fn flag(server: &TestServer, key: &str) -> Value {
+    server
+        .ok(
+            "GET",
+            &format!("/v1/admin/envs/prod/flags/{key}"),
+            ADMIN,
+            None,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn sign_in_shows_the_environments_and_sign_out_ends_the_session() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    browser.goto(&server.url("/console")).await;
+    assert_eq!(
+        browser.path().await,
+        "/console/login",
+        "no session: sign in first"
+    );
+    browser.screenshot("console-sign-in").await;
+    browser.fill("#token", "not-a-token").await;
+    browser.click("#sign-in").await;
+    browser.wait_text("#token-error", "not valid").await;
+
+    sign_in(&browser, &server, ADMIN).await;
+    assert_eq!(browser.text("#who").await, "bootstrap-admin");
+    assert!(browser.text("#envs").await.contains("prod"));
+    browser.screenshot("console-environments").await;
+    browser.click("#envs a").await;
+    browser.wait_text("#flags", "checkout").await;
+    browser.screenshot("console-flag-list").await;
+
+    browser.click("#sign-out").await;
+    eventually(DEADLINE, "the sign-in page", || async {
+        (browser.path().await == "/console/login").then_some(())
+    })
+    .await;
+    browser.goto(&server.url("/console/envs/prod/flags")).await;
+    assert_eq!(
+        browser.path().await,
+        "/console/login",
+        "the session is gone"
+    );
+    assert!(server.state.console.is_empty());
+}
+
+#[tokio::test]
+async fn a_flag_is_created_and_an_invalid_regex_is_shown_at_its_field_and_saves_nothing() {
+    let server = start().await;
+    server.create_env("prod").await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser.goto(&server.url("/console/envs/prod/flags")).await;
+    browser.click("#new-flag").await;
+    browser.fill("#key", "new-search").await;
+    browser.fill("#description", "Search v2").await;
+    browser.fill("#tags", "search, beta").await;
+    browser.click("#create-flag").await;
+    browser.wait_text("#flag-key", "new-search").await;
+    let created = flag(&server, "new-search").await;
+    assert_eq!(
+        (&created["version"], &created["tags"]),
+        (&json!(1), &json!(["search", "beta"]))
+    );
+
+    browser.click("#add-rule summary").await;
+    browser.fill("#new-id", "beta-emails").await;
+    browser.fill("#c0-attribute", "email").await;
+    let op = browser.find("#c0-op").await;
+    op.select_by_value("matches")
+        .await
+        .expect("operator chosen");
+    browser.fill("#c0-values", "([a-z]+@example\\.com").await;
+    browser.click("#add-rule-submit").await;
+    let error = browser.text("#c0-values-error").await;
+    assert!(
+        error.contains("regex") || error.contains("regular"),
+        "{error}"
+    );
+    assert_eq!(
+        browser
+            .find("#c0-values")
+            .await
+            .attr("aria-invalid")
+            .await
+            .expect("attr"),
+        Some("true".to_owned())
+    );
+    browser.screenshot("console-invalid-regex").await;
+    let after = flag(&server, "new-search").await;
+    assert_eq!(
+        (&after["version"], after.get("rules")),
+        (&json!(1), None),
+        "nothing saved"
+    );
+
+    // Fixed, the same form saves.
+    browser.fill("#c0-values", "@example\\.com$").await;
+    browser.click("#add-rule-submit").await;
+    browser.wait_text("#rules", "beta-emails").await;
+    assert_eq!(
+        flag(&server, "new-search").await["rules"][0]["id"],
+        "beta-emails"
+    );
+}
+
+#[tokio::test]
+async fn the_slider_at_30_percent_gives_the_variant_to_about_30_percent_of_users() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    let slider = browser.find("#rollout-percent").await;
+    browser
+        .client
+        .execute(
+            "arguments[0].value = 30; arguments[0].dispatchEvent(new Event('input'));",
+            vec![serde_json::to_value(&slider).expect("element")],
+        )
+        .await
+        .expect("slider moved");
+    browser
+        .wait_text("#rollout-meaning", "30 % of users get on")
+        .await;
+    browser.screenshot("console-rollout-slider").await;
+    browser.click("#save-rollout").await;
+    browser.wait_text("#flag-state", "ramping 30 %").await;
+
+    let sdk = server.token("eval-prod", "eval", Some("prod")).await;
+    let mut on = 0;
+    for n in 0..1000 {
+        let (status, answer) = server
+            .call(
+                "POST",
+                "/v1/evaluate/prod/checkout",
+                Some(&sdk),
+                Some(json!({"targetingKey": format!("user-{n}")})),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        if answer["value"] == json!(true) {
+            on += 1;
+        }
+    }
+    assert!((250..=350).contains(&on), "{on} of 1000 users get `on`");
+}
+
+#[tokio::test]
+async fn a_kill_with_a_reason_is_in_the_history_and_one_click_reverts_it() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    browser.click("#kill").await;
+    // `required`: the browser does not send the form without a reason.
+    assert_eq!(flag(&server, "checkout").await["enabled"], json!(true));
+    browser.fill("#reason", "card errors spiking").await;
+    browser.click("#kill").await;
+    browser.wait_text("#flag-state", "killed").await;
+    assert_eq!(flag(&server, "checkout").await["enabled"], json!(false));
+    let audit = server
+        .ok("GET", "/v1/admin/audit?env=prod&flag=checkout", ADMIN, None)
+        .await;
+    assert_eq!(
+        (
+            &audit["entries"][0]["action"],
+            &audit["entries"][0]["reason"]
+        ),
+        (&json!("flag.kill"), &json!("card errors spiking"))
+    );
+
+    browser.click("#history-link").await;
+    browser.wait_text("#history", "card errors spiking").await;
+    browser.screenshot("console-history").await;
+    browser.click("button[data-revert-to='1']").await;
+    browser.wait_text("#flag-state", "serves off").await;
+    let reverted = flag(&server, "checkout").await;
+    assert_eq!(
+        (&reverted["enabled"], &reverted["version"]),
+        (&json!(true), &json!(3))
+    );
+}
+
+#[tokio::test]
+async fn a_change_made_through_the_api_appears_in_an_open_page_without_reload() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    eventually(DEADLINE, "the live stream to connect", || async {
+        let live = browser
+            .client
+            .execute("return document.body.dataset.live || ''", vec![])
+            .await;
+        (live.ok() == Some(json!("connected"))).then_some(())
+    })
+    .await;
+    browser
+        .client
+        .execute("window.__same_page = true;", vec![])
+        .await
+        .expect("marked");
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/kill",
+            ADMIN,
+            Some(json!({"reason": "api"})),
+        )
+        .await;
+    browser.wait_text("#flag-state", "killed").await;
+    let same = browser
+        .client
+        .execute("return window.__same_page === true", vec![])
+        .await;
+    assert_eq!(
+        same.expect("script"),
+        json!(true),
+        "updated in place, not reloaded"
+    );
+    assert!(browser
+        .find("#stale")
+        .await
+        .is_displayed()
+        .await
+        .expect("displayed"));
+    browser.screenshot("console-live-update").await;
+}
+
+#[tokio::test]
+async fn two_browsers_editing_the_same_flag_the_second_sees_a_conflict() {
+    let server = server_with_flag().await;
+    let first = Browser::start().await;
+    let second = Browser::start().await;
+    for browser in [&first, &second] {
+        sign_in(browser, &server, ADMIN).await;
+        browser
+            .goto(&server.url("/console/envs/prod/flags/checkout"))
+            .await;
+        browser.find("#rollout-percent").await;
+    }
+    first.fill("#reason", "first").await;
+    first.click("#kill").await;
+    first.wait_text("#flag-state", "killed").await;
+
+    // The second page was rendered at version 1.
+    second.click("#save-rollout").await;
+    let conflict = second.wait_text("#conflict", "version 1").await;
+    assert!(conflict.contains("version 2"), "{conflict}");
+    assert!(
+        !second.exists("#conflict-yours").await,
+        "no mix of their change and ours"
+    );
+    second.screenshot("console-conflict").await;
+    let stored = flag(&server, "checkout").await;
+    assert_eq!(
+        (&stored["version"], &stored["default"]),
+        (&json!(2), &json!({"variant": "off"}))
+    );
+}
+
+#[tokio::test]
+async fn a_read_only_token_sees_no_write_control_and_its_forged_post_is_refused() {
+    let server = server_with_flag().await;
+    server.create_env("dev").await;
+    let token = server.token("prod-reader", "sdk", Some("prod")).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, &token).await;
+    assert!(browser.text(".who").await.contains("read-only"));
+    assert!(
+        !browser.text("#envs").await.contains("dev"),
+        "only its own environment"
+    );
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    browser.find("#flag-state").await;
+    for control in [
+        "#kill",
+        "#save-rollout",
+        "#add-rule-form",
+        "#save-json",
+        "#new-flag",
+    ] {
+        assert!(
+            !browser.exists(control).await,
+            "{control} shown to a read-only token"
+        );
+    }
+    browser.screenshot("console-read-only").await;
+
+    // The same session's cookie and CSRF token, replayed outside the browser.
+    let cookie = browser
+        .client
+        .get_named_cookie("sy_console")
+        .await
+        .expect("session cookie");
+    let csrf = browser
+        .find("meta[name=csrf-token]")
+        .await
+        .attr("content")
+        .await
+        .expect("attr")
+        .expect("csrf token");
+    let forged = server
+        .http
+        .post(server.url("/console/envs/prod/flags/checkout/kill"))
+        .header("cookie", format!("sy_console={}", cookie.value()))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("version", "1"),
+            ("reason", "forged"),
+        ])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(forged.status(), 403);
+    assert_eq!(flag(&server, "checkout").await["enabled"], json!(true));
+}
+
+#[tokio::test]
+async fn at_phone_width_pages_fit_and_every_control_has_a_label() {
+    let server = server_with_flag().await;
+    let browser = Browser::phone(390, 844).await;
+    sign_in(&browser, &server, ADMIN).await;
+    let width = browser
+        .client
+        .execute("return window.innerWidth", vec![])
+        .await
+        .expect("script");
+    assert_eq!(width, json!(390), "a phone-sized viewport");
+    for path in [
+        "/console",
+        "/console/envs/prod/flags",
+        "/console/envs/prod/flags/checkout",
+        "/console/envs/prod/new-flag",
+        "/console/envs/prod/flags/checkout/history",
+    ] {
+        browser.goto(&server.url(path)).await;
+        browser.find("main").await;
+        let fits = browser
+            .client
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(fits, json!(true), "{path} scrolls sideways at phone width");
+        // Every visible form control is named by a label (or aria-label) for screen
+        // readers, and can take the keyboard's focus.
+        let unlabelled = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('input, select, textarea, button')]
+                   .filter(e => e.type !== 'hidden')
+                   .filter(e => e.tagName === 'BUTTON'
+                      ? !e.textContent.trim()
+                      : !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                   .map(e => e.id || e.name)",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(unlabelled, json!([]), "unlabelled controls on {path}");
+        let unfocusable = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('a[href], input, select, textarea, button')]
+                   .filter(e => e.type !== 'hidden' && e.tabIndex < 0).length",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(
+            unfocusable,
+            json!(0),
+            "controls out of the tab order on {path}"
+        );
+    }
+    browser.goto(&server.url("/console/envs/prod/flags")).await;
+    browser.screenshot("console-phone-flag-list").await;
+}
