@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use switchyard_e2e::{admin, beta_flag, env_with_sdk_token, evaluate, put_flag};
-use switchyard_sdk::{Client, Context, Error, ErrorCode, Reason, Status, Transport};
+use switchyard_sdk::{Client, Context, DocumentError, Error, ErrorCode, Reason, Status, Transport};
 use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
 /// Flags of every kind.
@@ -193,6 +193,28 @@ async fn an_offline_client_serves_a_bootstrap_file() {
         matches!(missing, Err(Error::Bootstrap { .. })),
         "{missing:?}"
     );
+
+    // A file that is not JSON: the error names the file and keeps the parser's error.
+    let garbled = dir.path().join("garbled.json");
+    std::fs::write(&garbled, "{\"flags\": [").expect("garbled file written");
+    let error = Client::builder("http://127.0.0.1:1", "unused")
+        .transport(Transport::Offline)
+        .bootstrap_file(&garbled)
+        .build()
+        .await
+        .expect_err("not JSON");
+    let Error::InvalidDocument(DocumentError::NotJson { path, source }) = &error else {
+        panic!("not a JSON error: {error:?}");
+    };
+    assert_eq!(path, &garbled);
+    assert!(source.is_eof(), "{source}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "invalid flag document: {}: EOF",
+            garbled.display()
+        )),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -216,12 +238,15 @@ async fn an_offline_client_serves_a_bootstrap_value_without_any_server() {
         .build()
         .await;
     assert!(
-        matches!(invalid, Err(Error::InvalidDocument(_))),
+        matches!(
+            invalid,
+            Err(Error::InvalidDocument(DocumentError::Shape(_)))
+        ),
         "{invalid:?}"
     );
     let without = Client::builder("http://127.0.0.1:1", "unused")
         .transport(Transport::Offline)
         .build()
         .await;
-    assert!(without.is_err());
+    assert!(matches!(without, Err(Error::NoBootstrap)), "{without:?}");
 }
