@@ -4,7 +4,8 @@
 //! - [`free_port`] / [`unused_addr`]: loopback ports nothing listens on.
 //! - [`eventually`] / [`wait_until`]: poll a condition with a deadline (tests never
 //!   `sleep` to synchronise).
-//! - Behind features, real processes and servers: `redis` ([`redis::RedisProcess`]),
+//! - Behind features, real processes and servers: `process` (any program as a child
+//!   logging to a file, [`child::ChildProcess`]), `redis` ([`redis::RedisProcess`]),
 //!   `server` (the flag server in process, [`in_process`], and its binary as a child,
 //!   [`server_process`]), `haproxy` and `prometheus`.
 //!
@@ -13,6 +14,8 @@
 //! when its binary is missing: a test that cannot run here does not skip.
 
 pub mod allocations;
+#[cfg(feature = "process")]
+pub mod child;
 mod poll;
 mod port;
 
