@@ -40,17 +40,21 @@
 //! Run: `benches/load/propagation.sh [options]` and `benches/load/scale.sh [options]`
 //! (they build release binaries and raise `ulimit -n`); `--help` lists the options.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod replica;
+mod sse;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::{json, Value};
+use switchyard_benches::percentiles::distribution;
 use switchyard_core::model::EnvName;
+use switchyard_core::sync::ChangeDocument;
 use switchyard_core::{Flag, Snapshot};
 use switchyard_server::grpc::proto::switchyard::sync_client::SyncClient;
 use switchyard_server::grpc::proto::switchyard::sync_event::Kind as GrpcKind;
@@ -59,11 +63,13 @@ use switchyard_server::store::embedded::EmbeddedStore;
 use switchyard_server::store::redis::RedisStore;
 use switchyard_server::store::{AuditEntry, Commit, Store};
 use switchyard_testkit::redis::RedisProcess;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+
+use replica::{memory, Replica, ReplicaStore};
+use sse::{find, Body};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
@@ -276,6 +282,16 @@ async fn seed(store: &dyn Store, flags: Vec<Flag>) -> Result<()> {
     };
     store.create_env(&env, audit("env.create")).await?;
     let count = flags.len();
+    // Nobody listens yet (the servers load the environment when they start), but the
+    // commit still carries its change document: the Redis store announces it and
+    // refuses one that is not JSON.
+    let change = ChangeDocument {
+        environment: env.clone(),
+        revision: 1,
+        flags: flags.clone(),
+        ..ChangeDocument::default()
+    };
+    let event = serde_json::to_vec(&change).context("encode the seed's change document")?;
     store
         .commit(Commit {
             env: env.clone(),
@@ -286,8 +302,7 @@ async fn seed(store: &dyn Store, flags: Vec<Flag>) -> Result<()> {
                 .collect(),
             segments: Vec::new(),
             audit: vec![audit("bench.seed")],
-            // Nobody listens yet: the servers load the environment when they start.
-            event: Default::default(),
+            event: event.into(),
         })
         .await?;
     eprintln!("propagation: seeded `{ENV}` with {count} flags in the store");
@@ -754,27 +769,6 @@ async fn caught_up(
     }
 }
 
-/// Prints count, median, p90, p99 and max in milliseconds (nearest rank).
-fn distribution(samples: &mut [Duration]) -> String {
-    if samples.is_empty() {
-        return "count=0".to_owned();
-    }
-    samples.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let rank = |p: f64| {
-        let index = (p / 100.0 * samples.len() as f64).ceil() as usize;
-        ms(samples[index.clamp(1, samples.len()) - 1])
-    };
-    format!(
-        "count={} median={:.2} p90={:.2} p99={:.2} max={:.2}",
-        samples.len(),
-        rank(50.0),
-        rank(90.0),
-        rank(99.0),
-        ms(samples[samples.len() - 1])
-    )
-}
-
 /// One request with a bearer token; fails on a non-2xx status. Returns the JSON body
 /// (`Null` when empty).
 async fn call(
@@ -910,190 +904,6 @@ async fn sse_client(spec: &ClientSpec, addr: SocketAddr, token: &str) -> Result<
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// An HTTP/1.1 response body, chunked or not, decoded into SSE events as it arrives.
-struct Body {
-    chunk: Option<Chunk>,
-    sse: Sse,
-}
-
-/// Where a chunked body's decoder stands.
-#[derive(Debug, Clone, Copy)]
-enum Chunk {
-    /// Reading a chunk-size line (hex digits, then anything up to `\n`).
-    Size { size: usize, digits: bool },
-    /// Inside a chunk's data, this many bytes to go.
-    Data(usize),
-    /// After a chunk's data, up to its `\n`.
-    DataEnd,
-    /// The last (empty) chunk was read.
-    Done,
-}
-
-impl Body {
-    fn new(chunked: bool) -> Body {
-        Body {
-            chunk: chunked.then_some(Chunk::Size {
-                size: 0,
-                digits: true,
-            }),
-            sse: Sse::default(),
-        }
-    }
-
-    fn done(&self) -> bool {
-        matches!(self.chunk, Some(Chunk::Done))
-    }
-
-    /// Decodes `input`, adding every event it completes to `events`.
-    fn feed(&mut self, mut input: &[u8], events: &mut Vec<(EventKind, Option<u64>)>) -> Result<()> {
-        let Some(mut chunk) = self.chunk else {
-            self.sse.feed(input, events);
-            return Ok(());
-        };
-        while !input.is_empty() {
-            match chunk {
-                Chunk::Size { size, digits } => {
-                    let byte = input[0];
-                    input = &input[1..];
-                    chunk = match byte {
-                        b'\n' if size == 0 => Chunk::Done,
-                        b'\n' => Chunk::Data(size),
-                        _ if digits && byte.is_ascii_hexdigit() => {
-                            let digit = (byte as char).to_digit(16).unwrap_or(0) as usize;
-                            let size = size
-                                .checked_mul(16)
-                                .and_then(|s| s.checked_add(digit))
-                                .context("a chunk size overflows")?;
-                            Chunk::Size { size, digits }
-                        }
-                        // Extensions and the `\r`: ignored up to the `\n`.
-                        _ => Chunk::Size {
-                            size,
-                            digits: false,
-                        },
-                    };
-                }
-                Chunk::Data(left) => {
-                    let take = left.min(input.len());
-                    self.sse.feed(&input[..take], events);
-                    input = &input[take..];
-                    chunk = if take == left {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left - take)
-                    };
-                }
-                Chunk::DataEnd => {
-                    let byte = input[0];
-                    input = &input[1..];
-                    if byte == b'\n' {
-                        chunk = Chunk::Size {
-                            size: 0,
-                            digits: true,
-                        };
-                    }
-                }
-                Chunk::Done => break,
-            }
-        }
-        self.chunk = Some(chunk);
-        Ok(())
-    }
-}
-
-/// How much of each SSE line is kept: enough for `event: snapshot` and `id: <u64>`.
-const LINE_HEAD: usize = 48;
-
-/// A server-sent events parser that keeps only the start of each line, so a
-/// multi-megabyte `data:` line costs a `memchr` over it and nothing else.
-struct Sse {
-    head: [u8; LINE_HEAD],
-    head_len: usize,
-    line_len: usize,
-    kind: EventKind,
-    id: Option<u64>,
-    any: bool,
-}
-
-impl Default for Sse {
-    fn default() -> Self {
-        Sse {
-            head: [0; LINE_HEAD],
-            head_len: 0,
-            line_len: 0,
-            kind: EventKind::Other,
-            id: None,
-            any: false,
-        }
-    }
-}
-
-impl Sse {
-    fn feed(&mut self, mut input: &[u8], events: &mut Vec<(EventKind, Option<u64>)>) {
-        while !input.is_empty() {
-            let (part, rest, ends) = match memchr::memchr(b'\n', input) {
-                Some(end) => (&input[..end], &input[end + 1..], true),
-                None => (input, &input[input.len()..], false),
-            };
-            let keep = part.len().min(LINE_HEAD - self.head_len);
-            self.head[self.head_len..self.head_len + keep].copy_from_slice(&part[..keep]);
-            self.head_len += keep;
-            self.line_len += part.len();
-            if ends {
-                self.line(events);
-            }
-            input = rest;
-        }
-    }
-
-    /// A line ended: a field, a comment, or (blank) the end of an event.
-    fn line(&mut self, events: &mut Vec<(EventKind, Option<u64>)>) {
-        let complete = self.head_len == self.line_len;
-        let head = &self.head[..self.head_len];
-        let head = if complete {
-            head.strip_suffix(b"\r").unwrap_or(head)
-        } else {
-            head
-        };
-        if head.is_empty() && complete {
-            if self.any {
-                events.push((self.kind, self.id));
-            }
-            (self.kind, self.id, self.any) = (EventKind::Other, None, false);
-        } else if !head.starts_with(b":") {
-            let (field, value) = match head.iter().position(|&b| b == b':') {
-                Some(colon) => (&head[..colon], &head[colon + 1..]),
-                None => (head, &head[head.len()..]),
-            };
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            match field {
-                b"event" => {
-                    self.kind = match value {
-                        b"snapshot" => EventKind::Snapshot,
-                        b"change" => EventKind::Change,
-                        _ => EventKind::Other,
-                    };
-                    self.any = true;
-                }
-                b"id" => {
-                    self.id = std::str::from_utf8(value)
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .filter(|_| complete);
-                    self.any = true;
-                }
-                b"data" => self.any = true,
-                _ => {}
-            }
-        }
-        (self.head_len, self.line_len) = (0, 0);
-    }
-}
-
 /// The gRPC connections: channel j goes to replica j mod R.
 struct GrpcChannels {
     /// Per replica, its channels.
@@ -1183,216 +993,4 @@ fn check_fd_limit(args: &Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// VmRSS and VmHWM of a process, in KiB.
-fn memory(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))?
-            .split_whitespace()
-            .next()?
-            .parse::<u64>()
-            .ok()
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-// ---------------------------------------------------------------------------------
-// Child processes
-
-/// Lines a server wrote, the last few kept for error messages.
-type Output = Arc<Mutex<VecDeque<String>>>;
-
-/// Where a server keeps its data.
-#[derive(Debug, Clone)]
-enum ReplicaStore {
-    Embedded(PathBuf),
-    Redis(String),
-}
-
-/// A `switchyard-server`. Dropping it sends SIGKILL.
-struct Replica {
-    name: &'static str,
-    child: Child,
-    http: SocketAddr,
-    grpc: SocketAddr,
-    output: Output,
-}
-
-impl Replica {
-    async fn start(name: &'static str, bin: &Path, store: &ReplicaStore) -> Result<Replica> {
-        let mut command = Command::new(bin);
-        match store {
-            ReplicaStore::Embedded(dir) => command.arg("--data-dir").arg(dir),
-            ReplicaStore::Redis(url) => command.args(["--redis-url", url]),
-        };
-        let mut child = command
-            .args([
-                "--http-addr",
-                "127.0.0.1:0",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .env("SWITCHYARD_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "info")
-            .env_remove("SWITCHYARD_HTTP_ADDR")
-            .env_remove("SWITCHYARD_GRPC_ADDR")
-            .env_remove("SWITCHYARD_DATA_DIR")
-            .env_remove("SWITCHYARD_REDIS_URL")
-            .env_remove("SWITCHYARD_DEMO")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
-        let output = Output::default();
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let stdout = child.stdout.take().context("stdout")?;
-        let stderr = child.stderr.take().context("stderr")?;
-        forward(stdout, tx.clone(), Arc::clone(&output));
-        forward(stderr, tx, Arc::clone(&output));
-        let found = tokio::time::timeout(START_DEADLINE, async {
-            while let Some(line) = rx.recv().await {
-                if let Some(addrs) = listening_addrs(&line) {
-                    return Some(addrs);
-                }
-            }
-            None
-        })
-        .await;
-        let lines = || {
-            output
-                .lock()
-                .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"))
-        };
-        match found {
-            Ok(Some((http, grpc))) => Ok(Replica {
-                name,
-                child,
-                http,
-                grpc,
-                output,
-            }),
-            Ok(None) => bail!(
-                "replica {name} ended before listening:\n{}",
-                lines().unwrap_or_default()
-            ),
-            Err(_) => bail!(
-                "replica {name} did not log `switchyard-server listening` within {START_DEADLINE:?}:\n{}",
-                lines().unwrap_or_default()
-            ),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http, path)
-    }
-
-    fn output(&self) -> String {
-        let lines = self.output.lock().expect("output lock");
-        lines.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    fn memory(&self) -> Option<(u64, u64)> {
-        memory(self.child.id()?)
-    }
-
-    async fn stop(&mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-/// Drains a child's pipe (so it never blocks), keeping the last 200 lines.
-fn forward(
-    stream: impl AsyncRead + Unpin + Send + 'static,
-    lines: mpsc::UnboundedSender<String>,
-    output: Output,
-) {
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            {
-                let mut kept = output.lock().expect("output lock");
-                if kept.len() == 200 {
-                    kept.pop_front();
-                }
-                kept.push_back(line.clone());
-            }
-            let _ = lines.send(line);
-        }
-    });
-}
-
-/// The `addr` and `grpc_addr` of the JSON log line `switchyard-server listening`.
-fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let value: Value = serde_json::from_str(line).ok()?;
-    let fields = value.get("fields")?;
-    if fields.get("message")?.as_str()? != "switchyard-server listening" {
-        return None;
-    }
-    let addr = |name: &str| fields.get(name)?.as_str()?.parse().ok();
-    Some((addr("addr")?, addr("grpc_addr")?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Feeds `input` in pieces of `step` bytes and returns the events.
-    fn events(chunked: bool, input: &[u8], step: usize) -> Vec<(EventKind, Option<u64>)> {
-        let mut body = Body::new(chunked);
-        let mut events = Vec::new();
-        for piece in input.chunks(step) {
-            body.feed(piece, &mut events).expect("decodes");
-        }
-        events
-    }
-
-    #[test]
-    fn parses_events_whatever_the_read_boundaries() {
-        let long = "x".repeat(100_000);
-        let stream = format!(
-            ":heartbeat\n\nevent: snapshot\nid: 7\ndata: {{\"flags\":\"{long}\"}}\n\n\
-             event: change\r\nid: 8\r\ndata: {{}}\r\n\r\nid: 9\ndata: x\n\n"
-        );
-        let expected = vec![
-            (EventKind::Snapshot, Some(7)),
-            (EventKind::Change, Some(8)),
-            (EventKind::Other, Some(9)),
-        ];
-        // The same bytes as HTTP chunks of 1000 bytes (hex size, CRLF, data, CRLF).
-        let mut chunked = Vec::new();
-        for piece in stream.as_bytes().chunks(1000) {
-            chunked.extend_from_slice(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
-            chunked.extend_from_slice(piece);
-            chunked.extend_from_slice(b"\r\n");
-        }
-        chunked.extend_from_slice(b"0\r\n\r\n");
-        for step in [1, 7, 4096, usize::MAX] {
-            assert_eq!(
-                events(false, stream.as_bytes(), step),
-                expected,
-                "raw, {step}"
-            );
-            assert_eq!(events(true, &chunked, step), expected, "chunked, {step}");
-        }
-        let mut body = Body::new(true);
-        body.feed(&chunked, &mut Vec::new()).expect("decodes");
-        assert!(body.done());
-    }
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let mut samples: Vec<Duration> = (1..=100).rev().map(Duration::from_millis).collect();
-        assert_eq!(
-            distribution(&mut samples),
-            "count=100 median=50.00 p90=90.00 p99=99.00 max=100.00"
-        );
-    }
 }
