@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::child::ChildProcess;
 use crate::free_port;
+use crate::http::{serve, Served};
 use crate::path::find_on_path;
 
 /// How long `haproxy` may take, once started, to serve its frontend and runtime API.
@@ -210,36 +211,17 @@ pub struct Listeners<'a> {
 
 /// An HTTP server on a free loopback port answering every request with 200 and a
 /// fixed body. Stopped when dropped.
-pub struct Upstream {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct Upstream(Served);
 
 impl Upstream {
     /// Starts it; it accepts connections when this returns.
     pub async fn start(body: &'static str) -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an upstream on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("upstream address");
-        let app = axum::Router::new().fallback(move || async move { body });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .unwrap_or_else(|error| panic!("upstream {addr} ({body}): {error}"));
-        });
-        Upstream { addr, task }
+        Upstream(serve(axum::Router::new().fallback(move || async move { body })).await)
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.0.addr()
     }
 }
 

@@ -5,7 +5,8 @@
 //! - [`eventually`] / [`wait_until`]: poll a condition with a deadline (tests never
 //!   `sleep` to synchronise).
 //! - Behind features, real processes and servers: `process` (any program as a child
-//!   logging to a file, [`child::ChildProcess`]), `redis` ([`redis::RedisProcess`]),
+//!   logging to a file, [`child::ChildProcess`]), `http` (an axum app on a free port,
+//!   [`http::serve`]), `redis` ([`redis::RedisProcess`]),
 //!   `server` (the flag server in process, [`in_process`], and its binary as a child,
 //!   [`server_process`]), `haproxy` and `prometheus`.
 //!
@@ -21,6 +22,8 @@ mod port;
 
 #[cfg(feature = "haproxy")]
 pub mod haproxy;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "server")]
 pub mod in_process;
 #[cfg(any(feature = "haproxy", feature = "prometheus"))]

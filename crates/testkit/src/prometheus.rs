@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::child::ChildProcess;
 use crate::free_port;
+use crate::http::{serve, Served};
 use crate::path::find_on_path;
 
 /// How long `prometheus`, once started, may take to answer `/-/ready`.
@@ -232,9 +233,8 @@ async fn query_once(
 /// A `/metrics` endpoint on a free loopback port serving gauges in Prometheus's text
 /// format; a test sets and removes them while Prometheus scrapes. Stopped when dropped.
 pub struct Exporter {
-    addr: SocketAddr,
+    served: Served,
     gauges: Gauges,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// Metric name → rendered label set (`{a="1",b="2"}`) → value.
@@ -243,10 +243,6 @@ type Gauges = Arc<Mutex<BTreeMap<String, BTreeMap<String, f64>>>>;
 impl Exporter {
     /// Starts it without gauges; it accepts connections when this returns.
     pub async fn start() -> Exporter {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an exporter on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("exporter address");
         let gauges = Gauges::default();
         let served = gauges.clone();
         let app = axum::Router::new().route(
@@ -264,17 +260,15 @@ impl Exporter {
                 }
             }),
         );
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .unwrap_or_else(|error| panic!("exporter {addr}: {error}"));
-        });
-        Exporter { addr, gauges, task }
+        Exporter {
+            served: serve(app).await,
+            gauges,
+        }
     }
 
     /// Where it listens: the target to give [`PrometheusProcess::start`].
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// Sets gauge `name` with `labels` to `value` from the next scrape on.
@@ -297,12 +291,6 @@ impl Exporter {
                 gauges.remove(name);
             }
         }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
