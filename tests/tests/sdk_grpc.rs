@@ -2,21 +2,17 @@
 //! servers: live changes, the polling fallback while the gRPC API is unreachable,
 //! refused tokens, and a server process killed and restarted on the same ports.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_e2e::{
-    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+    admin, beta, beta_flag, env_revision, env_with_sdk_token, hold, kill,
+    kill_checkout_then_add_a_flag, on_flag, put_flag, revive,
 };
-use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
+use switchyard_sdk::{ChangeNotice, Client, Error, Status, Transport};
 use switchyard_testkit::in_process::{self};
 use switchyard_testkit::server_process::ServerProcess;
 use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
-
-fn beta() -> Context {
-    Context::new("user-1").group("beta")
-}
 
 #[tokio::test]
 async fn changes_stream_over_grpc() {
@@ -38,16 +34,7 @@ async fn changes_stream_over_grpc() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, "").await;
     wait_until(DEADLINE, "notices for both", || {
         let notices = notices.lock().expect("notices");
         notices.iter().any(|n| n.flags == ["checkout"])
@@ -129,18 +116,6 @@ async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
     );
     client.close().await;
     server.kill().await;
-}
-
-/// Listens on `addr` and drops every connection at once.
-async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("the old port is free");
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            drop(connection);
-        }
-    })
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use switchyard_e2e::{
-    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+    admin, beta_flag, env_revision, env_with_sdk_token, hold, kill, on_flag, put_flag, revive,
 };
 use switchyard_sdk::{ChangeNotice, Client, Context, Status};
 use switchyard_testkit::server_process::ServerProcess;
@@ -16,18 +16,6 @@ use switchyard_testkit::{wait_until, DEADLINE};
 
 fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// Listens on `addr` and drops every connection at once.
-async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("the old port is free");
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            drop(connection);
-        }
-    })
 }
 
 #[tokio::test]

@@ -6,16 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_e2e::{
-    admin, beta_flag, delete_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag,
-    put_segment, revive, typed, Proxy,
+    admin, beta, beta_flag, delete_flag, env_revision, env_with_sdk_token, kill,
+    kill_checkout_then_add_a_flag, on_flag, put_flag, put_segment, revive, typed, Proxy,
 };
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
 use switchyard_testkit::in_process::{self, ADMIN};
 use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
-
-fn beta() -> Context {
-    Context::new("user-1").group("beta")
-}
 
 /// Records every change notice.
 fn record(client: &Client) -> Arc<Mutex<Vec<ChangeNotice>>> {
@@ -314,17 +310,8 @@ async fn polling_picks_up_changes() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, "").await;
     wait_until(DEADLINE, "the notice", || notified(&notices, "checkout")).await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
     assert_eq!(client.status(), Status::Ready);
     // Polling never opens a stream.
     assert_eq!(server.sse_clients(), 0);
@@ -506,16 +493,7 @@ async fn when_the_stream_is_refused_the_client_polls() {
         .expect("client builds");
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill, by polling", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag, by polling", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, ", by polling").await;
     assert_eq!(client.status(), Status::Ready);
     assert_eq!(server.sse_clients(), 0, "no stream got through");
     client.close().await;
