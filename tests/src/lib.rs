@@ -54,6 +54,15 @@ pub async fn delete_flag(base: &str, env: &str, key: &str) {
         .expect("delete flag");
 }
 
+/// Creates `prod` with the flag `checkout` ([`beta_flag`]) and an `sdk` token for it
+/// (`prod-sdk`), through the admin API at `base`; returns the token. The environment
+/// most SDK tests start from.
+pub async fn prod_with_checkout(base: &str) -> String {
+    let token = env_with_sdk_token(&admin(base), "prod").await;
+    put_flag(base, "prod", beta_flag("checkout")).await;
+    token
+}
+
 /// Creates `env` and an `sdk` token named `<env>-sdk` for it; returns the token.
 pub async fn env_with_sdk_token(admin: &AdminClient, env: &str) -> String {
     admin.create_env(env).await.expect("create env");

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_e2e::{
-    admin, beta, beta_flag, env_revision, env_with_sdk_token, hold, kill,
-    kill_checkout_then_add_a_flag, on_flag, put_flag, revive,
+    admin, beta, env_revision, hold, kill, kill_checkout_then_add_a_flag, on_flag,
+    prod_with_checkout, put_flag, revive,
 };
 use switchyard_sdk::{ChangeNotice, Client, Error, Status, Transport};
 use switchyard_testkit::in_process::{self};
@@ -18,8 +18,7 @@ use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
 async fn changes_stream_over_grpc() {
     let server = in_process::start_with_grpc(None).await;
     let grpc = server.grpc.clone().expect("gRPC address");
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(&grpc)
@@ -55,8 +54,7 @@ async fn changes_stream_over_grpc() {
 #[tokio::test]
 async fn an_unreachable_grpc_api_falls_back_to_polling() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let nowhere = format!("http://{}", unused_addr());
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
@@ -92,8 +90,7 @@ async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
@@ -123,8 +120,7 @@ async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
