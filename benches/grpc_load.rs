@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use clap::Parser;
 use serde_json::Value;
+use switchyard_benches::percentiles::nearest_rank;
 use switchyard_server::grpc::convert::json_to_struct;
 use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
 use switchyard_server::grpc::proto::switchyard::{EvaluateAllRequest, EvaluateRequest};
@@ -149,15 +150,9 @@ async fn worker(
     tally
 }
 
-/// The nearest-rank percentile `p` (0..=100) of sorted values, in milliseconds.
-fn percentile(sorted: &[u64], p: u64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let n = sorted.len() as u64;
-    let rank = (p * n).div_ceil(100).clamp(1, n);
-    let index = usize::try_from(rank - 1).unwrap_or(0);
-    sorted[index] as f64 / 1e6
+/// The nearest-rank percentile `p` (0..=100) of sorted nanoseconds, in milliseconds.
+fn percentile(sorted: &[u64], p: u32) -> f64 {
+    nearest_rank(sorted, p).map_or(f64::NAN, |ns| ns as f64 / 1e6)
 }
 
 async fn run(args: Args) -> Result<()> {

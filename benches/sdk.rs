@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
+use switchyard_benches::percentiles::nearest_rank;
 use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::{Client, Context};
 use switchyard_testkit::in_process::{self, TestServer, ADMIN};
@@ -123,7 +124,7 @@ fn single_call_percentiles(setup: &Setup, calls: usize) -> (f64, f64) {
             })
             .collect();
         samples.sort_unstable();
-        samples[samples.len() / 2]
+        nearest_rank(&samples, 50).unwrap_or(0)
     };
     let mut samples: Vec<u64> = (0..calls)
         .map(|_| {
@@ -137,8 +138,8 @@ fn single_call_percentiles(setup: &Setup, calls: usize) -> (f64, f64) {
         })
         .collect();
     samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)] as f64;
-    (at(0.5), at(0.99))
+    let at = |p: u32| nearest_rank(&samples, p).map_or(f64::NAN, |ns| ns as f64);
+    (at(50), at(99))
 }
 
 fn bench(c: &mut Criterion) {

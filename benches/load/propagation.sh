@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Kill-switch propagation to many streaming clients (issue 10, "Propagation"): builds
-# release binaries, raises the open-files limit, and runs benches/propagation.rs, which
+# release binaries, raises the open-files limit, and runs benches/propagation/, which
 # seeds an environment, starts its own server(s) (with --replicas 3 also a redis-server,
 # append-only, fsync always), connects the clients, makes sequential kill/revive writes
 # on replica A and times each until every client's stream delivered it. Every child is

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One server at scale (issue 10, "Scale"): 10 000 flags (each a `groups` rule and an
 # `in` constraint serving a 25/75 rollout) and 10 000 concurrent SSE streams. Runs
-# benches/propagation.rs with one server on the embedded store and reports, one
+# benches/propagation/ with one server on the embedded store and reports, one
 # `summary ...` line each: the server's VmRSS/VmHWM after seeding, with every client
 # connected, and after the writes; the time to connect every client (each receives the
 # whole environment as its first event); switchyard_snapshot_compile_seconds (from

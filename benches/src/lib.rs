@@ -1,1 +1,4 @@
-//! Shared fixtures for the benchmarks.
+//! What the benchmarks share, written once: nearest-rank percentiles and the summary
+//! line the load binaries print ([`percentiles`]).
+
+pub mod percentiles;

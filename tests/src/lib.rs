@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use switchyard_sdk::admin::{AdminClient, TokenKind};
+use switchyard_sdk::{Client, Context};
 use switchyard_testkit::in_process::ADMIN;
+use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -50,6 +52,15 @@ pub async fn delete_flag(base: &str, env: &str, key: &str) {
         .delete_flag(env, key, None)
         .await
         .expect("delete flag");
+}
+
+/// Creates `prod` with the flag `checkout` ([`beta_flag`]) and an `sdk` token for it
+/// (`prod-sdk`), through the admin API at `base`; returns the token. The environment
+/// most SDK tests start from.
+pub async fn prod_with_checkout(base: &str) -> String {
+    let token = env_with_sdk_token(&admin(base), "prod").await;
+    put_flag(base, "prod", beta_flag("checkout")).await;
+    token
 }
 
 /// Creates `env` and an `sdk` token named `<env>-sdk` for it; returns the token.
@@ -233,4 +244,37 @@ async fn forward_refusing_streams(inbound: tokio::net::TcpStream, outbound: toki
         }
     };
     tokio::join!(upstream, downstream);
+}
+
+/// A user in the `beta` group: [`beta_flag`] serves it `on`.
+pub fn beta() -> Context {
+    Context::new("user-1").group("beta")
+}
+
+/// Kills `checkout` in `prod` through the admin API at `base`, then adds the flag
+/// `added` ([`on_flag`]), waiting after each until `client` serves the change to
+/// [`beta`]; `how` ends the wait messages (e.g. `", by polling"`).
+pub async fn kill_checkout_then_add_a_flag(base: &str, client: &Client, how: &str) {
+    let ctx = beta();
+    kill(base, "prod", "checkout", "e2e").await;
+    wait_until(DEADLINE, &format!("the kill{how}"), || {
+        !client.is_enabled("checkout", &ctx)
+    })
+    .await;
+    put_flag(base, "prod", on_flag("added")).await;
+    wait_until(DEADLINE, &format!("the new flag{how}"), || {
+        client.is_enabled("added", &ctx)
+    })
+    .await;
+}
+
+/// Listens on `addr` and drops every connection at once: the port of a server that is
+/// down but whose address is taken (as while it restarts). Stops when aborted.
+pub async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind(addr).await.expect("the old port is free");
+    tokio::spawn(async move {
+        while let Ok((connection, _)) = listener.accept().await {
+            drop(connection);
+        }
+    })
 }

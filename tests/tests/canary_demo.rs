@@ -23,11 +23,13 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard_e2e::{evaluate, typed};
 use switchyard_sdk::admin::AdminClient;
+use switchyard_testkit::child::ChildProcess;
+use switchyard_testkit::haproxy::HaproxyProcess;
 use switchyard_testkit::in_process::ADMIN;
+use switchyard_testkit::prometheus::{wait_for_value, PrometheusProcess, SCRAPE_DEADLINE};
 use switchyard_testkit::server_process::{server_binary, ServerProcess};
-use switchyard_testkit::{eventually, free_port, DEADLINE};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::process::{Child, Command};
+use switchyard_testkit::DEADLINE;
+use tokio::process::Command;
 use tokio::time::Instant;
 
 /// The demo's templates and plans.
@@ -38,14 +40,10 @@ const ENV: &str = "production";
 const FLAG: &str = "new-checkout";
 /// How long one `apply --wait` may take (the plans need about 15 s).
 const RELEASE_TIMEOUT: &str = "90s";
-/// How often conditions are polled.
-const POLL: Duration = Duration::from_millis(50);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     let started = Instant::now();
-    let haproxy_binary = on_path("haproxy");
-    let prometheus_binary = on_path("prometheus");
     let bin = build_binaries().await;
     eprintln!("binaries ready after {:?}", started.elapsed());
     let work = tempfile::tempdir().expect("temp dir");
@@ -76,7 +74,7 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
         if new_code {
             args.push("--new-code");
         }
-        Process::start(
+        start(
             &format!("checkout-{version}"),
             &bin.checkout,
             &args,
@@ -97,14 +95,38 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     let (stable_port, canary_port) = (port(&stable_url), port(&canary_url));
 
     // HAProxy and Prometheus from the demo's templates.
-    let haproxy = Haproxy::start(&haproxy_binary, &stable_port, &canary_port, work.path()).await;
-    let prometheus =
-        Prometheus::start(&prometheus_binary, &stable_port, &canary_port, work.path()).await;
-    prometheus.wait_until_scraping(2).await;
+    let haproxy = HaproxyProcess::start_with_config("checkout", |listeners| {
+        render(
+            "haproxy.cfg.tmpl",
+            &[
+                ("FRONTEND_PORT", listeners.frontend.port().to_string()),
+                ("HAPROXY_ADMIN_PORT", listeners.admin.port().to_string()),
+                ("STABLE_PORT", stable_port.clone()),
+                ("CANARY_PORT", canary_port.clone()),
+            ],
+        )
+    })
+    .await;
+    let prometheus = PrometheusProcess::start_with_config(&render(
+        "prometheus.yml.tmpl",
+        &[
+            ("STABLE_PORT", stable_port.clone()),
+            ("CANARY_PORT", canary_port.clone()),
+        ],
+    ))
+    .await;
+    // Both targets scraped, so analyses measure from the start.
+    wait_for_value(
+        &prometheus.url(),
+        "sum(up{job=\"checkout\"})",
+        |up| up == 2.0,
+        SCRAPE_DEADLINE,
+    )
+    .await;
 
     // The orchestrator daemon.
     let orchestrator_data = work.path().join("orchestrator").display().to_string();
-    let mut orchestrator = Process::start(
+    let mut orchestrator = start(
         "orchestrator",
         &bin.orchestrator,
         &[
@@ -127,8 +149,8 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
         .await;
 
     // Load through HAProxy for as long as both releases take (bounded by itself too).
-    let frontend = format!("http://127.0.0.1:{}", haproxy.frontend_port);
-    let mut load = Process::start(
+    let frontend = format!("http://{}", haproxy.frontend_addr());
+    let mut load = start(
         "checkout-load",
         &bin.checkout_load,
         &[
@@ -145,8 +167,11 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     );
 
     let placeholders = [
-        ("HAPROXY_ADMIN_PORT", haproxy.admin_port.to_string()),
-        ("PROMETHEUS_PORT", prometheus.port.to_string()),
+        (
+            "HAPROXY_ADMIN_PORT",
+            haproxy.admin_addr().port().to_string(),
+        ),
+        ("PROMETHEUS_PORT", prometheus.addr().port().to_string()),
     ];
     let http = reqwest::Client::builder()
         .timeout(DEADLINE)
@@ -170,7 +195,7 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
         (&json!("succeeded"), &json!(100))
     );
     assert_eq!(
-        haproxy.weights().await,
+        weights(&haproxy).await,
         (100, 0),
         "(canary, stable) after release 1"
     );
@@ -181,12 +206,10 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     // Back to the starting line for the next release: all traffic on stable, the flag
     // off for everyone; and the canary now fails every fifth new-path request.
     // Stable first: with both at 0 HAProxy would have nowhere to send a request.
-    haproxy
-        .command("set server checkout/stable weight 100")
-        .await;
-    haproxy.command("set server checkout/canary weight 0").await;
+    haproxy.set_weight("stable", 100).await;
+    haproxy.set_weight("canary", 0).await;
     assert_eq!(
-        haproxy.weights().await,
+        weights(&haproxy).await,
         (0, 100),
         "(canary, stable) after the reset"
     );
@@ -223,7 +246,7 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
         "rolled back for another reason: {reason}"
     );
     assert_eq!(
-        haproxy.weights().await,
+        weights(&haproxy).await,
         (0, 100),
         "(canary, stable) after release 2"
     );
@@ -254,8 +277,9 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
 
     // The load saw both versions; only v2 failed, and no request went unanswered while
     // the weights moved.
-    let summary = load.stop().await;
-    let counts = load_counts(&summary);
+    let output = load.stop().await;
+    let summary = output.lines().last().unwrap_or_default();
+    let counts = load_counts(summary);
     let (v1, v2) = (counts["v1"], counts["v2"]);
     assert!(v1.0 > 0 && v2.0 > 0, "both versions served: {summary}");
     assert_eq!(v1.1, 0, "v1 never fails: {summary}");
@@ -267,6 +291,28 @@ async fn a_healthy_canary_is_promoted_and_a_failing_one_rolled_back() {
     }
     eprintln!("{summary}");
     eprintln!("canary demo test took {:?}", started.elapsed());
+}
+
+/// Starts one of the demo's binaries, logging to `<dir>/<name>.log`; nothing from the
+/// environment of whoever runs the tests leaks into it.
+fn start(name: &str, binary: &Path, args: &[impl AsRef<OsStr>], dir: &Path) -> ChildProcess {
+    let mut command = Command::new(binary);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("SWITCHYARD_") || key.starts_with("CHECKOUT_") {
+            command.env_remove(&*key);
+        }
+    }
+    command.args(args).env("RUST_LOG", "info");
+    ChildProcess::spawn(name, &mut command, dir)
+}
+
+/// `(canary, stable)` current weights in HAProxy.
+async fn weights(haproxy: &HaproxyProcess) -> (u32, u32) {
+    (
+        haproxy.weight("canary").await,
+        haproxy.weight("stable").await,
+    )
 }
 
 /// `new-checkout`, on/off, off for everyone.
@@ -485,313 +531,5 @@ async fn build_binaries() -> Binaries {
         orchestrator: take("switchyard-orchestrator"),
         checkout: take("checkout"),
         checkout_load: take("checkout-load"),
-    }
-}
-
-/// The first executable called `name` on `PATH`; panics naming the Debian package.
-fn on_path(name: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|candidate| {
-            std::fs::metadata(candidate)
-                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found on PATH: install the Debian package `{name}` \
-                 (scripts/test.sh and scripts/demo.sh do)"
-            )
-        })
-}
-
-/// A child process whose stdout and stderr go to `<dir>/<name>.log`; killed when
-/// dropped.
-struct Process {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn start(name: &str, binary: &Path, args: &[impl AsRef<OsStr>], dir: &Path) -> Process {
-        let log = dir.join(format!("{name}.log"));
-        let output = std::fs::File::create(&log).expect("create log");
-        let errors = output.try_clone().expect("clone log handle");
-        let mut command = Command::new(binary);
-        // Nothing from the environment of whoever runs the tests leaks into the demo.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            if key.starts_with("SWITCHYARD_") || key.starts_with("CHECKOUT_") {
-                command.env_remove(&*key);
-            }
-        }
-        let child = command
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name} ({}): {e}", binary.display()));
-        Process {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics with its output if it has exited.
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("poll child") {
-            panic!("{} exited ({status}):\n{}", self.name, self.output());
-        }
-    }
-
-    /// The rest of the first line of its output that starts with `prefix`, waiting for
-    /// it until [`DEADLINE`].
-    async fn line_after(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let output = self.output();
-            if let Some(rest) = output.lines().find_map(|line| line.strip_prefix(prefix)) {
-                return rest.trim().to_owned();
-            }
-            self.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "{} did not print `{prefix}…` within {DEADLINE:?}:\n{output}",
-                self.name
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Sends SIGTERM, waits for it to exit, and returns its last output line.
-    async fn stop(&mut self) -> String {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let pid = self.child.id().expect("still running");
-        kill(Pid::from_raw(pid as i32), Signal::SIGTERM).expect("SIGTERM");
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} did not exit after SIGTERM", self.name))
-            .expect("wait");
-        let output = self.output();
-        assert!(status.success(), "{} exited {status}:\n{output}", self.name);
-        output.lines().last().unwrap_or_default().to_owned()
-    }
-}
-
-/// `haproxy` configured from `haproxy.cfg.tmpl`.
-struct Haproxy {
-    process: Process,
-    frontend_port: u16,
-    admin_port: u16,
-}
-
-impl Haproxy {
-    /// Starts it on free ports and waits until its runtime API answers as this process
-    /// and its frontend accepts connections. A port taken by someone else between
-    /// choosing and binding makes haproxy exit (`noreuseport`): then others are tried.
-    async fn start(binary: &Path, stable_port: &str, canary_port: &str, dir: &Path) -> Haproxy {
-        for attempt in 1..=3 {
-            let (frontend_port, admin_port) = (free_port(), free_port());
-            let config = dir.join("haproxy.cfg");
-            let text = render(
-                "haproxy.cfg.tmpl",
-                &[
-                    ("FRONTEND_PORT", frontend_port.to_string()),
-                    ("HAPROXY_ADMIN_PORT", admin_port.to_string()),
-                    ("STABLE_PORT", stable_port.to_owned()),
-                    ("CANARY_PORT", canary_port.to_owned()),
-                ],
-            );
-            std::fs::write(&config, text).expect("write haproxy.cfg");
-            let mut haproxy = Haproxy {
-                process: Process::start(
-                    "haproxy",
-                    binary,
-                    &["-f", &config.display().to_string(), "-db"],
-                    dir,
-                ),
-                frontend_port,
-                admin_port,
-            };
-            match haproxy.wait_ready().await {
-                Ok(()) => return haproxy,
-                Err(problem) => {
-                    let _ = haproxy.process.child.kill().await;
-                    let output = haproxy.process.output();
-                    assert!(attempt < 3, "haproxy did not start: {problem}\n{output}");
-                    eprintln!("haproxy: {problem}; trying other ports");
-                }
-            }
-        }
-        unreachable!("the third attempt returns or panics")
-    }
-
-    async fn wait_ready(&mut self) -> Result<(), String> {
-        let pid = self.process.child.id().ok_or("haproxy exited at once")?;
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.process.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("it exited ({status})"));
-            }
-            let problem = match runtime_api(self.admin_port, "show info").await {
-                Ok(info) if info.lines().any(|l| l == format!("Pid: {pid}")) => {
-                    match tokio::net::TcpStream::connect(("127.0.0.1", self.frontend_port)).await {
-                        Ok(_) => return Ok(()),
-                        Err(e) => format!("frontend: {e}"),
-                    }
-                }
-                Ok(_) => "the runtime API is another process's".to_owned(),
-                Err(e) => format!("runtime API: {e}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(format!("not ready within {DEADLINE:?}: {problem}"));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// One runtime API command; panics unless HAProxy accepted it (an empty answer).
-    async fn command(&self, command: &str) {
-        let answer = runtime_api(self.admin_port, command)
-            .await
-            .unwrap_or_else(|e| panic!("runtime API `{command}`: {e}"));
-        assert!(answer.is_empty(), "`{command}` answered {answer:?}");
-    }
-
-    /// `(canary, stable)` current weights, read with `get weight` (`25 (initial 0)`).
-    async fn weights(&self) -> (u32, u32) {
-        let mut weights = [0; 2];
-        for (weight, server) in weights.iter_mut().zip(["canary", "stable"]) {
-            let command = format!("get weight checkout/{server}");
-            let answer = runtime_api(self.admin_port, &command)
-                .await
-                .unwrap_or_else(|e| panic!("runtime API `{command}`: {e}"));
-            *weight = answer
-                .split_whitespace()
-                .next()
-                .and_then(|w| w.parse().ok())
-                .unwrap_or_else(|| panic!("`{command}` answered {answer:?}"));
-        }
-        (weights[0], weights[1])
-    }
-}
-
-/// Sends one command to HAProxy's runtime API over TCP; it answers and closes.
-async fn runtime_api(port: u16, command: &str) -> std::io::Result<String> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.write_all(format!("{command}\n").as_bytes()).await?;
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).await?;
-        Ok(answer.trim().to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .map_err(|elapsed| std::io::Error::new(std::io::ErrorKind::TimedOut, elapsed))?
-}
-
-/// `prometheus` configured from `prometheus.yml.tmpl`.
-struct Prometheus {
-    process: Process,
-    port: u16,
-    http: reqwest::Client,
-}
-
-impl Prometheus {
-    /// Starts it on a free port (another one if that was taken meanwhile) and waits
-    /// until `/-/ready` answers 200.
-    async fn start(binary: &Path, stable_port: &str, canary_port: &str, dir: &Path) -> Prometheus {
-        let config = dir.join("prometheus.yml");
-        let text = render(
-            "prometheus.yml.tmpl",
-            &[
-                ("STABLE_PORT", stable_port.to_owned()),
-                ("CANARY_PORT", canary_port.to_owned()),
-            ],
-        );
-        std::fs::write(&config, text).expect("write prometheus.yml");
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("HTTP client");
-        for attempt in 1..=3 {
-            let port = free_port();
-            let mut process = Process::start(
-                "prometheus",
-                binary,
-                &[
-                    format!("--config.file={}", config.display()),
-                    format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
-                    format!("--web.listen-address=127.0.0.1:{port}"),
-                    "--log.level=warn".to_owned(),
-                ],
-                dir,
-            );
-            let ready = format!("http://127.0.0.1:{port}/-/ready");
-            let deadline = Instant::now() + DEADLINE;
-            let problem = loop {
-                if let Some(status) = process.child.try_wait().expect("poll prometheus") {
-                    break format!("it exited ({status})");
-                }
-                match http.get(&ready).send().await {
-                    Ok(response) if response.status().is_success() => {
-                        return Prometheus {
-                            process,
-                            port,
-                            http,
-                        }
-                    }
-                    Ok(_) | Err(_) if Instant::now() < deadline => {}
-                    Ok(response) => break format!("{ready} answered {}", response.status()),
-                    Err(e) => break format!("{ready}: {e}"),
-                }
-                tokio::time::sleep(POLL).await;
-            };
-            let _ = process.child.kill().await;
-            let output = process.output();
-            assert!(attempt < 3, "prometheus did not start: {problem}\n{output}");
-            eprintln!("prometheus: {problem}; trying another port");
-        }
-        unreachable!("the third attempt returns or panics")
-    }
-
-    /// Waits until `targets` scrape targets are up, so analyses measure from the start.
-    async fn wait_until_scraping(&self, targets: u32) {
-        let url = format!("http://127.0.0.1:{}/api/v1/query", self.port);
-        let what = format!("prometheus to scrape {targets} targets");
-        eventually(DEADLINE, &what, || async {
-            let answer: Option<Value> = match self
-                .http
-                .get(&url)
-                .query(&[("query", "sum(up{job=\"checkout\"})")])
-                .send()
-                .await
-            {
-                Ok(response) => response.json().await.ok(),
-                Err(_) => None,
-            };
-            let up = answer
-                .as_ref()
-                .and_then(|a| a["data"]["result"][0]["value"][1].as_str())
-                .and_then(|v| v.parse::<f64>().ok());
-            if up == Some(f64::from(targets)) {
-                Ok(())
-            } else {
-                Err(format!("{answer:?}\n{}", self.process.output()))
-            }
-        })
-        .await;
     }
 }

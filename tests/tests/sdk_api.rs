@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use switchyard_e2e::{admin, beta_flag, env_with_sdk_token, evaluate, put_flag};
-use switchyard_sdk::{Client, Context, Error, ErrorCode, Reason, Status, Transport};
+use switchyard_sdk::{Client, Context, DocumentError, Error, ErrorCode, Reason, Status, Transport};
 use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 
 /// Flags of every kind.
@@ -162,6 +162,16 @@ async fn snapshot_document() -> Value {
     document
 }
 
+/// An offline client bootstrapped from `path`. The URL points nowhere: offline clients
+/// never connect.
+async fn offline_from_file(path: &std::path::Path) -> Result<Client, Error> {
+    Client::builder("http://127.0.0.1:1", "unused")
+        .transport(Transport::Offline)
+        .bootstrap_file(path)
+        .build()
+        .await
+}
+
 #[tokio::test]
 async fn an_offline_client_serves_a_bootstrap_file() {
     let document = snapshot_document().await;
@@ -169,13 +179,7 @@ async fn an_offline_client_serves_a_bootstrap_file() {
     let path = dir.path().join("flags.json");
     std::fs::write(&path, document.to_string()).expect("bootstrap written");
 
-    // The URL points nowhere: offline clients never connect.
-    let client = Client::builder("http://127.0.0.1:1", "unused")
-        .transport(Transport::Offline)
-        .bootstrap_file(&path)
-        .build()
-        .await
-        .expect("builds offline");
+    let client = offline_from_file(&path).await.expect("builds offline");
     assert_eq!(client.status(), Status::Offline);
     assert_eq!(Some(client.revision()), document["revision"].as_u64());
     let ctx = user_42();
@@ -184,14 +188,27 @@ async fn an_offline_client_serves_a_bootstrap_file() {
     assert_eq!(client.all_flags(&ctx).len(), 4);
     client.close().await;
 
-    let missing = Client::builder("http://127.0.0.1:1", "unused")
-        .transport(Transport::Offline)
-        .bootstrap_file(dir.path().join("absent.json"))
-        .build()
-        .await;
+    let missing = offline_from_file(&dir.path().join("absent.json")).await;
     assert!(
         matches!(missing, Err(Error::Bootstrap { .. })),
         "{missing:?}"
+    );
+
+    // A file that is not JSON: the error names the file and keeps the parser's error.
+    let garbled = dir.path().join("garbled.json");
+    std::fs::write(&garbled, "{\"flags\": [").expect("garbled file written");
+    let error = offline_from_file(&garbled).await.expect_err("not JSON");
+    let Error::InvalidDocument(DocumentError::NotJson { path, source }) = &error else {
+        panic!("not a JSON error: {error:?}");
+    };
+    assert_eq!(path, &garbled);
+    assert!(source.is_eof(), "{source}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "invalid flag document: {}: EOF",
+            garbled.display()
+        )),
+        "{error}"
     );
 }
 
@@ -216,12 +233,15 @@ async fn an_offline_client_serves_a_bootstrap_value_without_any_server() {
         .build()
         .await;
     assert!(
-        matches!(invalid, Err(Error::InvalidDocument(_))),
+        matches!(
+            invalid,
+            Err(Error::InvalidDocument(DocumentError::Shape(_)))
+        ),
         "{invalid:?}"
     );
     let without = Client::builder("http://127.0.0.1:1", "unused")
         .transport(Transport::Offline)
         .build()
         .await;
-    assert!(without.is_err());
+    assert!(matches!(without, Err(Error::NoBootstrap)), "{without:?}");
 }

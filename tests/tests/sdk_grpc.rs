@@ -2,28 +2,23 @@
 //! servers: live changes, the polling fallback while the gRPC API is unreachable,
 //! refused tokens, and a server process killed and restarted on the same ports.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_e2e::{
-    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+    admin, beta, env_revision, hold, kill, kill_checkout_then_add_a_flag, on_flag,
+    prod_with_checkout, put_flag, revive,
 };
-use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
+use switchyard_sdk::{ChangeNotice, Client, Error, Status, Transport};
 use switchyard_testkit::in_process::{self};
 use switchyard_testkit::server_process::ServerProcess;
 use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
-
-fn beta() -> Context {
-    Context::new("user-1").group("beta")
-}
 
 #[tokio::test]
 async fn changes_stream_over_grpc() {
     let server = in_process::start_with_grpc(None).await;
     let grpc = server.grpc.clone().expect("gRPC address");
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(&grpc)
@@ -38,16 +33,7 @@ async fn changes_stream_over_grpc() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, "").await;
     wait_until(DEADLINE, "notices for both", || {
         let notices = notices.lock().expect("notices");
         notices.iter().any(|n| n.flags == ["checkout"])
@@ -68,8 +54,7 @@ async fn changes_stream_over_grpc() {
 #[tokio::test]
 async fn an_unreachable_grpc_api_falls_back_to_polling() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let nowhere = format!("http://{}", unused_addr());
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
@@ -105,8 +90,7 @@ async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))
@@ -131,25 +115,12 @@ async fn a_token_revoked_while_streaming_over_grpc_fails_on_reconnect() {
     server.kill().await;
 }
 
-/// Listens on `addr` and drops every connection at once.
-async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("the old port is free");
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            drop(connection);
-        }
-    })
-}
-
 #[tokio::test]
 async fn a_grpc_client_outlives_the_server_and_catches_up_after_a_restart() {
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("gRPC address logged"));
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Grpc)
         .grpc_url(format!("http://{grpc_addr}"))

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use switchyard_e2e::{
-    admin, beta_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag, revive,
+    admin, env_revision, hold, kill, on_flag, prod_with_checkout, put_flag, revive,
 };
 use switchyard_sdk::{ChangeNotice, Client, Context, Status};
 use switchyard_testkit::server_process::ServerProcess;
@@ -18,25 +18,12 @@ fn any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// Listens on `addr` and drops every connection at once.
-async fn hold(addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .expect("the old port is free");
-    tokio::spawn(async move {
-        while let Ok((connection, _)) = listener.accept().await {
-            drop(connection);
-        }
-    })
-}
-
 #[tokio::test]
 async fn the_client_outlives_the_server_and_catches_up_after_a_restart() {
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     put_flag(&server.base, "prod", on_flag("legacy")).await;
 
     let client = Client::builder(&server.base, &token)
@@ -129,8 +116,7 @@ async fn a_bootstrapped_client_syncs_once_the_server_appears() {
     let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
     let base = server.base.clone();
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     server.kill().await;
 
     // The bootstrap says checkout is on for everyone; the server says beta only.
@@ -171,8 +157,7 @@ async fn a_token_revoked_while_streaming_fails_on_reconnect_and_the_flags_keep_a
     let data = tempfile::tempdir().expect("data dir");
     let server = ServerProcess::start(data.path()).await;
     let addr = server.addr;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await

@@ -6,16 +6,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchyard_e2e::{
-    admin, beta_flag, delete_flag, env_revision, env_with_sdk_token, kill, on_flag, put_flag,
-    put_segment, revive, typed, Proxy,
+    admin, beta, beta_flag, delete_flag, env_revision, env_with_sdk_token, kill,
+    kill_checkout_then_add_a_flag, on_flag, prod_with_checkout, put_flag, put_segment, revive,
+    typed, Proxy,
 };
 use switchyard_sdk::{ChangeNotice, Client, Context, Error, Status, Transport};
 use switchyard_testkit::in_process::{self, ADMIN};
 use switchyard_testkit::{unused_addr, wait_until, DEADLINE};
-
-fn beta() -> Context {
-    Context::new("user-1").group("beta")
-}
 
 /// Records every change notice.
 fn record(client: &Client) -> Arc<Mutex<Vec<ChangeNotice>>> {
@@ -36,8 +33,7 @@ fn notified(notices: &Mutex<Vec<ChangeNotice>>, key: &str) -> bool {
 #[tokio::test]
 async fn build_waits_for_the_first_snapshot() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let revision = env_revision(&admin(&server.base), "prod").await;
 
     let client = Client::builder(&server.base, &token)
@@ -135,8 +131,7 @@ async fn kills_revivals_and_writes_stream_to_the_client_and_its_listeners() {
         .heartbeat(Duration::from_millis(20))
         .embedded()
         .await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     put_flag(&server.base, "prod", on_flag("other")).await;
     let client = Client::builder(&server.base, &token)
         .build()
@@ -302,8 +297,7 @@ async fn a_burst_of_writes_ends_at_the_servers_revision_and_values() {
 #[tokio::test]
 async fn polling_picks_up_changes() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
@@ -314,17 +308,8 @@ async fn polling_picks_up_changes() {
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
 
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, "").await;
     wait_until(DEADLINE, "the notice", || notified(&notices, "checkout")).await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
     assert_eq!(client.status(), Status::Ready);
     // Polling never opens a stream.
     assert_eq!(server.sse_clients(), 0);
@@ -335,8 +320,7 @@ async fn polling_picks_up_changes() {
 #[tokio::test]
 async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .transport(Transport::Polling)
         .poll_interval(Duration::from_millis(20))
@@ -366,8 +350,7 @@ async fn a_token_revoked_while_polling_fails_the_client_which_keeps_serving() {
 #[tokio::test]
 async fn a_graceful_server_stop_makes_the_client_stale_but_it_keeps_answering() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let client = Client::builder(&server.base, &token)
         .build()
         .await
@@ -425,8 +408,7 @@ async fn close_and_drop_end_the_stream() {
 #[tokio::test]
 async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let target = server
         .base
         .trim_start_matches("http://")
@@ -491,8 +473,7 @@ async fn a_dropped_stream_resumes_with_the_changes_it_missed() {
 #[tokio::test]
 async fn when_the_stream_is_refused_the_client_polls() {
     let server = in_process::start().await;
-    let token = env_with_sdk_token(&admin(&server.base), "prod").await;
-    put_flag(&server.base, "prod", beta_flag("checkout")).await;
+    let token = prod_with_checkout(&server.base).await;
     let target = server
         .base
         .trim_start_matches("http://")
@@ -506,16 +487,7 @@ async fn when_the_stream_is_refused_the_client_polls() {
         .expect("client builds");
     let ctx = beta();
     assert!(client.is_enabled("checkout", &ctx));
-    kill(&server.base, "prod", "checkout", "e2e").await;
-    wait_until(DEADLINE, "the kill, by polling", || {
-        !client.is_enabled("checkout", &ctx)
-    })
-    .await;
-    put_flag(&server.base, "prod", on_flag("added")).await;
-    wait_until(DEADLINE, "the new flag, by polling", || {
-        client.is_enabled("added", &ctx)
-    })
-    .await;
+    kill_checkout_then_add_a_flag(&server.base, &client, ", by polling").await;
     assert_eq!(client.status(), Status::Ready);
     assert_eq!(server.sse_clients(), 0, "no stream got through");
     client.close().await;

@@ -16,7 +16,7 @@ use switchyard_core::{
     evaluate, evaluate_all, Context, ErrorCode, Evaluation, FlagKind, Reason, Snapshot,
 };
 
-use crate::error::Error;
+use crate::error::{DocumentError, Error};
 use crate::metrics::Metrics;
 use crate::state::{ChangeNotice, Config, Inner, Loaded, Status, Transport};
 
@@ -131,8 +131,10 @@ impl ClientBuilder {
                     path: path.clone(),
                     source,
                 })?;
-                serde_json::from_str(&text)
-                    .map_err(|e| Error::InvalidDocument(format!("{}: {e}", path.display())))?
+                serde_json::from_str(&text).map_err(|source| DocumentError::NotJson {
+                    path: path.clone(),
+                    source,
+                })?
             }
         };
         Loaded::from_document(&document).map(Some)
@@ -178,9 +180,7 @@ impl ClientBuilder {
         });
         if offline {
             if !has_bootstrap {
-                return Err(Error::InvalidDocument(
-                    "an offline client needs a bootstrap document".to_owned(),
-                ));
+                return Err(Error::NoBootstrap);
             }
             return Ok(Client { inner });
         }

@@ -15,6 +15,6 @@ mod state;
 mod sync;
 
 pub use client::{Client, ClientBuilder, Detail, Variant};
-pub use error::Error;
-pub use state::{ChangeNotice, Loaded, Status, Transport};
+pub use error::{DocumentError, Error, TransportError};
+pub use state::{ChangeNotice, Status, Transport};
 pub use switchyard_core::{Context, ErrorCode, Reason};

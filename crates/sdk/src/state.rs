@@ -11,12 +11,12 @@ use serde_json::Value;
 use switchyard_core::sync::{ChangeDocument, SnapshotDocument};
 use switchyard_core::Snapshot;
 
-use crate::error::Error;
+use crate::error::{DocumentError, Error};
 use crate::metrics::Metrics;
 
 /// One environment at one revision, compiled.
 #[derive(Debug)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The environment.
     pub environment: String,
     /// Its revision (0 for a bootstrap without one).
@@ -30,9 +30,9 @@ pub struct Loaded {
 pub(crate) fn read_document<'de, T, D>(document: D) -> Result<T, Error>
 where
     T: Deserialize<'de>,
-    D: Deserializer<'de>,
+    D: Deserializer<'de, Error = serde_json::Error>,
 {
-    serde_path_to_error::deserialize(document).map_err(|e| Error::InvalidDocument(e.to_string()))
+    serde_path_to_error::deserialize(document).map_err(|e| DocumentError::Shape(e).into())
 }
 
 impl Loaded {
@@ -43,8 +43,8 @@ impl Loaded {
 
     /// Compiles a snapshot document.
     pub fn from_snapshot(document: SnapshotDocument) -> Result<Loaded, Error> {
-        let snapshot = Snapshot::compile(document.flags, document.segments)
-            .map_err(|e| Error::InvalidDocument(e.to_string()))?;
+        let snapshot =
+            Snapshot::compile(document.flags, document.segments).map_err(DocumentError::Invalid)?;
         Ok(Loaded {
             environment: document.environment.to_string(),
             revision: document.revision,
@@ -55,8 +55,7 @@ impl Loaded {
     /// This state with a change applied; at the change's revision when it names one.
     pub fn apply_change(&self, change: &ChangeDocument) -> Result<Loaded, Error> {
         let (flags, segments) = change.apply(&self.snapshot);
-        let snapshot = Snapshot::compile(flags, segments)
-            .map_err(|e| Error::InvalidDocument(e.to_string()))?;
+        let snapshot = Snapshot::compile(flags, segments).map_err(DocumentError::Invalid)?;
         Ok(Loaded {
             environment: self.environment.clone(),
             revision: if change.revision > 0 {
@@ -201,10 +200,32 @@ mod tests {
         bad["kind"] = json!("colour");
         let document = json!({"environment": "prod", "revision": 3, "flags": [flag("a"), bad]});
         let error = Loaded::from_document(&document).expect_err("bad kind");
+        let Error::InvalidDocument(DocumentError::Shape(shape)) = &error else {
+            panic!("not a shape error: {error:?}");
+        };
+        assert_eq!(shape.path().to_string(), "flags[1].kind");
         assert!(
-            matches!(&error, Error::InvalidDocument(message) if message.starts_with("flags[1].kind")),
+            error
+                .to_string()
+                .starts_with("invalid flag document: flags[1].kind: unknown variant `colour`"),
             "{error}"
         );
+        // The serde error is kept as the cause, not flattened into a string.
+        let cause = std::error::Error::source(&error).expect("a source");
+        assert!(cause.downcast_ref::<DocumentError>().is_some(), "{cause:?}");
+    }
+
+    #[test]
+    fn a_flag_that_does_not_validate_keeps_the_validation_errors() {
+        let mut bad = flag("b");
+        bad["default"] = json!({"variant": "missing"});
+        let document = json!({"environment": "prod", "revision": 3, "flags": [bad]});
+        let error = Loaded::from_document(&document).expect_err("unknown variant");
+        let Error::InvalidDocument(DocumentError::Invalid(errors)) = &error else {
+            panic!("not a validation error: {error:?}");
+        };
+        assert!(!errors.errors().is_empty());
+        assert!(error.to_string().contains("missing"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ use serde_json::json;
 use switchyard_sdk::admin::{AdminClient, TokenKind};
 use switchyard_sdk::Error;
 use switchyard_testkit::in_process::{self, ADMIN};
+use switchyard_testkit::unused_addr;
 
 fn flag(key: &str) -> switchyard_core::Flag {
     serde_json::from_value(json!({
@@ -169,4 +170,23 @@ async fn awkward_names_are_one_path_segment_and_refused_by_name() {
         .expect("exists");
     assert!(pay.value.enabled);
     assert_eq!(admin.environments().await.expect("list"), ["prod"]);
+}
+
+#[tokio::test]
+async fn a_transport_failure_is_an_opaque_transport_error_keeping_its_cause() {
+    // A port nothing listens on: the connection is refused.
+    let admin = AdminClient::new(format!("http://{}", unused_addr()), ADMIN).expect("client");
+    let error = admin.create_env("prod").await.expect_err("nothing listens");
+    let Error::Transport(transport) = &error else {
+        panic!("not a transport error: {error:?}");
+    };
+    assert!(transport.is_connect(), "{transport:?}");
+    assert!(!transport.is_timeout(), "{transport:?}");
+    assert!(
+        error.to_string().starts_with("admin API request failed: "),
+        "{error}"
+    );
+    // The cause chain goes on below the opaque wrapper.
+    let cause = std::error::Error::source(&error).expect("the transport error");
+    assert!(cause.source().is_some(), "{cause:?} has no cause");
 }

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use switchyard_core::sync::SnapshotDocument;
 use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
-use switchyard_sdk::{Client, Loaded};
+use switchyard_sdk::Client;
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 use tokio::net::TcpListener;
@@ -38,7 +39,17 @@ async fn environment(server: &TestServer, env: &str, flags: &[Value]) -> String 
 /// The flags as the SDK loads them, compiled: what the client evaluates.
 async fn snapshot(server: &TestServer, sdk: &str) -> Loaded {
     let document = server.ok("GET", "/v1/sdk/snapshot", sdk, None).await;
-    Loaded::from_document(&document).expect("a valid snapshot")
+    let document: SnapshotDocument = serde_json::from_value(document).expect("a snapshot");
+    Loaded {
+        revision: document.revision,
+        snapshot: Snapshot::compile(document.flags, document.segments).expect("valid flags"),
+    }
+}
+
+/// A snapshot as the SDK loads it.
+struct Loaded {
+    revision: u64,
+    snapshot: Snapshot,
 }
 
 /// `{variant: {exposures, events: {event: n}}}` for `flag` over the last 5 minutes.

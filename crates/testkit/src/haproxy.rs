@@ -16,14 +16,15 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
+use crate::child::ChildProcess;
 use crate::free_port;
+use crate::http::{serve, Served};
 use crate::path::find_on_path;
 
 /// How long `haproxy` may take, once started, to serve its frontend and runtime API.
@@ -48,20 +49,35 @@ pub struct BackendServer<'a> {
 
 /// A running `haproxy`.
 pub struct HaproxyProcess {
-    child: Child,
+    child: ChildProcess,
     frontend: SocketAddr,
     admin: SocketAddr,
     admin_socket: PathBuf,
     backend: String,
     /// Holds the config, the unix admin socket and `haproxy.log`; removed when
     /// dropped (after the kill: fields drop after `Drop::drop`).
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl HaproxyProcess {
     /// Starts `haproxy` with `backend` made of `servers`, on free loopback ports, and
     /// waits until its frontend accepts connections and its runtime API answers.
     pub async fn start(backend: &str, servers: &[BackendServer<'_>]) -> HaproxyProcess {
+        HaproxyProcess::start_with_config(backend, |listeners| {
+            render_config(listeners, backend, servers)
+        })
+        .await
+    }
+
+    /// Starts `haproxy` with a config of the caller's (e.g. a demo's template), given
+    /// the free loopback ports it must use: it must bind its frontend on
+    /// `listeners.frontend` and its runtime API on `stats socket
+    /// ipv4@{listeners.admin} level admin` (the unix socket is optional). `backend` is
+    /// the backend its servers are in. Waits like [`HaproxyProcess::start`].
+    pub async fn start_with_config(
+        backend: &str,
+        config: impl Fn(&Listeners<'_>) -> String,
+    ) -> HaproxyProcess {
         let binary = find_on_path("haproxy").unwrap_or_else(|| {
             panic!("haproxy not found: install the Debian package `haproxy` (scripts/test.sh does)")
         });
@@ -72,16 +88,17 @@ impl HaproxyProcess {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let frontend = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let config = dir.path().join("haproxy.cfg");
-            std::fs::write(
-                &config,
-                render_config(frontend, admin, &admin_socket, backend, servers),
-            )
-            .expect("write haproxy.cfg");
-            let log = dir.path().join("haproxy.log");
-            let mut child = spawn(&binary, &config, &log);
+            let listeners = Listeners {
+                frontend: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+                admin_socket: &admin_socket,
+            };
+            let (frontend, admin) = (listeners.frontend, listeners.admin);
+            let path = dir.path().join("haproxy.cfg");
+            std::fs::write(&path, config(&listeners)).expect("write haproxy.cfg");
+            let mut command = Command::new(&binary);
+            command.arg("-f").arg(&path).arg("-db");
+            let mut child = ChildProcess::spawn("haproxy", &mut command, dir.path());
             match wait_ready(&mut child, frontend, admin).await {
                 Ok(()) => {
                     return HaproxyProcess {
@@ -90,15 +107,15 @@ impl HaproxyProcess {
                         admin,
                         admin_socket,
                         backend: backend.to_owned(),
-                        dir,
+                        _dir: dir,
                     }
                 }
                 Err(problem) => {
-                    let _ = child.kill().await;
-                    let output = std::fs::read_to_string(&log).unwrap_or_default();
+                    child.kill().await;
                     assert!(
                         attempts < 3,
-                        "haproxy did not start: {problem}; its output:\n{output}"
+                        "haproxy did not start: {problem}; its output:\n{}",
+                        child.output()
                     );
                     eprintln!("haproxy on ports {frontend}/{admin}: {problem}; trying others");
                 }
@@ -139,15 +156,36 @@ impl HaproxyProcess {
             .unwrap_or_else(|error| panic!("runtime API `{command}` at {}: {error}", self.admin))
     }
 
+    /// A server's current weight in the backend, read with `get weight` (which
+    /// answers `25 (initial 0)`).
+    pub async fn weight(&self, server: &str) -> u32 {
+        let answer = self
+            .admin_command(&format!("get weight {}/{server}", self.backend))
+            .await;
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected `get weight` answer {answer:?}"))
+    }
+
+    /// Sets a server's weight in the backend through the runtime API; panics unless
+    /// haproxy accepted it (an empty answer).
+    pub async fn set_weight(&self, server: &str, weight: u32) {
+        let command = format!("set server {}/{server} weight {weight}", self.backend);
+        let answer = self.admin_command(&command).await;
+        assert!(answer.is_empty(), "`{command}` answered {answer:?}");
+    }
+
     /// What haproxy wrote to stdout and stderr so far, for failure messages.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+        self.child.output()
     }
 
     /// Kills it and waits until it has exited, so its ports are closed when this
     /// returns.
     pub async fn stop(&mut self) {
-        let _ = self.child.kill().await;
+        self.child.kill().await;
     }
 }
 
@@ -156,42 +194,34 @@ impl Drop for HaproxyProcess {
         // Killed here, before any field (the temporary directory among them) drops,
         // whatever their order. `kill_on_drop` covers a child dropped while `start`
         // is still waiting for it (a panic there).
-        let _ = self.child.start_kill();
+        self.child.start_kill();
     }
+}
+
+/// The loopback listeners a config given to [`HaproxyProcess::start_with_config`] uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Listeners<'a> {
+    /// Where the frontend binds.
+    pub frontend: SocketAddr,
+    /// Where the runtime API listens over TCP, at `level admin`.
+    pub admin: SocketAddr,
+    /// Where the runtime API may also listen on a unix socket.
+    pub admin_socket: &'a Path,
 }
 
 /// An HTTP server on a free loopback port answering every request with 200 and a
 /// fixed body. Stopped when dropped.
-pub struct Upstream {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
+pub struct Upstream(Served);
 
 impl Upstream {
     /// Starts it; it accepts connections when this returns.
     pub async fn start(body: &'static str) -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an upstream on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("upstream address");
-        let app = axum::Router::new().fallback(move || async move { body });
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .unwrap_or_else(|error| panic!("upstream {addr} ({body}): {error}"));
-        });
-        Upstream { addr, task }
+        Upstream(serve(axum::Router::new().fallback(move || async move { body })).await)
     }
 
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.0.addr()
     }
 }
 
@@ -227,15 +257,18 @@ pub async fn count_through(frontend: SocketAddr, n: usize) -> HashMap<String, us
 
 /// The config: see the module docs for its shape.
 fn render_config(
-    frontend: SocketAddr,
-    admin: SocketAddr,
-    admin_socket: &Path,
+    listeners: &Listeners<'_>,
     backend: &str,
     servers: &[BackendServer<'_>],
 ) -> String {
+    let Listeners {
+        frontend,
+        admin,
+        admin_socket,
+    } = *listeners;
     let mut config = format!(
         "\
-# Written by the orchestrator's test harness (tests/support/haproxy.rs).
+# Written by switchyard-testkit's haproxy rig (crates/testkit/src/haproxy.rs).
 global
     # No daemon, chroot or user: it runs in the foreground (-db) as the test's user.
     stats socket ipv4@{admin} level admin
@@ -275,33 +308,17 @@ backend {backend}
     config
 }
 
-fn spawn(binary: &Path, config: &Path, log: &Path) -> Child {
-    let output = std::fs::File::create(log).expect("create haproxy.log");
-    let errors = output.try_clone().expect("clone haproxy.log handle");
-    Command::new(binary)
-        .arg("-f")
-        .arg(config)
-        .arg("-db")
-        .stdin(Stdio::null())
-        // Into a file rather than a pipe: nobody has to drain it for haproxy to run.
-        .stdout(output)
-        .stderr(errors)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()))
-}
-
 /// Polls until the runtime API answers `show info` with this child's pid (so it is our
 /// haproxy, past binding every listener) and the frontend accepts a connection.
 async fn wait_ready(
-    child: &mut Child,
+    child: &mut ChildProcess,
     frontend: SocketAddr,
     admin: SocketAddr,
 ) -> Result<(), String> {
     let pid = child.id().ok_or("haproxy exited at once")?;
     let deadline = Instant::now() + READY_DEADLINE;
     loop {
-        if let Some(status) = child.try_wait().map_err(|error| error.to_string())? {
+        if let Some(status) = child.exit_status() {
             return Err(format!("haproxy exited with {status}"));
         }
         let problem = match admin_command(admin, "show info").await {
@@ -392,16 +409,9 @@ impl Canary {
 
     /// `(canary, stable)` current weights.
     pub async fn weights(&self) -> (u32, u32) {
-        let current = |answer: String| -> u32 {
-            answer
-                .split_whitespace()
-                .next()
-                .and_then(|w| w.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected `get weight` answer {answer:?}"))
-        };
         (
-            current(self.get_weight("canary").await),
-            current(self.get_weight("stable").await),
+            self.haproxy.weight("canary").await,
+            self.haproxy.weight("stable").await,
         )
     }
 

@@ -4,7 +4,9 @@
 //! - [`free_port`] / [`unused_addr`]: loopback ports nothing listens on.
 //! - [`eventually`] / [`wait_until`]: poll a condition with a deadline (tests never
 //!   `sleep` to synchronise).
-//! - Behind features, real processes and servers: `redis` ([`redis::RedisProcess`]),
+//! - Behind features, real processes and servers: `process` (any program as a child
+//!   logging to a file, [`child::ChildProcess`]), `http` (an axum app on a free port,
+//!   [`http::serve`]), `redis` ([`redis::RedisProcess`]),
 //!   `server` (the flag server in process, [`in_process`], and its binary as a child,
 //!   [`server_process`]), `haproxy`, `prometheus` and `browser` (headless Chromium over
 //!   WebDriver, for the console).
@@ -16,11 +18,15 @@
 pub mod allocations;
 #[cfg(feature = "browser")]
 pub mod browser;
+#[cfg(feature = "process")]
+pub mod child;
 mod poll;
 mod port;
 
 #[cfg(feature = "haproxy")]
 pub mod haproxy;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "server")]
 pub mod in_process;
 #[cfg(any(feature = "haproxy", feature = "prometheus"))]

@@ -12,15 +12,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::time::Instant;
 
+use crate::child::ChildProcess;
 use crate::free_port;
+use crate::http::{serve, Served};
 use crate::path::find_on_path;
 
 /// How long `prometheus`, once started, may take to answer `/-/ready`.
@@ -38,46 +38,74 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running `prometheus`.
 pub struct PrometheusProcess {
-    child: Child,
+    child: ChildProcess,
     addr: SocketAddr,
     /// Holds the config, the TSDB and `prometheus.log`; removed when dropped (after the
     /// kill: fields drop after `Drop::drop`).
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl PrometheusProcess {
     /// Starts `prometheus` on a free loopback port, scraping `targets` every second as
     /// job `canary`, and waits until it is ready to answer queries.
     pub async fn start(targets: &[SocketAddr]) -> PrometheusProcess {
+        PrometheusProcess::start_with_config(&render_config(targets)).await
+    }
+
+    /// Starts `prometheus` with a `prometheus.yml` of the caller's (e.g. a demo's
+    /// template) on a free loopback port, and waits until it is ready to answer
+    /// queries.
+    pub async fn start_with_config(config: &str) -> PrometheusProcess {
         let binary = find_on_path("prometheus").unwrap_or_else(|| {
             panic!(
                 "prometheus not found: install the Debian package `prometheus` (scripts/test.sh does)"
             )
         });
         let dir = tempfile::tempdir().expect("temp dir for prometheus");
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, render_config(targets)).expect("write prometheus.yml");
-        let log = dir.path().join("prometheus.log");
+        let path = dir.path().join("prometheus.yml");
+        std::fs::write(&path, config).expect("write prometheus.yml");
         // The port was free when chosen, but another process may take it before
         // prometheus binds it: then prometheus exits and another port is tried.
         let mut attempts = 0;
         loop {
             attempts += 1;
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            let mut child = spawn(&binary, &config, &dir.path().join("data"), addr, &log);
+            let mut command = Command::new(&binary);
+            command
+                .arg(format!("--config.file={}", path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                // Its info lines (one per startup phase) would bury the warnings that
+                // explain a failed test.
+                .arg("--log.level=warn");
+            let mut child = ChildProcess::spawn("prometheus", &mut command, dir.path());
             match wait_ready(&mut child, addr).await {
-                Ok(()) => return PrometheusProcess { child, addr, dir },
+                Ok(()) => {
+                    return PrometheusProcess {
+                        child,
+                        addr,
+                        _dir: dir,
+                    }
+                }
                 Err(problem) => {
-                    let _ = child.kill().await;
-                    let output = std::fs::read_to_string(&log).unwrap_or_default();
+                    child.kill().await;
                     assert!(
                         attempts < 3,
-                        "prometheus did not start: {problem}; its output:\n{output}"
+                        "prometheus did not start: {problem}; its output:\n{}",
+                        child.output()
                     );
                     eprintln!("prometheus on {addr}: {problem}; trying another port");
                 }
             }
         }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// `http://127.0.0.1:PORT`, the base URL of its query API.
@@ -87,7 +115,7 @@ impl PrometheusProcess {
 
     /// What prometheus logged so far (warnings and errors only), for failure messages.
     pub fn output(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        self.child.output()
     }
 }
 
@@ -95,7 +123,7 @@ impl Drop for PrometheusProcess {
     fn drop(&mut self) {
         // Killed here, before the temporary directory it writes to is removed.
         // `kill_on_drop` covers a child dropped while `start` is still waiting for it.
-        let _ = self.child.start_kill();
+        self.child.start_kill();
     }
 }
 
@@ -117,31 +145,13 @@ scrape_configs:
     )
 }
 
-fn spawn(binary: &Path, config: &Path, data: &Path, addr: SocketAddr, log: &Path) -> Child {
-    let output = std::fs::File::create(log).expect("create prometheus.log");
-    let errors = output.try_clone().expect("clone prometheus.log");
-    Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address={addr}"))
-        // Its info lines (one per startup phase) would bury the warnings that explain a
-        // failed test.
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(output)
-        .stderr(errors)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|error| panic!("cannot start {}: {error}", binary.display()))
-}
-
 /// Polls `/-/ready` until it answers 200, the process exits, or [`READY_DEADLINE`].
-async fn wait_ready(child: &mut Child, addr: SocketAddr) -> Result<(), String> {
+async fn wait_ready(child: &mut ChildProcess, addr: SocketAddr) -> Result<(), String> {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/-/ready");
     let deadline = Instant::now() + READY_DEADLINE;
     loop {
-        if let Some(status) = child.try_wait().expect("poll prometheus") {
+        if let Some(status) = child.exit_status() {
             return Err(format!("it exited ({status})"));
         }
         let last = match client.get(&url).timeout(REQUEST_TIMEOUT).send().await {
@@ -223,9 +233,8 @@ async fn query_once(
 /// A `/metrics` endpoint on a free loopback port serving gauges in Prometheus's text
 /// format; a test sets and removes them while Prometheus scrapes. Stopped when dropped.
 pub struct Exporter {
-    addr: SocketAddr,
+    served: Served,
     gauges: Gauges,
-    task: tokio::task::JoinHandle<()>,
 }
 
 /// Metric name → rendered label set (`{a="1",b="2"}`) → value.
@@ -234,10 +243,6 @@ type Gauges = Arc<Mutex<BTreeMap<String, BTreeMap<String, f64>>>>;
 impl Exporter {
     /// Starts it without gauges; it accepts connections when this returns.
     pub async fn start() -> Exporter {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind an exporter on 127.0.0.1:0");
-        let addr = listener.local_addr().expect("exporter address");
         let gauges = Gauges::default();
         let served = gauges.clone();
         let app = axum::Router::new().route(
@@ -255,17 +260,15 @@ impl Exporter {
                 }
             }),
         );
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .unwrap_or_else(|error| panic!("exporter {addr}: {error}"));
-        });
-        Exporter { addr, gauges, task }
+        Exporter {
+            served: serve(app).await,
+            gauges,
+        }
     }
 
     /// Where it listens: the target to give [`PrometheusProcess::start`].
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// Sets gauge `name` with `labels` to `value` from the next scrape on.
@@ -288,12 +291,6 @@ impl Exporter {
                 gauges.remove(name);
             }
         }
-    }
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -258,12 +258,9 @@ mod tests {
             .build()
             .await
             .expect("offline client");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let target = format!("http://{}", listener.local_addr().expect("addr"));
-        let app = router(AppState::new(flags, "v1", false, 0.0));
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let server =
+            switchyard_testkit::http::serve(router(AppState::new(flags, "v1", false, 0.0))).await;
+        let target = server.url();
         let config = LoadConfig {
             target,
             rate: 500.0,
@@ -274,7 +271,7 @@ mod tests {
             timeout: Duration::from_secs(5),
         };
         let (tally, _) = run(&config, std::future::pending()).await.expect("runs");
-        server.abort();
+        drop(server);
         assert_eq!(tally.total(), 25, "{tally:?}");
         assert_eq!(
             tally.versions["v1"],

@@ -6,6 +6,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
+use switchyard_testkit::http::serve;
 use tokio::process::Command;
 
 /// How long one run of a binary may take.
@@ -80,10 +81,6 @@ async fn checkout_says_which_flag_server_it_cannot_reach() {
 
 #[tokio::test]
 async fn checkout_load_stops_at_max_requests_and_counts_them_per_version() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let target = format!("http://{}", listener.local_addr().expect("addr"));
     // Every other request fails, as a canary would.
     let served = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let app = axum::Router::new().route(
@@ -99,7 +96,8 @@ async fn checkout_load_stops_at_max_requests_and_counts_them_per_version() {
             }
         }),
     );
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let server = serve(app).await;
+    let target = server.url();
     let output = run(
         env!("CARGO_BIN_EXE_checkout-load"),
         &[
@@ -116,7 +114,7 @@ async fn checkout_load_stops_at_max_requests_and_counts_them_per_version() {
         ],
     )
     .await;
-    server.abort();
+    drop(server);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", text(&output.stderr));
     let line = stdout.trim();

@@ -252,10 +252,10 @@ impl Guard {
         }
         .map_err(flag_server(reading()))?;
         let Some(first_variant) = flag.variants.keys().next() else {
-            let empty = format!("flag `{key}` has no variants");
-            return Err(flag_server(reading())(
-                switchyard_sdk::Error::InvalidDocument(empty),
-            ));
+            return Err(MetricError::BadAnswer {
+                url: "the flag server".to_owned(),
+                detail: format!("flag `{key}` in `{env}` with no variants"),
+            });
         };
         let window = window_param(self.query.window);
         let counts = self
