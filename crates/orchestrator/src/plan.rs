@@ -17,17 +17,18 @@ use std::fmt;
 use serde::Serialize;
 use switchyard_core::api_error::FieldProblem;
 
+mod gates;
 mod parse;
 mod schema;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+pub use gates::{Gate, GateCheck, Gates, Notify, NotifyEvent, NotifyFormat};
 pub use schema::{
-    Analysis, Canary, FlagRef, Gate, GateCheck, Gates, GatewayApiCanary, GuardQuery, HaproxyCanary,
-    HealthCheck, HealthTarget, Metric, NginxIngressCanary, Notify, NotifyEvent, NotifyFormat,
-    OnFailure, OnNoData, Plan, PlanWritten, PrometheusQuery, Rollback, Service, Step, StepKind,
-    WebhookCanary,
+    Analysis, Canary, FlagRef, GatewayApiCanary, GuardQuery, HaproxyCanary, HealthCheck,
+    HealthTarget, Metric, NginxIngressCanary, OnFailure, OnNoData, Plan, PlanWritten,
+    PrometheusQuery, Rollback, Service, Step, StepKind, WebhookCanary,
 };
 
 /// A plan that could not be read, with every problem found.

@@ -23,7 +23,7 @@ use switchyard_orchestrator::store::embedded::EmbeddedStore;
 use switchyard_orchestrator::store::Release;
 use switchyard_testkit::eventually;
 use switchyard_testkit::haproxy::Canary;
-use tokio::net::TcpListener;
+use switchyard_testkit::http::{serve, Served};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -36,15 +36,13 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start() -> (Receiver, String) {
+    async fn start() -> (Receiver, Served) {
         let receiver = Receiver::default();
         let app = Router::new()
             .route("/{path}", post(record))
             .with_state(receiver.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (receiver, base)
+        let served = serve(app).await;
+        (receiver, served)
     }
 
     fn answer(&self, path: &str, statuses: &[u16]) {
@@ -130,7 +128,8 @@ fn messages(release: &Release) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gates_hold_the_release_and_notifications_tell_every_step() {
     let flags = FlagServer::start(&["new-checkout"]).await;
-    let (receiver, base) = Receiver::start().await;
+    let (receiver, served) = Receiver::start().await;
+    let base = served.url();
     // The pre-release gate fails once, then passes on its retry; step 2's gate says no
     // until a person has looked (503 twice = both attempts), then yes.
     receiver.answer("pre", &[503, 200]);

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use switchyard_orchestrator::analysis::health::{self, Health, HealthError, HealthSource};
@@ -18,6 +17,7 @@ use tonic_health::ServingStatus;
 use switchyard_testkit::prometheus::{
     wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
 };
+use switchyard_testkit::http::{serve, Served};
 use switchyard_testkit::unused_addr;
 
 fn source(url: &str, query: &str) -> Prometheus {
@@ -138,19 +138,14 @@ async fn a_server_that_cannot_answer_queries_is_unreachable() {
 }
 
 /// Serves `/ok` (200) and `/broken` (500).
-async fn http_endpoint() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let addr = listener.local_addr().expect("local address");
+async fn http_endpoint() -> Served {
     let app = axum::Router::new()
         .route("/ok", axum::routing::get(|| async { "ok" }))
         .route(
             "/broken",
             axum::routing::get(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
         );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    serve(app).await
 }
 
 fn health_check(target: HealthTarget) -> HealthCheck {
@@ -166,7 +161,8 @@ async fn run(target: HealthTarget) -> Result<(), HealthError> {
 
 #[tokio::test]
 async fn http_checks_need_a_2xx_answer() {
-    let addr = http_endpoint().await;
+    let endpoint = http_endpoint().await;
+    let addr = endpoint.addr();
     run(HealthTarget::Http(format!("http://{addr}/ok")))
         .await
         .expect("/ok passes");
@@ -264,7 +260,8 @@ async fn grpc_checks_need_serving() {
 
 #[tokio::test]
 async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
-    let addr = http_endpoint().await;
+    let endpoint = http_endpoint().await;
+    let addr = endpoint.addr();
     let passing = health_check(HealthTarget::Http(format!("http://{addr}/ok")));
     let failing = health_check(HealthTarget::Tcp(unused_addr().to_string()));
 

@@ -5,15 +5,14 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::Duration;
 
 use switchyard_orchestrator::machine::{Event, State};
 use switchyard_orchestrator::plan::Plan;
 use switchyard_orchestrator::store::redis::RedisStore;
 use switchyard_orchestrator::store::{Release, StateStore, StoreError};
+use switchyard_testkit::eventually;
 use switchyard_testkit::redis::RedisProcess;
-use tokio::time::Instant;
 
 /// A lease long enough never to expire during a test.
 const LONG: Duration = Duration::from_secs(60);
@@ -50,25 +49,6 @@ fn assert_lease_lost(result: Result<(), StoreError>, name: &str, what: &str) {
     match result {
         Err(StoreError::LeaseLost(lost)) => assert_eq!(lost, name, "{what}"),
         other => panic!("{what}: expected LeaseLost({name}), got {other:?}"),
-    }
-}
-
-/// Polls `condition` every 10 ms until it holds; panics after [`DEADLINE`].
-async fn poll_until<F, Fut>(what: &str, mut condition: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if condition().await {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -168,8 +148,8 @@ async fn a_lease_is_exclusive_until_it_expires_and_then_fences_the_old_holder() 
         .acquire("r", "a", Duration::from_millis(300))
         .await
         .unwrap());
-    poll_until("b acquires the expired lease", || async {
-        b.acquire("r", "b", LONG).await.unwrap()
+    eventually(DEADLINE, "b acquires the expired lease", || async {
+        b.acquire("r", "b", LONG).await.unwrap().then_some(())
     })
     .await;
 

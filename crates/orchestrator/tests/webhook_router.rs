@@ -12,7 +12,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use switchyard_orchestrator::plan::{Canary, WebhookCanary};
 use switchyard_orchestrator::routers::{self, RouterError, TrafficRouter};
-use tokio::sync::oneshot;
+use switchyard_testkit::http::{serve, Served};
 
 /// How the receiver answers.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +31,7 @@ type Received = (Option<String>, Value);
 struct Receiver {
     url: String,
     received: Arc<Mutex<Vec<Received>>>,
-    _stop: oneshot::Sender<()>,
+    _served: Served,
 }
 
 impl Receiver {
@@ -62,22 +62,13 @@ impl Receiver {
                 ),
             )
             .with_state(received.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the receiver");
-        let url = format!("http://{}/weights", listener.local_addr().expect("addr"));
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            // Not graceful: a request held open by `Answer::Never` must not keep it up.
-            tokio::select! {
-                served = axum::serve(listener, app) => served.expect("receiver runs"),
-                _ = stopped => {}
-            }
-        });
+        // Serving stops when dropped, also with a request held open by `Answer::Never`.
+        let served = serve(app).await;
+        let url = format!("{}/weights", served.url());
         Receiver {
             url,
             received,
-            _stop: stop,
+            _served: served,
         }
     }
 

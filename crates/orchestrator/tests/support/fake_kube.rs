@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use switchyard_testkit::http::{serve, Served};
 
 /// The bearer token of the kubeconfig's user.
 pub const TOKEN: &str = "fake-kube-token";
@@ -157,7 +157,7 @@ pub struct FakeKube {
     addr: SocketAddr,
     store: Shared,
     kubeconfig: PathBuf,
-    _stop: oneshot::Sender<()>,
+    _served: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -205,19 +205,8 @@ impl FakeKube {
                 },
             )
             .with_state(store.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the fake API server");
-        let addr = listener.local_addr().expect("fake API server address");
-        let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("fake API server runs");
-        });
+        let served = serve(app).await;
+        let addr = served.addr();
         let dir = tempfile::tempdir().expect("temp dir for the kubeconfig");
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, CA_PEM).expect("write ca.pem");
@@ -227,7 +216,7 @@ impl FakeKube {
             addr,
             store,
             kubeconfig,
-            _stop: stop,
+            _served: served,
             _dir: dir,
         }
     }
