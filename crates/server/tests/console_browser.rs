@@ -462,9 +462,16 @@ async fn a_segment_created_in_the_browser_matches_once_a_flag_uses_it() {
 
     let eval = server.token("eval-prod", "eval", Some("prod")).await;
     for (context, expected) in [
-        (json!({"targetingKey": "u1", "country": "IT"}), true),
-        (json!({"targetingKey": "u2", "groups": ["beta"]}), true),
-        (json!({"targetingKey": "u3", "country": "FR"}), false),
+        // A segment's parts must all hold: in group `beta` and in Italy.
+        (
+            json!({"targetingKey": "u1", "groups": ["beta"], "country": "IT"}),
+            true,
+        ),
+        (
+            json!({"targetingKey": "u2", "groups": ["beta"], "country": "FR"}),
+            false,
+        ),
+        (json!({"targetingKey": "u3", "country": "IT"}), false),
     ] {
         let answer = server
             .ok(
@@ -517,8 +524,17 @@ async fn the_exposures_chart_draws_a_line_per_variant_and_marks_the_flag_s_chang
         )
         .await
         .expect("script");
-    assert_eq!(drawn, json!([3, 1]), "three series and one change marker");
-    assert!(browser.text("#changes").await.contains("too many errors"));
+    assert_eq!(
+        drawn,
+        json!([3, 2]),
+        "three series; markers for the creation and the kill"
+    );
+    let changes = browser.text("#changes").await;
+    assert!(
+        changes.contains("flag.put → version 1") && changes.contains("flag.kill → version 2"),
+        "{changes}"
+    );
+    assert!(changes.contains("too many errors"), "{changes}");
     assert!(browser.text("#exposure-table").await.contains("60"));
     browser.screenshot("console-exposures").await;
 }

@@ -898,10 +898,7 @@ async fn exposures_show_counts_per_variant_and_a_marker_for_each_change() {
                 )),
                 "{window}: {series} = {total} in the table"
             );
-            assert!(
-                page.contains(&format!("<polyline class=\"series")),
-                "{window}"
-            );
+            assert!(page.contains("<polyline class=\"series"), "{window}");
         }
         assert!(
             page.contains("data-marker=\"1\"")

@@ -144,7 +144,7 @@ fn keys(source: &EnvState, request: &Request) -> Result<Vec<String>, EnvError> {
             source
                 .snapshot
                 .flag(k)
-                .is_some_and(|f| f.tags.iter().any(|t| *t == request.tag))
+                .is_some_and(|f| f.tags.contains(&request.tag))
         });
     }
     keys.sort_unstable();
