@@ -842,6 +842,33 @@ async fn promote_previews_exactly_the_changed_flags_applies_them_and_refuses_a_s
         (&json!("flag.promote"), &json!("release 7"))
     );
 
+    // The source changes after a preview (of `same`, now edited in staging): refused too.
+    server.put_flag("staging", flag("same", "on")).await;
+    let (_, page, _) = get(&server, &format!("{preview_path}&flags=same"), &cookie).await;
+    assert!(page.contains("1 of 1 flag(s) would change"), "{page}");
+    assert!(
+        page.contains("name=\"seen\" value=\"same 2 1\""),
+        "staging at 2, prod at 1"
+    );
+    server.put_flag("staging", flag("same", "off")).await;
+    let (status, page) = submit(
+        &server,
+        "/console/promote",
+        &cookie,
+        &csrf,
+        &[("from", "staging"), ("to", "prod"), ("seen", "same 2 1")],
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("flag `same` in `staging` changed since the preview"),
+        "{page}"
+    );
+    let same = server
+        .ok("GET", "/v1/admin/envs/prod/flags/same", ADMIN, None)
+        .await;
+    assert_eq!(same["version"], 1, "nothing promoted");
+
     // Bad input is a clear 4xx page.
     let (status, page, _) = get(&server, "/console/promote?from=staging&to=staging", &cookie).await;
     assert_eq!(status, 400);
