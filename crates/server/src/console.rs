@@ -10,12 +10,15 @@
 pub mod assets;
 pub mod csrf;
 pub mod envs;
+pub mod exposures;
 pub mod flag;
 pub mod flags;
 pub mod history;
 pub mod kill;
 pub mod live;
 pub mod page;
+pub mod promote;
+pub mod segments;
 pub mod session;
 pub mod signin;
 
@@ -59,6 +62,18 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/envs/{env}/flags/{key}/revive", post(kill::revive))
         .route("/envs/{env}/flags/{key}/history", get(history::page))
         .route("/envs/{env}/flags/{key}/revert", post(history::revert))
+        .route("/envs/{env}/flags/{key}/exposures", get(exposures::page))
+        .route(
+            "/envs/{env}/segments",
+            get(segments::list).post(segments::create),
+        )
+        .route("/envs/{env}/new-segment", get(segments::new_form))
+        .route(
+            "/envs/{env}/segments/{key}",
+            get(segments::detail).post(segments::update),
+        )
+        .route("/envs/{env}/segments/{key}/delete", post(segments::delete))
+        .route("/promote", get(promote::page).post(promote::confirm))
         .fallback(|| async { page::PageError::not_found("no such console page") })
         .layer(axum::middleware::from_fn_with_state(state, csrf::guard))
 }

@@ -374,6 +374,10 @@ async fn at_phone_width_pages_fit_and_every_control_has_a_label() {
         "/console/envs/prod/flags/checkout",
         "/console/envs/prod/new-flag",
         "/console/envs/prod/flags/checkout/history",
+        "/console/envs/prod/segments",
+        "/console/envs/prod/new-segment",
+        "/console/envs/prod/flags/checkout/exposures",
+        "/console/promote",
     ] {
         browser.goto(&server.url(path)).await;
         browser.find("main").await;
@@ -419,4 +423,155 @@ async fn at_phone_width_pages_fit_and_every_control_has_a_label() {
     }
     browser.goto(&server.url("/console/envs/prod/flags")).await;
     browser.screenshot("console-phone-flag-list").await;
+}
+
+#[tokio::test]
+async fn a_segment_created_in_the_browser_matches_once_a_flag_uses_it() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser
+        .goto(&server.url("/console/envs/prod/segments"))
+        .await;
+    browser.click("#new-segment").await;
+    browser.fill("#segment-key-input", "italy-beta").await;
+    browser
+        .fill("#segment-description", "Beta testers in Italy")
+        .await;
+    browser.fill("#segment-groups", "beta").await;
+    browser.fill("#c0-attribute", "country").await;
+    browser
+        .find("#c0-op")
+        .await
+        .select_by_value("in")
+        .await
+        .expect("operator chosen");
+    browser.fill("#c0-values", "IT").await;
+    browser.click("#save-segment").await;
+    browser.wait_text("#segment-key", "italy-beta").await;
+    browser.screenshot("console-segment").await;
+
+    let mut flag = flag(&server, "checkout").await;
+    flag["rules"] = json!([{"id": "italy", "when": {"segments": ["italy-beta"]},
+                            "serve": {"variant": "on"}}]);
+    server.put_flag("prod", flag).await;
+    browser
+        .goto(&server.url("/console/envs/prod/segments"))
+        .await;
+    browser.wait_text("#segments", "checkout").await;
+
+    let eval = server.token("eval-prod", "eval", Some("prod")).await;
+    for (context, expected) in [
+        // A segment's parts must all hold: in group `beta` and in Italy.
+        (
+            json!({"targetingKey": "u1", "groups": ["beta"], "country": "IT"}),
+            true,
+        ),
+        (
+            json!({"targetingKey": "u2", "groups": ["beta"], "country": "FR"}),
+            false,
+        ),
+        (json!({"targetingKey": "u3", "country": "IT"}), false),
+    ] {
+        let answer = server
+            .ok(
+                "POST",
+                "/v1/evaluate/prod/checkout",
+                &eval,
+                Some(context.clone()),
+            )
+            .await;
+        assert_eq!(answer["value"], json!(expected), "{context}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn the_exposures_chart_draws_a_line_per_variant_and_marks_the_flag_s_changes() {
+    let server = server_with_flag().await;
+    let sdk = server.token("web", "sdk", Some("prod")).await;
+    server
+        .ok(
+            "POST",
+            "/v1/sdk/metrics",
+            &sdk,
+            Some(json!({
+                "exposures": [{"flag": "checkout", "variant": "on", "count": 40},
+                              {"flag": "checkout", "variant": "off", "count": 60}],
+                "events": [{"event": "purchase", "flag": "checkout", "variant": "on", "count": 9}]})),
+        )
+        .await;
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/kill",
+            ADMIN,
+            Some(json!({"reason": "too many errors"})),
+        )
+        .await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    browser.click("#exposures-link").await;
+    browser.find("#exposure-chart").await;
+    let drawn = browser
+        .client
+        .execute(
+            "return [document.querySelectorAll('#exposure-chart polyline.series').length,
+                     document.querySelectorAll('#exposure-chart .marker').length]",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(
+        drawn,
+        json!([3, 2]),
+        "three series; markers for the creation and the kill"
+    );
+    let changes = browser.text("#changes").await;
+    assert!(
+        changes.contains("flag.put → version 1") && changes.contains("flag.kill → version 2"),
+        "{changes}"
+    );
+    assert!(changes.contains("too many errors"), "{changes}");
+    assert!(browser.text("#exposure-table").await.contains("60"));
+    browser.screenshot("console-exposures").await;
+}
+
+#[tokio::test]
+async fn promote_shows_the_diff_first_and_applies_it_on_confirm() {
+    let server = server_with_flag().await;
+    server.create_env("staging").await;
+    server
+        .put_flag(
+            "staging",
+            json!({"key": "checkout", "kind": "boolean", "description": "New checkout",
+                   "variants": {"on": true, "off": false}, "off_variant": "off",
+                   "default": {"variant": "on"}, "tags": ["payments"]}),
+        )
+        .await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser.goto(&server.url("/console/promote")).await;
+    for (select, value) in [("#promote-from", "staging"), ("#promote-to", "prod")] {
+        browser
+            .find(select)
+            .await
+            .select_by_value(value)
+            .await
+            .expect("environment chosen");
+    }
+    browser.click("#preview").await;
+    browser
+        .wait_text("#preview-summary", "1 of 1 flag(s) would change")
+        .await;
+    browser.screenshot("console-promote").await;
+    browser.fill("#promote-reason", "release 7").await;
+    browser.click("#confirm").await;
+    browser.wait_text("#promoted", "Promoted 1 flag(s)").await;
+    assert_eq!(
+        flag(&server, "checkout").await["default"],
+        json!({"variant": "on"})
+    );
 }

@@ -490,3 +490,460 @@ async fn rules_are_reordered_replaced_and_removed_and_the_json_editor_saves_only
         (&json!(4), &json!(["edited"]), None)
     );
 }
+
+/// Posts a form (the session's CSRF token added); returns the status and the page.
+async fn submit(
+    server: &TestServer,
+    path: &str,
+    cookie: &str,
+    csrf: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let mut fields = vec![("csrf", csrf)];
+    fields.extend_from_slice(form);
+    let response = client()
+        .post(server.url(path))
+        .header("cookie", cookie)
+        .form(&fields)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn segments_are_created_edited_refused_on_a_stale_version_and_deleted_only_when_unused() {
+    let server = start().await;
+    with_flag(&server).await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let (status, page, _) = get(&server, "/console/envs/prod/segments", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("No segments in prod yet"), "{page}");
+    let csrf = csrf_of(&page);
+    let stored = || async {
+        server
+            .ok("GET", "/v1/admin/envs/prod/segments/staff", ADMIN, None)
+            .await
+    };
+
+    // Created from the structured form: users, groups and a condition.
+    let (status, _) = submit(
+        &server,
+        "/console/envs/prod/segments",
+        &cookie,
+        &csrf,
+        &[
+            ("rows", "2"),
+            ("key", "staff"),
+            ("description", "Our people"),
+            ("users", "u1, u2"),
+            ("groups", "employees"),
+            ("c0_attribute", "email"),
+            ("c0_op", "ends_with"),
+            ("c0_values", "@example.com"),
+            ("c1_attribute", ""),
+            ("c1_op", "in"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let segment = stored().await;
+    assert_eq!(
+        (&segment["version"], &segment["when"]),
+        (
+            &json!(1),
+            &json!({"users": ["u1", "u2"], "groups": ["employees"], "constraints": [
+                {"attribute": "email", "op": "ends_with", "values": ["@example.com"]}]})
+        )
+    );
+
+    // An invalid condition is shown at its field and nothing is saved.
+    let path = "/console/envs/prod/segments/staff";
+    let (status, page) = submit(
+        &server,
+        path,
+        &cookie,
+        &csrf,
+        &[
+            ("version", "1"),
+            ("action", "form"),
+            ("rows", "1"),
+            ("users", "u1"),
+            ("c0_attribute", "email"),
+            ("c0_op", "matches"),
+            ("c0_values", "(["),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("id=\"c0-values-error\""),
+        "shown at the field"
+    );
+    assert!(page.contains("when.constraints[0].values[0]"), "{page}");
+    assert_eq!(stored().await["version"], 1, "nothing saved");
+
+    // The JSON editor saves the whole segment.
+    let (status, _) = submit(
+        &server,
+        path,
+        &cookie,
+        &csrf,
+        &[
+            ("version", "1"),
+            ("action", "json"),
+            (
+                "json",
+                r#"{"description": "Staff", "when": {"groups": ["staff"]}}"#,
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        (&stored().await["version"], &stored().await["when"]),
+        (&json!(2), &json!({"groups": ["staff"]}))
+    );
+
+    // A form rendered at version 1 is now stale: a conflict showing version 2.
+    let (status, page) = submit(
+        &server,
+        path,
+        &cookie,
+        &csrf,
+        &[
+            ("version", "1"),
+            ("action", "form"),
+            ("rows", "0"),
+            ("users", "u9"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(page.contains("id=\"conflict\""));
+    assert!(page.contains("it is now at version 2"), "{page}");
+    let theirs = &page[page.find("id=\"conflict-theirs\"").expect("their version")..];
+    let theirs = &theirs[..theirs.find("</pre>").expect("end")];
+    assert!(
+        theirs.contains("Staff") && !theirs.contains("u9"),
+        "the stored version, not ours: {theirs}"
+    );
+    assert_eq!(stored().await["version"], 2, "nothing overwritten");
+
+    // Used by a flag: the delete is refused, naming the flag.
+    let mut flag = server
+        .ok("GET", "/v1/admin/envs/prod/flags/checkout", ADMIN, None)
+        .await;
+    flag["rules"] =
+        json!([{"id": "staff", "when": {"segments": ["staff"]}, "serve": {"variant": "on"}}]);
+    server.put_flag("prod", flag).await;
+    let (_, list, _) = get(&server, "/console/envs/prod/segments", &cookie).await;
+    assert!(
+        list.contains("/console/envs/prod/flags/checkout\">checkout</a>"),
+        "used by shown"
+    );
+    let delete = "/console/envs/prod/segments/staff/delete";
+    let (status, page) = submit(&server, delete, &cookie, &csrf, &[("version", "2")]).await;
+    assert_eq!(status, 409);
+    assert!(page.contains("used by flag(s) `checkout`"), "{page}");
+    assert_eq!(stored().await["version"], 2);
+
+    // Unused again: deleted.
+    let mut flag = server
+        .ok("GET", "/v1/admin/envs/prod/flags/checkout", ADMIN, None)
+        .await;
+    flag["rules"] = json!([]);
+    server.put_flag("prod", flag).await;
+    let (status, _) = submit(&server, delete, &cookie, &csrf, &[("version", "2")]).await;
+    assert_eq!(status, 303);
+    let (status, _) = server
+        .call(
+            "GET",
+            "/v1/admin/envs/prod/segments/staff",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn readers_see_no_segment_or_promote_controls_and_their_posts_are_refused() {
+    let server = start().await;
+    with_flag(&server).await;
+    server.create_env("dev").await;
+    server
+        .ok(
+            "PUT",
+            "/v1/admin/envs/prod/segments/staff",
+            ADMIN,
+            Some(json!({"key": "staff", "when": {"groups": ["staff"]}})),
+        )
+        .await;
+    let token = server.token("reader", "sdk", Some("prod")).await;
+    let (_, cookie) = sign_in(&server, &token).await;
+    let (status, list, _) = get(&server, "/console/envs/prod/segments", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(list.contains("staff") && !list.contains("id=\"new-segment\""));
+    let (status, page, _) = get(&server, "/console/envs/prod/segments/staff", &cookie).await;
+    assert_eq!(status, 200);
+    for control in ["segment-form", "save-json", "delete-segment"] {
+        assert!(
+            !page.contains(&format!("id=\"{control}\"")),
+            "{control} shown"
+        );
+    }
+    let csrf = csrf_of(&page);
+    for (path, form) in [
+        (
+            "/console/envs/prod/segments/staff",
+            vec![
+                ("version", "1"),
+                ("action", "form"),
+                ("rows", "0"),
+                ("users", "x"),
+            ],
+        ),
+        (
+            "/console/envs/prod/segments/staff/delete",
+            vec![("version", "1")],
+        ),
+        (
+            "/console/envs/prod/segments",
+            vec![("key", "forged"), ("rows", "0")],
+        ),
+        (
+            "/console/promote",
+            vec![("from", "prod"), ("to", "dev"), ("seen", "checkout 1 -")],
+        ),
+    ] {
+        let (status, _) = submit(&server, path, &cookie, &csrf, &form).await;
+        assert_eq!(status, 403, "POST {path}");
+    }
+    let (status, _, _) = get(&server, "/console/promote", &cookie).await;
+    assert_eq!(status, 403, "promote is for admins");
+    let segment = server
+        .ok("GET", "/v1/admin/envs/prod/segments/staff", ADMIN, None)
+        .await;
+    assert_eq!(segment["version"], 1);
+    let (status, _) = server
+        .call(
+            "GET",
+            "/v1/admin/envs/dev/flags/checkout",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "nothing promoted");
+}
+
+#[tokio::test]
+async fn promote_previews_exactly_the_changed_flags_applies_them_and_refuses_a_stale_preview() {
+    let server = start().await;
+    server.create_env("staging").await;
+    server.create_env("prod").await;
+    let flag = |key: &str, default: &str| {
+        json!({"key": key, "kind": "boolean", "variants": {"on": true, "off": false},
+               "off_variant": "off", "default": {"variant": default}})
+    };
+    for (key, default) in [("added", "on"), ("changed", "on"), ("same", "off")] {
+        server.put_flag("staging", flag(key, default)).await;
+    }
+    server.put_flag("prod", flag("changed", "off")).await;
+    server.put_flag("prod", flag("same", "off")).await;
+    server.put_flag("prod", flag("prod-only", "off")).await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+
+    let preview_path = "/console/promote?from=staging&to=prod";
+    let (status, page, _) = get(&server, preview_path, &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("2 of 3 flag(s) would change"), "{page}");
+    for (key, change) in [("added", "added"), ("changed", "changed"), ("same", "same")] {
+        assert!(
+            page.contains(&format!("data-flag=\"{key}\" data-change=\"{change}\"")),
+            "{key} is {change}"
+        );
+    }
+    let item = |key: &str| {
+        let start = page.find(&format!("data-flag=\"{key}\"")).expect("listed");
+        let rest = &page[start..];
+        rest[..rest.find("</li>").expect("end")].to_owned()
+    };
+    let changed = item("changed");
+    let (removed, added): (Vec<&str>, Vec<&str>) = (
+        changed.split("<span class=\"del\">").skip(1).collect(),
+        changed.split("<span class=\"add\">").skip(1).collect(),
+    );
+    assert!(
+        removed.len() == 1
+            && removed[0].contains("off")
+            && added.len() == 1
+            && added[0].contains("on"),
+        "the changed flag's diff: its default goes from off to on: {changed}"
+    );
+    assert!(
+        !item("same").contains("<pre"),
+        "no diff for an unchanged flag"
+    );
+    assert!(page.contains("id=\"only-in-target\""), "prod-only is kept");
+    let csrf = csrf_of(&page);
+    let seen: Vec<String> = page
+        .match_indices("name=\"seen\" value=\"")
+        .map(|(at, m)| {
+            let rest = &page[at + m.len()..];
+            rest[..rest.find('"').expect("end")].to_owned()
+        })
+        .collect();
+    assert_eq!(seen, ["added 1 -", "changed 1 1", "same 1 1"]);
+    let mut form: Vec<(&str, &str)> =
+        vec![("from", "staging"), ("to", "prod"), ("reason", "release 7")];
+    form.extend(seen.iter().map(|s| ("seen", s.as_str())));
+
+    // The target changes after the preview: the confirm is refused, nothing applied.
+    server.put_flag("prod", flag("changed", "on")).await;
+    let (status, page) = submit(&server, "/console/promote", &cookie, &csrf, &form).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("changed since the preview"), "{page}");
+    let (status, _) = server
+        .call("GET", "/v1/admin/envs/prod/flags/added", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 404, "nothing promoted");
+
+    // A fresh preview, confirmed: applied through the admin path (audited).
+    let (_, page, _) = get(&server, preview_path, &cookie).await;
+    assert!(page.contains("1 of 3 flag(s) would change"), "{page}");
+    let seen: Vec<String> = page
+        .match_indices("name=\"seen\" value=\"")
+        .map(|(at, m)| {
+            let rest = &page[at + m.len()..];
+            rest[..rest.find('"').expect("end")].to_owned()
+        })
+        .collect();
+    let mut form: Vec<(&str, &str)> =
+        vec![("from", "staging"), ("to", "prod"), ("reason", "release 7")];
+    form.extend(seen.iter().map(|s| ("seen", s.as_str())));
+    let (status, page) = submit(&server, "/console/promote", &cookie, &csrf, &form).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"promoted\""), "{page}");
+    assert!(page.contains("0 of 3 flag(s) would change"), "{page}");
+    let added = server
+        .ok("GET", "/v1/admin/envs/prod/flags/added", ADMIN, None)
+        .await;
+    assert_eq!(added["default"], json!({"variant": "on"}));
+    let audit = server
+        .ok("GET", "/v1/admin/audit?env=prod&flag=added", ADMIN, None)
+        .await;
+    assert_eq!(
+        (
+            &audit["entries"][0]["action"],
+            &audit["entries"][0]["reason"]
+        ),
+        (&json!("flag.promote"), &json!("release 7"))
+    );
+
+    // The source changes after a preview (of `same`, now edited in staging): refused too.
+    server.put_flag("staging", flag("same", "on")).await;
+    let (_, page, _) = get(&server, &format!("{preview_path}&flags=same"), &cookie).await;
+    assert!(page.contains("1 of 1 flag(s) would change"), "{page}");
+    assert!(
+        page.contains("name=\"seen\" value=\"same 2 1\""),
+        "staging at 2, prod at 1"
+    );
+    server.put_flag("staging", flag("same", "off")).await;
+    let (status, page) = submit(
+        &server,
+        "/console/promote",
+        &cookie,
+        &csrf,
+        &[("from", "staging"), ("to", "prod"), ("seen", "same 2 1")],
+    )
+    .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("flag `same` in `staging` changed since the preview"),
+        "{page}"
+    );
+    let same = server
+        .ok("GET", "/v1/admin/envs/prod/flags/same", ADMIN, None)
+        .await;
+    assert_eq!(same["version"], 1, "nothing promoted");
+
+    // Bad input is a clear 4xx page.
+    let (status, page, _) = get(&server, "/console/promote?from=staging&to=staging", &cookie).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("two different environments"));
+    let (status, page, _) = get(&server, "/console/promote?from=staging&to=nope", &cookie).await;
+    assert_eq!(status, 404);
+    assert!(page.contains("`nope` does not exist"));
+}
+
+#[tokio::test]
+async fn exposures_show_counts_per_variant_and_a_marker_for_each_change() {
+    let server = start().await;
+    with_flag(&server).await;
+    server.create_env("dev").await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let path = "/console/envs/prod/flags/checkout/exposures";
+
+    let (status, page, _) = get(&server, path, &cookie).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"no-metrics\""), "empty state: {page}");
+    assert!(!page.contains("<svg"));
+
+    let sdk = server.token("web", "sdk", Some("prod")).await;
+    let (status, body) = server
+        .call(
+            "POST",
+            "/v1/sdk/metrics",
+            Some(&sdk),
+            Some(json!({
+                "exposures": [{"flag": "checkout", "variant": "on", "count": 7},
+                              {"flag": "checkout", "variant": "off", "count": 3}],
+                "events": [{"event": "purchase", "flag": "checkout", "variant": "on", "count": 2}]})),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let mut flag = server
+        .ok("GET", "/v1/admin/envs/prod/flags/checkout", ADMIN, None)
+        .await;
+    flag["default"] = json!({"variant": "on"});
+    server.put_flag("prod", flag).await;
+
+    for window in ["hour", "day", "week"] {
+        let (status, page, _) = get(&server, &format!("{path}?window={window}"), &cookie).await;
+        assert_eq!(status, 200, "{window}");
+        assert!(page.contains("<svg id=\"exposure-chart\""), "{window}");
+        for (series, total) in [
+            ("exposures of off", 3),
+            ("exposures of on", 7),
+            ("event purchase (on)", 2),
+        ] {
+            assert!(
+                page.contains(&format!(
+                    "<td class=\"total\" data-series=\"{series}\">{total}</td>"
+                )),
+                "{window}: {series} = {total} in the table"
+            );
+            assert!(page.contains("<polyline class=\"series"), "{window}");
+        }
+        assert!(
+            page.contains("data-marker=\"1\"")
+                && page.contains("flag.put → version 2 by bootstrap-admin"),
+            "{window}: a marker for the change: {page}"
+        );
+    }
+    let (status, page, _) = get(&server, &format!("{path}?window=year"), &cookie).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("`window` must be"));
+
+    // The flag page links here.
+    let (_, page, _) = get(&server, "/console/envs/prod/flags/checkout", &cookie).await;
+    assert!(page.contains(&format!("id=\"exposures-link\" href=\"{path}\"")));
+
+    // A token scoped to another environment may not look.
+    let reader = server.token("dev-reader", "eval", Some("dev")).await;
+    let (_, reader_cookie) = sign_in(&server, &reader).await;
+    let (status, _, _) = get(&server, path, &reader_cookie).await;
+    assert_eq!(status, 403);
+}

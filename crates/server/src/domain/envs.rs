@@ -1,5 +1,7 @@
 //! Environments: create, delete, and promote flags from one to another.
 
+use std::collections::BTreeMap;
+
 use serde_json::json;
 use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::Flag;
@@ -83,6 +85,53 @@ pub enum PromotionDiff {
     Same(FlagKey),
 }
 
+/// What a promotion preview showed, so the confirm applies exactly that: each
+/// promoted flag's version in the source, and its version in the target (`None`: the
+/// target lacked it). If any differs when the promotion is applied, nothing is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviewedVersions {
+    /// Flag key → version in the source environment.
+    pub source: BTreeMap<String, u64>,
+    /// Flag key → version in the target environment (`None`: absent there).
+    pub target: BTreeMap<String, Option<u64>>,
+}
+
+impl PreviewedVersions {
+    /// The versions behind `diff` (as [`promotion_diff`] returned it for the same keys).
+    pub fn of(diff: &[PromotionDiff], source: &EnvState, target: &EnvState) -> Self {
+        let mut seen = PreviewedVersions::default();
+        for entry in diff {
+            let key = entry.key();
+            if let Some(flag) = source.snapshot.flag(key) {
+                seen.source.insert(key.to_owned(), flag.version);
+            }
+            seen.target
+                .insert(key.to_owned(), target.snapshot.flag(key).map(|f| f.version));
+        }
+        seen
+    }
+
+    fn stale(what: String) -> EnvError {
+        EnvError::PreconditionFailed {
+            current: None,
+            message: format!(
+                "{what} changed since the preview; nothing was promoted. Preview again and \
+                 confirm what it shows"
+            ),
+        }
+    }
+}
+
+impl PromotionDiff {
+    /// The flag's key.
+    pub fn key(&self) -> &str {
+        match self {
+            PromotionDiff::Added(flag) | PromotionDiff::Changed(_, flag) => flag.key.as_str(),
+            PromotionDiff::Same(key) => key.as_str(),
+        }
+    }
+}
+
 /// The result of [`promote`].
 #[derive(Debug, Clone)]
 pub struct Promoted {
@@ -146,7 +195,9 @@ pub fn promotion_diff(
 }
 
 /// Copies flags `keys` (all of `from`'s when empty) from `from` to `to` in one write;
-/// flags already identical are left alone.
+/// flags already identical are left alone. With `previewed` (what a preview showed),
+/// any flag whose version in either environment differs from it refuses the whole
+/// promotion (a precondition failure).
 pub async fn promote(
     state: &AppState,
     by: &Principal,
@@ -154,11 +205,23 @@ pub async fn promote(
     to: &str,
     keys: &[String],
     reason: Option<String>,
+    previewed: Option<&PreviewedVersions>,
 ) -> Result<Promoted, EnvError> {
     if from == to {
         return Err(EnvError::BadRequest("`from` and `to` must differ".into()));
     }
     let flags = source_flags(&*environment(state, from)?, from, keys)?;
+    if let Some(seen) = previewed {
+        let listed = flags.len() == seen.source.len() && flags.len() == seen.target.len();
+        for flag in &flags {
+            if !listed || seen.source.get(flag.key.as_str()) != Some(&flag.version) {
+                return Err(PreviewedVersions::stale(format!(
+                    "flag `{}` in `{from}`",
+                    flag.key
+                )));
+            }
+        }
+    }
     let to_name = EnvName::new(to);
     let reason = reason.or_else(|| Some(format!("promoted from `{from}`")));
     let new = state
@@ -167,6 +230,14 @@ pub async fn promote(
             let mut change = Change::default();
             for flag in &flags {
                 let before = current.snapshot.flag(flag.key.as_str());
+                if let Some(seen) = previewed {
+                    if seen.target.get(flag.key.as_str()) != Some(&before.map(|f| f.version)) {
+                        return Err(PreviewedVersions::stale(format!(
+                            "flag `{}` in `{to}`",
+                            flag.key
+                        )));
+                    }
+                }
                 let mut after = flag.clone();
                 after.version = before.map_or(1, |f| f.version + 1);
                 if let PromotionDiff::Same(_) = diff_one(current, &after) {

@@ -14,7 +14,9 @@ mod items;
 mod preconditions;
 mod tokens;
 
-pub use envs::{create_env, delete_env, promote, promotion_diff, Promoted, PromotionDiff};
+pub use envs::{
+    create_env, delete_env, promote, promotion_diff, PreviewedVersions, Promoted, PromotionDiff,
+};
 pub use error::EnvError;
 pub use items::{
     delete_item, flags_with_tag, kill_tag, put_item, revert_flag, set_enabled, Item, Saved,

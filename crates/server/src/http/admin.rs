@@ -485,6 +485,7 @@ async fn promote(
         &body.to,
         &body.flags,
         body.reason,
+        None,
     )
     .await?;
     Ok(axum::Json(Promoted {
