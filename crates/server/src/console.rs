@@ -8,6 +8,7 @@
 //! request passes [`csrf::guard`] first.
 
 pub mod assets;
+pub mod audit;
 pub mod csrf;
 pub mod envs;
 pub mod flag;
@@ -16,8 +17,10 @@ pub mod history;
 pub mod kill;
 pub mod live;
 pub mod page;
+pub mod playground;
 pub mod session;
 pub mod signin;
+pub mod tokens;
 
 use axum::response::Redirect;
 use axum::routing::{get, post};
@@ -59,6 +62,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/envs/{env}/flags/{key}/revive", post(kill::revive))
         .route("/envs/{env}/flags/{key}/history", get(history::page))
         .route("/envs/{env}/flags/{key}/revert", post(history::revert))
+        .route(
+            "/envs/{env}/playground",
+            get(playground::form).post(playground::evaluate),
+        )
+        .route("/audit", get(audit::page))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/tokens/{name}/revoke",
+            get(tokens::confirm).post(tokens::revoke),
+        )
         .fallback(|| async { page::PageError::not_found("no such console page") })
         .layer(axum::middleware::from_fn_with_state(state, csrf::guard))
 }
