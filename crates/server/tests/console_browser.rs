@@ -431,15 +431,19 @@ async fn shown(browser: &Browser, flag: &str) -> Value {
         let css = format!("#answers tr[data-flag='{flag}'] .{class}");
         async move { browser.text(&css).await }
     };
-    let variant = cell("variant").await;
+    // A dash stands for "none".
+    let optional = |text: String| {
+        if text == "—" {
+            Value::Null
+        } else {
+            Value::String(text)
+        }
+    };
+    let variant = optional(cell("variant").await);
     let value: Value = serde_json::from_str(&cell("value").await).expect("the value is JSON");
-    let rule = cell("rule").await;
-    json!({
-        "variant": if variant == "—" { Value::Null } else { json!(variant) },
-        "value": value,
-        "reason": cell("reason").await,
-        "rule_id": if rule == "—" { Value::Null } else { json!(rule) },
-    })
+    let reason = cell("reason").await;
+    let rule_id = optional(cell("rule").await);
+    json!({"variant": variant, "value": value, "reason": reason, "rule_id": rule_id})
 }
 
 /// The same fields of an evaluation API answer.

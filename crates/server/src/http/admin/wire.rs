@@ -14,7 +14,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::http::openapi::{NAME_MAX, NAME_PATTERN};
 
-pub use crate::domain::{TokenSource, TokenSummary};
+use crate::domain::TokenSummary;
 use crate::store::{AuditEntry, TokenKind, VariantCounts};
 
 /// `GET /envs`.
