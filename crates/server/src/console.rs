@@ -8,6 +8,7 @@
 //! request passes [`csrf::guard`] first.
 
 pub mod assets;
+pub mod audit;
 pub mod csrf;
 pub mod envs;
 pub mod exposures;
@@ -19,8 +20,10 @@ pub mod live;
 pub mod page;
 pub mod promote;
 pub mod segments;
+pub mod playground;
 pub mod session;
 pub mod signin;
+pub mod tokens;
 
 use axum::response::Redirect;
 use axum::routing::{get, post};
@@ -74,6 +77,16 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/envs/{env}/segments/{key}/delete", post(segments::delete))
         .route("/promote", get(promote::page).post(promote::confirm))
+        .route(
+            "/envs/{env}/playground",
+            get(playground::form).post(playground::evaluate),
+        )
+        .route("/audit", get(audit::page))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/tokens/{name}/revoke",
+            get(tokens::confirm).post(tokens::revoke),
+        )
         .fallback(|| async { page::PageError::not_found("no such console page") })
         .layer(axum::middleware::from_fn_with_state(state, csrf::guard))
 }

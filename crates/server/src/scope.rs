@@ -61,6 +61,22 @@ pub fn evaluate_known<'s>(
     Ok(result)
 }
 
+/// Reads an evaluation context from its JSON document (`{"targetingKey": .., "groups":
+/// [..], attribute: value, ..}`), strictly (core's `json_body`: duplicate keys refused,
+/// the path of the first problem named) and within [`check_context`]'s limits; a
+/// document of only whitespace is the anonymous context. The REST evaluation API reads
+/// its bodies with it and the console's playground the context its form describes, so
+/// both evaluate exactly the same context. The error is the 400's words.
+pub fn read_context(json: &[u8]) -> Result<Context, String> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::anonymous());
+    }
+    let ctx: Context =
+        switchyard_core::json_body::parse(json).map_err(|e| format!("invalid context: {e}"))?;
+    check_context(&ctx).map_err(|e| format!("invalid context: {e}"))?;
+    Ok(ctx)
+}
+
 /// The most attributes (and groups) an evaluation context may carry.
 pub const MAX_CONTEXT_ATTRIBUTES: usize = 1_000;
 /// The most items in one list attribute.

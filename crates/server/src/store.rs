@@ -203,8 +203,33 @@ pub struct AuditQuery {
     pub target: Option<String>,
     /// Only entries at or after this time (ms since epoch).
     pub since_ms: Option<u64>,
+    /// Only entries at or before this time (ms since epoch).
+    pub until_ms: Option<u64>,
+    /// Only entries made by the token with this name.
+    pub actor: Option<String>,
+    /// Only entries of this action, e.g. `flag.kill`.
+    pub action: Option<String>,
     /// At most this many, newest first.
     pub limit: usize,
+}
+
+impl AuditQuery {
+    /// Whether `entry` passes every filter but the limit: the one test both stores
+    /// apply to what they read.
+    pub fn admits(&self, entry: &AuditEntry) -> bool {
+        fn is<T: PartialEq + ?Sized>(wanted: Option<&T>, value: &T) -> bool {
+            wanted.is_none_or(|w| w == value)
+        }
+        self.since_ms.is_none_or(|since| entry.at_ms >= since)
+            && self.until_ms.is_none_or(|until| entry.at_ms <= until)
+            && self
+                .env
+                .as_ref()
+                .is_none_or(|env| entry.env.as_ref() == Some(env))
+            && is(self.target.as_deref(), entry.target.as_str())
+            && is(self.actor.as_deref(), entry.actor.as_str())
+            && is(self.action.as_deref(), entry.action.as_str())
+    }
 }
 
 /// A stored API token: only a hash of the secret is kept.

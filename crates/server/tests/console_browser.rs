@@ -378,6 +378,9 @@ async fn at_phone_width_pages_fit_and_every_control_has_a_label() {
         "/console/envs/prod/new-segment",
         "/console/envs/prod/flags/checkout/exposures",
         "/console/promote",
+        "/console/envs/prod/playground",
+        "/console/audit",
+        "/console/tokens",
     ] {
         browser.goto(&server.url(path)).await;
         browser.find("main").await;
@@ -574,4 +577,244 @@ async fn promote_shows_the_diff_first_and_applies_it_on_confirm() {
         flag(&server, "checkout").await["default"],
         json!({"variant": "on"})
     );
+}
+
+/// The answer shown in the playground's row for `flag`, as the API writes it:
+/// `{variant, value, reason, rule_id}`.
+async fn shown(browser: &Browser, flag: &str) -> Value {
+    let cell = |class: &'static str| {
+        let css = format!("#answers tr[data-flag='{flag}'] .{class}");
+        async move { browser.text(&css).await }
+    };
+    // A dash stands for "none".
+    let optional = |text: String| {
+        if text == "—" {
+            Value::Null
+        } else {
+            Value::String(text)
+        }
+    };
+    let variant = optional(cell("variant").await);
+    let value: Value = serde_json::from_str(&cell("value").await).expect("the value is JSON");
+    let reason = cell("reason").await;
+    let rule_id = optional(cell("rule").await);
+    json!({"variant": variant, "value": value, "reason": reason, "rule_id": rule_id})
+}
+
+/// The same fields of an evaluation API answer.
+fn answered(evaluation: &Value) -> Value {
+    json!({
+        "variant": evaluation["variant"],
+        "value": evaluation["value"],
+        "reason": evaluation["reason"],
+        "rule_id": evaluation.get("rule_id").cloned().unwrap_or(Value::Null),
+    })
+}
+
+#[tokio::test]
+async fn the_playground_answers_what_the_evaluation_api_answers() {
+    let server = server_with_flag().await;
+    server
+        .put_flag(
+            "prod",
+            json!({"key": "banner", "kind": "string",
+                   "variants": {"blue": "#00f", "green": "#0f0", "red": "#f00"},
+                   "off_variant": "blue", "default": {"variant": "blue"},
+                   "rules": [
+                       {"id": "staff", "when": {"groups": ["staff"]}, "serve": {"variant": "green"}},
+                       {"id": "italians",
+                        "when": {"constraints": [{"attribute": "country", "op": "in", "values": ["IT"]}]},
+                        "serve": {"variant": "red"}}]}),
+        )
+        .await;
+    let eval = server.token("eval-prod", "eval", Some("prod")).await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    let contexts = [
+        (
+            "u-1",
+            "beta",
+            "country=IT\nplan=pro",
+            json!({"targetingKey": "u-1", "groups": ["beta"], "country": "IT", "plan": "pro"}),
+        ),
+        (
+            "u-2",
+            "beta, staff",
+            "{\"country\": \"IT\", \"age\": 42}",
+            json!({"targetingKey": "u-2", "groups": ["beta", "staff"], "country": "IT", "age": 42}),
+        ),
+        ("u-3", "", "", json!({"targetingKey": "u-3"})),
+    ];
+    for (key, groups, attributes, context) in &contexts {
+        for flag in ["banner", ""] {
+            browser
+                .goto(&server.url("/console/envs/prod/playground"))
+                .await;
+            browser.fill("#targeting_key", key).await;
+            browser.fill("#groups", groups).await;
+            browser.fill("#attributes", attributes).await;
+            browser
+                .find("#flag")
+                .await
+                .select_by_value(flag)
+                .await
+                .expect("flag chosen");
+            browser.click("#evaluate").await;
+            browser.find("#answers").await;
+            if flag.is_empty() {
+                let bulk = server
+                    .ok("POST", "/v1/evaluate/prod", &eval, Some(context.clone()))
+                    .await;
+                let flags = bulk["flags"].as_object().expect("every flag");
+                assert_eq!(flags.len(), 2);
+                for (flag, evaluation) in flags {
+                    assert_eq!(
+                        shown(&browser, flag).await,
+                        answered(evaluation),
+                        "{flag} for {context}"
+                    );
+                }
+            } else {
+                let one = server
+                    .ok(
+                        "POST",
+                        "/v1/evaluate/prod/banner",
+                        &eval,
+                        Some(context.clone()),
+                    )
+                    .await;
+                assert_eq!(shown(&browser, "banner").await, answered(&one), "{context}");
+            }
+        }
+    }
+    // The first context matched the attribute rule, the second the group rule.
+    browser
+        .goto(&server.url("/console/envs/prod/playground"))
+        .await;
+    browser.fill("#targeting_key", "u-1").await;
+    browser.fill("#groups", "beta").await;
+    browser.fill("#attributes", "country=IT\nplan=pro").await;
+    browser.click("#evaluate").await;
+    browser
+        .wait_text("#answers tr[data-flag='banner'] .rule", "italians")
+        .await;
+    browser.screenshot("console-playground").await;
+
+    // Malformed attributes: the form again with the error at the field.
+    browser.fill("#attributes", "{\"country\": ").await;
+    browser.click("#evaluate").await;
+    let error = browser.text("#attributes-error").await;
+    assert!(error.contains("not a JSON object"), "{error}");
+    assert!(!browser.exists("#answers").await);
+}
+
+#[tokio::test]
+async fn kill_with_a_reason_and_see_it_in_the_audit_log() {
+    let server = server_with_flag().await;
+    let ops = server.token("ops", "admin", None).await;
+    // Noise the filters must remove: another actor's and another action's entries.
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/kill",
+            ADMIN,
+            Some(json!({"reason": "earlier test kill"})),
+        )
+        .await;
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/revive",
+            ADMIN,
+            Some(json!({"reason": "back"})),
+        )
+        .await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, &ops).await;
+    browser
+        .goto(&server.url("/console/envs/prod/flags/checkout"))
+        .await;
+    browser.fill("#reason", "payment provider outage").await;
+    browser.click("#kill").await;
+    browser.wait_text("#flag-state", "killed").await;
+
+    browser.click("nav.sections a[href='/console/audit']").await;
+    browser.find("#audit").await;
+    browser
+        .find("#action")
+        .await
+        .select_by_value("flag.kill")
+        .await
+        .expect("action chosen");
+    browser.fill("#actor", "ops").await;
+    browser.click("#filter").await;
+    eventually(DEADLINE, "the filtered audit log", || async {
+        let rows = browser
+            .client
+            .execute(
+                "return document.querySelectorAll('#audit tbody tr').length",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (browser.path().await == "/console/audit" && rows == json!(1)).then_some(())
+    })
+    .await;
+    let row = browser.text("#audit tbody tr").await;
+    for wanted in [
+        "ops",
+        "flag.kill",
+        "prod",
+        "checkout",
+        "payment provider outage",
+    ] {
+        assert!(row.contains(wanted), "{wanted} missing in {row}");
+    }
+    assert!(!row.contains("earlier test kill"));
+    browser.screenshot("console-audit-log").await;
+    browser.click("#audit tbody tr a").await;
+    browser
+        .wait_text("#history", "payment provider outage")
+        .await;
+}
+
+#[tokio::test]
+async fn the_tokens_page_issues_a_token_shown_once() {
+    let server = server_with_flag().await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &server, ADMIN).await;
+    browser.goto(&server.url("/console/tokens")).await;
+    browser.fill("#token-name", "checkout-service").await;
+    browser
+        .find("#token-kind")
+        .await
+        .select_by_value("sdk")
+        .await
+        .expect("kind chosen");
+    browser
+        .find("#token-env")
+        .await
+        .select_by_value("prod")
+        .await
+        .expect("environment chosen");
+    browser.click("#issue-token").await;
+    let secret = browser
+        .find("#secret")
+        .await
+        .attr("value")
+        .await
+        .expect("prop")
+        .expect("the secret");
+    assert!(
+        browser.text("#tokens").await.contains("checkout-service"),
+        "listed"
+    );
+    let (status, _) = server
+        .call("GET", "/v1/sdk/snapshot", Some(&secret), None)
+        .await;
+    assert_eq!(status, 200, "the secret works");
+    browser.screenshot("console-tokens").await;
+    browser.goto(&server.url("/console/tokens")).await;
+    browser.find("#tokens").await;
+    assert!(!browser.exists("#secret").await, "shown once");
 }

@@ -947,3 +947,398 @@ async fn exposures_show_counts_per_variant_and_a_marker_for_each_change() {
     let (status, _, _) = get(&server, path, &reader_cookie).await;
     assert_eq!(status, 403);
 }
+
+/// Posts a form; returns the status, the `Cache-Control` header and the page.
+async fn post_page(
+    server: &TestServer,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (u16, Option<String>, String) {
+    let response = client()
+        .post(server.url(path))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .map(|c| c.to_str().expect("text").to_owned());
+    (status, cache, response.text().await.expect("body"))
+}
+
+/// How many times `needle` occurs in `page`.
+fn count(page: &str, needle: &str) -> usize {
+    page.matches(needle).count()
+}
+
+#[tokio::test]
+async fn the_playground_answers_like_the_api_and_names_the_field_of_bad_input() {
+    let server = start().await;
+    with_flag(&server).await;
+    server.create_env("dev").await;
+    server
+        .put_flag(
+            "prod",
+            json!({"key": "banner", "kind": "string",
+                   "variants": {"blue": "#00f", "red": "#f00"}, "off_variant": "blue",
+                   "default": {"variant": "blue"},
+                   "rules": [{"id": "italians",
+                              "when": {"constraints": [{"attribute": "country", "op": "in", "values": ["IT"]}]},
+                              "serve": {"variant": "red"}}]}),
+        )
+        .await;
+    let reader = server.token("reader", "eval", Some("prod")).await;
+    let (_, cookie) = sign_in(&server, &reader).await;
+    let path = "/console/envs/prod/playground";
+    let (status, page, _) = get(&server, path, &cookie).await;
+    assert_eq!(status, 200, "a read-only token may use it");
+    let csrf = csrf_of(&page);
+
+    let (status, _, answer) = post_page(
+        &server,
+        path,
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("targeting_key", "u-1"),
+            ("attributes", "country=IT"),
+            ("flag", "banner"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, api) = server
+        .call(
+            "POST",
+            "/v1/evaluate/prod/banner",
+            Some(&reader),
+            Some(json!({"targetingKey": "u-1", "country": "IT"})),
+        )
+        .await;
+    assert_eq!(
+        (&api["variant"], &api["reason"], &api["rule_id"]),
+        (&json!("red"), &json!("TARGETING_MATCH"), &json!("italians"))
+    );
+    let row = &answer[answer
+        .find("data-flag=\"banner\"")
+        .expect("a row for banner")..];
+    let row = &row[..row.find("</tr>").expect("end of row")];
+    for shown in ["red", "#f00", "TARGETING_MATCH", "italians"] {
+        assert!(row.contains(shown), "{shown} missing in {row}");
+    }
+    assert_eq!(count(&answer, "<tr data-flag="), 1, "one flag asked for");
+
+    let (status, _, all) = post_page(&server, path, &cookie, &[("csrf", &csrf)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&all, "<tr data-flag="), 2, "every flag of prod");
+
+    for (attributes, flag, field, words) in [
+        (r#"{"country": "IT""#, "", "attributes", "not a JSON object"),
+        (
+            r#"{"nested": {"a": 1}}"#,
+            "",
+            "attributes",
+            "attribute `nested`",
+        ),
+        ("country IT", "", "attributes", "name=value"),
+        ("", "no-such-flag", "flag", "does not exist"),
+    ] {
+        let (status, _, page) = post_page(
+            &server,
+            path,
+            &cookie,
+            &[("csrf", &csrf), ("attributes", attributes), ("flag", flag)],
+        )
+        .await;
+        assert_eq!(status, 400, "{attributes} {flag}");
+        let error = &page[page
+            .find(&format!("id=\"{field}-error\">"))
+            .unwrap_or_else(|| panic!("no error at `{field}`: {page}"))..];
+        let error = &error[..error.find("</p>").expect("end")];
+        assert!(
+            error.contains(&words.replace('`', "&#96;")) || error.contains(words),
+            "{error}"
+        );
+        assert!(page.contains("aria-invalid=\"true\""));
+        assert!(!page.contains("id=\"answers\""));
+    }
+
+    // Another environment: refused, for the form and for an evaluation.
+    assert_eq!(
+        get(&server, "/console/envs/dev/playground", &cookie)
+            .await
+            .0,
+        403
+    );
+    let (status, _, _) = post_page(
+        &server,
+        "/console/envs/dev/playground",
+        &cookie,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn audit_filters_narrow_the_list_and_a_scoped_token_sees_only_its_environment() {
+    let server = start().await;
+    with_flag(&server).await;
+    server.create_env("dev").await;
+    let ops = server.token("ops", "admin", None).await;
+    for n in 0..60 {
+        server
+            .put_flag(
+                "dev",
+                switchyard_testkit::in_process::boolean_flag(&format!("f{n}")),
+            )
+            .await;
+    }
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/kill",
+            &ops,
+            Some(json!({"reason": "card errors"})),
+        )
+        .await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let audit = |query: &'static str| {
+        let cookie = cookie.clone();
+        let server = &server;
+        async move { get(server, &format!("/console/audit{query}"), &cookie).await }
+    };
+
+    let (status, first, _) = audit("").await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&first, "<tr data-action="), 50, "a page holds 50");
+    assert!(
+        first.find("data-action=\"flag.kill\"") < first.find("data-action=\"flag.put\""),
+        "newest first"
+    );
+    assert!(first.contains("id=\"older\""), "a link to older entries");
+    let (_, second, _) = audit("?page=2").await;
+    // Two environments, the ops token, 61 flags and the kill: 65 entries.
+    assert_eq!(count(&second, "<tr data-action="), 15);
+    assert!(second.contains("id=\"newer\"") && !second.contains("id=\"older\""));
+
+    let (_, kills, _) = audit("?action=flag.kill").await;
+    assert_eq!(count(&kills, "<tr data-action="), 1);
+    assert!(kills.contains("card errors"));
+    assert!(
+        kills.contains("href=\"/console/envs/prod/flags/checkout/history\""),
+        "a link to the flag's history"
+    );
+    let (_, by_ops, _) = audit("?actor=ops").await;
+    assert_eq!(count(&by_ops, "<tr data-action="), 1);
+    let (_, by_admin, _) = audit("?actor=bootstrap-admin&env=prod").await;
+    assert_eq!(
+        count(&by_admin, "<tr data-action="),
+        2,
+        "prod's creation and checkout's put: {by_admin}"
+    );
+    let (_, by_key, _) = audit("?key=f7").await;
+    assert_eq!(count(&by_key, "<tr data-action="), 1);
+    let (_, future, _) = audit("?since=2999-01-01T00:00").await;
+    assert_eq!(count(&future, "<tr data-action="), 0);
+    assert!(future.contains("id=\"no-entries\""));
+    let (_, past, _) = audit("?until=2000-01-01T00:00").await;
+    assert_eq!(count(&past, "<tr data-action="), 0);
+
+    for (query, field) in [
+        ("?since=yesterday", "since"),
+        ("?action=flag.explode", "action"),
+        ("?since=2025-02-01T00:00&until=2025-01-01T00:00", "until"),
+        ("?page=0", "page"),
+        ("?page=21", "page"),
+    ] {
+        let (status, page, _) = audit(query).await;
+        assert_eq!(status, 400, "{query}");
+        assert!(
+            page.contains(&format!("id=\"{field}-error\"")),
+            "{query}: {page}"
+        );
+    }
+
+    // A token scoped to prod sees prod's entries only, whatever it asks.
+    let reader = server.token("reader", "sdk", Some("prod")).await;
+    let (_, scoped) = sign_in(&server, &reader).await;
+    let (status, page, _) = get(&server, "/console/audit", &scoped).await;
+    assert_eq!(status, 200);
+    assert!(count(&page, "<tr data-action=") >= 3, "{page}");
+    assert_eq!(count(&page, "data-env=\"dev\""), 0);
+    assert_eq!(
+        count(&page, "<tr data-action="),
+        count(&page, "data-env=\"prod\""),
+        "every entry is prod's"
+    );
+    let (status, _, _) = get(&server, "/console/audit?env=dev", &scoped).await;
+    assert_eq!(status, 403);
+}
+
+/// The secret on the page that issued a token.
+fn secret_of(page: &str) -> String {
+    let start = page.find("id=\"secret\"").expect("the secret shown");
+    let value = &page[start..];
+    let value = &value[value.find("value=\"").expect("its value") + 7..];
+    value[..value.find('"').expect("end")].to_owned()
+}
+
+#[tokio::test]
+async fn an_issued_token_is_shown_once_works_and_revoking_it_fails_it_and_ends_its_sessions() {
+    let server = start().await;
+    with_flag(&server).await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let (status, page, _) = get(&server, "/console/tokens", &cookie).await;
+    assert_eq!(status, 200);
+    let csrf = csrf_of(&page);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("name", "ci"),
+        ("kind", "eval"),
+        ("env", "prod"),
+    ];
+    let (status, cache, issued) = post_page(&server, "/console/tokens", &cookie, &form).await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    let secret = secret_of(&issued);
+    assert!(secret.starts_with("swy_"), "{secret}");
+    assert_eq!(count(&issued, &secret), 1, "shown once on the page");
+
+    let (status, answer) = server
+        .call(
+            "POST",
+            "/v1/evaluate/prod/checkout",
+            Some(&secret),
+            Some(json!({"targetingKey": "u-1"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["variant"]),
+        (200, &json!("off")),
+        "{answer}"
+    );
+
+    let (_, list, _) = get(&server, "/console/tokens", &cookie).await;
+    assert!(list.contains("data-token=\"ci\""));
+    assert!(!list.contains(&secret), "never shown again");
+    let listed = server.ok("GET", "/v1/admin/tokens", ADMIN, None).await;
+    assert!(!listed.to_string().contains(&secret));
+
+    // Input the domain refuses is shown at its field, and nothing is issued.
+    for (name, kind, env, status, field) in [
+        ("ci", "eval", "prod", 409, "token-name"),
+        ("bad name", "eval", "prod", 400, "token-name"),
+        ("ops", "admin", "prod", 400, "token-env"),
+        ("ops", "sdk", "", 400, "token-env"),
+        ("ops", "root", "", 400, "token-kind"),
+    ] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("name", name),
+            ("kind", kind),
+            ("env", env),
+        ];
+        let (got, _, page) = post_page(&server, "/console/tokens", &cookie, &form).await;
+        assert_eq!(got, status, "{name} {kind} {env}: {page}");
+        assert!(
+            page.contains(&format!("id=\"{field}-error\"")),
+            "{name} {kind} {env}"
+        );
+        assert!(!page.contains("id=\"secret\""));
+    }
+
+    // Its console session ends with it.
+    let (_, ci_cookie) = sign_in(&server, &secret).await;
+    assert_eq!(get(&server, "/console", &ci_cookie).await.0, 200);
+    let (status, confirm, _) = get(&server, "/console/tokens/ci/revoke", &cookie).await;
+    assert_eq!(status, 200);
+    assert!(confirm.contains("id=\"confirm-revoke\""));
+    let (status, _, revoked) = post_page(
+        &server,
+        "/console/tokens/ci/revoke",
+        &cookie,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(revoked.contains("id=\"notice\"") && !revoked.contains("data-token=\"ci\""));
+    let (status, _) = server
+        .call("POST", "/v1/evaluate/prod/checkout", Some(&secret), None)
+        .await;
+    assert_eq!(status, 401);
+    let (status, _, location) = get(&server, "/console", &ci_cookie).await;
+    assert_eq!((status, location.as_deref()), (303, Some("/console/login")));
+    // The configured bootstrap token is not revocable here either.
+    let (status, _, _) = post_page(
+        &server,
+        "/console/tokens/bootstrap-admin/revoke",
+        &cookie,
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(status, 409);
+}
+
+#[tokio::test]
+async fn only_admins_reach_the_tokens_page_and_a_post_without_csrf_or_by_a_reader_is_refused() {
+    let server = start().await;
+    with_flag(&server).await;
+    let token = server.token("reader", "sdk", Some("prod")).await;
+    let (_, reader) = sign_in(&server, &token).await;
+    let (status, _, _) = get(&server, "/console/tokens", &reader).await;
+    assert_eq!(status, 403);
+    let (_, page, _) = get(&server, "/console", &reader).await;
+    assert!(!page.contains("href=\"/console/tokens\""), "no link to it");
+    let csrf = csrf_of(&page);
+    let issue = [
+        ("csrf", csrf.as_str()),
+        ("name", "sneaky"),
+        ("kind", "admin"),
+        ("env", ""),
+    ];
+    assert_eq!(post(&server, "/console/tokens", &reader, &issue).await, 403);
+    assert_eq!(
+        post(
+            &server,
+            "/console/tokens/reader/revoke",
+            &reader,
+            &[("csrf", &csrf)]
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        get(&server, "/console/tokens/reader/revoke", &reader)
+            .await
+            .0,
+        403
+    );
+
+    let (_, admin) = sign_in(&server, ADMIN).await;
+    let no_csrf = [("name", "sneaky"), ("kind", "admin"), ("env", "")];
+    assert_eq!(
+        post(&server, "/console/tokens", &admin, &no_csrf).await,
+        403
+    );
+    assert_eq!(
+        post(&server, "/console/tokens/reader/revoke", &admin, &[]).await,
+        403
+    );
+    let tokens = server.ok("GET", "/v1/admin/tokens", ADMIN, None).await;
+    let names: Vec<&str> = tokens["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        names,
+        ["bootstrap-admin", "reader"],
+        "nothing issued or revoked"
+    );
+}

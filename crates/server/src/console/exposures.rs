@@ -242,6 +242,7 @@ pub async fn page(
         target: Some(key.clone()),
         since_ms: Some(start_ms),
         limit: 200,
+        ..AuditQuery::default()
     };
     let mut changes: Vec<_> = store
         .audit(&audit)

@@ -84,7 +84,8 @@ pub fn diff(before: Option<&serde_json::Value>, after: Option<&serde_json::Value
     lines
 }
 
-fn rfc3339(ms: u64) -> String {
+/// `ms` since the epoch as an RFC 3339 time to the second, UTC.
+pub(crate) fn rfc3339(ms: u64) -> String {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(at).to_string()
 }
@@ -101,6 +102,7 @@ pub async fn page(
         target: Some(key.clone()),
         since_ms: None,
         limit: ENTRIES,
+        ..AuditQuery::default()
     };
     let entries = state
         .envs

@@ -302,6 +302,7 @@ pub async fn revert_flag(
         target: Some(key.to_owned()),
         since_ms: None,
         limit: REVERT_HISTORY,
+        ..AuditQuery::default()
     };
     let entries = state.envs.store().audit(&query).await?;
     let earlier = entries

@@ -22,7 +22,7 @@ pub use items::{
     delete_item, flags_with_tag, kill_tag, put_item, revert_flag, set_enabled, Item, Saved,
 };
 pub use preconditions::{Header, Malformed, Preconditions};
-pub use tokens::{issue_token, revoke_token, Issued};
+pub use tokens::{issue_token, list_tokens, revoke_token, Issued, TokenSource, TokenSummary};
 
 use switchyard_core::model::EnvName;
 use switchyard_core::validation::{check_name, MAX_KEY_LEN};

@@ -1,5 +1,7 @@
-//! API tokens: issue (the secret is shown once) and revoke.
+//! API tokens: list (never a secret or its hash), issue (the secret is shown once)
+//! and revoke.
 
+use serde::Serialize;
 use serde_json::json;
 use switchyard_core::model::EnvName;
 
@@ -16,6 +18,60 @@ pub struct Issued {
     pub secret: String,
     /// What is stored about it.
     pub record: TokenRecord,
+}
+
+/// One token as listed: what it may do, never its secret or the secret's hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenSummary {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub kind: TokenKind,
+    /// The environment it is bound to (`null` for admin tokens).
+    pub env: Option<EnvName>,
+    /// Creation time, ms since the epoch (`null` for the bootstrap token).
+    pub created_ms: Option<u64>,
+    /// Where the token comes from.
+    pub source: TokenSource,
+}
+
+/// Where a listed token comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Issued through the API and kept in the store; revocable.
+    Store,
+    /// The bootstrap admin token of `--admin-token` / `SWITCHYARD_ADMIN_TOKEN`; removed
+    /// by restarting without it.
+    Configuration,
+}
+
+/// Every token: the configured bootstrap admin token (if any) first, then the stored
+/// ones. The admin API's list and the console's tokens page both show this.
+pub async fn list_tokens(state: &AppState) -> Result<Vec<TokenSummary>, EnvError> {
+    // The bootstrap token is configuration, not a stored record, but an operator
+    // auditing who holds admin access must see it too.
+    let bootstrap = state.tokens.has_bootstrap().then(|| TokenSummary {
+        name: BOOTSTRAP_TOKEN_NAME.to_owned(),
+        kind: TokenKind::Admin,
+        env: None,
+        created_ms: None,
+        source: TokenSource::Configuration,
+    });
+    let stored = state
+        .envs
+        .store()
+        .tokens()
+        .await?
+        .into_iter()
+        .map(|t| TokenSummary {
+            name: t.name,
+            kind: t.kind,
+            env: t.env,
+            created_ms: Some(t.created_ms),
+            source: TokenSource::Store,
+        });
+    Ok(bootstrap.into_iter().chain(stored).collect())
 }
 
 /// Issues a token named `name`; `sdk` and `eval` tokens are bound to `env`, admin

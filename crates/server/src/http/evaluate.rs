@@ -10,8 +10,8 @@ use switchyard_core::{evaluate_all, Context, Evaluation, Snapshot};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::http::json::{body_bytes, parse, Path};
-use crate::scope::{check_context, env_state, evaluate_known};
+use crate::http::json::{body_bytes, Path};
+use crate::scope::{env_state, evaluate_known, read_context};
 use crate::state::AppState;
 use crate::store::TokenKind;
 
@@ -25,13 +25,7 @@ pub fn routes() -> Router<AppState> {
 /// The context in a request body; an empty body is an anonymous context.
 pub async fn context_body(request: Request, state: &AppState) -> Result<Context, ApiError> {
     let bytes = body_bytes(request, state).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Context::anonymous());
-    }
-    let ctx: Context = parse(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid context: {}", e.message)))?;
-    check_context(&ctx).map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
-    Ok(ctx)
+    read_context(&bytes).map_err(ApiError::bad_request)
 }
 
 #[utoipa::path(

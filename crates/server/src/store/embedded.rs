@@ -342,12 +342,7 @@ impl Store for EmbeddedStore {
                     }
                     break;
                 }
-                let env_ok = query
-                    .env
-                    .as_ref()
-                    .is_none_or(|env| entry.env.as_ref() == Some(env));
-                let target_ok = query.target.as_ref().is_none_or(|t| entry.target == *t);
-                if env_ok && target_ok {
+                if query.admits(&entry) {
                     entries.push(entry);
                     if entries.len() >= query.limit {
                         break;

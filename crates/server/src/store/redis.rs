@@ -493,13 +493,7 @@ impl Store for RedisStore {
                 if entry.error.is_some() && entry.env.is_none() {
                     entry.env.clone_from(&list_env);
                 }
-                let since_ok = query.since_ms.is_none_or(|since| entry.at_ms >= since);
-                let env_ok = query
-                    .env
-                    .as_ref()
-                    .is_none_or(|env| entry.env.as_ref() == Some(env));
-                let target_ok = query.target.as_ref().is_none_or(|t| entry.target == *t);
-                if since_ok && env_ok && target_ok {
+                if query.admits(&entry) {
                     entries.push(entry);
                 }
             }

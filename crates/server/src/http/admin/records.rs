@@ -55,6 +55,7 @@ pub(super) async fn audit(
         target: params.flag,
         since_ms: params.since.as_deref().map(parse_since).transpose()?,
         limit: params.limit.unwrap_or(100).clamp(1, 1000),
+        ..AuditQuery::default()
     };
     let entries = state.envs.store().audit(&query).await?;
     Ok(axum::Json(AuditPage { entries }).into_response())

@@ -4,13 +4,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::wire::{NewToken, TokenIssued, TokenList, TokenSource, TokenSummary};
-use crate::auth::{Admin, BOOTSTRAP_TOKEN_NAME};
+use super::wire::{NewToken, TokenIssued, TokenList};
+use crate::auth::Admin;
 use crate::domain;
 use crate::error::ApiError;
 use crate::http::json::{Json, Path};
 use crate::state::AppState;
-use crate::store::TokenKind;
 
 #[utoipa::path(
     post,
@@ -56,29 +55,7 @@ pub(super) async fn list_tokens(
     State(state): State<AppState>,
     _admin: Admin,
 ) -> Result<Response, ApiError> {
-    // The bootstrap token is configuration, not a stored record, but an operator
-    // auditing who holds admin access must see it too.
-    let bootstrap = state.tokens.has_bootstrap().then(|| TokenSummary {
-        name: BOOTSTRAP_TOKEN_NAME.to_owned(),
-        kind: TokenKind::Admin,
-        env: None,
-        created_ms: None,
-        source: TokenSource::Configuration,
-    });
-    let stored = state
-        .envs
-        .store()
-        .tokens()
-        .await?
-        .into_iter()
-        .map(|t| TokenSummary {
-            name: t.name,
-            kind: t.kind,
-            env: t.env,
-            created_ms: Some(t.created_ms),
-            source: TokenSource::Store,
-        });
-    let tokens = bootstrap.into_iter().chain(stored).collect();
+    let tokens = domain::list_tokens(&state).await?;
     Ok(axum::Json(TokenList { tokens }).into_response())
 }
 

@@ -14,6 +14,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::http::openapi::{NAME_MAX, NAME_PATTERN};
 
+use crate::domain::TokenSummary;
 use crate::store::{AuditEntry, TokenKind, VariantCounts};
 
 /// `GET /envs`.
@@ -111,32 +112,6 @@ pub struct TokenIssued {
 pub struct TokenList {
     /// Every token, without secrets.
     pub tokens: Vec<TokenSummary>,
-}
-
-/// One token in [`TokenList`].
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenSummary {
-    /// Its name.
-    pub name: String,
-    /// What it may do.
-    pub kind: TokenKind,
-    /// The environment it is bound to (`null` for admin tokens).
-    pub env: Option<EnvName>,
-    /// Creation time, ms since the epoch (`null` for the bootstrap token).
-    pub created_ms: Option<u64>,
-    /// Where the token comes from.
-    pub source: TokenSource,
-}
-
-/// Where a token in [`TokenList`] comes from.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenSource {
-    /// Issued through the API and kept in the store; revocable.
-    Store,
-    /// The bootstrap admin token of `--admin-token` / `SWITCHYARD_ADMIN_TOKEN`; removed
-    /// by restarting without it.
-    Configuration,
 }
 
 /// `GET /audit`.
