@@ -14,10 +14,10 @@ use switchyard_orchestrator::plan::{HealthCheck, HealthTarget, PrometheusQuery, 
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
+use switchyard_testkit::http::{serve, Served};
 use switchyard_testkit::prometheus::{
     wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
 };
-use switchyard_testkit::http::{serve, Served};
 use switchyard_testkit::unused_addr;
 
 fn source(url: &str, query: &str) -> Prometheus {

@@ -819,7 +819,8 @@ async fn a_flag_is_reverted_to_an_earlier_version_from_its_history() {
         .post(server.url(&format!("{path}/revert")))
         .bearer_auth(ADMIN)
         .header("If-Match", "\"2\"")
-        .json(&json!({"version": 1}))
+        // JSON Schema's integer: 1.0 is 1.
+        .json(&json!({"version": 1.0}))
         .send()
         .await
         .expect("sent");
@@ -851,5 +852,17 @@ async fn a_flag_is_reverted_to_an_earlier_version_from_its_history() {
     assert!(body["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("version 9")));
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("{path}/revert"),
+            Some(ADMIN),
+            Some(json!({"version": 1.5})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("version")));
     server.stop().await;
 }

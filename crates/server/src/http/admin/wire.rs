@@ -202,8 +202,10 @@ pub struct ReasonBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevertBody {
-    /// A version the flag had, as its audit entries show.
+    /// A version the flag had, as its audit entries show (`24.0` is 24, as JSON Schema
+    /// reads an integer).
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "switchyard_core::model::whole_number")]
     pub version: u64,
 }
 
