@@ -14,6 +14,7 @@ pub mod envs;
 pub mod exposures;
 pub mod flag;
 pub mod flags;
+pub mod form;
 pub mod history;
 pub mod kill;
 pub mod live;

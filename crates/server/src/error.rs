@@ -84,14 +84,7 @@ impl ApiError {
 
     /// 422: well-formed but invalid, with every problem and its field path.
     pub fn invalid(errors: &ValidationErrors) -> Self {
-        let details = errors
-            .errors()
-            .iter()
-            .map(|e| FieldProblem {
-                path: e.path.clone(),
-                message: e.problem.to_string(),
-            })
-            .collect();
+        let details = field_problems(errors);
         ApiError {
             details: Some(details),
             ..Self::new(
@@ -192,4 +185,16 @@ impl From<EnvError> for ApiError {
             EnvError::Encode(e) => ApiError::internal(&e),
         }
     }
+}
+
+/// Every problem of `errors` at its field path: what a 422 and a console form show.
+pub fn field_problems(errors: &ValidationErrors) -> Vec<FieldProblem> {
+    errors
+        .errors()
+        .iter()
+        .map(|e| FieldProblem {
+            path: e.path.clone(),
+            message: e.problem.to_string(),
+        })
+        .collect()
 }

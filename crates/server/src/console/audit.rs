@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use switchyard_core::model::EnvName;
 
+use crate::console::form::problem;
 use crate::console::history::rfc3339;
 use crate::console::page::{render_status, Chrome, PageError};
 use crate::console::session::Viewer;
@@ -99,13 +100,6 @@ impl AuditPage {
             .iter()
             .find(|p| p.path == field)
             .map(|p| p.message.as_str())
-    }
-}
-
-fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        path: field.to_owned(),
-        message: message.into(),
     }
 }
 

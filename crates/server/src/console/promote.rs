@@ -15,6 +15,7 @@ use axum::Form;
 use serde::Deserialize;
 use switchyard_core::{Flag, Segment};
 
+use crate::console::form::{field, Fields};
 use crate::console::history::{diff, Line};
 use crate::console::page::{render_status, Chrome, PageError};
 use crate::console::session::Viewer;
@@ -319,16 +320,6 @@ pub async fn page(
     )
 }
 
-/// A form's fields, in order (`seen` repeats).
-type Fields = Vec<(String, String)>;
-
-fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 /// The versions the preview carried: `seen` = `KEY SOURCE TARGET` (`-`: absent).
 fn previewed(fields: &Fields) -> Result<PreviewedVersions, PageError> {
     let malformed =
@@ -403,14 +394,7 @@ pub async fn confirm(
             )
         }
         Err(EnvError::Invalid(errors)) => {
-            let problems = errors
-                .errors()
-                .iter()
-                .map(|e| FieldProblem {
-                    path: e.path.clone(),
-                    message: e.problem.to_string(),
-                })
-                .collect();
+            let problems = crate::error::field_problems(&errors);
             let message = Some(format!(
                 "Nothing was promoted: `{}` would not be valid with these flags.",
                 request.to

@@ -15,6 +15,7 @@ use switchyard_core::model::{Constraint, Operator, When};
 use switchyard_core::Segment;
 
 use crate::console::flag::{ConstraintRow, OPERATORS};
+use crate::console::form::{constraint_row, field, problem, Fields};
 use crate::console::page::{readable_env, render, render_status, writable_env, Chrome, PageError};
 use crate::console::session::Viewer;
 use crate::domain::{delete_item, put_item, EnvError, Item, Preconditions};
@@ -294,29 +295,12 @@ pub async fn new_form(
     edit_page(&state, &viewer, &env, None, None)
 }
 
-/// A form's fields, in order.
-type Fields = Vec<(String, String)>;
-
-fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 fn comma_list(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-fn problem(path: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        path: path.to_owned(),
-        message: message.into(),
-    }
 }
 
 /// The structured form as typed: as many condition rows as the page sent.
@@ -327,17 +311,7 @@ fn typed_form(fields: &Fields) -> SegmentForm {
         description: field(fields, "description").to_owned(),
         users: field(fields, "users").to_owned(),
         groups: field(fields, "groups").to_owned(),
-        constraints: (0..rows)
-            .map(|row| ConstraintRow {
-                attribute: field(fields, &format!("c{row}_attribute"))
-                    .trim()
-                    .to_owned(),
-                op: field(fields, &format!("c{row}_op")).to_owned(),
-                values: field(fields, &format!("c{row}_values")).to_owned(),
-                negate: field(fields, &format!("c{row}_negate")) == "true",
-                case_insensitive: field(fields, &format!("c{row}_case_insensitive")) == "true",
-            })
-            .collect(),
+        constraints: (0..rows).map(|row| constraint_row(fields, row)).collect(),
     }
 }
 

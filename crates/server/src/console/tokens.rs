@@ -11,6 +11,7 @@ use axum::response::Response;
 use axum::Form;
 use serde::Deserialize;
 
+use crate::console::form::problem;
 use crate::console::history::rfc3339;
 use crate::console::page::{render_status, Chrome, PageError};
 use crate::console::session::Viewer;
@@ -72,13 +73,6 @@ struct RevokePage {
     name: String,
     kind: &'static str,
     env: Option<String>,
-}
-
-fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        path: field.to_owned(),
-        message: message.into(),
-    }
 }
 
 /// Only admin tokens manage tokens; anyone else gets a 403, whatever they sent.

@@ -13,35 +13,19 @@ use switchyard_core::model::{Rollout, Rule, Serve, Split};
 use switchyard_core::Flag;
 
 use crate::console::flag::{
-    detail_page, editable_json, Conflict, ConstraintRow, NewRule, Outcome, CONSTRAINT_ROWS,
+    detail_page, editable_json, Conflict, NewRule, Outcome, CONSTRAINT_ROWS,
 };
+use crate::console::form::{constraint_row, field, problem, Fields};
 use crate::console::page::{render, render_status, writable_env, Chrome, PageError};
 use crate::console::session::Viewer;
 use crate::domain::{put_item, EnvError, Preconditions};
 use crate::error::FieldProblem;
 use crate::state::AppState;
 
-/// A form's fields, in order (repeated names allowed).
-type Fields = Vec<(String, String)>;
-
-fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(n, _)| n == name)
-        .map_or("", |(_, v)| v.as_str())
-}
-
 fn version(fields: &Fields) -> Result<u64, PageError> {
     field(fields, "version")
         .parse()
         .map_err(|_| PageError::bad_request("the form has no valid `version`; reload the page"))
-}
-
-fn problem(path: &str, message: impl Into<String>) -> FieldProblem {
-    FieldProblem {
-        path: path.to_owned(),
-        message: message.into(),
-    }
 }
 
 /// Parses JSON into `T`, naming the failing field's path under `prefix`.
@@ -251,15 +235,7 @@ fn comma_list(text: &str) -> Vec<String> {
 /// The add-rule form as typed.
 fn new_rule(fields: &Fields) -> NewRule {
     let rows = (0..CONSTRAINT_ROWS)
-        .map(|row| ConstraintRow {
-            attribute: field(fields, &format!("c{row}_attribute"))
-                .trim()
-                .to_owned(),
-            op: field(fields, &format!("c{row}_op")).to_owned(),
-            values: field(fields, &format!("c{row}_values")).to_owned(),
-            negate: field(fields, &format!("c{row}_negate")) == "true",
-            case_insensitive: field(fields, &format!("c{row}_case_insensitive")) == "true",
-        })
+        .map(|row| constraint_row(fields, row))
         .collect();
     NewRule {
         id: field(fields, "id").trim().to_owned(),
