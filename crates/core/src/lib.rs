@@ -12,6 +12,8 @@
 //! - [`admin`]: the admin API's types shared by its server and its client.
 //! - [`api_error`]: the error body of every HTTP API (`{"error": {"code", "message"}}`).
 //! - [`json_body`]: strict reading of JSON request bodies, every problem with its path.
+//! - [`release`]: the release orchestrator's API documents, shared by its CLI and the
+//!   flag server's console.
 //!
 //! This crate depends on nothing async or networked; CI checks it with `cargo tree`.
 #![deny(missing_docs)]
@@ -28,6 +30,7 @@ pub mod duplicate_keys;
 mod evaluation;
 pub mod json_body;
 pub mod model;
+pub mod release;
 pub mod semver;
 mod snapshot;
 pub mod sync;

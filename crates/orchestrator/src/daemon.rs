@@ -9,6 +9,7 @@
 //! | Route | |
 //! | --- | --- |
 //! | `POST /v1/releases` | body: the plan (YAML or JSON) → 201 created, 200 already running |
+//! | `POST /v1/releases?dry_run=true` | the plan checked, nothing started → 200 `PlanOutline` (core's `release`) |
 //! | `GET /v1/releases` | `{ releases: [ReleaseSummary] }` |
 //! | `GET /v1/releases/{name}` | the stored release `{ plan, state, created_at, revision }` |
 //! | `POST /v1/releases/{name}/{approve,pause,resume,abort,promote}` | a person's command |
@@ -30,14 +31,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use switchyard_core::api_error::{ErrorBody, FieldProblem};
 use switchyard_core::json_body;
 
 use crate::driver::{ApplyError, CommandError, Orchestrator};
-use crate::machine::{Event, Millis, Phase, ServicePhase};
+use crate::machine::{Event, Millis};
 use crate::plan::{Plan, PlanError, Problem};
 use crate::report;
 use crate::store::Release;
@@ -53,81 +54,7 @@ pub const DEFAULT_HISTORY_LIMIT: usize = 50;
 /// The most releases `GET /v1/history` lists.
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 
-/// One release in `GET /v1/releases` and `GET /v1/history`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseSummary {
-    /// The release's name.
-    pub name: String,
-    /// The flag server environment it ramps now (the current one of `environments`).
-    pub environment: String,
-    /// Where the release is.
-    pub phase: Phase,
-    /// When it was applied (milliseconds since the Unix epoch).
-    pub created_at: Millis,
-    /// [`report::summary_line`].
-    pub summary: String,
-    /// Each service, in plan order.
-    pub services: Vec<ServiceSummary>,
-    /// Every environment it runs in, in order.
-    #[serde(default)]
-    pub environments: Vec<String>,
-    /// When it started (milliseconds since the Unix epoch).
-    #[serde(default)]
-    pub started_at: Option<Millis>,
-    /// When it ended (milliseconds since the Unix epoch).
-    #[serde(default)]
-    pub finished_at: Option<Millis>,
-    /// Why it rolled back or failed.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// One service of a [`ReleaseSummary`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceSummary {
-    /// The service's name.
-    pub name: String,
-    /// Where it is.
-    pub phase: ServicePhase,
-    /// The step it is at, counted from 1 as in reports; absent before its first step.
-    pub step: Option<usize>,
-    /// How many steps the plan has.
-    pub steps: usize,
-    /// The weight last confirmed, in percent.
-    pub weight: u32,
-}
-
-impl ReleaseSummary {
-    /// Summarises `release`; step numbers are the report's, so listings and reports
-    /// never disagree.
-    pub fn of(release: &Release) -> ReleaseSummary {
-        let steps = release.plan.steps.len();
-        let services = release
-            .state
-            .services
-            .iter()
-            .map(|s| ServiceSummary {
-                name: s.name.clone(),
-                phase: s.phase,
-                step: report::step_number(&release.plan, s),
-                steps,
-                weight: s.weight,
-            })
-            .collect();
-        ReleaseSummary {
-            name: release.plan.name.clone(),
-            environment: release.state.environment(&release.plan).to_owned(),
-            phase: release.state.phase,
-            created_at: release.created_at,
-            summary: report::summary_line(release),
-            services,
-            environments: release.plan.environments.clone(),
-            started_at: release.state.started_at,
-            finished_at: release.state.finished_at,
-            reason: release.state.reason.clone(),
-        }
-    }
-}
+pub use switchyard_core::release::{ReleaseSummary, ServiceSummary};
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]
@@ -377,10 +304,28 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    dry_run: Option<String>,
+}
+
 async fn apply(
     State(state): State<AppState>,
+    query: Result<Query<ApplyQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let dry_run = match query.dry_run.as_deref() {
+        None | Some("false") => false,
+        Some("true" | "") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`dry_run` is `true` or `false`, not `{other}`"
+            )))
+        }
+    };
     let body = body?;
     let text = std::str::from_utf8(&body)
         .map_err(|e| ApiError::bad_request(format!("the release plan is not UTF-8: {e}")))?;
@@ -391,6 +336,9 @@ async fn apply(
         }));
     }
     let plan = Plan::from_yaml(text).map_err(ApiError::invalid_plan)?;
+    if dry_run {
+        return Ok(Json(plan.outline()).into_response());
+    }
     let (release, created) = state.orchestrator.apply(plan).await?;
     let status = if created {
         StatusCode::CREATED
@@ -406,7 +354,7 @@ async fn list(State(state): State<AppState>) -> Json<Value> {
         .list()
         .await
         .iter()
-        .map(ReleaseSummary::of)
+        .map(report::summary)
         .collect();
     Json(json!({ "releases": releases }))
 }
@@ -599,11 +547,7 @@ async fn history(
         .history()
         .await
         .map_err(|e| ApiError::internal(&e))?;
-    let releases: Vec<ReleaseSummary> = releases
-        .iter()
-        .take(limit)
-        .map(ReleaseSummary::of)
-        .collect();
+    let releases: Vec<ReleaseSummary> = releases.iter().take(limit).map(report::summary).collect();
     Ok(Json(json!({ "releases": releases })))
 }
 

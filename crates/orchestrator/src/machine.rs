@@ -20,67 +20,7 @@ use crate::dag;
 use crate::flags::prior::PriorServe;
 use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
 
-/// Milliseconds since the Unix epoch.
-pub type Millis = u64;
-
-/// Where a whole release is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Stored, not started.
-    Pending,
-    /// Services are being released.
-    Running,
-    /// A failure or an abort: every started service is being rolled back.
-    RollingBack,
-    /// Every service promoted. Within the daemon's rollback window a person may still
-    /// roll it back (`rollback`), which makes it `RollingBack` again.
-    Succeeded,
-    /// Every started service is back at weight 0 with its flags killed.
-    RolledBack,
-    /// A rollback action itself failed; a person must look.
-    Failed,
-}
-
-impl Phase {
-    /// Whether the release is over.
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Failed)
-    }
-}
-
-/// Where one service is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ServicePhase {
-    /// The release has not started.
-    Pending,
-    /// Some of its dependencies are not promoted yet.
-    WaitingForDependencies,
-    /// Its health checks run before the first step.
-    PreChecks,
-    /// The gates of its next step run.
-    AwaitingGate,
-    /// At a weight step: applying the weight, holding it and analysing.
-    Progressing,
-    /// At an approval step.
-    AwaitingApproval,
-    /// Stopped by a person or by a failed analysis (`on_failure: pause`).
-    Paused,
-    /// Going to 100 %.
-    Promoting,
-    /// At 100 %: done.
-    Succeeded,
-    /// Going back to weight 0 with its flags killed.
-    RollingBack,
-    /// Back at weight 0, flags killed.
-    RolledBack,
-    /// Never started (or stopped at its pre-checks) because the release ended first;
-    /// nothing was applied to it.
-    Cancelled,
-    /// Its rollback failed.
-    Failed,
-}
+pub use switchyard_core::release::{Millis, Phase, ServicePhase, Weights};
 
 /// The state of one service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,6 +101,10 @@ pub struct Entry {
     /// The measurements behind an analysis decision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub measurements: Vec<Measurement>,
+    /// The shares this decision left its service at, when it moved them (what the
+    /// console charts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Weights>,
 }
 
 /// What the driver must do.
@@ -733,7 +677,8 @@ impl Machine<'_> {
             (Action::Rollback { .. }, Some(i), _) => self.rolled_back(i),
             (Action::KillFlags { .. }, Some(i), _) => {
                 if !self.plan.services[i].flags.is_empty() {
-                    self.log(Some(i), "flags killed".into());
+                    let traffic = self.state.services[i].weight;
+                    self.log_weights(i, "flags killed".into(), traffic, 0);
                 }
             }
             (Action::SetTraffic { weight, .. }, Some(i), _) => {
@@ -750,7 +695,7 @@ impl Machine<'_> {
                     };
                     self.state.services[i].next_rollback =
                         Some(self.now + interval.as_millis() as u64);
-                    self.log(Some(i), format!("rolling back: weight {weight}"));
+                    self.log_weights(i, format!("rolling back: weight {weight}"), weight, 0);
                 }
             }
         }
@@ -767,7 +712,7 @@ impl Machine<'_> {
             } else {
                 "rolled back: weight 0, flags killed"
             };
-            self.log(Some(i), message.into());
+            self.log_weights(i, message.into(), 0, 0);
         }
     }
 
@@ -813,14 +758,14 @@ impl Machine<'_> {
                 s.passed_in_step = 0;
                 s.next_analysis = Some(now + interval);
                 let message = format!("step {}: weight {weight}", s.step + 1);
-                self.log(Some(i), message.clone());
+                self.log_weights(i, message.clone(), weight, weight);
                 self.notify(NotifyEvent::Step, Some(i), message);
             }
             ServicePhase::Promoting if weight == 100 => {
                 s.weight = weight;
                 s.phase = ServicePhase::Succeeded;
                 s.next_analysis = None;
-                self.log(Some(i), "promoted: weight 100".into());
+                self.log_weights(i, "promoted: weight 100".into(), 100, 100);
             }
             _ => {}
         }
@@ -1189,7 +1134,16 @@ impl Machine<'_> {
             service: i.map(|i| self.state.services[i].name.clone()),
             message,
             measurements,
+            weights: None,
         });
+    }
+
+    /// Logs a decision that moved service `i`'s shares to `traffic` and `flags`.
+    fn log_weights(&mut self, i: usize, message: String, traffic: u32, flags: u32) {
+        self.log(Some(i), message);
+        if let Some(entry) = self.state.timeline.last_mut() {
+            entry.weights = Some(Weights { traffic, flags });
+        }
     }
 }
 

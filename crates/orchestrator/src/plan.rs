@@ -18,6 +18,7 @@ use serde::Serialize;
 use switchyard_core::api_error::FieldProblem;
 
 mod gates;
+mod outline;
 mod parse;
 mod schema;
 #[cfg(test)]
@@ -25,6 +26,7 @@ mod tests;
 mod validate;
 
 pub use gates::{Gate, GateCheck, Gates, Notify, NotifyEvent, NotifyFormat};
+pub use outline::flag_keys;
 pub use schema::{
     Analysis, Canary, FlagRef, GatewayApiCanary, GuardQuery, HaproxyCanary, HealthCheck,
     HealthTarget, Metric, NginxIngressCanary, OnFailure, OnNoData, Plan, PlanWritten,

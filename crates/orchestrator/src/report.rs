@@ -16,47 +16,89 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
-use serde_json::{json, Value};
+use switchyard_core::release::{
+    ChangeFailureRate, DeploymentFrequency, DoraReport, EntryReport, MeasurementReport,
+    ReleaseReport, ReleaseSummary, ServiceReport, ServiceSummary, TimeToRestoreReport,
+};
 
-use crate::analysis::Measurement;
 use crate::machine::{Entry, Millis, Phase, ServicePhase, ServiceState, State};
 use crate::plan::Plan;
 use crate::store::Release;
 
-/// The release as one JSON document: summary, services and the timeline with every
-/// measurement and its explanation.
-pub fn json(release: &Release) -> Value {
+/// The release as one document: summary, services, the timeline with every
+/// measurement and its explanation, and the plan's outline.
+pub fn json(release: &Release) -> ReleaseReport {
     let Release {
         plan,
         state,
         created_at,
         ..
     } = release;
-    json!({
-        "name": plan.name,
-        "environment": state.environment(plan),
-        "environments": plan.environments,
-        "phase": state.phase,
-        "reason": state.reason,
-        "created_at": timestamp(*created_at),
-        "started_at": state.started_at.map(timestamp),
-        "finished_at": state.finished_at.map(timestamp),
-        "duration_seconds": duration(state).map(|d| d.as_secs_f64()),
-        "services": state
+    ReleaseReport {
+        name: plan.name.clone(),
+        environment: state.environment(plan).to_owned(),
+        environments: plan.environments.clone(),
+        phase: state.phase,
+        reason: state.reason.clone(),
+        created_at: timestamp(*created_at),
+        started_at: state.started_at.map(timestamp),
+        finished_at: state.finished_at.map(timestamp),
+        duration_seconds: duration(state).map(|d| d.as_secs_f64()),
+        services: state
             .services
             .iter()
-            .map(|s| json!({
-                "name": s.name,
-                "phase": s.phase,
-                "step": step_number(plan, s),
-                "steps": plan.steps.len(),
-                "weight": s.weight,
-                "failures": s.failures,
-                "last_analysis": s.last_analysis.iter().map(measurement_json).collect::<Vec<_>>(),
-            }))
-            .collect::<Vec<_>>(),
-        "timeline": state.timeline.iter().map(entry_json).collect::<Vec<_>>(),
-    })
+            .map(|s| ServiceReport {
+                name: s.name.clone(),
+                phase: s.phase,
+                step: step_number(plan, s),
+                steps: plan.steps.len(),
+                weight: s.weight,
+                failures: s.failures,
+                last_analysis: s
+                    .last_analysis
+                    .iter()
+                    .map(MeasurementReport::from)
+                    .collect(),
+            })
+            .collect(),
+        timeline: state.timeline.iter().map(entry_json).collect(),
+        plan: plan.outline(),
+    }
+}
+
+/// One line per release for listings and the API's `GET /v1/releases`; step numbers
+/// are the report's, so listings and reports never disagree.
+pub fn summary(release: &Release) -> ReleaseSummary {
+    let steps = release.plan.steps.len();
+    let services = release
+        .state
+        .services
+        .iter()
+        .map(|s| ServiceSummary {
+            name: s.name.clone(),
+            phase: s.phase,
+            step: step_number(&release.plan, s),
+            steps,
+            weight: s.weight,
+            flags: release
+                .plan
+                .service(&s.name)
+                .map(|service| crate::plan::flag_keys(&service.flags))
+                .unwrap_or_default(),
+        })
+        .collect();
+    ReleaseSummary {
+        name: release.plan.name.clone(),
+        environment: release.state.environment(&release.plan).to_owned(),
+        phase: release.state.phase,
+        created_at: release.created_at,
+        summary: summary_line(release),
+        services,
+        environments: release.plan.environments.clone(),
+        started_at: release.state.started_at,
+        finished_at: release.state.finished_at,
+        reason: release.state.reason.clone(),
+    }
 }
 
 /// `- **Environment:** production`, or for a release through several,
@@ -87,7 +129,7 @@ pub fn markdown(release: &Release) -> String {
         format!("# Release {}", one_line(&plan.name)),
         String::new(),
         environment_line(plan, state),
-        format!("- **Outcome:** {}", outcome(state.phase)),
+        format!("- **Outcome:** {}", state.phase.outcome()),
         format!("- **Created:** {}", timestamp(*created_at)),
         format!(
             "- **Started:** {}",
@@ -177,26 +219,19 @@ pub fn summary_line(release: &Release) -> String {
     )
 }
 
-fn entry_json(entry: &Entry) -> Value {
-    json!({
-        "at": timestamp(entry.at),
-        "at_ms": entry.at,
-        "service": entry.service,
-        "message": entry.message,
-        "measurements": entry.measurements.iter().map(measurement_json).collect::<Vec<_>>(),
-    })
-}
-
-fn measurement_json(m: &Measurement) -> Value {
-    json!({
-        "metric": m.metric,
-        "value": m.value,
-        "min": m.min,
-        "max": m.max,
-        "verdict": m.verdict,
-        "error": m.error,
-        "explanation": m.explain(),
-    })
+fn entry_json(entry: &Entry) -> EntryReport {
+    EntryReport {
+        at: timestamp(entry.at),
+        at_ms: entry.at,
+        service: entry.service.clone(),
+        message: entry.message.clone(),
+        measurements: entry
+            .measurements
+            .iter()
+            .map(MeasurementReport::from)
+            .collect(),
+        weights: entry.weights,
+    }
 }
 
 /// The step a service is at, counted from 1, if it has reached one. `step` stays where a
@@ -229,18 +264,6 @@ fn timestamp(ms: Millis) -> String {
             || format!("{ms} ms after the Unix epoch"),
             |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
         )
-}
-
-/// The release's outcome in words.
-pub fn outcome(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Pending => "pending",
-        Phase::Running => "running",
-        Phase::RollingBack => "rolling back",
-        Phase::Succeeded => "promoted",
-        Phase::RolledBack => "rolled back",
-        Phase::Failed => "failed: rollback did not complete",
-    }
 }
 
 /// A phase's or verdict's name as the API writes it (`rolled_back`).
@@ -427,31 +450,31 @@ pub fn parse_dora_window(text: &str) -> Result<Duration, String> {
 }
 
 /// DORA figures as JSON; durations in seconds, the rate as a fraction (0.5, not 50).
-pub fn dora_json(dora: &Dora) -> Value {
+pub fn dora_json(dora: &Dora) -> DoraReport {
     let ttr = &dora.time_to_restore;
-    json!({
-        "window": window_text(dora.window),
-        "window_seconds": dora.window.as_secs_f64(),
-        "from": timestamp(dora.from),
-        "to": timestamp(dora.to),
-        "finished": dora.finished,
-        "deployment_frequency": {
-            "promoted": dora.promoted,
-            "per_day": dora.deployments_per_day,
+    DoraReport {
+        window: window_text(dora.window),
+        window_seconds: dora.window.as_secs_f64(),
+        from: timestamp(dora.from),
+        to: timestamp(dora.to),
+        finished: dora.finished,
+        deployment_frequency: DeploymentFrequency {
+            promoted: dora.promoted,
+            per_day: dora.deployments_per_day,
         },
-        "change_failure_rate": {
-            "rate": dora.change_failure_rate,
-            "rolled_back": dora.rolled_back,
-            "failed": dora.failed,
-            "finished": dora.finished,
+        change_failure_rate: ChangeFailureRate {
+            rate: dora.change_failure_rate,
+            rolled_back: dora.rolled_back,
+            failed: dora.failed,
+            finished: dora.finished,
         },
-        "time_to_restore": {
-            "restored": ttr.restored,
-            "not_restored": ttr.not_restored,
-            "median_seconds": ttr.median.map(|d| d.as_secs_f64()),
-            "mean_seconds": ttr.mean.map(|d| d.as_secs_f64()),
+        time_to_restore: TimeToRestoreReport {
+            restored: ttr.restored,
+            not_restored: ttr.not_restored,
+            median_seconds: ttr.median.map(|d| d.as_secs_f64()),
+            mean_seconds: ttr.mean.map(|d| d.as_secs_f64()),
         },
-    })
+    }
 }
 
 /// DORA figures as Markdown: one table and what each figure means.

@@ -10,6 +10,7 @@ use std::path::Path;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
+use switchyard_core::release::{PlanOutline, ReleaseReport, Weights};
 use switchyard_orchestrator::daemon::MAX_BODY;
 
 use tower::ServiceExt as _;
@@ -85,6 +86,59 @@ async fn an_invalid_plan_is_400_with_every_problem_and_its_path() {
         .await;
     assert_eq!(error_code(&body), "invalid_plan");
     assert!(body["error"]["problems"][0]["path"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn a_dry_run_outlines_the_plan_or_names_every_problem_and_starts_nothing() {
+    let rig = Rig::start(&[FLAG], None).await;
+    let text = plan(
+        "previewed",
+        FLAG,
+        "[{ weight: 10, hold: 30s }, { approve: true }, { weight: 100 }]",
+    );
+    let (status, body) = rig
+        .call("POST", "/v1/releases?dry_run=true", text.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outline: PlanOutline = serde_json::from_value(body.clone()).expect("a PlanOutline");
+    assert_eq!(outline.name, "previewed");
+    assert_eq!(outline.environments, ["production"]);
+    assert_eq!(outline.groups, [["web"]], "{body}");
+    assert_eq!(outline.services[0].flags, [FLAG]);
+    let steps: Vec<(Option<u32>, Option<f64>, bool)> = outline
+        .steps
+        .iter()
+        .map(|s| (s.weight, s.hold_seconds, s.approve))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (Some(10), Some(30.0), false),
+            (None, None, true),
+            (Some(100), Some(1.0), false)
+        ]
+    );
+    let (_, releases) = rig.call("GET", "/v1/releases", Body::empty()).await;
+    assert_eq!(
+        releases,
+        json!({ "releases": [] }),
+        "a dry run starts nothing"
+    );
+
+    let invalid = "name: bad\nenvironment: production\nservices:\n  - name: web\n    \
+                   depends_on: [nope]\n    flags: [new-checkout]\nsteps: [{ weight: 150 }]\n";
+    let (status, body) = rig.call("POST", "/v1/releases?dry_run=true", invalid).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["problems"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    let (status, body) = rig.call("POST", "/v1/releases?dry_run=maybe", text).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("dry_run"), "{body}");
+    let (_, releases) = rig.call("GET", "/v1/releases", Body::empty()).await;
+    assert_eq!(releases, json!({ "releases": [] }));
 }
 
 #[tokio::test]
@@ -397,7 +451,24 @@ async fn reports_come_as_json_or_markdown() {
         assert_eq!(status, StatusCode::OK, "{report}");
         assert_eq!(report["name"], "reported");
         assert!(report["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+        // The document core's console reads, with the shares each step set.
+        let report: ReleaseReport = serde_json::from_value(report).expect("a ReleaseReport");
+        let step = report
+            .timeline
+            .iter()
+            .find(|e| e.message == "step 1: weight 10")
+            .expect("step 1 in the timeline");
+        assert_eq!(
+            step.weights,
+            Some(Weights {
+                traffic: 10,
+                flags: 10
+            })
+        );
+        assert_eq!(report.plan.services[0].flags, [FLAG]);
     }
+    let (_, listed) = rig.call("GET", "/v1/releases", Body::empty()).await;
+    assert_eq!(listed["releases"][0]["services"][0]["flags"], json!([FLAG]));
 
     let (status, content_type, body) = rig
         .send(

@@ -463,7 +463,7 @@ async fn a_multi_environment_release_watches_the_environment_it_is_in() {
         |r| r.state.services[0].phase == ServicePhase::AwaitingApproval,
     )
     .await;
-    let summary = switchyard_orchestrator::daemon::ReleaseSummary::of(&waiting);
+    let summary = switchyard_orchestrator::report::summary(&waiting);
     assert_eq!(summary.environment, "staging");
     assert_eq!(summary.environments, ["staging", ENV]);
     let markdown = switchyard_orchestrator::report::markdown(&waiting);

@@ -357,7 +357,7 @@ pub fn measurement(
             };
             m.detail = Some(format!(
                 "no data ({}): treatment {} exposures, control {}: each arm needs {}",
-                crate::analysis::verdict::verdict_word(m.verdict),
+                m.verdict.counted_as(),
                 treatment.exposures,
                 control.exposures,
                 query.min_samples

@@ -174,7 +174,7 @@ pub fn render_history(releases: &[ReleaseSummary]) -> String {
         rows.push(vec![
             r.name.clone(),
             environments,
-            report::outcome(r.phase).to_owned(),
+            r.phase.outcome().to_owned(),
             r.started_at.map_or_else(|| "-".to_owned(), date_time),
             took,
             reason,
@@ -185,7 +185,7 @@ pub fn render_history(releases: &[ReleaseSummary]) -> String {
 
 /// One release: its services with step, weight bar and last analysis.
 pub fn render_release(release: &Release) -> String {
-    let summary = ReleaseSummary::of(release);
+    let summary = report::summary(release);
     let state = &release.state;
     let mut text = format!(
         "release {}  environment {}  phase {}\n",
