@@ -245,6 +245,10 @@ pub struct ReleaseSummary {
     /// Why it rolled back or failed.
     #[serde(default)]
     pub reason: Option<String>,
+    /// For a rolled-back release: from the decision to roll back to stable being back
+    /// (DORA's time to restore), in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_restore_seconds: Option<f64>,
 }
 
 /// One service of a [`ReleaseSummary`].

@@ -98,6 +98,10 @@ pub fn summary(release: &Release) -> ReleaseSummary {
         started_at: release.state.started_at,
         finished_at: release.state.finished_at,
         reason: release.state.reason.clone(),
+        time_to_restore_seconds: (release.state.phase == Phase::RolledBack)
+            .then(|| restore_time(&release.state))
+            .flatten()
+            .map(|d| d.as_secs_f64()),
     }
 }
 

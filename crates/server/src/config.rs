@@ -65,6 +65,16 @@ pub struct Args {
     /// console over HTTPS (a TLS proxy in front), since the server itself speaks HTTP.
     #[arg(long, env = "SWITCHYARD_CONSOLE_SECURE_COOKIE")]
     pub console_secure_cookie: bool,
+
+    /// The release orchestrator's HTTP API (`http://host:port`), which the console's
+    /// Releases section shows and steers on the signed-in user's behalf.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_URL")]
+    pub orchestrator_url: Option<String>,
+
+    /// The orchestrator's API token (its `serve --api-token`), sent by the server only:
+    /// browsers never see it.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_TOKEN", hide_env_values = true)]
+    pub orchestrator_token: Option<String>,
 }
 
 impl Args {

@@ -9,6 +9,7 @@
 
 pub mod assets;
 pub mod audit;
+pub mod chart;
 pub mod csrf;
 pub mod envs;
 pub mod exposures;
@@ -21,6 +22,9 @@ pub mod live;
 pub mod page;
 pub mod playground;
 pub mod promote;
+pub mod release;
+pub mod release_plan;
+pub mod releases;
 pub mod segments;
 pub mod session;
 pub mod signin;
@@ -78,6 +82,17 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/envs/{env}/segments/{key}/delete", post(segments::delete))
         .route("/promote", get(promote::page).post(promote::confirm))
+        .route("/releases", get(releases::list))
+        .route("/dora", get(releases::dora))
+        .route(
+            "/new-release",
+            get(release_plan::form).post(release_plan::submit),
+        )
+        .route("/releases/{name}", get(release::detail))
+        .route(
+            "/releases/{name}/{command}",
+            get(release::confirm).post(release::command),
+        )
         .route(
             "/envs/{env}/playground",
             get(playground::form).post(playground::evaluate),

@@ -15,6 +15,7 @@ pub mod environments;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod orchestrator;
 pub mod replication;
 pub mod scope;
 pub mod server;

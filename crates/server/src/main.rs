@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use switchyard_server::config::{Args, LogFormat};
 use switchyard_server::console::session::{SessionSettings, Sessions};
+use switchyard_server::orchestrator::OrchestratorClient;
 use switchyard_server::{demo, Server};
 use tokio::net::TcpListener;
 
@@ -62,6 +63,13 @@ async fn main() -> anyhow::Result<()> {
         secure_cookie: args.console_secure_cookie,
         ..SessionSettings::default()
     }));
+    if let Some(url) = &args.orchestrator_url {
+        server.state.orchestrator = Some(
+            OrchestratorClient::new(url, args.orchestrator_token.clone())
+                .map_err(anyhow::Error::msg)?,
+        );
+        tracing::info!(orchestrator = %url, "the console's Releases section uses this orchestrator");
+    }
     let listener = TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("binding {}", args.http_addr))?;

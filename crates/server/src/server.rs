@@ -62,6 +62,7 @@ impl Server {
             sse_heartbeat: SSE_HEARTBEAT,
             store_degraded: Arc::new(AtomicBool::new(false)),
             console: Arc::new(Sessions::new(SessionSettings::default())),
+            orchestrator: None,
         };
         state.ready.store(true, Ordering::Release);
         Ok(Server {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::auth::Tokens;
 use crate::console::session::Sessions;
 use crate::environments::Environments;
+use crate::orchestrator::OrchestratorClient;
 use crate::telemetry::Telemetry;
 
 /// Everything handlers share. Cheap to clone.
@@ -30,6 +31,9 @@ pub struct AppState {
     pub store_degraded: Arc<AtomicBool>,
     /// The web console's sessions (and their settings: replace before `serve`).
     pub console: Arc<Sessions>,
+    /// The release orchestrator the console shows and steers (`--orchestrator-url`);
+    /// none, and the console's Releases section says how to connect one.
+    pub orchestrator: Option<OrchestratorClient>,
 }
 
 impl AppState {

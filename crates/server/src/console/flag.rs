@@ -139,6 +139,8 @@ pub struct Outcome {
 #[template(path = "console/flag.html")]
 pub struct DetailPage {
     chrome: Chrome,
+    /// The running releases ramping this flag here (the GET page looks them up).
+    ramping: Vec<String>,
     env: String,
     key: String,
     flag: Flag,
@@ -333,6 +335,7 @@ pub fn detail_page(
     }
     Ok(DetailPage {
         chrome,
+        ramping: Vec::new(),
         env: env.to_owned(),
         key: key.to_owned(),
         state: state_of(&flag),
@@ -356,8 +359,7 @@ pub async fn detail(
     viewer: Viewer,
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    render_status(
-        StatusCode::OK,
-        &detail_page(&state, &viewer, &env, &key, Outcome::default())?,
-    )
+    let mut page = detail_page(&state, &viewer, &env, &key, Outcome::default())?;
+    page.ramping = crate::console::releases::ramping(&state, &env, &key).await;
+    render_status(StatusCode::OK, &page)
 }

@@ -34,6 +34,9 @@ pub struct Chrome {
     pub css: &'static str,
     /// The script's URL (content-hashed).
     pub js: &'static str,
+    /// Refetch the page's live parts this often (ms): pages about what the flag
+    /// server's stream does not carry (releases).
+    pub poll_ms: Option<u32>,
 }
 
 impl Chrome {
@@ -58,7 +61,14 @@ impl Chrome {
             flag: None,
             css: assets::css_url(),
             js: assets::js_url(),
+            poll_ms: None,
         }
+    }
+
+    /// The same chrome, refetching the page's live parts every `ms`.
+    pub fn polling(mut self, ms: u32) -> Self {
+        self.poll_ms = Some(ms);
+        self
     }
 
     /// The same chrome, for a page about the flag `key`.
