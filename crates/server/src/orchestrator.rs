@@ -155,7 +155,9 @@ impl OrchestratorClient {
 
     /// `GET /v1/releases`: every release not archived, running or not.
     pub async fn releases(&self) -> Result<Vec<ReleaseSummary>, OrchestratorError> {
-        let answer: Releases = self.call(Method::GET, &["v1", "releases"], &[], None).await?;
+        let answer: Releases = self
+            .call(Method::GET, &["v1", "releases"], &[], None)
+            .await?;
         Ok(answer.releases)
     }
 
@@ -204,7 +206,12 @@ impl OrchestratorClient {
     /// `POST /v1/releases`: starts the plan (or finds it already running).
     pub async fn apply(&self, plan: &str) -> Result<(), OrchestratorError> {
         let _: serde_json::Value = self
-            .call(Method::POST, &["v1", "releases"], &[], Some(plan.to_owned()))
+            .call(
+                Method::POST,
+                &["v1", "releases"],
+                &[],
+                Some(plan.to_owned()),
+            )
             .await?;
         Ok(())
     }
@@ -298,7 +305,12 @@ mod tests {
     #[test]
     fn only_plain_http_urls_with_a_host_are_taken() {
         assert!(OrchestratorClient::new("http://127.0.0.1:9090", None).is_ok());
-        for bad in ["https://o.example", "127.0.0.1:9090", "not a url", "mailto:x@y"] {
+        for bad in [
+            "https://o.example",
+            "127.0.0.1:9090",
+            "not a url",
+            "mailto:x@y",
+        ] {
             assert!(OrchestratorClient::new(bad, None).is_err(), "{bad}");
         }
     }

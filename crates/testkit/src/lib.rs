@@ -20,6 +20,8 @@ pub mod allocations;
 pub mod browser;
 #[cfg(feature = "process")]
 pub mod child;
+#[cfg(feature = "server")]
+pub mod console;
 mod poll;
 mod port;
 

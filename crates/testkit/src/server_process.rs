@@ -173,6 +173,8 @@ impl ServerProcess {
             .env_remove("SWITCHYARD_DATA_DIR")
             .env_remove("SWITCHYARD_DEMO")
             .env_remove("SWITCHYARD_LOG_FORMAT")
+            .env_remove("SWITCHYARD_ORCHESTRATOR_URL")
+            .env_remove("SWITCHYARD_ORCHESTRATOR_TOKEN")
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(token) = launch.admin_token {

@@ -109,9 +109,19 @@ pub struct ChartBuilder {
 
 impl ChartBuilder {
     /// An empty chart with its time and value ranges (`y_max` > 0).
-    pub fn new(id: impl Into<String>, title: impl Into<String>, from: u64, to: u64, y_max: f64) -> Self {
+    pub fn new(
+        id: impl Into<String>,
+        title: impl Into<String>,
+        from: u64,
+        to: u64,
+        y_max: f64,
+    ) -> Self {
         let to = to.max(from + 1000);
-        let y_max = if y_max.is_finite() && y_max > 0.0 { y_max } else { 1.0 };
+        let y_max = if y_max.is_finite() && y_max > 0.0 {
+            y_max
+        } else {
+            1.0
+        };
         let y_ticks = (0..=4)
             .map(|i| {
                 let value = y_max * f64::from(i) / 4.0;
@@ -218,7 +228,13 @@ impl ChartBuilder {
     }
 
     /// A dot at `(at, value)` with a verdict's class.
-    pub fn dot(mut self, at: u64, value: f64, class: &'static str, label: impl Into<String>) -> Self {
+    pub fn dot(
+        mut self,
+        at: u64,
+        value: f64,
+        class: &'static str,
+        label: impl Into<String>,
+    ) -> Self {
         let (x, y) = (self.x(at), self.y(value));
         self.chart.dots.push(Dot {
             x,
@@ -275,7 +291,10 @@ mod tests {
             .points("v", &[(0, 5.0), (2_000, -1.0)])
             .threshold(0.5, "max 0.5")
             .build();
-        assert_eq!(chart.lines[0].points, format!("{LEFT},{TOP} {RIGHT},{BOTTOM}"));
+        assert_eq!(
+            chart.lines[0].points,
+            format!("{LEFT},{TOP} {RIGHT},{BOTTOM}")
+        );
         assert!(chart.thresholds[0].y > TOP && chart.thresholds[0].y < BOTTOM);
     }
 

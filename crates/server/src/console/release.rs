@@ -184,8 +184,12 @@ pub async fn detail(
     } else {
         Vec::new()
     };
-    let notice = Command::from_slug(&query.done)
-        .map(|c| format!("{} sent; the timeline shows what the release did.", label(c)));
+    let notice = Command::from_slug(&query.done).map(|c| {
+        format!(
+            "{} sent; the timeline shows what the release did.",
+            label(c)
+        )
+    });
     let now = now_ms();
     let (from, to) = span(&report, now);
     let page = ReleasePage {

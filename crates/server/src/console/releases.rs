@@ -45,14 +45,14 @@ pub fn may_see(viewer: &Viewer, environments: &[String]) -> bool {
 impl From<OrchestratorError> for PageError {
     fn from(error: OrchestratorError) -> Self {
         match &error {
-            OrchestratorError::Refused { code, .. } if code == "unauthorized" => {
-                PageError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "the orchestrator refused this server's token: set --orchestrator-token \
+            OrchestratorError::Refused { code, .. } if code == "unauthorized" => PageError::new(
+                StatusCode::BAD_GATEWAY,
+                "the orchestrator refused this server's token: set --orchestrator-token \
                      (SWITCHYARD_ORCHESTRATOR_TOKEN) to its `serve --api-token`",
-                )
-            }
-            OrchestratorError::Refused { status, message, .. } => {
+            ),
+            OrchestratorError::Refused {
+                status, message, ..
+            } => {
                 let status = StatusCode::from_u16(status.as_u16())
                     .ok()
                     .filter(|s| s.is_client_error())
