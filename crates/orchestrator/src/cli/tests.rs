@@ -134,6 +134,7 @@ fn history_is_a_table_newest_first() {
             started_at: times.0,
             finished_at: times.1,
             reason: reason.map(str::to_owned),
+            time_to_restore_seconds: None,
         }
     };
     // 2024-05-01T10:40:00Z.

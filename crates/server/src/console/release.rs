@@ -360,12 +360,19 @@ fn weight_charts(report: &ReleaseReport, from: u64, to: u64) -> Vec<Chart> {
         .collect()
 }
 
+/// One measured value of a metric, as charted.
+struct Reading<'a> {
+    at: u64,
+    value: f64,
+    verdict: Verdict,
+    explanation: &'a str,
+}
+
 /// Per metric: each measured value over time against its thresholds, each a dot
 /// coloured by its verdict (one series per service).
 fn metric_charts(report: &ReleaseReport, from: u64, to: u64) -> Vec<Chart> {
-    // metric → service → [(at, value, verdict, explanation)]
-    let mut by_metric: BTreeMap<&str, BTreeMap<&str, Vec<(u64, f64, Verdict, &str)>>> =
-        BTreeMap::new();
+    // metric → service → readings
+    let mut by_metric: BTreeMap<&str, BTreeMap<&str, Vec<Reading>>> = BTreeMap::new();
     let mut thresholds: BTreeMap<&str, (Option<f64>, Option<f64>)> = BTreeMap::new();
     for entry in &report.timeline {
         for m in &entry.measurements {
@@ -376,7 +383,12 @@ fn metric_charts(report: &ReleaseReport, from: u64, to: u64) -> Vec<Chart> {
                 .entry(entry.service.as_deref().unwrap_or("release"))
                 .or_default();
             if let Some(value) = m.value.filter(|v| v.is_finite()) {
-                series.push((entry.at_ms, value, m.verdict, &m.explanation));
+                series.push(Reading {
+                    at: entry.at_ms,
+                    value,
+                    verdict: m.verdict,
+                    explanation: &m.explanation,
+                });
             }
         }
     }
@@ -388,7 +400,7 @@ fn metric_charts(report: &ReleaseReport, from: u64, to: u64) -> Vec<Chart> {
             let highest = services
                 .values()
                 .flatten()
-                .map(|&(_, v, _, _)| v)
+                .map(|r| r.value)
                 .chain(min)
                 .chain(max)
                 .fold(0.0, f64::max);
@@ -406,10 +418,10 @@ fn metric_charts(report: &ReleaseReport, from: u64, to: u64) -> Vec<Chart> {
                 chart = chart.threshold(min, format!("min {}", number(min)));
             }
             for (service, values) in &services {
-                let points: Vec<(u64, f64)> = values.iter().map(|&(at, v, _, _)| (at, v)).collect();
+                let points: Vec<(u64, f64)> = values.iter().map(|r| (r.at, r.value)).collect();
                 chart = chart.points(*service, &points);
-                for &(at, value, verdict, explanation) in values {
-                    chart = chart.dot(at, value, verdict_class(verdict), explanation);
+                for r in values {
+                    chart = chart.dot(r.at, r.value, verdict_class(r.verdict), r.explanation);
                 }
             }
             chart.build()
