@@ -121,13 +121,18 @@ impl Browser {
             .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     }
 
-    /// The text of the element `css`, once it exists.
+    /// The text of the element `css`, once it exists (found again when a live
+    /// page replaced it between finding and reading).
     pub async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        element
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of `{css}`: {e}"))
+        eventually(DEADLINE, &format!("text of `{css}`"), || async {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?;
+            element.text().await.map_err(|e| e.to_string())
+        })
+        .await
     }
 
     /// The element `css`, waiting for it to exist.
@@ -164,13 +169,21 @@ impl Browser {
             .unwrap_or_else(|e| panic!("typing into `{css}`: {e}"));
     }
 
-    /// Clicks the element `css`.
+    /// Clicks the element `css` (found again when a live page replaced it).
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("clicking `{css}`: {e}"));
+        eventually(DEADLINE, &format!("clicking `{css}`"), || async {
+            let element = self
+                .client
+                .find(Locator::Css(css))
+                .await
+                .map_err(|e| e.to_string())?;
+            match element.click().await {
+                Err(e) if e.to_string().contains("stale element") => Err(e.to_string()),
+                Err(e) => panic!("clicking `{css}`: {e}"),
+                Ok(_) => Ok(()),
+            }
+        })
+        .await
     }
 
     /// The current page's path.
