@@ -8,6 +8,9 @@
 #   reset (all traffic back on v1, flag off) and make v2 fail 20 % of its new-path
 #   requests;
 #   release 2 (release-bad.yaml): the same ramp, rolled back by itself.
+# Follow both in the console (its URL and the token to sign in with are printed at
+# the start): Releases shows each one live. With --keep the demo stays up after the
+# two releases, for the browser, until Ctrl-C.
 # Everything it starts is stopped when it ends (or on Ctrl-C). Needs the Debian
 # packages haproxy and prometheus (installed when run as root or with sudo).
 # See examples/canary-demo/README.md.
@@ -15,6 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DEMO=examples/canary-demo
 started=$SECONDS
+KEEP=false
+case "${1:-}" in
+  "") ;;
+  --keep) KEEP=true ;;
+  *) echo "usage: $0 [--keep]   (--keep: stay up for the console after the releases, until Ctrl-C)" >&2; exit 2 ;;
+esac
 
 # binary → Debian package
 PROCESSES="haproxy:haproxy prometheus:prometheus curl:curl"
@@ -175,8 +184,10 @@ FLAG=new-checkout
 
 echo "== flag server on $SERVER (data in $WORK/flags)"
 start flag-server "$BIN/switchyard-server" --http-addr "127.0.0.1:$SERVER_PORT" \
-  --grpc-addr "127.0.0.1:$GRPC_PORT" --data-dir "$WORK/flags" --admin-token "$ADMIN_TOKEN"
+  --grpc-addr "127.0.0.1:$GRPC_PORT" --data-dir "$WORK/flags" --admin-token "$ADMIN_TOKEN" \
+  --orchestrator-url "$SWITCHYARD_ORCHESTRATOR_URL"
 wait_for flag-server "$LAST_PID" curl -fsS "$SERVER/healthz"
+echo "   console: $SERVER/console (sign in with the token $ADMIN_TOKEN; Releases follows both releases)"
 
 # admin METHOD PATH [JSON]: the flag server's admin API.
 admin() {
@@ -284,4 +295,9 @@ echo "flag $FLAG: $flag_state"
 echo "load: $(tail -1 "$WORK/checkout-load.log")"
 echo "took $((SECONDS - build_done)) s (+ $((build_done - started)) s to check the build)"
 
-[ "$release1" = 0 ] && [ "$release2" = 1 ]
+[ "$release1" = 0 ] && [ "$release2" = 1 ] || exit 1
+if [ "$KEEP" = true ]; then
+  echo
+  echo "== still up for the console: $SERVER/console/releases (token $ADMIN_TOKEN); Ctrl-C stops everything"
+  while :; do sleep 3600; done
+fi

@@ -45,6 +45,9 @@ pub struct Marker {
     pub text: String,
     /// What it marks, in full.
     pub label: String,
+    /// How its text sits on the line (`middle`; `end` near the right edge, so it
+    /// is not cut off).
+    pub anchor: &'static str,
 }
 
 /// A value with a verdict.
@@ -219,10 +222,12 @@ impl ChartBuilder {
     /// A vertical marker at `at`.
     pub fn marker(mut self, at: u64, text: impl Into<String>, label: impl Into<String>) -> Self {
         let x = self.x(at);
+        let near_right = x > self.chart.right - (self.chart.right - self.chart.left) / 5.0;
         self.chart.markers.push(Marker {
             x,
             text: text.into(),
             label: label.into(),
+            anchor: if near_right { "end" } else { "middle" },
         });
         self
     }
