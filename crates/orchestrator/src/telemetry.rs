@@ -129,18 +129,18 @@ impl Telemetry {
     pub fn encode(&self, phases: impl IntoIterator<Item = Phase>, leased: &[String]) -> String {
         let _scrape = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         self.releases.clear();
-        for phase in ALL_PHASES {
+        for phase in Phase::ALL {
             // Every phase is exported, 0 included, so a query need not guess.
             self.releases
                 .get_or_create(&PhaseLabels {
-                    phase: phase_name(phase),
+                    phase: phase.name(),
                 })
                 .set(0);
         }
         for phase in phases {
             self.releases
                 .get_or_create(&PhaseLabels {
-                    phase: phase_name(phase),
+                    phase: phase.name(),
                 })
                 .inc();
         }
@@ -156,27 +156,6 @@ impl Telemetry {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
-    }
-}
-
-const ALL_PHASES: [Phase; 6] = [
-    Phase::Pending,
-    Phase::Running,
-    Phase::RollingBack,
-    Phase::Succeeded,
-    Phase::RolledBack,
-    Phase::Failed,
-];
-
-/// The phase as it is written in the API (`rolled_back`).
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Pending => "pending",
-        Phase::Running => "running",
-        Phase::RollingBack => "rolling_back",
-        Phase::Succeeded => "succeeded",
-        Phase::RolledBack => "rolled_back",
-        Phase::Failed => "failed",
     }
 }
 
@@ -204,10 +183,10 @@ mod tests {
 
     #[test]
     fn names_match_the_serialised_forms() {
-        for phase in ALL_PHASES {
+        for phase in Phase::ALL {
             assert_eq!(
                 serde_json::to_value(phase).unwrap(),
-                serde_json::json!(phase_name(phase))
+                serde_json::json!(phase.name())
             );
         }
         let action = Action::SetTraffic {

@@ -125,25 +125,23 @@ impl Browser {
     /// page replaced it between finding and reading).
     pub async fn text(&self, css: &str) -> String {
         eventually(DEADLINE, &format!("text of `{css}`"), || async {
-            let element = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .map_err(|e| e.to_string())?;
+            let element = self.find_now(css).await?;
             element.text().await.map_err(|e| e.to_string())
         })
         .await
     }
 
+    /// The element `css` as the page is now.
+    async fn find_now(&self, css: &str) -> Result<fantoccini::elements::Element, String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// The element `css`, waiting for it to exist.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        eventually(DEADLINE, &format!("element `{css}`"), || async {
-            self.client
-                .find(Locator::Css(css))
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await
+        eventually(DEADLINE, &format!("element `{css}`"), || self.find_now(css)).await
     }
 
     /// Whether the element `css` exists now (no waiting).
@@ -172,11 +170,7 @@ impl Browser {
     /// Clicks the element `css` (found again when a live page replaced it).
     pub async fn click(&self, css: &str) {
         eventually(DEADLINE, &format!("clicking `{css}`"), || async {
-            let element = self
-                .client
-                .find(Locator::Css(css))
-                .await
-                .map_err(|e| e.to_string())?;
+            let element = self.find_now(css).await?;
             match element.click().await {
                 Err(e) if e.to_string().contains("stale element") => Err(e.to_string()),
                 Err(e) => panic!("clicking `{css}`: {e}"),
@@ -198,11 +192,7 @@ impl Browser {
             DEADLINE,
             &format!("`{css}` to contain `{needle}`"),
             || async {
-                let element = self
-                    .client
-                    .find(Locator::Css(css))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let element = self.find_now(css).await?;
                 let text = element.text().await.map_err(|e| e.to_string())?;
                 if text.contains(needle) {
                     Ok(text)
