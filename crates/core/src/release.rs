@@ -198,14 +198,56 @@ impl Measurement {
         let Some(value) = self.value else {
             return format!("{name}: no data ({})", self.verdict.counted_as());
         };
+        let v = Readable(value);
         match (self.min, self.max) {
-            (_, Some(max)) if value > max => format!("{name} {value} > max {max}"),
-            (Some(min), _) if value < min => format!("{name} {value} < min {min}"),
-            (Some(min), Some(max)) => format!("{name} {value} within {min}..{max}"),
-            (_, Some(max)) => format!("{name} {value} <= max {max}"),
-            (Some(min), _) => format!("{name} {value} >= min {min}"),
-            (None, None) => format!("{name} {value}"),
+            (_, Some(max)) if value > max => {
+                let (v, max) = apart(value, max);
+                format!("{name} {v} > max {max}")
+            }
+            (Some(min), _) if value < min => {
+                let (v, min) = apart(value, min);
+                format!("{name} {v} < min {min}")
+            }
+            (Some(min), Some(max)) => {
+                format!("{name} {v} within {}..{}", Readable(min), Readable(max))
+            }
+            (_, Some(max)) => format!("{name} {v} <= max {}", Readable(max)),
+            (Some(min), _) => format!("{name} {v} >= min {}", Readable(min)),
+            (None, None) => format!("{name} {v}"),
         }
+    }
+}
+
+/// A measured number in words: four significant digits, no trailing zeros
+/// (`0.07664088177683344` → `0.07664`, `0.5` → `0.5`, `123456.7` → `123457`).
+#[derive(Debug, Clone, Copy)]
+struct Readable(f64);
+
+impl std::fmt::Display for Readable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v == 0.0 || !v.is_finite() {
+            return write!(f, "{v}");
+        }
+        let decimals = (3 - v.abs().log10().floor() as i32).clamp(0, 12) as usize;
+        let text = format!("{v:.decimals$}");
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &text
+        };
+        f.write_str(text)
+    }
+}
+
+/// A value and the bound it crossed in words, in full where four digits would make
+/// them look equal (`0.050004 > max 0.05`).
+fn apart(value: f64, bound: f64) -> (String, String) {
+    let (v, b) = (Readable(value).to_string(), Readable(bound).to_string());
+    if v == b {
+        (value.to_string(), bound.to_string())
+    } else {
+        (v, b)
     }
 }
 
@@ -489,6 +531,21 @@ pub struct TimeToRestoreReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_numbers_are_written_with_four_significant_digits() {
+        let words = |v: f64| Readable(v).to_string();
+        assert_eq!(words(0.07664088177683344), "0.07664");
+        assert_eq!(words(0.5), "0.5");
+        assert_eq!(words(123456.7), "123457");
+        assert_eq!(words(-1.23456), "-1.235");
+        assert_eq!(words(0.0), "0");
+        assert_eq!(
+            apart(0.07664088177683344, 0.05),
+            ("0.07664".into(), "0.05".into())
+        );
+        assert_eq!(apart(0.050004, 0.05), ("0.050004".into(), "0.05".into()));
+    }
 
     #[test]
     fn phase_names_are_what_serde_writes() {

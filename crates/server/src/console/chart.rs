@@ -139,7 +139,7 @@ impl ChartBuilder {
                 let ms = from + (to - from) * i / 3;
                 Tick {
                     at: LEFT + (RIGHT - LEFT) * (i as f64) / 3.0,
-                    text: rfc3339(ms).get(11..19).unwrap_or_default().to_owned(),
+                    text: time_label(ms, to - from),
                 }
             })
             .collect();
@@ -256,6 +256,19 @@ impl ChartBuilder {
     }
 }
 
+/// A time on the x axis: its date (`12-05`) over spans of two days or more, else its
+/// time of day (UTC, `16:42:45`).
+fn time_label(ms: u64, span_ms: u64) -> String {
+    const TWO_DAYS_MS: u64 = 2 * 24 * 60 * 60 * 1000;
+    let text = rfc3339(ms);
+    let part = if span_ms >= TWO_DAYS_MS {
+        5..10
+    } else {
+        11..19
+    };
+    text.get(part).unwrap_or_default().to_owned()
+}
+
 fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
@@ -288,6 +301,19 @@ mod tests {
             format!("{LEFT},{y10} {mid},{y10} {mid},{y50} {RIGHT},{y50}")
         );
         assert_eq!(chart.lines[0].last, "50");
+    }
+
+    #[test]
+    fn the_time_axis_shows_dates_over_days_and_times_within_a_day() {
+        const DAY: u64 = 24 * 60 * 60 * 1000;
+        // 2026-12-05T16:42:45Z
+        let now = 1_796_488_965_000;
+        let month = ChartBuilder::new("c", "t", now - 30 * DAY, now, 1.0).build();
+        let dates: Vec<&str> = month.x_ticks.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(dates, ["11-05", "11-15", "11-25", "12-05"]);
+        let minute = ChartBuilder::new("c", "t", now - 60_000, now, 1.0).build();
+        assert_eq!(minute.x_ticks[3].text, "16:42:45");
+        assert_eq!(minute.x_ticks[0].text, "16:41:45");
     }
 
     #[test]
