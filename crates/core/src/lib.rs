@@ -12,6 +12,8 @@
 //! - [`admin`]: the admin API's types shared by its server and its client.
 //! - [`api_error`]: the error body of every HTTP API (`{"error": {"code", "message"}}`).
 //! - [`json_body`]: strict reading of JSON request bodies, every problem with its path.
+//! - [`guard`]: the guarded rollout's statistics (always-valid sequential test, sample
+//!   ratio check) and the unit sketch that counts distinct users.
 //! - [`release`]: the release orchestrator's API documents, shared by its CLI and the
 //!   flag server's console.
 //!
@@ -28,6 +30,7 @@ pub mod bucketing;
 pub mod context;
 pub mod duplicate_keys;
 mod evaluation;
+pub mod guard;
 pub mod json_body;
 pub mod model;
 pub mod release;
