@@ -30,6 +30,45 @@ pub struct VariantCounts {
     pub events: BTreeMap<String, u64>,
 }
 
+/// The distinct units of one flag's variants in the counts that began at or after a
+/// time (`GET /v1/admin/envs/{env}/flags/{key}/units?since=…`): what the guarded
+/// rollout's test reads (`docs/guard.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagUnits {
+    /// The `since` asked for (RFC 3339): only counts an SDK began after it are included.
+    pub since: String,
+    /// The relative standard error of the unit counts (the sketch's, 0.0081).
+    pub relative_error: f64,
+    /// Per variant served.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub variants: BTreeMap<String, VariantUnits>,
+}
+
+/// One variant's distinct units.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VariantUnits {
+    /// Distinct units (targeting keys) served the variant.
+    pub units: u64,
+    /// Per tracked event: the units served the variant that had it.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
+    pub events: BTreeMap<String, EventUnits>,
+}
+
+/// The units that had one event, and the values tracked with it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventUnits {
+    /// Distinct units that had the event.
+    pub units: u64,
+    /// The numeric values tracked with the event (`track` with a value), if any.
+    #[serde(default)]
+    pub values: crate::guard::ValueSummary,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@
 
 pub mod sketch;
 
+use serde::{Deserialize, Serialize};
 use statrs::function::erf::erfc;
 
 /// An event guard's arm: distinct units exposed and how many of them had the event.
@@ -59,8 +60,10 @@ impl UnitCounts {
     }
 }
 
-/// A value guard's arm: the values tracked for units served the arm's variant(s).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// A value guard's arm: the values tracked for units served the arm's variant(s). It
+/// merges by adding, so it travels from SDKs to the server and across minutes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValueSummary {
     /// Values tracked.
     pub count: u64,
