@@ -68,6 +68,13 @@ for t, c, w, e in [(2200, 17800, 0.1, 0.0081), (51000, 49000, 0.5, 0.0081)]:
     dev = (1 - w) * t - w * c
     var = n * w * (1 - w) + e ** 2 * (((1 - w) * t) ** 2 + (w * c) ** 2)
     print(f"({t}, {c}, {w!r}, {e!r}, {float(2 * stats.norm.sf(abs(dev) / math.sqrt(var)))!r}),")
+print("// sample_ratio(t, c, share, error) always-valid p = min(1, 1/mixture ratio)")
+for t, c, w, e in [(2200, 17800, 0.1, 0.0081), (1000, 9000, 0.1, 0.0081), (4700, 5300, 0.5, 0.0)]:
+    n = t + c
+    var = (n * w * (1 - w) + e ** 2 * (((1 - w) * t) ** 2 + (w * c) ** 2)) / n ** 2
+    tau2 = (0.1 * min(w, 1 - w)) ** 2
+    p = min(1.0, math.exp(-log_mixture_ratio(t / n - w, var, tau2)))
+    print(f"({t}, {c}, {w!r}, {e!r}, {float(p)!r}),")
 print("// rates(events_t, units_t, events_c, units_c, limit, alpha, mixture, error) -> (ln evidence, low, high)")
 for case in [(60, 2000, 400, 18000, 0.1, 0.05, 0.5, 0.0),
              (90, 2000, 360, 18000, 0.0, 0.0166666, 0.5, 0.0081),

@@ -348,5 +348,57 @@ pub fn sample_ratio_p_value(
     Some(erfc(deviation.abs() / (2.0 * variance).sqrt()))
 }
 
+/// The mixture of the sequential sample-ratio check: tuned to a skew of 10 % of the
+/// smaller arm's share.
+pub const SAMPLE_RATIO_MIXTURE: f64 = 0.1;
+
+/// The sample-ratio check at one look.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleRatio {
+    /// The treatment's share of the units counted.
+    pub observed: f64,
+    /// The share the ramp serves it.
+    pub expected: f64,
+    /// The chi-square test's p-value at this look alone ([`sample_ratio_p_value`]).
+    pub p_value: f64,
+    /// The always-valid p-value, `min(1, 1/Λ)` of the normal mixture on the share's
+    /// deviation: looking at every analysis does not make it smaller by chance.
+    pub always_valid_p: f64,
+    /// Whether `always_valid_p` is below the level: the assignment or the counting is
+    /// broken.
+    pub mismatch: bool,
+}
+
+/// The sample-ratio check (module docs of `docs/guard.md`): the chi-square p-value, and
+/// the mismatch decided sequentially at `level` so that repeated looks keep the false
+/// alarm rate at `level`. `None` when it cannot be asked (see
+/// [`sample_ratio_p_value`]).
+pub fn sample_ratio(
+    treatment: u64,
+    control: u64,
+    expected_share: f64,
+    count_error: f64,
+    level: f64,
+) -> Option<SampleRatio> {
+    let p_value = sample_ratio_p_value(treatment, control, expected_share, count_error)?;
+    let w = expected_share;
+    let (t, c) = (treatment as f64, control as f64);
+    let n = t + c;
+    let observed = t / n;
+    let variance = (n * w * (1.0 - w)
+        + count_error.powi(2) * (((1.0 - w) * t).powi(2) + (w * c).powi(2)))
+        / (n * n);
+    let tau = SAMPLE_RATIO_MIXTURE * w.min(1.0 - w);
+    let log_ratio = log_mixture_ratio(observed - w, variance, tau * tau);
+    let always_valid_p = (-log_ratio).exp().min(1.0);
+    Some(SampleRatio {
+        observed,
+        expected: w,
+        p_value,
+        always_valid_p,
+        mismatch: always_valid_p < level,
+    })
+}
+
 #[cfg(test)]
 mod tests;
