@@ -37,7 +37,6 @@ impl World {
                         verdict: if fail { Verdict::Fail } else { Verdict::Pass },
                         error: None,
                         detail: None,
-                        guard: None,
                     }],
                 }
             }
@@ -86,7 +85,6 @@ fn plan() -> Plan {
                 on_no_data: OnNoData::Fail,
                 services: None,
             }],
-            on_invalid: OnFailure::Pause,
         },
         on_failure: OnFailure::default(),
         gates: Default::default(),
