@@ -153,6 +153,57 @@ pub struct Measurement {
     /// (a guard metric's counts and test statistic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A guard metric's look: both arms, the estimate with its always-valid interval,
+    /// the evidence against its threshold and the sample-ratio check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardLook>,
+}
+
+/// What a guard metric saw at one look (`docs/guard.md`). Numbers that are infinite
+/// (no control events yet, an interval not bounded yet) are absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardLook {
+    /// The flag's first variant (the ramped one).
+    pub treatment: GuardArm,
+    /// Every other variant.
+    pub control: GuardArm,
+    /// The treatment's estimate over the control's, minus 1.
+    pub relative_difference: Option<f64>,
+    /// The lower end of its always-valid interval.
+    pub interval_low: Option<f64>,
+    /// The upper end of its always-valid interval.
+    pub interval_high: Option<f64>,
+    /// `ln Λ`, the evidence that the increase exceeds the limit.
+    pub log_evidence: Option<f64>,
+    /// `ln(1/α)`: the evidence at which the guard fails.
+    pub threshold: f64,
+    /// The sample-ratio check, when the ramp's share allows one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_ratio: Option<SampleRatioLook>,
+}
+
+/// One arm of a guard's look.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GuardArm {
+    /// Distinct units served the arm since the step began.
+    pub units: u64,
+    /// Distinct units among them that had the event.
+    pub units_with_event: u64,
+    /// The arm's estimate: the share of units with the event, or the values' mean.
+    pub estimate: f64,
+}
+
+/// The sample-ratio check of a look.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SampleRatioLook {
+    /// The treatment's share of the units counted.
+    pub observed: f64,
+    /// The share the ramp serves it.
+    pub expected: f64,
+    /// The chi-square p-value of this look alone.
+    pub p_value: f64,
+    /// The always-valid p-value the mismatch is decided on.
+    pub always_valid_p: f64,
 }
 
 /// A measurement's verdict.
@@ -165,6 +216,9 @@ pub enum Verdict {
     Fail,
     /// No data under `on_no_data: ignore`.
     Ignored,
+    /// The measurement itself is broken (a guard's sample-ratio mismatch): it says
+    /// nothing about the release; `analysis.on_invalid` decides.
+    Invalid,
 }
 
 impl Verdict {
@@ -174,6 +228,7 @@ impl Verdict {
             Verdict::Pass => "counted as passed",
             Verdict::Fail => "counted as failed",
             Verdict::Ignored => "ignored",
+            Verdict::Invalid => "invalid",
         }
     }
 }
@@ -456,6 +511,9 @@ pub struct MeasurementReport {
     pub error: Option<String>,
     /// [`Measurement::explain`].
     pub explanation: String,
+    /// A guard metric's look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardLook>,
 }
 
 impl From<&Measurement> for MeasurementReport {
@@ -468,6 +526,7 @@ impl From<&Measurement> for MeasurementReport {
             verdict: m.verdict,
             error: m.error.clone(),
             explanation: m.explain(),
+            guard: m.guard.clone(),
         }
     }
 }
@@ -565,6 +624,7 @@ mod tests {
             verdict: Verdict::Fail,
             error: None,
             detail: None,
+            guard: None,
         };
         assert_eq!(m.explain(), "error-rate 0.2 > max 0.05");
         let report = MeasurementReport::from(&m);

@@ -15,7 +15,7 @@ pub mod prometheus;
 pub mod sources;
 pub mod verdict;
 
-pub use sources::{MetricKind, MetricRequest, MetricSources};
+pub use sources::{MetricKind, MetricRequest, MetricSources, WeightWindow};
 pub use verdict::{Measurement, Verdict};
 
 /// Measures one kind of metric ([`MetricKind`]) for a service, registered in the
@@ -89,6 +89,7 @@ pub fn judge(metric: &Metric, answer: Result<Option<f64>, MetricError>) -> Measu
         verdict: Verdict::Fail,
         error: None,
         detail: None,
+        guard: None,
     };
     match answer {
         Err(e) => m.error = Some(error_chain(&e)),
@@ -124,6 +125,7 @@ pub fn judge_health(result: Result<(), impl std::error::Error>) -> Measurement {
         },
         error: result.err().map(|e| error_chain(&e)),
         detail: None,
+        guard: None,
     }
 }
 

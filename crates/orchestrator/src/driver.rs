@@ -29,11 +29,11 @@ mod action_error;
 pub use action_error::ActionError;
 
 use crate::analysis::health::Health;
-use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources};
+use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources, WeightWindow};
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{Plan, PlanError, Problem, Service};
+use crate::plan::{Plan, PlanError, Problem, Service, StepKind};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -883,10 +883,27 @@ impl Runner {
     /// checks, with the sources of the driver's [`MetricSources`].
     async fn analyse(&self, service: &Service, env: &str) -> Vec<Measurement> {
         let sources = &self.shared.config.metrics;
+        let plan = &self.release.plan;
+        let weight = self
+            .release
+            .state
+            .services
+            .iter()
+            .find(|s| s.name == service.name)
+            .and_then(|s| {
+                Some(WeightWindow {
+                    since: s.weight_since?,
+                    share: f64::from(s.weight) / 100.0,
+                    weight_steps: (0..plan.steps.len())
+                        .filter(|i| matches!(plan.step(*i), Some(StepKind::Weight(..))))
+                        .count(),
+                })
+            });
         let request = |metric| MetricRequest {
             metric,
             service,
             environment: env,
+            weight,
         };
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {

@@ -35,6 +35,10 @@ pub struct ServiceState {
     pub weight: u32,
     /// When the current step's weight was confirmed (its hold starts then).
     pub step_since: Option<Millis>,
+    /// When the current weight was confirmed; unlike `step_since` it stays through an
+    /// approval step and a pause (a guard counts the units served since then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_since: Option<Millis>,
     /// When the next analysis is due.
     pub next_analysis: Option<Millis>,
     /// Failed analyses so far (reset when a person resumes).
@@ -311,6 +315,7 @@ impl State {
             step: 0,
             weight: 0,
             step_since: None,
+            weight_since: None,
             next_analysis: None,
             failures: 0,
             passed_in_step: 0,
@@ -755,6 +760,7 @@ impl Machine<'_> {
             ServicePhase::Progressing | ServicePhase::Paused | ServicePhase::AwaitingApproval => {
                 s.weight = weight;
                 s.step_since = Some(now);
+                s.weight_since = Some(now);
                 s.passed_in_step = 0;
                 s.next_analysis = Some(now + interval);
                 let message = format!("step {}: weight {weight}", s.step + 1);
@@ -787,6 +793,25 @@ impl Machine<'_> {
             );
             return;
         }
+        let invalid: Vec<String> = measurements
+            .iter()
+            .filter(|m| m.verdict == Verdict::Invalid)
+            .map(Measurement::explain)
+            .collect();
+        if !invalid.is_empty() {
+            // A broken measurement says nothing about the release: it is not counted
+            // against the failure limit; `on_invalid` (default pause) decides.
+            let why = invalid.join("; ");
+            self.log_measured(i, format!("analysis invalid: {why}"), measurements);
+            match self.plan.analysis.on_invalid {
+                OnFailure::Rollback(_) => {
+                    self.roll_back_from(i, format!("invalid analysis: {why}"))
+                }
+                OnFailure::Pause => self.pause(i, format!("paused after invalid analysis: {why}")),
+            }
+            return;
+        }
+        let s = &mut self.state.services[i];
         let failed: Vec<String> = measurements
             .iter()
             .filter(|m| m.verdict == Verdict::Fail)

@@ -277,6 +277,7 @@ async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
             metric: None,
             service: &service,
             environment: "production",
+            weight: None,
         };
         let source = HealthSource::new(reqwest::Client::new());
         let standard = MetricSources::standard(&reqwest::Client::new(), None);

@@ -368,6 +368,27 @@ impl AdminClient {
         Ok(body.variants)
     }
 
+    /// The distinct units of each variant of a flag in the counts SDKs began at or
+    /// after `since`, with the units that had `event` (every event when `None`).
+    pub async fn flag_units(
+        &self,
+        env: &str,
+        key: &str,
+        since: chrono::DateTime<chrono::Utc>,
+        event: Option<&str>,
+    ) -> Result<switchyard_core::admin::FlagUnits, Error> {
+        let mut path = format!(
+            "/envs/{}/flags/{}/units?since={}",
+            seg(env)?,
+            seg(key)?,
+            since.timestamp_millis().max(0)
+        );
+        if let Some(event) = event {
+            path.push_str(&format!("&event={}", seg(event)?));
+        }
+        self.json(Method::GET, &path, None).await
+    }
+
     /// Audit entries, newest first (`query` e.g. `env=prod&flag=x&limit=10`).
     pub async fn audit(&self, query: &str) -> Result<Vec<Value>, Error> {
         #[derive(Deserialize)]

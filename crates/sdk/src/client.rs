@@ -260,7 +260,7 @@ impl Client {
         let state = self.inner.state.load();
         let result = evaluate(&state.snapshot, key, ctx);
         if let Some(variant) = result.variant {
-            self.inner.metrics.exposure(key, variant);
+            self.exposed(key, variant, ctx);
         }
         f(&result)
     }
@@ -273,7 +273,7 @@ impl Client {
         let Some(variant) = result.variant else {
             return false;
         };
-        self.inner.metrics.exposure(key, variant);
+        self.exposed(key, variant, ctx);
         match result.value {
             Some(Value::Bool(on)) => *on,
             _ => state.snapshot.flag(key).is_some_and(|flag| {
@@ -322,7 +322,7 @@ impl Client {
         evaluate_all(&state.snapshot, ctx)
             .map(|(key, e)| {
                 if let Some(variant) = e.variant {
-                    self.inner.metrics.exposure(key, variant);
+                    self.exposed(key, variant, ctx);
                 }
                 (key.to_owned(), Detail::from(&e))
             })
@@ -331,12 +331,40 @@ impl Client {
 
     /// Counts `event` for `ctx`, attributed, for every flag, to the variant `ctx` is
     /// served (so the server can compare event rates between variants).
+    ///
+    /// With a targeting key, the unit is recorded too: the guard compares the share of
+    /// *units* that had the event (docs/guard.md).
     pub fn track(&self, event: &str, ctx: &Context) {
+        self.tracked(event, ctx, None);
+    }
+
+    /// [`track`](Self::track) with a numeric value (a latency, an amount), for a guard
+    /// on the values' mean. A value that is not finite is not recorded (the event is).
+    pub fn track_value(&self, event: &str, ctx: &Context, value: f64) {
+        self.tracked(event, ctx, Some(value));
+    }
+
+    fn tracked(&self, event: &str, ctx: &Context, value: Option<f64>) {
         let state = self.inner.state.load();
+        let value = value.filter(|v| v.is_finite());
         for (key, e) in evaluate_all(&state.snapshot, ctx) {
             if let Some(variant) = e.variant {
                 self.inner.metrics.event(event, key, variant);
+                if let Some(unit) = ctx.targeting_key() {
+                    self.inner
+                        .metrics
+                        .event_unit(event, key, variant, unit, value);
+                }
             }
+        }
+    }
+
+    /// Counts an exposure, and records the unit when the context has a targeting key.
+    #[inline]
+    fn exposed(&self, key: &str, variant: &str, ctx: &Context) {
+        self.inner.metrics.exposure(key, variant);
+        if let Some(unit) = ctx.targeting_key() {
+            self.inner.metrics.exposure_unit(key, variant, unit);
         }
     }
 

@@ -39,6 +39,17 @@
 //! added to the next flush; one the server refuses for good (other 4xx) is dropped.
 //! Flushes are serialised by an async mutex (the interval flusher and `close`).
 //!
+//! # Units
+//!
+//! With a targeting key, an exposure also records the unit, and `track` /
+//! `track_value` record the unit (and value) per event and variant ([`units`]): a
+//! small exact set per key that becomes a 16 KiB HyperLogLog sketch past
+//! [`units::EXACT_UNITS`] units. They travel as `units` (and `values`) on the same
+//! entries as the counts, with the body's `window_ms` — how long its counts took to
+//! accumulate, from the previous flush or, for counts held back after a failed POST,
+//! from when those began — so the server can date them. Failed batches keep their
+//! units; merging sketches is idempotent.
+//!
 //! # Bounded memory
 //!
 //! Each stripe's table holds at most [`MAX_KEYS`] distinct keys per kind (pairs for
@@ -56,9 +67,11 @@ pub(crate) mod flush;
 mod table;
 #[cfg(test)]
 mod tests;
+mod units;
 
-use batch::{batches, Batch};
+use batch::{batches, held, Batch, Held};
 use table::Counters;
+use units::{Recorded, Units};
 
 /// Distinct keys one stripe counts per kind (and unsent keys held per kind).
 pub(crate) const MAX_KEYS: usize = 10_000;
@@ -92,6 +105,8 @@ impl Default for Limits {
 pub(crate) struct Metrics {
     exposures: Counters<2>,
     events: Counters<3>,
+    exposure_units: Units<2>,
+    event_units: Units<3>,
     unsent: tokio::sync::Mutex<Unsent>,
     dropped: AtomicU64,
     warned: AtomicBool,
@@ -118,6 +133,10 @@ impl std::fmt::Debug for Metrics {
 struct Unsent {
     exposures: HashMap<Key<2>, u64>,
     events: HashMap<Key<3>, u64>,
+    exposure_units: HashMap<Key<2>, Recorded>,
+    event_units: HashMap<Key<3>, Recorded>,
+    /// When the counts held here (and those counted since) began to accumulate.
+    began: Option<std::time::Instant>,
 }
 
 /// What became of one POST.
@@ -136,7 +155,12 @@ impl Metrics {
         Metrics {
             exposures: Counters::new(limits.max_keys),
             events: Counters::new(limits.max_keys),
-            unsent: tokio::sync::Mutex::new(Unsent::default()),
+            exposure_units: Units::new(limits.max_keys),
+            event_units: Units::new(limits.max_keys),
+            unsent: tokio::sync::Mutex::new(Unsent {
+                began: Some(std::time::Instant::now()),
+                ..Unsent::default()
+            }),
             dropped: AtomicU64::new(0),
             warned: AtomicBool::new(false),
             limits,
@@ -156,6 +180,27 @@ impl Metrics {
     pub(crate) fn event(&self, event: &str, flag: &str, variant: &str) {
         if !self.events.add([event, flag, variant]) {
             self.note_dropped(1, "event");
+        }
+    }
+
+    /// Records `unit` (a targeting key) as served `variant` of `flag`.
+    pub(crate) fn exposure_unit(&self, flag: &str, variant: &str, unit: &str) {
+        if !self.exposure_units.add([flag, variant], unit, None) {
+            self.note_dropped(1, "unit");
+        }
+    }
+
+    /// Records that `unit`, served `variant` of `flag`, had `event` (with `value`).
+    pub(crate) fn event_unit(
+        &self,
+        event: &str,
+        flag: &str,
+        variant: &str,
+        unit: &str,
+        value: Option<f64>,
+    ) {
+        if !self.event_units.add([event, flag, variant], unit, value) {
+            self.note_dropped(1, "unit");
         }
     }
 
@@ -186,15 +231,30 @@ impl Metrics {
         Fut: Future<Output = Delivery>,
     {
         let mut unsent = self.unsent.lock().await;
+        let now = std::time::Instant::now();
         self.exposures.drain_into(&mut unsent.exposures);
         self.events.drain_into(&mut unsent.events);
-        if unsent.exposures.is_empty() && unsent.events.is_empty() {
+        self.exposure_units.drain_into(&mut unsent.exposure_units);
+        self.event_units.drain_into(&mut unsent.event_units);
+        let began = unsent.began.replace(now).unwrap_or(now);
+        if unsent.exposures.is_empty()
+            && unsent.events.is_empty()
+            && unsent.exposure_units.is_empty()
+            && unsent.event_units.is_empty()
+        {
             return;
         }
-        let exposures: Vec<(Key<2>, u64)> = unsent.exposures.drain().collect();
-        let events: Vec<(Key<3>, u64)> = unsent.events.drain().collect();
+        let window_ms = u64::try_from(now.duration_since(began).as_millis()).unwrap_or(u64::MAX);
+        let exposures = held(
+            std::mem::take(&mut unsent.exposures),
+            std::mem::take(&mut unsent.exposure_units),
+        );
+        let events = held(
+            std::mem::take(&mut unsent.events),
+            std::mem::take(&mut unsent.event_units),
+        );
         let mut failed = false;
-        for batch in batches(exposures, events, self.limits) {
+        for batch in batches(exposures, events, window_ms, self.limits) {
             let Batch {
                 body,
                 exposures,
@@ -213,8 +273,15 @@ impl Metrics {
                         tracing::warn!("switchyard metrics: flush failed, will retry: {why}");
                     }
                     failed = true;
-                    merge_all(&mut unsent.exposures, exposures);
-                    merge_all(&mut unsent.events, events);
+                    let Unsent {
+                        exposures: exposure_counts,
+                        events: event_counts,
+                        exposure_units,
+                        event_units,
+                        ..
+                    } = &mut *unsent;
+                    merge_all(exposure_counts, exposure_units, exposures);
+                    merge_all(event_counts, event_units, events);
                 }
                 Delivery::Rejected(why) => {
                     tracing::warn!("switchyard metrics: the server refused a batch: {why}");
@@ -223,34 +290,55 @@ impl Metrics {
                 }
             }
         }
-        let lost = trim(&mut unsent.exposures, self.limits.max_keys)
-            .saturating_add(trim(&mut unsent.events, self.limits.max_keys));
+        if failed {
+            // What is held back began when this flush's counts did.
+            unsent.began = Some(began);
+        }
+        let max = self.limits.max_keys;
+        let lost = trim(&mut unsent.exposures, max, |c| *c)
+            .saturating_add(trim(&mut unsent.events, max, |c| *c))
+            .saturating_add(trim(&mut unsent.exposure_units, max, |_| 1))
+            .saturating_add(trim(&mut unsent.event_units, max, |_| 1));
         if lost > 0 {
             self.note_dropped(lost, "unsent");
         }
     }
 }
 
-fn merge_all<const N: usize>(into: &mut HashMap<Key<N>, u64>, entries: Vec<(Key<N>, u64)>) {
-    for (key, count) in entries {
-        let slot = into.entry(key).or_default();
-        *slot = slot.saturating_add(count);
+fn merge_all<const N: usize>(
+    counts: &mut HashMap<Key<N>, u64>,
+    units: &mut HashMap<Key<N>, Recorded>,
+    entries: Vec<Held<N>>,
+) {
+    for (key, count, recorded) in entries {
+        if let Some(recorded) = recorded {
+            units.entry(key.clone()).or_default().merge(recorded);
+        }
+        if count > 0 {
+            let slot = counts.entry(key).or_default();
+            *slot = slot.saturating_add(count);
+        }
     }
 }
 
-fn total<const N: usize>(entries: &[(Key<N>, u64)]) -> u64 {
+fn total<const N: usize>(entries: &[Held<N>]) -> u64 {
     entries
         .iter()
-        .fold(0u64, |sum, (_, count)| sum.saturating_add(*count))
+        .fold(0u64, |sum, (_, count, _)| sum.saturating_add(*count))
 }
 
-/// Drops entries beyond `max` (arbitrary ones); returns the counts dropped.
-fn trim<const N: usize>(map: &mut HashMap<Key<N>, u64>, max: usize) -> u64 {
+/// Drops entries beyond `max` (arbitrary ones); returns what they weighed (their
+/// counts, or one per key of units).
+fn trim<const N: usize, V>(
+    map: &mut HashMap<Key<N>, V>,
+    max: usize,
+    weight: impl Fn(&V) -> u64,
+) -> u64 {
     if map.len() <= max {
         return 0;
     }
     let excess: Vec<Key<N>> = map.keys().skip(max).cloned().collect();
     excess.iter().fold(0u64, |sum, key| {
-        sum.saturating_add(map.remove(key).unwrap_or_default())
+        sum.saturating_add(map.remove(key).map(|v| weight(&v)).unwrap_or_default())
     })
 }

@@ -23,5 +23,6 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod telemetry;
+pub mod units;
 
 pub use server::Server;

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 pub use switchyard_core::admin::{TokenKind, VariantCounts};
+use switchyard_core::guard::sketch::SketchWire;
+use switchyard_core::guard::ValueSummary;
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
 use switchyard_core::{Flag, Segment};
 
@@ -259,6 +261,44 @@ pub struct MetricsBatch {
     /// (event, flag, variant) → count.
     #[serde(default)]
     pub events: Vec<EventCount>,
+    /// The unit sketches of the batch, per flag (written with the counts, atomically).
+    #[serde(skip)]
+    pub units: Vec<(FlagKey, UnitsRecord)>,
+}
+
+/// How long unit records are kept.
+pub const UNITS_RETENTION_MS: u64 = 8 * 86_400_000;
+
+/// The unit sketches one SDK batch brought for one flag (docs/guard.md): what a
+/// guard merges over every record that began after a time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitsRecord {
+    /// When the batch's counts began (server clock, ms since the epoch): when it was
+    /// received, less the `window_ms` the SDK said they took.
+    pub start_ms: u64,
+    /// Random, so that two equal records are both kept (their values add up).
+    pub id: u64,
+    /// Per variant: the units served it.
+    #[serde(default)]
+    pub variants: BTreeMap<String, SketchWire>,
+    /// Per variant and event: the units that had it and the values tracked with it.
+    #[serde(default)]
+    pub events: Vec<EventUnitsRecord>,
+}
+
+/// One event's units in a [`UnitsRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventUnitsRecord {
+    /// The variant served.
+    pub variant: String,
+    /// The event.
+    pub event: String,
+    /// The units that had it.
+    #[serde(default)]
+    pub units: SketchWire,
+    /// The values tracked with it.
+    #[serde(default)]
+    pub values: ValueSummary,
 }
 
 /// Exposures of one variant.
@@ -270,14 +310,18 @@ pub struct ExposureCount {
     /// The variant served.
     #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
-    /// How many times.
+    /// How many times (0 only in an entry that carries units).
     #[serde(deserialize_with = "switchyard_core::model::whole_number")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 0)]
     pub count: u64,
+    /// The distinct units (targeting keys) served the variant, as a sketch
+    /// (docs/guard.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<SketchWire>,
 }
 
 /// Tracked events attributed to the variant a context was served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventCount {
     /// The event name, e.g. `checkout_error`.
@@ -288,10 +332,16 @@ pub struct EventCount {
     /// The variant the context was served.
     #[schema(schema_with = crate::http::openapi::text_schema)]
     pub variant: String,
-    /// How many times.
+    /// How many times (0 only in an entry that carries units).
     #[serde(deserialize_with = "switchyard_core::model::whole_number")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 0)]
     pub count: u64,
+    /// The distinct units that had the event, as a sketch (docs/guard.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<SketchWire>,
+    /// The values tracked with the event (`track_value`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<ValueSummary>,
 }
 
 /// The durable store.
@@ -339,6 +389,14 @@ pub trait Store: Send + Sync + 'static {
     async fn health(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// A flag's unit records that began at or after `since_ms`.
+    async fn flag_units(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        since_ms: u64,
+    ) -> Result<Vec<UnitsRecord>, StoreError>;
 
     /// Sums a flag's counts per variant over minutes `from_minute..=to_minute`.
     async fn flag_metrics(

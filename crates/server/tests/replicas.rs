@@ -458,3 +458,54 @@ async fn an_environment_deleted_on_one_replica_is_gone_from_the_others() {
         replica.stop().await;
     }
 }
+
+/// A sketch of units `u{from}`..`u{to}` on the wire.
+fn units(range: std::ops::Range<u32>) -> Value {
+    let mut sketch = switchyard_core::guard::sketch::UnitSketch::new();
+    range.for_each(|i| sketch.insert(&format!("u{i}")));
+    serde_json::to_value(sketch.encode()).expect("wire")
+}
+
+#[tokio::test]
+async fn units_posted_to_different_replicas_merge_in_redis() {
+    let redis = RedisProcess::start();
+    let [a, b]: [TestServer; 2] = replicas(&redis, 2).await.try_into().ok().expect("two");
+    a.create_env("prod").await;
+    a.put_flag("prod", boolean_flag("checkout")).await;
+    let sdk = a.token("sdk-prod", "sdk", Some("prod")).await;
+    eventually(PATIENCE, "B to accept A's token", || async {
+        let (status, _) = b.call("GET", "/v1/sdk/snapshot", Some(&sdk), None).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    for (replica, range) in [(&a, 0..300), (&b, 200..500)] {
+        let body = json!({
+            "window_ms": 1000,
+            "exposures": [{ "flag": "checkout", "variant": "on", "count": 1, "units": units(range) }],
+            "events": [{ "event": "error", "flag": "checkout", "variant": "on", "count": 1,
+                "units": units(0..3), "values": { "count": 1, "sum": 2.5, "sum_squares": 6.25 } }]
+        });
+        let (status, answer) = replica
+            .call("POST", "/v1/sdk/metrics", Some(&sdk), Some(body))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    for replica in [&a, &b] {
+        let (status, seen) = replica
+            .call(
+                "GET",
+                "/v1/admin/envs/prod/flags/checkout/units?since=1h",
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{seen}");
+        let on = &seen["variants"]["on"];
+        assert!(
+            on["units"].as_u64().expect("units").abs_diff(500) <= 5,
+            "{seen}"
+        );
+        assert_eq!(on["events"]["error"]["units"], 3, "{seen}");
+        assert_eq!(on["events"]["error"]["values"]["sum"], 5.0, "{seen}");
+    }
+}

@@ -652,6 +652,30 @@ async fn bad_metrics_bodies_get_400_naming_the_field_and_record_nothing() {
             "count",
         ),
         (json!({ "exposures": too_many }), "10000"),
+        (
+            json!({ "window_ms": 1000, "exposures": [ok.clone(),
+                { "flag": "checkout", "variant": "on", "count": 1, "units": [7 << 8] }] }),
+            "exposures[1].units: register 7 has rank 0",
+        ),
+        (
+            json!({ "window_ms": 1000, "exposures": [
+                { "flag": "checkout", "variant": "on", "count": 1, "units": [1 << 22 | 1] }] }),
+            "exposures[0].units: register 16384 is out of range",
+        ),
+        (
+            json!({ "exposures": [{ "flag": "checkout", "variant": "on", "count": 1, "units": [1 << 8 | 1] }] }),
+            "window_ms: required with units",
+        ),
+        (
+            json!({ "window_ms": 86_400_001u64, "exposures": [
+                { "flag": "checkout", "variant": "on", "count": 1, "units": [1 << 8 | 1] }] }),
+            "window_ms",
+        ),
+        (
+            json!({ "window_ms": 10, "events": [{ "event": "buy", "flag": "checkout", "variant": "on",
+                "count": 1, "values": { "count": 0, "sum": 1.0, "sum_squares": 1.0 } }] }),
+            "events[0].values",
+        ),
         (json!([]), "JSON object"),
         (json!("exposures"), "JSON object"),
     ];
@@ -676,5 +700,96 @@ async fn bad_metrics_bodies_get_400_naming_the_field_and_record_nothing() {
 
     // Nothing from a rejected batch was recorded, not even its valid entries.
     assert_eq!(flag_metrics(&server, "prod", "checkout").await, json!({}));
+    assert_eq!(
+        flag_units(&server, "prod", "checkout", "0").await["variants"],
+        json!({})
+    );
+    server.stop().await;
+}
+
+async fn flag_units(server: &TestServer, env: &str, flag: &str, since: &str) -> Value {
+    let (status, body) = server
+        .call(
+            "GET",
+            &format!("/v1/admin/envs/{env}/flags/{flag}/units?since={since}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A sketch of units `u{from}`..`u{to}` on the wire.
+fn units(range: std::ops::Range<u32>) -> Value {
+    let mut sketch = switchyard_core::guard::sketch::UnitSketch::new();
+    range.for_each(|i| sketch.insert(&format!("u{i}")));
+    serde_json::to_value(sketch.encode()).expect("wire")
+}
+
+#[tokio::test]
+async fn units_merge_across_batches_and_are_read_since_a_time() {
+    let server = start().await;
+    let sdk = env_with_flag(&server, "prod").await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
+        - 60_000;
+    // Two SDK instances: overlapping users, one event tracked by five users with values.
+    for (range, window) in [(0..300, 1_000), (200..400, 2_000)] {
+        let body = json!({
+            "window_ms": window,
+            "exposures": [{ "flag": "checkout", "variant": "on", "count": 500, "units": units(range) }],
+            "events": [{ "event": "error", "flag": "checkout", "variant": "on", "count": 9,
+                "units": units(0..5), "values": { "count": 9, "sum": 18.0, "sum_squares": 40.0 } }]
+        });
+        let (status, answer) = server
+            .call("POST", "/v1/sdk/metrics", Some(&sdk), Some(body))
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let seen = flag_units(&server, "prod", "checkout", &before.to_string()).await;
+    let on = &seen["variants"]["on"];
+    let distinct = on["units"].as_u64().expect("units");
+    assert!(
+        distinct.abs_diff(400) <= 4,
+        "the union of 0..300 and 200..400: {seen}"
+    );
+    assert_eq!(on["events"]["error"]["units"], 5, "{seen}");
+    assert_eq!(on["events"]["error"]["values"]["count"], 18, "{seen}");
+    assert_eq!(on["events"]["error"]["values"]["sum"], 36.0, "{seen}");
+    assert_eq!(seen["relative_error"], 1.04 / 128.0);
+    // Counts that began before `since` are not read.
+    let later = flag_units(&server, "prod", "checkout", "2099-01-01T00:00:00Z").await;
+    assert_eq!(later["variants"], json!({}));
+    // `since` is required and must be a time.
+    for query in ["", "?since=yesterday"] {
+        let (status, answer) = server
+            .call(
+                "GET",
+                &format!("/v1/admin/envs/prod/flags/checkout/units{query}"),
+                Some(ADMIN),
+                None,
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("since"),
+            "{answer}"
+        );
+    }
+    let (status, _) = server
+        .call(
+            "GET",
+            "/v1/admin/envs/nope/flags/checkout/units?since=0",
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
     server.stop().await;
 }

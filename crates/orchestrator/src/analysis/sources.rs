@@ -56,6 +56,19 @@ pub struct MetricRequest<'a> {
     pub service: &'a Service,
     /// The flag server environment the release is in now.
     pub environment: &'a str,
+    /// The service's current weight and since when; `None` before a weight was set.
+    pub weight: Option<WeightWindow>,
+}
+
+/// The weight a service is at, for metrics counted since it was set (the guard).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WeightWindow {
+    /// When the weight was confirmed (Unix milliseconds).
+    pub since: switchyard_core::release::Millis,
+    /// The share of units the ramp serves the flags' first variant (weight / 100).
+    pub share: f64,
+    /// The plan's weight steps: a guard spends `1 − confidence` evenly over them.
+    pub weight_steps: usize,
 }
 
 impl MetricRequest<'_> {
@@ -150,7 +163,9 @@ mod tests {
                 max_relative_increase: 0.1,
                 confidence: 0.95,
                 min_samples: 100,
-                window: std::time::Duration::from_secs(600),
+                value: false,
+                mixture: 1.0,
+                window: None,
             }),
             min: None,
             max: Some(1.0),
@@ -189,6 +204,7 @@ mod tests {
             metric,
             service: &service,
             environment: "production",
+            weight: None,
         };
         let none = MetricSources::new();
         let m = none.measure(request(Some(&metric))).await;

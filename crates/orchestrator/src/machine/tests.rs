@@ -59,6 +59,8 @@ struct Script {
     /// simulated time (from the start) is before `until`: a function of the world,
     /// so re-measuring after a crash answers the same.
     failing: Vec<Failing>,
+    /// Analyses that are invalid (a guard's sample-ratio mismatch), the same way.
+    invalid: Vec<Failing>,
     /// Services whose pre-checks fail.
     unhealthy: Vec<String>,
     /// Person commands at simulated times.
@@ -165,20 +167,27 @@ impl World {
             Action::Analyse { .. } => {
                 *self.analyses.entry(name.clone()).or_default() += 1;
                 let weight = self.weight.get(&name).copied().unwrap_or(0);
-                let fail = script.failing.iter().any(|f| {
+                let applies = |f: &Failing| {
                     Some(f.service.as_str()) == action.service()
                         && weight >= f.from_weight
                         && now < START.saturating_add(f.until)
-                });
+                };
+                let fail = script.failing.iter().any(applies);
+                let invalid = script.invalid.iter().any(applies);
                 Outcome::Measured {
                     measurements: vec![Measurement {
                         metric: "error-rate".into(),
                         value: Some(if fail { 0.5 } else { 0.001 }),
                         min: None,
                         max: Some(0.01),
-                        verdict: if fail { Verdict::Fail } else { Verdict::Pass },
+                        verdict: match (invalid, fail) {
+                            (true, _) => Verdict::Invalid,
+                            (false, true) => Verdict::Fail,
+                            (false, false) => Verdict::Pass,
+                        },
                         error: None,
                         detail: None,
+                        guard: None,
                     }],
                 }
             }
@@ -302,6 +311,7 @@ fn plan(
                 on_no_data: OnNoData::Fail,
                 services: None,
             }],
+            on_invalid: OnFailure::Pause,
         },
         on_failure,
         gates: Default::default(),
@@ -500,6 +510,52 @@ fn pause_on_failure_waits_for_a_person() {
         .timeline
         .iter()
         .any(|e| e.message.starts_with("paused after failed analysis")));
+}
+
+#[test]
+fn an_invalid_analysis_pauses_by_default_without_counting_as_a_failure() {
+    let mut plan = plan(
+        vec![service("auth", &[])],
+        &[Some(5), Some(50)],
+        OnFailure::default(),
+        0,
+    );
+    let script = Script {
+        invalid: vec![failing("auth", 5)],
+        ..Script::default()
+    };
+    let (state, world) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::Running, "{:#?}", state.timeline);
+    assert_eq!(state.services[0].phase, ServicePhase::Paused);
+    assert_eq!(state.services[0].failures, 0);
+    assert_eq!(world.history["production/auth"], vec![5]);
+    assert!(state
+        .timeline
+        .iter()
+        .any(|e| e.message.starts_with("paused after invalid analysis")));
+
+    // Resumed once the counting is fixed, it goes on.
+    let script = Script {
+        invalid: vec![Failing {
+            until: 5_000_000,
+            ..failing("auth", 5)
+        }],
+        commands: vec![(10_000_000, Event::Resume { by: "ana".into() })],
+        ..Script::default()
+    };
+    let (state, _) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::Succeeded);
+
+    // `on_invalid: rollback` rolls back instead.
+    plan.analysis.on_invalid = OnFailure::Rollback(Rollback::Instant);
+    let script = Script {
+        invalid: vec![failing("auth", 5)],
+        ..Script::default()
+    };
+    let (state, _) = run(&plan, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    let reason = state.reason.unwrap();
+    assert!(reason.contains("invalid analysis"), "{reason}");
 }
 
 #[test]
@@ -998,6 +1054,7 @@ fn arb_script() -> impl Strategy<Value = Script> {
                         until,
                     })
                     .collect(),
+                invalid: Vec::new(),
                 unhealthy: unhealthy.into_iter().map(|s| names[s].into()).collect(),
                 commands,
                 between,

@@ -364,6 +364,15 @@ pub struct Analysis {
     /// The metrics measured at each analysis.
     #[serde(default)]
     pub metrics: Vec<Metric>,
+    /// What an invalid analysis does (a guard's sample-ratio mismatch: the counting or
+    /// the assignment is broken, so the analysis says nothing): `pause` (default) or
+    /// `rollback`.
+    #[serde(default = "default_on_invalid")]
+    pub on_invalid: OnFailure,
+}
+
+fn default_on_invalid() -> OnFailure {
+    OnFailure::Pause
 }
 
 impl Default for Analysis {
@@ -372,6 +381,7 @@ impl Default for Analysis {
             interval: default_interval(),
             failure_limit: 0,
             metrics: Vec::new(),
+            on_invalid: default_on_invalid(),
         }
     }
 }
@@ -425,8 +435,10 @@ pub struct PrometheusQuery {
     pub query: String,
 }
 
-/// A guarded rollout: the rate of `event` per exposure among users served the flag's
-/// ramped (first) variant, against the users served any other variant.
+/// A guarded rollout: among the distinct units served the flag's ramped (first) variant
+/// since its weight was set, the share that had `event` (or the mean of the values
+/// tracked with it), against the units served any other variant, under an
+/// always-valid sequential test (`docs/guard.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardQuery {
@@ -434,18 +446,31 @@ pub struct GuardQuery {
     pub flag: String,
     /// The tracked event (SDK `track()`), e.g. `checkout_error`.
     pub event: String,
-    /// The largest tolerated relative increase of the treatment's rate over the
-    /// control's (0.10 = 10 %).
+    /// The largest tolerated relative increase of the treatment's rate (or mean) over
+    /// the control's (0.10 = 10 %).
     pub max_relative_increase: f64,
-    /// How sure the test must be that the increase exceeds the limit before failing.
+    /// How sure the test must be that the increase exceeds the limit before failing:
+    /// `1 − confidence` is the chance of failing a healthy release, over the whole
+    /// release and however often it is looked at.
     #[serde(default = "default_confidence")]
     pub confidence: f64,
-    /// Exposures each arm needs before the test says anything (no data until then).
+    /// Distinct units each arm needs before the test says anything (no data until
+    /// then).
     #[serde(default = "default_min_samples")]
     pub min_samples: u64,
-    /// The window of counts read from the server (1m to 31d).
-    #[serde(default = "default_guard_window", with = "duration")]
-    pub window: Duration,
+    /// Test the mean of the values tracked with the event (`track_value`: latency,
+    /// amount) instead of the share of units that had it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub value: bool,
+    /// The relative effect the test's mixture is tuned to (default 1: an increase of
+    /// 100 % beyond the limit is found fastest); any positive value keeps the
+    /// guarantee.
+    #[serde(default = "default_mixture")]
+    pub mixture: f64,
+    /// Accepted for plans written for the previous test and ignored: the counts start
+    /// when the weight was set.
+    #[serde(default, skip_serializing)]
+    pub window: Option<serde_yaml_ng::Value>,
 }
 
 fn default_confidence() -> f64 {
@@ -456,8 +481,8 @@ fn default_min_samples() -> u64 {
     100
 }
 
-fn default_guard_window() -> Duration {
-    Duration::from_secs(600)
+fn default_mixture() -> f64 {
+    1.0
 }
 
 /// What a measurement without data counts as.

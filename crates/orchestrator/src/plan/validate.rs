@@ -1,7 +1,5 @@
 //! [`Plan::validate`]: the rules serde cannot express, every problem reported at once.
 
-use std::time::Duration;
-
 use super::{
     Canary, Gate, GateCheck, GuardQuery, HealthCheck, HealthTarget, OnFailure, Plan, PlanError,
     Problem, Rollback,
@@ -348,8 +346,11 @@ fn check_guard(at: &str, guard: &GuardQuery, problem: &mut impl FnMut(String, St
     if guard.min_samples == 0 {
         problem(format!("{at}.min_samples"), "must be at least 1".into());
     }
-    if guard.window < Duration::from_secs(60) || guard.window > Duration::from_secs(31 * 86_400) {
-        problem(format!("{at}.window"), "must be between 1m and 31d".into());
+    if !(guard.mixture.is_finite() && guard.mixture > 0.0) {
+        problem(
+            format!("{at}.mixture"),
+            "must be a number above 0 (the relative effect the test is tuned to, e.g. 1)".into(),
+        );
     }
 }
 

@@ -37,6 +37,7 @@ impl World {
                         verdict: if fail { Verdict::Fail } else { Verdict::Pass },
                         error: None,
                         detail: None,
+                        guard: None,
                     }],
                 }
             }
@@ -85,6 +86,7 @@ fn plan() -> Plan {
                 on_no_data: OnNoData::Fail,
                 services: None,
             }],
+            on_invalid: OnFailure::Pause,
         },
         on_failure: OnFailure::default(),
         gates: Default::default(),

@@ -43,7 +43,7 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Whether the server would accept `name` in a metrics entry.
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.chars().any(char::is_control)
 }
 
@@ -167,7 +167,7 @@ fn slots_for(keys: usize) -> usize {
         .next_power_of_two()
 }
 
-fn hash_parts<const N: usize>(parts: &[&str; N]) -> u64 {
+pub(super) fn hash_parts<const N: usize>(parts: &[&str; N]) -> u64 {
     let mut hasher = rustc_hash::FxHasher::default();
     for part in parts {
         hasher.write(part.as_bytes());
@@ -176,7 +176,7 @@ fn hash_parts<const N: usize>(parts: &[&str; N]) -> u64 {
     hasher.finish()
 }
 
-fn same<const N: usize>(key: &Key<N>, parts: &[&str; N]) -> bool {
+pub(super) fn same<const N: usize>(key: &Key<N>, parts: &[&str; N]) -> bool {
     key.iter().zip(parts).all(|(a, b)| **a == **b)
 }
 

@@ -353,3 +353,58 @@ fn tables_grow_and_keep_their_keys() {
     assert_eq!(out.len(), 1000);
     assert!(out.values().all(|&c| c == 2));
 }
+
+/// The units of the first exposure (or event) entry of `key` in the bodies.
+fn units_in(bodies: &[Vec<u8>], list: &str, flag: &str) -> Option<u64> {
+    use switchyard_core::guard::sketch::{SketchWire, UnitSketch};
+    let mut sketch = UnitSketch::new();
+    let mut found = false;
+    for body in bodies {
+        let value: Value = serde_json::from_slice(body).expect("JSON");
+        assert!(
+            value["window_ms"].is_u64(),
+            "every body dates its counts: {value}"
+        );
+        for e in value[list].as_array().expect("entries") {
+            if e["flag"] == flag {
+                if let Some(units) = e.get("units") {
+                    let wire: SketchWire = serde_json::from_value(units.clone()).expect("wire");
+                    sketch.merge_wire(&wire).expect("a sketch");
+                    found = true;
+                }
+            }
+        }
+    }
+    found.then(|| sketch.count())
+}
+
+#[tokio::test]
+async fn units_travel_with_the_counts_and_survive_a_failed_flush() {
+    let metrics = Metrics::default();
+    for i in 0..50 {
+        let unit = format!("user-{}", i % 20);
+        metrics.exposure("checkout", "on");
+        metrics.exposure_unit("checkout", "on", &unit);
+        if i % 10 == 0 {
+            metrics.event("error", "checkout", "on");
+            metrics.event_unit("error", "checkout", "on", &unit, Some(3.0));
+        }
+    }
+    metrics
+        .flush_with(|_| std::future::ready(Delivery::Retry("503".to_owned())))
+        .await;
+    metrics.exposure("checkout", "on");
+    metrics.exposure_unit("checkout", "on", "user-99");
+    let recorder = Recorder::default();
+    metrics.flush_with(recorder.send()).await;
+    let bodies = recorder.bodies.lock().expect("lock").clone();
+    assert_eq!(units_in(&bodies, "exposures", "checkout"), Some(21));
+    // Five events from two users (user-0 and user-10): two units, five values.
+    assert_eq!(units_in(&bodies, "events", "checkout"), Some(2));
+    let value: Value = serde_json::from_slice(&bodies[0]).expect("JSON");
+    let event = &value["events"][0];
+    assert_eq!(event["values"]["count"], 5, "{value}");
+    assert_eq!(event["values"]["sum"], 15.0, "{value}");
+    let (exposures, _) = recorder.sums();
+    assert_eq!(exposures[&key(&["checkout", "on"])], 51);
+}

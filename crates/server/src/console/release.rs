@@ -434,6 +434,7 @@ fn verdict_class(verdict: Verdict) -> &'static str {
         Verdict::Pass => "pass",
         Verdict::Fail => "fail",
         Verdict::Ignored => "ignored",
+        Verdict::Invalid => "invalid",
     }
 }
 

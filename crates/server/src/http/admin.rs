@@ -46,6 +46,7 @@ pub fn routes() -> Router<AppState> {
             "/envs/{env}/flags/{key}/metrics",
             get(records::flag_metrics),
         )
+        .route("/envs/{env}/flags/{key}/units", get(records::flag_units))
         .route("/envs/{env}/kill", post(kill_tag))
         .route("/envs/{env}/segments", get(list_segments))
         .route(
@@ -556,6 +557,7 @@ async fn delete_item<T: Item>(
     tokens::list_tokens,
     tokens::delete_token,
     records::audit,
-    records::flag_metrics
+    records::flag_metrics,
+    records::flag_units
 ))]
 pub struct AdminApi;

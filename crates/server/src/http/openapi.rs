@@ -276,6 +276,7 @@ fn add_links(doc: &mut Value) {
                 ("admin_kill_flag", &keyed),
                 ("admin_revive_flag", &keyed),
                 ("admin_flag_metrics", &keyed),
+                ("admin_flag_units", &keyed),
                 ("admin_put_flag", &versioned),
                 ("admin_delete_flag", &versioned),
             ],
@@ -359,6 +360,7 @@ mod tests {
             "/v1/admin/envs/{env}/flags/{key}/revive",
             "/v1/admin/envs/{env}/flags/{key}/revert",
             "/v1/admin/envs/{env}/flags/{key}/metrics",
+            "/v1/admin/envs/{env}/flags/{key}/units",
             "/v1/admin/envs/{env}/kill",
             "/v1/admin/envs/{env}/segments",
             "/v1/admin/envs/{env}/segments/{key}",
@@ -381,7 +383,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(25),
+            Some(26),
             "no undocumented extras"
         );
         assert_eq!(
@@ -455,7 +457,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 31, "every operation was checked");
+        assert_eq!(operations, 32, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that

@@ -216,6 +216,11 @@ struct SseEvent {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MetricsBody {
+    /// Milliseconds the batch's counts took to accumulate (required with units): the
+    /// server dates the units `now − window_ms` (docs/guard.md).
+    #[serde(default)]
+    #[schema(maximum = 86_400_000)]
+    window_ms: Option<u64>,
     /// Exposures per flag and variant.
     #[serde(default)]
     #[schema(max_items = 10_000)]
@@ -255,10 +260,10 @@ fn check_name(path: String, name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn check_count(path: String, count: u64) -> Result<(), ApiError> {
-    if count == 0 {
+fn check_count(path: String, count: u64, carries_units: bool) -> Result<(), ApiError> {
+    if count == 0 && !carries_units {
         return Err(ApiError::bad_request(format!(
-            "{path}: must be greater than 0"
+            "{path}: must be greater than 0 (0 only with units)"
         )));
     }
     Ok(())
@@ -274,13 +279,17 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
     for (i, e) in body.exposures.iter().enumerate() {
         check_name(format!("exposures[{i}].flag"), e.flag.as_str())?;
         check_name(format!("exposures[{i}].variant"), &e.variant)?;
-        check_count(format!("exposures[{i}].count"), e.count)?;
+        check_count(format!("exposures[{i}].count"), e.count, e.units.is_some())?;
     }
     for (i, e) in body.events.iter().enumerate() {
         check_name(format!("events[{i}].event"), &e.event)?;
         check_name(format!("events[{i}].flag"), e.flag.as_str())?;
         check_name(format!("events[{i}].variant"), &e.variant)?;
-        check_count(format!("events[{i}].count"), e.count)?;
+        check_count(
+            format!("events[{i}].count"),
+            e.count,
+            e.units.is_some() || e.values.is_some(),
+        )?;
     }
     Ok(())
 }
@@ -316,12 +325,22 @@ async fn metrics(
     }
     let body: MetricsBody = parse(&bytes)?;
     check_batch(&body)?;
+    let received = now_ms();
+    let units = crate::units::records(
+        &body.exposures,
+        &body.events,
+        body.window_ms,
+        received,
+        rand::random,
+    )
+    .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let batch = MetricsBatch {
         exposures: body.exposures,
         events: body.events,
+        units,
     };
     if !batch.exposures.is_empty() || !batch.events.is_empty() {
-        let now_minute = now_ms() / 60_000;
+        let now_minute = received / 60_000;
         state
             .envs
             .store()

@@ -13,7 +13,7 @@ use switchyard_core::{Flag, Segment};
 
 use super::{
     decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
-    StoreError, TokenRecord, VariantCounts,
+    StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
 };
 
 /// env → revision
@@ -29,6 +29,8 @@ const AUDIT: TableDefinition<u64, &str> = TableDefinition::new("audit");
 /// (env, flag, minute, variant, event or "" for exposures) → count
 const METRICS: TableDefinition<(&str, &str, u64, &str, &str), u64> =
     TableDefinition::new("metrics");
+/// (env, flag, start ms, id) → a `UnitsRecord` as JSON
+const UNITS: TableDefinition<(&str, &str, u64, u64), &str> = TableDefinition::new("units");
 
 /// A redb-backed [`Store`].
 #[derive(Clone)]
@@ -52,6 +54,7 @@ impl EmbeddedStore {
         txn.open_table(TOKENS).map_err(unavailable)?;
         txn.open_table(AUDIT).map_err(unavailable)?;
         txn.open_table(METRICS).map_err(unavailable)?;
+        txn.open_table(UNITS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -384,7 +387,60 @@ impl Store for EmbeddedStore {
                     add(e.flag.as_str(), &e.variant, &e.event, e.count)?;
                 }
             }
+            {
+                let mut table = txn.open_table(UNITS).map_err(unavailable)?;
+                for (flag, record) in &batch.units {
+                    let json = encode(record);
+                    table
+                        .insert(
+                            (env.as_str(), flag.as_str(), record.start_ms, record.id),
+                            json.as_str(),
+                        )
+                        .map_err(unavailable)?;
+                    // Records past the retention go as new ones arrive.
+                    let cutoff = record.start_ms.saturating_sub(UNITS_RETENTION_MS);
+                    let old: Vec<(u64, u64)> = table
+                        .range(
+                            (env.as_str(), flag.as_str(), 0, 0)
+                                ..(env.as_str(), flag.as_str(), cutoff, 0),
+                        )
+                        .map_err(unavailable)?
+                        .map(|item| item.map(|(k, _)| (k.value().2, k.value().3)))
+                        .collect::<Result<_, _>>()
+                        .map_err(unavailable)?;
+                    for (start, id) in old {
+                        table
+                            .remove((env.as_str(), flag.as_str(), start, id))
+                            .map_err(unavailable)?;
+                    }
+                }
+            }
             txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn flag_units(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        since_ms: u64,
+    ) -> Result<Vec<UnitsRecord>, StoreError> {
+        let (env, flag) = (env.to_string(), flag.to_string());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(UNITS).map_err(unavailable)?;
+            let range = (env.as_str(), flag.as_str(), since_ms, 0)
+                ..=(env.as_str(), flag.as_str(), u64::MAX, u64::MAX);
+            let mut records = Vec::new();
+            for item in table.range(range).map_err(unavailable)? {
+                let (_, json) = item.map_err(unavailable)?;
+                records.push(decode(
+                    format!("units of flag `{flag}` in `{env}`"),
+                    json.value(),
+                )?);
+            }
+            Ok(records)
         })
         .await
     }
@@ -441,13 +497,17 @@ mod tests {
                 flag: flag.clone(),
                 variant: "on".to_owned(),
                 count: u64::MAX,
+                units: None,
             }],
             events: vec![EventCount {
                 event: "click".to_owned(),
                 flag: flag.clone(),
                 variant: "on".to_owned(),
                 count: u64::MAX,
+                units: None,
+                values: None,
             }],
+            units: Vec::new(),
         };
         for minute in [1, 2] {
             store

@@ -25,7 +25,7 @@ use switchyard_core::{Flag, Segment};
 
 use super::{
     decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
-    StoreError, TokenRecord, VariantCounts,
+    StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
 };
 
 /// The pub/sub channel announcing every write.
@@ -524,11 +524,42 @@ impl Store for RedisStore {
         for e in &batch.events {
             add(e.flag.as_str(), &e.variant, &e.event, e.count);
         }
+        // Unit records: a sorted set per flag scored by start; past the retention they
+        // are trimmed as new ones arrive, and the key expires when none do.
+        for (flag, record) in &batch.units {
+            let key = env_key(env.as_str(), &format!("units:{flag}"));
+            let json = encode(record);
+            let cutoff = record.start_ms.saturating_sub(UNITS_RETENTION_MS);
+            pipe.zadd(&key, json, record.start_ms)
+                .ignore()
+                .zrembyscore(&key, 0, cutoff)
+                .ignore()
+                .pexpire(&key, UNITS_RETENTION_MS as i64)
+                .ignore();
+        }
         let mut conn = self.conn.clone();
         pipe.atomic()
             .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
+    }
+
+    async fn flag_units(
+        &self,
+        env: &EnvName,
+        flag: &FlagKey,
+        since_ms: u64,
+    ) -> Result<Vec<UnitsRecord>, StoreError> {
+        let key = env_key(env.as_str(), &format!("units:{flag}"));
+        let mut conn = self.conn.clone();
+        let members: Vec<String> = conn
+            .zrangebyscore(&key, since_ms, "+inf")
+            .await
+            .map_err(unavailable)?;
+        members
+            .iter()
+            .map(|json| decode(format!("units of flag `{flag}` in `{env}`"), json))
+            .collect()
     }
 
     async fn flag_metrics(

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use switchyard_core::model::{EnvName, FlagKey};
 
-use super::wire::{AuditPage, AuditParams, FlagMetrics, MetricsParams};
+use super::wire::{AuditPage, AuditParams, FlagMetrics, MetricsParams, UnitsParams};
 use crate::auth::Admin;
 use crate::environments::now_ms;
 use crate::error::ApiError;
@@ -105,5 +105,44 @@ pub(super) async fn flag_metrics(
         from_ms: from * 60_000,
         variants: counts,
     })
+    .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/envs/{env}/flags/{key}/units",
+    tag = "admin",
+    summary = "Distinct units per variant in the counts SDKs began after a time (the guard's input)",
+    security(("bearer" = [])),
+    params(("env" = String, Path, description = "Environment"), ("key" = String, Path, description = "Flag key"), ("since" = String, Query, description = "RFC 3339 UTC time, epoch ms or a duration ago such as 1h", pattern = "^([0-9]{1,15}|[0-9]{1,6}(s|m|h|d)|20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]Z)$"), ("event" = Option<String>, Query, description = "Only this event")),
+    responses((status = 200, description = "Units per variant", body = switchyard_core::admin::FlagUnits), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment"), (status = 503, description = "Store unavailable"))
+)]
+pub(super) async fn flag_units(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path((env, key)): Path<(String, String)>,
+    params: Result<Query<UnitsParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let since = params
+        .since
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("`since` is required: the counts start then"))?;
+    let since_ms = parse_since(since)?;
+    env_state(&state, &env)?;
+    let records = state
+        .envs
+        .store()
+        .flag_units(
+            &EnvName::new(env.as_str()),
+            &FlagKey::new(key.as_str()),
+            since_ms,
+        )
+        .await?;
+    Ok(axum::Json(crate::units::merge(
+        &records,
+        params.event.as_deref(),
+        since.to_owned(),
+    ))
     .into_response())
 }

@@ -264,3 +264,10 @@ pub struct AuditParams {
 pub struct MetricsParams {
     pub window: Option<String>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitsParams {
+    pub since: Option<String>,
+    pub event: Option<String>,
+}
