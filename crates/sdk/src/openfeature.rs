@@ -58,6 +58,14 @@ use switchyard_core::{AttributeValue, Context, ErrorCode, Evaluation, Reason};
 use crate::client::Client;
 use crate::state::Status;
 
+/// The details of a tracked event (OpenFeature's `TrackingEventDetails`): an optional
+/// numeric value, e.g. a latency or an amount.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TrackingEventDetails {
+    /// The event's value.
+    pub value: Option<f64>,
+}
+
 /// The provider's name in OpenFeature metadata.
 pub const PROVIDER_NAME: &str = "switchyard";
 
@@ -81,6 +89,25 @@ impl SwitchyardProvider {
     /// The client behind the provider (e.g. to `close` it on shutdown).
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// OpenFeature's tracking (`track(event, context, details)`, spec section 6): the
+    /// `open-feature` crate (0.3) has no tracking API yet, so the provider offers it.
+    /// The event is attributed to the variant the context is served for each flag, and
+    /// with a targeting key the unit (and `details.value`) feed a guard
+    /// (docs/guard.md) — the same as [`Client::track`] / [`Client::track_value`].
+    pub fn track(
+        &self,
+        event: &str,
+        context: &EvaluationContext,
+        details: Option<&TrackingEventDetails>,
+    ) -> Result<(), EvaluationError> {
+        let ctx = context_of(context)?;
+        match details.and_then(|d| d.value) {
+            Some(value) => self.client.track_value(event, &ctx, value),
+            None => self.client.track(event, &ctx),
+        }
+        Ok(())
     }
 
     /// Evaluates `key` and converts its value with `convert` (`None`: the value has

@@ -511,6 +511,7 @@ async fn the_default_provider_follows_changes_and_counts_exposures() {
     let client = client(&server).await;
     let provider = SwitchyardProvider::new(client.clone());
     assert_eq!(provider.status(), ProviderStatus::Ready);
+    let tracker = provider.clone();
     {
         let mut api = OpenFeature::singleton_mut().await;
         api.set_provider(provider).await;
@@ -558,8 +559,31 @@ async fn the_default_provider_follows_changes_and_counts_exposures() {
     on += 1;
     off += offs.get();
 
+    // OpenFeature tracking through the provider: the event with its value, and the
+    // unit, for the variant served (`on` now).
+    let details = switchyard_sdk::openfeature::TrackingEventDetails { value: Some(120.0) };
+    tracker
+        .track("checkout_latency", &ctx, Some(&details))
+        .expect("tracks");
+    tracker
+        .track("checkout_latency", &ctx, None)
+        .expect("tracks");
+
     // Resolutions through OpenFeature are exposures like the client's own.
     client.close().await;
+    let units = server
+        .ok(
+            "GET",
+            "/v1/admin/envs/prod/flags/new-checkout/units?since=1h&event=checkout_latency",
+            ADMIN,
+            None,
+        )
+        .await;
+    assert_eq!(units["variants"]["on"]["units"], 1, "{units}");
+    let latency = &units["variants"]["on"]["events"]["checkout_latency"];
+    assert_eq!(latency["units"], 1, "{units}");
+    assert_eq!(latency["values"]["count"], 1, "{units}");
+    assert_eq!(latency["values"]["sum"], 120.0, "{units}");
     let metrics = server
         .ok(
             "GET",
@@ -572,7 +596,7 @@ async fn the_default_provider_follows_changes_and_counts_exposures() {
         metrics["variants"],
         json!({
             "off": {"exposures": off, "events": {}},
-            "on": {"exposures": on, "events": {}}
+            "on": {"exposures": on, "events": {"checkout_latency": 2}}
         })
     );
     server.stop().await;
