@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use serde_json::{json, Value};
 use switchyard_testkit::eventually;
-use switchyard_testkit::in_process::{boolean_flag, start_redis, TestServer, ADMIN};
+use switchyard_testkit::in_process::{boolean_flag, start_redis, unit_sketch, TestServer, ADMIN};
 use switchyard_testkit::redis::RedisProcess;
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -459,13 +459,6 @@ async fn an_environment_deleted_on_one_replica_is_gone_from_the_others() {
     }
 }
 
-/// A sketch of units `u{from}`..`u{to}` on the wire.
-fn units(range: std::ops::Range<u32>) -> Value {
-    let mut sketch = switchyard_core::guard::sketch::UnitSketch::new();
-    range.for_each(|i| sketch.insert(&format!("u{i}")));
-    serde_json::to_value(sketch.encode()).expect("wire")
-}
-
 #[tokio::test]
 async fn units_posted_to_different_replicas_merge_in_redis() {
     let redis = RedisProcess::start();
@@ -481,9 +474,9 @@ async fn units_posted_to_different_replicas_merge_in_redis() {
     for (replica, range) in [(&a, 0..300), (&b, 200..500)] {
         let body = json!({
             "window_ms": 1000,
-            "exposures": [{ "flag": "checkout", "variant": "on", "count": 1, "units": units(range) }],
+            "exposures": [{ "flag": "checkout", "variant": "on", "count": 1, "units": unit_sketch(range) }],
             "events": [{ "event": "error", "flag": "checkout", "variant": "on", "count": 1,
-                "units": units(0..3), "values": { "count": 1, "sum": 2.5, "sum_squares": 6.25 } }]
+                "units": unit_sketch(0..3), "values": { "count": 1, "sum": 2.5, "sum_squares": 6.25 } }]
         });
         let (status, answer) = replica
             .call("POST", "/v1/sdk/metrics", Some(&sdk), Some(body))

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use switchyard_testkit::eventually;
-use switchyard_testkit::in_process::{self, boolean_flag, start, TestServer, ADMIN};
+use switchyard_testkit::in_process::{self, boolean_flag, start, unit_sketch, TestServer, ADMIN};
 
 /// How long to wait for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(10);
@@ -720,13 +720,6 @@ async fn flag_units(server: &TestServer, env: &str, flag: &str, since: &str) -> 
     body
 }
 
-/// A sketch of units `u{from}`..`u{to}` on the wire.
-fn units(range: std::ops::Range<u32>) -> Value {
-    let mut sketch = switchyard_core::guard::sketch::UnitSketch::new();
-    range.for_each(|i| sketch.insert(&format!("u{i}")));
-    serde_json::to_value(sketch.encode()).expect("wire")
-}
-
 #[tokio::test]
 async fn units_merge_across_batches_and_are_read_since_a_time() {
     let server = start().await;
@@ -740,9 +733,9 @@ async fn units_merge_across_batches_and_are_read_since_a_time() {
     for (range, window) in [(0..300, 1_000), (200..400, 2_000)] {
         let body = json!({
             "window_ms": window,
-            "exposures": [{ "flag": "checkout", "variant": "on", "count": 500, "units": units(range) }],
+            "exposures": [{ "flag": "checkout", "variant": "on", "count": 500, "units": unit_sketch(range) }],
             "events": [{ "event": "error", "flag": "checkout", "variant": "on", "count": 9,
-                "units": units(0..5), "values": { "count": 9, "sum": 18.0, "sum_squares": 40.0 } }]
+                "units": unit_sketch(0..5), "values": { "count": 9, "sum": 18.0, "sum_squares": 40.0 } }]
         });
         let (status, answer) = server
             .call("POST", "/v1/sdk/metrics", Some(&sdk), Some(body))

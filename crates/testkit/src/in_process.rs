@@ -271,3 +271,11 @@ pub fn boolean_flag(key: &str) -> Value {
         "default": {"variant": "off"}, "tags": ["demo"]
     })
 }
+
+/// The wire form of a unit sketch of `u{from}`..`u{to}`, as an SDK sends it in a
+/// metrics entry's `units` (docs/guard.md).
+pub fn unit_sketch(range: std::ops::Range<u32>) -> serde_json::Value {
+    let mut sketch = switchyard_core::guard::sketch::UnitSketch::new();
+    range.for_each(|i| sketch.insert(&format!("u{i}")));
+    serde_json::to_value(sketch.encode()).unwrap_or_default()
+}
