@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine with only the Rust
 # toolchain: it installs what the tests need (Python's mmh3 for the independent
-# bucketing-vector check; redis-server, haproxy, prometheus, chromium and chromedriver,
+# bucketing-vector check; the published Python flagd provider; redis-server, haproxy, prometheus, chromium and chromedriver,
 # of which the tests start their own instances), runs every Rust test, then the API contract test
 # (schemathesis against the server binary: scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ensure_mmh3() {
-  python3 -c 'import mmh3' 2>/dev/null && return 0
-  echo "== installing Python package mmh3 (independent murmur3 for the vector check)"
-  python3 -m pip install --quiet --user mmh3 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages mmh3 2>/dev/null \
-    || { [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-mmh3; } \
+# A Python package the tests use: `ensure_python MODULE PACKAGE WHY`.
+ensure_python() {
+  python3 -c "import $1" 2>/dev/null && return 0
+  echo "== installing Python package $2 ($3)"
+  python3 -m pip install --quiet --user "$2" 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages "$2" 2>/dev/null \
+    || { [ "$1" = mmh3 ] && [ "$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq python3-mmh3; } \
     || true
-  python3 -c 'import mmh3' || { echo "FATAL: could not install mmh3 for python3" >&2; exit 1; }
+  python3 -c "import $1" || { echo "FATAL: could not install $2 for python3" >&2; exit 1; }
 }
 
 # The real processes the tests start on loopback ports: binary → Debian package.
@@ -53,8 +54,12 @@ ensure_processes() {
 }
 
 echo "== bucketing vectors against an independent murmur3 (Python mmh3)"
-ensure_mmh3
+ensure_python mmh3 mmh3 "independent murmur3 for the vector check"
 python3 scripts/check_bucketing_vectors.py
+
+echo "== published OpenFeature clients the conformance tests run (Python)"
+ensure_python openfeature.contrib.provider.flagd openfeature-provider-flagd==0.6.1 \
+  "the flagd provider, RPC mode: crates/server/tests/flagd_python.rs"
 
 echo "== redis-server, haproxy, prometheus, chromium and chromedriver for the tests that run them"
 ensure_processes

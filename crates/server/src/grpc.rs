@@ -1,5 +1,5 @@
 //! The gRPC API (tonic), on its own port (`--grpc-addr`): `switchyard.v1.Evaluation`
-//! and `switchyard.v1.Sync`, a flagd-compatible `flagd.evaluation.v1.Service`, gRPC
+//! and `switchyard.v1.Sync`, flagd-compatible `flagd.evaluation.v1.Service` and `v2.Service`, gRPC
 //! health (`grpc.health.v1`) and server reflection. Tokens travel as
 //! `authorization: Bearer <token>` metadata with the same kinds and scopes as REST.
 //! Generated protobuf types stay inside this module; `convert.rs` maps them.
@@ -31,6 +31,12 @@ pub mod proto {
     pub mod flagd {
         #![allow(missing_docs, clippy::all, clippy::pedantic)]
         tonic::include_proto!("flagd.evaluation.v1");
+    }
+
+    /// `flagd.evaluation.v2`: the same service as current flagd providers speak it.
+    pub mod flagd_v2 {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        tonic::include_proto!("flagd.evaluation.v2");
     }
 
     /// Every service's descriptors, for server reflection.
@@ -119,6 +125,6 @@ async fn services(
             )))
             .add_service(SyncServer::new(sync::SyncService::new(state.clone())))
     };
-    // flagd.evaluation.v1 Service:
+    // flagd.evaluation.v1 and v2 Service:
     flagd::register(routes, state, health).await
 }

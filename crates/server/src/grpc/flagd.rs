@@ -1,5 +1,7 @@
-//! `flagd.evaluation.v1.Service`, wire-compatible with flagd, so OpenFeature flagd
-//! providers in RPC mode evaluate against Switchyard unchanged.
+//! `flagd.evaluation.v1.Service` and `flagd.evaluation.v2.Service`, wire-compatible
+//! with flagd, so OpenFeature flagd providers in RPC mode evaluate against Switchyard
+//! unchanged, whichever version they speak ([`v1`], [`v2`]; this module is what the
+//! two share).
 //!
 //! - Environment: a request carrying `authorization: Bearer <token>` evaluates the
 //!   environment of its sdk or eval token (admin tokens are refused: they are bound
@@ -9,7 +11,10 @@
 //!   `SPLIT`, `DEFAULT`, `DISABLED`), variant, and metadata (`flag_version`,
 //!   `rule_id`). A failed prerequisite is `DISABLED` with
 //!   `metadata.reason_detail = "PREREQUISITE_FAILED"`, as in OFREP. A killed flag
-//!   is a successful `DISABLED` evaluation serving its `off_variant`.
+//!   is a successful `DISABLED` evaluation serving its `off_variant`; a disabled flag
+//!   that defers to the caller's code default has neither value nor variant (v2 leaves
+//!   them unset, v1 sends their zero values), and providers return the caller's
+//!   default.
 //! - Errors with flagd's status codes: unknown flag → `NOT_FOUND`; a value the RPC
 //!   cannot return (`ResolveBoolean` on a string flag, `ResolveInt` on 2.5) or an
 //!   invalid context → `INVALID_ARGUMENT`.
@@ -19,9 +24,9 @@
 //!   `keep_alive` after 20 s without an event, and `provider_shutdown` before the
 //!   stream ends with the server.
 //!
-//! docs/server.md ("flagd compatibility") has the full mapping.
+//! docs/openfeature.md ("flagd") has the full mapping.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,15 +37,13 @@ use prost_types::{ListValue, Struct, Value as ProtoValue};
 use serde_json::{json, Map, Value};
 use switchyard_core::model::EnvName;
 use switchyard_core::sync::{self, FlagChange};
-use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Reason, Snapshot};
+use switchyard_core::{evaluate, Context, ErrorCode, Evaluation, Reason, Snapshot};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::proto::flagd as pb;
-use super::proto::flagd::service_server::{Service, ServiceServer};
 use super::{authenticate, convert, GrpcState};
 use crate::environments::{ChangeEvent, EnvState, Environments};
 use crate::store::TokenKind;
@@ -52,17 +55,22 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// The `api` label of `switchyard_evaluations_total` for this service.
 const API: &str = "flagd";
 
-/// Adds the service to `routes` and marks it serving in the health reporter.
+pub mod v1;
+pub mod v2;
+
+/// Adds both versions of the service to `routes` and marks them serving in the health
+/// reporter.
 pub async fn register(
     routes: tonic::service::Routes,
     state: &GrpcState,
     health: &tonic_health::server::HealthReporter,
 ) -> tonic::service::Routes {
-    health.set_serving::<ServiceServer<FlagdService>>().await;
-    routes.add_service(ServiceServer::new(FlagdService::new(state.clone())))
+    let routes = v1::register(routes, state, health).await;
+    v2::register(routes, state, health).await
 }
 
-/// The flagd-compatible evaluation service.
+/// The flagd-compatible evaluation service (either version: they differ only in their
+/// messages).
 #[derive(Clone)]
 pub struct FlagdService {
     state: GrpcState,
@@ -109,24 +117,33 @@ impl FlagdService {
         })
     }
 
-    /// Evaluates `key` and reads the served value as the RPC's type with `extract`.
-    fn resolve<T>(
+    /// Answers a single-flag request: evaluates its flag, reads the served value as
+    /// the RPC's type with `extract` (`None` when the flag defers to the caller's code
+    /// default) and builds the version's response with `respond`.
+    fn answer<Q: FlagRequest, T, R>(
         &self,
-        metadata: &MetadataMap,
-        key: &str,
-        context: Option<&Struct>,
+        request: &Request<Q>,
         want: Want,
         extract: impl FnOnce(&Value) -> Option<T>,
-    ) -> Result<(T, Details), Status> {
-        let current = self.environment(metadata)?;
-        let ctx = flagd_context(context)?;
+        respond: impl FnOnce(Option<T>, Details) -> R,
+    ) -> Result<Response<R>, Status> {
+        let message = request.get_ref();
+        let key = message.flag_key();
+        let current = self.environment(request.metadata())?;
+        let ctx = flagd_context(message.context())?;
         let result = evaluate(&current.snapshot, key, &ctx);
         self.state
             .app
             .telemetry
             .evaluated(current.name.as_str(), API, 1);
         let value = match (result.error, result.value) {
-            (None, Some(value)) if result.reason != Reason::Error => value,
+            (None, Some(value)) if result.reason != Reason::Error => {
+                let Some(typed) = extract(value) else {
+                    return Err(type_mismatch(&current.snapshot, key, &result, want));
+                };
+                Some(typed)
+            }
+            (None, None) if result.reason == Reason::Disabled => None,
             (error, _) => {
                 return Err(failure(
                     error.unwrap_or(ErrorCode::General),
@@ -135,12 +152,43 @@ impl FlagdService {
                 ))
             }
         };
-        let Some(typed) = extract(value) else {
-            return Err(type_mismatch(&current.snapshot, key, &result, want));
-        };
-        Ok((typed, details(&result)))
+        Ok(Response::new(respond(value, details(&result))))
+    }
+
+    /// The stream of provider events for a request's environment.
+    fn events(&self, metadata: &MetadataMap) -> Result<Events, Status> {
+        // Subscribe before reading the state, so no change falls in between.
+        let changes = self.state.app.envs.subscribe();
+        let known = self.environment(metadata)?;
+        Ok(Events::new(
+            Arc::clone(&self.state.app.envs),
+            known,
+            changes,
+            self.state.app.shutdown.clone(),
+            self.keep_alive,
+        ))
     }
 }
+
+/// The flag key and context of a single-flag request, of either version and any type.
+trait FlagRequest {
+    fn flag_key(&self) -> &str;
+    fn context(&self) -> Option<&Struct>;
+}
+
+macro_rules! flag_requests {
+    ($($request:ty),* $(,)?) => {$(
+        impl $crate::grpc::flagd::FlagRequest for $request {
+            fn flag_key(&self) -> &str {
+                &self.flag_key
+            }
+            fn context(&self) -> Option<&prost_types::Struct> {
+                self.context.as_ref()
+            }
+        }
+    )*};
+}
+pub(crate) use flag_requests;
 
 /// What an RPC returns, for messages.
 #[derive(Debug, Clone, Copy)]
@@ -271,11 +319,12 @@ fn flagd_context(object: Option<&Struct>) -> Result<Context, Status> {
     convert::context(Some(&object))
 }
 
-/// Reason, variant and metadata of a successful evaluation.
+/// Reason, variant (none when the flag defers to the code default) and metadata of a
+/// successful evaluation.
 #[derive(Debug)]
 struct Details {
     reason: &'static str,
-    variant: String,
+    variant: Option<String>,
     metadata: Struct,
 }
 
@@ -291,195 +340,8 @@ fn details(result: &Evaluation<'_>) -> Details {
     }
     Details {
         reason,
-        variant: result.variant.unwrap_or_default().to_owned(),
+        variant: result.variant.map(str::to_owned),
         metadata: convert::json_to_struct(&metadata),
-    }
-}
-
-/// A value as `AnyFlag`'s oneof; `None` for arrays and null, which flagd's types
-/// cannot carry.
-fn any_value(value: &Value) -> Option<pb::any_flag::Value> {
-    use pb::any_flag::Value as V;
-    match value {
-        Value::Bool(b) => Some(V::BoolValue(*b)),
-        Value::String(s) => Some(V::StringValue(s.clone())),
-        Value::Number(n) => n.as_f64().map(V::DoubleValue),
-        Value::Object(o) => Some(V::ObjectValue(convert::json_to_struct(o))),
-        Value::Array(_) | Value::Null => None,
-    }
-}
-
-#[tonic::async_trait]
-impl Service for FlagdService {
-    async fn resolve_all(
-        &self,
-        request: Request<pb::ResolveAllRequest>,
-    ) -> Result<Response<pb::ResolveAllResponse>, Status> {
-        let current = self.environment(request.metadata())?;
-        let ctx = flagd_context(request.get_ref().context.as_ref())?;
-        let mut flags = HashMap::with_capacity(current.snapshot.len());
-        for (key, result) in evaluate_all(&current.snapshot, &ctx) {
-            let value = match (result.error, result.value) {
-                (None, Some(value)) if result.reason != Reason::Error => value,
-                (error, _) => {
-                    let code = error.unwrap_or(ErrorCode::General).as_str();
-                    tracing::error!(env = %current.name, flag = key, code, "flagd evaluation failed");
-                    continue;
-                }
-            };
-            let Some(value) = any_value(value) else {
-                tracing::debug!(
-                    flag = key,
-                    "ResolveAll skips a value that is not a boolean, string, number or object"
-                );
-                continue;
-            };
-            let details = details(&result);
-            flags.insert(
-                key.to_owned(),
-                pb::AnyFlag {
-                    reason: details.reason.to_owned(),
-                    variant: details.variant,
-                    value: Some(value),
-                    metadata: Some(details.metadata),
-                },
-            );
-        }
-        self.state.app.telemetry.evaluated(
-            current.name.as_str(),
-            API,
-            current.snapshot.len() as u64,
-        );
-        let metadata =
-            json!({ "environment": current.name.as_str(), "revision": current.revision });
-        Ok(Response::new(pb::ResolveAllResponse {
-            flags,
-            metadata: metadata.as_object().map(convert::json_to_struct),
-        }))
-    }
-
-    async fn resolve_boolean(
-        &self,
-        request: Request<pb::ResolveBooleanRequest>,
-    ) -> Result<Response<pb::ResolveBooleanResponse>, Status> {
-        let message = request.get_ref();
-        let (value, d) = self.resolve(
-            request.metadata(),
-            &message.flag_key,
-            message.context.as_ref(),
-            Want::Boolean,
-            Value::as_bool,
-        )?;
-        Ok(Response::new(pb::ResolveBooleanResponse {
-            value,
-            reason: d.reason.to_owned(),
-            variant: d.variant,
-            metadata: Some(d.metadata),
-        }))
-    }
-
-    async fn resolve_string(
-        &self,
-        request: Request<pb::ResolveStringRequest>,
-    ) -> Result<Response<pb::ResolveStringResponse>, Status> {
-        let message = request.get_ref();
-        let (value, d) = self.resolve(
-            request.metadata(),
-            &message.flag_key,
-            message.context.as_ref(),
-            Want::String,
-            |v| v.as_str().map(str::to_owned),
-        )?;
-        Ok(Response::new(pb::ResolveStringResponse {
-            value,
-            reason: d.reason.to_owned(),
-            variant: d.variant,
-            metadata: Some(d.metadata),
-        }))
-    }
-
-    async fn resolve_float(
-        &self,
-        request: Request<pb::ResolveFloatRequest>,
-    ) -> Result<Response<pb::ResolveFloatResponse>, Status> {
-        let message = request.get_ref();
-        let (value, d) = self.resolve(
-            request.metadata(),
-            &message.flag_key,
-            message.context.as_ref(),
-            Want::Float,
-            Value::as_f64,
-        )?;
-        Ok(Response::new(pb::ResolveFloatResponse {
-            value,
-            reason: d.reason.to_owned(),
-            variant: d.variant,
-            metadata: Some(d.metadata),
-        }))
-    }
-
-    async fn resolve_int(
-        &self,
-        request: Request<pb::ResolveIntRequest>,
-    ) -> Result<Response<pb::ResolveIntResponse>, Status> {
-        let message = request.get_ref();
-        let (value, d) = self.resolve(
-            request.metadata(),
-            &message.flag_key,
-            message.context.as_ref(),
-            Want::Integer,
-            integer,
-        )?;
-        Ok(Response::new(pb::ResolveIntResponse {
-            value,
-            reason: d.reason.to_owned(),
-            variant: d.variant,
-            metadata: Some(d.metadata),
-        }))
-    }
-
-    async fn resolve_object(
-        &self,
-        request: Request<pb::ResolveObjectRequest>,
-    ) -> Result<Response<pb::ResolveObjectResponse>, Status> {
-        let message = request.get_ref();
-        let (value, d) = self.resolve(
-            request.metadata(),
-            &message.flag_key,
-            message.context.as_ref(),
-            Want::Object,
-            |v| v.as_object().map(convert::json_to_struct),
-        )?;
-        Ok(Response::new(pb::ResolveObjectResponse {
-            value: Some(value),
-            reason: d.reason.to_owned(),
-            variant: d.variant,
-            metadata: Some(d.metadata),
-        }))
-    }
-
-    type EventStreamStream =
-        Pin<Box<dyn Stream<Item = Result<pb::EventStreamResponse, Status>> + Send + 'static>>;
-
-    async fn event_stream(
-        &self,
-        request: Request<pb::EventStreamRequest>,
-    ) -> Result<Response<Self::EventStreamStream>, Status> {
-        // Subscribe before reading the state, so no change falls in between.
-        let changes = self.state.app.envs.subscribe();
-        let known = self.environment(request.metadata())?;
-        let events = Events::new(
-            Arc::clone(&self.state.app.envs),
-            known,
-            changes,
-            self.state.app.shutdown.clone(),
-            self.keep_alive,
-        );
-        let stream = futures_util::stream::unfold(events, |mut events| async move {
-            let event = events.next().await?;
-            Some((Ok(event), events))
-        });
-        Ok(Response::new(Box::pin(stream)))
     }
 }
 
@@ -494,11 +356,29 @@ const WRITE: &str = "write";
 const UPDATE: &str = "update";
 const DELETE: &str = "delete";
 
-fn event(kind: &str, data: Option<Struct>) -> pb::EventStreamResponse {
-    pb::EventStreamResponse {
-        r#type: kind.to_owned(),
-        data,
-    }
+/// One provider event, before either version's message is made of it.
+#[derive(Debug, Clone, PartialEq)]
+struct Event {
+    kind: &'static str,
+    data: Option<Struct>,
+}
+
+fn event(kind: &'static str, data: Option<Struct>) -> Event {
+    Event { kind, data }
+}
+
+/// The events of `events` as a version's response stream.
+fn event_stream<R: Send + 'static>(
+    events: Events,
+    message: fn(Event) -> R,
+) -> Pin<Box<dyn Stream<Item = Result<R, Status>> + Send + 'static>> {
+    Box::pin(futures_util::stream::unfold(
+        events,
+        move |mut events| async move {
+            let event = events.next().await?;
+            Some((Ok(message(event)), events))
+        },
+    ))
 }
 
 /// Where a stream is.
@@ -546,13 +426,13 @@ impl Events {
     }
 
     /// The next event to send; `None` ends the stream.
-    async fn next(&mut self) -> Option<pb::EventStreamResponse> {
+    async fn next(&mut self) -> Option<Event> {
         let event = self.wait().await?;
         self.last_sent = Instant::now();
         Some(event)
     }
 
-    async fn wait(&mut self) -> Option<pb::EventStreamResponse> {
+    async fn wait(&mut self) -> Option<Event> {
         match self.step {
             Step::Ready => {
                 self.step = Step::Running;
@@ -593,7 +473,7 @@ impl Events {
 
     /// A `configuration_change` from what the client knows to the current state,
     /// if any flag changed.
-    fn catch_up(&mut self) -> Option<pb::EventStreamResponse> {
+    fn catch_up(&mut self) -> Option<Event> {
         let current = self.envs.get(self.env.as_str())?;
         if current.revision <= self.known.revision {
             return None;

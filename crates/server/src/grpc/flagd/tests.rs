@@ -182,7 +182,7 @@ async fn next(events: &mut Events) -> Option<(String, Option<Value>)> {
         .expect("an event in time");
     next.map(|e| {
         let data = e.data.map(|d| Value::Object(convert::struct_to_json(&d)));
-        (e.r#type, data)
+        (e.kind.to_owned(), data)
     })
 }
 
