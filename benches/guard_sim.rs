@@ -23,7 +23,7 @@ use clap::Parser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use switchyard_core::guard::sketch::{UnitSketch, RELATIVE_ERROR};
-use switchyard_core::guard::{rates, sample_ratio, Design, UnitCounts};
+use switchyard_core::guard::{rates, sample_ratio, sample_ratio_p_value, Design, UnitCounts};
 
 #[derive(Parser)]
 #[command(about = "Simulates guarded releases: false rollbacks, power, sample-ratio checks")]
@@ -64,8 +64,10 @@ struct Scenario {
     effect: f64,
     /// The share of treatment units that go missing from the counts (0 = none).
     skew: f64,
-    /// Hold one share for all the looks instead of the ramp.
+    /// Hold one share for one step of looks instead of the ramp.
     hold: Option<f64>,
+    /// New units a minute.
+    units_per_minute: u32,
 }
 
 /// At which look (1-based) each rule first fired, if it did.
@@ -74,6 +76,9 @@ struct Outcome {
     sequential: Option<u32>,
     previous: Option<u32>,
     srm: Option<u32>,
+    /// Whether one chi-square test at the last look alone would find a mismatch: the most
+    /// any test at that horizon can find, and a bound for the sequential check.
+    srm_single_at_end: bool,
 }
 
 /// Per-evaluation counts of one minute, for the previous test.
@@ -94,9 +99,10 @@ fn simulate(s: &Scenario, mixture: f64, rng: &mut StdRng) -> Outcome {
     };
     let mut look = 0;
     let steps = match s.hold {
-        Some(share) => [share; 3],
-        None => STEPS,
+        Some(share) => vec![share],
+        None => STEPS.to_vec(),
     };
+    let last_look = LOOKS_PER_STEP * steps.len() as u32;
     for share in steps {
         // [treatment, control] sketches of exposed units and units with the event.
         let mut exposed = [UnitSketch::new(), UnitSketch::new()];
@@ -104,7 +110,7 @@ fn simulate(s: &Scenario, mixture: f64, rng: &mut StdRng) -> Outcome {
         for _ in 0..LOOKS_PER_STEP {
             look += 1;
             let mut minute = Counts::default();
-            for _ in 0..UNITS_PER_MINUTE {
+            for _ in 0..s.units_per_minute {
                 let unit: u64 = rng.gen();
                 let treated = rng.gen::<f64>() < share;
                 if treated && rng.gen::<f64>() < s.skew {
@@ -141,6 +147,11 @@ fn simulate(s: &Scenario, mixture: f64, rng: &mut StdRng) -> Outcome {
             let (t, c) = (arm(0), arm(1));
             if t.units < MIN_UNITS || c.units < MIN_UNITS {
                 continue;
+            }
+            if look == last_look {
+                outcome.srm_single_at_end =
+                    sample_ratio_p_value(t.units, c.units, share, RELATIVE_ERROR)
+                        .is_some_and(|p| p < SRM_LEVEL);
             }
             if outcome.srm.is_none() {
                 let check = sample_ratio(t.units, c.units, share, RELATIVE_ERROR, SRM_LEVEL);
@@ -252,6 +263,7 @@ fn main() {
             effect: 1.0,
             skew: 0.0,
             hold: None,
+            units_per_minute: UNITS_PER_MINUTE,
         };
         let out = run(&s, &args);
         let n = out.len();
@@ -276,6 +288,7 @@ fn main() {
             effect: 2.0,
             skew: 0.0,
             hold: None,
+            units_per_minute: UNITS_PER_MINUTE,
         };
         let out = run(&s, &args);
         let n = out.len();
@@ -299,26 +312,33 @@ fn main() {
     }
 
     println!("\n### Sample-ratio check: 10 % of the treatment's units missing\n");
-    println!("| ramp share held | flagged within 10 looks | within 30 looks | median look |");
+    println!(
+        "One step of {LOOKS_PER_STEP} looks at a held share. *One test at look {LOOKS_PER_STEP}*: \
+         a single chi-square test on the same counts at the last look only, at the same \
+         level: what a test that looks once, at the end, finds — the yardstick for a \
+         check that may stop at any look.\n"
+    );
+    println!("| units/min | ramp share | flagged within {LOOKS_PER_STEP} looks | one test at look {LOOKS_PER_STEP} |");
     println!("|---|---|---|---|");
-    for share in STEPS {
-        let s = Scenario {
-            name: "SRM",
-            limit: 0.1,
-            retries: 1,
-            effect: 1.0,
-            skew: 0.1,
-            hold: Some(share),
-        };
-        let out = run(&s, &args);
-        let looks: Vec<u32> = out.iter().filter_map(|o| o.srm).collect();
-        let n = out.len();
-        let (ten, _) = share_of(looks.iter().filter(|l| **l <= 10).count(), n);
-        let (ever, _) = share_of(looks.len(), n);
-        println!(
-            "| {:.0} % | {ten:.2} % | {ever:.2} % | {} |",
-            share * 100.0,
-            median(looks)
-        );
+    for units_per_minute in [UNITS_PER_MINUTE, 5 * UNITS_PER_MINUTE] {
+        for share in STEPS {
+            let s = Scenario {
+                name: "SRM",
+                limit: 0.1,
+                retries: 1,
+                effect: 1.0,
+                skew: 0.1,
+                hold: Some(share),
+                units_per_minute,
+            };
+            let out = run(&s, &args);
+            let n = out.len();
+            let (flagged, _) = share_of(out.iter().filter(|o| o.srm.is_some()).count(), n);
+            let (single, _) = share_of(out.iter().filter(|o| o.srm_single_at_end).count(), n);
+            println!(
+                "| {units_per_minute} | {:.0} % | {flagged:.2} % | {single:.2} % |",
+                share * 100.0
+            );
+        }
     }
 }

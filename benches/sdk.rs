@@ -2,7 +2,11 @@
 //! second thread evaluates too and updates stream in from a real (in-process) server
 //! over SSE (another flag is killed and revived continuously, so the client swaps
 //! snapshots throughout). Criterion gives the median; a second pass times single
-//! calls to report the p99 (timer overhead measured and subtracted).
+//! calls to report the p99 (timer overhead measured and subtracted). Two more cases
+//! cycle through 65 536 contexts: copies of one (the same unit each call), and the same
+//! context under 65 536 targeting keys, so each call records a unit the guard has not
+//! seen since the last flush (docs/guard.md); the difference is the cost of recording
+//! units on the hot path.
 //!
 //! Run: `cargo bench -p switchyard-benches --bench sdk`
 
@@ -21,6 +25,11 @@ use switchyard_testkit::in_process::{self, TestServer, ADMIN};
 struct Setup {
     client: Client,
     ctx: Context,
+    /// The same context under 65 536 different targeting keys.
+    units: Vec<Context>,
+    /// 65 536 copies of the context (the same targeting key): the control for
+    /// `units`, with the same memory traffic and no new unit.
+    copies: Vec<Context>,
     updates: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     /// Runs until dropped (before the runtime: fields drop in order).
@@ -40,6 +49,14 @@ fn setup() -> Setup {
     )))
     .expect("fixture");
     let ctx: Context = serde_json::from_value(fixture["context"].clone()).expect("context");
+    let units = (0..65_536)
+        .map(|i| {
+            let mut context = fixture["context"].clone();
+            context["targetingKey"] = json!(format!("user-{i}"));
+            serde_json::from_value(context).expect("context")
+        })
+        .collect();
+    let copies = vec![ctx.clone(); 65_536];
     let (server, client, admin) = runtime.block_on(async {
         let server = in_process::start().await;
         let base = server.base.clone();
@@ -106,6 +123,8 @@ fn setup() -> Setup {
     Setup {
         client,
         ctx,
+        units,
+        copies,
         updates,
         stop,
         _runtime: runtime,
@@ -151,6 +170,26 @@ fn bench(c: &mut Criterion) {
                 .is_enabled(black_box("checkout-v3"), black_box(&setup.ctx))
         })
     });
+    for (name, contexts) in [
+        (
+            "sdk/is_enabled/complex_65536_contexts_same_unit",
+            &setup.copies,
+        ),
+        (
+            "sdk/is_enabled/complex_65536_contexts_new_unit_each",
+            &setup.units,
+        ),
+    ] {
+        let mut next = 0;
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                next = (next + 1) % contexts.len();
+                setup
+                    .client
+                    .is_enabled(black_box("checkout-v3"), black_box(&contexts[next]))
+            })
+        });
+    }
     let (median, p99) = single_call_percentiles(&setup, 1_000_000);
     let updates = setup.updates.load(Ordering::Relaxed);
     println!(

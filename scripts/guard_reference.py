@@ -72,7 +72,7 @@ print("// sample_ratio(t, c, share, error) always-valid p = min(1, 1/mixture rat
 for t, c, w, e in [(2200, 17800, 0.1, 0.0081), (1000, 9000, 0.1, 0.0081), (4700, 5300, 0.5, 0.0)]:
     n = t + c
     var = (n * w * (1 - w) + e ** 2 * (((1 - w) * t) ** 2 + (w * c) ** 2)) / n ** 2
-    tau2 = (0.1 * min(w, 1 - w)) ** 2
+    tau2 = (0.1 * w * (1 - w)) ** 2
     p = min(1.0, math.exp(-log_mixture_ratio(t / n - w, var, tau2)))
     print(f"({t}, {c}, {w!r}, {e!r}, {float(p)!r}),")
 print("// rates(events_t, units_t, events_c, units_c, limit, alpha, mixture, error) -> (ln evidence, low, high)")

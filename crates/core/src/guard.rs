@@ -348,8 +348,9 @@ pub fn sample_ratio_p_value(
     Some(erfc(deviation.abs() / (2.0 * variance).sqrt()))
 }
 
-/// The mixture of the sequential sample-ratio check: tuned to a skew of 10 % of the
-/// smaller arm's share.
+/// The mixture of the sequential sample-ratio check: tuned to 10 % of one arm's units
+/// missing, which moves the treatment's share `w` by about `0.1·w(1−w)` (the normal
+/// mixture crosses soonest when its scale is near the deviation it meets).
 pub const SAMPLE_RATIO_MIXTURE: f64 = 0.1;
 
 /// The sample-ratio check at one look.
@@ -388,7 +389,7 @@ pub fn sample_ratio(
     let variance = (n * w * (1.0 - w)
         + count_error.powi(2) * (((1.0 - w) * t).powi(2) + (w * c).powi(2)))
         / (n * n);
-    let tau = SAMPLE_RATIO_MIXTURE * w.min(1.0 - w);
+    let tau = SAMPLE_RATIO_MIXTURE * w * (1.0 - w);
     let log_ratio = log_mixture_ratio(observed - w, variance, tau * tau);
     let always_valid_p = (-log_ratio).exp().min(1.0);
     Some(SampleRatio {
