@@ -95,7 +95,9 @@ impl ErrorCode {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Evaluation<'s> {
-    /// The served value; `None` only with reason `ERROR`.
+    /// The served value; `None` with reason `ERROR`, and when a disabled flag defers
+    /// to the caller's code default (reason `DISABLED` or `PREREQUISITE_FAILED`, no
+    /// error: see [`Evaluation::defers`]).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<serde_json::Value>, required))]
     pub value: Option<&'s Value>,
     /// The served variant's name.
@@ -124,6 +126,12 @@ impl<'s> Evaluation<'s> {
             flag_version: 0,
             error: Some(code),
         }
+    }
+
+    /// Whether the flag serves nothing and the caller's code default applies: it is
+    /// disabled (killed or a prerequisite failed) and its `off_variant` is `null`.
+    pub fn defers(&self) -> bool {
+        self.value.is_none() && self.error.is_none() && self.reason != Reason::Error
     }
 
     /// The value as a boolean, if it is one.
@@ -177,7 +185,7 @@ fn evaluate_index<'s>(
         return Evaluation::error(ErrorCode::General);
     };
     if !flag.source.enabled {
-        return served(flag, flag.off, Reason::Disabled, None);
+        return off(flag, Reason::Disabled);
     }
     for prerequisite in &flag.prerequisites {
         let satisfied = match prerequisite {
@@ -195,7 +203,7 @@ fn evaluate_index<'s>(
             _ => false,
         };
         if !satisfied {
-            return served(flag, flag.off, Reason::PrerequisiteFailed, None);
+            return off(flag, Reason::PrerequisiteFailed);
         }
     }
     for rule in &flag.rules {
@@ -221,6 +229,22 @@ fn evaluate_index<'s>(
             served(flag, *v, reason, None)
         }
         CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, None),
+    }
+}
+
+/// What a killed flag, or one whose prerequisite failed, serves: its off variant, or
+/// nothing (no value, no variant, no error) when it defers to the caller's code default.
+fn off(flag: &CompiledFlag, reason: Reason) -> Evaluation<'_> {
+    match flag.off {
+        Some(variant) => served(flag, variant, reason, None),
+        None => Evaluation {
+            value: None,
+            variant: None,
+            reason,
+            rule_id: None,
+            flag_version: flag.source.version,
+            error: None,
+        },
     }
 }
 

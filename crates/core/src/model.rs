@@ -107,7 +107,8 @@ pub struct Flag {
     /// Free text for people.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// `false` is the kill switch: every evaluation serves `off_variant`.
+    /// `false` is the kill switch: every evaluation serves `off_variant` (or defers to
+    /// the caller's code default when it is `null`).
     #[serde(default = "enabled_by_default")]
     #[cfg_attr(feature = "openapi", schema(default = true))]
     pub enabled: bool,
@@ -115,9 +116,13 @@ pub struct Flag {
     /// ramp raises).
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::variants))]
     pub variants: IndexMap<String, Value>,
-    /// Served when the flag is killed or a prerequisite fails.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
-    pub off_variant: String,
+    /// Served when the flag is killed or a prerequisite fails. `null` serves nothing
+    /// there: the evaluation has reason `DISABLED` and no value, and the caller's code
+    /// default applies (OFREP and flagd v2 leave the value out). Required: a flag says
+    /// which it does.
+    #[serde(deserialize_with = "nullable")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, required))]
+    pub off_variant: Option<String>,
     /// Tried in order; the first whose `when` matches serves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Rule>,
@@ -134,6 +139,26 @@ pub struct Flag {
     #[serde(default, deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub version: u64,
+}
+
+/// An `Option` that must be present but may be `null` (`deserialize_with` turns off
+/// serde's "missing means `None`" for `Option` fields).
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    Option::deserialize(deserializer)
+}
+
+impl Flag {
+    /// The variant everyone gets who is not ramped to another: the off variant, or,
+    /// for a flag that defers when off (`off_variant: null`), its last variant. The
+    /// console's rollout slider and the orchestrator's ramps split between a variant
+    /// and this one.
+    pub fn baseline(&self) -> Option<&str> {
+        self.off_variant
+            .as_deref()
+            .or_else(|| self.variants.keys().last().map(String::as_str))
+    }
 }
 
 fn enabled_by_default() -> bool {

@@ -27,7 +27,8 @@ pub struct Snapshot {
 pub(crate) struct CompiledFlag {
     /// The flag as written; its variants are indexed by position (see `variant`).
     pub(crate) source: Flag,
-    pub(crate) off: usize,
+    /// The off variant; `None` defers to the caller's code default.
+    pub(crate) off: Option<usize>,
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) default: CompiledServe,
     /// (flag index, accepted variant indices); `None` when the flag is missing.
@@ -291,7 +292,10 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
         })
     };
 
-    let off = variant(&flag.off_variant, &at("off_variant"), problems);
+    let off = flag
+        .off_variant
+        .as_deref()
+        .map(|name| variant(name, &at("off_variant"), problems));
     let mut ids = rustc_hash::FxHashSet::default();
     let rules = flag
         .rules

@@ -507,3 +507,64 @@ fn prerequisite_failures_are_disabled_with_the_precise_reason_in_metadata() {
         assert_eq!(reason.openfeature(), (reason.as_str(), None));
     }
 }
+
+#[test]
+fn a_disabled_flag_without_an_off_variant_defers_to_the_callers_default() {
+    let deferring = |key: &str, enabled: bool, prerequisites: Value| {
+        json!({
+            "key": key, "kind": "string", "variants": {"a": "A", "b": "B"},
+            "off_variant": null, "enabled": enabled, "default": {"variant": "b"},
+            "prerequisites": prerequisites, "version": 4
+        })
+    };
+    let s = snapshot(
+        json!([
+            deferring("killed", false, json!([])),
+            deferring("gated", true, json!([{"flag": "gate", "variants": ["on"]}])),
+            deferring("live", true, json!([])),
+            boolean("gate", json!([]), json!({"variant": "off"})),
+        ]),
+        json!([]),
+    );
+    let user = ctx(json!({"targetingKey": "u-1"}));
+    for (key, reason) in [
+        ("killed", Reason::Disabled),
+        ("gated", Reason::PrerequisiteFailed),
+    ] {
+        let got = evaluate(&s, key, &user);
+        assert_eq!(
+            (got.value, got.variant, got.error),
+            (None, None, None),
+            "{key}"
+        );
+        assert_eq!(got.reason, reason, "{key}");
+        assert_eq!(got.flag_version, 4, "{key}");
+        assert!(got.defers(), "{key}");
+    }
+    // Enabled, it serves as usual; an error never defers.
+    let live = evaluate(&s, "live", &user);
+    assert_eq!(live.as_str(), Some("B"));
+    assert!(!live.defers());
+    assert!(!evaluate(&s, "missing", &user).defers());
+}
+
+#[test]
+fn off_variant_must_be_given_even_when_it_is_null() {
+    let flag = json!({
+        "key": "f", "kind": "boolean", "variants": {"on": true, "off": false},
+        "default": {"variant": "on"}
+    });
+    let error = serde_json::from_value::<Flag>(flag).expect_err("no off_variant");
+    assert!(
+        error.to_string().contains("missing field `off_variant`"),
+        "{error}"
+    );
+    // An off variant that is not a variant is still refused.
+    let flag: Flag = serde_json::from_value(json!({
+        "key": "f", "kind": "boolean", "variants": {"on": true, "off": false},
+        "off_variant": "gone", "default": {"variant": "on"}
+    }))
+    .expect("parses");
+    let problems = Snapshot::compile(vec![flag], vec![]).expect_err("unknown off variant");
+    assert!(problems.to_string().contains("off_variant"), "{problems}");
+}

@@ -153,9 +153,10 @@ fn ramped_serve<'f>(
         .next()
         .cloned()
         .ok_or_else(|| not_rampable("it has no variants".into()))?;
-    if first == flag.off_variant {
+    if flag.baseline() == Some(first.as_str()) {
         return Err(not_rampable(format!(
-            "its first variant `{first}` is also its off_variant"
+            "its first variant `{first}` is also what the rest get (its off_variant, or \
+             its last variant when off_variant is null)"
         )));
     }
     let serve = match rule {
@@ -235,7 +236,9 @@ fn split(serve: &Serve, first: &str, target: u32, off: &str) -> Vec<Split> {
 /// other variants keeping their relative shares of the rest. Returns whether the flag
 /// changed.
 pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, FlagError> {
-    let off = flag.off_variant.clone();
+    // What the rest get when the serve names only the first variant (`ramped_serve`
+    // refuses a flag whose baseline is its first variant).
+    let off = flag.baseline().unwrap_or_default().to_owned();
     let (first, serve) = ramped_serve(flag, rule)?;
     let target = weight.min(100) * PER_PERCENT;
     if share(serve, &first) >= target {

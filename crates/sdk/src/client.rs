@@ -277,7 +277,7 @@ impl Client {
         match result.value {
             Some(Value::Bool(on)) => *on,
             _ => state.snapshot.flag(key).is_some_and(|flag| {
-                flag.off_variant != variant && result.reason != Reason::Disabled
+                flag.off_variant.as_deref() != Some(variant) && result.reason != Reason::Disabled
             }),
         }
     }

@@ -128,9 +128,17 @@ impl SwitchyardProvider {
                 ));
             }
             let Some(value) = evaluation.value else {
+                // A disabled flag that defers to the caller's code default: the Rust
+                // OpenFeature API has no "no value" answer, so it is an error the client
+                // answers with the caller's default.
+                let why = if evaluation.defers() {
+                    "is disabled and defers to the caller's default (off_variant: null)"
+                } else {
+                    "served no value"
+                };
                 return Err(error(
                     EvaluationErrorCode::General("GENERAL".to_owned()),
-                    format!("flag `{key}` served no value"),
+                    format!("flag `{key}` {why}"),
                 ));
             };
             let Some(value) = convert(value) else {

@@ -4,6 +4,8 @@
 //! `--admin-token` / `SWITCHYARD_ADMIN_TOKEN` may be any string and is checked against
 //! its own hash; it is never stored.
 
+pub mod ticket;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -25,6 +27,8 @@ use crate::store::{TokenKind, TokenRecord};
 pub struct Principal {
     /// The token's name (recorded as the actor in the audit log).
     pub name: String,
+    /// The token's public id; `None` for the bootstrap admin token, which has none.
+    pub token_id: Option<String>,
     /// What it may do.
     pub kind: TokenKind,
     /// The environment an `sdk` or `eval` token is limited to.
@@ -185,6 +189,11 @@ impl Tokens {
                 .any(|r| r.kind == TokenKind::Admin)
     }
 
+    /// The record of the token with this public id, if it is accepted.
+    fn record(&self, id: &str) -> Option<TokenRecord> {
+        self.by_id.load().get(id).cloned()
+    }
+
     /// The principal a presented token stands for, if it is valid.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let hash = sha256(token);
@@ -192,6 +201,7 @@ impl Tokens {
             if bool::from(bootstrap.ct_eq(&hash)) {
                 return Some(Principal {
                     name: BOOTSTRAP_TOKEN_NAME.to_owned(),
+                    token_id: None,
                     kind: TokenKind::Admin,
                     env: None,
                 });
@@ -203,6 +213,7 @@ impl Tokens {
         let stored = hex::decode(&record.hash).ok()?;
         bool::from(stored.as_slice().ct_eq(&hash)).then(|| Principal {
             name: record.name.clone(),
+            token_id: Some(record.id.clone()),
             kind: record.kind,
             env: record.env.clone(),
         })

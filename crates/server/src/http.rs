@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod preconditions;
 pub mod sdk;
+pub mod sse;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;

@@ -554,6 +554,54 @@ async fn a_killed_flag_is_disabled_and_serves_its_off_variant() {
 }
 
 #[tokio::test]
+async fn v1_answers_a_deferring_flag_with_zero_values_and_no_variant() {
+    let (server, mut client) = setup().await;
+    server
+        .put_flag(
+            "prod",
+            json!({
+                "key": "legacy", "kind": "string", "variants": {"a": "A", "b": "B"},
+                "off_variant": null, "enabled": false, "default": {"variant": "a"}
+            }),
+        )
+        .await;
+    let answer = client
+        .resolve_string(string("legacy", json!({"targetingKey": "u1"})))
+        .await
+        .expect("a deferring flag is a successful evaluation")
+        .into_inner();
+    // v1's fields cannot be left out: flagd's "no default variant" shape, which
+    // providers read as "use the code default".
+    assert_eq!(
+        (
+            answer.value.as_str(),
+            answer.reason.as_str(),
+            answer.variant.as_str()
+        ),
+        ("", "DISABLED", "")
+    );
+    let all = client
+        .resolve_all(ResolveAllRequest {
+            context: Some(convert::json_to_struct(
+                json!({"targetingKey": "u1"}).as_object().expect("object"),
+            )),
+        })
+        .await
+        .expect("resolves")
+        .into_inner();
+    let legacy = &all.flags["legacy"];
+    assert_eq!(
+        (
+            legacy.reason.as_str(),
+            legacy.variant.as_str(),
+            &legacy.value
+        ),
+        ("DISABLED", "", &None)
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_split_matches_the_core() {
     let (server, mut client) = setup().await;
     let snapshot = server.state.envs.get("prod").expect("prod");

@@ -48,6 +48,16 @@ async fn server() -> TestServer {
     }
     server.put_flag("prod", boolean_flag("payments")).await;
     kill(&server, "payments").await;
+    // Disabled, and defers to the caller's code default.
+    server
+        .put_flag(
+            "prod",
+            json!({
+                "key": "legacy", "kind": "string", "variants": {"a": "A", "b": "B"},
+                "off_variant": null, "enabled": false, "default": {"variant": "a"}
+            }),
+        )
+        .await;
     server
 }
 
@@ -121,6 +131,13 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
         case("object", "theme", "object", json!({}), user.clone()),
         case("killed", "payments", "boolean", json!(true), user.clone()),
         case(
+            "deferred",
+            "legacy",
+            "string",
+            json!("code default"),
+            user.clone(),
+        ),
+        case(
             "missing",
             "no-such-flag",
             "boolean",
@@ -162,6 +179,8 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
         json!("dark"),
     );
     expect("killed", json!(false), "DISABLED", json!("off"));
+    // flagd v2 leaves value and variant out: the provider returns the code default.
+    expect("deferred", json!("code default"), "DISABLED", Value::Null);
 
     // Errors: the caller's default, with flagd's error codes.
     let missing = at(&initial, "missing");

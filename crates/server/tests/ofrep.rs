@@ -5,6 +5,7 @@ use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{json, Value};
 use switchyard_core::{evaluate, Context};
 use switchyard_testkit::in_process::{boolean_flag, start, TestServer, ADMIN};
+use switchyard_testkit::sse;
 
 const ONE: &str = "/ofrep/v1/evaluate/flags";
 
@@ -228,6 +229,41 @@ async fn split_disabled_and_prerequisite_reasons() {
 }
 
 #[tokio::test]
+async fn a_flag_that_defers_leaves_the_value_out_so_the_code_default_applies() {
+    let (server, token) = setup().await;
+    server
+        .put_flag(
+            "prod",
+            json!({
+                "key": "deferring", "kind": "string", "variants": {"a": "A", "b": "B"},
+                "off_variant": null, "enabled": false, "default": {"variant": "a"}
+            }),
+        )
+        .await;
+    let ctx = json!({"context": {"targetingKey": "u1"}});
+    let (status, body) = server
+        .call(
+            "POST",
+            &flag_path("deferring"),
+            Some(&token),
+            Some(ctx.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // OFREP ADR 0006: no `value` (and no variant) means "use your code default".
+    assert_eq!(object_keys(&body), ["key", "metadata", "reason"], "{body}");
+    assert_eq!(body["reason"], "DISABLED", "{body}");
+    let (status, body) = server.call("POST", ONE, Some(&token), Some(ctx)).await;
+    assert_eq!(status, 200, "{body}");
+    let entry = body["flags"]
+        .as_array()
+        .and_then(|f| f.iter().find(|e| e["key"] == "deferring"))
+        .unwrap_or_else(|| panic!("the bulk answer lists it: {body}"));
+    assert_eq!(object_keys(entry), ["key", "metadata", "reason"], "{entry}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn single_flag_errors_have_the_spec_shape() {
     let (server, token) = setup().await;
     let ok = br#"{"context": {"targetingKey": "u1"}}"#.to_vec();
@@ -352,7 +388,10 @@ async fn bulk_evaluates_the_token_environment() {
         tag.len() > 2 && tag.starts_with('"') && tag.ends_with('"'),
         "{tag}"
     );
-    assert_eq!(object_keys(&response), ["flags", "metadata"]);
+    assert_eq!(
+        object_keys(&response),
+        ["eventStreams", "flags", "metadata"]
+    );
     let revision = server.state.envs.get("prod").expect("prod").revision;
     assert_eq!(
         response["metadata"],
@@ -537,5 +576,103 @@ async fn anonymous_contexts_are_evaluated() {
             String::from_utf8_lossy(body)
         );
     }
+    server.stop().await;
+}
+
+/// The request URI of the bulk answer's one event stream.
+fn stream_uri(bulk: &Value) -> String {
+    let streams = bulk["eventStreams"].as_array().expect("eventStreams");
+    assert_eq!(streams.len(), 1, "{bulk}");
+    assert_eq!(streams[0]["type"], "sse", "{bulk}");
+    assert_eq!(streams[0]["inactivityDelaySec"], 120, "{bulk}");
+    streams[0]["endpoint"]["requestUri"]
+        .as_str()
+        .expect("a request URI")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_bulk_answer_announces_a_stream_that_tells_of_every_change() {
+    let (server, token) = setup().await;
+    let ctx = json!({"context": {"targetingKey": "u1"}});
+    let (status, bulk) = server.call("POST", ONE, Some(&token), Some(ctx)).await;
+    assert_eq!(status, 200, "{bulk}");
+    let uri = stream_uri(&bulk);
+    assert!(uri.starts_with("/ofrep/v1/events?ticket="), "{uri}");
+    assert!(!uri.contains(&token), "the URL never holds the token");
+
+    // No Authorization header: the ticket is the credential.
+    let mut stream = sse::open(reqwest::Client::new().get(server.url(&uri))).await;
+    let revision = server.state.envs.get("prod").expect("prod").revision;
+    server
+        .ok(
+            "POST",
+            "/v1/admin/envs/prod/flags/checkout/kill",
+            ADMIN,
+            Some(json!({"reason": "incident"})),
+        )
+        .await;
+    let event = stream.next_event().await;
+    assert_eq!(event.event, "message");
+    assert_eq!(event.json(), json!({"type": "refetchEvaluation"}));
+    assert_eq!(event.id(), revision + 1);
+    // Another environment's change says nothing here; this one's next does.
+    server.put_flag("dev", boolean_flag("dev-two")).await;
+    server.put_flag("prod", boolean_flag("prod-two")).await;
+    assert_eq!(stream.next_event().await.id(), revision + 2);
+
+    // A provider reconnecting behind hears at once that it missed a change.
+    let mut behind = sse::open(
+        reqwest::Client::new()
+            .get(server.url(&uri))
+            .header("last-event-id", revision.to_string()),
+    )
+    .await;
+    assert_eq!(behind.next_event().await.id(), revision + 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stream_tickets_are_checked() {
+    let (server, token) = setup().await;
+    let (_, bulk) = server
+        .call("POST", ONE, Some(&token), Some(json!({"context": {}})))
+        .await;
+    let uri = stream_uri(&bulk);
+    let get = |path: String| {
+        let request = server.http.get(server.url(&path));
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.expect("a JSON error");
+            (
+                status,
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let (status, message) = get("/ofrep/v1/events".to_owned()).await;
+    assert_eq!(status, 400, "{message}");
+    assert!(
+        message.contains("`ticket` query parameter missing"),
+        "{message}"
+    );
+    let (status, message) = get("/ofrep/v1/events?ticket=nonsense".to_owned()).await;
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains("malformed"), "{message}");
+    let forged = format!("{}0", uri.trim_end_matches(|c: char| c.is_ascii_hexdigit()));
+    let (status, _) = get(forged).await;
+    assert_eq!(status, 401);
+    // Revoking the token ends its tickets.
+    let (status, body) = server
+        .call("DELETE", "/v1/admin/tokens/web", Some(ADMIN), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, message) = get(uri).await;
+    assert_eq!(status, 401, "{message}");
+    assert!(message.contains("revoked"), "{message}");
     server.stop().await;
 }

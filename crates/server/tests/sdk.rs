@@ -2,14 +2,12 @@
 //! and `POST /v1/sdk/metrics`.
 
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{self, boolean_flag, start, unit_sketch, TestServer, ADMIN};
+use switchyard_testkit::sse::{self, Frame, SseStream};
 
 /// How long to wait for something that should happen at once.
 const WAIT: Duration = Duration::from_secs(10);
@@ -173,131 +171,16 @@ async fn sdk_endpoints_check_the_token_class_and_take_the_env_from_the_token() {
 // ---------------------------------------------------------------------------
 // Server-Sent Events
 
-/// One SSE frame: an event, or a comment (a heartbeat).
-#[derive(Debug, Clone, PartialEq)]
-enum Frame {
-    Event(SseEvent),
-    Comment(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct SseEvent {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-impl SseEvent {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.data).expect("event data is JSON")
-    }
-
-    fn id(&self) -> u64 {
-        self.id
-            .as_deref()
-            .expect("event has an id")
-            .parse()
-            .expect("numeric id")
-    }
-}
-
-type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
-/// A minimal SSE reader over a response body.
-struct SseStream {
-    body: ByteStream,
-    buffer: String,
-}
-
 /// Opens `/v1/sdk/stream{query}`, optionally resuming after `last_event_id`.
 async fn connect(base: &str, token: &str, query: &str, last_event_id: Option<&str>) -> SseStream {
     // No client timeout: it would cut the (endless) body.
     let mut request = reqwest::Client::new()
         .get(format!("{base}/v1/sdk/stream{query}"))
-        .bearer_auth(token)
-        .header("accept", "text/event-stream");
+        .bearer_auth(token);
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
-    let response = tokio::time::timeout(WAIT, request.send())
-        .await
-        .expect("stream response in time")
-        .expect("stream request sent");
-    assert_eq!(response.status(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/event-stream"),
-        "{content_type}"
-    );
-    SseStream {
-        body: Box::pin(response.bytes_stream()),
-        buffer: String::new(),
-    }
-}
-
-fn parse_frame(block: &str) -> Option<Frame> {
-    let mut event = String::from("message");
-    let mut id = None;
-    let mut data: Vec<&str> = Vec::new();
-    let mut comments = Vec::new();
-    for line in block.lines() {
-        if let Some(comment) = line.strip_prefix(':') {
-            comments.push(comment.trim().to_owned());
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value);
-        match field {
-            "event" => event = value.to_owned(),
-            "id" => id = Some(value.to_owned()),
-            "data" => data.push(value),
-            _ => {}
-        }
-    }
-    if data.is_empty() && id.is_none() {
-        return comments.pop().map(Frame::Comment);
-    }
-    Some(Frame::Event(SseEvent {
-        event,
-        id,
-        data: data.join("\n"),
-    }))
-}
-
-impl SseStream {
-    /// The next frame; `None` when the server ended the stream.
-    async fn next_frame(&mut self) -> Option<Frame> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                if let Some(frame) = parse_frame(&block) {
-                    return Some(frame);
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout(WAIT, self.body.next())
-                .await
-                .expect("an SSE frame in time")?
-                .expect("stream body readable");
-            let text = std::str::from_utf8(&chunk).expect("UTF-8 stream");
-            self.buffer.push_str(&text.replace("\r\n", "\n"));
-        }
-    }
-
-    /// The next event, skipping heartbeats.
-    async fn next_event(&mut self) -> SseEvent {
-        loop {
-            match self.next_frame().await.expect("the stream is still open") {
-                Frame::Event(event) => return event,
-                Frame::Comment(_) => {}
-            }
-        }
-    }
+    sse::open(request).await
 }
 
 /// A server on `dir` (kept across restarts) with its own heartbeat interval.

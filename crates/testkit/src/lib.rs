@@ -8,7 +8,7 @@
 //!   logging to a file, [`child::ChildProcess`]), `http` (an axum app on a free port,
 //!   [`http::serve`]), `redis` ([`redis::RedisProcess`]),
 //!   `server` (the flag server in process, [`in_process`], and its binary as a child,
-//!   [`server_process`]), `haproxy`, `prometheus` and `browser` (headless Chromium over
+//!   [`server_process`], and a reader of its event streams, [`sse`]), `haproxy`, `prometheus` and `browser` (headless Chromium over
 //!   WebDriver, for the console).
 //!
 //! Without features it depends on nothing of Switchyard, so `switchyard-core` can use
@@ -39,6 +39,8 @@ pub mod prometheus;
 pub mod redis;
 #[cfg(feature = "server")]
 pub mod server_process;
+#[cfg(feature = "server")]
+pub mod sse;
 
 pub use poll::{eventually, wait_until, Attempt, DEADLINE};
 pub use port::{free_port, unused_addr};

@@ -327,7 +327,7 @@ impl<'a> FlagBuilder<'a> {
             description: feature.description.clone().unwrap_or_default(),
             enabled: feature.enabled,
             variants: self.variants,
-            off_variant: OFF_VARIANT.to_owned(),
+            off_variant: Some(OFF_VARIANT.to_owned()),
             rules,
             default,
             prerequisites: Vec::new(),

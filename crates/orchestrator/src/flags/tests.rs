@@ -91,11 +91,27 @@ fn ramps_a_named_rule_only() {
 #[test]
 fn refuses_flags_that_cannot_be_ramped() {
     let mut f = flag(serde_json::json!({ "variant": "off" }));
-    f.off_variant = "on".into();
+    f.off_variant = Some("on".into());
     assert!(ramp(&mut f, None, 5)
         .unwrap_err()
         .to_string()
-        .contains("first variant `on` is also its off_variant"));
+        .contains("first variant `on` is also what the rest get"));
+}
+
+#[test]
+fn a_flag_that_defers_when_off_ramps_against_its_last_variant() {
+    let mut f = ab_flag(&["new", "old"], serde_json::json!({ "variant": "old" }));
+    f.off_variant = None;
+    assert!(ramp(&mut f, None, 10).expect("rampable"));
+    let Serve::Rollout(rollout) = &f.default else {
+        panic!("a rollout: {:?}", f.default);
+    };
+    let split: Vec<(&str, u32)> = rollout
+        .split
+        .iter()
+        .map(|s| (s.variant.as_str(), s.weight))
+        .collect();
+    assert_eq!(split, [("new", 10_000), ("old", 90_000)]);
 }
 
 fn ab_flag(variants: &[&str], default: serde_json::Value) -> Flag {

@@ -249,19 +249,20 @@ pub fn serve_text(serve: &Serve) -> String {
 }
 
 fn slider(flag: &Flag) -> Option<Slider> {
+    let baseline = flag.baseline();
     let choices: Vec<String> = flag
         .variants
         .keys()
-        .filter(|v| **v != flag.off_variant)
+        .filter(|v| Some(v.as_str()) != baseline)
         .cloned()
         .collect();
     let variant = match &flag.default {
         Serve::Rollout(r) => r
             .split
             .iter()
-            .find(|s| s.variant != flag.off_variant && s.weight > 0)
+            .find(|s| Some(s.variant.as_str()) != baseline && s.weight > 0)
             .map(|s| s.variant.clone()),
-        Serve::Variant(v) if *v != flag.off_variant => Some(v.clone()),
+        Serve::Variant(v) if Some(v.as_str()) != baseline => Some(v.clone()),
         Serve::Variant(_) => None,
     }
     .or_else(|| choices.first().cloned())?;

@@ -25,14 +25,15 @@ pub struct FlagState {
     pub label: String,
 }
 
-/// The share (in 1/100 000) of the default rollout that is not the off variant.
+/// The share (in 1/100 000) of the default rollout that is not the baseline
+/// ([`Flag::baseline`]: the off variant, or the last variant).
 pub fn ramp_weight(flag: &Flag) -> Option<u32> {
     match &flag.default {
         Serve::Rollout(rollout) => Some(
             rollout
                 .split
                 .iter()
-                .filter(|s| s.variant != flag.off_variant)
+                .filter(|s| Some(s.variant.as_str()) != flag.baseline())
                 .map(|s| s.weight)
                 .sum(),
         ),
@@ -59,7 +60,7 @@ pub fn state_of(flag: &Flag) -> FlagState {
     }
     match (&flag.default, ramp_weight(flag)) {
         (Serve::Variant(v), _) => FlagState {
-            class: if *v == flag.off_variant && flag.rules.is_empty() {
+            class: if Some(v.as_str()) == flag.baseline() && flag.rules.is_empty() {
                 "off"
             } else {
                 "on"

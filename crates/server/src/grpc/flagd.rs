@@ -143,7 +143,7 @@ impl FlagdService {
                 };
                 Some(typed)
             }
-            (None, None) if result.reason == Reason::Disabled => None,
+            _ if result.defers() => None,
             (error, _) => {
                 return Err(failure(
                     error.unwrap_or(ErrorCode::General),

@@ -5,9 +5,14 @@
 //!   `{key, value, reason, variant, metadata}`; 400 `{key, errorCode, errorDetails}`
 //!   with `PARSE_ERROR` or `INVALID_CONTEXT`; 404
 //!   `{key, errorCode: "FLAG_NOT_FOUND", errorDetails}`.
-//! - `POST /ofrep/v1/evaluate/flags`: every flag. 200 `{flags: [...], metadata}` with an
-//!   `ETag`; `If-None-Match` with a current tag → 304 and no body; 400
-//!   `{errorCode, errorDetails}`.
+//! - `POST /ofrep/v1/evaluate/flags`: every flag. 200 `{flags: [...], eventStreams,
+//!   metadata}` with an `ETag`; `If-None-Match` with a current tag → 304 and no body;
+//!   400 `{errorCode, errorDetails}`.
+//! - `GET /ofrep/v1/events?ticket=…`: change notifications for the bulk answer's
+//!   `eventStreams` (OFREP ADR 0008; [`events`]).
+//!
+//! A disabled flag whose `off_variant` is `null` defers to the caller's code default:
+//! a success without `value` or `variant` (OFREP ADR 0006).
 //!
 //! The body is `{"context": {"targetingKey": "...", ...attributes}}`. `context` is
 //! required; `targetingKey` is not: a context without one is anonymous (front ends
@@ -31,12 +36,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::ETAG;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use switchyard_core::{evaluate, evaluate_all, Context, ErrorCode, Evaluation, Reason};
+
+pub mod events;
 
 use crate::auth::Principal;
 use crate::environments::EnvState;
@@ -52,6 +59,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/ofrep/v1/evaluate/flags/{key}", post(one))
         .route("/ofrep/v1/evaluate/flags", post(bulk))
+        .route(events::PATH, get(events::stream))
 }
 
 /// Why a request cannot be evaluated, as an OFREP error code and details.
@@ -105,9 +113,11 @@ struct OfrepRequest {
 struct Success<'a> {
     /// The flag.
     key: &'a str,
-    /// The served value.
-    #[schema(value_type = serde_json::Value)]
-    value: &'a Value,
+    /// The served value; absent when the flag is disabled and defers to the caller's
+    /// code default (`off_variant: null`; OFREP ADR 0006).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    value: Option<&'a Value>,
     /// An OpenFeature reason (`PREREQUISITE_FAILED` is sent as `DISABLED`).
     #[schema(value_type = String)]
     reason: &'static str,
@@ -170,12 +180,18 @@ enum Item<'a> {
     Failure(FlagFailure<'a>),
 }
 
-/// The bulk answer: `{flags: [...], metadata: {environment, revision}}`.
+/// The bulk answer: `{flags: [...], eventStreams: [...], metadata: {environment,
+/// revision}}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = OfrepBulk)]
+#[serde(rename_all = "camelCase")]
 struct Bulk<'a> {
     /// Every flag.
     flags: Vec<Item<'a>>,
+    /// Where to hear of changes instead of polling (OFREP ADR 0008); empty for a token
+    /// that cannot have a stream ticket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    event_streams: Vec<events::EventStream>,
     /// The environment evaluated.
     metadata: BulkMetadata<'a>,
 }
@@ -255,7 +271,11 @@ fn success<'a>(key: &'a str, result: &Evaluation<'a>) -> Option<Success<'a>> {
     if result.error.is_some() || result.reason == Reason::Error {
         return None;
     }
-    let value = result.value?;
+    let value = if result.defers() {
+        None
+    } else {
+        Some(result.value?)
+    };
     let (reason, reason_detail) = result.reason.openfeature();
     Some(Success {
         key,
@@ -431,6 +451,7 @@ async fn bulk(
         .evaluated(current.name.as_str(), "ofrep", flags.len() as u64);
     let body = Bulk {
         flags,
+        event_streams: events::announce(&state, &principal),
         metadata: BulkMetadata {
             environment: current.name.as_str(),
             revision: current.revision,
@@ -441,7 +462,7 @@ async fn bulk(
 
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(one, bulk))]
+#[openapi(paths(one, bulk, events::stream))]
 pub struct OfrepApi;
 
 #[cfg(test)]

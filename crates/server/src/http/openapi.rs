@@ -372,6 +372,7 @@ mod tests {
             "/v1/evaluate/{env}",
             "/ofrep/v1/evaluate/flags/{key}",
             "/ofrep/v1/evaluate/flags",
+            "/ofrep/v1/events",
             "/v1/sdk/snapshot",
             "/v1/sdk/stream",
             "/v1/sdk/metrics",
@@ -383,7 +384,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(26),
+            Some(27),
             "no undocumented extras"
         );
         assert_eq!(
@@ -457,7 +458,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 32, "every operation was checked");
+        assert_eq!(operations, 33, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that

@@ -5,27 +5,23 @@
 //!
 //! The environment comes from the `sdk` token; admin tokens name it with `?env=`.
 
-use std::convert::Infallible;
-
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use switchyard_core::validation::MAX_KEY_LEN;
-use tokio::time::{Duration, Instant};
 
 use crate::auth::Principal;
 use crate::environments::now_ms;
 use crate::error::ApiError;
 use crate::http::json::{body_bytes, parse};
-use crate::http::none_match;
+use crate::http::{none_match, sse};
 use crate::scope::{env_state, scoped_env};
 use crate::state::AppState;
 use crate::store::{EventCount, ExposureCount, MetricsBatch, TokenKind};
@@ -33,9 +29,6 @@ use crate::subscription::{Outgoing, Subscription};
 
 /// The most entries (exposures plus events) one metrics batch may carry.
 pub const MAX_METRICS_ENTRIES: usize = 10_000;
-
-/// The header a reconnecting SSE client sends with the last event id it received.
-const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -121,39 +114,16 @@ async fn snapshot(
 /// as three chunks: the document is the environment's shared bytes, written as
 /// they are, never copied per client (a 10 000-flag snapshot is ~5 MB). Documents
 /// are compact JSON, which has no line breaks, so one `data:` line carries it.
-fn sse_frame(event: &Outgoing) -> [Bytes; 3] {
+fn sse_frame(event: &Outgoing) -> Vec<Bytes> {
     let name = match event {
         Outgoing::Snapshot(_) => "snapshot",
         Outgoing::Change(_) => "change",
     };
-    [
+    vec![
         Bytes::from(format!("event: {name}\nid: {}\ndata: ", event.revision())),
         event.document().clone(),
         Bytes::from_static(b"\n\n"),
     ]
-}
-
-/// The `text/event-stream` body: each event's frame, and a `: heartbeat` comment
-/// after every `heartbeat` without an event (so proxies and clients see the
-/// connection alive).
-fn events(subscription: Subscription, heartbeat: Duration) -> Body {
-    let idle = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
-    let chunks = futures_util::stream::unfold(
-        (subscription, idle),
-        |(mut subscription, mut idle)| async move {
-            let chunks = tokio::select! {
-                next = subscription.next() => {
-                    idle.reset();
-                    sse_frame(&next?).to_vec()
-                }
-                _ = idle.tick() => vec![Bytes::from_static(b": heartbeat\n\n")],
-            };
-            Some((futures_util::stream::iter(chunks), (subscription, idle)))
-        },
-    )
-    .flatten()
-    .map(Ok::<_, Infallible>);
-    Body::from_stream(chunks)
 }
 
 #[utoipa::path(
@@ -176,25 +146,9 @@ async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let env = target_env(&principal, query)?;
-    let last = headers
-        .get(LAST_EVENT_ID)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    let mut subscription = Subscription::start(&state, &env, last)?;
+    let mut subscription = Subscription::start(&state, &env, sse::last_event_id(&headers))?;
     subscription.count_as_sse_client(&state.telemetry);
-    Ok((
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            // Ask buffering proxies (nginx) to pass events through at once.
-            (
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-        ],
-        events(subscription, state.sse_heartbeat),
-    )
-        .into_response())
+    Ok(sse::response(subscription, state.sse_heartbeat, sse_frame))
 }
 
 /// The schema of one event of `/v1/sdk/stream`, as `text/event-stream` carries it

@@ -190,11 +190,13 @@ pub async fn save_rollout(
     let mut flag = base_flag(&state, &viewer, &env, &key, version)?;
     let variant = field(&fields, "variant").to_owned();
     let percent: f64 = field(&fields, "percent").parse().unwrap_or(-1.0);
-    if !(0.0..=100.0).contains(&percent) || variant == flag.off_variant {
+    let baseline = flag.baseline().unwrap_or_default().to_owned();
+    if !(0.0..=100.0).contains(&percent) || variant == baseline {
         let outcome = Outcome {
             problems: vec![problem(
                 "default",
-                "choose a variant other than the off variant and a share from 0 to 100 %",
+                "choose a variant other than the one the rest get (the off variant) and a \
+                 share from 0 to 100 %",
             )],
             ..Outcome::default()
         };
@@ -209,7 +211,7 @@ pub async fn save_rollout(
     let split = vec![
         Split { variant, weight },
         Split {
-            variant: flag.off_variant.clone(),
+            variant: baseline,
             weight: 100_000 - weight,
         },
     ];
@@ -416,7 +418,8 @@ pub async fn create(
             parse_at::<Flag>(
                 json!({"key": form.key, "kind": form.kind, "description": form.description,
                        "tags": comma_list(&form.tags), "variants": variants,
-                       "off_variant": form.off_variant, "default": {"variant": form.default}}),
+                       "off_variant": Some(&form.off_variant).filter(|o| !o.is_empty()),
+                       "default": {"variant": form.default}}),
                 "",
             )
         });

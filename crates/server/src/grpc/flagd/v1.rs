@@ -78,7 +78,7 @@ impl Service for FlagdService {
                     Some(value)
                 }
                 // Defers to the code default: no value, as in a bulk OFREP answer.
-                (None, None) if result.reason == Reason::Disabled => None,
+                _ if result.defers() => None,
                 (error, _) => {
                     let code = error.unwrap_or(ErrorCode::General).as_str();
                     tracing::error!(env = %current.name, flag = key, code, "flagd evaluation failed");

@@ -1,0 +1,66 @@
+//! Server-Sent Events responses, shared by the SDK stream (`/v1/sdk/stream`) and
+//! OFREP's change notifications (`/ofrep/v1/events`): a [`Subscription`]'s events
+//! written as frames, heartbeats while idle, the headers that keep proxies from
+//! buffering, and the `Last-Event-ID` a reconnecting client sends.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::time::{Duration, Instant};
+
+use crate::subscription::{Outgoing, Subscription};
+
+/// The header a reconnecting SSE client sends with the last event id it received.
+const LAST_EVENT_ID: &str = "last-event-id";
+
+/// The revision a reconnecting client says it has (`Last-Event-ID`), if any.
+pub fn last_event_id(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(LAST_EVENT_ID)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+}
+
+/// The `text/event-stream` response: each event as the chunks `frame` makes of it,
+/// and a `: heartbeat` comment after every `heartbeat` without an event (so proxies
+/// and clients see the connection alive); it ends with the subscription.
+pub fn response(
+    subscription: Subscription,
+    heartbeat: Duration,
+    frame: fn(&Outgoing) -> Vec<Bytes>,
+) -> Response {
+    let idle = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let chunks = futures_util::stream::unfold(
+        (subscription, idle),
+        move |(mut subscription, mut idle)| async move {
+            let chunks = tokio::select! {
+                next = subscription.next() => {
+                    idle.reset();
+                    frame(&next?)
+                }
+                _ = idle.tick() => vec![Bytes::from_static(b": heartbeat\n\n")],
+            };
+            Some((futures_util::stream::iter(chunks), (subscription, idle)))
+        },
+    )
+    .flatten()
+    .map(Ok::<_, Infallible>);
+    (
+        [
+            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            // Ask buffering proxies (nginx) to pass events through at once.
+            (
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response()
+}
