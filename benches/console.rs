@@ -80,6 +80,7 @@ fn console(c: &mut Criterion) {
         session: String::new(),
         principal: Principal {
             name: "bench".into(),
+            token_id: None,
             kind: TokenKind::Admin,
             env: None,
         },

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, runnable on a fresh Debian machine with only the Rust
 # toolchain: it installs what the tests need (Python's mmh3 for the independent
-# bucketing-vector check; the published Python flagd provider; redis-server, haproxy, prometheus, chromium and chromedriver,
-# of which the tests start their own instances), runs every Rust test, then the API contract test
+# bucketing-vector check; the published Python flagd provider and JavaScript OFREP web
+# provider; redis-server, haproxy, prometheus, chromium, chromedriver and node, of which
+# the tests start their own instances), runs every Rust test, then the API contract test
 # (schemathesis against the server binary: scripts/schemathesis.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,8 @@ ensure_python() {
 # redis-server: the Redis store and replica tests; haproxy: the orchestrator's traffic
 # router; prometheus: the orchestrator's metric analysis; chromium and chromedriver:
 # the web console's browser tests (crates/server/tests/console_browser.rs).
-PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus chromium:chromium chromedriver:chromium-driver"
+# node and npm: the published JavaScript OpenFeature clients the conformance tests run.
+PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm"
 
 ensure_processes() {
   local missing=()
@@ -51,6 +53,27 @@ ensure_processes() {
   prometheus --version 2>&1 | sed -n 1p
   chromium --version 2>/dev/null | sed -n 1p || true
   chromedriver --version | sed -n 1p
+  echo "node $(node --version)"
+}
+
+# The published JavaScript clients, pinned, under target/test-clients/node (the tests
+# point NODE_PATH there). Nothing here builds or runs the product.
+JS_CLIENTS="@openfeature/ofrep-web-provider@0.4.3 @openfeature/web-sdk@1.10.0 @openfeature/core@1.12.0 eventsource@4.1.1"
+
+ensure_js_clients() {
+  local dir=target/test-clients/node
+  mkdir -p "$dir"
+  [ -f "$dir/package.json" ] || echo '{"name": "switchyard-test-clients", "private": true}' > "$dir/package.json"
+  local missing=()
+  for package in $JS_CLIENTS; do
+    local name=${package%@*} version=${package##*@}
+    grep -qs "\"version\": \"$version\"" "$dir/node_modules/$name/package.json" || missing+=("$package")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing JavaScript packages: ${missing[*]}"
+    (cd "$dir" && npm install --silent --no-audit --no-fund "${missing[@]}") \
+      || { echo "FATAL: npm could not install ${missing[*]}" >&2; exit 1; }
+  fi
 }
 
 echo "== bucketing vectors against an independent murmur3 (Python mmh3)"
@@ -63,6 +86,9 @@ ensure_python openfeature.contrib.provider.flagd openfeature-provider-flagd==0.6
 
 echo "== redis-server, haproxy, prometheus, chromium and chromedriver for the tests that run them"
 ensure_processes
+
+echo "== published OpenFeature clients the conformance tests run (JavaScript)"
+ensure_js_clients
 
 echo "== Rust tests (workspace: unit, property, conformance, end-to-end)"
 log=$(mktemp)
