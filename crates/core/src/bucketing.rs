@@ -8,7 +8,9 @@
 //!
 //! Unleash's scheme is kept for imported flags: murmur3 of `group + ":" + value`, seed
 //! 0 modulo 100 plus one for percentages, seed 86 028 157 modulo the total weight plus
-//! one for variants.
+//! one for variants. flagd's (its `fractional`) hashes the canonical CBOR array
+//! `[flag key, value]` instead of `salt/value`, scaled the same way: flags that use it
+//! evaluate identically in flagd's in-process providers (docs/openfeature.md).
 
 use std::hash::Hasher;
 
@@ -44,6 +46,56 @@ pub fn bucket(salt: &str, value: &str) -> u32 {
     ((u64::from(h) * u64::from(BUCKETS)) >> 32) as u32
 }
 
+/// The canonical CBOR head of a text string of `len` bytes (RFC 8949: major type 3,
+/// the shortest length encoding), in `buf`; returns the bytes used.
+fn cbor_text_head(len: usize, buf: &mut [u8; 9]) -> usize {
+    const TEXT: u8 = 0x60;
+    // Each arm's range check makes its cast lossless.
+    #[allow(clippy::cast_possible_truncation)]
+    match len {
+        0..=23 => {
+            buf[0] = TEXT | len as u8;
+            1
+        }
+        24..=0xff => {
+            buf[..2].copy_from_slice(&[TEXT | 24, len as u8]);
+            2
+        }
+        0x100..=0xffff => {
+            buf[0] = TEXT | 25;
+            buf[1..3].copy_from_slice(&(len as u16).to_be_bytes());
+            3
+        }
+        0x1_0000..=0xffff_ffff => {
+            buf[0] = TEXT | 26;
+            buf[1..5].copy_from_slice(&(len as u32).to_be_bytes());
+            5
+        }
+        _ => {
+            buf[0] = TEXT | 27;
+            buf[1..9].copy_from_slice(&(len as u64).to_be_bytes());
+            9
+        }
+    }
+}
+
+/// flagd's bucket of `value` for `key` (its `fractional` operator, which
+/// `Hashing::Flagd` reproduces), in `0..100_000`: murmur3 x86_32, seed 0, of the
+/// canonical CBOR encoding of the array `[key, value]`, scaled as [`bucket`] is.
+/// Hashed as a stream: nothing is allocated.
+pub fn flagd_bucket(key: &str, value: &str) -> u32 {
+    let mut hasher = mur3::Hasher32::with_seed(0);
+    // A two-element array.
+    hasher.write(&[0x82]);
+    let mut head = [0_u8; 9];
+    for text in [key, value] {
+        let used = cbor_text_head(text.len(), &mut head);
+        hasher.write(&head[..used]);
+        hasher.write(text.as_bytes());
+    }
+    ((u64::from(hasher.finish32()) * u64::from(BUCKETS)) >> 32) as u32
+}
+
 /// Unleash's normalised percentage of `value` in `group`, in `1..=100`.
 pub fn unleash_percentage(group: &str, value: &str) -> u32 {
     murmur3_joined(group, b':', value, 0) % 100 + 1
@@ -73,6 +125,23 @@ mod tests {
             let joined = format!("{salt}/{value}");
             let whole = murmur3::murmur3_32(&mut joined.as_bytes(), 0).expect("hashes");
             assert_eq!(murmur3_joined(salt, b'/', value, 0), whole, "{joined}");
+        }
+    }
+
+    /// Computed independently with Python: `mmh3.hash(cbor2.dumps([key, value],
+    /// canonical=True), signed=False) * 100000 >> 32` (the packages flagd's Python
+    /// provider evaluates `fractional` with).
+    #[test]
+    fn flagd_buckets_match_pythons_cbor_and_murmur3() {
+        for (key, value, expected) in [
+            ("checkout", "user-1".to_owned(), 72_508),
+            ("ramp", "u-42".to_owned(), 19_880),
+            ("", String::new(), 55_027),
+            ("aaaaaaaaaaaaaaaaaaaaaaa", "b".repeat(24), 46_669),
+            ("flag", "x".repeat(300), 23_913),
+            ("é-flag", "ünïcode".to_owned(), 14_901),
+        ] {
+            assert_eq!(flagd_bucket(key, &value), expected, "{key:?} {value:?}");
         }
     }
 

@@ -272,13 +272,17 @@ fn served<'s>(
 /// whole weight, else the last.
 fn pick(rollout: &CompiledRollout, ctx: &Context) -> usize {
     let target = with_first_present(ctx, &rollout.by, |value| match rollout.hashing {
-        Hashing::Switchyard => bucketing::bucket(&rollout.salt, value),
+        Hashing::Switchyard => Some(bucketing::bucket(&rollout.salt, value)),
+        // flagd's `fractional` takes an empty key for none.
+        Hashing::Flagd if value.is_empty() => None,
+        Hashing::Flagd => Some(bucketing::flagd_bucket(&rollout.salt, value)),
         // Unleash's 1-based target against "cumulative >= target" is the same as a
         // 0-based bucket against "cumulative > bucket".
         Hashing::Unleash => {
-            bucketing::unleash_variant_target(&rollout.salt, value, rollout.total) - 1
+            Some(bucketing::unleash_variant_target(&rollout.salt, value, rollout.total) - 1)
         }
-    });
+    })
+    .flatten();
     let (first, last) = match (rollout.shares.first(), rollout.shares.last()) {
         (Some(first), Some(last)) => (first, last),
         _ => return 0,

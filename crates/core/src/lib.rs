@@ -30,6 +30,7 @@ pub mod bucketing;
 pub mod context;
 pub mod duplicate_keys;
 mod evaluation;
+pub mod flagd;
 pub mod guard;
 pub mod json_body;
 pub mod model;

@@ -362,6 +362,12 @@ pub enum Hashing {
     /// Unleash's: murmur3 of `salt:value`, seed 0 modulo 100 for percentages and
     /// seed 86 028 157 modulo the total weight for variants.
     Unleash,
+    /// flagd's `fractional`: murmur3 x86_32, seed 0, of the canonical CBOR array
+    /// `[salt, value]`, scaled to 0..100 000; an empty value is nothing to bucket on.
+    /// With the default salt (the flag key) and `by: targetingKey`, flagd's in-process
+    /// providers bucket every user as Switchyard does, so the flag can be synced to
+    /// them (docs/openfeature.md).
+    Flagd,
 }
 
 impl Hashing {

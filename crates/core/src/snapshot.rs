@@ -406,7 +406,9 @@ fn compile_rollout(
     }
     let sum: u64 = rollout.split.iter().map(|s| u64::from(s.weight)).sum();
     match rollout.hashing {
-        Hashing::Switchyard if sum != u64::from(BUCKETS) && !rollout.split.is_empty() => {
+        Hashing::Switchyard | Hashing::Flagd
+            if sum != u64::from(BUCKETS) && !rollout.split.is_empty() =>
+        {
             problems.push(
                 split_path,
                 Problem::WeightSum {

@@ -256,12 +256,15 @@ impl CompiledPercentage {
 
     fn includes(&self, ctx: &Context) -> bool {
         let included = with_first_present(ctx, &self.by, |value| match self.hashing {
-            Hashing::Switchyard => bucketing::bucket(&self.salt, value) < self.weight,
-            Hashing::Unleash => {
+            Hashing::Switchyard => Some(bucketing::bucket(&self.salt, value) < self.weight),
+            Hashing::Flagd if value.is_empty() => None,
+            Hashing::Flagd => Some(bucketing::flagd_bucket(&self.salt, value) < self.weight),
+            Hashing::Unleash => Some(
                 self.weight > 0
-                    && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight
-            }
-        });
+                    && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight,
+            ),
+        })
+        .flatten();
         // Nothing to bucket on: only a full percentage includes the context.
         included.unwrap_or(self.weight >= bucketing::BUCKETS)
     }

@@ -1,5 +1,6 @@
 //! The gRPC API (tonic), on its own port (`--grpc-addr`): `switchyard.v1.Evaluation`
-//! and `switchyard.v1.Sync`, flagd-compatible `flagd.evaluation.v1.Service` and `v2.Service`, gRPC
+//! and `switchyard.v1.Sync`, flagd-compatible `flagd.evaluation.v1.Service` and `v2.Service` and
+//! `flagd.sync.v1.FlagSyncService`, gRPC
 //! health (`grpc.health.v1`) and server reflection. Tokens travel as
 //! `authorization: Bearer <token>` metadata with the same kinds and scopes as REST.
 //! Generated protobuf types stay inside this module; `convert.rs` maps them.
@@ -37,6 +38,12 @@ pub mod proto {
     pub mod flagd_v2 {
         #![allow(missing_docs, clippy::all, clippy::pedantic)]
         tonic::include_proto!("flagd.evaluation.v2");
+    }
+
+    /// `flagd.sync.v1`: flag definitions for flagd's in-process providers.
+    pub mod flagd_sync {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        tonic::include_proto!("flagd.sync.v1");
     }
 
     /// Every service's descriptors, for server reflection.

@@ -1,9 +1,11 @@
 //! The published OpenFeature Python SDK with the published flagd provider
-//! (`openfeature-provider-flagd` 0.6, RPC resolver), unchanged, as the client of a
-//! running server: that provider speaks `flagd.evaluation.v2` only, so this is the
-//! v2 service's conformance test. The script `clients/flagd_rpc.py` evaluates the
-//! cases this test gives it and prints the provider's answers; `scripts/test.sh`
-//! installs the package.
+//! (`openfeature-provider-flagd` 0.6), unchanged, as the client of a running server:
+//! with its RPC resolver, which speaks `flagd.evaluation.v2` only (the v2 service's
+//! conformance test), and in process, where it syncs flag definitions over
+//! `flagd.sync.v1` and evaluates them with flagd's own engine — which must give every
+//! context the variant our core gives it. The script `clients/flagd_provider.py`
+//! evaluates the cases this test gives it and prints the provider's answers;
+//! `scripts/test.sh` installs the package.
 
 use std::path::PathBuf;
 
@@ -80,6 +82,7 @@ fn case(name: &str, key: &str, kind: &str, default: Value, context: Value) -> Va
 /// Runs the Python client on `cases`, watching `watch` for a change if given.
 fn python_client(
     server: &TestServer,
+    resolver: &str,
     cases: &[Value],
     watch: Option<&str>,
 ) -> (ChildProcess, tempfile::TempDir) {
@@ -88,11 +91,11 @@ fn python_client(
     std::fs::write(&file, serde_json::to_vec(cases).expect("cases")).expect("write cases");
     let url = server.grpc.clone().expect("gRPC is served");
     let port = url.rsplit(':').next().expect("a port");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/flagd_rpc.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/flagd_provider.py");
     let mut command = Command::new("python3");
     command
         .arg(script)
-        .args(["--port", port, "--cases"])
+        .args(["--port", port, "--resolver", resolver, "--cases"])
         .arg(&file);
     if let Some(key) = watch {
         command.args(["--watch", key]);
@@ -156,7 +159,7 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
             json!({"targetingKey": u}),
         ));
     }
-    let (mut client, _dir) = python_client(&server, &cases, Some("checkout"));
+    let (mut client, _dir) = python_client(&server, "rpc", &cases, Some("checkout"));
     let initial = parse(&client.line_after("initial ").await);
     let at = |results: &Value, name: &str| results[name].clone();
     let expect = |name: &str, value: Value, reason: &str, variant: Value| {
@@ -215,4 +218,156 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
     assert_eq!(beta["variant"], "off", "{beta}");
     client.kill().await;
     server.stop().await;
+}
+
+/// Flags flagd's engine can evaluate exactly (`switchyard_core::flagd`), and one it
+/// cannot.
+async fn synced_server() -> TestServer {
+    let server = start_with_grpc(Some("prod")).await;
+    server.create_env("prod").await;
+    let rollout = |split: Value| json!({"rollout": {"split": split, "hashing": "flagd"}});
+    for flag in [
+        json!({
+            "key": "ramp", "kind": "string", "variants": {"new": "n", "old": "o"}, "off_variant": "old",
+            "rules": [{"id": "staff", "when": {"users": ["user-7", "user-11"]}, "serve": {"variant": "new"}}],
+            "default": rollout(json!([{"variant": "new", "weight": 30000}, {"variant": "old", "weight": 70000}]))
+        }),
+        json!({
+            "key": "three", "kind": "number", "variants": {"a": 1, "b": 2.5, "c": 3}, "off_variant": "a",
+            "rules": [{"id": "everyone", "when": {}, "serve":
+                rollout(json!([{"variant": "a", "weight": 20000}, {"variant": "b", "weight": 0},
+                               {"variant": "c", "weight": 80000}]))}],
+            "default": {"variant": "a"}
+        }),
+        json!({
+            "key": "whole", "kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off",
+            "default": rollout(json!([{"variant": "on", "weight": 100000}, {"variant": "off", "weight": 0}]))
+        }),
+        json!({
+            "key": "theme", "kind": "json", "variants": {"dark": {"bg": "black"}, "light": {"bg": "white"}},
+            "off_variant": "light",
+            "rules": [{"id": "vip", "when": {"users": ["user-3"]}, "serve": {"variant": "dark"}}],
+            "default": {"variant": "light"}
+        }),
+        json!({
+            "key": "killed", "kind": "string", "variants": {"a": "A", "b": "B"}, "off_variant": "b",
+            "enabled": false, "default": {"variant": "a"}
+        }),
+        json!({
+            "key": "deferring", "kind": "string", "variants": {"a": "A", "b": "B"}, "off_variant": null,
+            "enabled": false, "default": {"variant": "a"}
+        }),
+        // Switchyard's own bucketing: left out.
+        json!({
+            "key": "legacy", "kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off",
+            "default": {"rollout": {"split": [{"variant": "on", "weight": 50000}, {"variant": "off", "weight": 50000}]}}
+        }),
+    ] {
+        server.put_flag("prod", flag).await;
+    }
+    server
+}
+
+/// `(flag, OpenFeature type, default)` of the synced flags.
+const SYNCED: [(&str, &str, &str); 6] = [
+    ("ramp", "string", "\"none\""),
+    ("three", "float", "0"),
+    ("whole", "boolean", "false"),
+    ("theme", "object", "{}"),
+    ("killed", "string", "\"none\""),
+    ("deferring", "string", "\"code default\""),
+];
+
+/// Two thousand users, and contexts with no or an empty targeting key.
+fn contexts() -> Vec<Value> {
+    let mut contexts: Vec<Value> = (0..2000)
+        .map(|i| json!({"targetingKey": format!("user-{i}")}))
+        .collect();
+    contexts.push(json!({}));
+    contexts.push(json!({"targetingKey": ""}));
+    contexts
+}
+
+#[tokio::test]
+async fn flagds_own_engine_gives_every_context_our_variant_from_the_sync() {
+    let server = synced_server().await;
+    let contexts = contexts();
+    let mut cases = Vec::new();
+    for (key, kind, default) in SYNCED {
+        for (i, context) in contexts.iter().enumerate() {
+            let default: Value = serde_json::from_str(default).expect("default");
+            cases.push(case(
+                &format!("{key}/{i}"),
+                key,
+                kind,
+                default,
+                context.clone(),
+            ));
+        }
+    }
+    cases.push(case(
+        "legacy",
+        "legacy",
+        "boolean",
+        json!(true),
+        json!({"targetingKey": "u"}),
+    ));
+    let (mut client, _dir) = python_client(&server, "in-process", &cases, Some("ramp"));
+    let initial = parse(&client.line_after("initial ").await);
+    same_as_ours(&server, &contexts, &initial, true);
+    // What flagd cannot evaluate exactly is not synced: not found, never different.
+    assert_eq!(
+        initial["legacy"]["error_code"], "FLAG_NOT_FOUND",
+        "{}",
+        initial["legacy"]
+    );
+
+    // A kill reaches the provider over the sync stream.
+    kill(&server, "ramp").await;
+    let changed = parse(&client.line_after("changed ").await);
+    same_as_ours(&server, &contexts, &changed["results"], false);
+    assert_eq!(
+        changed["results"]["ramp/0"]["variant"], "old",
+        "{}",
+        changed["results"]["ramp/0"]
+    );
+    client.kill().await;
+    server.stop().await;
+}
+
+/// Each synced flag's variant and value for each context, as the provider got them,
+/// are our core's now; with `split`, the rollouts served both sides.
+fn same_as_ours(server: &TestServer, contexts: &[Value], results: &Value, split: bool) {
+    let prod = server.state.envs.get("prod").expect("prod");
+    let mut served = std::collections::BTreeSet::new();
+    for (key, _, default) in SYNCED {
+        for (i, context) in contexts.iter().enumerate() {
+            let got = &results[format!("{key}/{i}")];
+            let ctx: Context = serde_json::from_value(context.clone()).expect("context");
+            let ours = evaluate(&prod.snapshot, key, &ctx);
+            assert_eq!(
+                got["variant"],
+                json!(ours.variant),
+                "{key} {context}: {got}"
+            );
+            let expected = match ours.value {
+                Some(value) => value.clone(),
+                None => serde_json::from_str(default).expect("default"),
+            };
+            // Numbers as numbers: the float getter answers 3 as 3.0.
+            match (got["value"].as_f64(), expected.as_f64()) {
+                (Some(got_number), Some(number)) => {
+                    assert_eq!(got_number, number, "{key} {context}: {got}");
+                }
+                _ => assert_eq!(got["value"], expected, "{key} {context}: {got}"),
+            }
+            assert_eq!(got["error_code"], Value::Null, "{key} {context}: {got}");
+            served.insert(format!("{key}={}", got["variant"]));
+        }
+    }
+    if split {
+        for side in ["ramp=\"new\"", "ramp=\"old\"", "three=\"a\"", "three=\"c\""] {
+            assert!(served.contains(side), "{side} never served: {served:?}");
+        }
+    }
 }

@@ -55,18 +55,20 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// The `api` label of `switchyard_evaluations_total` for this service.
 const API: &str = "flagd";
 
+pub mod flag_sync;
 pub mod v1;
 pub mod v2;
 
-/// Adds both versions of the service to `routes` and marks them serving in the health
-/// reporter.
+/// Adds both versions of the evaluation service and the sync service to `routes` and
+/// marks them serving in the health reporter.
 pub async fn register(
     routes: tonic::service::Routes,
     state: &GrpcState,
     health: &tonic_health::server::HealthReporter,
 ) -> tonic::service::Routes {
     let routes = v1::register(routes, state, health).await;
-    v2::register(routes, state, health).await
+    let routes = v2::register(routes, state, health).await;
+    flag_sync::register(routes, state, health).await
 }
 
 /// The flagd-compatible evaluation service (either version: they differ only in their

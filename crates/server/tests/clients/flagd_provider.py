@@ -1,19 +1,22 @@
 """The published OpenFeature Python SDK with the published flagd provider
-(`openfeature-provider-flagd`, RPC resolver: flagd.evaluation.v2), unchanged, as a client
-of a running Switchyard server. Driven by crates/server/tests/flagd_python.rs.
+(`openfeature-provider-flagd`), unchanged, as a client of a running Switchyard server:
+with the RPC resolver it evaluates over flagd.evaluation.v2; in process it syncs flag
+definitions over flagd.sync.v1 and evaluates them with flagd's own engine. Driven by
+crates/server/tests/flagd_python.rs.
 
-    python3 flagd_rpc.py --port PORT --cases CASES.json [--watch KEY]
+    python3 flagd_provider.py --port PORT --resolver rpc|in-process --cases CASES.json [--watch KEY]
 
 CASES.json is a list of {"name", "key", "type" (boolean|string|float|integer|object),
 "default", "context": {"targetingKey": ..., attributes...}}. Prints the line
 `initial {name: {value, reason, variant, error_code}}` (JSON after the word); with
---watch, then waits (up to 60 s) for a configuration change naming KEY from the
-provider's EventStream and prints `changed {"flags": [...], "results": {...}}` with
-the cases re-evaluated. Exits 2 when the package is missing, 3 on no change."""
+--watch, then waits (up to 60 s) for a configuration change naming KEY (from the
+provider's EventStream, or its sync stream in process) after which an answer differs,
+and prints `changed {"flags": [...], "results": {...}}` with the cases re-evaluated. Exits 2 when the package is missing, 3 on no change."""
 import argparse
 import json
 import sys
 import threading
+import time
 
 try:
     from openfeature import api
@@ -55,6 +58,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cases", required=True)
     parser.add_argument("--watch")
+    parser.add_argument("--resolver", choices=["rpc", "in-process"], default="rpc")
     args = parser.parse_args()
     with open(args.cases) as f:
         cases = json.load(f)
@@ -72,18 +76,27 @@ def main():
     provider = FlagdProvider(
         host="127.0.0.1",
         port=args.port,
-        resolver_type=ResolverType.RPC,
+        resolver_type=ResolverType.RPC if args.resolver == "rpc" else ResolverType.IN_PROCESS,
         cache=CacheType.DISABLED,
         deadline_ms=10_000,
     )
     api.set_provider_and_wait(provider)
     client = api.get_client()
-    print("initial " + json.dumps(evaluate(client, cases)), flush=True)
+    initial = evaluate(client, cases)
+    print("initial " + json.dumps(initial), flush=True)
     if args.watch:
-        if not changed.wait(60):
-            print(f"no configuration change naming {args.watch} within 60 s (saw {seen})", file=sys.stderr)
-            sys.exit(3)
-        print("changed " + json.dumps({"flags": seen, "results": evaluate(client, cases)}), flush=True)
+        # A change naming KEY that changes an answer: a provider may also report the
+        # configuration it connected with as a change.
+        deadline = time.monotonic() + 60
+        while True:
+            if not changed.wait(max(0.0, deadline - time.monotonic())):
+                print(f"no configuration change naming {args.watch} that changes an answer within 60 s (saw {seen})", file=sys.stderr)
+                sys.exit(3)
+            changed.clear()
+            results = evaluate(client, cases)
+            if results != initial:
+                break
+        print("changed " + json.dumps({"flags": seen, "results": results}), flush=True)
     api.shutdown()
 
 
