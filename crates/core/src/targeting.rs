@@ -510,7 +510,7 @@ fn acceptor(op: Operator) -> fn(Ordering) -> bool {
     }
 }
 
-fn parse_number(text: &str) -> Option<f64> {
+pub(crate) fn parse_number(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|n| n.is_finite())
 }
 

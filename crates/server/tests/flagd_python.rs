@@ -225,6 +225,15 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
 async fn synced_server() -> TestServer {
     let server = start_with_grpc(Some("prod")).await;
     server.create_env("prod").await;
+    server
+        .ok(
+            "PUT",
+            "/v1/admin/envs/prod/segments/eu",
+            ADMIN,
+            Some(json!({"when": {"constraints": [
+                {"attribute": "country", "op": "in", "values": ["IT", "DE"]}]}})),
+        )
+        .await;
     let rollout = |split: Value| json!({"rollout": {"split": split, "hashing": "flagd"}});
     for flag in [
         json!({
@@ -257,6 +266,27 @@ async fn synced_server() -> TestServer {
             "key": "deferring", "kind": "string", "variants": {"a": "A", "b": "B"}, "off_variant": null,
             "enabled": false, "default": {"variant": "a"}
         }),
+        // Every condition that is synced, on attributes of every type.
+        json!({
+            "key": "targeted", "kind": "string", "variants": {"new": "n", "mid": "m", "old": "o"},
+            "off_variant": "old",
+            "rules": [
+                {"id": "beta", "when": {"groups": ["beta"]}, "serve": {"variant": "new"}},
+                {"id": "eu-paying", "when": {"segments": ["eu"], "constraints": [
+                    {"attribute": "plan", "op": "not_in", "values": ["free"]}]},
+                 "serve": {"variant": "new"}},
+                {"id": "outsiders", "when": {
+                    "constraints": [{"attribute": "email", "op": "ends_with", "values": ["@corp.io"], "negate": true},
+                                    {"attribute": "plan", "op": "exists"}],
+                    "percentage": {"weight": 40000, "hashing": "flagd"}},
+                 "serve": {"variant": "mid"}},
+                {"id": "prefixed", "when": {"constraints": [
+                    {"attribute": "email", "op": "starts_with", "values": ["a@", "b@"]},
+                    {"attribute": "country", "op": "neq", "values": ["FR"]}]},
+                 "serve": {"variant": "old"}}
+            ],
+            "default": rollout(json!([{"variant": "mid", "weight": 50000}, {"variant": "old", "weight": 50000}]))
+        }),
         // Switchyard's own bucketing: left out.
         json!({
             "key": "legacy", "kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off",
@@ -269,7 +299,8 @@ async fn synced_server() -> TestServer {
 }
 
 /// `(flag, OpenFeature type, default)` of the synced flags.
-const SYNCED: [(&str, &str, &str); 6] = [
+const SYNCED: [(&str, &str, &str); 7] = [
+    ("targeted", "string", "\"none\""),
     ("ramp", "string", "\"none\""),
     ("three", "float", "0"),
     ("whole", "boolean", "false"),
@@ -278,13 +309,69 @@ const SYNCED: [(&str, &str, &str); 6] = [
     ("deferring", "string", "\"code default\""),
 ];
 
-/// Two thousand users, and contexts with no or an empty targeting key.
+/// Two thousand users whose attributes take every type a context may hold (text,
+/// numbers, booleans, lists of text, absent), and contexts with no or an empty
+/// targeting key.
 fn contexts() -> Vec<Value> {
-    let mut contexts: Vec<Value> = (0..2000)
-        .map(|i| json!({"targetingKey": format!("user-{i}")}))
+    let country = [
+        json!("IT"),
+        json!("DE"),
+        json!("FR"),
+        json!(5),
+        json!(true),
+        json!(["IT", "x"]),
+        json!(["x"]),
+        json!([]),
+        Value::Null,
+    ];
+    let plan = [
+        json!("free"),
+        json!("pro"),
+        json!(3),
+        json!(false),
+        json!(["free"]),
+        json!(["pro", "free"]),
+        json!([]),
+        Value::Null,
+    ];
+    let email = [
+        json!("a@corp.io"),
+        json!("b@x.com"),
+        json!("corp.io"),
+        json!(7),
+        json!(true),
+        json!(["z@corp.io"]),
+        json!(["a@y"]),
+        Value::Null,
+    ];
+    let groups = [
+        json!(["beta"]),
+        json!(["staff", "beta"]),
+        json!(["staff"]),
+        json!([]),
+        Value::Null,
+    ];
+    let mut contexts: Vec<Value> = (0..2000_usize)
+        .map(|i| {
+            let mut context = json!({"targetingKey": format!("user-{i}")});
+            // Coprime strides, so the attributes vary independently.
+            for (name, pool, stride) in [
+                ("country", &country[..], 1),
+                ("plan", &plan[..], 3),
+                ("email", &email[..], 7),
+                ("groups", &groups[..], 11),
+            ] {
+                let value = &pool[(i / stride) % pool.len()];
+                if !value.is_null() {
+                    context[name] = value.clone();
+                }
+            }
+            context
+        })
         .collect();
     contexts.push(json!({}));
     contexts.push(json!({"targetingKey": ""}));
+    contexts.push(json!({"targetingKey": "", "groups": ["beta"]}));
     contexts
 }
 
@@ -366,7 +453,15 @@ fn same_as_ours(server: &TestServer, contexts: &[Value], results: &Value, split:
         }
     }
     if split {
-        for side in ["ramp=\"new\"", "ramp=\"old\"", "three=\"a\"", "three=\"c\""] {
+        for side in [
+            "ramp=\"new\"",
+            "ramp=\"old\"",
+            "three=\"a\"",
+            "three=\"c\"",
+            "targeted=\"new\"",
+            "targeted=\"mid\"",
+            "targeted=\"old\"",
+        ] {
             assert!(served.contains(side), "{side} never served: {served:?}");
         }
     }

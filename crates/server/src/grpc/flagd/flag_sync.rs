@@ -43,7 +43,8 @@ fn configuration_text(current: &EnvState) -> String {
     let mut metadata = Map::new();
     metadata.insert("environment".to_owned(), json!(current.name.as_str()));
     metadata.insert("revision".to_owned(), json!(current.revision));
-    let mut export = export(current.snapshot.flags(), metadata);
+    let segments: Vec<_> = current.snapshot.segments().collect();
+    let mut export = export(current.snapshot.flags(), &segments, metadata);
     for (flag, reason) in &export.excluded {
         tracing::warn!(env = %current.name, flag, reason, "flag left out of the flagd sync");
     }
