@@ -84,7 +84,7 @@ echo "== published OpenFeature clients the conformance tests run (Python)"
 ensure_python openfeature.contrib.provider.flagd openfeature-provider-flagd==0.6.1 \
   "the flagd provider, RPC mode: crates/server/tests/flagd_python.rs"
 
-echo "== redis-server, haproxy, prometheus, chromium and chromedriver for the tests that run them"
+echo "== redis-server, haproxy, prometheus, chromium, chromedriver and node for the tests that run them"
 ensure_processes
 
 echo "== published OpenFeature clients the conformance tests run (JavaScript)"

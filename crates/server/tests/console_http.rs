@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use switchyard_server::console::session::{SessionSettings, Sessions};
 use switchyard_server::Server;
-use switchyard_testkit::in_process::{serve, start, TestServer, ADMIN};
+use switchyard_testkit::in_process::{deferring_flag, serve, start, TestServer, ADMIN};
 
 /// A client that does not follow redirects, so the answers can be inspected.
 fn client() -> reqwest::Client {
@@ -1341,4 +1341,34 @@ async fn only_admins_reach_the_tokens_page_and_a_post_without_csrf_or_by_a_reade
         ["bootstrap-admin", "reader"],
         "nothing issued or revoked"
     );
+}
+
+#[tokio::test]
+async fn a_flag_that_defers_says_so_and_its_rollout_splits_against_its_last_variant() {
+    let server = start().await;
+    server.create_env("prod").await;
+    server.put_flag("prod", deferring_flag("legacy")).await;
+    let (_, cookie) = sign_in(&server, ADMIN).await;
+    let (status, page, _) = get(&server, "/console/envs/prod/flags/legacy", &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("none: callers get their code default"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Revive"),
+        "a killed flag offers revival: {page}"
+    );
+    // Live, it offers the kill in those words, and its rollout slider names the last
+    // variant as what the rest get.
+    let mut live = deferring_flag("soft");
+    live["enabled"] = json!(true);
+    server.put_flag("prod", live).await;
+    let (status, page, _) = get(&server, "/console/envs/prod/flags/soft", &cookie).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Kill: everyone gets their code default"),
+        "{page}"
+    );
+    assert!(page.contains(r#"data-off="b""#), "{page}");
 }

@@ -14,7 +14,9 @@ use switchyard_server::grpc::proto::flagd::{
     EventStreamRequest, EventStreamResponse, ResolveAllRequest, ResolveBooleanRequest,
     ResolveFloatRequest, ResolveIntRequest, ResolveObjectRequest, ResolveStringRequest,
 };
-use switchyard_testkit::in_process::{boolean_flag, start_with_grpc, TestServer, ADMIN};
+use switchyard_testkit::in_process::{
+    boolean_flag, deferring_flag, start_with_grpc, TestServer, ADMIN,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status, Streaming};
 
@@ -556,15 +558,7 @@ async fn a_killed_flag_is_disabled_and_serves_its_off_variant() {
 #[tokio::test]
 async fn v1_answers_a_deferring_flag_with_zero_values_and_no_variant() {
     let (server, mut client) = setup().await;
-    server
-        .put_flag(
-            "prod",
-            json!({
-                "key": "legacy", "kind": "string", "variants": {"a": "A", "b": "B"},
-                "off_variant": null, "enabled": false, "default": {"variant": "a"}
-            }),
-        )
-        .await;
+    server.put_flag("prod", deferring_flag("legacy")).await;
     let answer = client
         .resolve_string(string("legacy", json!({"targetingKey": "u1"})))
         .await

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use switchyard_core::{evaluate, Context};
 use switchyard_testkit::child::ChildProcess;
-use switchyard_testkit::in_process::{boolean_flag, start_with_grpc, TestServer, ADMIN};
+use switchyard_testkit::in_process::{
+    boolean_flag, deferring_flag, start_with_grpc, TestServer, ADMIN,
+};
 use tokio::process::Command;
 
 async fn server() -> TestServer {
@@ -49,30 +51,10 @@ async fn server() -> TestServer {
         server.put_flag("prod", flag).await;
     }
     server.put_flag("prod", boolean_flag("payments")).await;
-    kill(&server, "payments").await;
+    server.kill("prod", "payments").await;
     // Disabled, and defers to the caller's code default.
+    server.put_flag("prod", deferring_flag("legacy")).await;
     server
-        .put_flag(
-            "prod",
-            json!({
-                "key": "legacy", "kind": "string", "variants": {"a": "A", "b": "B"},
-                "off_variant": null, "enabled": false, "default": {"variant": "a"}
-            }),
-        )
-        .await;
-    server
-}
-
-async fn kill(server: &TestServer, key: &str) {
-    let (status, body) = server
-        .call(
-            "POST",
-            &format!("/v1/admin/envs/prod/flags/{key}/kill"),
-            Some(ADMIN),
-            Some(json!({"reason": "incident"})),
-        )
-        .await;
-    assert_eq!(status, 200, "kill {key}: {body}");
 }
 
 fn case(name: &str, key: &str, kind: &str, default: Value, context: Value) -> Value {
@@ -204,7 +186,7 @@ async fn the_python_flagd_provider_evaluates_every_type_over_v2_and_hears_a_kill
     }
 
     // A kill reaches the provider through EventStream as a configuration change.
-    kill(&server, "checkout").await;
+    server.kill("prod", "checkout").await;
     let changed = parse(&client.line_after("changed ").await);
     assert!(
         changed["flags"]
@@ -262,10 +244,7 @@ async fn synced_server() -> TestServer {
             "key": "killed", "kind": "string", "variants": {"a": "A", "b": "B"}, "off_variant": "b",
             "enabled": false, "default": {"variant": "a"}
         }),
-        json!({
-            "key": "deferring", "kind": "string", "variants": {"a": "A", "b": "B"}, "off_variant": null,
-            "enabled": false, "default": {"variant": "a"}
-        }),
+        deferring_flag("deferring"),
         // Every condition that is synced, on attributes of every type.
         json!({
             "key": "targeted", "kind": "string", "variants": {"new": "n", "mid": "m", "old": "o"},
@@ -410,7 +389,7 @@ async fn flagds_own_engine_gives_every_context_our_variant_from_the_sync() {
     );
 
     // A kill reaches the provider over the sync stream.
-    kill(&server, "ramp").await;
+    server.kill("prod", "ramp").await;
     let changed = parse(&client.line_after("changed ").await);
     same_as_ours(&server, &contexts, &changed["results"], false);
     assert_eq!(

@@ -4,7 +4,7 @@
 use reqwest::header::{ETAG, IF_NONE_MATCH};
 use serde_json::{json, Value};
 use switchyard_core::{evaluate, Context};
-use switchyard_testkit::in_process::{boolean_flag, start, TestServer, ADMIN};
+use switchyard_testkit::in_process::{boolean_flag, deferring_flag, start, TestServer, ADMIN};
 use switchyard_testkit::sse;
 
 const ONE: &str = "/ofrep/v1/evaluate/flags";
@@ -231,15 +231,7 @@ async fn split_disabled_and_prerequisite_reasons() {
 #[tokio::test]
 async fn a_flag_that_defers_leaves_the_value_out_so_the_code_default_applies() {
     let (server, token) = setup().await;
-    server
-        .put_flag(
-            "prod",
-            json!({
-                "key": "deferring", "kind": "string", "variants": {"a": "A", "b": "B"},
-                "off_variant": null, "enabled": false, "default": {"variant": "a"}
-            }),
-        )
-        .await;
+    server.put_flag("prod", deferring_flag("deferring")).await;
     let ctx = json!({"context": {"targetingKey": "u1"}});
     let (status, body) = server
         .call(
@@ -604,14 +596,7 @@ async fn the_bulk_answer_announces_a_stream_that_tells_of_every_change() {
     // No Authorization header: the ticket is the credential.
     let mut stream = sse::open(reqwest::Client::new().get(server.url(&uri))).await;
     let revision = server.state.envs.get("prod").expect("prod").revision;
-    server
-        .ok(
-            "POST",
-            "/v1/admin/envs/prod/flags/checkout/kill",
-            ADMIN,
-            Some(json!({"reason": "incident"})),
-        )
-        .await;
+    server.kill("prod", "checkout").await;
     let event = stream.next_event().await;
     assert_eq!(event.event, "message");
     assert_eq!(event.json(), json!({"type": "refetchEvaluation"}));

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use switchyard_testkit::child::ChildProcess;
-use switchyard_testkit::in_process::{boolean_flag, start, ADMIN};
+use switchyard_testkit::in_process::{boolean_flag, deferring_flag, start};
 use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::process::Command;
 
@@ -18,15 +18,7 @@ async fn the_ofrep_web_provider_defers_to_code_defaults_and_hears_changes_over_s
     let server = start().await;
     server.create_env("prod").await;
     server.put_flag("prod", boolean_flag("checkout")).await;
-    server
-        .put_flag(
-            "prod",
-            json!({
-                "key": "legacy", "kind": "string", "variants": {"a": "A", "b": "B"},
-                "off_variant": null, "enabled": false, "default": {"variant": "a"}
-            }),
-        )
-        .await;
+    server.put_flag("prod", deferring_flag("legacy")).await;
     let token = server.token("web", "sdk", Some("prod")).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -81,15 +73,7 @@ async fn the_ofrep_web_provider_defers_to_code_defaults_and_hears_changes_over_s
         server.sse_clients() == 1
     })
     .await;
-    let (status, body) = server
-        .call(
-            "POST",
-            "/v1/admin/envs/prod/flags/checkout/kill",
-            Some(ADMIN),
-            Some(json!({"reason": "incident"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    server.kill("prod", "checkout").await;
     let changed: Value = serde_json::from_str(&client.line_after("changed ").await).expect("JSON");
     let checkout = &changed["results"]["checkout"];
     assert_eq!(

@@ -230,6 +230,17 @@ impl TestServer {
         .await
     }
 
+    /// Kills a flag (as admin), with a reason.
+    pub async fn kill(&self, env: &str, key: &str) {
+        self.ok(
+            "POST",
+            &format!("/v1/admin/envs/{env}/flags/{key}/kill"),
+            ADMIN,
+            Some(json!({ "reason": "incident" })),
+        )
+        .await;
+    }
+
     /// Issues a token of `kind` (`admin`, `sdk`, `eval`) for `env`.
     pub async fn token(&self, name: &str, kind: &str, env: Option<&str>) -> String {
         let mut body = json!({ "name": name, "kind": kind });
@@ -269,6 +280,15 @@ pub fn boolean_flag(key: &str) -> Value {
         "key": key, "kind": "boolean", "variants": {"on": true, "off": false}, "off_variant": "off",
         "rules": [{"id": "beta", "when": {"groups": ["beta"]}, "serve": {"variant": "on"}}],
         "default": {"variant": "off"}, "tags": ["demo"]
+    })
+}
+
+/// A killed string flag (variants `a` and `b`) whose `off_variant` is `null`: it
+/// serves nothing, and every client gives the caller's code default.
+pub fn deferring_flag(key: &str) -> Value {
+    json!({
+        "key": key, "kind": "string", "variants": {"a": "A", "b": "B"},
+        "off_variant": null, "enabled": false, "default": {"variant": "a"}
     })
 }
 

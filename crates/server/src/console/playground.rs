@@ -55,9 +55,13 @@ impl Answer {
         Answer {
             flag: flag.to_owned(),
             variant: evaluation.variant.map(str::to_owned),
-            value: evaluation
-                .value
-                .map_or_else(|| "null".to_owned(), Value::to_string),
+            value: if evaluation.defers() {
+                "none: the caller's code default".to_owned()
+            } else {
+                evaluation
+                    .value
+                    .map_or_else(|| "null".to_owned(), Value::to_string)
+            },
             reason: evaluation.reason.as_str(),
             rule: evaluation.rule_id.map(str::to_owned),
             error: evaluation.error.map(|e| e.as_str()),

@@ -387,6 +387,13 @@ mod tests {
             Some(27),
             "no undocumented extras"
         );
+        // The event stream's ticket is a required query parameter.
+        let ticket = &doc["paths"]["/ofrep/v1/events"]["get"]["parameters"][0];
+        assert_eq!(
+            (&ticket["name"], &ticket["in"], &ticket["required"]),
+            (&json!("ticket"), &json!("query"), &json!(true)),
+            "{ticket}"
+        );
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"

@@ -72,7 +72,7 @@ pub fn announce(state: &AppState, principal: &Principal) -> Vec<EventStream> {
 }
 
 /// The stream's query.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[derive(Debug, Deserialize)]
 pub struct TicketQuery {
     /// The ticket from the bulk answer's `eventStreams`.
     ticket: String,
@@ -107,7 +107,10 @@ fn frame(event: &Outgoing) -> Vec<Bytes> {
     path = "/ofrep/v1/events",
     tag = "ofrep",
     summary = "OFREP: change notifications (SSE) for the ticket's environment",
-    params(TicketQuery, ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")),
+    params(
+        ("ticket" = String, Query, description = "The ticket from the bulk answer's `eventStreams`"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last revision received")
+    ),
     responses(
         (status = 200, description = "`data: {\"type\":\"refetchEvaluation\"}` per change, `id` = the revision; heartbeats", body = Event, content_type = "text/event-stream"),
         (status = 400, description = "No ticket"),
