@@ -21,6 +21,7 @@ mod gates;
 mod outline;
 mod parse;
 mod schema;
+mod steps;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -32,6 +33,7 @@ pub use schema::{
     HealthTarget, Metric, NginxIngressCanary, OnFailure, OnNoData, Plan, PlanWritten,
     PrometheusQuery, Rollback, Service, Step, StepKind, WebhookCanary,
 };
+pub use steps::{Ramp, MAX_RAMP_STEPS};
 
 /// A plan that could not be read, with every problem found.
 #[derive(Debug, thiserror::Error)]

@@ -294,6 +294,7 @@ fn plan(
                 hold: None,
                 approve: w.is_none(),
                 gates: vec![],
+                ramp: None,
             })
             .collect(),
         analysis: Analysis {

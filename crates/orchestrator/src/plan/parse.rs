@@ -36,8 +36,7 @@ impl Plan {
 
 /// The plan as written, with environments as one list, and every rule it breaks.
 fn read(written: PlanWritten) -> (Plan, Vec<Problem>) {
-    let (plan, conflict) = written.into_plan();
-    let mut problems: Vec<Problem> = conflict.into_iter().collect();
+    let (plan, mut problems) = written.into_plan();
     if let Err(PlanError::Invalid(rules)) = plan.validate() {
         problems.extend(rules);
     }

@@ -58,15 +58,20 @@ pub struct PlanWritten {
 }
 
 impl PlanWritten {
-    /// The plan with its environments as one list, and the problem of a plan that
-    /// writes both spellings (its `environments` list is kept, so the plan's other
-    /// problems are still found). A blank `environment` counts as not written.
-    pub fn into_plan(self) -> (Plan, Option<Problem>) {
+    /// The plan with its environments as one list and its steps as the machine runs
+    /// them (time-based ramps expanded), and the problems of the steps as written and
+    /// of a plan that writes both spellings of its environments (its `environments`
+    /// list is kept, so the plan's other problems are still found). A blank
+    /// `environment` counts as not written.
+    pub fn into_plan(self) -> (Plan, Vec<Problem>) {
         let single = !self.environment.trim().is_empty();
-        let conflict = (single && !self.environments.is_empty()).then(|| Problem {
-            path: "environments".into(),
-            message: "give either `environment` or `environments`, not both".into(),
-        });
+        let mut problems: Vec<Problem> = (single && !self.environments.is_empty())
+            .then(|| Problem {
+                path: "environments".into(),
+                message: "give either `environment` or `environments`, not both".into(),
+            })
+            .into_iter()
+            .collect();
         let environments = if single && self.environments.is_empty() {
             vec![self.environment]
         } else {
@@ -76,13 +81,13 @@ impl PlanWritten {
             name: self.name,
             environments,
             services: self.services,
-            steps: self.steps,
+            steps: super::steps::read(self.steps, &mut problems),
             analysis: self.analysis,
             on_failure: self.on_failure,
             gates: self.gates,
             notify: self.notify,
         };
-        (plan, conflict)
+        (plan, problems)
     }
 }
 
@@ -90,9 +95,11 @@ impl TryFrom<PlanWritten> for Plan {
     type Error = Problem;
 
     fn try_from(written: PlanWritten) -> Result<Plan, Problem> {
-        match written.into_plan() {
-            (_, Some(conflict)) => Err(conflict),
-            (plan, None) => Ok(plan),
+        let (plan, mut problems) = written.into_plan();
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(problems.remove(0))
         }
     }
 }
@@ -340,6 +347,10 @@ pub struct Step {
     /// Gates that must pass before this step's weight is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<Gate>,
+    /// A time-based ramp, written instead of `weight`; a [`Plan`]'s steps have it
+    /// expanded into weight steps (`plan/steps.rs`), so it is `None` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<super::Ramp>,
 }
 
 /// What the ramp does at a step.

@@ -189,7 +189,7 @@ fn errors_name_the_field() {
             ),
             (
                 "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5, approve: true}]",
-                "steps[0]: a step has either `weight` or `approve: true`",
+                "steps[0]: a step has either `weight`, `ramp` or `approve: true`",
             ),
             (
                 "name: a\nenvironment: p\nservices: [{name: s, flags: [f], depends_on: [x]}]\nsteps: [{weight: 5}]",
@@ -412,4 +412,84 @@ fn a_mistyped_health_check_or_gate_names_the_accepted_forms() {
 fn all_problems_are_reported_at_once() {
     let yaml = "name: a\nenvironment: ''\nservices: []\nsteps: []";
     assert_eq!(problems(yaml).len(), 3);
+}
+
+#[test]
+fn a_time_based_ramp_expands_into_evenly_rising_weight_steps() {
+    let yaml = "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps:\n  \
+                - weight: 10\n  \
+                - ramp: { to: 100, over: 30m, every: 5m }\n    gates: [{ webhook: 'http://127.0.0.1:1/ok' }]\n  \
+                - approve: true\n";
+    let plan = Plan::from_yaml(yaml).unwrap();
+    let weights: Vec<Option<StepKind>> = (0..plan.steps.len()).map(|i| plan.step(i)).collect();
+    let five = Duration::from_secs(300);
+    assert_eq!(
+        weights,
+        [
+            Some(StepKind::Weight(10, Duration::from_secs(30))),
+            Some(StepKind::Weight(25, five)),
+            Some(StepKind::Weight(40, five)),
+            Some(StepKind::Weight(55, five)),
+            Some(StepKind::Weight(70, five)),
+            Some(StepKind::Weight(85, five)),
+            Some(StepKind::Weight(100, five)),
+            Some(StepKind::Approve),
+        ]
+    );
+    // The written step's gates guard the first step of the ramp only.
+    assert_eq!(plan.steps[1].gates.len(), 1);
+    assert!(plan.steps[2..].iter().all(|s| s.gates.is_empty()));
+    // Stored as the expansion: read back, the same plan.
+    let stored = serde_json::to_string(&plan).unwrap();
+    assert!(!stored.contains("ramp"), "{stored}");
+    assert_eq!(serde_json::from_str::<Plan>(&stored).unwrap(), plan);
+    // Uneven: 7 points over 3 steps round up, and the last is `to`.
+    let plan = Plan::from_yaml(
+        "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{ramp: {to: 7, over: 25s, every: 10s}}]",
+    )
+    .unwrap();
+    let weights: Vec<_> = plan.steps.iter().map(|s| s.weight).collect();
+    assert_eq!(weights, [Some(3), Some(5), Some(7)]);
+}
+
+#[test]
+fn ramp_errors_name_the_written_step() {
+    let base = "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: ";
+    for (steps, expected) in [
+        (
+            "[{weight: 50}, {ramp: {to: 40, over: 10m, every: 1m}}]",
+            "steps[1].ramp.to: a ramp rises: 40 does not exceed the weight before it, 50",
+        ),
+        (
+            "[{ramp: {to: 101, over: 10m, every: 1m}}]",
+            "steps[0].ramp.to: must be between 1 and 100",
+        ),
+        (
+            "[{ramp: {to: 50, over: 10m, every: 0s}}]",
+            "steps[0].ramp.every: must be longer than 0s",
+        ),
+        (
+            "[{ramp: {to: 50, over: 1m, every: 2m}}]",
+            "steps[0].ramp.every: must not be longer than `over`",
+        ),
+        (
+            "[{ramp: {to: 50, over: 10h, every: 1s}}]",
+            "steps[0].ramp.every: 36000 steps; a ramp has at most 1000",
+        ),
+        (
+            "[{ramp: {to: 50, over: 10m, every: 1m}, weight: 5}]",
+            "steps[0]: a `ramp` step has no `weight`",
+        ),
+        (
+            "[{ramp: {to: 50, over: 10m, every: 1m}}, {weight: 20}]",
+            "steps[1].weight: weights never decrease: 20 follows 50",
+        ),
+        ("[{ramp: {to: 50, over: 10m}}]", "missing field `every`"),
+    ] {
+        let found = problems(&format!("{base}{steps}"));
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "expected `{expected}` for {steps}; found {found:#?}"
+        );
+    }
 }

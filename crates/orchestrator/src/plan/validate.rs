@@ -161,32 +161,7 @@ impl Plan {
         if self.steps.is_empty() {
             problem("steps".into(), "a release needs at least one step".into());
         }
-        let mut previous = 0;
-        for (i, step) in self.steps.iter().enumerate() {
-            let at = format!("steps[{i}]");
-            for (j, gate) in step.gates.iter().enumerate() {
-                check_gate(&format!("{at}.gates[{j}]"), gate, &mut problem);
-            }
-            match (step.weight, step.approve) {
-                (Some(_), true) | (None, false) => problem(
-                    at.clone(),
-                    "a step has either `weight` or `approve: true`".into(),
-                ),
-                (None, true) if step.hold.is_some() => problem(
-                    format!("{at}.hold"),
-                    "`hold` belongs to a weight step".into(),
-                ),
-                (Some(w), false) if !(1..=100).contains(&w) => {
-                    problem(format!("{at}.weight"), "must be between 1 and 100".into())
-                }
-                (Some(w), false) if w < previous => problem(
-                    format!("{at}.weight"),
-                    format!("weights never decrease: {w} follows {previous}"),
-                ),
-                (Some(w), false) => previous = w,
-                _ => {}
-            }
-        }
+        // Each step was checked where it is written (`steps.rs`).
 
         if self.analysis.interval.is_zero() {
             problem("analysis.interval".into(), "must be longer than 0s".into());
@@ -309,7 +284,7 @@ fn check_health(at: &str, check: &HealthCheck, problem: &mut impl FnMut(String, 
 /// A required field's name and value.
 type Field<'a> = (&'static str, &'a String);
 
-fn check_gate(at: &str, gate: &Gate, problem: &mut impl FnMut(String, String)) {
+pub(super) fn check_gate(at: &str, gate: &Gate, problem: &mut impl FnMut(String, String)) {
     match &gate.check {
         GateCheck::Webhook(url) if !is_http_url(url) => problem(
             format!("{at}.webhook"),

@@ -72,6 +72,7 @@ fn plan() -> Plan {
                 hold: None,
                 approve: false,
                 gates: vec![],
+                ramp: None,
             })
             .into(),
         analysis: Analysis {
