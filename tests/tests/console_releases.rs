@@ -263,6 +263,14 @@ async fn releases_are_followed_steered_and_explained_in_the_browser() {
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("failed analyses"), "{}", page.body);
     assert!(!page.body.contains("id=\"commands\""), "no buttons");
+    // The orchestrator's release notes, on the page.
+    assert!(page.body.contains("id=\"release-notes\""), "{}", page.body);
+    assert!(
+        page.body.contains("# Release notes: checkout-bad"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("**Rolled back**"), "{}", page.body);
     assert_eq!(read_only.get("/console/new-release").await.status, 403);
     let list = read_only.get("/console/releases").await;
     assert!(!list.body.contains("id=\"new-release\""), "{}", list.body);

@@ -396,6 +396,14 @@ pub struct ServiceOutline {
     pub depends_on: Vec<String>,
     /// How its traffic is split (`haproxy 127.0.0.1:9999 backend checkout`).
     pub router: String,
+    /// The version it moves from (the router's stable backend), where the router names
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<String>,
+    /// The version it moves to (the router's canary backend), where the router names
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     /// The flags it ramps (`key`, or `key` rule `id`).
     pub flags: Vec<String>,
     /// How many health checks run before its first step.

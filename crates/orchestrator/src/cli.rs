@@ -27,6 +27,7 @@ use crate::machine::{Entry, Millis, Phase};
 use crate::plan::{Plan, PlanError, Problem};
 use crate::report::{self, name_of};
 use crate::store::Release;
+use switchyard_core::release::ReleaseReport;
 
 mod client;
 mod render;
@@ -311,6 +312,14 @@ pub enum ClientCommand {
         /// With `--dora`: how far back to look, from `1h` to `365d` (default `30d`).
         #[arg(long, value_parser = report::parse_dora_window, conflicts_with = "name")]
         window: Option<Duration>,
+        /// Release notes in Markdown instead of the report: services and versions,
+        /// flags, approvals, key decisions, outcome and duration.
+        #[arg(long, conflicts_with_all = ["dora", "format"])]
+        notes: bool,
+        /// With `--notes`: a minijinja template of your own instead of the default one
+        /// (docs/orchestrator.md lists what it may use).
+        #[arg(long, requires = "notes")]
+        template: Option<PathBuf>,
     },
     /// Every release ever applied, newest first: outcome, start, duration and why.
     History {
@@ -339,6 +348,15 @@ pub enum CliError {
     /// The plan file could not be read.
     #[error("cannot read {}", path.display())]
     ReadPlan {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A release notes template file could not be read.
+    #[error("cannot read the release notes template {}", path.display())]
+    ReadTemplate {
         /// The file.
         path: PathBuf,
         /// Why.
@@ -454,6 +472,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             CliError::ReadPlan { .. }
+            | CliError::ReadTemplate { .. }
             | CliError::InvalidPlan(_)
             | CliError::BadUrl { .. }
             | CliError::NotHttpUrl { .. }
@@ -583,6 +602,7 @@ async fn execute(
             name: None,
             window,
             format,
+            ..
         } => {
             let window = window.unwrap_or(report::DEFAULT_DORA_WINDOW);
             match format {
@@ -609,6 +629,30 @@ async fn execute(
         )),
         ClientCommand::History { limit } => {
             print!("{}", render_history(&client.history(limit).await?));
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Report {
+            name: Some(name),
+            notes: true,
+            template,
+            ..
+        } => {
+            let template = match &template {
+                Some(path) => {
+                    std::fs::read_to_string(path).map_err(|source| CliError::ReadTemplate {
+                        path: path.clone(),
+                        source,
+                    })?
+                }
+                None => report::notes::DEFAULT_TEMPLATE.to_owned(),
+            };
+            let document: ReleaseReport = serde_json::from_value(client.report_json(&name).await?)
+                .map_err(|e| {
+                    CliError::Usage(format!("the daemon's report is not readable: {e}"))
+                })?;
+            let notes = report::notes::render(&document, &template)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            print!("{notes}");
             Ok(ExitCode::SUCCESS)
         }
         ClientCommand::Report {

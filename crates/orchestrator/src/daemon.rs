@@ -13,7 +13,7 @@
 //! | `GET /v1/releases` | `{ releases: [ReleaseSummary] }` |
 //! | `GET /v1/releases/{name}` | the stored release `{ plan, state, created_at, revision }` |
 //! | `POST /v1/releases/{name}/{approve,pause,resume,abort,promote}` | a person's command |
-//! | `GET /v1/releases/{name}/report?format=json\|markdown` | the release's report |
+//! | `GET /v1/releases/{name}/report?format=json\|markdown\|notes` | the release's report, or its release notes |
 //! | `GET /v1/history?limit=N` | `{ releases: [ReleaseSummary] }`, every release ever applied, newest first |
 //! | `GET /v1/dora?window=30d&format=json\|markdown` | [`report::dora`] over the window |
 //! | `GET /healthz` | liveness |
@@ -499,21 +499,24 @@ async fn report_of(
     let Query(query) =
         query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let format = query.format.unwrap_or_else(|| "json".to_owned());
-    if format != "json" && format != "markdown" {
+    if !["json", "markdown", "notes"].contains(&format.as_str()) {
         return Err(ApiError::bad_request(format!(
-            "unknown report format `{format}`; use `json` or `markdown`"
+            "unknown report format `{format}`; use `json`, `markdown` or `notes`"
         )));
     }
     let release = find(&state, &name).await?;
-    if format == "json" {
-        return Ok(Json(report::json(&release)).into_response());
-    }
+    let text = match format.as_str() {
+        "json" => return Ok(Json(report::json(&release)).into_response()),
+        "notes" => report::notes::render(&report::json(&release), report::notes::DEFAULT_TEMPLATE)
+            .map_err(|e| ApiError::internal(&e))?,
+        _ => report::markdown(&release),
+    };
     Ok((
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/markdown; charset=utf-8"),
         )],
-        report::markdown(&release),
+        text,
     )
         .into_response())
 }

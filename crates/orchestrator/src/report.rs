@@ -11,7 +11,10 @@
 //! Times are RFC 3339 in UTC to the second; the timeline's `at_ms` keeps the exact value.
 //!
 //! [`dora`] sums many releases up as DORA figures (deployment frequency, change failure
-//! rate, time to restore), with `now` and the window as arguments.
+//! rate, time to restore), with `now` and the window as arguments; [`notes`] renders
+//! release notes from the JSON report with a template.
+
+pub mod notes;
 
 use std::time::Duration;
 

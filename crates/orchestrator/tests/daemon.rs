@@ -632,6 +632,58 @@ async fn commands_record_who_gave_them() {
     assert_eq!(code, 0, "{out}\n{err}");
     let (_, report, _) = daemon.run(&["report", "gated"]).await;
     assert!(report.contains("aborted by ci: enough"), "{report}");
+
+    // Release notes: from the default template (the CLI and the API alike), from one's
+    // own, and a broken template named by its line.
+    let (code, notes, err) = daemon.run(&["report", "gated", "--notes"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(notes.starts_with("# Release notes: gated"), "{notes}");
+    assert!(notes.contains("approved by ana"), "{notes}");
+    assert!(notes.contains("aborted by ci: enough"), "{notes}");
+    let served = reqwest::get(format!(
+        "{}/v1/releases/gated/report?format=notes",
+        daemon.url
+    ))
+    .await
+    .expect("the API answers")
+    .text()
+    .await
+    .expect("text");
+    assert!(served.starts_with("# Release notes: gated"), "{served}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mine = dir.path().join("mine.md");
+    std::fs::write(
+        &mine,
+        "{{ release.name }} in {{ release.environments | join(\", \") }}\n",
+    )
+    .expect("write");
+    let mine = mine.to_string_lossy().into_owned();
+    let (code, out, err) = daemon
+        .run(&["report", "gated", "--notes", "--template", &mine])
+        .await;
+    assert_eq!((code, out.as_str()), (0, "gated in production\n"), "{err}");
+    let broken = dir.path().join("broken.md");
+    std::fs::write(&broken, "fine\n{{ release.nmae }}").expect("write");
+    let broken = broken.to_string_lossy().into_owned();
+    let (code, _, err) = daemon
+        .run(&["report", "gated", "--notes", "--template", &broken])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("release notes template: line 2"), "{err}");
+    let (code, _, err) = daemon
+        .run(&[
+            "report",
+            "gated",
+            "--notes",
+            "--template",
+            "/nonexistent/notes.md",
+        ])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot read the release notes template"),
+        "{err}"
+    );
     daemon.child.kill().await.expect("kill serve");
 }
 

@@ -244,6 +244,22 @@ impl OrchestratorClient {
         Ok(())
     }
 
+    /// `GET /v1/releases/{name}/report?format=notes`: the release notes, Markdown.
+    pub async fn notes(&self, name: &str) -> Result<String, OrchestratorError> {
+        let (what, bytes) = self
+            .send(
+                Method::GET,
+                &["v1", "releases", name, "report"],
+                &[("format", "notes")],
+                None,
+            )
+            .await?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| OrchestratorError::Unreadable {
+            what,
+            message: e.to_string(),
+        })
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -251,6 +267,21 @@ impl OrchestratorClient {
         query: &[(&str, &str)],
         body: Option<String>,
     ) -> Result<T, OrchestratorError> {
+        let (what, bytes) = self.send(method, segments, query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| OrchestratorError::Unreadable {
+            what,
+            message: e.to_string(),
+        })
+    }
+
+    /// Sends a request; the successful answer's body, with what was asked (for errors).
+    async fn send(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        body: Option<String>,
+    ) -> Result<(String, bytes::Bytes), OrchestratorError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .map_err(|()| OrchestratorError::Unreachable {
@@ -291,10 +322,7 @@ impl OrchestratorClient {
                 },
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| OrchestratorError::Unreadable {
-            what,
-            message: e.to_string(),
-        })
+        Ok((what, bytes))
     }
 }
 

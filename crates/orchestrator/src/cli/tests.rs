@@ -71,6 +71,8 @@ fn report_takes_a_name_or_dora_and_history_a_limit() {
             dora: true,
             window: None,
             format: ReportFormat::Markdown,
+            notes: false,
+            template: None,
         }) => {}
         other => panic!("{other:?}"),
     }

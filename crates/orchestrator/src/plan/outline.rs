@@ -30,6 +30,8 @@ impl Plan {
                     name: s.name.clone(),
                     depends_on: s.depends_on.clone(),
                     router: router_words(&s.canary),
+                    stable: versions(&s.canary).map(|(stable, _)| stable.to_owned()),
+                    canary: versions(&s.canary).map(|(_, canary)| canary.to_owned()),
                     flags: s.flags.iter().map(flag_words).collect(),
                     health_checks: s.health.len(),
                 })
@@ -86,6 +88,15 @@ fn flag_words(flag: &FlagRef) -> String {
     match &flag.rule {
         Some(rule) => format!("{} rule {rule}", flag.key),
         None => flag.key.clone(),
+    }
+}
+
+/// The stable and canary versions a router names.
+fn versions(canary: &Canary) -> Option<(&str, &str)> {
+    match canary {
+        Canary::Haproxy(h) => Some((&h.stable, &h.canary)),
+        Canary::GatewayApi(g) => Some((&g.stable, &g.canary)),
+        Canary::None | Canary::NginxIngress(_) | Canary::Webhook(_) => None,
     }
 }
 

@@ -3,7 +3,9 @@ use serde_json::{json, Value};
 use super::*;
 use crate::analysis::{Measurement, Verdict};
 use crate::machine::{step, Action, Event, Outcome};
-use crate::plan::{Analysis, Canary, FlagRef, Metric, OnFailure, OnNoData, Service, Step};
+use crate::plan::{
+    Analysis, Canary, FlagRef, HaproxyCanary, Metric, OnFailure, OnNoData, Service, Step,
+};
 
 /// A document as the API writes it.
 fn as_value(document: impl serde::Serialize) -> Value {
@@ -65,7 +67,20 @@ fn plan() -> Plan {
     Plan {
         name: "checkout-v3".into(),
         environments: vec!["production".into()],
-        services: vec![service("auth", &[]), service("payments", &["auth"])],
+        services: vec![
+            Service {
+                // A router that names the versions (the machine's actions are answered by
+                // `World`, so nothing is contacted).
+                canary: Canary::Haproxy(HaproxyCanary {
+                    address: "127.0.0.1:9999".into(),
+                    backend: "auth".into(),
+                    stable: "v2".into(),
+                    canary: "v3".into(),
+                }),
+                ..service("auth", &[])
+            },
+            service("payments", &["auth"]),
+        ],
         steps: [10, 25, 50]
             .map(|w| Step {
                 weight: Some(w),
@@ -710,4 +725,58 @@ fn decimals_drop_trailing_zeros() {
     ] {
         assert_eq!(decimal(value, places), text);
     }
+}
+
+/// Compares with a golden file in `testdata/`; `SWITCHYARD_UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    if std::env::var_os("SWITCHYARD_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, text).expect("write the golden file");
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (SWITCHYARD_UPDATE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text,
+        expected,
+        "{} differs (SWITCHYARD_UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[test]
+fn release_notes_match_the_golden_files() {
+    let promoted = release(World::default(), |s| s.phase == Phase::Succeeded);
+    assert_eq!(promoted.state.phase, Phase::Succeeded);
+    let notes = notes::render(&json(&promoted), notes::DEFAULT_TEMPLATE).expect("renders");
+    golden("notes-promoted.md", &notes);
+    let notes = notes::render(&json(&rolled_back()), notes::DEFAULT_TEMPLATE).expect("renders");
+    golden("notes-rolled-back.md", &notes);
+}
+
+#[test]
+fn a_users_template_renders_and_a_broken_one_names_its_line() {
+    let report = json(&rolled_back());
+    let mine = "{{ release.name }}: {{ outcome }}{% for s in services %}, {{ s.name }} {{ s.versions }}{% endfor %}";
+    assert_eq!(
+        notes::render(&report, mine).expect("renders"),
+        "checkout-v3: Rolled back, auth v2 → v3, payments –"
+    );
+    let broken = "line one\n{{ release.nmae }}";
+    let error = notes::render(&report, broken)
+        .expect_err("an undefined name")
+        .to_string();
+    assert!(error.contains("line 2"), "{error}");
+    let error = notes::render(&report, "{% for %}")
+        .expect_err("bad syntax")
+        .to_string();
+    assert!(
+        error.starts_with("release notes template: line 1"),
+        "{error}"
+    );
 }

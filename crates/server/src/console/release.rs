@@ -69,6 +69,8 @@ struct ReleasePage {
     timeline: Vec<TimelineRow>,
     commands: Vec<(&'static str, &'static str)>,
     notice: Option<String>,
+    /// The orchestrator's release notes, when it answers them.
+    notes: Option<String>,
 }
 
 #[derive(Template)]
@@ -190,6 +192,8 @@ pub async fn detail(
             label(c)
         )
     });
+    // Notes are an addition: an orchestrator that cannot give them leaves them out.
+    let notes = connected(&state)?.notes(&name).await.ok();
     let now = now_ms();
     let (from, to) = span(&report, now);
     let page = ReleasePage {
@@ -216,6 +220,7 @@ pub async fn detail(
             .collect(),
         commands,
         notice,
+        notes,
         report,
     };
     render(&page)
