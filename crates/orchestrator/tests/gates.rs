@@ -201,13 +201,29 @@ notify:
     );
 
     // Every event reached the JSON target, in order; only `promoted` the Slack one.
-    let events: Vec<String> = receiver
-        .calls("hook")
-        .iter()
-        .map(|c| c["event"].as_str().unwrap().to_owned())
-        .collect();
+    // Notifications are sent after the state that causes them is saved, so the last
+    // ones may still be on their way when the release is seen finished.
+    let (events, slack) = eventually(
+        Duration::from_secs(30),
+        "the promotion's notifications",
+        || async {
+            let events: Vec<String> = receiver
+                .calls("hook")
+                .iter()
+                .map(|c| c["event"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let slack = receiver.calls("slack");
+            let arrived =
+                events.last().map(String::as_str) == Some("promoted") && !slack.is_empty();
+            if arrived {
+                Ok((events, slack))
+            } else {
+                Err(format!("hook {events:?}, slack {slack:?}"))
+            }
+        },
+    )
+    .await;
     assert_eq!(events, ["started", "step", "paused", "step", "promoted"]);
-    let slack = receiver.calls("slack");
     assert_eq!(slack.len(), 1);
     assert_eq!(
         slack[0]["text"],
