@@ -6,8 +6,9 @@
 //
 // CASES.json is {"context": {...}, "cases": [{"name", "key", "type" (boolean|string|
 // number|object), "default"}]}. Prints `initial {name: {value, reason, variant,
-// errorCode}}`; with --watch it then waits (up to 60 s) for the provider's
-// ConfigurationChanged event and prints `changed {"flags": [...], "results": {...}}`.
+// errorCode}}`; with --watch it then waits (up to 60 s) for a ConfigurationChanged
+// event after which an answer differs, and prints `changed {"flags": [...],
+// "results": {...}}`.
 // Polling is set to once an hour, so a change seen within the test came over the
 // provider's event stream (OFREP ADR 0008). Node has no EventSource before 22, so the
 // published `eventsource` package provides the standard one.
@@ -68,19 +69,39 @@ async function main() {
   await OpenFeature.setContext(spec.context);
   await OpenFeature.setProviderAndWait(provider);
   const client = OpenFeature.getClient();
-  const changed = new Promise((resolve) => {
-    client.addHandler(ProviderEvents.ConfigurationChanged, (details) => resolve(details));
+  // Each ConfigurationChanged event, in order.
+  const events = [];
+  let wake = () => {};
+  client.addHandler(ProviderEvents.ConfigurationChanged, (details) => {
+    events.push(details);
+    wake();
   });
-  console.log(`initial ${JSON.stringify(evaluate(client, spec.cases))}`);
+  const initial = evaluate(client, spec.cases);
+  console.log(`initial ${JSON.stringify(initial)}`);
   if (process.argv.includes('--watch')) {
-    const timeout = new Promise((resolve) => setTimeout(() => resolve(null), 60000));
-    const details = await Promise.race([changed, timeout]);
-    if (!details) {
-      console.error('no ConfigurationChanged event within 60 s');
-      process.exit(3);
+    // The first change after which an answer differs (a provider may also report a
+    // refetch that changed nothing).
+    const deadline = Date.now() + 60000;
+    for (;;) {
+      while (events.length === 0) {
+        const left = deadline - Date.now();
+        if (left <= 0) {
+          console.error('no ConfigurationChanged event that changes an answer within 60 s');
+          process.exit(3);
+        }
+        await new Promise((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, left);
+        });
+      }
+      const details = events.shift();
+      const results = evaluate(client, spec.cases);
+      if (JSON.stringify(results) !== JSON.stringify(initial)) {
+        const flags = details.flagsChanged ?? [];
+        console.log(`changed ${JSON.stringify({ flags, results })}`);
+        break;
+      }
     }
-    const flags = details.flagsChanged ?? [];
-    console.log(`changed ${JSON.stringify({ flags, results: evaluate(client, spec.cases) })}`);
   }
   await OpenFeature.close();
   process.exit(0);
