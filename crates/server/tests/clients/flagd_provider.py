@@ -94,8 +94,16 @@ def main():
                 sys.exit(3)
             changed.clear()
             results = evaluate(client, cases)
-            if results != initial:
-                break
+            if results == initial:
+                continue
+            # The provider may apply a configuration while the cases are evaluated:
+            # wait until two passes in a row agree.
+            while True:
+                again = evaluate(client, cases)
+                if again == results:
+                    break
+                results = again
+            break
         print("changed " + json.dumps({"flags": seen, "results": results}), flush=True)
     api.shutdown()
 
