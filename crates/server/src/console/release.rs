@@ -192,8 +192,13 @@ pub async fn detail(
             label(c)
         )
     });
-    // Notes are an addition: an orchestrator that cannot give them leaves them out.
-    let notes = connected(&state)?.notes(&name).await.ok();
+    // Notes tell a finished release; the page of a running one polls every 1.5 s and
+    // asks nothing more. An orchestrator that cannot give them leaves them out.
+    let notes = if report.phase.is_terminal() {
+        connected(&state)?.notes(&name).await.ok()
+    } else {
+        None
+    };
     let now = now_ms();
     let (from, to) = span(&report, now);
     let page = ReleasePage {
