@@ -346,6 +346,9 @@ pub struct ReleaseSummary {
     /// (DORA's time to restore), in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_to_restore_seconds: Option<f64>,
+    /// Set for a hotfix: why its ramp was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotfix: Option<String>,
 }
 
 /// One service of a [`ReleaseSummary`].
@@ -357,10 +360,13 @@ pub struct ServiceSummary {
     pub phase: ServicePhase,
     /// The step it is at, counted from 1 as in reports; absent before its first step.
     pub step: Option<usize>,
-    /// How many steps the plan has.
+    /// How many steps it runs.
     pub steps: usize,
     /// The weight last confirmed, in percent.
     pub weight: u32,
+    /// The region it is released in, for a plan with `regions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The flags it ramps.
     #[serde(default)]
     pub flags: Vec<String>,
@@ -385,6 +391,25 @@ pub struct PlanOutline {
     pub metrics: Vec<MetricOutline>,
     /// What a failed analysis does, in words (`rollback`, `pause`, `gradual rollback …`).
     pub on_failure: String,
+    /// Set for a hotfix: why the ramp is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotfix: Option<String>,
+    /// The regions, primary first, for a plan with `regions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<RegionOutline>,
+}
+
+/// One region of a [`PlanOutline`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionOutline {
+    /// Its name.
+    pub name: String,
+    /// Whether it goes first.
+    pub primary: bool,
+    /// The highest canary weight before promotion there, in percent.
+    pub max_weight: u32,
+    /// The services released there.
+    pub services: Vec<String>,
 }
 
 /// One service of a [`PlanOutline`].
@@ -408,6 +433,16 @@ pub struct ServiceOutline {
     pub flags: Vec<String>,
     /// How many health checks run before its first step.
     pub health_checks: usize,
+    /// How it takes over, in words (`canary`, `blue-green: bake 5m`, `rolling: batch
+    /// 25%`).
+    #[serde(default)]
+    pub strategy: String,
+    /// The steps it runs (its strategy's expansion of the plan's steps).
+    #[serde(default)]
+    pub steps: Vec<StepOutline>,
+    /// The region it is released in, for a plan with `regions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// One step of a [`PlanOutline`].
@@ -474,8 +509,11 @@ pub struct ServiceReport {
     pub phase: ServicePhase,
     /// The step it is at, counted from 1; none before its first.
     pub step: Option<usize>,
-    /// How many steps the plan has.
+    /// How many steps it runs.
     pub steps: usize,
+    /// The region it is released in, for a plan with `regions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// The weight last confirmed, in percent.
     pub weight: u32,
     /// Failed analyses so far.

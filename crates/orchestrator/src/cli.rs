@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::analysis::error_chain;
 use crate::daemon::{ReleaseSummary, DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT};
 use crate::machine::{Entry, Millis, Phase};
-use crate::plan::{Plan, PlanError, Problem};
+use crate::plan::{Hotfix, Plan, PlanError, Problem};
 use crate::report::{self, name_of};
 use crate::store::Release;
 use switchyard_core::release::ReleaseReport;
@@ -232,6 +232,15 @@ pub enum ClientCommand {
             requires = "wait"
         )]
         reconnect_for: Duration,
+        /// Release as a hotfix: every service goes to 100 % in one step after the
+        /// gates and pre-checks, held and analysed for the plan's `hotfix.bake` (one
+        /// analysis interval by default) before promotion; marked as a hotfix in the
+        /// timeline, reports and DORA figures. Needs `--reason`.
+        #[arg(long, requires = "reason")]
+        hotfix: bool,
+        /// Why this hotfix skips the ramp (recorded with the release).
+        #[arg(long, requires = "hotfix")]
+        reason: Option<String>,
     },
     /// Show every release, or one release's services in detail.
     Status {
@@ -544,12 +553,15 @@ async fn execute(
             wait,
             timeout,
             reconnect_for,
+            hotfix,
+            reason,
         } => {
             let follow = wait.then_some(Follow {
                 timeout,
                 reconnect_for,
             });
-            apply(&client, &file, follow).await
+            let hotfix = reason.filter(|_| hotfix);
+            apply(&client, &file, hotfix, follow).await
         }
         ClientCommand::Status { name, watch } => {
             status(&client, name.as_deref(), watch).await?;
@@ -696,17 +708,31 @@ struct Follow {
 /// How often `status --watch` redraws.
 const WATCH_REFRESH: Duration = Duration::from_secs(1);
 
+/// Applies the plan in `file` (as a hotfix when `hotfix` gives a reason).
 async fn apply(
     client: &Client,
     file: &std::path::Path,
+    hotfix: Option<String>,
     follow_it: Option<Follow>,
 ) -> Result<ExitCode, CliError> {
-    let text = std::fs::read_to_string(file).map_err(|source| CliError::ReadPlan {
+    let mut text = std::fs::read_to_string(file).map_err(|source| CliError::ReadPlan {
         path: file.to_owned(),
         source,
     })?;
     // Checked here too, so a broken plan is reported even when the daemon is down.
-    let plan = Plan::from_yaml(&text)?;
+    let mut plan = Plan::from_yaml(&text)?;
+    if let Some(reason) = hotfix {
+        let bake = plan.hotfix.take().and_then(|h| h.bake);
+        plan.hotfix = Some(Hotfix { reason, bake });
+        plan.expand_steps();
+        plan.validate()?;
+        text = serde_yaml_ng::to_string(&plan).map_err(|e| {
+            CliError::from(PlanError::Syntax {
+                path: "hotfix".into(),
+                message: e.to_string(),
+            })
+        })?;
+    }
     let (release, created) = client.apply(text).await?;
     let Some(how) = follow_it else {
         let verb = if created {

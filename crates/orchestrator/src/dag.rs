@@ -87,6 +87,9 @@ mod tests {
                 canary: Canary::None,
                 flags: vec![],
                 health: vec![],
+                strategy: None,
+                steps: vec![],
+                region: None,
             })
             .collect()
     }

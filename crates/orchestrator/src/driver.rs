@@ -33,7 +33,7 @@ use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources, We
 use crate::flags::FlagControl;
 use crate::gates;
 use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
-use crate::plan::{Plan, PlanError, Problem, Service, StepKind};
+use crate::plan::{Plan, PlanError, Problem, RegionFailure, Service, StepKind};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
 use crate::telemetry::Telemetry;
@@ -462,13 +462,18 @@ impl Orchestrator {
             .or(release.state.finished_at)
             .unwrap_or(now);
         let since = Duration::from_millis(now.saturating_sub(promoted));
-        if since > config.rollback_window {
+        // A blue-green release keeps its previous version for `keep_previous`.
+        let (window, setting) = match release.plan.keep_previous() {
+            Some(keep) => (keep, "the plan's `keep_previous`"),
+            None => (config.rollback_window, "`serve --rollback-window`"),
+        };
+        if since > window {
             let since = Duration::from_secs(since.as_secs());
             return Err(Refusal(format!(
                 "release `{name}` was promoted {} ago, outside the rollback window of {} \
-                 (`serve --rollback-window`); roll it back by hand or release the previous version",
+                 ({setting}); roll it back by hand or release the previous version",
                 humantime::format_duration(since),
-                humantime::format_duration(config.rollback_window)
+                humantime::format_duration(window)
             ))
             .into());
         }
@@ -530,7 +535,8 @@ impl Orchestrator {
             .plan
             .services
             .iter()
-            .map(|s| routers::build(&s.name, &s.canary))
+            .enumerate()
+            .map(|(i, s)| routers::build(&s.name, &s.canary, release.plan.strategy_of(i)))
             .collect();
         let runner = Runner {
             shared: self.shared.clone(),
@@ -750,8 +756,13 @@ impl Runner {
         let env = self.release.state.environment(plan);
         match action {
             Action::Gate { service, step } => {
+                let written = service
+                    .as_deref()
+                    .and_then(|name| plan.services.iter().position(|s| s.name == name))
+                    .zip(*step)
+                    .and_then(|(i, step)| plan.steps_of(i).get(step));
                 let gates = match step {
-                    Some(step) => plan.steps.get(*step).map_or(&[][..], |s| &s.gates[..]),
+                    Some(_) => written.map_or(&[][..], |s| &s.gates[..]),
                     None => &plan.gates.pre[..],
                 };
                 let context = serde_json::json!({
@@ -759,7 +770,7 @@ impl Runner {
                     "environment": env,
                     "service": service,
                     "step": step.map(|s| s + 1),
-                    "weight": step.and_then(|s| plan.steps.get(s)).and_then(|s| s.weight),
+                    "weight": written.and_then(|s| s.weight),
                 });
                 for gate in gates {
                     if let Err(error) = gates::run(gate, &context, &config.http).await {
@@ -808,7 +819,7 @@ impl Runner {
                     let first_weight = if self.release.state.full_promotion {
                         100
                     } else {
-                        plan.first_weight()
+                        plan.first_weight(index)
                     };
                     let flags = config
                         .flags
@@ -855,15 +866,24 @@ impl Runner {
                         envs.push(&prior.environment);
                     }
                 }
+                // A region rolling back alone puts its rules' serves back instead: a
+                // kill would switch the flag off in the regions that stay promoted.
+                let alone = service.region.is_some()
+                    && plan
+                        .regions
+                        .as_ref()
+                        .is_some_and(|r| r.on_failure == RegionFailure::Region);
                 self.retrying(|| async {
                     if traffic_too {
                         router.set_weight(0).await?;
                     }
                     for env in &envs {
-                        config
-                            .flags
-                            .kill(env, &service.flags, before, &reason)
-                            .await?;
+                        let flags = &config.flags;
+                        if alone {
+                            flags.put_back(env, &service.flags, before).await?;
+                        } else {
+                            flags.kill(env, &service.flags, before, &reason).await?;
+                        }
                     }
                     Ok(())
                 })
@@ -884,21 +904,17 @@ impl Runner {
     async fn analyse(&self, service: &Service, env: &str) -> Vec<Measurement> {
         let sources = &self.shared.config.metrics;
         let plan = &self.release.plan;
-        let weight = self
-            .release
-            .state
-            .services
-            .iter()
-            .find(|s| s.name == service.name)
-            .and_then(|s| {
-                Some(WeightWindow {
-                    since: s.weight_since?,
-                    share: f64::from(s.weight) / 100.0,
-                    weight_steps: (0..plan.steps.len())
-                        .filter(|i| matches!(plan.step(*i), Some(StepKind::Weight(..))))
-                        .count(),
-                })
-            });
+        let index = plan.services.iter().position(|s| s.name == service.name);
+        let weight = index.and_then(|i| {
+            let s = self.release.state.services.get(i)?;
+            Some(WeightWindow {
+                since: s.weight_since?,
+                share: f64::from(s.weight) / 100.0,
+                weight_steps: (0..plan.steps_of(i).len())
+                    .filter(|&step| matches!(plan.step(i, step), Some(StepKind::Weight(..))))
+                    .count(),
+            })
+        });
         let request = |metric| MetricRequest {
             metric,
             service,
@@ -907,7 +923,7 @@ impl Runner {
         };
         let mut measurements = Vec::new();
         for metric in &self.release.plan.analysis.metrics {
-            if metric.applies_to(&service.name) {
+            if metric.applies_to(service.written_name()) {
                 measurements.push(sources.measure(request(Some(metric))).await);
             }
         }

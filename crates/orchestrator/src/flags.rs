@@ -56,6 +56,16 @@ pub trait FlagControl: Send + Sync {
         reason: &str,
     ) -> Result<(), FlagError>;
 
+    /// Puts each flag's pre-release serve (its record in `before`) back without
+    /// killing the flag: how one region rolls back while the flag, through its other
+    /// rules, goes on serving the regions that stay promoted.
+    async fn put_back(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        before: &[PriorServe],
+    ) -> Result<(), FlagError>;
+
     /// Those of `keys` that are killed now, with who killed them and why when known.
     async fn killed(&self, env: &str, keys: &[&str]) -> Result<Vec<Killed>, FlagError>;
 
@@ -292,6 +302,14 @@ pub fn check(
 /// Kills `flag` and puts `before`'s serve back. Returns whether the flag changed; a
 /// rule that no longer exists is left alone (the kill still applies).
 pub fn restore(flag: &mut Flag, before: &PriorServe) -> bool {
+    let killed = flag.enabled;
+    flag.enabled = false;
+    put_back(flag, before) || killed
+}
+
+/// Puts `before`'s serve back, leaving the flag enabled or killed as it is. Returns
+/// whether the flag changed; a rule that no longer exists is left alone.
+pub fn put_back(flag: &mut Flag, before: &PriorServe) -> bool {
     let serve = match &before.rule {
         None => Some(&mut flag.default),
         Some(id) => flag
@@ -300,15 +318,13 @@ pub fn restore(flag: &mut Flag, before: &PriorServe) -> bool {
             .find(|r| &r.id == id)
             .map(|r| &mut r.serve),
     };
-    let mut changed = flag.enabled;
-    flag.enabled = false;
-    if let Some(serve) = serve {
-        if *serve != before.serve {
+    match serve {
+        Some(serve) if *serve != before.serve => {
             *serve = before.serve.clone();
-            changed = true;
+            true
         }
+        _ => false,
     }
-    changed
 }
 
 /// [`FlagControl`] over the flag server's admin API.
@@ -467,6 +483,22 @@ impl FlagControl for AdminFlags {
             if let Some(prior) = before.iter().find(|p| p.is_of(env, f)) {
                 let doing = format!("restoring flag `{}` in `{env}`", f.key);
                 self.update(env, &f.key, &doing, |flag| Ok(restore(flag, prior)))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn put_back(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        before: &[PriorServe],
+    ) -> Result<(), FlagError> {
+        for f in flags {
+            if let Some(prior) = before.iter().find(|p| p.is_of(env, f)) {
+                let doing = format!("restoring flag `{}` in `{env}`", f.key);
+                self.update(env, &f.key, &doing, |flag| Ok(put_back(flag, prior)))
                     .await?;
             }
         }

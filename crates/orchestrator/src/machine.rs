@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::verdict::{Measurement, Verdict};
 use crate::dag;
 use crate::flags::prior::PriorServe;
-use crate::plan::{NotifyEvent, OnFailure, Plan, Rollback, StepKind};
+use crate::plan::{NotifyEvent, OnFailure, Plan, RegionFailure, Rollback, StepKind, Strategy};
 
 pub use switchyard_core::release::{Millis, Phase, ServicePhase, Weights};
 
@@ -346,6 +346,8 @@ impl State {
         if self.phase != Phase::Running {
             return None;
         }
+        // A region rolling back alone does so while the release runs.
+        let rollback = self.services.iter().filter_map(|s| s.next_rollback).min();
         let analysed = |i: usize| !has_analysis(plan, i) || self.services[i].passed_in_step > 0;
         self.services
             .iter()
@@ -353,7 +355,7 @@ impl State {
             .filter_map(|(i, s)| match s.phase {
                 ServicePhase::Progressing | ServicePhase::AwaitingApproval => {
                     // A hold ends a step only once an analysis in it has passed.
-                    let hold_end = match (plan.step(s.step), s.step_since) {
+                    let hold_end = match (plan.step(i, s.step), s.step_since) {
                         (Some(StepKind::Weight(_, hold)), Some(since))
                             if s.phase == ServicePhase::Progressing && analysed(i) =>
                         {
@@ -366,6 +368,7 @@ impl State {
                 }
                 _ => None,
             })
+            .chain(rollback)
             .min()
     }
 }
@@ -445,7 +448,7 @@ fn has_analysis(plan: &Plan, i: usize) -> bool {
             .analysis
             .metrics
             .iter()
-            .any(|m| m.applies_to(&service.name))
+            .any(|m| m.applies_to(service.written_name()))
 }
 
 struct Machine<'a> {
@@ -552,7 +555,14 @@ impl Machine<'_> {
     /// services without dependencies.
     fn start_environment(&mut self) {
         let env = self.state.environment(self.plan).to_owned();
-        let message = format!("release started in `{env}`");
+        let message = match &self.plan.hotfix {
+            Some(hotfix) => format!(
+                "hotfix started in `{env}`: {} (the ramp is skipped: one step at 100 after \
+                 the gates and pre-checks, held and analysed before promotion)",
+                hotfix.reason
+            ),
+            None => format!("release started in `{env}`"),
+        };
         self.log(None, message.clone());
         self.notify(NotifyEvent::Started, None, message);
         if self.plan.gates.pre.is_empty() {
@@ -573,7 +583,8 @@ impl Machine<'_> {
 
     fn tick(&mut self) {
         match self.state.phase {
-            Phase::Running => {}
+            // A region rolling back alone does so while the release runs.
+            Phase::Running => self.tick_rollback(),
             Phase::RollingBack => return self.tick_rollback(),
             _ => return,
         }
@@ -582,7 +593,7 @@ impl Machine<'_> {
             let analysing = self.in_outbox(i, |a| matches!(a, Action::Analyse { .. }));
             match s.phase {
                 ServicePhase::Progressing if !self.applying(i) && !analysing => {
-                    let Some(StepKind::Weight(_, hold)) = self.plan.step(s.step) else {
+                    let Some(StepKind::Weight(_, hold)) = self.plan.step(i, s.step) else {
                         continue;
                     };
                     let held = s
@@ -667,7 +678,7 @@ impl Machine<'_> {
                     }
                     self.log(Some(i), "pre-checks passed".into());
                     let first = if self.state.full_promotion {
-                        self.plan.steps.len()
+                        self.plan.steps_of(i).len()
                     } else {
                         0
                     };
@@ -845,14 +856,14 @@ impl Machine<'_> {
     /// Moves service `i` to step `index` (its gates first), or promotes it past the
     /// last step.
     fn enter_step(&mut self, i: usize, index: usize) {
-        if self.state.full_promotion || self.plan.step(index).is_none() {
+        if self.state.full_promotion || self.plan.step(i, index).is_none() {
             return self.promote(i);
         }
         let s = &mut self.state.services[i];
         s.step = index;
         s.step_since = None;
         s.passed_in_step = 0;
-        s.gate_passed = self.plan.steps[index].gates.is_empty();
+        s.gate_passed = self.plan.steps_of(i)[index].gates.is_empty();
         if s.gate_passed {
             return self.begin_step(i);
         }
@@ -867,7 +878,7 @@ impl Machine<'_> {
     /// Starts the current step of service `i` once its gates have passed.
     fn begin_step(&mut self, i: usize) {
         let index = self.state.services[i].step;
-        match self.plan.step(index) {
+        match self.plan.step(i, index) {
             None => self.promote(i),
             Some(StepKind::Approve) => {
                 self.state.services[i].phase = ServicePhase::AwaitingApproval;
@@ -895,7 +906,7 @@ impl Machine<'_> {
         if !s.gate_passed {
             return self.enter_step(i, index);
         }
-        match self.plan.step(index) {
+        match self.plan.step(i, index) {
             Some(StepKind::Approve) => s.phase = ServicePhase::AwaitingApproval,
             _ if s.step_since.is_none() && !applying => self.begin_step(i),
             _ => {
@@ -912,7 +923,7 @@ impl Machine<'_> {
     fn promote(&mut self, i: usize) {
         let s = &mut self.state.services[i];
         s.phase = ServicePhase::Promoting;
-        s.step = self.plan.steps.len();
+        s.step = self.plan.steps_of(i).len();
         s.next_analysis = None;
         let service = s.name.clone();
         // A step's weight or gate still queued is overtaken by 100.
@@ -937,9 +948,44 @@ impl Machine<'_> {
         self.notify(NotifyEvent::Paused, Some(i), message);
     }
 
+    /// Rolls back after service `i` failed: the whole release, or only `i`'s region
+    /// when the plan says so (`region_failure: region`).
     fn roll_back_from(&mut self, i: usize, reason: String) {
         let name = self.state.services[i].name.clone();
-        self.roll_back(format!("{name}: {reason}"));
+        let reason = format!("{name}: {reason}");
+        let region_only = self
+            .plan
+            .regions
+            .as_ref()
+            .is_some_and(|r| r.on_failure == RegionFailure::Region);
+        match &self.plan.services[i].region {
+            Some(region) if region_only && self.state.phase == Phase::Running => {
+                let region = region.clone();
+                self.roll_back_region(&region, reason);
+            }
+            _ => self.roll_back(reason),
+        }
+    }
+
+    /// Rolls back the services of `region` only; the release goes on elsewhere.
+    fn roll_back_region(&mut self, region: &str, reason: String) {
+        let members: Vec<usize> = (0..self.plan.services.len())
+            .filter(|&j| self.plan.services[j].region.as_deref() == Some(region))
+            .collect();
+        if self.state.reason.is_none() {
+            self.state.reason = Some(format!("region `{region}` rolled back: {reason}"));
+        }
+        let message = format!("rolling back region `{region}`: {reason}");
+        self.log(None, message.clone());
+        self.notify(NotifyEvent::RolledBack, None, message);
+        let names: Vec<String> = members
+            .iter()
+            .map(|&j| self.state.services[j].name.clone())
+            .collect();
+        self.state
+            .outbox
+            .retain(|a| a.service().is_none_or(|s| !names.iter().any(|n| n == s)));
+        self.roll_back_services_where(|j| members.contains(&j));
     }
 
     /// Rolls back every started service, the latest dependency group first.
@@ -952,23 +998,47 @@ impl Machine<'_> {
         self.state.reason = Some(reason.clone());
         self.log(None, format!("rolling back: {reason}"));
         // Work queued for progress is obsolete; a half-performed weight change is
-        // overwritten by the rollback's weights.
-        self.state.outbox.clear();
+        // overwritten by the rollback's weights. A region already rolling back keeps
+        // its rollback.
+        let rolling_back: Vec<String> = self
+            .state
+            .services
+            .iter()
+            .filter(|s| s.phase == ServicePhase::RollingBack)
+            .map(|s| s.name.clone())
+            .collect();
+        self.state.outbox.retain(|a| {
+            a.service()
+                .is_some_and(|n| rolling_back.iter().any(|r| r == n))
+        });
         self.roll_back_services();
     }
 
     /// Queues the rollback of every started service, the latest dependency group
     /// first.
     fn roll_back_services(&mut self) {
-        let gradual = match self.plan.on_failure {
-            OnFailure::Rollback(Rollback::Gradual { step, .. }) => Some(step),
-            _ => None,
-        };
+        self.roll_back_services_where(|_| true);
+    }
+
+    /// Queues the rollback of the started services `chosen` picks, the latest
+    /// dependency group first. A blue-green service switches back at once whatever
+    /// the plan's rollback.
+    fn roll_back_services_where(&mut self, chosen: impl Fn(usize) -> bool) {
         let groups = dag::groups(&self.plan.services).unwrap_or_default();
         for group in groups.iter().rev() {
-            for &i in group {
+            for &i in group.iter().filter(|&&i| chosen(i)) {
+                let gradual = match (self.plan.on_failure, self.plan.strategy_of(i)) {
+                    (_, Strategy::BlueGreen(_)) => None,
+                    (OnFailure::Rollback(Rollback::Gradual { step, .. }), _) => Some(step),
+                    _ => None,
+                };
                 let s = &mut self.state.services[i];
                 match s.phase {
+                    // Already over.
+                    ServicePhase::RollingBack
+                    | ServicePhase::RolledBack
+                    | ServicePhase::Cancelled
+                    | ServicePhase::Failed => {}
                     // Nothing was applied before the pre-checks passed.
                     ServicePhase::Pending
                     | ServicePhase::WaitingForDependencies
@@ -999,6 +1069,24 @@ impl Machine<'_> {
     fn settle(&mut self) {
         match self.state.phase {
             Phase::Running if !self.state.awaiting_environment => {
+                // A service waiting for one that was rolled back never starts.
+                for i in self.indices(ServicePhase::WaitingForDependencies) {
+                    let gone = self.plan.services[i].depends_on.iter().find(|d| {
+                        self.state.service(d).is_some_and(|s| {
+                            matches!(
+                                s.phase,
+                                ServicePhase::RollingBack
+                                    | ServicePhase::RolledBack
+                                    | ServicePhase::Cancelled
+                                    | ServicePhase::Failed
+                            )
+                        })
+                    });
+                    if let Some(gone) = gone.cloned() {
+                        self.state.services[i].phase = ServicePhase::Cancelled;
+                        self.log(Some(i), format!("cancelled: `{gone}` was rolled back"));
+                    }
+                }
                 for i in self.indices(ServicePhase::WaitingForDependencies) {
                     let deps = &self.plan.services[i].depends_on;
                     let ready = deps.iter().all(|d| {
@@ -1018,7 +1106,7 @@ impl Machine<'_> {
                     .iter()
                     .all(|s| s.phase == ServicePhase::Succeeded);
                 if !done {
-                    return;
+                    return self.settle_partial();
                 }
                 let env = self.state.environment(self.plan).to_owned();
                 match self.plan.environments.get(self.state.environment + 1) {
@@ -1061,6 +1149,48 @@ impl Machine<'_> {
             }
             _ => {}
         }
+    }
+
+    /// Ends a release of which some services are over without being promoted (a
+    /// region rolled back alone) once every service is over: rolled back, or failed
+    /// if a rollback failed; the promoted regions stay promoted.
+    fn settle_partial(&mut self) {
+        let over = self.state.services.iter().all(|s| {
+            matches!(
+                s.phase,
+                ServicePhase::Succeeded
+                    | ServicePhase::RolledBack
+                    | ServicePhase::Cancelled
+                    | ServicePhase::Failed
+            )
+        });
+        if !over {
+            return;
+        }
+        let promoted: Vec<&str> = self
+            .state
+            .services
+            .iter()
+            .filter(|s| s.phase == ServicePhase::Succeeded)
+            .map(|s| s.name.as_str())
+            .collect();
+        let kept = if promoted.is_empty() {
+            String::new()
+        } else {
+            format!("; promoted and kept: {}", promoted.join(", "))
+        };
+        let failed = self
+            .state
+            .services
+            .iter()
+            .any(|s| s.phase == ServicePhase::Failed);
+        let reason = self.state.reason.clone().unwrap_or_default();
+        if failed {
+            self.finish(Phase::Failed, format!("rollback failed{kept}"));
+        } else {
+            self.finish(Phase::RolledBack, format!("release rolled back{kept}"));
+        }
+        self.notify(NotifyEvent::RolledBack, None, reason);
     }
 
     fn finish(&mut self, phase: Phase, message: String) {

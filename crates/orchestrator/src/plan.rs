@@ -20,20 +20,24 @@ use switchyard_core::api_error::FieldProblem;
 mod gates;
 mod outline;
 mod parse;
+mod regions;
 mod schema;
 mod steps;
+mod strategy;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use gates::{Gate, GateCheck, Gates, Notify, NotifyEvent, NotifyFormat};
 pub use outline::flag_keys;
+pub use regions::{Region, RegionFailure, Regions, Waves};
 pub use schema::{
     Analysis, Canary, FlagRef, GatewayApiCanary, GuardQuery, HaproxyCanary, HealthCheck,
     HealthTarget, Metric, NginxIngressCanary, OnFailure, OnNoData, Plan, PlanWritten,
-    PrometheusQuery, Rollback, Service, Step, StepKind, WebhookCanary,
+    PrometheusQuery, Rollback, Servers, Service, Step, StepKind, WebhookCanary,
 };
 pub use steps::{Ramp, MAX_RAMP_STEPS};
+pub use strategy::{Batch, BlueGreen, Hotfix, Rolling, Strategy};
 
 /// A plan that could not be read, with every problem found.
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +98,55 @@ impl From<Problem> for PlanError {
 }
 
 impl Plan {
-    /// The step at `index` as what it does.
-    pub fn step(&self, index: usize) -> Option<StepKind> {
-        let step = self.steps.get(index)?;
+    /// Gives every service the steps it runs: its strategy's expansion of the plan's
+    /// steps, or the hotfix's single step. Done whenever a plan is read.
+    pub fn expand_steps(&mut self) {
+        for service in &mut self.services {
+            service.steps = match &self.hotfix {
+                Some(hotfix) => hotfix.steps(self.analysis.interval),
+                None => {
+                    let strategy = service.strategy.as_ref().unwrap_or(&self.strategy);
+                    let servers = match &service.canary {
+                        Canary::Haproxy(h) => h.canary.0.len() as u32,
+                        _ => 1,
+                    };
+                    let steps = strategy.steps(&self.steps, servers, self.analysis.interval);
+                    let region = service
+                        .region
+                        .as_deref()
+                        .and_then(|name| self.regions.as_ref().and_then(|r| r.region(name)));
+                    match region {
+                        Some(region) if *strategy == Strategy::Canary => {
+                            regions::capped(&steps, region.max_weight)
+                        }
+                        _ => steps,
+                    }
+                }
+            };
+        }
+    }
+
+    /// The strategy service `i` follows.
+    pub fn strategy_of(&self, i: usize) -> &Strategy {
+        self.services
+            .get(i)
+            .and_then(|s| s.strategy.as_ref())
+            .unwrap_or(&self.strategy)
+    }
+
+    /// The steps service `i` runs (see [`Plan::expand_steps`]).
+    pub fn steps_of(&self, i: usize) -> &[Step] {
+        self.services.get(i).map_or(&[][..], |s| &s.steps[..])
+    }
+
+    /// The steps the service named `name` runs.
+    pub fn steps_of_service(&self, name: &str) -> &[Step] {
+        self.service(name).map_or(&[][..], |s| &s.steps[..])
+    }
+
+    /// Service `i`'s step at `index` as what it does.
+    pub fn step(&self, i: usize, index: usize) -> Option<StepKind> {
+        let step = self.steps_of(i).get(index)?;
         Some(match step.weight {
             Some(w) if !step.approve => {
                 StepKind::Weight(w, step.hold.unwrap_or(self.analysis.interval))
@@ -120,23 +170,33 @@ impl Plan {
         self.services.iter().find(|s| s.name == name)
     }
 
-    /// The weight of the first weight step (100 when every step is an approval): the
-    /// share the pre-checks allow a ramped flag to serve already.
-    pub fn first_weight(&self) -> u32 {
-        (0..self.steps.len())
-            .find_map(|i| match self.step(i) {
+    /// The weight of service `i`'s first weight step (100 when every step is an
+    /// approval): the share the pre-checks allow a ramped flag to serve already.
+    pub fn first_weight(&self, i: usize) -> u32 {
+        (0..self.steps_of(i).len())
+            .find_map(|index| match self.step(i, index) {
                 Some(StepKind::Weight(w, _)) => Some(w),
                 _ => None,
             })
             .unwrap_or(100)
     }
 
-    /// The largest weight any step sets.
+    /// The largest weight any service's step sets.
     pub fn max_weight(&self) -> u32 {
-        self.steps
-            .iter()
-            .filter_map(|s| s.weight)
+        (0..self.services.len())
+            .flat_map(|i| self.steps_of(i).iter().filter_map(|s| s.weight))
             .max()
             .unwrap_or(0)
+    }
+
+    /// How long after its promotion the release may be switched back: the shortest
+    /// `keep_previous` of its blue-green services, if any has one.
+    pub fn keep_previous(&self) -> Option<std::time::Duration> {
+        (0..self.services.len())
+            .filter_map(|i| match self.strategy_of(i) {
+                Strategy::BlueGreen(b) => b.keep_previous,
+                _ => None,
+            })
+            .min()
     }
 }

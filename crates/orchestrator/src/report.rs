@@ -54,7 +54,8 @@ pub fn json(release: &Release) -> ReleaseReport {
                 name: s.name.clone(),
                 phase: s.phase,
                 step: step_number(plan, s),
-                steps: plan.steps.len(),
+                steps: plan.steps_of_service(&s.name).len(),
+                region: plan.service(&s.name).and_then(|p| p.region.clone()),
                 weight: s.weight,
                 failures: s.failures,
                 last_analysis: s
@@ -72,7 +73,6 @@ pub fn json(release: &Release) -> ReleaseReport {
 /// One line per release for listings and the API's `GET /v1/releases`; step numbers
 /// are the report's, so listings and reports never disagree.
 pub fn summary(release: &Release) -> ReleaseSummary {
-    let steps = release.plan.steps.len();
     let services = release
         .state
         .services
@@ -81,7 +81,8 @@ pub fn summary(release: &Release) -> ReleaseSummary {
             name: s.name.clone(),
             phase: s.phase,
             step: step_number(&release.plan, s),
-            steps,
+            steps: release.plan.steps_of_service(&s.name).len(),
+            region: release.plan.service(&s.name).and_then(|p| p.region.clone()),
             weight: s.weight,
             flags: release
                 .plan
@@ -105,6 +106,7 @@ pub fn summary(release: &Release) -> ReleaseSummary {
             .then(|| restore_time(&release.state))
             .flatten()
             .map(|d| d.as_secs_f64()),
+        hotfix: release.plan.hotfix.as_ref().map(|h| h.reason.clone()),
     }
 }
 
@@ -167,8 +169,9 @@ pub fn markdown(release: &Release) -> String {
         .map(String::from),
     );
     for s in &state.services {
-        let step =
-            step_number(plan, s).map_or("–".into(), |i| format!("{i}/{}", plan.steps.len()));
+        let step = step_number(plan, s).map_or("–".into(), |i| {
+            format!("{i}/{}", plan.steps_of_service(&s.name).len())
+        });
         lines.push(row(&[
             &s.name,
             &name_of(&s.phase).replace('_', " "),
@@ -211,7 +214,7 @@ pub fn summary_line(release: &Release) -> String {
                 Some(i) => format!(
                     "{}: step {i}/{} weight {} ({phase})",
                     s.name,
-                    plan.steps.len(),
+                    plan.steps_of_service(&s.name).len(),
                     s.weight
                 ),
                 None => format!("{}: {phase}", s.name),
@@ -254,7 +257,7 @@ pub fn step_number(plan: &Plan, s: &ServiceState) -> Option<usize> {
         Pending | WaitingForDependencies | PreChecks | AwaitingGate | Cancelled => false,
     };
     // Past the last step means promoted: show it as the last.
-    reached.then(|| (s.step + 1).min(plan.steps.len()))
+    reached.then(|| (s.step + 1).min(plan.steps_of_service(&s.name).len()))
 }
 
 fn duration(state: &State) -> Option<Duration> {

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::plan::Canary;
+use crate::plan::{Canary, Strategy};
 
 pub mod gateway_api;
 pub mod haproxy;
+pub mod haproxy_rolling;
 pub mod nginx_ingress;
 pub mod webhook;
 
@@ -181,11 +182,16 @@ pub enum KubeConfigError {
 }
 
 /// The router a plan's `canary` section describes, for the service named `service`
-/// (the webhook router sends that name along). Never fails: routers connect on first
-/// use, so a misconfiguration surfaces from [`TrafficRouter::set_weight`].
-pub fn build(service: &str, canary: &Canary) -> Arc<dyn TrafficRouter> {
+/// (the webhook router sends that name along) released with `strategy` (a rolling
+/// update switches HAProxy servers' states instead of weights). Never fails: routers
+/// connect on first use, so a misconfiguration surfaces from
+/// [`TrafficRouter::set_weight`].
+pub fn build(service: &str, canary: &Canary, strategy: &Strategy) -> Arc<dyn TrafficRouter> {
     match canary {
         Canary::None => Arc::new(NoRouter),
+        Canary::Haproxy(config) if matches!(strategy, Strategy::Rolling(_)) => {
+            Arc::new(haproxy_rolling::HaproxyRolling::new(config.clone()))
+        }
         Canary::Haproxy(config) => Arc::new(haproxy::Haproxy::new(config.clone())),
         Canary::GatewayApi(config) => Arc::new(gateway_api::GatewayApi::new(config.clone())),
         Canary::NginxIngress(config) => Arc::new(nginx_ingress::NginxIngress::new(config.clone())),

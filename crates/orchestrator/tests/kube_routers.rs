@@ -7,7 +7,7 @@ mod support;
 
 use serde_json::{json, Value};
 use support::fake_kube::{FakeKube, Kind, Recorded, TOKEN};
-use switchyard_orchestrator::plan::{Canary, GatewayApiCanary, NginxIngressCanary};
+use switchyard_orchestrator::plan::{Canary, GatewayApiCanary, NginxIngressCanary, Strategy};
 use switchyard_orchestrator::routers::gateway_api::ATTEMPTS;
 use switchyard_orchestrator::routers::nginx_ingress::{CANARY, CANARY_WEIGHT, CANARY_WEIGHT_TOTAL};
 use switchyard_orchestrator::routers::{self, KubeConfigError, RouterError, TrafficRouter};
@@ -30,6 +30,7 @@ fn gateway_api(kube: &FakeKube, route: &str) -> std::sync::Arc<dyn TrafficRouter
             canary: CANARY_SERVICE.into(),
             kubeconfig: Some(kube.kubeconfig()),
         }),
+        &Strategy::Canary,
     )
 }
 
@@ -41,6 +42,7 @@ fn nginx_ingress(kube: &FakeKube, ingress: &str) -> std::sync::Arc<dyn TrafficRo
             ingress: ingress.into(),
             kubeconfig: Some(kube.kubeconfig()),
         }),
+        &Strategy::Canary,
     )
 }
 
@@ -357,6 +359,7 @@ async fn a_bad_kubeconfig_surfaces_from_set_weight() {
             canary: CANARY_SERVICE.into(),
             kubeconfig: Some(missing.clone()),
         }),
+        &Strategy::Canary,
     );
     // ... the first call says what is wrong.
     let error = router.set_weight(25).await.expect_err("no kubeconfig");

@@ -272,6 +272,9 @@ async fn health_measures_one_when_every_check_passes_and_zero_otherwise() {
             canary: Default::default(),
             flags: vec![],
             health: checks,
+            strategy: None,
+            steps: vec![],
+            region: None,
         };
         let request = MetricRequest {
             metric: None,

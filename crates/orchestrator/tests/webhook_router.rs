@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use switchyard_orchestrator::plan::{Canary, WebhookCanary};
+use switchyard_orchestrator::plan::{Canary, Strategy, WebhookCanary};
 use switchyard_orchestrator::routers::{self, RouterError, TrafficRouter};
 use switchyard_testkit::http::{serve, Served};
 
@@ -87,6 +87,7 @@ fn webhook(url: &str, timeout: Duration) -> Arc<dyn TrafficRouter> {
             url: url.into(),
             timeout,
         }),
+        &Strategy::Canary,
     )
 }
 

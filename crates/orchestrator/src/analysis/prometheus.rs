@@ -20,6 +20,10 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The placeholder in a plan's query that is replaced by the service's name.
 const SERVICE_PLACEHOLDER: &str = "{{service}}";
 
+/// The placeholder replaced by the region the service is released in (empty outside a
+/// plan with `regions`).
+const REGION_PLACEHOLDER: &str = "{{region}}";
+
 /// A Prometheus server and the instant query a metric is measured with.
 #[derive(Debug, Clone)]
 pub struct Prometheus {
@@ -63,7 +67,9 @@ impl MetricSource for PrometheusSource {
             return request.failed(MetricError::WrongKind(MetricKind::Prometheus));
         };
         let source = Prometheus::new(query.clone(), self.client.clone());
-        judge(metric, source.measure(&request.service.name).await)
+        let service = request.service;
+        let measured = source.measure_in(service.written_name(), service.region.as_deref());
+        judge(metric, measured.await)
     }
 }
 
@@ -72,7 +78,20 @@ impl Prometheus {
     /// means Prometheus answered without data (an empty or NaN result); the plan's
     /// `on_no_data` decides what that counts as.
     pub async fn measure(&self, service: &str) -> Result<Option<f64>, MetricError> {
-        let query = self.query.replace(SERVICE_PLACEHOLDER, service);
+        self.measure_in(service, None).await
+    }
+
+    /// Measures once for `service` in `region` (replacing `{{service}}` and
+    /// `{{region}}` in the query).
+    pub async fn measure_in(
+        &self,
+        service: &str,
+        region: Option<&str>,
+    ) -> Result<Option<f64>, MetricError> {
+        let query = self
+            .query
+            .replace(SERVICE_PLACEHOLDER, service)
+            .replace(REGION_PLACEHOLDER, region.unwrap_or_default());
         let unreachable = |source| MetricError::Unreachable {
             url: self.endpoint.clone(),
             source,

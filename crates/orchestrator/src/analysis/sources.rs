@@ -181,6 +181,9 @@ mod tests {
             canary: Default::default(),
             flags: vec![],
             health: vec![],
+            strategy: None,
+            steps: vec![],
+            region: None,
         }
     }
 

@@ -137,6 +137,7 @@ fn history_is_a_table_newest_first() {
             finished_at: times.1,
             reason: reason.map(str::to_owned),
             time_to_restore_seconds: None,
+            hotfix: None,
         }
     };
     // 2024-05-01T10:40:00Z.

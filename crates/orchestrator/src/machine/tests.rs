@@ -2,14 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use proptest::prelude::*;
+use proptest::prelude::{
+    any, prop_assert, prop_assert_eq, prop_oneof, proptest, Just, ProptestConfig,
+};
+use proptest::strategy::Strategy as _;
 use switchyard_core::model::Serve;
 
 use super::*;
 use crate::analysis::Measurement;
 use crate::plan::{
-    Analysis, Canary, FlagRef, Gate, GateCheck, Metric, Notify, NotifyEvent, NotifyFormat,
-    OnFailure, OnNoData, PrometheusQuery, Rollback, Service, Step,
+    Analysis, Batch, BlueGreen, Canary, FlagRef, Gate, GateCheck, HaproxyCanary, Hotfix, Metric,
+    Notify, NotifyEvent, NotifyFormat, OnFailure, OnNoData, PrometheusQuery, Region, RegionFailure,
+    Regions, Rollback, Rolling, Servers, Service, Step, Strategy, Waves,
 };
 
 /// What the actions did to the outside world.
@@ -28,6 +32,15 @@ struct World {
     notified: Vec<(NotifyEvent, Option<String>)>,
     /// What each flag (`env/key`) serves; `off` until the release ramps it.
     serve: BTreeMap<String, Serve>,
+}
+
+/// Where the world keeps what `flag`'s ramped serve (its rule's, in a region plan) is.
+fn serve_key(env: &str, flag: &FlagRef) -> String {
+    format!(
+        "{env}/{}/{}",
+        flag.key,
+        flag.rule.as_deref().unwrap_or("default")
+    )
 }
 
 /// What every flag serves before the release.
@@ -75,7 +88,7 @@ struct Script {
 
 impl World {
     fn serve_of(&self, env: &str, flag: &FlagRef) -> Serve {
-        let key = format!("{env}/{}", flag.key);
+        let key = serve_key(env, flag);
         self.serve.get(&key).cloned().unwrap_or_else(pre_release)
     }
 
@@ -87,7 +100,7 @@ impl World {
         };
         let mut checked = Vec::new();
         for flag in &service.flags {
-            let key = format!("{env}/{}", flag.key);
+            let key = serve_key(env, flag);
             match action {
                 Action::PreCheck { .. } => checked.push(PriorServe {
                     environment: env.to_owned(),
@@ -122,10 +135,13 @@ impl World {
         let checked = self.flags(action, plan, state, &env);
         // Keyed by environment too: each environment has its own flags.
         let name = format!("{env}/{}", action.service().unwrap_or("-"));
-        let unhealthy = script
-            .unhealthy
-            .iter()
-            .any(|u| Some(u.as_str()) == action.service());
+        // A script names a service as written (every region's) or one region's.
+        let written = action
+            .service()
+            .and_then(|n| plan.service(n))
+            .map(Service::written_name);
+        let named = |u: &str| Some(u) == action.service() || Some(u) == written;
+        let unhealthy = script.unhealthy.iter().any(|u| named(u));
         match action {
             Action::Gate { step, .. } => {
                 let fails = script
@@ -168,7 +184,7 @@ impl World {
                 *self.analyses.entry(name.clone()).or_default() += 1;
                 let weight = self.weight.get(&name).copied().unwrap_or(0);
                 let applies = |f: &Failing| {
-                    Some(f.service.as_str()) == action.service()
+                    named(&f.service)
                         && weight >= f.from_weight
                         && now < START.saturating_add(f.until)
                 };
@@ -274,6 +290,9 @@ fn service(name: &str, deps: &[&str]) -> Service {
             rule: None,
         }],
         health: vec![],
+        strategy: None,
+        steps: vec![],
+        region: None,
     }
 }
 
@@ -317,6 +336,18 @@ fn plan(
         on_failure,
         gates: Default::default(),
         notify: vec![],
+        strategy: Strategy::Canary,
+        hotfix: None,
+        regions: None,
+    }
+    .expanded()
+}
+
+impl Plan {
+    /// The plan with every service's steps made again (after a test changed it).
+    fn expanded(mut self) -> Plan {
+        self.expand_steps();
+        self
     }
 }
 
@@ -678,6 +709,7 @@ fn a_failing_step_gate_pauses_and_resume_runs_it_again() {
     );
     p.analysis.metrics.clear();
     p.steps[1].gates.push(gate());
+    let p = p.expanded();
     let script = Script {
         // Fails until 100 s in; the person resumes at 200 s.
         failing_gates: vec![(Some(1), 100_000)],
@@ -931,7 +963,7 @@ fn only_a_promoted_release_can_be_rolled_back() {
     assert_eq!(step(&plan, &state, rollback, START).0, state);
 }
 
-fn arb_plan() -> impl Strategy<Value = Plan> {
+fn arb_plan() -> impl proptest::strategy::Strategy<Value = Plan> {
     (
         1usize..=3,
         proptest::collection::vec(any::<bool>(), 3),
@@ -947,9 +979,18 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             any::<bool>(),
             1usize..=2,
         ),
+        (0u8..5, 0u8..3, any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |(n, dep_bits, mut steps, failure, limit, (pre_gate, step_gates, notify, envs))| {
+            |(
+                n,
+                dep_bits,
+                mut steps,
+                failure,
+                limit,
+                (pre_gate, step_gates, notify, envs),
+                (strategy, shape, region_alone, parallel),
+            )| {
                 let names = ["a", "b", "c"];
                 let services = (0..n)
                     .map(|i| {
@@ -999,12 +1040,86 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
                 if envs == 2 {
                     plan.environments = vec!["staging".into(), "production".into()];
                 }
-                plan
+                // The strategy: the plan's, or (4) blue-green for the last service only.
+                let rolling = Strategy::Rolling(Rolling {
+                    batch: Batch::Percent(25),
+                    hold: None,
+                });
+                let blue_green = |preview| {
+                    Strategy::BlueGreen(BlueGreen {
+                        preview,
+                        bake: Some(std::time::Duration::from_secs(40)),
+                        keep_previous: None,
+                    })
+                };
+                match strategy {
+                    1 => plan.strategy = blue_green(None),
+                    2 => plan.strategy = blue_green(Some(std::time::Duration::from_secs(20))),
+                    3 => {
+                        plan.strategy = rolling;
+                        for s in &mut plan.services {
+                            s.canary = four_servers();
+                        }
+                    }
+                    4 => plan.services.last_mut().unwrap().strategy = Some(blue_green(None)),
+                    _ => {}
+                }
+                match shape {
+                    1 => {
+                        plan.hotfix = Some(Hotfix {
+                            reason: "h".into(),
+                            bake: None,
+                        })
+                    }
+                    2 => {
+                        let region =
+                            |name: &str, max_weight, services: Option<Vec<String>>| Region {
+                                name: name.into(),
+                                primary: name == "r1",
+                                max_weight,
+                                services,
+                                routers: BTreeMap::new(),
+                                flag_rule: None,
+                            };
+                        let regions = Regions {
+                            list: vec![
+                                region("r2", 10, None),
+                                region("r1", 100, None),
+                                region("r3", 5, Some(vec!["a".into()])),
+                            ],
+                            waves: if parallel {
+                                Waves::Parallel
+                            } else {
+                                Waves::InOrder
+                            },
+                            on_failure: if region_alone {
+                                RegionFailure::Region
+                            } else {
+                                RegionFailure::All
+                            },
+                            services: std::mem::take(&mut plan.services),
+                        };
+                        plan.services = regions.expand();
+                        plan.regions = Some(regions);
+                    }
+                    _ => {}
+                }
+                plan.expanded()
             },
         )
 }
 
-fn arb_script() -> impl Strategy<Value = Script> {
+fn four_servers() -> Canary {
+    let servers = |prefix: &str| Servers((1..=4).map(|i| format!("{prefix}{i}")).collect());
+    Canary::Haproxy(HaproxyCanary {
+        address: "127.0.0.1:1".into(),
+        backend: "web".into(),
+        stable: servers("old"),
+        canary: servers("new"),
+    })
+}
+
+fn arb_script() -> impl proptest::strategy::Strategy<Value = Script> {
     let names = ["a", "b", "c"];
     let command = prop_oneof![
         Just(Event::Approve {
@@ -1028,7 +1143,7 @@ fn arb_script() -> impl Strategy<Value = Script> {
     (
         proptest::collection::vec(
             (
-                0usize..3,
+                0usize..5,
                 1u32..=100,
                 prop_oneof![Just(Millis::MAX), 0u64..600_000],
             ),
@@ -1050,7 +1165,7 @@ fn arb_script() -> impl Strategy<Value = Script> {
                 failing: failing
                     .into_iter()
                     .map(|(s, from_weight, until)| Failing {
-                        service: names[s].into(),
+                        service: ["a", "b", "c", "a@r2", "b@r3"][s].into(),
                         from_weight,
                         until,
                     })
@@ -1070,9 +1185,12 @@ proptest! {
     #[test]
     fn weights_ramp_monotonically_and_rollbacks_end_at_zero_with_flags_killed(plan in arb_plan(), script in arb_script()) {
         let (state, world) = run(&plan, &script, None);
-        let max = plan.max_weight();
         let env = state.environment(&plan).to_owned();
         for (service, history) in &world.history {
+            // Before its promotion, a service never exceeds its own steps (a region's
+            // cap, a blue-green preview at 0, a rolling batch).
+            let name = service.split_once('/').map_or(&service[..], |(_, n)| n);
+            let max = plan.steps_of_service(name).iter().filter_map(|s| s.weight).max().unwrap_or(0);
             let from = world.rollback_from.get(service).copied().unwrap_or(history.len());
             let (ramp, rollback) = history.split_at(from.min(history.len()));
             let mut previous = 0;
@@ -1092,15 +1210,18 @@ proptest! {
         // One record per flag and environment, made before the release changed it.
         for (n, prior) in state.flags_before.iter().enumerate() {
             prop_assert_eq!(&prior.serve, &pre_release(), "{:?}", prior);
-            prop_assert!(!state.flags_before[..n].iter().any(|p| p.environment == prior.environment && p.flag == prior.flag), "{:?} twice", prior);
+            prop_assert!(!state.flags_before[..n].iter().any(|p| p.environment == prior.environment && p.flag == prior.flag && p.rule == prior.rule), "{:?} twice", prior);
         }
         if state.phase.is_terminal() {
             prop_assert!(state.outbox.is_empty(), "a finished release left {:?}", state.outbox);
         }
         match state.phase {
             Phase::RolledBack => {
+                // A region rolled back alone leaves the others promoted.
+                let alone = plan.regions.as_ref().is_some_and(|r| r.on_failure == RegionFailure::Region);
                 for s in &state.services {
-                    prop_assert!(matches!(s.phase, ServicePhase::RolledBack | ServicePhase::Cancelled), "{s:?}");
+                    prop_assert!(matches!(s.phase, ServicePhase::RolledBack | ServicePhase::Cancelled)
+                        || (alone && s.phase == ServicePhase::Succeeded), "{s:?}");
                     if s.phase == ServicePhase::RolledBack {
                         prop_assert_eq!(world.weight.get(&key(s)), Some(&0));
                         prop_assert_eq!(world.killed.get(&key(s)), Some(&true));

@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::gates::{default_gate_timeout, Gate, Gates, Notify};
+use super::regions::{Region, RegionFailure, Regions, Waves};
+use super::strategy::{Hotfix, Strategy};
 use super::Problem;
 
 /// A validated release plan.
@@ -33,6 +35,13 @@ pub struct Plan {
     pub gates: Gates,
     /// Where the release's progress is announced.
     pub notify: Vec<Notify>,
+    /// How every service without its own `strategy` takes over.
+    pub strategy: Strategy,
+    /// Set for a hotfix: every service runs one step at 100 held for its bake.
+    pub hotfix: Option<Hotfix>,
+    /// The regions, when the release is rolled out region by region; `services` is
+    /// then their expansion, one per region and service (`plan/regions.rs`).
+    pub regions: Option<Regions>,
 }
 
 /// A [`Plan`] as written: `environment: x` for one environment, or `environments: [x,
@@ -45,7 +54,12 @@ pub struct PlanWritten {
     environment: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     environments: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_canary")]
+    strategy: Strategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hotfix: Option<Hotfix>,
     services: Vec<Service>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     steps: Vec<Step>,
     #[serde(default)]
     analysis: Analysis,
@@ -55,6 +69,12 @@ pub struct PlanWritten {
     gates: Gates,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     notify: Vec<Notify>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    regions: Vec<Region>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    waves: Waves,
+    #[serde(default, skip_serializing_if = "is_default")]
+    region_failure: RegionFailure,
 }
 
 impl PlanWritten {
@@ -77,16 +97,39 @@ impl PlanWritten {
         } else {
             self.environments
         };
-        let plan = Plan {
+        if self.regions.is_empty()
+            && (self.waves != Waves::default() || self.region_failure != RegionFailure::default())
+        {
+            problems.push(Problem {
+                path: "regions".into(),
+                message: "`waves` and `region_failure` belong to a plan with `regions`".into(),
+            });
+        }
+        let (services, regions) = if self.regions.is_empty() {
+            (self.services, None)
+        } else {
+            let regions = Regions {
+                list: self.regions,
+                waves: self.waves,
+                on_failure: self.region_failure,
+                services: self.services,
+            };
+            (regions.expand(), Some(regions))
+        };
+        let mut plan = Plan {
             name: self.name,
             environments,
-            services: self.services,
+            services,
             steps: super::steps::read(self.steps, &mut problems),
             analysis: self.analysis,
             on_failure: self.on_failure,
             gates: self.gates,
             notify: self.notify,
+            strategy: self.strategy,
+            hotfix: self.hotfix,
+            regions,
         };
+        plan.expand_steps();
         (plan, problems)
     }
 }
@@ -111,18 +154,40 @@ impl From<Plan> for PlanWritten {
             Ok([one]) => (one, Vec::new()),
             Err(several) => (String::new(), several),
         };
+        let (services, regions, waves, region_failure) = match plan.regions {
+            Some(r) => (r.services, r.list, r.waves, r.on_failure),
+            None => (
+                plan.services,
+                Vec::new(),
+                Waves::default(),
+                RegionFailure::default(),
+            ),
+        };
         PlanWritten {
             name: plan.name,
             environment,
             environments,
-            services: plan.services,
+            services,
             steps: plan.steps,
             analysis: plan.analysis,
             on_failure: plan.on_failure,
             gates: plan.gates,
             notify: plan.notify,
+            strategy: plan.strategy,
+            hotfix: plan.hotfix,
+            regions,
+            waves,
+            region_failure,
         }
     }
+}
+
+fn is_canary(strategy: &Strategy) -> bool {
+    *strategy == Strategy::Canary
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 /// One service in a release.
@@ -143,6 +208,32 @@ pub struct Service {
     /// Checks that must pass before the first step and keep passing during analysis.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health: Vec<HealthCheck>,
+    /// How this service takes over; the plan's `strategy` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// The steps this service runs: its strategy's (or the hotfix's) expansion, made
+    /// whenever a plan is read; never written.
+    #[serde(skip)]
+    pub steps: Vec<Step>,
+    /// The region this service is released in, in a plan with `regions` (whose
+    /// services are named `service@region`); never written.
+    #[serde(skip)]
+    pub region: Option<String>,
+}
+
+impl Service {
+    /// The service's name as written: without the `@region` of a region plan's
+    /// service (metrics, `{{service}}` in queries and `depends_on` use it).
+    pub fn written_name(&self) -> &str {
+        match &self.region {
+            Some(region) => self
+                .name
+                .strip_suffix(region.as_str())
+                .and_then(|n| n.strip_suffix('@'))
+                .unwrap_or(&self.name),
+            None => &self.name,
+        }
+    }
 }
 
 /// The traffic router that splits a service's traffic between stable and canary.
@@ -209,12 +300,60 @@ pub struct WebhookCanary {
 pub struct HaproxyCanary {
     /// `host:port` of a `stats socket ipv4@…` or the path of a unix socket.
     pub address: String,
-    /// The backend holding both servers.
+    /// The backend holding both versions' servers.
     pub backend: String,
-    /// The server running the stable version.
-    pub stable: String,
-    /// The server running the canary version.
-    pub canary: String,
+    /// The server running the stable version (several for `strategy: rolling`).
+    pub stable: Servers,
+    /// The server running the canary version (several for `strategy: rolling`, as
+    /// many as `stable`).
+    pub canary: Servers,
+}
+
+/// HAProxy server names: written as one name or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Servers(pub Vec<String>);
+
+impl Servers {
+    /// The first server's name (the only one outside a rolling update).
+    pub fn first(&self) -> &str {
+        self.0.first().map_or("", String::as_str)
+    }
+}
+
+impl fmt::Display for Servers {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
+    }
+}
+
+impl From<&str> for Servers {
+    fn from(name: &str) -> Servers {
+        Servers(vec![name.to_owned()])
+    }
+}
+
+impl Serialize for Servers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0[..] {
+            [one] => s.serialize_str(one),
+            several => several.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Servers {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a server name or a list of server names")]
+        enum Written {
+            One(String),
+            Several(Vec<String>),
+        }
+        Ok(match Written::deserialize(deserializer)? {
+            Written::One(name) => Servers(vec![name]),
+            Written::Several(names) => Servers(names),
+        })
+    }
 }
 
 /// A flag ramped by a service: its default serve, or one named rule's serve.
@@ -442,7 +581,8 @@ impl Metric {
 pub struct PrometheusQuery {
     /// The server's base URL, e.g. `http://127.0.0.1:9090`.
     pub url: String,
-    /// A PromQL expression; `{{service}}` is replaced by the service's name.
+    /// A PromQL expression; `{{service}}` is replaced by the service's name and
+    /// `{{region}}` by its region's (in a plan with `regions`).
     pub query: String,
 }
 
@@ -625,7 +765,7 @@ pub(super) mod duration {
     }
 }
 
-mod optional_duration {
+pub(super) mod optional_duration {
     use std::time::Duration;
 
     use serde::{Deserializer, Serializer};

@@ -43,15 +43,15 @@ fn reads_a_full_plan() {
     );
     assert_eq!(plan.services[0].flags[0].rule, None);
     assert_eq!(
-        plan.step(0),
+        plan.step(0, 0),
         Some(StepKind::Weight(1, Duration::from_secs(10)))
     );
     assert_eq!(
-        plan.step(1),
+        plan.step(0, 1),
         Some(StepKind::Weight(5, Duration::from_secs(120)))
     );
-    assert_eq!(plan.step(2), Some(StepKind::Approve));
-    assert_eq!(plan.step(4), None);
+    assert_eq!(plan.step(0, 2), Some(StepKind::Approve));
+    assert_eq!(plan.step(0, 4), None);
     assert_eq!(plan.analysis.metrics[0].on_no_data, OnNoData::Pass);
     assert_eq!(plan.on_failure, OnFailure::Pause);
     assert_eq!(
@@ -337,9 +337,10 @@ fn every_schema_problem_is_reported_with_the_rule_problems() {
     let found = problems(yaml);
     let expected = [
         "surprise: unknown field `surprise`, expected one of `name`, `environment`, \
-             `environments`, `services`, `steps`, `analysis`, `on_failure`, `gates`, `notify`",
+             `environments`, `strategy`, `hotfix`, `services`, `steps`, `analysis`, `on_failure`, \
+             `gates`, `notify`, `regions`, `waves`, `region_failure`",
         "services[0].colour: unknown field `colour`, expected one of `name`, \
-             `depends_on`, `canary`, `flags`, `health`",
+             `depends_on`, `canary`, `flags`, `health`, `strategy`",
         "steps[0].hold: `soon` is not a duration",
         "analysis.extra: unknown field `extra`, expected one of `interval`, \
              `failure_limit`, `metrics`",
@@ -421,7 +422,7 @@ fn a_time_based_ramp_expands_into_evenly_rising_weight_steps() {
                 - ramp: { to: 100, over: 30m, every: 5m }\n    gates: [{ webhook: 'http://127.0.0.1:1/ok' }]\n  \
                 - approve: true\n";
     let plan = Plan::from_yaml(yaml).unwrap();
-    let weights: Vec<Option<StepKind>> = (0..plan.steps.len()).map(|i| plan.step(i)).collect();
+    let weights: Vec<Option<StepKind>> = (0..plan.steps.len()).map(|i| plan.step(0, i)).collect();
     let five = Duration::from_secs(300);
     assert_eq!(
         weights,

@@ -2,7 +2,7 @@
 
 use super::{
     Canary, Gate, GateCheck, GuardQuery, HealthCheck, HealthTarget, OnFailure, Plan, PlanError,
-    Problem, Rollback,
+    Problem, Rollback, Strategy,
 };
 use crate::dag;
 
@@ -54,19 +54,28 @@ impl Plan {
                 );
             }
         }
-        if self.services.is_empty() {
+        // A region plan's services are checked as written; their expansion only adds
+        // what the regions say, which `Regions::check` checks.
+        let written = self
+            .regions
+            .as_ref()
+            .map_or(&self.services, |r| &r.services);
+        if let Some(regions) = &self.regions {
+            regions.check(&mut problem);
+        }
+        if written.is_empty() {
             problem(
                 "services".into(),
                 "a release needs at least one service".into(),
             );
         }
         let mut seen_flags = std::collections::HashSet::new();
-        for (i, service) in self.services.iter().enumerate() {
+        for (i, service) in written.iter().enumerate() {
             let at = format!("services[{i}]");
             if !is_name(&service.name) {
                 problem(format!("{at}.name"), NAME_RULE.into());
             }
-            if self.services[..i].iter().any(|s| s.name == service.name) {
+            if written[..i].iter().any(|s| s.name == service.name) {
                 problem(
                     format!("{at}.name"),
                     format!("service `{}` is listed twice", service.name),
@@ -78,57 +87,29 @@ impl Plan {
                         format!("{at}.depends_on[{j}]"),
                         "a service cannot depend on itself".into(),
                     );
-                } else if !self.services.iter().any(|s| &s.name == dep) {
+                } else if !written.iter().any(|s| &s.name == dep) {
                     problem(
                         format!("{at}.depends_on[{j}]"),
                         format!("unknown service `{dep}`"),
                     );
                 }
             }
-            let (required, pair): (Vec<Field>, Option<(&String, &String)>) = match &service.canary {
-                Canary::None => (vec![], None),
-                Canary::Haproxy(h) => (
-                    vec![
-                        ("address", &h.address),
-                        ("backend", &h.backend),
-                        ("stable", &h.stable),
-                        ("canary", &h.canary),
-                    ],
-                    Some((&h.stable, &h.canary)),
-                ),
-                Canary::GatewayApi(g) => (
-                    vec![
-                        ("namespace", &g.namespace),
-                        ("route", &g.route),
-                        ("stable", &g.stable),
-                        ("canary", &g.canary),
-                    ],
-                    Some((&g.stable, &g.canary)),
-                ),
-                Canary::NginxIngress(n) => (
-                    vec![("namespace", &n.namespace), ("ingress", &n.ingress)],
-                    None,
-                ),
-                Canary::Webhook(w) => {
-                    if !is_http_url(&w.url) {
-                        problem(
-                            format!("{at}.canary.url"),
-                            format!("`{}` is not an http(s) URL", w.url),
-                        );
-                    }
-                    (vec![], None)
-                }
-            };
-            for (field, value) in required {
-                if value.trim().is_empty() {
-                    problem(format!("{at}.canary.{field}"), "must not be empty".into());
-                }
+            let strategy = service.strategy.as_ref().unwrap_or(&self.strategy);
+            check_strategy(&format!("{at}.strategy"), strategy, &mut problem);
+            if service.strategy.is_none() && i == 0 {
+                check_strategy("strategy", &self.strategy, &mut problem);
             }
-            if pair.is_some_and(|(stable, canary)| stable == canary) {
-                problem(
-                    format!("{at}.canary.canary"),
-                    "the canary must differ from the stable version".into(),
-                );
+            check_router(
+                &format!("{at}.canary"),
+                &service.canary,
+                strategy,
+                &mut problem,
+            );
+            for (r, region) in self.regions.iter().flat_map(|r| r.list.iter()).enumerate() {
+                if let Some(canary) = region.routers.get(&service.name) {
+                    let at = format!("regions[{r}].routers.{}", service.name);
+                    check_router(&at, canary, strategy, &mut problem);
+                }
             }
             if matches!(service.canary, Canary::None) && service.flags.is_empty() {
                 problem(
@@ -158,8 +139,24 @@ impl Plan {
             );
         }
 
-        if self.steps.is_empty() {
-            problem("steps".into(), "a release needs at least one step".into());
+        let canary = self.services.is_empty()
+            || (0..self.services.len()).any(|i| *self.strategy_of(i) == Strategy::Canary);
+        if self.steps.is_empty() && canary && self.hotfix.is_none() {
+            problem(
+                "steps".into(),
+                "a canary release needs at least one step (or give every service another `strategy`)".into(),
+            );
+        }
+        if let Some(hotfix) = &self.hotfix {
+            if hotfix.reason.trim().is_empty() {
+                problem(
+                    "hotfix.reason".into(),
+                    "a hotfix says why it skips the ramp".into(),
+                );
+            }
+            if hotfix.bake.is_some_and(|b| b.is_zero()) {
+                problem("hotfix.bake".into(), "must be longer than 0s".into());
+            }
         }
         // Each step was checked where it is written (`steps.rs`).
 
@@ -225,7 +222,7 @@ impl Plan {
                 }
             }
             for (j, name) in metric.services.iter().flatten().enumerate() {
-                if !self.services.iter().any(|s| &s.name == name) {
+                if !written.iter().any(|s| &s.name == name) {
                     problem(
                         format!("{at}.services[{j}]"),
                         format!("unknown service `{name}`"),
@@ -242,10 +239,10 @@ impl Plan {
     }
 }
 
-const NAME_RULE: &str =
+pub(super) const NAME_RULE: &str =
     "must be 1-63 characters of lowercase letters, digits, `-`, `_` or `.`, starting with a letter or digit";
 
-fn is_name(name: &str) -> bool {
+pub(super) fn is_name(name: &str) -> bool {
     (1..=63).contains(&name.len())
         && name
             .bytes()
@@ -282,7 +279,111 @@ fn check_health(at: &str, check: &HealthCheck, problem: &mut impl FnMut(String, 
 }
 
 /// A required field's name and value.
-type Field<'a> = (&'static str, &'a String);
+type Field<'a> = (&'static str, &'a str);
+
+/// The settings of a strategy that serde cannot check.
+fn check_strategy(at: &str, strategy: &Strategy, problem: &mut impl FnMut(String, String)) {
+    let durations = match strategy {
+        Strategy::Canary => vec![],
+        Strategy::BlueGreen(b) => vec![("preview", b.preview), ("bake", b.bake)],
+        Strategy::Rolling(r) => vec![("hold", r.hold)],
+    };
+    for (field, value) in durations {
+        if value.is_some_and(|d| d.is_zero()) {
+            problem(format!("{at}.{field}"), "must be longer than 0s".into());
+        }
+    }
+}
+
+/// A service's router (at `at`), and whether it can run `strategy`: a rolling update
+/// needs HAProxy with as many new servers as old; the others move weights between
+/// one server of each.
+fn check_router(
+    at: &str,
+    canary: &Canary,
+    strategy: &Strategy,
+    problem: &mut impl FnMut(String, String),
+) {
+    let (required, pair): (Vec<Field>, Option<(&str, &str)>) = match canary {
+        Canary::None => (vec![], None),
+        Canary::Haproxy(h) => {
+            let rolling = matches!(strategy, Strategy::Rolling(_));
+            let (stable, canary) = (&h.stable.0, &h.canary.0);
+            if rolling && stable.len() != canary.len() {
+                problem(
+                    format!("{at}.canary"),
+                    format!(
+                        "a rolling update replaces each old server by a new one: {} stable                          servers, {} canary servers",
+                        stable.len(),
+                        canary.len()
+                    ),
+                );
+            }
+            if !rolling && (stable.len() != 1 || canary.len() != 1) {
+                problem(
+                    format!("{at}.stable"),
+                    "lists of servers are for `strategy: rolling`; name one stable and one canary server".into(),
+                );
+            }
+            let mut required = vec![
+                ("address", h.address.as_str()),
+                ("backend", h.backend.as_str()),
+            ];
+            required.extend(stable.iter().map(|s| ("stable", s.as_str())));
+            required.extend(canary.iter().map(|s| ("canary", s.as_str())));
+            if stable.is_empty() || canary.is_empty() {
+                required.push(("stable", ""));
+            }
+            if let Some(both) = stable.iter().find(|s| canary.contains(s)) {
+                problem(
+                    format!("{at}.canary"),
+                    format!("server `{both}` is both stable and canary"),
+                );
+            }
+            (required, None)
+        }
+        Canary::GatewayApi(g) => (
+            vec![
+                ("namespace", &g.namespace),
+                ("route", &g.route),
+                ("stable", &g.stable),
+                ("canary", &g.canary),
+            ],
+            Some((&g.stable, &g.canary)),
+        ),
+        Canary::NginxIngress(n) => (
+            vec![("namespace", &n.namespace), ("ingress", &n.ingress)],
+            None,
+        ),
+        Canary::Webhook(w) => {
+            if !is_http_url(&w.url) {
+                problem(
+                    format!("{at}.url"),
+                    format!("`{}` is not an http(s) URL", w.url),
+                );
+            }
+            (vec![], None)
+        }
+    };
+    if matches!(strategy, Strategy::Rolling(_)) && !matches!(canary, Canary::Haproxy(_)) {
+        problem(
+            at.to_owned(),
+            "a rolling update needs `router: haproxy` with lists of stable and canary servers"
+                .into(),
+        );
+    }
+    for (field, value) in required {
+        if value.trim().is_empty() {
+            problem(format!("{at}.{field}"), "must not be empty".into());
+        }
+    }
+    if pair.is_some_and(|(stable, canary)| stable == canary) {
+        problem(
+            format!("{at}.canary"),
+            "the canary must differ from the stable version".into(),
+        );
+    }
+}
 
 pub(super) fn check_gate(at: &str, gate: &Gate, problem: &mut impl FnMut(String, String)) {
     match &gate.check {

@@ -63,6 +63,9 @@ fn plan() -> Plan {
             rule: None,
         }],
         health: vec![],
+        strategy: None,
+        steps: vec![],
+        region: None,
     };
     Plan {
         name: "checkout-v3".into(),
@@ -107,6 +110,17 @@ fn plan() -> Plan {
         on_failure: OnFailure::default(),
         gates: Default::default(),
         notify: vec![],
+        strategy: Default::default(),
+        hotfix: None,
+        regions: None,
+    }
+    .with_steps()
+}
+
+impl Plan {
+    fn with_steps(mut self) -> Plan {
+        self.expand_steps();
+        self
     }
 }
 

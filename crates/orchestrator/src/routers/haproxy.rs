@@ -63,7 +63,7 @@ impl Haproxy {
 
     /// Sends `command` and returns HAProxy's answer with surrounding whitespace trimmed
     /// (HAProxy ends every answer with an empty line).
-    async fn command(&self, command: &str) -> Result<String, RouterError> {
+    pub(super) async fn command(&self, command: &str) -> Result<String, RouterError> {
         let unreachable = |source| RouterError::Unreachable {
             address: self.config.address.clone(),
             source,
@@ -113,7 +113,7 @@ impl Haproxy {
         parse_weight(&answer).ok_or_else(|| self.rejected(command, answer))
     }
 
-    fn rejected(&self, command: String, answer: String) -> RouterError {
+    pub(super) fn rejected(&self, command: String, answer: String) -> RouterError {
         RouterError::Rejected {
             address: self.config.address.clone(),
             command,
@@ -128,8 +128,8 @@ impl TrafficRouter for Haproxy {
         if weight > 100 {
             return Err(RouterError::InvalidWeight { weight });
         }
-        let canary = (self.config.canary.as_str(), weight);
-        let stable = (self.config.stable.as_str(), 100 - weight);
+        let canary = (self.config.canary.first(), weight);
+        let stable = (self.config.stable.first(), 100 - weight);
         // Between the two commands one server already has its new weight and the other
         // still has its old one. Setting the server whose new weight is >= 50 first
         // means that moment never has both servers at 0 (which would answer 503s), e.g.
@@ -155,8 +155,8 @@ impl TrafficRouter for Haproxy {
     }
 
     async fn weight(&self) -> Result<u32, RouterError> {
-        let canary = self.server_weight(&self.config.canary).await?;
-        let stable = self.server_weight(&self.config.stable).await?;
+        let canary = self.server_weight(self.config.canary.first()).await?;
+        let stable = self.server_weight(self.config.stable.first()).await?;
         Ok(canary_percent(canary, stable))
     }
 }
