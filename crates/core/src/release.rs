@@ -596,6 +596,23 @@ pub struct DoraReport {
     pub change_failure_rate: ChangeFailureRate,
     /// How long rollbacks took.
     pub time_to_restore: TimeToRestoreReport,
+    /// Hotfixes (releases applied with `--hotfix`) among the finished releases, apart:
+    /// they skip the ramp, so they are their own series.
+    #[serde(default)]
+    pub hotfixes: HotfixReport,
+}
+
+/// Part of a [`DoraReport`]: the hotfixes that finished in the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HotfixReport {
+    /// Hotfixes that finished.
+    pub finished: usize,
+    /// Of those, promoted.
+    pub promoted: usize,
+    /// Of those, rolled back or failed.
+    pub failed: usize,
+    /// Promoted hotfixes per day of the window.
+    pub per_day: f64,
 }
 
 /// Part of a [`DoraReport`].

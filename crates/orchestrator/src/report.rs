@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat};
 use switchyard_core::release::{
-    ChangeFailureRate, DeploymentFrequency, DoraReport, EntryReport, MeasurementReport,
-    ReleaseReport, ReleaseSummary, ServiceReport, ServiceSummary, TimeToRestoreReport,
+    ChangeFailureRate, DeploymentFrequency, DoraReport, EntryReport, HotfixReport,
+    MeasurementReport, ReleaseReport, ReleaseSummary, ServiceReport, ServiceSummary,
+    TimeToRestoreReport,
 };
 
 use crate::machine::{Entry, Millis, Phase, ServicePhase, ServiceState, State};
@@ -154,6 +155,12 @@ pub fn markdown(release: &Release) -> String {
             humantime::format_duration(took)
         ));
     }
+    if let Some(hotfix) = &plan.hotfix {
+        lines.push(format!(
+            "- **Hotfix:** {} (the ramp skipped)",
+            one_line(&hotfix.reason)
+        ));
+    }
     if let Some(reason) = &state.reason {
         lines.extend([String::new(), format!("**Why:** {}", one_line(reason))]);
     }
@@ -222,9 +229,14 @@ pub fn summary_line(release: &Release) -> String {
         })
         .collect();
     format!(
-        "{}  {}  {}",
+        "{}  {}{}  {}",
         plan.name,
         name_of(&state.phase),
+        if plan.hotfix.is_some() {
+            " (hotfix)"
+        } else {
+            ""
+        },
         services.join("; ")
     )
 }
@@ -335,6 +347,8 @@ pub struct Dora {
     pub change_failure_rate: Option<f64>,
     /// How long the orchestrator took to put stable back.
     pub time_to_restore: TimeToRestore,
+    /// The hotfixes among the finished releases (counted in the figures above too).
+    pub hotfixes: HotfixReport,
 }
 
 /// Time to restore: for each rolled-back release, from the timeline entry that started
@@ -373,10 +387,19 @@ pub struct TimeToRestore {
 pub fn dora(releases: &[Release], now: Millis, window: Duration) -> Dora {
     let from = now.saturating_sub(Millis::try_from(window.as_millis()).unwrap_or(Millis::MAX));
     let (mut promoted, mut rolled_back, mut failed) = (0, 0, 0);
+    let mut hotfixes = HotfixReport::default();
     let mut restores = Vec::new();
-    for Release { state, .. } in releases {
+    for Release { plan, state, .. } in releases {
         if !state.finished_at.is_some_and(|t| from <= t && t <= now) {
             continue;
+        }
+        if plan.hotfix.is_some() {
+            hotfixes.finished += 1;
+            match state.phase {
+                Phase::Succeeded => hotfixes.promoted += 1,
+                Phase::RolledBack | Phase::Failed => hotfixes.failed += 1,
+                Phase::Pending | Phase::Running | Phase::RollingBack => {}
+            }
         }
         match state.phase {
             Phase::Succeeded => promoted += 1,
@@ -392,6 +415,8 @@ pub fn dora(releases: &[Release], now: Millis, window: Duration) -> Dora {
     }
     let finished = promoted + rolled_back + failed;
     let days = window.as_secs_f64() / SECONDS_PER_DAY;
+    let per_day = |n: usize| if days > 0.0 { n as f64 / days } else { 0.0 };
+    hotfixes.per_day = per_day(hotfixes.promoted);
     restores.sort_unstable();
     Dora {
         window,
@@ -401,11 +426,7 @@ pub fn dora(releases: &[Release], now: Millis, window: Duration) -> Dora {
         promoted,
         rolled_back,
         failed,
-        deployments_per_day: if days > 0.0 {
-            promoted as f64 / days
-        } else {
-            0.0
-        },
+        deployments_per_day: per_day(promoted),
         change_failure_rate: (finished > 0)
             .then(|| (rolled_back + failed) as f64 / finished as f64),
         time_to_restore: TimeToRestore {
@@ -414,6 +435,7 @@ pub fn dora(releases: &[Release], now: Millis, window: Duration) -> Dora {
             median: median(&restores),
             mean: mean(&restores),
         },
+        hotfixes,
     }
 }
 
@@ -484,6 +506,7 @@ pub fn dora_json(dora: &Dora) -> DoraReport {
             median_seconds: ttr.median.map(|d| d.as_secs_f64()),
             mean_seconds: ttr.mean.map(|d| d.as_secs_f64()),
         },
+        hotfixes: dora.hotfixes.clone(),
     }
 }
 
@@ -522,6 +545,18 @@ pub fn dora_markdown(dora: &Dora) -> String {
             plural(ttr.not_restored, "failed release", "failed releases")
         ));
     }
+    let hot = &dora.hotfixes;
+    let hotfix_words = if hot.finished == 0 {
+        "none".to_owned()
+    } else {
+        format!(
+            "{} ({} promoted, {} rolled back or failed; {} promoted per day)",
+            plural(hot.finished, "finished hotfix", "finished hotfixes"),
+            hot.promoted,
+            hot.failed,
+            decimal(hot.per_day, 3)
+        )
+    };
     let lines = [
         "# DORA figures".to_owned(),
         String::new(),
@@ -538,6 +573,7 @@ pub fn dora_markdown(dora: &Dora) -> String {
         row(&["Change failure rate", &failure_rate]),
         row(&["Time to restore", &restore]),
         row(&["Lead time for changes", "not measured"]),
+        row(&["Hotfixes", &hotfix_words]),
         String::new(),
         "- **Deployment frequency**: releases promoted within the window.".to_owned(),
         "- **Change failure rate**: releases rolled back (for any reason, aborts included) \
@@ -548,6 +584,9 @@ pub fn dora_markdown(dora: &Dora) -> String {
          did not complete; it is counted apart, not timed."
             .to_owned(),
         "- **Lead time for changes** starts at a commit, which the orchestrator does not see."
+            .to_owned(),
+        "- **Hotfixes**: releases applied with `--hotfix` (the ramp skipped), a series of \
+         their own; they are counted in the figures above too."
             .to_owned(),
     ];
     let mut text = lines.join("\n");

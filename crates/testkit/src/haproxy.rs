@@ -45,6 +45,8 @@ pub struct BackendServer<'a> {
     pub addr: SocketAddr,
     /// Its initial weight (0..=256); 0 sends it nothing.
     pub weight: u32,
+    /// Starts in maintenance (`disabled`), as the new servers of a rolling update do.
+    pub disabled: bool,
 }
 
 /// A running `haproxy`.
@@ -300,8 +302,11 @@ backend {backend}
         // No `check`: weights alone decide where requests go.
         writeln!(
             config,
-            "    server {} {} weight {}",
-            server.name, server.addr, server.weight
+            "    server {} {} weight {}{}",
+            server.name,
+            server.addr,
+            server.weight,
+            if server.disabled { " disabled" } else { "" }
         )
         .expect("write to a String");
     }
@@ -373,11 +378,13 @@ impl Canary {
                     name: "stable",
                     addr: stable.addr(),
                     weight: 100,
+                    disabled: false,
                 },
                 BackendServer {
                     name: "canary",
                     addr: canary.addr(),
                     weight: 0,
+                    disabled: false,
                 },
             ],
         )
@@ -423,5 +430,102 @@ impl Canary {
     /// How many of `n` requests through haproxy the canary answered.
     pub async fn canary_share(&self, n: usize) -> usize {
         self.counts(n).await.get("canary").copied().unwrap_or(0)
+    }
+}
+
+/// A rolling update's backend: `old1..oldN` answering "old" and `new1..newN` answering
+/// "new" (`disabled` in the configuration, as a deployment adds them), behind a real
+/// haproxy.
+pub struct Rolling {
+    /// The haproxy in front.
+    pub haproxy: HaproxyProcess,
+    servers: usize,
+    _upstreams: Vec<Upstream>,
+}
+
+impl Rolling {
+    /// Starts `servers` old and `servers` new upstreams and haproxy with backend
+    /// `backend`.
+    pub async fn start(backend: &str, servers: usize) -> Rolling {
+        let mut upstreams = Vec::new();
+        let mut names = Vec::new();
+        for (prefix, body) in [("old", "old"), ("new", "new")] {
+            for i in 1..=servers {
+                upstreams.push(Upstream::start(body).await);
+                names.push(format!("{prefix}{i}"));
+            }
+        }
+        let lines: Vec<BackendServer> = names
+            .iter()
+            .zip(&upstreams)
+            .map(|(name, upstream)| BackendServer {
+                name,
+                addr: upstream.addr(),
+                weight: 1,
+                disabled: name.starts_with("new"),
+            })
+            .collect();
+        let haproxy = HaproxyProcess::start(backend, &lines).await;
+        Rolling {
+            haproxy,
+            servers,
+            _upstreams: upstreams,
+        }
+    }
+
+    /// A release plan's `canary:` section for this backend.
+    pub fn plan_yaml(&self) -> String {
+        let list = |prefix: &str| {
+            (1..=self.servers)
+                .map(|i| format!("{prefix}{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{{ router: haproxy, address: \"{}\", backend: {}, stable: [{}], canary: [{}] }}",
+            self.haproxy.admin_addr(),
+            self.haproxy.backend(),
+            list("old"),
+            list("new")
+        )
+    }
+
+    /// Each server's administrative state as `show servers state` reports it: `ready`,
+    /// `drain` or `maint`, read without the router under test.
+    pub async fn states(&self) -> HashMap<String, &'static str> {
+        let answer = self
+            .haproxy
+            .admin_command(&format!("show servers state {}", self.haproxy.backend()))
+            .await;
+        answer
+            .lines()
+            .skip(2)
+            .filter_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let admin: u32 = fields.get(6)?.parse().ok()?;
+                let state = if admin & 0x63 != 0 {
+                    "maint"
+                } else if admin & 0x18 != 0 {
+                    "drain"
+                } else {
+                    "ready"
+                };
+                Some(((*fields.get(3)?).to_owned(), state))
+            })
+            .collect()
+    }
+
+    /// How many of the new servers are ready.
+    pub async fn new_ready(&self) -> usize {
+        self.states()
+            .await
+            .iter()
+            .filter(|(name, state)| name.starts_with("new") && **state == "ready")
+            .count()
+    }
+
+    /// Which version answered how many of `n` requests through haproxy.
+    pub async fn counts(&self, n: usize) -> HashMap<String, usize> {
+        count_through(self.haproxy.frontend_addr(), n).await
     }
 }

@@ -494,3 +494,251 @@ fn ramp_errors_name_the_written_step() {
         );
     }
 }
+
+fn weights_of(plan: &Plan, service: &str) -> Vec<u32> {
+    plan.steps_of_service(service)
+        .iter()
+        .filter_map(|s| s.weight)
+        .collect()
+}
+
+const HAPROXY_FOUR: &str = r#"{ router: haproxy, address: "127.0.0.1:9999", backend: web, stable: [o1, o2, o3, o4], canary: [n1, n2, n3, n4] }"#;
+
+#[test]
+fn strategies_expand_into_each_services_steps() {
+    let yaml = format!(
+        "name: s\nenvironment: p\nstrategy: {{ type: blue-green, preview: 1m, bake: 5m }}\n\
+         services:\n  - name: web\n    canary: {HAPROXY_FOUR}\n    strategy: {{ type: rolling, batch: 25% }}\n\
+         \x20 - name: api\n    flags: [f]\n  - name: ui\n    flags: [g]\n    strategy: canary\n\
+         steps: [{{ weight: 10 }}, {{ weight: 50 }}]\n"
+    );
+    let plan = Plan::from_yaml(&yaml).unwrap();
+    assert_eq!(weights_of(&plan, "web"), [25, 50, 75, 100]);
+    assert_eq!(weights_of(&plan, "api"), [0, 100]);
+    assert_eq!(
+        plan.step(1, 1),
+        Some(StepKind::Weight(100, Duration::from_secs(300)))
+    );
+    assert_eq!(weights_of(&plan, "ui"), [10, 50]);
+    let outline = plan.outline();
+    assert_eq!(outline.services[0].strategy, "rolling: batch 25%");
+    assert_eq!(
+        outline.services[1].strategy,
+        "blue-green: preview 1m, bake 5m"
+    );
+    assert_eq!(outline.services[0].steps.len(), 4);
+    // Stored as written: the expansion is made again when it is read back.
+    let again = Plan::from_yaml(&serde_yaml_ng::to_string(&plan).unwrap()).unwrap();
+    assert_eq!(again, plan);
+
+    // A plan whose every service has another strategy needs no steps.
+    let no_steps =
+        "name: s\nenvironment: p\nstrategy: blue-green\nservices: [{name: a, flags: [f]}]\n";
+    assert_eq!(weights_of(&Plan::from_yaml(no_steps).unwrap(), "a"), [100]);
+}
+
+#[test]
+fn strategy_problems_name_the_field() {
+    let base = "name: s\nenvironment: p\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "services: [{name: a, flags: [f]}]\n",
+            "steps: a canary release needs at least one step",
+        ),
+        (
+            "services: [{name: a, flags: [f], strategy: {type: rolling, batch: 1}}]\n",
+            "services[0].canary: a rolling update needs `router: haproxy`",
+        ),
+        (
+            "services: [{name: a, canary: { router: haproxy, address: \"h:1\", backend: b, stable: [o1, o2], canary: [n1] }, strategy: {type: rolling, batch: 1}}]\n",
+            "services[0].canary.canary: a rolling update replaces each old server by a new one: 2 stable servers, 1 canary servers",
+        ),
+        (
+            &format!("services: [{{name: a, canary: {HAPROXY_FOUR}}}]\nsteps: [{{weight: 5}}]\n"),
+            "services[0].canary.stable: lists of servers are for `strategy: rolling`",
+        ),
+        (
+            "strategy: { type: blue-green, bake: 0s }\nservices: [{name: a, flags: [f]}]\n",
+            "services[0].strategy.bake: must be longer than 0s",
+        ),
+        (
+            "strategy: { type: rolling, batch: 2, preview: 1m }\nservices: [{name: a, flags: [f]}]\n",
+            "strategy: `preview` is not a setting of `rolling`",
+        ),
+        (
+            "hotfix: { reason: \" \" }\nservices: [{name: a, flags: [f]}]\nsteps: [{weight: 5}]\n",
+            "hotfix.reason: a hotfix says why it skips the ramp",
+        ),
+        (
+            "waves: parallel\nservices: [{name: a, flags: [f]}]\nsteps: [{weight: 5}]\n",
+            "regions: `waves` and `region_failure` belong to a plan with `regions`",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let yaml = format!("{base}{extra}");
+        let found = problems(&yaml);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_hotfix_collapses_every_strategy_into_one_step_at_100() {
+    let yaml = format!(
+        "name: s\nenvironment: p\nhotfix: {{ reason: CVE-2026-1234, bake: 2m }}\n\
+         services:\n  - name: web\n    canary: {HAPROXY_FOUR}\n    strategy: {{ type: rolling, batch: 1 }}\n\
+         \x20 - name: api\n    flags: [f]\nsteps: [{{ weight: 10 }}, {{ approve: true }}, {{ weight: 50 }}]\n"
+    );
+    let plan = Plan::from_yaml(&yaml).unwrap();
+    for (i, name) in ["web", "api"].into_iter().enumerate() {
+        assert_eq!(weights_of(&plan, name), [100]);
+        assert_eq!(
+            plan.step(i, 0),
+            Some(StepKind::Weight(100, Duration::from_secs(120)))
+        );
+    }
+    assert_eq!(plan.outline().hotfix.as_deref(), Some("CVE-2026-1234"));
+    assert_eq!(
+        plan.outline().services[0].strategy,
+        "hotfix: one step at 100"
+    );
+    // The written ramp is kept for the record.
+    assert_eq!(plan.steps.len(), 3);
+}
+
+const REGIONS: &str = r#"
+name: global
+environment: production
+services:
+  - name: auth
+    flags: [new-login]
+  - name: payment
+    depends_on: [auth]
+    flags: [new-pay]
+  - name: search
+    flags: [new-search]
+steps: [{ weight: 3 }, { weight: 5 }, { weight: 10 }, { weight: 50 }]
+waves: parallel
+region_failure: region
+regions:
+  - name: us-west-2
+    max_weight: 5
+  - name: us-east-1
+    primary: true
+    max_weight: 10
+    routers:
+      auth: { router: haproxy, address: "127.0.0.1:9999", backend: auth, stable: v1, canary: v2 }
+  - name: eu-central-1
+    max_weight: 5
+    services: [auth, payment]
+    flag_rule: eu
+  - name: ap-southeast-1
+    max_weight: 3
+    services: [auth]
+"#;
+
+#[test]
+fn regions_expand_into_one_service_per_region_primary_first() {
+    let plan = Plan::from_yaml(REGIONS).unwrap();
+    let names: Vec<&str> = plan.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "auth@us-east-1",
+            "payment@us-east-1",
+            "search@us-east-1",
+            "auth@us-west-2",
+            "payment@us-west-2",
+            "search@us-west-2",
+            "auth@eu-central-1",
+            "payment@eu-central-1",
+            "auth@ap-southeast-1",
+        ]
+    );
+    // Its own dependencies in its region, then the primary region (parallel waves).
+    let primary = ["auth@us-east-1", "payment@us-east-1", "search@us-east-1"];
+    assert_eq!(plan.services[1].depends_on, ["auth@us-east-1"]);
+    let eu_payment = plan.service("payment@eu-central-1").unwrap();
+    let mut expected = vec!["auth@eu-central-1"];
+    expected.extend(primary);
+    assert_eq!(eu_payment.depends_on, expected);
+    assert_eq!(eu_payment.written_name(), "payment");
+    assert_eq!(eu_payment.region.as_deref(), Some("eu-central-1"));
+    // Flags are ramped through the region's rule.
+    assert_eq!(eu_payment.flags[0].rule.as_deref(), Some("eu"));
+    assert_eq!(
+        plan.service("search@us-west-2").unwrap().flags[0]
+            .rule
+            .as_deref(),
+        Some("us-west-2")
+    );
+    // The region's router, else the service's own.
+    assert!(matches!(plan.services[0].canary, Canary::Haproxy(_)));
+    assert!(matches!(plan.services[3].canary, Canary::None));
+    // Each region's ramp stops at its cap.
+    assert_eq!(weights_of(&plan, "auth@us-east-1"), [3, 5, 10]);
+    assert_eq!(weights_of(&plan, "auth@us-west-2"), [3, 5]);
+    assert_eq!(weights_of(&plan, "auth@ap-southeast-1"), [3]);
+    let outline = plan.outline();
+    assert_eq!(outline.regions[0].name, "us-east-1");
+    assert_eq!(outline.regions[2].services, ["auth", "payment"]);
+    assert_eq!(outline.services[6].region.as_deref(), Some("eu-central-1"));
+    // Stored as written.
+    let written = serde_yaml_ng::to_string(&plan).unwrap();
+    assert!(!written.contains("@"), "{written}");
+    assert_eq!(Plan::from_yaml(&written).unwrap(), plan);
+
+    // In order: each region waits for the one before it.
+    let in_order = Plan::from_yaml(&REGIONS.replace("waves: parallel", "waves: in-order")).unwrap();
+    assert_eq!(
+        in_order.service("auth@ap-southeast-1").unwrap().depends_on,
+        ["auth@eu-central-1", "payment@eu-central-1"]
+    );
+}
+
+#[test]
+fn region_problems_name_the_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "    primary: true\n    max_weight: 10\n",
+            "    max_weight: 10\n",
+            "regions: exactly one region is `primary: true` (0 are)",
+        ),
+        (
+            "services: [auth, payment]\n    flag_rule: eu",
+            "services: [auth, billing]\n    flag_rule: eu",
+            "regions[2].services[1]: unknown service `billing`",
+        ),
+        (
+            "  - name: us-west-2\n",
+            "  - name: US West\n",
+            "regions[0].name: must be 1-63 characters",
+        ),
+        (
+            "max_weight: 3\n",
+            "max_weight: 0\n",
+            "regions[3].max_weight: must be between 1 and 100",
+        ),
+        (
+            "    services: [auth]\n",
+            "    services: [auth]\n    routers: { search: { router: none } }\n",
+            "regions[3].routers.search: service `search` is not released in this region",
+        ),
+        (
+            "backend: auth, stable: v1, canary: v2 }",
+            "backend: auth, stable: v1, canary: v1 }",
+            "regions[1].routers.auth.canary: server `v1` is both stable and canary",
+        ),
+    ];
+    for (from, to, expected) in cases {
+        assert!(REGIONS.contains(from), "{from}");
+        let yaml = REGIONS.replacen(from, to, 1);
+        let found = problems(&yaml);
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "expected `{expected}` for\n{yaml}\nfound {found:#?}"
+        );
+    }
+}

@@ -313,7 +313,8 @@ fn check_router(
                 problem(
                     format!("{at}.canary"),
                     format!(
-                        "a rolling update replaces each old server by a new one: {} stable                          servers, {} canary servers",
+                        "a rolling update replaces each old server by a new one: {} stable \
+                         servers, {} canary servers",
                         stable.len(),
                         canary.len()
                     ),

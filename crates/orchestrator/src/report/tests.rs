@@ -4,7 +4,7 @@ use super::*;
 use crate::analysis::{Measurement, Verdict};
 use crate::machine::{step, Action, Event, Outcome};
 use crate::plan::{
-    Analysis, Canary, FlagRef, HaproxyCanary, Metric, OnFailure, OnNoData, Service, Step,
+    Analysis, Canary, FlagRef, HaproxyCanary, Hotfix, Metric, OnFailure, OnNoData, Service, Step,
 };
 
 /// A document as the API writes it.
@@ -522,13 +522,20 @@ fn restored(decided: Millis, restore_ms: Millis) -> Release {
 
 fn window_of_releases() -> Vec<Release> {
     let from = START - 30 * DAY;
+    let hotfix = |mut release: Release| {
+        release.plan.hotfix = Some(Hotfix {
+            reason: "CVE-2024-0001".into(),
+            bake: None,
+        });
+        release
+    };
     vec![
-        promoted(START - DAY),
-        promoted(from),  // on the window's start: counted
-        promoted(START), // on its end: counted
+        hotfix(promoted(START - DAY)),
+        hotfix(promoted(START + 1)), // after the window: not counted
+        promoted(from),              // on the window's start: counted
+        promoted(START),             // on its end: counted
         promoted(from - 1),
-        promoted(START + 1),
-        restored(START - 2 * DAY, 30_000),
+        hotfix(restored(START - 2 * DAY, 30_000)),
         restored(START - 3 * DAY, 240_000),
         restored(START - 4 * DAY, 90_000),
         restored(from - 10_000, 20_000), // decided before the window, finished in it
@@ -568,6 +575,12 @@ fn dora_counts_the_releases_finished_within_the_window() {
             median: Some(Duration::from_secs(60)),
             mean: Some(Duration::from_secs(95)),
         },
+        hotfixes: HotfixReport {
+            finished: 2,
+            promoted: 1,
+            failed: 1,
+            per_day: 1.0 / 30.0,
+        },
     };
     assert_eq!(dora, expected);
     assert_eq!(
@@ -591,6 +604,7 @@ fn dora_counts_the_releases_finished_within_the_window() {
                 "median_seconds": 60.0,
                 "mean_seconds": 95.0,
             },
+            "hotfixes": { "finished": 2, "promoted": 1, "failed": 1, "per_day": 1.0 / 30.0 },
         })
     );
     let md = dora_markdown(&dora);
@@ -601,6 +615,7 @@ fn dora_counts_the_releases_finished_within_the_window() {
         "| Change failure rate | 62.5% (5 of 8 finished releases rolled back or failed) |",
         "| Time to restore | median 1m, mean 1m 35s (4 rollbacks); 1 failed release not restored |",
         "| Lead time for changes | not measured |",
+        "| Hotfixes | 2 finished hotfixes (1 promoted, 1 rolled back or failed; 0.033 promoted per day) |",
     ] {
         assert!(has_line(&md, line), "missing `{line}` in:\n{md}");
     }
@@ -629,6 +644,7 @@ fn dora_of_nothing_finished_has_no_rates() {
                     median: None,
                     mean: None,
                 },
+                hotfixes: HotfixReport::default(),
             }
         );
         let v = as_value(dora_json(&dora));

@@ -15,8 +15,10 @@ use super::{RouterError, TrafficRouter};
 use crate::plan::HaproxyCanary;
 
 /// Server administrative state bits in `show servers state` (HAProxy's `SRV_ADMF_*`):
-/// forced, inherited, configured and resolver maintenance, forced and inherited drain.
-const MAINT: u32 = 0x01 | 0x02 | 0x04 | 0x20;
+/// forced, inherited, resolver and hostname maintenance; forced and inherited drain.
+/// (`CMAINT`, 0x04, only records that the configuration said `disabled`: it stays set
+/// once the server is made ready.)
+const MAINT: u32 = 0x01 | 0x02 | 0x20 | 0x40;
 const DRAIN: u32 = 0x08 | 0x10;
 
 /// What a server is asked to be.
@@ -243,6 +245,8 @@ mod tests {
         assert!(parse_states("Can't find backend.").is_none());
         assert!(Wanted::Ready.is(0));
         assert!(Wanted::Drain.is(8) && !Wanted::Ready.is(8));
-        assert!(Wanted::Maint.is(1) && Wanted::Maint.is(4) && !Wanted::Drain.is(9));
+        // `disabled` in the configuration reads 5 (forced and configured maintenance);
+        // made ready, 4 is left: ready.
+        assert!(Wanted::Maint.is(5) && Wanted::Ready.is(4) && !Wanted::Drain.is(9));
     }
 }
