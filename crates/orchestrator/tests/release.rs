@@ -6,144 +6,19 @@ mod support;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use support::flag_server::{FlagServer, ENV};
+use support::release::{
+    orchestrator, orchestrator_measuring, position, timeline, wait_for, wait_until_over, Monitoring,
+};
 use switchyard_core::model::Serve;
 use switchyard_orchestrator::analysis::{
     judge, Measurement, MetricKind, MetricRequest, MetricSource, MetricSources, Verdict,
 };
-use switchyard_orchestrator::driver::{Config, Orchestrator};
-use switchyard_orchestrator::flags::AdminFlags;
 use switchyard_orchestrator::machine::{Event, Phase, ServicePhase};
 use switchyard_orchestrator::plan::Plan;
-use switchyard_orchestrator::store::embedded::EmbeddedStore;
-use switchyard_orchestrator::store::Release;
-use switchyard_testkit::eventually;
 use switchyard_testkit::haproxy::Canary;
-use switchyard_testkit::prometheus::{
-    wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
-};
-
-/// How long a whole release may take before a test gives up.
-const RELEASE_DEADLINE: Duration = Duration::from_secs(90);
-
-async fn orchestrator(flags: &FlagServer, dir: &std::path::Path) -> Orchestrator {
-    let metrics = MetricSources::standard(&reqwest::Client::new(), Some(&flags.admin));
-    orchestrator_measuring(flags, dir, metrics).await
-}
-
-async fn orchestrator_measuring(
-    flags: &FlagServer,
-    dir: &std::path::Path,
-    metrics: MetricSources,
-) -> Orchestrator {
-    Orchestrator::open(Config {
-        store: Arc::new(EmbeddedStore::open(dir).expect("store opens")),
-        flags: Arc::new(AdminFlags::new(flags.admin.clone())),
-        metrics,
-        http: reqwest::Client::new(),
-        poll: Duration::from_millis(100),
-        attempts: 2,
-        owner: switchyard_orchestrator::driver::owner_id(),
-        lease: Duration::from_secs(10),
-        rollback_window: switchyard_orchestrator::driver::DEFAULT_ROLLBACK_WINDOW,
-    })
-    .await
-    .expect("orchestrator opens")
-}
-
-/// Polls the release until `done` holds for it.
-async fn wait_for(
-    orchestrator: &Orchestrator,
-    name: &str,
-    what: &str,
-    done: impl Fn(&Release) -> bool,
-) -> Release {
-    eventually(
-        RELEASE_DEADLINE,
-        &format!("release `{name}` to reach {what}"),
-        || async {
-            let release = orchestrator.get(name).await.expect("release exists");
-            if done(&release) {
-                Ok(release)
-            } else {
-                Err(format!("timeline:\n{}", timeline(&release)))
-            }
-        },
-    )
-    .await
-}
-
-async fn wait_until_over(orchestrator: &Orchestrator, name: &str) -> Release {
-    wait_for(orchestrator, name, "its end", |r| {
-        r.state.phase.is_terminal()
-    })
-    .await
-}
-
-fn timeline(release: &Release) -> String {
-    release
-        .state
-        .timeline
-        .iter()
-        .map(|e| {
-            let measured: Vec<String> = e.measurements.iter().map(|m| m.explain()).collect();
-            format!(
-                "{} {}: {} {}",
-                e.at,
-                e.service.as_deref().unwrap_or("-"),
-                e.message,
-                measured.join("; ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Index of the first timeline entry of `service` whose message starts with `prefix`.
-fn position(release: &Release, service: &str, prefix: &str) -> usize {
-    release
-        .state
-        .timeline
-        .iter()
-        .position(|e| e.service.as_deref() == Some(service) && e.message.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no `{prefix}` for {service} in\n{}", timeline(release)))
-}
-
-/// Metrics scraped by a real Prometheus: the canary's error ratio per service.
-struct Monitoring {
-    _exporter: Exporter,
-    prometheus: PrometheusProcess,
-}
-
-impl Monitoring {
-    async fn start(service: &str, error_ratio: f64) -> Monitoring {
-        let exporter = Exporter::start().await;
-        exporter.set("canary_error_ratio", &[("service", service)], error_ratio);
-        let prometheus = PrometheusProcess::start(&[exporter.addr()]).await;
-        let query = format!("canary_error_ratio{{service=\"{service}\"}}");
-        wait_for_value(
-            &prometheus.url(),
-            &query,
-            |v| v == error_ratio,
-            SCRAPE_DEADLINE,
-        )
-        .await;
-        Monitoring {
-            _exporter: exporter,
-            prometheus,
-        }
-    }
-
-    fn analysis_yaml(&self) -> String {
-        format!(
-            "analysis:\n  interval: 1s\n  metrics:\n    - name: error-rate\n      prometheus: {{ url: \"{}\", query: 'canary_error_ratio{{service=\"{{{{service}}}}\"}}' }}\n      max: 0.05\n",
-            self.prometheus.url()
-        )
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_canary_and_its_flag_ramp_together_to_100() {

@@ -122,10 +122,14 @@ pub fn render_list(releases: &[ReleaseSummary]) -> String {
                 None => format!("{} ({})", s.name, name_of(&s.phase)),
             })
             .collect();
+        let mut phase = name_of(&r.phase);
+        if r.hotfix.is_some() {
+            phase.push_str(" (hotfix)");
+        }
         rows.push(vec![
             r.name.clone(),
             r.environment.clone(),
-            name_of(&r.phase),
+            phase,
             date_time(r.created_at),
             services.join(", "),
         ]);

@@ -8,3 +8,4 @@ pub mod api;
 pub mod daemon;
 pub mod fake_kube;
 pub mod flag_server;
+pub mod release;
