@@ -213,6 +213,23 @@ async fn releases_are_followed_steered_and_explained_in_the_browser() {
     assert_eq!(stack.weights().await.0, 0, "canary weight after the abort");
     assert_eq!(stack.read_flag().await["enabled"], false, "flag killed");
 
+    // A hotfix with a blue-green switch: one step at 100, marked as a hotfix.
+    stack.reset().await;
+    browser.goto(&console("/console/new-release")).await;
+    let hotfix = variant_of_good(&stack, "checkout-hotfix", "  - weight: 10\n    hold: 10m\n")
+        .replacen(
+            "\nservices:",
+            "\nstrategy: blue-green\nhotfix: { reason: \"CVE-2026-1234\", bake: 2s }\nservices:",
+            1,
+        );
+    submit_plan(&browser, &hotfix, "#start-release").await;
+    until_phase(&browser, "promoted").await;
+    browser.wait_text("#hotfix", "CVE-2026-1234").await;
+    browser
+        .wait_text("#service-groups", "hotfix: one step at 100")
+        .await;
+    assert_eq!(stack.weights().await, (100, 0), "(canary, stable)");
+
     // The bad release: its analysis crosses the threshold and it rolls back by itself.
     stack.reset().await;
     stack.fail_rate("0.2").await;
@@ -247,7 +264,8 @@ async fn releases_are_followed_steered_and_explained_in_the_browser() {
     // History and DORA.
     browser.goto(&console("/console/dora")).await;
     let figures = browser.wait_text("#dora-figures", "promoted").await;
-    assert!(figures.contains("2 promoted"), "{figures}");
+    assert!(figures.contains("3 promoted"), "{figures}");
+    assert!(figures.contains("1 finished hotfix"), "{figures}");
     assert!(browser.exists("#dora-failure-rate").await);
     browser.screenshot("console-dora").await;
 

@@ -10,9 +10,10 @@ use support::flag_server::{FlagServer, ENV};
 use support::release::{orchestrator, position, timeline, wait_for, wait_until_over, Monitoring};
 use switchyard_core::model::Serve;
 use switchyard_core::Flag;
-use switchyard_orchestrator::machine::{Phase, ServicePhase};
+use switchyard_orchestrator::machine::{Phase, ServicePhase, State};
 use switchyard_orchestrator::plan::Plan;
-use switchyard_orchestrator::store::Release;
+use switchyard_orchestrator::store::embedded::EmbeddedStore;
+use switchyard_orchestrator::store::{Release, StateStore};
 use switchyard_testkit::haproxy::{Canary, Rolling};
 use switchyard_testkit::prometheus::{
     wait_for_value, Exporter, PrometheusProcess, SCRAPE_DEADLINE,
@@ -38,7 +39,7 @@ async fn a_blue_green_release_previews_at_zero_then_switches_all_traffic() {
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
     let plan = Plan::from_yaml(&format!(
-        "name: bg\nenvironment: {ENV}\nstrategy: {{ type: blue-green, preview: 2s, bake: 2s }}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\n{}",
+        "name: bg\nenvironment: {ENV}\nstrategy: {{ type: blue-green, preview: 2s, bake: 2s, keep_previous: 1h }}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\n{}",
         canary.plan_yaml(),
         monitoring.analysis_yaml()
     ))
@@ -88,6 +89,73 @@ async fn a_blue_green_release_previews_at_zero_then_switches_all_traffic() {
     assert_eq!(
         flags.flag("new-checkout").await.default,
         Serve::Variant("on".into())
+    );
+
+    // Within `keep_previous` the previous version takes all traffic back at once.
+    orchestrator
+        .rollback("bg", "ana".into(), "switching back".into())
+        .await
+        .expect("within keep_previous");
+    let release = wait_until_over(&orchestrator, "bg").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::RolledBack,
+        "{}",
+        timeline(&release)
+    );
+    assert_eq!(canary.weights().await, (0, 100));
+    assert!(
+        !flags.flag("new-checkout").await.enabled,
+        "the flag is killed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_keep_previous_a_blue_green_release_is_not_switched_back() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A release promoted long ago (1970), stored before the orchestrator opens.
+    for (name, keep) in [("kept", ", keep_previous: 2h"), ("window", "")] {
+        let plan = Plan::from_yaml(&format!(
+            "name: {name}\nenvironment: {ENV}\nstrategy: {{ type: blue-green{keep} }}\nservices: [{{ name: web, flags: [new-checkout] }}]\n"
+        ))
+        .unwrap();
+        let mut state = State::new(&plan);
+        state.phase = Phase::Succeeded;
+        state.started_at = Some(1_000);
+        state.finished_at = Some(2_000);
+        state.promoted_at = Some(2_000);
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        store
+            .save(&Release {
+                plan,
+                state,
+                created_at: 1_000,
+                revision: 1,
+            })
+            .await
+            .expect("stored");
+    }
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+    let refused = |name: &'static str| {
+        let orchestrator = &orchestrator;
+        async move {
+            orchestrator
+                .rollback(name, "ana".into(), "too late".into())
+                .await
+                .expect_err("outside the window")
+                .to_string()
+        }
+    };
+    let kept = refused("kept").await;
+    assert!(
+        kept.contains("outside the rollback window of 2h (the plan's `keep_previous`)"),
+        "{kept}"
+    );
+    let window = refused("window").await;
+    assert!(
+        window.contains("outside the rollback window of 1day (`serve --rollback-window`)"),
+        "{window}"
     );
 }
 

@@ -34,6 +34,8 @@ pub struct ServiceView {
     /// `(key, words)`: `("new-checkout", "new-checkout rule eu")`.
     flags: Vec<(String, String)>,
     router: String,
+    /// How it takes over, in words (`canary`, `rolling: batch 25%`).
+    strategy: String,
 }
 
 /// One measurement in the analyses table.
@@ -289,6 +291,7 @@ fn groups(report: &ReleaseReport) -> Vec<Vec<ServiceView>> {
                             })
                             .unwrap_or_default(),
                         router: planned.map(|p| p.router.clone()).unwrap_or_default(),
+                        strategy: planned.map(|p| p.strategy.clone()).unwrap_or_default(),
                     })
                 })
                 .collect()
