@@ -110,6 +110,29 @@ pub enum ServicePhase {
 }
 
 impl ServicePhase {
+    /// Nothing more happens to the service: promoted, rolled back, cancelled or failed.
+    pub fn is_over(self) -> bool {
+        matches!(
+            self,
+            ServicePhase::Succeeded
+                | ServicePhase::RolledBack
+                | ServicePhase::Cancelled
+                | ServicePhase::Failed
+        )
+    }
+
+    /// The service is out of the release for good: rolling back, rolled back,
+    /// cancelled or failed (it will not be promoted).
+    pub fn is_undone(self) -> bool {
+        matches!(
+            self,
+            ServicePhase::RollingBack
+                | ServicePhase::RolledBack
+                | ServicePhase::Cancelled
+                | ServicePhase::Failed
+        )
+    }
+
     /// The phase in words (`awaiting approval`).
     pub fn words(self) -> &'static str {
         match self {

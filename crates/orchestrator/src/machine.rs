@@ -1034,11 +1034,8 @@ impl Machine<'_> {
                 };
                 let s = &mut self.state.services[i];
                 match s.phase {
-                    // Already over.
-                    ServicePhase::RollingBack
-                    | ServicePhase::RolledBack
-                    | ServicePhase::Cancelled
-                    | ServicePhase::Failed => {}
+                    // Already out of the release.
+                    phase if phase.is_undone() => {}
                     // Nothing was applied before the pre-checks passed.
                     ServicePhase::Pending
                     | ServicePhase::WaitingForDependencies
@@ -1071,17 +1068,10 @@ impl Machine<'_> {
             Phase::Running if !self.state.awaiting_environment => {
                 // A service waiting for one that was rolled back never starts.
                 for i in self.indices(ServicePhase::WaitingForDependencies) {
-                    let gone = self.plan.services[i].depends_on.iter().find(|d| {
-                        self.state.service(d).is_some_and(|s| {
-                            matches!(
-                                s.phase,
-                                ServicePhase::RollingBack
-                                    | ServicePhase::RolledBack
-                                    | ServicePhase::Cancelled
-                                    | ServicePhase::Failed
-                            )
-                        })
-                    });
+                    let gone = self.plan.services[i]
+                        .depends_on
+                        .iter()
+                        .find(|d| self.state.service(d).is_some_and(|s| s.phase.is_undone()));
                     if let Some(gone) = gone.cloned() {
                         self.state.services[i].phase = ServicePhase::Cancelled;
                         self.log(Some(i), format!("cancelled: `{gone}` was rolled back"));
@@ -1126,25 +1116,13 @@ impl Machine<'_> {
                 }
             }
             Phase::RollingBack => {
-                let done = self.state.services.iter().all(|s| {
-                    matches!(
-                        s.phase,
-                        ServicePhase::RolledBack | ServicePhase::Cancelled | ServicePhase::Failed
-                    )
-                });
+                let done = self
+                    .state
+                    .services
+                    .iter()
+                    .all(|s| s.phase.is_over() && s.phase != ServicePhase::Succeeded);
                 if done {
-                    let failed = self
-                        .state
-                        .services
-                        .iter()
-                        .any(|s| s.phase == ServicePhase::Failed);
-                    let reason = self.state.reason.clone().unwrap_or_default();
-                    if failed {
-                        self.finish(Phase::Failed, "rollback failed".into());
-                    } else {
-                        self.finish(Phase::RolledBack, "release rolled back".into());
-                    }
-                    self.notify(NotifyEvent::RolledBack, None, reason);
+                    self.finish_rollback(String::new());
                 }
             }
             _ => {}
@@ -1155,16 +1133,7 @@ impl Machine<'_> {
     /// region rolled back alone) once every service is over: rolled back, or failed
     /// if a rollback failed; the promoted regions stay promoted.
     fn settle_partial(&mut self) {
-        let over = self.state.services.iter().all(|s| {
-            matches!(
-                s.phase,
-                ServicePhase::Succeeded
-                    | ServicePhase::RolledBack
-                    | ServicePhase::Cancelled
-                    | ServicePhase::Failed
-            )
-        });
-        if !over {
+        if !self.state.services.iter().all(|s| s.phase.is_over()) {
             return;
         }
         let promoted: Vec<&str> = self
@@ -1179,6 +1148,12 @@ impl Machine<'_> {
         } else {
             format!("; promoted and kept: {}", promoted.join(", "))
         };
+        self.finish_rollback(kept);
+    }
+
+    /// Ends a rolled-back release: failed if a service's rollback failed; `kept` ends
+    /// the last entry (the services that stay promoted).
+    fn finish_rollback(&mut self, kept: String) {
         let failed = self
             .state
             .services

@@ -31,6 +31,22 @@ fn between<'r>(release: &'r Release, service: &str, from: &str, to: &str) -> Vec
         .collect()
 }
 
+/// A plan releasing one service (`(name, router, flag)`) with `settings` (strategy,
+/// `on_failure`), analysed by `monitoring`.
+fn one_service(
+    name: &str,
+    settings: &str,
+    (service, router, flag): (&str, &str, &str),
+    monitoring: &Monitoring,
+) -> Plan {
+    Plan::from_yaml(&format!(
+        "name: {name}\nenvironment: {ENV}\n{settings}\nservices:\n  - name: {service}\n    \
+         canary: {router}\n    flags: [{flag}]\n{}",
+        monitoring.analysis_yaml()
+    ))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blue_green_release_previews_at_zero_then_switches_all_traffic() {
     let flags = FlagServer::start(&["new-checkout"]).await;
@@ -38,12 +54,12 @@ async fn a_blue_green_release_previews_at_zero_then_switches_all_traffic() {
     let monitoring = Monitoring::start("checkout", 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
-    let plan = Plan::from_yaml(&format!(
-        "name: bg\nenvironment: {ENV}\nstrategy: {{ type: blue-green, preview: 2s, bake: 2s, keep_previous: 1h }}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\n{}",
-        canary.plan_yaml(),
-        monitoring.analysis_yaml()
-    ))
-    .unwrap();
+    let plan = one_service(
+        "bg",
+        "strategy: { type: blue-green, preview: 2s, bake: 2s, keep_previous: 1h }",
+        ("checkout", &canary.plan_yaml(), "new-checkout"),
+        &monitoring,
+    );
     orchestrator.apply(plan).await.unwrap();
 
     // The preview: the new version is analysed while it gets no traffic.
@@ -167,12 +183,12 @@ async fn a_blue_green_release_whose_bake_fails_switches_back_at_the_first_failed
     let monitoring = Monitoring::start("checkout", 0.2).await;
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
-    let plan = Plan::from_yaml(&format!(
-        "name: bg-bad\nenvironment: {ENV}\nstrategy: {{ type: blue-green, bake: 1m }}\non_failure: {{ rollback: gradual, step: 10, interval: 1s }}\nservices:\n  - name: checkout\n    canary: {}\n    flags: [new-checkout]\n{}",
-        canary.plan_yaml(),
-        monitoring.analysis_yaml()
-    ))
-    .unwrap();
+    let plan = one_service(
+        "bg-bad",
+        "strategy: { type: blue-green, bake: 1m }\non_failure: { rollback: gradual, step: 10, interval: 1s }",
+        ("checkout", &canary.plan_yaml(), "new-checkout"),
+        &monitoring,
+    );
     orchestrator.apply(plan).await.unwrap();
 
     let release = wait_until_over(&orchestrator, "bg-bad").await;
@@ -212,12 +228,12 @@ async fn a_rolling_update_replaces_servers_a_batch_at_a_time() {
     let monitoring = Monitoring::start("web", 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
-    let plan = Plan::from_yaml(&format!(
-        "name: roll\nenvironment: {ENV}\nstrategy: {{ type: rolling, batch: 25%, hold: 1s }}\nservices:\n  - name: web\n    canary: {}\n    flags: [new-web]\n{}",
-        backend.plan_yaml(),
-        monitoring.analysis_yaml()
-    ))
-    .unwrap();
+    let plan = one_service(
+        "roll",
+        "strategy: { type: rolling, batch: 25%, hold: 1s }",
+        ("web", &backend.plan_yaml(), "new-web"),
+        &monitoring,
+    );
     assert_eq!(plan.outline().services[0].steps.len(), 4);
     orchestrator.apply(plan).await.unwrap();
 
@@ -272,12 +288,12 @@ async fn a_rolling_update_whose_batch_fails_restores_the_old_servers() {
     let monitoring = Monitoring::start("web", 0.0).await;
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
-    let plan = Plan::from_yaml(&format!(
-        "name: roll-bad\nenvironment: {ENV}\nstrategy: {{ type: rolling, batch: 1, hold: 5s }}\nservices:\n  - name: web\n    canary: {}\n    flags: [new-web]\n{}",
-        backend.plan_yaml(),
-        monitoring.analysis_yaml()
-    ))
-    .unwrap();
+    let plan = one_service(
+        "roll-bad",
+        "strategy: { type: rolling, batch: 1, hold: 5s }",
+        ("web", &backend.plan_yaml(), "new-web"),
+        &monitoring,
+    );
     orchestrator.apply(plan).await.unwrap();
 
     // Two of the four servers replaced; then the new version starts failing.
