@@ -533,12 +533,13 @@ impl Machine<'_> {
                 }
             }
             Event::FlagKilled { flag, service, why } => {
-                if let Some(i) = self.index(&service) {
+                if self.index(&service).is_some() {
+                    // Everyone is off the flag now, in every region: the whole release
+                    // rolls back, whatever `region_failure` says.
                     let why = why.map_or_else(String::new, |why| format!(" ({why})"));
-                    self.roll_back_from(
-                        i,
-                        format!("flag `{flag}` was killed outside this release{why}"),
-                    );
+                    self.roll_back(format!(
+                        "{service}: flag `{flag}` was killed outside this release{why}"
+                    ));
                 }
             }
             Event::Adopted { by } => self.log(

@@ -181,14 +181,6 @@ impl Plan {
             .unwrap_or(100)
     }
 
-    /// The largest weight any service's step sets.
-    pub fn max_weight(&self) -> u32 {
-        (0..self.services.len())
-            .flat_map(|i| self.steps_of(i).iter().filter_map(|s| s.weight))
-            .max()
-            .unwrap_or(0)
-    }
-
     /// How long after its promotion the release may be switched back: the shortest
     /// `keep_previous` of its blue-green services, if any has one.
     pub fn keep_previous(&self) -> Option<std::time::Duration> {
