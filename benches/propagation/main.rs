@@ -293,6 +293,7 @@ async fn seed(store: &dyn Store, flags: Vec<Flag>) -> Result<()> {
             segments: Vec::new(),
             audit: vec![audit("bench.seed")],
             event: event.into(),
+            schedule: None,
         })
         .await?;
     eprintln!("propagation: seeded `{ENV}` with {count} flags in the store");

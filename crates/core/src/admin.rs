@@ -100,3 +100,188 @@ mod tests {
         );
     }
 }
+
+/// `POST /v1/admin/envs/{env}/apply`: what to write and delete in one atomic commit
+/// (flags as code: what `switchyard apply` sends).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBody {
+    /// Flags created or replaced (a `version` given is ignored).
+    #[serde(default)]
+    pub flags: Vec<crate::Flag>,
+    /// Segments created or replaced.
+    #[serde(default)]
+    pub segments: Vec<crate::Segment>,
+    /// Flags deleted (absent ones are ignored).
+    #[serde(default)]
+    pub delete_flags: Vec<crate::model::FlagKey>,
+    /// Segments deleted (absent ones are ignored).
+    #[serde(default)]
+    pub delete_segments: Vec<crate::model::SegmentKey>,
+    /// Why, for the audit log (each entry also names the batch).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What an [`ApplyBody`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApplyAnswer {
+    /// The batch's id, named by each of its audit entries.
+    pub batch: String,
+    /// The environment's revision after the write (unchanged when nothing changed).
+    pub revision: u64,
+    /// `flag:KEY` or `segment:KEY` created.
+    pub created: Vec<String>,
+    /// Changed.
+    pub changed: Vec<String>,
+    /// Deleted.
+    pub deleted: Vec<String>,
+}
+
+/// A change scheduled for a flag: what the server does at the time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduledChange {
+    /// The kill switch: everyone gets the off variant.
+    Kill,
+    /// Undo a kill.
+    Revive,
+    /// The first variant at `percent` % (up or down) of the default serve, or of rule
+    /// `rule`'s.
+    Ramp {
+        /// 0 to 100.
+        percent: u32,
+        /// The rule whose serve is ramped; the default serve when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
+    },
+    /// The flag replaced by this one (any edit).
+    Put {
+        /// The flag as it will be (its `version` is ignored).
+        flag: Box<crate::Flag>,
+    },
+}
+
+/// `POST /v1/admin/envs/{env}/schedules`: a change to a flag at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// The flag.
+    pub flag: crate::model::FlagKey,
+    /// When, in milliseconds since the Unix epoch (a time past is done at once).
+    pub at_ms: u64,
+    /// What.
+    pub change: ScheduledChange,
+    /// Why, for the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where a scheduled change is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ScheduleState {
+    /// Waiting for its time.
+    Pending,
+    /// Done, at this time, making this revision.
+    Done {
+        /// When it was settled (ms since the epoch).
+        settled_ms: u64,
+        /// The environment's revision it made.
+        revision: u64,
+    },
+    /// Could not be done (the flag was deleted, the change no longer validates).
+    Failed {
+        /// When it was settled (ms since the epoch).
+        settled_ms: u64,
+        /// Why.
+        error: String,
+    },
+    /// Cancelled by a person before its time.
+    Cancelled {
+        /// When it was settled (ms since the epoch).
+        settled_ms: u64,
+        /// Who.
+        by: String,
+    },
+}
+
+/// A scheduled change as stored and listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Schedule {
+    /// Its id.
+    pub id: String,
+    /// The environment.
+    pub env: crate::model::EnvName,
+    /// The flag.
+    pub flag: crate::model::FlagKey,
+    /// When it is due (ms since the epoch).
+    pub at_ms: u64,
+    /// What.
+    pub change: ScheduledChange,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The token that scheduled it.
+    pub created_by: String,
+    /// When it was scheduled (ms since the epoch).
+    pub created_ms: u64,
+    /// Where it is.
+    #[serde(flatten)]
+    pub state: ScheduleState,
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_reads_back_what_it_wrote_in_every_state() {
+        let pending = Schedule {
+            id: "s1".into(),
+            env: crate::model::EnvName::new("production"),
+            flag: crate::model::FlagKey::new("checkout"),
+            at_ms: 1_000,
+            change: ScheduledChange::Ramp {
+                percent: 25,
+                rule: None,
+            },
+            reason: None,
+            created_by: "ana".into(),
+            created_ms: 500,
+            state: ScheduleState::Pending,
+        };
+        for state in [
+            ScheduleState::Pending,
+            ScheduleState::Done {
+                settled_ms: 1_001,
+                revision: 7,
+            },
+            ScheduleState::Failed {
+                settled_ms: 1_001,
+                error: "gone".into(),
+            },
+            ScheduleState::Cancelled {
+                settled_ms: 900,
+                by: "bo".into(),
+            },
+        ] {
+            let schedule = Schedule {
+                state,
+                ..pending.clone()
+            };
+            let json = serde_json::to_string(&schedule).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Schedule>(&json).unwrap(),
+                schedule,
+                "{json}"
+            );
+        }
+    }
+}

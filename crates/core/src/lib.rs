@@ -34,6 +34,7 @@ pub mod flagd;
 pub mod guard;
 pub mod json_body;
 pub mod model;
+pub mod ramp;
 pub mod release;
 pub mod semver;
 mod snapshot;

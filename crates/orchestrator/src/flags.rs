@@ -1,7 +1,7 @@
 //! Flag control: ramping, killing and watching a release's flags on the flag server.
 //!
 //! *API Boundary*: the orchestrator reaches the flag server only through the SDK's
-//! [`AdminClient`]. The ramp itself ([`ramp`]) is pure.
+//! [`AdminClient`]. The ramp itself ([`ramp`], core's `ramp::raise_to`) is pure.
 //!
 //! The ramp gives a flag's first variant `weight` % of users by rewriting the ramped
 //! serve (the default, or one named rule's) into a rollout whose first split is the
@@ -15,7 +15,7 @@
 //! a rollback kills the flag and then writes that serve back.
 
 use async_trait::async_trait;
-use switchyard_core::model::{Hashing, Rollout, Serve, Split};
+use switchyard_core::ramp::{ramped_serve, share, RampError, PER_PERCENT};
 use switchyard_core::Flag;
 use switchyard_sdk::admin::AdminClient;
 
@@ -24,10 +24,6 @@ use crate::plan::FlagRef;
 pub mod prior;
 
 pub use prior::PriorServe;
-
-/// Weights in the flag model are in units of 1/100 000; a percent is 1 000.
-const PER_PERCENT: u32 = 1_000;
-const ALL: u32 = 100 * PER_PERCENT;
 
 /// Drives a release's flags.
 #[async_trait]
@@ -146,129 +142,20 @@ pub enum FlagError {
     },
 }
 
-/// The ramped serve of `flag` (the default, or rule `rule`'s) and its first variant,
-/// or why it cannot be ramped.
-fn ramped_serve<'f>(
-    flag: &'f mut Flag,
-    rule: Option<&str>,
-) -> Result<(String, &'f mut Serve), FlagError> {
-    let key = flag.key.as_str().to_owned();
-    let not_rampable = |why: String| FlagError::NotRampable {
-        key: key.clone(),
-        why,
-    };
-    let first = flag
-        .variants
-        .keys()
-        .next()
-        .cloned()
-        .ok_or_else(|| not_rampable("it has no variants".into()))?;
-    if flag.baseline() == Some(first.as_str()) {
-        return Err(not_rampable(format!(
-            "its first variant `{first}` is also what the rest get (its off_variant, or \
-             its last variant when off_variant is null)"
-        )));
-    }
-    let serve = match rule {
-        None => &mut flag.default,
-        Some(id) => {
-            &mut flag
-                .rules
-                .iter_mut()
-                .find(|r| r.id == id)
-                .ok_or_else(|| not_rampable(format!("it has no rule `{id}`")))?
-                .serve
-        }
-    };
-    if matches!(&*serve, Serve::Rollout(r) if r.hashing != Hashing::Switchyard) {
-        return Err(not_rampable(
-            "its rollout uses Unleash hashing; ramps need Switchyard bucketing".into(),
-        ));
-    }
-    Ok((first, serve))
-}
-
-/// The share (in 1/100 000) `serve` gives `variant`.
-fn share(serve: &Serve, variant: &str) -> u32 {
-    match serve {
-        Serve::Variant(v) if v == variant => ALL,
-        Serve::Variant(_) => 0,
-        Serve::Rollout(r) => r
-            .split
-            .iter()
-            .filter(|s| s.variant == variant)
-            .map(|s| s.weight)
-            .sum(),
-    }
-}
-
-/// `first` at `target` followed by the other variants of `serve`, scaled
-/// proportionally into the rest (the rounding remainder goes to the last of them).
-fn split(serve: &Serve, first: &str, target: u32, off: &str) -> Vec<Split> {
-    let mut others: Vec<Split> = match serve {
-        Serve::Variant(v) if v != first => vec![Split {
-            variant: v.clone(),
-            weight: ALL,
-        }],
-        Serve::Variant(_) => Vec::new(),
-        Serve::Rollout(r) => r
-            .split
-            .iter()
-            .filter(|s| s.variant != first && s.weight > 0)
-            .cloned()
-            .collect(),
-    };
-    if others.is_empty() {
-        others.push(Split {
-            variant: off.to_owned(),
-            weight: ALL,
-        });
-    }
-    let rest = ALL - target;
-    let total: u64 = others.iter().map(|s| u64::from(s.weight)).sum();
-    let mut given = 0;
-    for s in &mut others {
-        s.weight = (u64::from(s.weight) * u64::from(rest) / total) as u32;
-        given += s.weight;
-    }
-    if let Some(last) = others.last_mut() {
-        last.weight += rest - given;
-    }
-    let mut split = vec![Split {
-        variant: first.to_owned(),
-        weight: target,
-    }];
-    split.extend(others.into_iter().filter(|s| s.weight > 0));
-    split
-}
-
 /// Sets the ramped serve of `flag` so its first variant gets at least `weight` %, the
 /// other variants keeping their relative shares of the rest. Returns whether the flag
 /// changed.
 pub fn ramp(flag: &mut Flag, rule: Option<&str>, weight: u32) -> Result<bool, FlagError> {
-    // What the rest get when the serve names only the first variant (`ramped_serve`
-    // refuses a flag whose baseline is its first variant).
-    let off = flag.baseline().unwrap_or_default().to_owned();
-    let (first, serve) = ramped_serve(flag, rule)?;
-    let target = weight.min(100) * PER_PERCENT;
-    if share(serve, &first) >= target {
-        return Ok(false);
+    Ok(switchyard_core::ramp::raise_to(flag, rule, weight)?)
+}
+
+impl From<RampError> for FlagError {
+    fn from(error: RampError) -> Self {
+        FlagError::NotRampable {
+            key: error.key,
+            why: error.why,
+        }
     }
-    *serve = if target == ALL {
-        Serve::Variant(first)
-    } else {
-        let (by, salt) = match &*serve {
-            Serve::Rollout(r) => (r.by.clone(), r.salt.clone()),
-            Serve::Variant(_) => (Default::default(), None),
-        };
-        Serve::Rollout(Rollout {
-            by,
-            salt,
-            split: split(serve, &first, target, &off),
-            hashing: Hashing::Switchyard,
-        })
-    };
-    Ok(true)
 }
 
 /// Whether a release whose first step is `first_weight` % can ramp `flag`; returns its

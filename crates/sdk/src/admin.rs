@@ -401,6 +401,88 @@ impl AdminClient {
         Ok(body.entries)
     }
 
+    /// Every segment of `env`.
+    pub async fn segments(&self, env: &str) -> Result<Vec<Segment>, Error> {
+        #[derive(Deserialize)]
+        struct Segments {
+            segments: Vec<Segment>,
+        }
+        let body: Segments = self
+            .json(Method::GET, &format!("/envs/{}/segments", seg(env)?), None)
+            .await?;
+        Ok(body.segments)
+    }
+
+    /// Every token, without secrets (as the server describes them).
+    pub async fn tokens(&self) -> Result<Vec<Value>, Error> {
+        #[derive(Deserialize)]
+        struct Tokens {
+            tokens: Vec<Value>,
+        }
+        let body: Tokens = self.json(Method::GET, "/tokens", None).await?;
+        Ok(body.tokens)
+    }
+
+    /// Writes and deletes flags and segments of `env` in one atomic commit, only if
+    /// the environment is still at `revision` (when given).
+    pub async fn apply(
+        &self,
+        env: &str,
+        body: &switchyard_core::admin::ApplyBody,
+        revision: Option<u64>,
+    ) -> Result<switchyard_core::admin::ApplyAnswer, Error> {
+        let body = json!(body);
+        let path = format!("/envs/{}/apply", seg(env)?);
+        let response = self
+            .send(Method::POST, &path, Some(&body), revision)
+            .await?;
+        Ok(response.json().await?)
+    }
+
+    /// The scheduled changes of `env`, by due time.
+    pub async fn schedules(
+        &self,
+        env: &str,
+    ) -> Result<Vec<switchyard_core::admin::Schedule>, Error> {
+        #[derive(Deserialize)]
+        struct Schedules {
+            schedules: Vec<switchyard_core::admin::Schedule>,
+        }
+        let body: Schedules = self
+            .json(Method::GET, &format!("/envs/{}/schedules", seg(env)?), None)
+            .await?;
+        Ok(body.schedules)
+    }
+
+    /// Schedules a change to a flag of `env`.
+    pub async fn schedule(
+        &self,
+        env: &str,
+        new: &switchyard_core::admin::NewSchedule,
+    ) -> Result<switchyard_core::admin::Schedule, Error> {
+        let body = json!(new);
+        self.json(
+            Method::POST,
+            &format!("/envs/{}/schedules", seg(env)?),
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Cancels a pending scheduled change of `env`.
+    pub async fn cancel_schedule(
+        &self,
+        env: &str,
+        id: &str,
+    ) -> Result<switchyard_core::admin::Schedule, Error> {
+        self.json(
+            Method::DELETE,
+            &format!("/envs/{}/schedules/{}", seg(env)?, seg(id)?),
+            None,
+        )
+        .await
+    }
+
     /// Whether the server answers (`/healthz`).
     pub async fn healthy(&self) -> bool {
         self.http

@@ -18,7 +18,7 @@ use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
 use tokio::sync::{broadcast, Mutex};
 
 use crate::domain::EnvError;
-use crate::store::{AuditEntry, Commit, EnvRecord, Store, StoreError};
+use crate::store::{AuditEntry, Commit, EnvRecord, Schedule, Store, StoreError};
 use prometheus_client::metrics::histogram::Histogram;
 
 /// How many past change events each environment keeps for SSE resumption.
@@ -59,11 +59,14 @@ pub struct Change {
     pub segments: Vec<SegmentWrite>,
     /// One entry per thing changed.
     pub audit: Vec<AuditEntry>,
+    /// The scheduled change this one carries out, as stored once done (see
+    /// [`Commit::schedule`]).
+    pub schedule: Option<Schedule>,
 }
 
 impl Change {
     fn is_empty(&self) -> bool {
-        self.flags.is_empty() && self.segments.is_empty()
+        self.flags.is_empty() && self.segments.is_empty() && self.schedule.is_none()
     }
 }
 
@@ -286,6 +289,7 @@ impl Environments {
                 segments: change.segments,
                 audit: change.audit,
                 event: document.clone(),
+                schedule: change.schedule,
             };
             match self.store.commit(commit).await {
                 Ok(revision) => return self.publish(&current, revision, snapshot, document),

@@ -132,9 +132,9 @@ impl From<StoreError> for ApiError {
             StoreError::NoSuchEnvironment(env) => {
                 ApiError::not_found(format!("environment `{env}` does not exist"))
             }
-            StoreError::DuplicateToken(_) | StoreError::RevisionConflict { .. } => {
-                ApiError::conflict(error.to_string())
-            }
+            StoreError::DuplicateToken(_)
+            | StoreError::RevisionConflict { .. }
+            | StoreError::ScheduleSettled(_) => ApiError::conflict(error.to_string()),
             StoreError::Corrupt { .. } => ApiError::internal(&error),
         }
     }

@@ -65,6 +65,7 @@ impl Server {
             orchestrator: None,
         };
         state.ready.store(true, Ordering::Release);
+        tokio::spawn(crate::domain::run_scheduler(state.clone()));
         Ok(Server {
             state,
             shutdown,

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
-pub use switchyard_core::admin::{TokenKind, VariantCounts};
+pub use switchyard_core::admin::{Schedule, ScheduleState, TokenKind, VariantCounts};
 use switchyard_core::guard::sketch::SketchWire;
 use switchyard_core::guard::ValueSummary;
 use switchyard_core::model::{EnvName, FlagKey, SegmentKey};
@@ -42,6 +42,10 @@ pub enum StoreError {
     /// A token with that name exists already.
     #[error("a token named `{0}` already exists")]
     DuplicateToken(String),
+    /// The scheduled change is no longer pending (done, failed or cancelled, here or
+    /// by another replica): nothing was written.
+    #[error("scheduled change `{0}` is no longer pending")]
+    ScheduleSettled(String),
     /// The backing database failed or is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -135,6 +139,10 @@ pub struct Commit {
     /// The change as SDKs see it (the SSE `change` document for revision
     /// `expected_revision + 1`); a shared store announces it to the other replicas.
     pub event: bytes::Bytes,
+    /// The scheduled change this commit carries out, as it is to be stored (done):
+    /// the commit lands only if that schedule is still pending, so a scheduled change
+    /// is done once however many replicas try.
+    pub schedule: Option<Schedule>,
 }
 
 /// One audited write.
@@ -377,6 +385,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads the audit log, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores a new scheduled change (pending) in its environment, with `audit`.
+    async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError>;
+    /// The scheduled changes of `env` (of every environment when `None`).
+    async fn schedules(&self, env: Option<&EnvName>) -> Result<Vec<Schedule>, StoreError>;
+    /// Replaces a pending scheduled change by `schedule` (failed or cancelled), with
+    /// `audit`; `Ok(false)` (nothing written) when it is not pending or not there.
+    async fn settle_schedule(
+        &self,
+        schedule: &Schedule,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError>;
 
     /// Adds SDK counts to the minute `minute` (minutes since the epoch).
     async fn record_metrics(

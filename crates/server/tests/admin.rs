@@ -764,6 +764,7 @@ async fn a_store_written_before_the_name_rules_still_loads() {
                 segments: Vec::new(),
                 audit: vec![audit("flag.put")],
                 event: bytes::Bytes::new(),
+                schedule: None,
             })
             .await
             .expect("commit");

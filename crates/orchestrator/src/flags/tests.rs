@@ -1,4 +1,5 @@
 use super::*;
+use switchyard_core::model::{Serve, Split};
 
 fn flag(default: serde_json::Value) -> Flag {
     serde_json::from_value(serde_json::json!({

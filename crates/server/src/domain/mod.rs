@@ -8,12 +8,15 @@
 //! Errors are [`EnvError`]; each front end maps them at its edge (`ApiError` for HTTP,
 //! a page message for the console).
 
+mod batch;
 mod envs;
 mod error;
 mod items;
 mod preconditions;
+mod schedules;
 mod tokens;
 
+pub use batch::{apply_batch, Applied, Batch};
 pub use envs::{
     create_env, delete_env, promote, promotion_diff, PreviewedVersions, Promoted, PromotionDiff,
 };
@@ -22,6 +25,7 @@ pub use items::{
     delete_item, flags_with_tag, kill_tag, put_item, revert_flag, set_enabled, Item, Saved,
 };
 pub use preconditions::{Header, Malformed, Preconditions};
+pub use schedules::{cancel_schedule, carry_out, create_schedule, list_schedules, run_scheduler};
 pub use tokens::{issue_token, list_tokens, revoke_token, Issued, TokenSource, TokenSummary};
 
 use switchyard_core::model::EnvName;

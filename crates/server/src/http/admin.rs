@@ -20,7 +20,9 @@ use crate::http::preconditions::from_headers;
 use crate::scope::env_state;
 use crate::state::AppState;
 
+mod batch;
 mod records;
+mod schedules;
 mod tokens;
 mod wire;
 
@@ -52,6 +54,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/envs/{env}/segments/{key}",
             get(get_segment).put(put_segment).delete(delete_segment),
+        )
+        .route("/envs/{env}/apply", post(batch::apply))
+        .route(
+            "/envs/{env}/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/envs/{env}/schedules/{id}",
+            axum::routing::delete(schedules::cancel),
         )
         .route("/promote", post(promote))
         .route(
@@ -553,6 +564,10 @@ async fn delete_item<T: Item>(
     put_segment,
     delete_segment,
     promote,
+    batch::apply,
+    schedules::list,
+    schedules::create,
+    schedules::cancel,
     tokens::create_token,
     tokens::list_tokens,
     tokens::delete_token,

@@ -365,6 +365,9 @@ mod tests {
             "/v1/admin/envs/{env}/segments",
             "/v1/admin/envs/{env}/segments/{key}",
             "/v1/admin/promote",
+            "/v1/admin/envs/{env}/apply",
+            "/v1/admin/envs/{env}/schedules",
+            "/v1/admin/envs/{env}/schedules/{id}",
             "/v1/admin/tokens",
             "/v1/admin/tokens/{name}",
             "/v1/admin/audit",
@@ -384,7 +387,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(27),
+            Some(30),
             "no undocumented extras"
         );
         // The event stream's ticket is a required query parameter.

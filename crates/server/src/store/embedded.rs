@@ -12,8 +12,9 @@ use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
-    StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
+    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch,
+    Schedule, ScheduleState, Store, StoreError, TokenRecord, UnitsRecord, VariantCounts,
+    UNITS_RETENTION_MS,
 };
 
 /// env → revision
@@ -31,6 +32,8 @@ const METRICS: TableDefinition<(&str, &str, u64, &str, &str), u64> =
     TableDefinition::new("metrics");
 /// (env, flag, start ms, id) → a `UnitsRecord` as JSON
 const UNITS: TableDefinition<(&str, &str, u64, u64), &str> = TableDefinition::new("units");
+/// (env, schedule id) → a `Schedule` as JSON
+const SCHEDULES: TableDefinition<(&str, &str), &str> = TableDefinition::new("schedules");
 
 /// A redb-backed [`Store`].
 #[derive(Clone)]
@@ -55,6 +58,7 @@ impl EmbeddedStore {
         txn.open_table(AUDIT).map_err(unavailable)?;
         txn.open_table(METRICS).map_err(unavailable)?;
         txn.open_table(UNITS).map_err(unavailable)?;
+        txn.open_table(SCHEDULES).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -91,6 +95,19 @@ fn append_audit(
             .map_err(unavailable)?;
     }
     Ok(())
+}
+
+/// Whether schedule `id` of `env` is stored and pending.
+fn pending(
+    schedules: &redb::Table<(&str, &str), &str>,
+    env: &str,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let Some(stored) = schedules.get((env, id)).map_err(unavailable)? else {
+        return Ok(false);
+    };
+    let stored: Schedule = decode(format!("schedule {env}/{id}"), stored.value())?;
+    Ok(stored.state == ScheduleState::Pending)
 }
 
 /// `env`'s revision, if it is `expected` (the compare of every compare-and-set write).
@@ -203,6 +220,15 @@ impl Store for EmbeddedStore {
                 envs.insert(env, actual + 1).map_err(unavailable)?;
                 actual + 1
             };
+            if let Some(schedule) = &commit.schedule {
+                let mut schedules = txn.open_table(SCHEDULES).map_err(unavailable)?;
+                if !pending(&schedules, env, &schedule.id)? {
+                    return Err(StoreError::ScheduleSettled(schedule.id.clone()));
+                }
+                schedules
+                    .insert((env, schedule.id.as_str()), encode(schedule).as_str())
+                    .map_err(unavailable)?;
+            }
             {
                 let mut flags = txn.open_table(FLAGS).map_err(unavailable)?;
                 for (key, flag) in &commit.flags {
@@ -324,6 +350,70 @@ impl Store for EmbeddedStore {
             append_audit(&txn, vec![audit], None)?;
             txn.commit().map_err(unavailable)?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError> {
+        let schedule = schedule.clone();
+        self.blocking(move |db| {
+            let env = schedule.env.as_str();
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let envs = txn.open_table(ENVS).map_err(unavailable)?;
+                if envs.get(env).map_err(unavailable)?.is_none() {
+                    return Err(StoreError::NoSuchEnvironment(env.to_owned()));
+                }
+                txn.open_table(SCHEDULES)
+                    .map_err(unavailable)?
+                    .insert((env, schedule.id.as_str()), encode(&schedule).as_str())
+                    .map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], None)?;
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn schedules(&self, env: Option<&EnvName>) -> Result<Vec<Schedule>, StoreError> {
+        let env = env.map(ToString::to_string);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(SCHEDULES).map_err(unavailable)?;
+            let mut found = Vec::new();
+            for row in table.iter().map_err(unavailable)? {
+                let (key, value) = row.map_err(unavailable)?;
+                let (at, id) = key.value();
+                if env.as_deref().is_none_or(|e| e == at) {
+                    found.push(decode(format!("schedule {at}/{id}"), value.value())?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn settle_schedule(
+        &self,
+        schedule: &Schedule,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let schedule = schedule.clone();
+        self.blocking(move |db| {
+            let env = schedule.env.as_str();
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut schedules = txn.open_table(SCHEDULES).map_err(unavailable)?;
+                if !pending(&schedules, env, &schedule.id)? {
+                    return Ok(false);
+                }
+                schedules
+                    .insert((env, schedule.id.as_str()), encode(&schedule).as_str())
+                    .map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], None)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
         })
         .await
     }

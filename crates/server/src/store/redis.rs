@@ -24,8 +24,8 @@ use switchyard_core::sync::ChangeDocument;
 use switchyard_core::{Flag, Segment};
 
 use super::{
-    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Store,
-    StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
+    decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch,
+    Schedule, Store, StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
 };
 
 /// The pub/sub channel announcing every write.
@@ -49,7 +49,12 @@ local rev = redis.call('GET', KEYS[1])
 if not rev then return {2, 0} end
 rev = tonumber(rev)
 if rev ~= tonumber(ARGV[1]) then return {1, rev} end
-local i = 5
+if ARGV[5] ~= '' then
+  local stored = redis.call('HGET', KEYS[5], ARGV[5])
+  if not stored or cjson.decode(stored).state ~= 'pending' then return {3, 0} end
+  redis.call('HSET', KEYS[5], ARGV[5], ARGV[6])
+end
+local i = 7
 for _ = 1, tonumber(ARGV[4]) do
   if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[2], ARGV[i]) else redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
   i = i + 2
@@ -88,6 +93,25 @@ local n = redis.call('LLEN', KEYS[4]) + 1
 redis.call('RPUSH', KEYS[4], n .. '\t' .. ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {0, rev}
+";
+
+/// Stores a pending schedule in an existing environment, with its audit entry.
+const PUT_SCHEDULE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local n = redis.call('LLEN', KEYS[3]) + 1
+redis.call('RPUSH', KEYS[3], n .. '\t' .. ARGV[3])
+return 1
+";
+
+/// Replaces a pending schedule, with its audit entry; 0 when it is not pending.
+const SETTLE_SCHEDULE: &str = r"
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if not stored or cjson.decode(stored).state ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local n = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[3])
+return 1
 ";
 
 const CREATE_TOKEN: &str = r"
@@ -169,8 +193,14 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 /// The answer `{status, value}` of a compare-and-set script (COMMIT, DELETE_ENV): 0 done
-/// (`value` the new revision), 1 at another revision (`value` it), 2 no such environment.
-fn compared(env: &str, expected: u64, status: i64, value: u64) -> Result<u64, StoreError> {
+/// (`value` the new revision), 1 at another revision (`value` it), 2 no such environment,
+/// 3 the commit's schedule (`schedule`) is not pending.
+fn compared(
+    env: &str,
+    expected: u64,
+    (status, value): (i64, u64),
+    schedule: Option<&str>,
+) -> Result<u64, StoreError> {
     match status {
         0 => Ok(value),
         1 => Err(StoreError::RevisionConflict {
@@ -178,6 +208,9 @@ fn compared(env: &str, expected: u64, status: i64, value: u64) -> Result<u64, St
             expected,
             actual: value,
         }),
+        3 => Err(StoreError::ScheduleSettled(
+            schedule.unwrap_or_default().to_owned(),
+        )),
         _ => Err(StoreError::NoSuchEnvironment(env.to_owned())),
     }
 }
@@ -354,10 +387,13 @@ impl Store for RedisStore {
             .key(env_key(env, "flags"))
             .key(env_key(env, "segments"))
             .key(env_key(env, "audit"))
+            .key(env_key(env, "schedules"))
             .arg(commit.expected_revision)
             .arg(CHANNEL)
             .arg(message)
-            .arg(commit.flags.len());
+            .arg(commit.flags.len())
+            .arg(commit.schedule.as_ref().map_or("", |s| s.id.as_str()))
+            .arg(commit.schedule.as_ref().map(encode).unwrap_or_default());
         for (key, flag) in &commit.flags {
             invocation
                 .arg(key.as_str())
@@ -374,11 +410,12 @@ impl Store for RedisStore {
             invocation.arg(encode(&entry));
         }
         let mut conn = self.conn.clone();
-        let (status, value): (i64, u64) = invocation
+        let answer: (i64, u64) = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        compared(env, commit.expected_revision, status, value)
+        let schedule = commit.schedule.as_ref().map(|s| s.id.as_str());
+        compared(env, commit.expected_revision, answer, schedule)
     }
 
     async fn delete_env(
@@ -403,7 +440,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        compared(name, expected_revision, status, actual)?;
+        compared(name, expected_revision, (status, actual), None)?;
         // The names live in another hash slot than the environment's keys, so they
         // change after the script; a crash in between leaves a name without keys,
         // which `load` skips, as after a crash in `create_env`.
@@ -465,6 +502,69 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         old.map(|json| decode(format!("token {name}"), &json))
             .transpose()
+    }
+
+    async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError> {
+        let env = schedule.env.as_str();
+        let mut conn = self.conn.clone();
+        let stored: i64 = Script::new(PUT_SCHEDULE)
+            .key(env_key(env, "rev"))
+            .key(env_key(env, "schedules"))
+            .key(env_key(env, "audit"))
+            .arg(&schedule.id)
+            .arg(encode(schedule))
+            .arg(encode(&audit))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if stored == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::NoSuchEnvironment(env.to_owned()))
+        }
+    }
+
+    async fn schedules(&self, env: Option<&EnvName>) -> Result<Vec<Schedule>, StoreError> {
+        let names: Vec<String> = match env {
+            Some(env) => vec![env.to_string()],
+            None => {
+                self.read(|mut conn| async move { conn.smembers(ENVS).await })
+                    .await?
+            }
+        };
+        let mut found = Vec::new();
+        for name in names {
+            let key = env_key(&name, "schedules");
+            let values: Vec<String> = self
+                .read(|mut conn| {
+                    let key = key.clone();
+                    async move { conn.hvals(key).await }
+                })
+                .await?;
+            for value in values {
+                found.push(decode(format!("schedule in {name}"), &value)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn settle_schedule(
+        &self,
+        schedule: &Schedule,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let env = schedule.env.as_str();
+        let mut conn = self.conn.clone();
+        let settled: i64 = Script::new(SETTLE_SCHEDULE)
+            .key(env_key(env, "schedules"))
+            .key(env_key(env, "audit"))
+            .arg(&schedule.id)
+            .arg(encode(schedule))
+            .arg(encode(&audit))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(settled == 1)
     }
 
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

@@ -1,0 +1,469 @@
+//! The `switchyard` CLI against a real `switchyard-server` process: flags as code
+//! (export → plan → edit → plan → apply → apply again, pruning, invalid files writing
+//! nothing, a stale revision refused) and the everyday commands.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use switchyard_core::admin::ApplyBody;
+use switchyard_core::model::Serve;
+use switchyard_core::{Flag, Segment};
+use switchyard_sdk::admin::AdminClient;
+use switchyard_testkit::server_process::{ServerProcess, ADMIN};
+
+const ENV: &str = "production";
+
+/// A server with `production` holding two flags and a segment.
+async fn seeded() -> (ServerProcess, AdminClient, tempfile::TempDir) {
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(data.path()).await;
+    let admin = AdminClient::new(&server.base, ADMIN).expect("admin client");
+    admin.create_env(ENV).await.expect("env");
+    let segment: Segment = serde_json::from_value(json!({
+        "key": "beta-testers",
+        "when": { "groups": ["beta"] },
+    }))
+    .expect("segment JSON");
+    admin.put_segment(ENV, &segment).await.expect("segment");
+    for key in ["checkout", "search"] {
+        let flag: Flag = serde_json::from_value(json!({
+            "key": key,
+            "kind": "boolean",
+            "variants": { "on": true, "off": false },
+            "off_variant": "off",
+            "rules": [ { "id": "beta", "when": { "segments": ["beta-testers"] }, "serve": { "variant": "on" } } ],
+            "default": { "variant": "off" },
+        }))
+        .expect("flag JSON");
+        admin.put_flag(ENV, &flag, None).await.expect("flag");
+    }
+    (server, admin, data)
+}
+
+/// Runs `switchyard ARGS` against `server`: exit code, stdout, stderr.
+async fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .env("SWITCHYARD_URL", &server.base)
+        .env("SWITCHYARD_TOKEN", ADMIN)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the CLI runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Edits the YAML file at `path` through `edit`.
+fn edit(path: &Path, edit: impl FnOnce(&mut Value)) {
+    let text = std::fs::read_to_string(path).expect("read file");
+    let mut value: Value = serde_yaml_ng::from_str(&text).expect("YAML");
+    edit(&mut value);
+    std::fs::write(path, serde_yaml_ng::to_string(&value).expect("YAML")).expect("write file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_plan_edit_apply_and_apply_again() {
+    let (server, admin, _data) = seeded().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dir.path().to_str().expect("UTF-8");
+
+    let (code, _, err) = cli(&server, &["export", "--env", ENV, "-f", files]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("exported `production`: 3 file(s)"), "{err}");
+    let checkout = dir.path().join("flags/checkout.yaml");
+    let exported = std::fs::read_to_string(&checkout).expect("flags/checkout.yaml");
+    assert!(!exported.contains("version"), "{exported}");
+    assert!(dir.path().join("segments/beta-testers.yaml").is_file());
+
+    let (code, out, err) = cli(&server, &["plan", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 0, "nothing to change:\n{out}{err}");
+    assert!(out.contains("No changes: `production`"), "{out}");
+
+    // One field changed, one flag added.
+    edit(&checkout, |flag| {
+        flag["default"] = json!({ "variant": "on" })
+    });
+    let added = std::fs::read_to_string(dir.path().join("flags/search.yaml"))
+        .expect("search")
+        .replace("key: search", "key: new-search");
+    std::fs::write(dir.path().join("flags/new-search.yaml"), added).expect("write");
+    let (code, out, err) = cli(&server, &["plan", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 2, "changes:\n{out}{err}");
+    for line in [
+        "+ flag new-search (create)",
+        "~ flag checkout",
+        "    default.variant: \"off\" → \"on\"",
+        "1 to create, 1 to change, 0 to delete.",
+    ] {
+        assert!(out.contains(line), "no `{line}` in:\n{out}");
+    }
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("    ")).count(),
+        1,
+        "exactly that field:\n{out}"
+    );
+
+    let (code, out, err) = cli(
+        &server,
+        &["apply", "-f", files, "--env", ENV, "--reason", "PR #12"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(1 created, 1 changed, 0 deleted)"), "{out}");
+    let flag = admin.flag(ENV, "checkout").await.unwrap().unwrap().value;
+    assert_eq!(flag.default, Serve::Variant("on".into()));
+    assert!(admin.flag(ENV, "new-search").await.unwrap().is_some());
+    // One audit entry per flag, each naming the batch.
+    let batch = out
+        .split("as batch ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .expect("the batch id")
+        .to_owned();
+    let audit = admin.audit(&format!("env={ENV}&limit=5")).await.unwrap();
+    let named: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["reason"] == json!(format!("batch {batch}: PR #12")))
+        .collect();
+    assert_eq!(named.len(), 2, "{audit:#?}");
+
+    // Applying the same files again changes nothing.
+    let revision = admin.revision(ENV).await.unwrap();
+    let (code, out, _) = cli(&server, &["apply", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("No changes"), "{out}");
+    assert_eq!(admin.revision(ENV).await.unwrap(), revision);
+
+    // A file removed: left alone, unless pruned.
+    std::fs::remove_file(dir.path().join("flags/new-search.yaml")).expect("rm");
+    let (code, out, _) = cli(&server, &["plan", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("not in the files, left alone (`--prune` deletes them): flag new-search"),
+        "{out}"
+    );
+    let (code, out, _) = cli(
+        &server,
+        &["plan", "-f", files, "--env", ENV, "--prune", "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    let plan: Value = serde_json::from_str(&out).expect("JSON plan");
+    assert_eq!(
+        plan["deleted"],
+        json!([{ "kind": "flag", "key": "new-search" }])
+    );
+    let (code, out, err) = cli(&server, &["apply", "-f", files, "--env", ENV, "--prune"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(admin.flag(ENV, "new-search").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_set_writes_nothing_and_a_stale_revision_is_refused() {
+    let (server, admin, _data) = seeded().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dir.path().to_str().expect("UTF-8");
+    let (code, _, err) = cli(&server, &["export", "--env", ENV, "-f", files]).await;
+    assert_eq!(code, 0, "{err}");
+    let revision = admin.revision(ENV).await.unwrap();
+
+    // A valid change beside an invalid file: refused before anything is sent.
+    edit(&dir.path().join("flags/search.yaml"), |f| {
+        f["description"] = json!("valid change")
+    });
+    edit(&dir.path().join("flags/checkout.yaml"), |f| {
+        f["default"] = json!({ "variant": "maybe" })
+    });
+    let (code, out, err) = cli(&server, &["apply", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("flags/checkout.yaml: default"), "{err}");
+    assert!(err.contains("maybe"), "{err}");
+    assert_eq!(
+        admin.revision(ENV).await.unwrap(),
+        revision,
+        "nothing written"
+    );
+
+    // Valid on its own, invalid with the rest (a segment nobody has): the server
+    // refuses the whole batch, and the CLI names the file.
+    edit(&dir.path().join("flags/checkout.yaml"), |f| {
+        f["default"] = json!({ "variant": "off" });
+        f["rules"][0]["when"]["segments"] = json!(["nobody"]);
+    });
+    let (code, out, err) = cli(&server, &["apply", "-f", files, "--env", ENV]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("flags/checkout.yaml"), "{err}");
+    assert!(err.contains("nobody"), "{err}");
+    assert_eq!(
+        admin.revision(ENV).await.unwrap(),
+        revision,
+        "nothing written"
+    );
+    let search = admin.flag(ENV, "search").await.unwrap().unwrap().value;
+    assert_eq!(
+        search.description, "",
+        "the valid change was not written either"
+    );
+
+    // A reviewed plan's revision: someone writes in between, the apply is refused.
+    edit(&dir.path().join("flags/checkout.yaml"), |f| {
+        f["rules"][0]["when"]["segments"] = json!(["beta-testers"]);
+    });
+    let (code, out, _) = cli(&server, &["plan", "-f", files, "--env", ENV, "-o", "json"]).await;
+    assert_eq!(code, 2, "{out}");
+    let reviewed = serde_json::from_str::<Value>(&out).expect("JSON")["revision"].to_string();
+    admin
+        .kill(ENV, "checkout", "meanwhile")
+        .await
+        .expect("kill");
+    let (code, out, err) = cli(
+        &server,
+        &["apply", "-f", files, "--env", ENV, "--revision", &reviewed],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("environment `production` changed while this plan was made"),
+        "{err}"
+    );
+    assert_eq!(search.description, "");
+    // The server's side of it: a batch at another revision is 412, nothing written.
+    let stale = admin
+        .apply(ENV, &ApplyBody::default(), Some(revision.unwrap_or(0)))
+        .await
+        .expect_err("stale revision");
+    assert!(
+        matches!(stale, switchyard_sdk::Error::Api { status: 412, .. }),
+        "{stale:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_commands_print_tables_and_json() {
+    let (server, admin, _data) = seeded().await;
+
+    let (code, out, _) = cli(&server, &["envs", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("NAME"), "{out}");
+    assert!(out.contains("production"), "{out}");
+
+    let (code, out, _) = cli(&server, &["flags", "list", "--env", ENV]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("checkout  on"), "{out}");
+
+    let (code, out, err) = cli(&server, &["flags", "ramp", "checkout", "25", "--env", ENV]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("now serves: on 25% / off 75%"), "{out}");
+    let (code, out, _) = cli(
+        &server,
+        &["flags", "get", "checkout", "--env", ENV, "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let flag: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(
+        flag["default"]["rollout"]["split"][0]["weight"], 25_000,
+        "{flag}"
+    );
+    let (code, out, _) = cli(&server, &["flags", "ramp", "checkout", "0", "--env", ENV]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("now serves: off"), "{out}");
+    let (code, _, err) = cli(&server, &["flags", "ramp", "checkout", "101", "--env", ENV]).await;
+    assert_eq!(code, 3, "{err}");
+
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "flags",
+            "kill",
+            "checkout",
+            "--env",
+            ENV,
+            "--reason",
+            "incident 7",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !admin
+            .flag(ENV, "checkout")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .enabled
+    );
+    let (code, out, _) = cli(
+        &server,
+        &["audit", "--env", ENV, "--limit", "1", "-o", "json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let audit: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(audit[0]["action"], "flag.kill", "{audit}");
+    assert_eq!(audit[0]["reason"], "incident 7", "{audit}");
+    let (code, _, _) = cli(&server, &["flags", "revive", "checkout", "--env", ENV]).await;
+    assert_eq!(code, 0);
+
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "eval",
+            "checkout",
+            "--env",
+            ENV,
+            "--context",
+            r#"{"targetingKey": "u-1", "groups": ["beta"]}"#,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(&out).expect("JSON");
+    let evaluation = answer.get("evaluation").unwrap_or(&answer);
+    assert_eq!(evaluation["variant"], "on", "{answer}");
+    assert_eq!(evaluation["rule_id"], "beta", "{answer}");
+    assert_eq!(evaluation["reason"], "TARGETING_MATCH", "{answer}");
+
+    let (code, out, _) = cli(
+        &server,
+        &[
+            "tokens",
+            "create",
+            "ci-reader",
+            "--kind",
+            "sdk",
+            "--env",
+            ENV,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(!out.trim().is_empty(), "the secret is printed once");
+    let (code, out, _) = cli(&server, &["tokens", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("ci-reader"), "{out}");
+    let (code, _, _) = cli(&server, &["tokens", "revoke", "ci-reader"]).await;
+    assert_eq!(code, 0);
+    let (_, out, _) = cli(&server, &["tokens", "list"]).await;
+    assert!(!out.contains("ci-reader"), "{out}");
+
+    // Errors: a flag that does not exist, a missing token.
+    let (code, _, err) = cli(&server, &["flags", "get", "nope", "--env", ENV]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("flag `nope` does not exist in `production`"),
+        "{err}"
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["envs", "list"])
+        .env("SWITCHYARD_URL", &server.base)
+        .env_remove("SWITCHYARD_TOKEN")
+        .output()
+        .await
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("SWITCHYARD_TOKEN"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_scheduled_listed_and_cancelled() {
+    let (server, admin, _data) = seeded().await;
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "checkout",
+            "--env",
+            ENV,
+            "--at",
+            "+1s",
+            "--kill",
+            "--reason",
+            "campaign over",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let kill: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(kill["state"], "pending", "{kill}");
+    let (code, out, _) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "search",
+            "--env",
+            ENV,
+            "--at",
+            "2099-01-01T00:00:00Z",
+            "--ramp",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let ramp_id = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .expect("id")
+        .to_owned();
+    assert!(
+        out.contains("2099-01-01 00:00:00") && out.contains("ramp 50%"),
+        "{out}"
+    );
+
+    switchyard_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the kill to be done",
+        || async {
+            let (_, out, _) = cli(&server, &["schedule", "list", "--env", ENV, "-o", "json"]).await;
+            let list: Value = serde_json::from_str(&out).ok()?;
+            let done = list.as_array()?.iter().find(|s| s["id"] == kill["id"])?["state"] == "done";
+            done.then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !admin
+            .flag(ENV, "checkout")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .enabled
+    );
+
+    let (code, out, _) = cli(&server, &["schedule", "cancel", &ramp_id, "--env", ENV]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("cancelled"), "{out}");
+    let (code, _, err) = cli(&server, &["schedule", "cancel", &ramp_id, "--env", ENV]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no longer pending"), "{err}");
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "schedule", "create", "search", "--env", ENV, "--at", "tomorrow", "--kill",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3);
+    assert!(err.contains("--at `tomorrow`"), "{err}");
+    let (code, _, _) = cli(
+        &server,
+        &["schedule", "create", "search", "--env", ENV, "--at", "+1m"],
+    )
+    .await;
+    assert_eq!(code, 3, "one of --kill, --revive, --ramp is required");
+}
