@@ -468,7 +468,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 33, "every operation was checked");
+        assert_eq!(operations, 37, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that
