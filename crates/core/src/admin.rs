@@ -153,6 +153,8 @@ pub enum ScheduledChange {
     /// `rule`'s.
     Ramp {
         /// 0 to 100.
+        #[serde(deserialize_with = "crate::model::whole_number")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
         percent: u32,
         /// The rule whose serve is ramped; the default serve when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +175,8 @@ pub struct NewSchedule {
     /// The flag.
     pub flag: crate::model::FlagKey,
     /// When, in milliseconds since the Unix epoch (a time past is done at once).
+    #[serde(deserialize_with = "crate::model::whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub at_ms: u64,
     /// What.
     pub change: ScheduledChange,

@@ -55,14 +55,14 @@ pub fn routes() -> Router<AppState> {
             "/envs/{env}/segments/{key}",
             get(get_segment).put(put_segment).delete(delete_segment),
         )
-        .route("/envs/{env}/apply", post(batch::apply))
+        .route("/envs/{env}/apply", post(batch::apply_batch))
         .route(
             "/envs/{env}/schedules",
-            get(schedules::list).post(schedules::create),
+            get(schedules::list_schedules).post(schedules::create_schedule),
         )
         .route(
             "/envs/{env}/schedules/{id}",
-            axum::routing::delete(schedules::cancel),
+            axum::routing::delete(schedules::cancel_schedule),
         )
         .route("/promote", post(promote))
         .route(
@@ -564,10 +564,10 @@ async fn delete_item<T: Item>(
     put_segment,
     delete_segment,
     promote,
-    batch::apply,
-    schedules::list,
-    schedules::create,
-    schedules::cancel,
+    batch::apply_batch,
+    schedules::list_schedules,
+    schedules::create_schedule,
+    schedules::cancel_schedule,
     tokens::create_token,
     tokens::list_tokens,
     tokens::delete_token,

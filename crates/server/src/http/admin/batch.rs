@@ -23,7 +23,7 @@ use crate::state::AppState;
     params(("env" = String, Path, description = "Environment"), ("If-Match" = Option<String>, Header, description = "Only at this environment revision, e.g. \"12\" (RFC 9110)")),
     responses((status = 200, description = "Applied (or nothing to do)", body = ApplyAnswer), (status = 400, description = "Malformed request"), (status = 404, description = "No such environment"), (status = 412, description = "The environment is at another revision; nothing written"), (status = 422, description = "Invalid: details name each field path (`flags[2].rules[0]…`); nothing written"), (status = 503, description = "Store unavailable; nothing written"))
 )]
-pub async fn apply(
+pub async fn apply_batch(
     State(state): State<AppState>,
     Admin(principal): Admin,
     Path(env): Path<String>,

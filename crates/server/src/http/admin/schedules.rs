@@ -31,7 +31,7 @@ pub struct ScheduleList {
     params(("env" = String, Path, description = "Environment")),
     responses((status = 200, description = "Scheduled changes by due time", body = ScheduleList), (status = 404, description = "No such environment"), (status = 503, description = "Store unavailable"))
 )]
-pub async fn list(
+pub async fn list_schedules(
     State(state): State<AppState>,
     Admin(_principal): Admin,
     Path(env): Path<String>,
@@ -50,7 +50,7 @@ pub async fn list(
     params(("env" = String, Path, description = "Environment")),
     responses((status = 201, description = "Scheduled", body = Schedule), (status = 400, description = "Malformed request, or a change the flag cannot take"), (status = 404, description = "No such environment or flag"), (status = 422, description = "The replacement flag is invalid"), (status = 503, description = "Store unavailable; nothing written"))
 )]
-pub async fn create(
+pub async fn create_schedule(
     State(state): State<AppState>,
     Admin(principal): Admin,
     Path(env): Path<String>,
@@ -69,7 +69,7 @@ pub async fn create(
     params(("env" = String, Path, description = "Environment"), ("id" = String, Path, description = "The scheduled change's id")),
     responses((status = 200, description = "Cancelled", body = Schedule), (status = 404, description = "No such environment or scheduled change"), (status = 409, description = "No longer pending"), (status = 503, description = "Store unavailable; nothing written"))
 )]
-pub async fn cancel(
+pub async fn cancel_schedule(
     State(state): State<AppState>,
     Admin(principal): Admin,
     Path((env, id)): Path<(String, String)>,
