@@ -169,6 +169,25 @@ pub enum Flags {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// Flags unused or serving one variant to everyone for `--days` (or `--after`), and
+    /// flags past their `expires` date.
+    Stale {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+        /// How many days count as stale.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+        /// Instead of `--days`: a duration such as `12h` or `90d`.
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "days")]
+        after: Option<std::time::Duration>,
+    },
+    /// Keys evaluated in the environment that it does not have.
+    Unknown {
+        /// The environment.
+        #[arg(long)]
+        env: String,
+    },
     /// Serve the flag's first variant to PERCENT % (up or down) of its default serve or
     /// of one rule's.
     Ramp {

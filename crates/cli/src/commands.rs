@@ -151,6 +151,57 @@ async fn flags(client: &AdminClient, out: Output, command: Flags) -> Result<(), 
                 table(&["KEY", "STATE", "VERSION", "DEFAULT", "RULES"], &cells)
             });
         }
+        Flags::Stale { env, days, after } => {
+            let seconds = after.map_or(days * 86_400, |d| d.as_secs());
+            let life = client.lifecycle(&env, Some(seconds)).await?;
+            let stale: Vec<_> = life
+                .flags
+                .into_iter()
+                .filter(|f| !f.stale.is_empty() || f.expired)
+                .collect();
+            print(out, &stale, |flags| {
+                let cells: Vec<Vec<String>> = flags
+                    .iter()
+                    .map(|f| {
+                        let mut why = f.stale.clone();
+                        if f.expired {
+                            why.push("expired".to_owned());
+                        }
+                        vec![
+                            f.key.to_string(),
+                            why.join(", "),
+                            f.last_evaluated_ms.map_or_else(|| "never".to_owned(), time),
+                            f.last_changed_ms
+                                .map_or_else(|| "long ago".to_owned(), time),
+                            f.serves_everyone.clone().unwrap_or_else(|| "-".to_owned()),
+                            f.expires
+                                .map_or_else(|| "-".to_owned(), |e| e.date().to_string()),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "KEY",
+                        "WHY",
+                        "LAST EVALUATED (UTC)",
+                        "LAST CHANGED (UTC)",
+                        "SERVES",
+                        "EXPIRES",
+                    ],
+                    &cells,
+                )
+            });
+        }
+        Flags::Unknown { env } => {
+            let life = client.lifecycle(&env, None).await?;
+            print(out, &life.unknown, |unknown| {
+                let cells: Vec<Vec<String>> = unknown
+                    .iter()
+                    .map(|u| vec![u.key.clone(), time(u.last_evaluated_ms)])
+                    .collect();
+                table(&["KEY", "LAST EVALUATED (UTC)"], &cells)
+            });
+        }
         Flags::Get { key, env } => {
             let flag = get_flag(client, &env, &key).await?.0;
             print(out, &flag, files::to_yaml);

@@ -241,6 +241,56 @@ pub struct Schedule {
     pub state: ScheduleState,
 }
 
+/// `GET /v1/admin/envs/{env}/lifecycle`: which flags are stale or expired, and the
+/// keys evaluated that the environment does not have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Lifecycle {
+    /// The environment.
+    pub env: crate::model::EnvName,
+    /// How long a flag is unused or fully rolled out before it counts as stale (ms).
+    pub stale_after_ms: u64,
+    /// Every flag, by key.
+    pub flags: Vec<FlagLifecycle>,
+    /// Keys evaluated in the environment that it does not have, by key.
+    pub unknown: Vec<UnknownFlag>,
+}
+
+/// One flag of a [`Lifecycle`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FlagLifecycle {
+    /// The flag.
+    pub key: crate::model::FlagKey,
+    /// When it was last evaluated (by the server or, from their counts, by SDKs), ms
+    /// since the epoch; absent when never.
+    pub last_evaluated_ms: Option<u64>,
+    /// When it last changed, from the audit log (its newest 10 000 entries); absent
+    /// when longer ago.
+    pub last_changed_ms: Option<u64>,
+    /// The variant every evaluation serves (killed, or one variant by default and in
+    /// every rule); absent when it depends on the context.
+    pub serves_everyone: Option<String>,
+    /// Its `expires` date.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub expires: Option<crate::model::Expiry>,
+    /// Whether that date is past.
+    pub expired: bool,
+    /// Why it is stale: `unused` (not evaluated for `stale_after`), `fully rolled out`
+    /// (one variant for everyone, unchanged for `stale_after`); empty when it is not.
+    pub stale: Vec<String>,
+}
+
+/// A key evaluated in an environment that does not have it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UnknownFlag {
+    /// The key asked for.
+    pub key: String,
+    /// When it was last asked for (ms since the epoch).
+    pub last_evaluated_ms: u64,
+}
+
 #[cfg(test)]
 mod schedule_tests {
     use super::*;

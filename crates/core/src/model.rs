@@ -135,10 +135,53 @@ pub struct Flag {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(schema_with = schema::tags))]
     pub tags: Vec<String>,
+    /// The day the flag should be gone by (`2027-01-31`): past it, the flag counts as
+    /// expired in `/metrics` and lifecycle listings. Evaluation ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Date))]
+    pub expires: Option<Expiry>,
     /// Bumped by the store on every write; used for optimistic concurrency.
     #[serde(default, deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub version: u64,
+}
+
+/// A day, written `YYYY-MM-DD`: when a flag should be gone by ([`Flag::expires`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Expiry(chrono::NaiveDate);
+
+impl Expiry {
+    /// The day.
+    pub fn date(self) -> chrono::NaiveDate {
+        self.0
+    }
+
+    /// Whether the day is over at `now_ms` (milliseconds since the epoch, UTC).
+    pub fn is_past(self, now_ms: u64) -> bool {
+        let end = self
+            .0
+            .succ_opt()
+            .and_then(|next| next.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp_millis());
+        end.is_some_and(|end| i64::try_from(now_ms).is_ok_and(|now| now >= end))
+    }
+}
+
+impl Serialize for Expiry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.format("%Y-%m-%d"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map(Expiry)
+            .map_err(|_| {
+                serde::de::Error::custom(format!("`{text}` is not a date like 2027-01-31"))
+            })
+    }
 }
 
 /// An `Option` that must be present but may be `null` (`deserialize_with` turns off

@@ -483,6 +483,21 @@ impl AdminClient {
         .await
     }
 
+    /// Which flags of `env` are stale (unused or fully rolled out for
+    /// `stale_after_seconds`; 30 days when `None`) or expired, and the unknown keys
+    /// evaluated there.
+    pub async fn lifecycle(
+        &self,
+        env: &str,
+        stale_after_seconds: Option<u64>,
+    ) -> Result<switchyard_core::admin::Lifecycle, Error> {
+        let mut path = format!("/envs/{}/lifecycle", seg(env)?);
+        if let Some(seconds) = stale_after_seconds {
+            path.push_str(&format!("?stale_after_seconds={seconds}"));
+        }
+        self.json(Method::GET, &path, None).await
+    }
+
     /// Whether the server answers (`/healthz`).
     pub async fn healthy(&self) -> bool {
         self.http

@@ -24,5 +24,6 @@ pub mod store;
 pub mod subscription;
 pub mod telemetry;
 pub mod units;
+pub mod usage;
 
 pub use server::Server;

@@ -63,9 +63,11 @@ impl Server {
             store_degraded: Arc::new(AtomicBool::new(false)),
             console: Arc::new(Sessions::new(SessionSettings::default())),
             orchestrator: None,
+            usage: Arc::default(),
         };
         state.ready.store(true, Ordering::Release);
         tokio::spawn(crate::domain::run_scheduler(state.clone()));
+        tokio::spawn(crate::usage::run_flusher(state.clone()));
         Ok(Server {
             state,
             shutdown,

@@ -31,12 +31,21 @@ pub struct AppState {
     pub store_degraded: Arc<AtomicBool>,
     /// The web console's sessions (and their settings: replace before `serve`).
     pub console: Arc<Sessions>,
+    /// When each flag was last evaluated, not yet written to the store (`usage.rs`).
+    pub usage: Arc<crate::usage::Usage>,
     /// The release orchestrator the console shows and steers (`--orchestrator-url`);
     /// none, and the console's Releases section says how to connect one.
     pub orchestrator: Option<OrchestratorClient>,
 }
 
 impl AppState {
+    /// Counts one evaluation of `flag` in `env` through `api` and notes the flag as
+    /// used now (an unknown one too: `usage.rs`).
+    pub fn evaluated_one(&self, env: &str, flag: &str, api: &'static str) {
+        self.telemetry.evaluated(env, api, 1);
+        self.usage.seen(env, flag, crate::environments::now_ms());
+    }
+
     /// Whether the server has loaded its state and can serve.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

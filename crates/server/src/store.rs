@@ -386,6 +386,12 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the audit log, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Raises the last-evaluated time of each `(flag, ms)` of `env` to `ms` (a flag
+    /// the environment does not have too: an unknown flag).
+    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError>;
+    /// When each flag of `env` was last evaluated, as recorded.
+    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError>;
+
     /// Stores a new scheduled change (pending) in its environment, with `audit`.
     async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError>;
     /// The scheduled changes of `env` (of every environment when `None`).

@@ -35,6 +35,13 @@ pub struct EvalLabels {
     pub api: &'static str,
 }
 
+/// Labels of per-environment gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EnvLabels {
+    /// The environment.
+    pub env: String,
+}
+
 /// Every metric the server exports.
 pub struct Telemetry {
     registry: Registry,
@@ -53,6 +60,11 @@ pub struct Telemetry {
     /// one installed), and when a revision from another replica is installed. The
     /// environments hold a handle to it ([`crate::environments::Environments::load`]).
     pub snapshot_compile: Histogram,
+    /// Flags stale (unused or fully rolled out for 30 days), per environment; set when
+    /// `/metrics` is read.
+    pub flags_stale: Family<EnvLabels, Gauge>,
+    /// Flags past their `expires` date, per environment; set when `/metrics` is read.
+    pub flags_expired: Family<EnvLabels, Gauge>,
 }
 
 impl Default for Telemetry {
@@ -108,7 +120,21 @@ impl Default for Telemetry {
             "Time to compile a whole environment into a snapshot (load, write validation, install)",
             snapshot_compile.clone(),
         );
+        let flags_stale = Family::<EnvLabels, Gauge>::default();
+        registry.register(
+            "switchyard_flags_stale",
+            "Flags unused or serving one variant to everyone for 30 days",
+            flags_stale.clone(),
+        );
+        let flags_expired = Family::<EnvLabels, Gauge>::default();
+        registry.register(
+            "switchyard_flags_expired",
+            "Flags past their expires date",
+            flags_expired.clone(),
+        );
         Telemetry {
+            flags_stale,
+            flags_expired,
             registry,
             requests,
             latency,

@@ -332,6 +332,7 @@ impl<'a> FlagBuilder<'a> {
             default,
             prerequisites: Vec::new(),
             tags: Vec::new(),
+            expires: None,
             version: 0,
         })
     }

@@ -12,6 +12,7 @@ mod batch;
 mod envs;
 mod error;
 mod items;
+mod lifecycle;
 mod preconditions;
 mod schedules;
 mod tokens;
@@ -24,6 +25,7 @@ pub use error::EnvError;
 pub use items::{
     delete_item, flags_with_tag, kill_tag, put_item, revert_flag, set_enabled, Item, Saved,
 };
+pub use lifecycle::{lifecycle, DEFAULT_STALE_AFTER};
 pub use preconditions::{Header, Malformed, Preconditions};
 pub use schedules::{cancel_schedule, carry_out, create_schedule, list_schedules, run_scheduler};
 pub use tokens::{issue_token, list_tokens, revoke_token, Issued, TokenSource, TokenSummary};

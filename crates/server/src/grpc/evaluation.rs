@@ -80,8 +80,7 @@ impl Evaluation for EvaluationService {
         let outcome = evaluate_known(&current, &request.flag_key, &ctx);
         self.state
             .app
-            .telemetry
-            .evaluated(current.name.as_str(), "grpc", 1);
+            .evaluated_one(current.name.as_str(), &request.flag_key, "grpc");
         let outcome = outcome.map_err(status)?;
         Ok(Response::new(pb::EvaluateResponse {
             result: Some(result(&request.flag_key, &outcome)),

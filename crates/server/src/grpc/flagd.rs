@@ -136,8 +136,7 @@ impl FlagdService {
         let result = evaluate(&current.snapshot, key, &ctx);
         self.state
             .app
-            .telemetry
-            .evaluated(current.name.as_str(), API, 1);
+            .evaluated_one(current.name.as_str(), key, API);
         let value = match (result.error, result.value) {
             (None, Some(value)) if result.reason != Reason::Error => {
                 let Some(typed) = extract(value) else {

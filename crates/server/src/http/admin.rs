@@ -21,6 +21,7 @@ use crate::scope::env_state;
 use crate::state::AppState;
 
 mod batch;
+mod lifecycle;
 mod records;
 mod schedules;
 mod tokens;
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
             get(get_segment).put(put_segment).delete(delete_segment),
         )
         .route("/envs/{env}/apply", post(batch::apply_batch))
+        .route("/envs/{env}/lifecycle", get(lifecycle::flag_lifecycle))
         .route(
             "/envs/{env}/schedules",
             get(schedules::list_schedules).post(schedules::create_schedule),
@@ -565,6 +567,7 @@ async fn delete_item<T: Item>(
     delete_segment,
     promote,
     batch::apply_batch,
+    lifecycle::flag_lifecycle,
     schedules::list_schedules,
     schedules::create_schedule,
     schedules::cancel_schedule,

@@ -48,7 +48,7 @@ async fn one(
     let current = env_state(&state, &env)?;
     let ctx = context_body(request, &state).await?;
     let result = evaluate_known(&current, &flag, &ctx);
-    state.telemetry.evaluated(&env, "rest", 1);
+    state.evaluated_one(&env, &flag, "rest");
     Ok(axum::Json(One {
         evaluation: result?,
         key: &flag,

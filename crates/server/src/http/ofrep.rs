@@ -356,7 +356,7 @@ async fn one(
         Err(failure) => return Ok(failure.for_flag(&key)),
     };
     let result = evaluate(&current.snapshot, &key, &ctx);
-    state.telemetry.evaluated(current.name.as_str(), "ofrep", 1);
+    state.evaluated_one(current.name.as_str(), &key, "ofrep");
     if let Some(body) = success(&key, &result) {
         return Ok(Json(body).into_response());
     }

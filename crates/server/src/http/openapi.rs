@@ -366,6 +366,7 @@ mod tests {
             "/v1/admin/envs/{env}/segments/{key}",
             "/v1/admin/promote",
             "/v1/admin/envs/{env}/apply",
+            "/v1/admin/envs/{env}/lifecycle",
             "/v1/admin/envs/{env}/schedules",
             "/v1/admin/envs/{env}/schedules/{id}",
             "/v1/admin/tokens",
@@ -387,7 +388,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(30),
+            Some(31),
             "no undocumented extras"
         );
         // The event stream's ticket is a required query parameter.
@@ -468,7 +469,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 37, "every operation was checked");
+        assert_eq!(operations, 38, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that

@@ -126,6 +126,27 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
+    for env in state.envs.names() {
+        // A store that cannot answer leaves the last counts: the scrape still works.
+        if let Ok(life) =
+            crate::domain::lifecycle(&state, &env, crate::domain::DEFAULT_STALE_AFTER).await
+        {
+            let labels = crate::telemetry::EnvLabels { env };
+            let count = |f: &dyn Fn(&switchyard_core::admin::FlagLifecycle) -> bool| {
+                life.flags.iter().filter(|l| f(l)).count() as i64
+            };
+            state
+                .telemetry
+                .flags_stale
+                .get_or_create(&labels)
+                .set(count(&|l| !l.stale.is_empty()));
+            state
+                .telemetry
+                .flags_expired
+                .get_or_create(&labels)
+                .set(count(&|l| l.expired));
+        }
+    }
     let mut response = state.telemetry.encode().into_response();
     response
         .headers_mut()

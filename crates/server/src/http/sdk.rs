@@ -293,6 +293,11 @@ async fn metrics(
         events: body.events,
         units,
     };
+    for exposure in &batch.exposures {
+        state
+            .usage
+            .seen(env.as_str(), exposure.flag.as_str(), received);
+    }
     if !batch.exposures.is_empty() || !batch.events.is_empty() {
         let now_minute = received / 60_000;
         state

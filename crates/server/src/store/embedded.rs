@@ -32,6 +32,8 @@ const METRICS: TableDefinition<(&str, &str, u64, &str, &str), u64> =
     TableDefinition::new("metrics");
 /// (env, flag, start ms, id) → a `UnitsRecord` as JSON
 const UNITS: TableDefinition<(&str, &str, u64, u64), &str> = TableDefinition::new("units");
+/// (env, flag key) → when it was last evaluated (ms since the epoch)
+const USAGE: TableDefinition<(&str, &str), u64> = TableDefinition::new("usage");
 /// (env, schedule id) → a `Schedule` as JSON
 const SCHEDULES: TableDefinition<(&str, &str), &str> = TableDefinition::new("schedules");
 
@@ -59,6 +61,7 @@ impl EmbeddedStore {
         txn.open_table(METRICS).map_err(unavailable)?;
         txn.open_table(UNITS).map_err(unavailable)?;
         txn.open_table(SCHEDULES).map_err(unavailable)?;
+        txn.open_table(USAGE).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
@@ -350,6 +353,45 @@ impl Store for EmbeddedStore {
             append_audit(&txn, vec![audit], None)?;
             txn.commit().map_err(unavailable)?;
             Ok(removed)
+        })
+        .await
+    }
+
+    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError> {
+        let env = env.to_string();
+        let seen = seen.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(USAGE).map_err(unavailable)?;
+                for (flag, at) in &seen {
+                    let key = (env.as_str(), flag.as_str());
+                    let last = table.get(key).map_err(unavailable)?.map(|v| v.value());
+                    if last.is_none_or(|last| last < *at) {
+                        table.insert(key, *at).map_err(unavailable)?;
+                    }
+                }
+            }
+            txn.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError> {
+        let env = env.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            let table = txn.open_table(USAGE).map_err(unavailable)?;
+            let end = format!("{env}\0");
+            let mut found = Vec::new();
+            for row in table
+                .range((env.as_str(), "")..(end.as_str(), ""))
+                .map_err(unavailable)?
+            {
+                let (key, at) = row.map_err(unavailable)?;
+                found.push((key.value().1.to_owned(), at.value()));
+            }
+            Ok(found)
         })
         .await
     }

@@ -12,7 +12,7 @@
 //! Every write is one Lua script: compare the revision, apply, bump the revision,
 //! append audit entries, publish — atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -93,6 +93,15 @@ local n = redis.call('LLEN', KEYS[4]) + 1
 redis.call('RPUSH', KEYS[4], n .. '\t' .. ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {0, rev}
+";
+
+/// Raises each `flag → ms` pair of the usage hash to at least `ms`.
+const RECORD_USAGE: &str = r"
+for i = 1, #ARGV, 2 do
+  local last = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if last < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
 ";
 
 /// Stores a pending schedule in an existing environment, with its audit entry.
@@ -502,6 +511,35 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         old.map(|json| decode(format!("token {name}"), &json))
             .transpose()
+    }
+
+    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let script = Script::new(RECORD_USAGE);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(env_key(env.as_str(), "usage"));
+        for (flag, at) in seen {
+            invocation.arg(flag).arg(*at);
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = env_key(env.as_str(), "usage");
+        let found: HashMap<String, u64> = self
+            .read(|mut conn| {
+                let key = key.clone();
+                async move { conn.hgetall(key).await }
+            })
+            .await?;
+        Ok(found.into_iter().collect())
     }
 
     async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError> {
