@@ -606,11 +606,10 @@ async fn evaluate(
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        return Err(CliError::Server(switchyard_sdk::Error::Api {
+        return Err(CliError::Evaluation {
             status: status.as_u16(),
-            code: text(&body["error"]["code"]),
             message: text(&body["error"]["message"]),
-        }));
+        });
     }
     Ok(body)
 }

@@ -27,6 +27,14 @@ pub enum CliError {
     /// The environment kept changing while it was read.
     #[error("environment `{0}` kept changing while it was read; try again")]
     Busy(String),
+    /// The evaluation API refused.
+    #[error("evaluation API {status}: {message}")]
+    Evaluation {
+        /// The HTTP status.
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
     /// A flag or segment the command names does not exist.
     #[error("{0}")]
     NotFound(String),

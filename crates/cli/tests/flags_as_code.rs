@@ -2,10 +2,12 @@
 //! (export → plan → edit → plan → apply → apply again, pruning, invalid files writing
 //! nothing, a stale revision refused) and the everyday commands.
 
+mod support;
+
 use std::path::Path;
-use std::process::Stdio;
 
 use serde_json::{json, Value};
+use support::cli;
 use switchyard_core::admin::ApplyBody;
 use switchyard_core::model::Serve;
 use switchyard_core::{Flag, Segment};
@@ -39,23 +41,6 @@ async fn seeded() -> (ServerProcess, AdminClient, tempfile::TempDir) {
         admin.put_flag(ENV, &flag, None).await.expect("flag");
     }
     (server, admin, data)
-}
-
-/// Runs `switchyard ARGS` against `server`: exit code, stdout, stderr.
-async fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_URL", &server.base)
-        .env("SWITCHYARD_TOKEN", ADMIN)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the CLI runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 /// Edits the YAML file at `path` through `edit`.

@@ -2,10 +2,12 @@
 //! a real `switchyard-server` process (its exposure counts), the server's own
 //! evaluations, and `switchyard flags stale` / `flags unknown` / `/metrics`.
 
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use support::cli;
 use switchyard_core::admin::TokenKind;
 use switchyard_core::Context;
 use switchyard_sdk::admin::AdminClient;
@@ -14,22 +16,6 @@ use switchyard_testkit::eventually;
 use switchyard_testkit::server_process::{ServerProcess, ADMIN};
 
 const ENV: &str = "production";
-
-async fn cli(server: &ServerProcess, args: &[&str]) -> (i32, String, String) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(args)
-        .env("SWITCHYARD_URL", &server.base)
-        .env("SWITCHYARD_TOKEN", ADMIN)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("the CLI runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// A boolean flag serving `default`, with `extra` fields.
 fn flag(key: &str, default: Value, extra: Value) -> switchyard_core::Flag {

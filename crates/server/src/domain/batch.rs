@@ -13,6 +13,7 @@ use super::{check_key, entry, EnvError, Item, Preconditions};
 use crate::auth::Principal;
 use crate::environments::{Change, EnvState};
 use crate::state::AppState;
+use crate::store::AuditEntry;
 
 /// What a batch writes and deletes.
 #[derive(Debug, Clone, Default)]
@@ -76,74 +77,89 @@ pub async fn apply_batch(
             applied.created.clear();
             applied.changed.clear();
             applied.deleted.clear();
-            let audit = |action: &str, key: &str, before: Option<serde_json::Value>, after| {
-                let mut e = entry(by, Some(&env_name), action, key);
+            let audit = |action: String,
+                         key: &str,
+                         before: Option<serde_json::Value>,
+                         after: Option<serde_json::Value>| {
+                let mut e = entry(by, Some(&env_name), &action, key);
                 e.before = before;
                 e.after = after;
                 e.reason = Some(reason.clone());
                 e
             };
-            for flag in &batch.flags {
-                if let Some((written, created)) = write(current, flag) {
-                    let key = flag.key.as_str();
-                    let before = Flag::find(current, key).map(|b| json!(b));
-                    change
-                        .audit
-                        .push(audit("flag.put", key, before, Some(json!(written))));
-                    change.flags.push((flag.key.clone(), Some(written)));
-                    let list = if created {
-                        &mut applied.created
-                    } else {
-                        &mut applied.changed
-                    };
-                    list.push(("flag", key.to_owned()));
-                }
-            }
-            for segment in &batch.segments {
-                if let Some((written, created)) = write(current, segment) {
-                    let key = segment.key.as_str();
-                    let before = Segment::find(current, key).map(|b| json!(b));
-                    change
-                        .audit
-                        .push(audit("segment.put", key, before, Some(json!(written))));
-                    change.segments.push((segment.key.clone(), Some(written)));
-                    let list = if created {
-                        &mut applied.created
-                    } else {
-                        &mut applied.changed
-                    };
-                    list.push(("segment", key.to_owned()));
-                }
-            }
-            for key in &batch.delete_flags {
-                if let Some(before) = Flag::find(current, key.as_str()) {
-                    change.audit.push(audit(
-                        "flag.delete",
-                        key.as_str(),
-                        Some(json!(before)),
-                        None,
-                    ));
-                    change.flags.push((key.clone(), None));
-                    applied.deleted.push(("flag", key.to_string()));
-                }
-            }
-            for key in &batch.delete_segments {
-                if let Some(before) = Segment::find(current, key.as_str()) {
-                    change.audit.push(audit(
-                        "segment.delete",
-                        key.as_str(),
-                        Some(json!(before)),
-                        None,
-                    ));
-                    change.segments.push((key.clone(), None));
-                    applied.deleted.push(("segment", key.to_string()));
-                }
-            }
+            let flags_gone = batch.delete_flags.iter().map(|k| k.as_str());
+            stage(
+                current,
+                &batch.flags,
+                flags_gone,
+                &audit,
+                &mut change,
+                &mut applied,
+            );
+            let segments_gone = batch.delete_segments.iter().map(|k| k.as_str());
+            stage(
+                current,
+                &batch.segments,
+                segments_gone,
+                &audit,
+                &mut change,
+                &mut applied,
+            );
             Ok(change)
         })
         .await?;
     applied.revision = new.revision;
     Ok(applied)
+}
+
+/// Adds to `change` the writes of `items` that differ from what is stored and the
+/// deletions of `gone` that exist, each with its audit entry, and lists them in
+/// `applied`.
+fn stage<'k, T: Item + PartialEq>(
+    current: &EnvState,
+    items: &[T],
+    gone: impl Iterator<Item = &'k str>,
+    audit: &impl Fn(String, &str, Option<serde_json::Value>, Option<serde_json::Value>) -> AuditEntry,
+    change: &mut Change,
+    applied: &mut Applied,
+) {
+    let mut add = |key: &str, item: Option<T>, entry: AuditEntry| {
+        let one = T::change(key, item);
+        change.flags.extend(one.flags);
+        change.segments.extend(one.segments);
+        change.audit.push(entry);
+    };
+    for item in items {
+        let key = item.key();
+        if let Some((written, created)) = write(current, item) {
+            let before = T::find(current, key).map(|b| json!(b));
+            let entry = audit(
+                format!("{}.put", T::WHAT),
+                key,
+                before,
+                Some(json!(written)),
+            );
+            add(key, Some(written), entry);
+            let list = if created {
+                &mut applied.created
+            } else {
+                &mut applied.changed
+            };
+            list.push((T::WHAT, key.to_owned()));
+        }
+    }
+    for key in gone {
+        if let Some(before) = T::find(current, key) {
+            let entry = audit(
+                format!("{}.delete", T::WHAT),
+                key,
+                Some(json!(before)),
+                None,
+            );
+            add(key, None, entry);
+            applied.deleted.push((T::WHAT, key.to_owned()));
+        }
+    }
 }
 
 /// Each item's key and validity on its own, every problem at its path in the batch
