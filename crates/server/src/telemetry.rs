@@ -65,6 +65,9 @@ pub struct Telemetry {
     pub flags_stale: Family<EnvLabels, Gauge>,
     /// Flags past their `expires` date, per environment; set when `/metrics` is read.
     pub flags_expired: Family<EnvLabels, Gauge>,
+    /// When the flag gauges were last computed: at most once a minute, since each
+    /// reads the audit log.
+    pub flags_counted: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Default for Telemetry {
@@ -135,6 +138,7 @@ impl Default for Telemetry {
         Telemetry {
             flags_stale,
             flags_expired,
+            flags_counted: std::sync::Mutex::new(None),
             registry,
             requests,
             latency,

@@ -126,33 +126,52 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    for env in state.envs.names() {
-        // A store that cannot answer leaves the last counts: the scrape still works.
-        if let Ok(life) =
-            crate::domain::lifecycle(&state, &env, crate::domain::DEFAULT_STALE_AFTER).await
-        {
-            let labels = crate::telemetry::EnvLabels { env };
-            let count = |f: &dyn Fn(&switchyard_core::admin::FlagLifecycle) -> bool| {
-                life.flags.iter().filter(|l| f(l)).count() as i64
-            };
-            state
-                .telemetry
-                .flags_stale
-                .get_or_create(&labels)
-                .set(count(&|l| !l.stale.is_empty()));
-            state
-                .telemetry
-                .flags_expired
-                .get_or_create(&labels)
-                .set(count(&|l| l.expired));
-        }
-    }
+    count_flags(&state).await;
     let mut response = state.telemetry.encode().into_response();
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
     response
 }
+/// Sets the stale and expired flag gauges of every environment, at most once per
+/// [`FLAG_COUNTS_EVERY`] (each count reads the environment's audit log).
+async fn count_flags(state: &AppState) {
+    {
+        let mut counted = state
+            .telemetry
+            .flags_counted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if counted.is_some_and(|at| at.elapsed() < FLAG_COUNTS_EVERY) {
+            return;
+        }
+        *counted = Some(std::time::Instant::now());
+    }
+    for env in state.envs.names() {
+        // A store that cannot answer leaves the last counts: the scrape still works.
+        let Ok(life) =
+            crate::domain::lifecycle(state, &env, crate::domain::DEFAULT_STALE_AFTER).await
+        else {
+            continue;
+        };
+        let labels = crate::telemetry::EnvLabels { env };
+        let stale = life.flags.iter().filter(|l| !l.stale.is_empty()).count();
+        let expired = life.flags.iter().filter(|l| l.expired).count();
+        let telemetry = &state.telemetry;
+        telemetry
+            .flags_stale
+            .get_or_create(&labels)
+            .set(stale as i64);
+        telemetry
+            .flags_expired
+            .get_or_create(&labels)
+            .set(expired as i64);
+    }
+}
+
+/// How often `/metrics` recounts stale and expired flags.
+const FLAG_COUNTS_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The OpenAPI description of these routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(healthz, readyz, metrics))]
