@@ -154,7 +154,11 @@ fn source_flags(source: &EnvState, from: &str, keys: &[String]) -> Result<Vec<Fl
         .collect()
 }
 
-fn environment(state: &AppState, env: &str) -> Result<std::sync::Arc<EnvState>, EnvError> {
+/// Environment `env`'s current state, or why there is none.
+pub(super) fn environment(
+    state: &AppState,
+    env: &str,
+) -> Result<std::sync::Arc<EnvState>, EnvError> {
     state
         .envs
         .get(env)

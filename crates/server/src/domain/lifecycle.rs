@@ -32,10 +32,7 @@ pub async fn lifecycle(
     env: &str,
     stale_after: Duration,
 ) -> Result<Lifecycle, EnvError> {
-    let current = state
-        .envs
-        .get(env)
-        .ok_or_else(|| EnvError::NoEnvironment(env.to_owned()))?;
+    let current = super::envs::environment(state, env)?;
     let name = EnvName::new(env);
     let store = state.envs.store();
     let seen = state.usage.last_seen(store.as_ref(), &name).await?;

@@ -30,10 +30,7 @@ pub async fn create_schedule(
     env: &str,
     new: NewSchedule,
 ) -> Result<Schedule, EnvError> {
-    let current = state
-        .envs
-        .get(env)
-        .ok_or_else(|| EnvError::NoEnvironment(env.to_owned()))?;
+    let current = super::envs::environment(state, env)?;
     check_key(Flag::KEY, new.flag.as_str())?;
     let flag = Flag::find(&current, new.flag.as_str()).ok_or_else(|| {
         EnvError::NotFound(format!("flag `{}` does not exist in `{env}`", new.flag))
@@ -73,9 +70,7 @@ pub async fn create_schedule(
 
 /// The scheduled changes of `env`, by due time.
 pub async fn list_schedules(state: &AppState, env: &str) -> Result<Vec<Schedule>, EnvError> {
-    if state.envs.get(env).is_none() {
-        return Err(EnvError::NoEnvironment(env.to_owned()));
-    }
+    super::envs::environment(state, env)?;
     let mut schedules = state
         .envs
         .store()
