@@ -26,33 +26,35 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled: a SIGTERM sent as soon as the server says it is
+/// listening must shut it down gracefully, not kill it with the default action.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut interrupt, mut terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse().validate().map_err(anyhow::Error::msg)?;
     init_logging(args.log_format);
+    let shutdown = shutdown_signal()?;
     let mut server = match &args.redis_url {
         Some(url) => Server::open_redis(url, args.admin_token.as_deref()).await?,
         None => Server::open_embedded(&args.data_dir, args.admin_token.as_deref())
@@ -99,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         .as_deref()
         .map(switchyard_core::model::EnvName::new);
     server
-        .serve_with_grpc(listener, grpc_listener, flagd_env, shutdown_signal())
+        .serve_with_grpc(listener, grpc_listener, flagd_env, shutdown)
         .await?;
     Ok(())
 }
