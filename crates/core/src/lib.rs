@@ -37,6 +37,7 @@ pub mod model;
 pub mod ramp;
 pub mod release;
 pub mod semver;
+pub mod sse;
 mod snapshot;
 pub mod sync;
 mod targeting;

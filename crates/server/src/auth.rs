@@ -231,8 +231,8 @@ impl FromRequestParts<AppState> for Principal {
             ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
         state
-            .tokens
             .authenticate(token)
+            .await?
             .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))
     }
 }

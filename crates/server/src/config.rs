@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
@@ -38,7 +39,32 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// Directory of the embedded store (created if missing; unused with `--redis-url`).
+    /// Run as a relay of this Switchyard server (or relay), `http(s)://host:port`:
+    /// follow its SDK stream, serve every read API from memory, refuse writes
+    /// (docs/relay.md). Needs `--upstream-token`.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_URL", conflicts_with_all = ["redis_url", "demo"])]
+    pub upstream: Option<String>,
+
+    /// The relay's token at the upstream: an sdk token relays its environment, an
+    /// admin token every environment.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_TOKEN", hide_env_values = true)]
+    pub upstream_token: Option<String>,
+
+    /// How long a relay trusts its upstream's answer about a token (valid or not).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_TOKEN_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub upstream_token_ttl: Duration,
+
+    /// How often a relay forwards its SDKs' metrics upstream.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_METRICS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub upstream_metrics_interval: Duration,
+
+    /// The most metric entries a relay holds for the upstream; more are dropped and
+    /// counted (`switchyard_relay_metrics_dropped_entries_total`).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_METRICS_CAP", default_value_t = 100_000)]
+    pub upstream_metrics_cap: usize,
+
+    /// Directory of the embedded store (created if missing; unused with `--redis-url`;
+    /// a relay keeps its last snapshots in `relay-snapshots/` inside it).
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     pub data_dir: PathBuf,
 
@@ -90,7 +116,31 @@ impl Args {
                     .to_owned(),
             );
         }
+        if self.upstream.is_some() && self.upstream_token.is_none() {
+            return Err(
+                "--upstream needs --upstream-token (or SWITCHYARD_UPSTREAM_TOKEN): the token the relay reads its upstream with"
+                    .to_owned(),
+            );
+        }
+        if self.upstream.is_none() && self.upstream_token.is_some() {
+            return Err("--upstream-token is only used with --upstream".to_owned());
+        }
+        if self.upstream_metrics_interval.is_zero() {
+            return Err("--upstream-metrics-interval must be more than 0".to_owned());
+        }
         Ok(self)
+    }
+
+    /// The relay settings, when `--upstream` is set.
+    pub fn relay(&self) -> Option<crate::relay::RelayConfig> {
+        Some(crate::relay::RelayConfig {
+            upstream: self.upstream.clone()?,
+            token: self.upstream_token.clone()?,
+            token_ttl: self.upstream_token_ttl,
+            metrics_every: self.upstream_metrics_interval,
+            metrics_cap: self.upstream_metrics_cap,
+            cache_dir: self.data_dir.join("relay-snapshots"),
+        })
     }
 }
 

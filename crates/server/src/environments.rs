@@ -344,7 +344,22 @@ impl Environments {
     }
 
     async fn resync_locked(&self, env: &EnvName) -> Result<(), EnvError> {
-        let Some(record) = self.store.load_env(env).await? else {
+        let record = self.store.load_env(env).await?;
+        self.install_record(env, record)
+    }
+
+    /// Installs `record` (a whole environment another server sent: a relay's
+    /// upstream), publishing the difference from what is here as one change event.
+    pub async fn replace(&self, record: EnvRecord) -> Result<(), EnvError> {
+        let _guard = self.write.lock().await;
+        let name = record.name.clone();
+        self.install_record(&name, Some(record))
+    }
+
+    /// Makes `env` what `record` says: gone when `None`; otherwise the difference from
+    /// what is here is published as one change event.
+    fn install_record(&self, env: &EnvName, record: Option<EnvRecord>) -> Result<(), EnvError> {
+        let Some(record) = record else {
             // Deleted (by another replica), or never there.
             self.uninstall(env);
             return Ok(());

@@ -135,6 +135,9 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateToken(_)
             | StoreError::RevisionConflict { .. }
             | StoreError::ScheduleSettled(_) => ApiError::conflict(error.to_string()),
+            StoreError::ReadOnly { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "relay_read_only", error.to_string())
+            }
             StoreError::Corrupt { .. } => ApiError::internal(&error),
         }
     }

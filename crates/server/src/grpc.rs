@@ -61,7 +61,7 @@ pub struct GrpcState {
 }
 
 /// The principal behind a request's `authorization` metadata.
-pub fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principal, Status> {
+pub async fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principal, Status> {
     let header = metadata.get("authorization").ok_or_else(|| {
         Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
     })?;
@@ -73,8 +73,9 @@ pub fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principa
             Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
         })?;
     state
-        .tokens
         .authenticate(token)
+        .await
+        .map_err(|error| Status::unavailable(error.message))?
         .ok_or_else(|| Status::unauthenticated("invalid or revoked token"))
 }
 

@@ -11,6 +11,7 @@ pub mod ops;
 pub mod preconditions;
 pub mod sdk;
 pub mod sse;
+pub mod whoami;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(evaluate::routes())
         .merge(ofrep::routes())
         .merge(sdk::routes())
+        .merge(whoami::routes())
         .nest("/v1/admin", admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
@@ -52,10 +54,35 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            relay_read_only,
+        ))
         .layer(axum::middleware::from_fn(drain::drain_unread_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::telemetry::track_requests,
         ))
         .with_state(state)
+}
+
+/// On a relay, refuses every admin write before it is read: 409 naming the upstream,
+/// where changes are made (docs/relay.md).
+async fn relay_read_only(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match &state.relay {
+        Some(relay)
+            if !request.method().is_safe() && request.uri().path().starts_with("/v1/admin/") =>
+        {
+            ApiError::from(crate::store::StoreError::ReadOnly {
+                upstream: relay.upstream.url().to_owned(),
+            })
+            .into_response()
+        }
+        _ => next.run(request).await,
+    }
 }

@@ -4,7 +4,8 @@
 //! by replicas that follow each other through [`replication`]), keeps a
 //! compiled, immutable snapshot of each environment in memory ([`environments`]),
 //! and serves evaluation (REST, OFREP), SDK sync (snapshot, SSE) and the admin API
-//! ([`http`]), and the web console ([`console`]). See ARCHITECTURE.md.
+//! ([`http`]), and the web console ([`console`]). As a [`relay`], its store is
+//! another server, followed over its SDK stream. See ARCHITECTURE.md.
 
 pub mod auth;
 pub mod config;
@@ -15,7 +16,9 @@ pub mod environments;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod idempotency;
 pub mod orchestrator;
+pub mod relay;
 pub mod replication;
 pub mod scope;
 pub mod server;

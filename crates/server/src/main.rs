@@ -55,9 +55,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse().validate().map_err(anyhow::Error::msg)?;
     init_logging(args.log_format);
     let shutdown = shutdown_signal()?;
-    let mut server = match &args.redis_url {
-        Some(url) => Server::open_redis(url, args.admin_token.as_deref()).await?,
-        None => Server::open_embedded(&args.data_dir, args.admin_token.as_deref())
+    let admin_token = args.admin_token.as_deref();
+    let mut server = match (&args.redis_url, args.relay()) {
+        (_, Some(relay)) => Server::open_relay(relay, admin_token).await?,
+        (Some(url), None) => Server::open_redis(url, admin_token).await?,
+        (None, None) => Server::open_embedded(&args.data_dir, admin_token)
             .await
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
     };
@@ -80,9 +82,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.grpc_addr))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let store = match &args.redis_url {
-        Some(url) => format!("redis {url}"),
-        None => format!("embedded {}", args.data_dir.display()),
+    let store = match (&args.redis_url, &args.upstream) {
+        (_, Some(url)) => format!("relay of {url}"),
+        (Some(url), None) => format!("redis {url}"),
+        (None, None) => format!("embedded {}", args.data_dir.display()),
     };
     tracing::info!(%addr, %grpc_addr, %store, "switchyard-server listening");
     if let Some(env) = &args.flagd_env {

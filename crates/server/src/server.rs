@@ -13,6 +13,8 @@ use crate::console::session::{SessionSettings, Sessions};
 use crate::environments::{now_ms, Environments};
 use crate::grpc::GrpcState;
 use crate::http::router;
+use crate::relay::store::UpstreamStore;
+use crate::relay::{Relay, RelayConfig};
 use crate::replication::Replication;
 use crate::state::AppState;
 use crate::store::embedded::EmbeddedStore;
@@ -35,13 +37,23 @@ pub struct Server {
 impl Server {
     /// Loads everything from `store`. `admin_token` is the bootstrap admin token.
     pub async fn load(store: Arc<dyn Store>, admin_token: Option<&str>) -> anyhow::Result<Server> {
-        let telemetry = Arc::new(Telemetry::default());
+        Server::assemble(store, admin_token, Arc::new(Telemetry::default()), None).await
+    }
+
+    /// Loads everything from `store`, counting into `telemetry`; a relay's tokens are
+    /// its upstream's, so it generates no admin token of its own.
+    async fn assemble(
+        store: Arc<dyn Store>,
+        admin_token: Option<&str>,
+        telemetry: Arc<Telemetry>,
+        relay: Option<Arc<Relay>>,
+    ) -> anyhow::Result<Server> {
         let envs = Arc::new(
             Environments::load(Arc::clone(&store), telemetry.snapshot_compile.clone()).await?,
         );
         let tokens = Arc::new(Tokens::new(store.tokens().await?, admin_token));
         let mut generated_admin_token = None;
-        if !tokens.has_admin() {
+        if relay.is_none() && !tokens.has_admin() {
             let (token, record) =
                 generate(INITIAL_ADMIN_TOKEN_NAME, TokenKind::Admin, None, now_ms());
             let audit = AuditEntry {
@@ -64,6 +76,8 @@ impl Server {
             console: Arc::new(Sessions::new(SessionSettings::default())),
             orchestrator: None,
             usage: Arc::default(),
+            relay,
+            metric_batches: Arc::default(),
         };
         state.ready.store(true, Ordering::Release);
         tokio::spawn(crate::domain::run_scheduler(state.clone()));
@@ -73,6 +87,27 @@ impl Server {
             shutdown,
             generated_admin_token,
         })
+    }
+
+    /// Starts as a relay of `config.upstream` (docs/relay.md): loads what the upstream
+    /// has (or, when it is down, the snapshots kept on disk) and follows it until the
+    /// server shuts down. `admin_token` is a local admin token, if any.
+    pub async fn open_relay(
+        config: RelayConfig,
+        admin_token: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let telemetry = Arc::new(Telemetry::default());
+        let relay = Arc::new(Relay::new(config, telemetry.relay.clone()).map_err(anyhow::Error::msg)?);
+        let store = Arc::new(UpstreamStore::new(Arc::clone(&relay)));
+        let server = Server::assemble(store, admin_token, telemetry, Some(Arc::clone(&relay)))
+            .await
+            .map_err(|e| anyhow::anyhow!("starting as a relay of {}: {e}", relay.upstream.url()))?;
+        tokio::spawn(crate::relay::follower::run(
+            relay,
+            Arc::clone(&server.state.envs),
+            server.state.shutdown.clone(),
+        ));
+        Ok(server)
     }
 
     /// Opens the embedded store in `data_dir` and loads it.

@@ -4,7 +4,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::auth::Tokens;
+use crate::auth::{Principal, Tokens};
+use crate::error::ApiError;
 use crate::console::session::Sessions;
 use crate::environments::Environments;
 use crate::orchestrator::OrchestratorClient;
@@ -36,6 +37,10 @@ pub struct AppState {
     /// The release orchestrator the console shows and steers (`--orchestrator-url`);
     /// none, and the console's Releases section says how to connect one.
     pub orchestrator: Option<OrchestratorClient>,
+    /// Set when this server is a relay of another (`--upstream`, docs/relay.md).
+    pub relay: Option<Arc<crate::relay::Relay>>,
+    /// Idempotency keys of recently recorded metric batches.
+    pub metric_batches: Arc<crate::idempotency::RecentKeys>,
 }
 
 impl AppState {
@@ -44,6 +49,22 @@ impl AppState {
     pub fn evaluated_one(&self, env: &str, flag: &str, api: &'static str) {
         self.telemetry.evaluated(env, api, 1);
         self.usage.seen(env, flag, crate::environments::now_ms());
+    }
+
+    /// The principal a presented token stands for: a token of this server's, or, on a
+    /// relay, one the upstream vouches for (checked once per TTL). `None`: not valid.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {
+        if let Some(principal) = self.tokens.authenticate(token) {
+            return Ok(Some(principal));
+        }
+        match &self.relay {
+            None => Ok(None),
+            Some(relay) => relay.tokens.authenticate(token).await.map_err(|error| {
+                ApiError::unavailable(format!(
+                    "cannot check the token: this relay's upstream is unreachable ({error})"
+                ))
+            }),
+        }
     }
 
     /// Whether the server has loaded its state and can serve.

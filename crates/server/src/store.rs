@@ -46,6 +46,16 @@ pub enum StoreError {
     /// by another replica): nothing was written.
     #[error("scheduled change `{0}` is no longer pending")]
     ScheduleSettled(String),
+    /// This server is a relay: its upstream owns what was asked for (writes, tokens,
+    /// the audit log, schedules, metric queries).
+    #[error(
+        "this server is a relay of {upstream}: changes, tokens, the audit log, schedules and \
+         metrics are kept there; send this request to {upstream}"
+    )]
+    ReadOnly {
+        /// The upstream's URL.
+        upstream: String,
+    },
     /// The backing database failed or is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -68,6 +68,8 @@ pub struct Telemetry {
     /// When the flag gauges were last computed: at most once a minute, since each
     /// reads the audit log.
     pub flags_counted: std::sync::Mutex<Option<std::time::Instant>>,
+    /// A relay's metrics (docs/relay.md).
+    pub relay: crate::relay::RelayTelemetry,
 }
 
 impl Default for Telemetry {
@@ -135,7 +137,10 @@ impl Default for Telemetry {
             "Flags past their expires date",
             flags_expired.clone(),
         );
+        let relay = crate::relay::RelayTelemetry::default();
+        relay.register(&mut registry);
         Telemetry {
+            relay,
             flags_stale,
             flags_expired,
             flags_counted: std::sync::Mutex::new(None),

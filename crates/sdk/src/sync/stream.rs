@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 
 use super::endpoint::Endpoint;
 use super::incoming::Incoming;
-use super::sse::{SseEvent, SseParser};
+use switchyard_core::sse::{SseEvent, SseParser};
 use crate::error::Error;
 
 /// A stream silent this long is dead (the server sends a heartbeat every 15 s).
@@ -37,7 +37,7 @@ impl Source {
                 let response = endpoint.open_stream(last).await?;
                 Ok(Events::Sse {
                     body: Box::pin(response.bytes_stream()),
-                    parser: SseParser::default(),
+                    parser: SseParser::new(super::incoming::MAX_EVENT_BYTES),
                     pending: VecDeque::new(),
                 })
             }

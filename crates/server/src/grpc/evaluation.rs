@@ -35,12 +35,12 @@ impl EvaluationService {
     }
 
     /// The environment a request evaluates in, for the token in its metadata.
-    fn environment(
+    async fn environment(
         &self,
         metadata: &MetadataMap,
         requested: &str,
     ) -> Result<Arc<EnvState>, Status> {
-        let principal = authenticate(&self.state.app, metadata)?;
+        let principal = authenticate(&self.state.app, metadata).await?;
         let env = scoped_env(
             &principal,
             (!requested.is_empty()).then_some(requested),
@@ -74,7 +74,9 @@ impl Evaluation for EvaluationService {
         &self,
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
-        let current = self.environment(request.metadata(), &request.get_ref().environment)?;
+        let current = self
+            .environment(request.metadata(), &request.get_ref().environment)
+            .await?;
         let request = request.into_inner();
         let ctx = context(request.context.as_ref())?;
         let outcome = evaluate_known(&current, &request.flag_key, &ctx);
@@ -91,7 +93,9 @@ impl Evaluation for EvaluationService {
         &self,
         request: Request<pb::EvaluateAllRequest>,
     ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
-        let current = self.environment(request.metadata(), &request.get_ref().environment)?;
+        let current = self
+            .environment(request.metadata(), &request.get_ref().environment)
+            .await?;
         let ctx = context(request.get_ref().context.as_ref())?;
         let results: std::collections::HashMap<String, pb::Result> =
             evaluate_all(&current.snapshot, &ctx)

@@ -89,9 +89,9 @@ impl FlagdService {
     }
 
     /// The environment a request evaluates: its token's, or `--flagd-env` without one.
-    fn environment(&self, metadata: &MetadataMap) -> Result<Arc<EnvState>, Status> {
+    async fn environment(&self, metadata: &MetadataMap) -> Result<Arc<EnvState>, Status> {
         let env = if metadata.contains_key("authorization") {
-            let principal = authenticate(&self.state.app, metadata)?;
+            let principal = authenticate(&self.state.app, metadata).await?;
             if principal.kind == TokenKind::Admin {
                 return Err(Status::permission_denied(format!(
                     "token `{}` is an admin token, which is not bound to an environment; the \
@@ -122,7 +122,7 @@ impl FlagdService {
     /// Answers a single-flag request: evaluates its flag, reads the served value as
     /// the RPC's type with `extract` (`None` when the flag defers to the caller's code
     /// default) and builds the version's response with `respond`.
-    fn answer<Q: FlagRequest, T, R>(
+    async fn answer<Q: FlagRequest, T, R>(
         &self,
         request: &Request<Q>,
         want: Want,
@@ -131,7 +131,7 @@ impl FlagdService {
     ) -> Result<Response<R>, Status> {
         let message = request.get_ref();
         let key = message.flag_key();
-        let current = self.environment(request.metadata())?;
+        let current = self.environment(request.metadata()).await?;
         let ctx = flagd_context(message.context())?;
         let result = evaluate(&current.snapshot, key, &ctx);
         self.state
@@ -157,10 +157,10 @@ impl FlagdService {
     }
 
     /// The stream of provider events for a request's environment.
-    fn events(&self, metadata: &MetadataMap) -> Result<Events, Status> {
+    async fn events(&self, metadata: &MetadataMap) -> Result<Events, Status> {
         // Subscribe before reading the state, so no change falls in between.
         let changes = self.state.app.envs.subscribe();
-        let known = self.environment(metadata)?;
+        let known = self.environment(metadata).await?;
         Ok(Events::new(
             Arc::clone(&self.state.app.envs),
             known,

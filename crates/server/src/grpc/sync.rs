@@ -57,7 +57,7 @@ impl SyncApi for SyncService {
         &self,
         request: Request<pb::StreamRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let principal = authenticate(&self.state.app, request.metadata())?;
+        let principal = authenticate(&self.state.app, request.metadata()).await?;
         let request = request.into_inner();
         let env = scoped_env(
             &principal,

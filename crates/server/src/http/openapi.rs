@@ -19,7 +19,7 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::http::{admin, evaluate, ofrep, ops, sdk};
+use crate::http::{admin, evaluate, ofrep, ops, sdk, whoami};
 use crate::state::AppState;
 
 /// The names of environments, flags, segments and tokens (core's one rule).
@@ -74,6 +74,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(ofrep::OfrepApi::openapi());
     doc.merge(sdk::SdkApi::openapi());
     doc.merge(ops::OpsApi::openapi());
+    doc.merge(whoami::WhoAmIApi::openapi());
     name_patterns(&mut doc);
     write_bodies(&mut doc);
     for item in doc.paths.paths.values_mut() {

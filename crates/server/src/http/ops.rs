@@ -29,7 +29,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Whether the server can serve requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Readiness {
     /// Still loading its state: 503.
     Starting,
@@ -45,6 +45,37 @@ pub enum Readiness {
         /// Environments in memory.
         environments: usize,
     },
+    /// A relay whose upstream does not answer or whose streams are not all open: it
+    /// serves what it last received (200, like `Degraded`).
+    RelayBehind {
+        /// Environments in memory.
+        environments: usize,
+        /// Each environment's revision here and how old it is.
+        upstream: UpstreamStatus,
+    },
+}
+
+/// A relay's link to its upstream, in `/readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UpstreamStatus {
+    /// The upstream's URL.
+    pub url: String,
+    /// Every environment relayed.
+    pub environments: Vec<RelayedEnv>,
+}
+
+/// One environment of [`UpstreamStatus`].
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RelayedEnv {
+    /// The environment.
+    pub name: String,
+    /// The revision served.
+    pub revision: u64,
+    /// Whether its stream from the upstream is open.
+    pub connected: bool,
+    /// Seconds since the upstream last sent anything for it (offline: since the
+    /// snapshot served was written).
+    pub age_seconds: u64,
 }
 
 impl Readiness {
@@ -52,8 +83,30 @@ impl Readiness {
     pub fn of(state: &AppState) -> Self {
         let environments = state.envs.names().len();
         if !state.is_ready() {
-            Readiness::Starting
-        } else if state
+            return Readiness::Starting;
+        }
+        if let Some(relay) = state.relay.as_ref().filter(|relay| !relay.links.in_step()) {
+            let now = crate::environments::now_ms();
+            let envs = relay
+                .links
+                .all()
+                .into_iter()
+                .map(|(name, link)| RelayedEnv {
+                    revision: state.envs.get(&name).map_or(0, |env| env.revision),
+                    connected: link.connected,
+                    age_seconds: now.saturating_sub(link.heard_ms) / 1000,
+                    name,
+                })
+                .collect();
+            return Readiness::RelayBehind {
+                environments,
+                upstream: UpstreamStatus {
+                    url: relay.upstream.url().to_owned(),
+                    environments: envs,
+                },
+            };
+        }
+        if state
             .store_degraded
             .load(std::sync::atomic::Ordering::Acquire)
         {
@@ -77,6 +130,9 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub store: Option<&'static str>,
+    /// A relay's upstream, when it is not in step with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamStatus>,
 }
 
 impl Status {
@@ -85,6 +141,7 @@ impl Status {
             status,
             environments,
             store: None,
+            upstream: None,
         }
     }
 }
@@ -110,6 +167,18 @@ impl IntoResponse for Readiness {
                 }),
             )
                 .into_response(),
+            Readiness::RelayBehind {
+                environments,
+                upstream,
+            } => (
+                StatusCode::OK,
+                Json(Status {
+                    store: Some("relay not in step with its upstream: serving what it last received; admin writes go to the upstream"),
+                    upstream: Some(upstream),
+                    ..Status::new("degraded", Some(environments))
+                }),
+            )
+                .into_response(),
         }
     }
 }
@@ -126,7 +195,19 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 #[utoipa::path(get, path = "/metrics", tag = "ops", summary = "Prometheus / OpenMetrics exposition", responses((status = 200, description = "Metrics text", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    count_flags(&state).await;
+    match &state.relay {
+        // A relay keeps no audit log or usage: the upstream counts its flags.
+        Some(relay) => {
+            let installed = state
+                .envs
+                .names()
+                .into_iter()
+                .filter_map(|name| state.envs.get(&name).map(|env| (name, env.revision)))
+                .collect();
+            relay.update_gauges(&installed);
+        }
+        None => count_flags(&state).await,
+    }
     let mut response = state.telemetry.encode().into_response();
     response
         .headers_mut()

@@ -1,7 +1,8 @@
 //! SDK sync: `GET /v1/sdk/snapshot` (the whole environment, `ETag` = revision,
 //! 304 when unchanged), `GET /v1/sdk/stream` (Server-Sent Events: a `snapshot` on
 //! connect, then one `change` per revision, resumable with `Last-Event-ID`) and
-//! `POST /v1/sdk/metrics` (batched exposure and tracked-event counts).
+//! `POST /v1/sdk/metrics` (batched exposure and tracked-event counts; a batch sent
+//! again under the same `Idempotency-Key` is recorded once).
 //!
 //! The environment comes from the `sdk` token; admin tokens name it with `?env=`.
 
@@ -166,23 +167,24 @@ struct SseEvent {
     data: String,
 }
 
-/// A metrics batch as posted: unknown fields are rejected.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// A metrics batch as posted (by an SDK, or by a relay forwarding its SDKs'):
+/// unknown fields are rejected.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MetricsBody {
+pub struct MetricsBody {
     /// Milliseconds the batch's counts took to accumulate (required with units): the
     /// server dates the units `now − window_ms` (docs/guard.md).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(maximum = 86_400_000)]
-    window_ms: Option<u64>,
+    pub window_ms: Option<u64>,
     /// Exposures per flag and variant.
     #[serde(default)]
     #[schema(max_items = 10_000)]
-    exposures: Vec<ExposureCount>,
+    pub exposures: Vec<ExposureCount>,
     /// Tracked events per flag and variant.
     #[serde(default)]
     #[schema(max_items = 10_000)]
-    events: Vec<EventCount>,
+    pub events: Vec<EventCount>,
 }
 
 /// The answer to a metrics batch: how many entries were recorded.
@@ -254,11 +256,12 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
     tag = "sdk",
     summary = "Batched exposure and tracked-event counts per flag and variant",
     security(("bearer" = [])),
+    params(("env" = Option<String>, Query, description = "Environment: required with an admin token (a relay forwarding its SDKs' batches); an sdk token posts for its own"), ("Idempotency-Key" = Option<String>, Header, description = "A batch sent again under the same key (within 10 minutes, to the same server) is recorded once")),
     request_body(content = MetricsBody, content_type = "application/json"),
     responses(
-        (status = 202, description = "Recorded", body = MetricsAccepted),
+        (status = 202, description = "Recorded (or already recorded under this Idempotency-Key)", body = MetricsAccepted),
         (status = 400, description = "Malformed batch; the message names the entry"),
-        (status = 403, description = "Not an sdk token"),
+        (status = 403, description = "Not an sdk or admin token"),
         (status = 413, description = "Body too large"),
         (status = 503, description = "Store unavailable")
     )
@@ -266,10 +269,13 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
 async fn metrics(
     State(state): State<AppState>,
     principal: Principal,
+    query: Result<Query<EnvQuery>, QueryRejection>,
+    headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let env = principal.token_env(&[TokenKind::Sdk])?.clone();
+    let env = switchyard_core::model::EnvName::new(target_env(&principal, query)?);
     env_state(&state, env.as_str())?;
+    let key = crate::idempotency::key(&headers)?;
     let bytes = body_bytes(request, &state).await?;
     // Serde would also read a struct from an array; only an object is a batch.
     if bytes.trim_ascii_start().first() != Some(&b'{') {
@@ -299,12 +305,20 @@ async fn metrics(
             .seen(env.as_str(), exposure.flag.as_str(), received);
     }
     if !batch.exposures.is_empty() || !batch.events.is_empty() {
-        let now_minute = received / 60_000;
-        state
-            .envs
-            .store()
-            .record_metrics(&env, now_minute, &batch)
-            .await?;
+        // Claimed before recording, released if recording fails: a retry of a batch
+        // that was recorded is answered without recording it again.
+        let claim = key.map(|key| state.metric_batches.claim(key)).transpose()?;
+        if claim.as_ref().is_none_or(|claim| claim.is_new()) {
+            let now_minute = received / 60_000;
+            state
+                .envs
+                .store()
+                .record_metrics(&env, now_minute, &batch)
+                .await?;
+        }
+        if let Some(claim) = claim {
+            claim.keep();
+        }
     }
     Ok((
         StatusCode::ACCEPTED,

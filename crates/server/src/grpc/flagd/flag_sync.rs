@@ -68,7 +68,7 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        let events = self.events(request.metadata())?;
+        let events = self.events(request.metadata()).await?;
         let envs = Arc::clone(&self.state.app.envs);
         let stream = futures_util::stream::unfold(events, move |mut events| {
             let envs = Arc::clone(&envs);
@@ -95,7 +95,7 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::FetchAllFlagsRequest>,
     ) -> Result<Response<pb::FetchAllFlagsResponse>, Status> {
-        let current = self.environment(request.metadata())?;
+        let current = self.environment(request.metadata()).await?;
         Ok(Response::new(pb::FetchAllFlagsResponse {
             flag_configuration: configuration_text(&current),
         }))
@@ -108,7 +108,7 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::GetMetadataResponse>, Status> {
-        self.environment(request.metadata())?;
+        self.environment(request.metadata()).await?;
         Ok(Response::new(pb::GetMetadataResponse {
             metadata: Some(Default::default()),
         }))

@@ -62,7 +62,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveAllRequest>,
     ) -> Result<Response<pb::ResolveAllResponse>, Status> {
-        let current = self.environment(request.metadata())?;
+        let current = self.environment(request.metadata()).await?;
         let ctx = flagd_context(request.get_ref().context.as_ref())?;
         let mut flags = HashMap::with_capacity(current.snapshot.len());
         for (key, result) in evaluate_all(&current.snapshot, &ctx) {
@@ -120,7 +120,7 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_string(
@@ -137,7 +137,7 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             },
-        )
+        ).await
     }
 
     async fn resolve_float(
@@ -151,7 +151,7 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_int(
@@ -165,7 +165,7 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_object(
@@ -182,7 +182,7 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             },
-        )
+        ).await
     }
 
     type EventStreamStream =
@@ -192,7 +192,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let events = self.events(request.metadata())?;
+        let events = self.events(request.metadata()).await?;
         Ok(Response::new(event_stream(events, message)))
     }
 }

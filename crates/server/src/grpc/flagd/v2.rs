@@ -52,7 +52,7 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_string(
@@ -69,7 +69,7 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             },
-        )
+        ).await
     }
 
     async fn resolve_float(
@@ -83,7 +83,7 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_int(
@@ -97,7 +97,7 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        })
+        }).await
     }
 
     async fn resolve_object(
@@ -114,7 +114,7 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             },
-        )
+        ).await
     }
 
     type EventStreamStream =
@@ -124,7 +124,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let events = self.events(request.metadata())?;
+        let events = self.events(request.metadata()).await?;
         Ok(Response::new(event_stream(events, message)))
     }
 }
