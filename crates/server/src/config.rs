@@ -64,7 +64,7 @@ pub struct Args {
     pub upstream_metrics_cap: usize,
 
     /// Directory of the embedded store (created if missing; unused with `--redis-url`;
-    /// a relay keeps its last snapshots in `relay-snapshots/` inside it).
+    /// a relay keeps its last snapshots and token answers in `relay/` inside it).
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "./switchyard-data")]
     pub data_dir: PathBuf,
 
@@ -139,7 +139,7 @@ impl Args {
             token_ttl: self.upstream_token_ttl,
             metrics_every: self.upstream_metrics_interval,
             metrics_cap: self.upstream_metrics_cap,
-            cache_dir: self.data_dir.join("relay-snapshots"),
+            dir: self.data_dir.join("relay"),
         })
     }
 }

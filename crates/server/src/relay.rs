@@ -54,8 +54,9 @@ pub struct RelayConfig {
     pub metrics_every: Duration,
     /// The most metric entries waiting to be forwarded.
     pub metrics_cap: usize,
-    /// Where the last snapshots are kept.
-    pub cache_dir: PathBuf,
+    /// Where the last snapshots (`snapshots/`) and token answers (`tokens.json`) are
+    /// kept.
+    pub dir: PathBuf,
 }
 
 /// `result` of a token check.
@@ -74,6 +75,11 @@ pub struct RelayTelemetry {
     pub revisions_behind: Family<EnvLabels, Gauge>,
     /// Seconds since anything (an event, a heartbeat) came from the upstream.
     pub seconds_since_upstream: Family<EnvLabels, Gauge<f64, AtomicU64>>,
+    /// Whole snapshots received from the upstream (at start, after a gap, or when a
+    /// stream could not resume).
+    pub snapshots_received: Counter,
+    /// Change events received from the upstream.
+    pub changes_received: Counter,
     /// Metric batches the upstream accepted.
     pub metrics_forwarded: Counter,
     /// Metric entries dropped: over the cap, or refused upstream.
@@ -99,6 +105,16 @@ impl RelayTelemetry {
             "switchyard_relay_seconds_since_upstream",
             "Seconds since the upstream last sent anything for an environment",
             self.seconds_since_upstream.clone(),
+        );
+        registry.register(
+            "switchyard_relay_snapshots_received",
+            "Whole snapshots received from the upstream (start, gap, a stream that could not resume)",
+            self.snapshots_received.clone(),
+        );
+        registry.register(
+            "switchyard_relay_changes_received",
+            "Change events received from the upstream",
+            self.changes_received.clone(),
         );
         registry.register(
             "switchyard_relay_metrics_forwarded_batches",
@@ -218,9 +234,14 @@ impl Relay {
     pub fn new(config: RelayConfig, telemetry: RelayTelemetry) -> Result<Relay, String> {
         let upstream = Upstream::new(&config.upstream, &config.token)?;
         Ok(Relay {
-            tokens: TokenCache::new(upstream.clone(), config.token_ttl, telemetry.clone()),
+            tokens: TokenCache::new(
+                upstream.clone(),
+                config.token_ttl,
+                telemetry.clone(),
+                config.dir.join("tokens.json"),
+            ),
             forwarder: Forwarder::new(config.metrics_cap, telemetry.clone()),
-            cache: SnapshotCache::new(&config.cache_dir),
+            cache: SnapshotCache::new(&config.dir.join("snapshots")),
             links: Links::default(),
             upstream,
             telemetry,

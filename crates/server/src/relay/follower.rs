@@ -144,6 +144,7 @@ impl Follower {
                 let document: SnapshotDocument = serde_json::from_str(&event.data)
                     .map_err(|e| format!("unreadable snapshot: {e}"))?;
                 self.relay.links.heard(&self.env, Some(document.revision));
+                self.relay.telemetry.snapshots_received.inc();
                 self.envs
                     .replace(cache::record(document))
                     .await
@@ -154,6 +155,7 @@ impl Follower {
                     .map_err(|e| format!("unreadable change: {e}"))?;
                 let revision = revision.unwrap_or(change.revision);
                 self.relay.links.heard(&self.env, Some(revision));
+                self.relay.telemetry.changes_received.inc();
                 self.envs
                     .apply_remote(&self.env, revision, &change)
                     .await

@@ -51,6 +51,7 @@ impl UpstreamStore {
                 message: format!("snapshot of `{env}`: {e}"),
             })?;
         relay.links.heard(env, Some(document.revision));
+        relay.telemetry.snapshots_received.inc();
         if let Err(error) = relay.cache.write(env, &bytes) {
             tracing::warn!(%env, %error, "could not keep the snapshot on disk");
         }

@@ -3,8 +3,12 @@
 //! kept for a TTL. Requests with the same token wait for one check instead of each
 //! asking (no revalidation storm), an unknown token is not asked about again before
 //! its TTL ends, and while the upstream is unreachable the last answer stands.
+//!
+//! Valid answers are also kept on disk (the SHA-256 of each token, never the token),
+//! so a relay restarted while its upstream is down still knows its SDKs' tokens.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::upstream::{Upstream, UpstreamError};
 use super::RelayTelemetry;
 use crate::auth::Principal;
+use crate::http::whoami::WhoAmI;
 
 /// The most tokens remembered; past it, expired answers are dropped first.
 const MAX_TOKENS: usize = 100_000;
@@ -32,16 +37,65 @@ pub struct TokenCache {
     ttl: Duration,
     slots: Mutex<HashMap<[u8; 32], Slot>>,
     telemetry: RelayTelemetry,
+    /// The valid answers (hex SHA-256 → token), as written to `file`.
+    known: Mutex<BTreeMap<String, WhoAmI>>,
+    file: PathBuf,
 }
 
 impl TokenCache {
-    /// Answers from `upstream`, each kept for `ttl`.
-    pub fn new(upstream: Upstream, ttl: Duration, telemetry: RelayTelemetry) -> Self {
+    /// Answers from `upstream`, each kept for `ttl`; the valid ones also in `file`,
+    /// read back now as answers to check again (standing while the upstream is down).
+    pub fn new(upstream: Upstream, ttl: Duration, telemetry: RelayTelemetry, file: PathBuf) -> Self {
+        let known: BTreeMap<String, WhoAmI> = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let slots = known
+            .iter()
+            .filter_map(|(hash, who)| {
+                let key: [u8; 32] = hex::decode(hash).ok()?.try_into().ok()?;
+                let answer = Answer {
+                    principal: Some(Principal::from(who.clone())),
+                    until: now,
+                };
+                Some((key, Arc::new(tokio::sync::Mutex::new(Some(answer)))))
+            })
+            .collect();
         TokenCache {
             upstream,
             ttl,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(slots),
             telemetry,
+            known: Mutex::new(known),
+            file,
+        }
+    }
+
+    /// Records `who` (or that the token is not valid) and writes the valid answers
+    /// to disk when they changed.
+    fn remember(&self, key: &[u8; 32], who: Option<&WhoAmI>) {
+        let hash = hex::encode(key);
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = match who {
+            Some(who) => known.insert(hash, who.clone()).as_ref() != Some(who),
+            None => known.remove(&hash).is_some(),
+        };
+        if !changed {
+            return;
+        }
+        let written = serde_json::to_vec(&*known)
+            .map_err(std::io::Error::other)
+            .and_then(|json| {
+                let temporary = self.file.with_extension("tmp");
+                if let Some(dir) = self.file.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&temporary, json)?;
+                std::fs::rename(&temporary, &self.file)
+            });
+        if let Err(error) = written {
+            tracing::warn!(%error, file = %self.file.display(), "could not keep the token answers on disk");
         }
     }
 
@@ -64,19 +118,18 @@ impl TokenCache {
     /// cache or, once per TTL, from the upstream. Fails only when the upstream is
     /// unreachable and this token was never answered.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, UpstreamError> {
-        let slot = self.slot(Sha256::digest(token.as_bytes()).into());
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let slot = self.slot(key);
         let mut answer = slot.lock().await;
         if let Some(known) = answer.as_ref().filter(|a| a.until > Instant::now()) {
             return Ok(known.principal.clone());
         }
         match self.upstream.whoami(token).await {
             Ok(who) => {
+                self.telemetry
+                    .token_check(if who.is_some() { "valid" } else { "invalid" });
+                self.remember(&key, who.as_ref());
                 let principal = who.map(Principal::from);
-                self.telemetry.token_check(if principal.is_some() {
-                    "valid"
-                } else {
-                    "invalid"
-                });
                 *answer = Some(Answer {
                     principal: principal.clone(),
                     until: Instant::now() + self.ttl,

@@ -1,0 +1,317 @@
+//! Relays over real server processes: server → relay → relay, an SDK stream on the
+//! second relay sees a kill made on the server as its next event and can move to
+//! the first relay and resume; writes are refused naming the upstream; a relay
+//! started while its upstream is down serves its last snapshot (readiness says
+//! `degraded` with revision and age) and catches up; an upstream restarted is
+//! resumed without a full reload; SDK metrics reach the server exactly once; a bad
+//! token is checked upstream once, not per request.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use switchyard_testkit::eventually;
+use switchyard_testkit::in_process::{boolean_flag, ADMIN};
+use switchyard_testkit::server_process::{Launch, ServerProcess};
+use switchyard_testkit::sse::{self, SseStream};
+
+const ENV: &str = "production";
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Sends a request with `token`; status and JSON body.
+async fn call(base: &str, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `production` with the flag `checkout`, and an sdk token for it.
+async fn seed(base: &str) -> String {
+    let (status, body) = call(base, "PUT", &format!("/v1/admin/envs/{ENV}"), ADMIN, Value::Null).await;
+    assert!(status == 201 || status == 200, "{body}");
+    let path = format!("/v1/admin/envs/{ENV}/flags/checkout");
+    let (status, body) = call(base, "PUT", &path, ADMIN, boolean_flag("checkout")).await;
+    assert_eq!(status, 201, "{body}");
+    let token = json!({"name": "relay-sdk", "kind": "sdk", "env": ENV});
+    let (status, body) = call(base, "POST", "/v1/admin/tokens", ADMIN, token).await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// A relay of `upstream` reading it with `token`, its state in `data`.
+async fn relay(data: &Path, upstream: &str, token: &str, http_addr: Option<std::net::SocketAddr>) -> ServerProcess {
+    let mut launch = Launch {
+        args: &[],
+        admin_token: None,
+        ..Launch::default()
+    };
+    if let Some(addr) = http_addr {
+        launch.http_addr = addr;
+    }
+    let args = [
+        "--upstream",
+        upstream,
+        "--upstream-token",
+        token,
+        "--upstream-metrics-interval",
+        "200ms",
+    ];
+    launch.args = &args;
+    ServerProcess::start_with(data, launch).await
+}
+
+/// The environment's revision as the server at `base` serves it.
+async fn revision(base: &str, token: &str) -> Option<u64> {
+    let (status, body) = call(base, "GET", "/v1/sdk/snapshot", token, Value::Null).await;
+    (status == 200).then(|| body["revision"].as_u64()).flatten()
+}
+
+/// Opens the SDK stream of the server at `base`, resuming after `after`.
+async fn stream(base: &str, token: &str, after: Option<u64>) -> SseStream {
+    let mut request = reqwest::Client::new()
+        .get(format!("{base}/v1/sdk/stream"))
+        .bearer_auth(token);
+    if let Some(after) = after {
+        request = request.header("last-event-id", after.to_string());
+    }
+    sse::open(request).await
+}
+
+/// Whether the flag `checkout` in a document is killed (`enabled: false`).
+fn killed(document: &Value) -> bool {
+    document["flags"]
+        .as_array()
+        .and_then(|flags| flags.iter().find(|f| f["key"] == "checkout"))
+        .is_some_and(|flag| flag["enabled"] == json!(false))
+}
+
+/// One sample of `/metrics` at `base` whose line starts with `series`.
+async fn sample(base: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+async fn readiness(base: &str) -> Value {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn stop(mut server: ServerProcess) {
+    server.signal(Signal::SIGTERM);
+    let status = server.wait().await;
+    assert!(status.success(), "stopped with {status}:\n{}", server.output());
+}
+
+#[tokio::test]
+async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server")).await;
+    let sdk = seed(&server.base).await;
+    // The first relay reads every environment (admin token), the second one
+    // environment through the first (sdk token).
+    let first = relay(&dir.path().join("first"), &server.base, ADMIN, None).await;
+    let second = relay(&dir.path().join("second"), &first.base, &sdk, None).await;
+    let at_start = revision(&server.base, &sdk).await.expect("server revision");
+    let on_second: u64 = eventually(PATIENCE, "the second relay at the server's revision", || async {
+        revision(&second.base, &sdk).await.filter(|r| *r == at_start)
+    })
+    .await;
+    assert_eq!(on_second, at_start);
+
+    let mut events = stream(&second.base, &sdk, None).await;
+    let snapshot = events.next_event().await;
+    assert_eq!((snapshot.event.as_str(), snapshot.id()), ("snapshot", at_start));
+    assert!(!killed(&snapshot.json()));
+
+    let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
+    let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let change = events.next_event().await;
+    assert_eq!(
+        (change.event.as_str(), change.id()),
+        ("change", at_start + 1),
+        "the kill is the next event, with the server's revision: {change:?}"
+    );
+    assert!(killed(&change.json()), "{}", change.data);
+
+    // Evaluation on the second relay (OFREP) serves the kill.
+    let (status, body) = call(
+        &second.base,
+        "POST",
+        "/ofrep/v1/evaluate/flags/checkout",
+        &sdk,
+        json!({"context": {"targetingKey": "u1", "groups": ["beta"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], json!(false), "{body}");
+
+    // An SDK that moves to the first relay resumes after what it has: no snapshot.
+    let mut moved = stream(&first.base, &sdk, Some(at_start)).await;
+    let resumed = moved.next_event().await;
+    assert_eq!((resumed.event.as_str(), resumed.id()), ("change", at_start + 1));
+
+    // Writes go to the server.
+    let put = format!("/v1/admin/envs/{ENV}/flags/another");
+    for relay in [&first, &second] {
+        let (status, body) = call(&relay.base, "PUT", &put, ADMIN, boolean_flag("another")).await;
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["error"]["code"], "relay_read_only", "{body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        let upstream = if std::ptr::eq(relay, &first) { &server.base } else { &first.base };
+        assert!(message.contains(upstream.as_str()), "names the upstream: {message}");
+    }
+    let (status, _) = call(&server.base, "GET", &put, ADMIN, Value::Null).await;
+    assert_eq!(status, 404, "nothing was written anywhere");
+
+    // A bad token: asked upstream once, then answered from the cache.
+    for _ in 0..5 {
+        let (status, _) = call(&second.base, "GET", "/v1/sdk/snapshot", "swy_bad_token", Value::Null).await;
+        assert_eq!(status, 401);
+    }
+    let checks = sample(&second.base, "switchyard_relay_token_checks_total{result=\"invalid\"}").await;
+    assert_eq!(checks, Some(1.0), "one check for five requests");
+    let behind = sample(&second.base, &format!("switchyard_relay_revisions_behind{{env=\"{ENV}\"}}")).await;
+    assert_eq!(behind, Some(0.0));
+    assert_eq!(readiness(&second.base).await["status"], "ready");
+
+    drop(events);
+    drop(moved);
+    stop(second).await;
+    stop(first).await;
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn a_relay_started_while_the_upstream_is_down_serves_its_last_snapshot_and_catches_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server_data = dir.path().join("server");
+    let server = ServerProcess::start(&server_data).await;
+    let sdk = seed(&server.base).await;
+    let relay_data = dir.path().join("relay");
+    let first_run = relay(&relay_data, &server.base, &sdk, None).await;
+    let at_start = revision(&server.base, &sdk).await.expect("server revision");
+    // The relay knows the sdk token once it has been used through it.
+    assert_eq!(revision(&first_run.base, &sdk).await, Some(at_start));
+    stop(first_run).await;
+    let (addr, grpc_addr) = (server.addr, server.grpc_addr.expect("grpc address"));
+    stop(server).await;
+
+    // Upstream down: the relay starts from disk, degraded, and serves.
+    let relay = relay(&relay_data, &format!("http://{addr}"), &sdk, None).await;
+    let ready = readiness(&relay.base).await;
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let env = &ready["upstream"]["environments"][0];
+    assert_eq!((env["name"].as_str(), env["revision"].as_u64(), env["connected"].as_bool()), (Some(ENV), Some(at_start), Some(false)), "{ready}");
+    assert!(env["age_seconds"].is_u64(), "{ready}");
+    assert_eq!(revision(&relay.base, &sdk).await, Some(at_start), "the last snapshot is served");
+    let mut events = stream(&relay.base, &sdk, None).await;
+    assert_eq!(events.next_event().await.id(), at_start);
+
+    // The upstream comes back where it was; the relay catches up, and a kill made
+    // there reaches the relay's stream as a change (the stream stayed open).
+    let server = ServerProcess::start_on(&server_data, addr, grpc_addr).await;
+    eventually(PATIENCE, "the relay in step again", || async {
+        let ready = readiness(&relay.base).await;
+        (ready["status"] == "ready").then_some(()).ok_or(ready.to_string())
+    })
+    .await;
+    let snapshots = sample(&relay.base, "switchyard_relay_snapshots_received_total").await;
+    let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
+    let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let change = events.next_event().await;
+    assert_eq!((change.event.as_str(), change.id()), ("change", at_start + 1));
+    assert!(killed(&change.json()));
+    assert_eq!(
+        sample(&relay.base, "switchyard_relay_snapshots_received_total").await,
+        snapshots,
+        "the restarted upstream was resumed, not reloaded"
+    );
+
+    drop(events);
+    stop(relay).await;
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn metrics_from_sdks_on_relays_reach_the_server_exactly_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server")).await;
+    let sdk = seed(&server.base).await;
+    let first = relay(&dir.path().join("first"), &server.base, ADMIN, None).await;
+    let second = relay(&dir.path().join("second"), &first.base, &sdk, None).await;
+    let batch = |count: u64| {
+        json!({"exposures": [{"flag": "checkout", "variant": "on", "count": count}],
+               "events": [{"event": "purchase", "flag": "checkout", "variant": "on", "count": 1}]})
+    };
+    let mut sent = 0;
+    for (relay, count) in [(&first, 3), (&second, 4), (&second, 5), (&first, 6)] {
+        let (status, body) = call(&relay.base, "POST", "/v1/sdk/metrics", &sdk, batch(count)).await;
+        assert_eq!(status, 202, "{body}");
+        sent += count;
+    }
+    let metrics = format!("/v1/admin/envs/{ENV}/flags/checkout/metrics?window=5m");
+    let counted = |body: &Value| {
+        (
+            body["variants"]["on"]["exposures"].as_u64().unwrap_or(0),
+            body["variants"]["on"]["events"]["purchase"].as_u64().unwrap_or(0),
+        )
+    };
+    eventually(PATIENCE, "every exposure at the server", || async {
+        let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
+        (counted(&body).0 >= sent).then_some(()).ok_or(body.to_string())
+    })
+    .await;
+    // Once the relays have nothing left to send, the counts are exact.
+    for relay in [&second, &first] {
+        eventually(PATIENCE, "the relay's batches forwarded", || async {
+            sample(&relay.base, "switchyard_relay_metrics_forwarded_batches_total")
+                .await
+                .filter(|n| *n >= 1.0)
+        })
+        .await;
+    }
+    let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
+    assert_eq!(counted(&body), (sent, 4), "{body}");
+
+    // A batch sent again under its idempotency key (a lost answer) counts once.
+    let again = reqwest::Client::new()
+        .post(server.url(&format!("/v1/sdk/metrics?env={ENV}")))
+        .bearer_auth(ADMIN)
+        .header("idempotency-key", "relay-batch-1");
+    for _ in 0..2 {
+        let response = again.try_clone().expect("clone").json(&batch(10)).send().await.expect("sent");
+        assert_eq!(response.status(), 202);
+    }
+    let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
+    assert_eq!(counted(&body), (sent + 10, 5), "{body}");
+    for relay in [&first, &second] {
+        assert_eq!(
+            sample(&relay.base, "switchyard_relay_metrics_dropped_entries_total").await,
+            Some(0.0)
+        );
+    }
+    stop(second).await;
+    stop(first).await;
+    stop(server).await;
+}
