@@ -71,6 +71,8 @@ const ENV: &str = "bench";
 const TARGET: &str = "kill-target";
 /// How long a process may take to start, and a replica to catch up with A.
 const START_DEADLINE: Duration = Duration::from_secs(60);
+/// The relays' names.
+const RELAYS: [&str; 8] = ["R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8"];
 /// File descriptors the tool and each server need besides the client connections.
 const FD_SPARE: u64 = 128;
 
@@ -78,7 +80,7 @@ const FD_SPARE: u64 = 128;
 #[derive(Debug, Parser)]
 #[command(name = "propagation", args_override_self = true)]
 struct Args {
-    /// Streaming clients (1..=20000).
+    /// Streaming clients (1..=50000).
     #[arg(long, default_value_t = 1000)]
     clients: usize,
     /// How the clients stream: SSE (`GET /v1/sdk/stream`) or gRPC `switchyard.v1.Sync`.
@@ -88,6 +90,10 @@ struct Args {
     /// sharing it (writes go to A, clients spread over A, B and C).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// Relays of A (each `--upstream A`, 1..=8): clients spread over the relays only,
+    /// writes on A. Needs `--replicas 1`.
+    #[arg(long, default_value_t = 0)]
+    relays: usize,
     /// Sequential writes on A, alternating kill and revive (1..=100000).
     #[arg(long, default_value_t = 50)]
     writes: usize,
@@ -132,11 +138,14 @@ impl Args {
     }
 
     fn check(&self) -> Result<()> {
-        if !(1..=20_000).contains(&self.clients) {
-            bail!("--clients must be within 1..=20000");
+        if !(1..=50_000).contains(&self.clients) {
+            bail!("--clients must be within 1..=50000");
         }
         if self.replicas != 1 && self.replicas != 3 {
             bail!("--replicas must be 1 or 3");
+        }
+        if self.relays > RELAYS.len() || (self.relays > 0 && self.replicas != 1) {
+            bail!("--relays must be within 0..=8, and relays need --replicas 1");
         }
         if !(1..=100_000).contains(&self.writes) {
             bail!("--writes must be within 1..=100000");
@@ -211,7 +220,21 @@ async fn run(args: Args) -> Result<()> {
         );
         replicas.push(replica);
     }
-    let result = measure(&args, &replicas).await;
+    for name in RELAYS.into_iter().take(args.relays) {
+        let store = ReplicaStore::Relay {
+            upstream: replicas[0].url(""),
+            data: dir.path().join(name),
+        };
+        let relay = Replica::start(name, &args.server_bin, &store).await?;
+        eprintln!("propagation: relay {name} of A listening");
+        replicas.push(relay);
+    }
+    let (a, clients_on) = match replicas.split_first() {
+        Some((a, relays)) if args.relays > 0 => (a, relays),
+        Some((a, _)) => (a, replicas.as_slice()),
+        None => bail!("no server started"),
+    };
+    let result = measure(&args, a, clients_on).await;
     if result.is_err() {
         for replica in &replicas {
             eprintln!(

@@ -61,8 +61,8 @@ async fn compile_histogram(http: &reqwest::Client, replica: &Replica) -> Option<
     ))
 }
 
-pub(crate) async fn measure(args: &Args, replicas: &[Replica]) -> Result<()> {
-    let a = &replicas[0];
+/// Writes on `a`; clients spread over `replicas` (A among them, or A's relays).
+pub(crate) async fn measure(args: &Args, a: &Replica, replicas: &[Replica]) -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -78,7 +78,7 @@ pub(crate) async fn measure(args: &Args, replicas: &[Replica]) -> Result<()> {
         .ok_or_else(|| anyhow!("token creation answered no token"))?
         .to_owned();
     let (mut revision, snapshot_bytes) = snapshot_revision(&http, a, &token).await?;
-    for replica in &replicas[1..] {
+    for replica in replicas.iter().filter(|r| r.name != a.name) {
         caught_up(&http, replica, &token, revision).await?;
     }
     let seeded = sample_servers(&http, replicas).await;
@@ -302,10 +302,11 @@ pub(crate) async fn measure(args: &Args, replicas: &[Replica]) -> Result<()> {
 
     // The summary: one greppable line per metric.
     println!(
-        "summary run protocol={} replicas={} clients={} flags={} writes={} completed={} \
+        "summary run protocol={} replicas={} relays={} clients={} flags={} writes={} completed={} \
          grpc_channels={} connect_concurrency={}",
         args.protocol.name(),
-        replicas.len(),
+        args.replicas,
+        args.relays,
         args.clients,
         args.flags,
         args.writes,
@@ -339,6 +340,18 @@ pub(crate) async fn measure(args: &Args, replicas: &[Replica]) -> Result<()> {
         snapshot_bytes as f64 / 1024.0
     );
     for (i, replica) in replicas.iter().enumerate() {
+        let streams = (0..args.clients)
+            .filter(|client| client % replicas.len() == i)
+            .count();
+        let added = after_connect[i].rss_kib.saturating_sub(seeded[i].rss_kib);
+        if streams > 0 {
+            println!(
+                "summary memory_per_stream_kib[replica={}] {:.2} ({streams} streams, +{:.1} MiB VmRSS)",
+                replica.name,
+                added as f64 / streams as f64,
+                added as f64 / 1024.0
+            );
+        }
         for (phase, samples) in [
             ("seeded", &seeded),
             ("connected", &after_connect),

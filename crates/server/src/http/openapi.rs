@@ -470,7 +470,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 38, "every operation was checked");
+        assert_eq!(operations, 39, "every operation was checked");
     }
 
     /// Path parameters that name things carry the name pattern, and the links that
