@@ -10,6 +10,8 @@
 # Usage: benches/load/propagation.sh [propagation options]   (all passed through), e.g.
 #   benches/load/propagation.sh --clients 1000 --protocol sse  --replicas 1 --writes 50
 #   benches/load/propagation.sh --clients 1000 --protocol grpc --replicas 3 --writes 50
+#   benches/load/propagation.sh --replicas 1 --relays 3 --clients 3000 --writes 50
+#     (1 server + 3 relays following it; clients on the relays, writes on the server)
 # Defaults: --clients 1000 --protocol sse --replicas 3 --writes 50 --flags 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

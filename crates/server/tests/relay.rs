@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
+use switchyard_server::grpc::convert::{json_to_struct, to_json};
+use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
+use switchyard_server::grpc::proto::switchyard::EvaluateRequest;
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{boolean_flag, ADMIN};
 use switchyard_testkit::server_process::{Launch, ServerProcess};
@@ -164,6 +167,29 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["value"], json!(false), "{body}");
+    // And gRPC evaluation, its token checked through both relays.
+    let grpc = second.grpc_addr.expect("gRPC address");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .expect("url")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut request = tonic::Request::new(EvaluateRequest {
+        flag_key: "checkout".to_owned(),
+        context: Some(json_to_struct(
+            json!({"targetingKey": "u1", "groups": ["beta"]}).as_object().expect("object"),
+        )),
+        environment: String::new(),
+    });
+    let bearer = format!("Bearer {sdk}").parse().expect("metadata");
+    request.metadata_mut().insert("authorization", bearer);
+    let answer = EvaluationClient::new(channel)
+        .evaluate(request)
+        .await
+        .expect("gRPC evaluation on the relay")
+        .into_inner();
+    let result = answer.result.expect("a result");
+    assert_eq!(result.value.as_ref().map(to_json), Some(json!(false)), "{result:?}");
 
     // An SDK that moves to the first relay resumes after what it has: no snapshot.
     let mut moved = stream(&first.base, &sdk, Some(at_start)).await;
