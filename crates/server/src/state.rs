@@ -67,6 +67,30 @@ impl AppState {
         }
     }
 
+    /// A stream ticket for `principal` (OFREP `eventStreams`): its token's, here or,
+    /// on a relay, as the upstream vouched for it.
+    pub fn ticket(&self, principal: &Principal, now_ms: u64) -> Option<String> {
+        self.tokens.ticket(principal, now_ms).or_else(|| {
+            self.relay
+                .as_ref()
+                .and_then(|relay| relay.tokens.ticket(principal, now_ms))
+        })
+    }
+
+    /// The principal a stream ticket stands for.
+    pub fn redeem(
+        &self,
+        ticket: &str,
+        now_ms: u64,
+    ) -> Result<Principal, crate::auth::ticket::TicketError> {
+        match (self.tokens.redeem(ticket, now_ms), &self.relay) {
+            (Err(crate::auth::ticket::TicketError::Invalid), Some(relay)) => {
+                relay.tokens.redeem(ticket, now_ms)
+            }
+            (answer, _) => answer,
+        }
+    }
+
     /// Whether the server has loaded its state and can serve.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

@@ -140,6 +140,15 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
     .await;
     assert_eq!(on_second, at_start);
 
+    // An OFREP provider on the second relay is told where to listen for changes.
+    let (status, bulk) = call(&second.base, "POST", "/ofrep/v1/evaluate/flags", &sdk, json!({"context": {"targetingKey": "u1"}})).await;
+    assert_eq!(status, 200, "{bulk}");
+    let uri = bulk["eventStreams"][0]["endpoint"]["requestUri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the bulk answer announces an event stream: {bulk}"))
+        .to_owned();
+    let mut ofrep_events = sse::open(reqwest::Client::new().get(second.url(&uri))).await;
+
     let mut events = stream(&second.base, &sdk, None).await;
     let snapshot = events.next_event().await;
     assert_eq!((snapshot.event.as_str(), snapshot.id()), ("snapshot", at_start));
@@ -155,6 +164,9 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
         "the kill is the next event, with the server's revision: {change:?}"
     );
     assert!(killed(&change.json()), "{}", change.data);
+    let refetch = ofrep_events.next_event().await;
+    assert_eq!(refetch.id(), at_start + 1, "{refetch:?}");
+    assert!(refetch.data.contains("refetchEvaluation"), "{refetch:?}");
 
     // Evaluation on the second relay (OFREP) serves the kill.
     let (status, body) = call(
@@ -222,6 +234,7 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
 
     drop(events);
     drop(moved);
+    drop(ofrep_events);
     stop(second).await;
     stop(first).await;
     stop(server).await;

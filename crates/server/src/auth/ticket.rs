@@ -5,7 +5,8 @@
 //! live in the shared store), revoking the token ends its tickets, and the URL never
 //! holds the token itself. Expiries are rounded to whole days so that the ticket, and
 //! the stream URL a provider compares to decide whether to reconnect, stays the same
-//! for a day.
+//! for a day. A relay issues and checks its own, keyed by the hash of a token its
+//! upstream vouched for (`relay/tokens.rs`).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -40,41 +41,61 @@ fn mac(key: &str, id: &str, expires_ms: u64) -> Hmac<Sha256> {
     mac
 }
 
+/// A ticket for the token with public `id` whose stored hash is `hash`, valid for
+/// one to two days from `now_ms`.
+pub fn issue(hash: &str, id: &str, now_ms: u64) -> String {
+    let expires_ms = (now_ms / DAY_MS + 2) * DAY_MS;
+    let tag = mac(hash, id, expires_ms).finalize().into_bytes();
+    format!("{id}.{expires_ms}.{}", hex::encode(tag))
+}
+
+/// The principal `ticket` stands for at `now_ms`; `lookup` gives the stored hash and
+/// principal of a token id it knows.
+pub fn check(
+    ticket: &str,
+    now_ms: u64,
+    lookup: impl FnOnce(&str) -> Option<(String, Principal)>,
+) -> Result<Principal, TicketError> {
+    let mut parts = ticket.split('.');
+    let (Some(id), Some(expires), Some(tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TicketError::Malformed);
+    };
+    let expires_ms: u64 = expires.parse().map_err(|_| TicketError::Malformed)?;
+    let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
+    let (hash, principal) = lookup(id).ok_or(TicketError::Invalid)?;
+    mac(&hash, id, expires_ms)
+        .verify_slice(&tag)
+        .map_err(|_| TicketError::Invalid)?;
+    if now_ms >= expires_ms {
+        return Err(TicketError::Expired);
+    }
+    Ok(principal)
+}
+
 impl Tokens {
     /// A ticket for `principal`'s token, valid for one to two days from `now_ms`;
-    /// `None` for a token without an id (the bootstrap admin token).
+    /// `None` for a token without an id (the bootstrap admin token) or not stored here.
     pub fn ticket(&self, principal: &Principal, now_ms: u64) -> Option<String> {
         let id = principal.token_id.as_deref()?;
-        let expires_ms = (now_ms / DAY_MS + 2) * DAY_MS;
         // Every bulk evaluation asks: read the record in place, no copy.
-        let tag = mac(&self.by_id.load().get(id)?.hash, id, expires_ms)
-            .finalize()
-            .into_bytes();
-        Some(format!("{id}.{expires_ms}.{}", hex::encode(tag)))
+        Some(issue(&self.by_id.load().get(id)?.hash, id, now_ms))
     }
 
     /// The principal a ticket stands for at `now_ms`.
     pub fn redeem(&self, ticket: &str, now_ms: u64) -> Result<Principal, TicketError> {
-        let mut parts = ticket.split('.');
-        let (Some(id), Some(expires), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TicketError::Malformed);
-        };
-        let expires_ms: u64 = expires.parse().map_err(|_| TicketError::Malformed)?;
-        let tag = hex::decode(tag).map_err(|_| TicketError::Malformed)?;
-        let record = self.record(id).ok_or(TicketError::Invalid)?;
-        mac(&record.hash, id, expires_ms)
-            .verify_slice(&tag)
-            .map_err(|_| TicketError::Invalid)?;
-        if now_ms >= expires_ms {
-            return Err(TicketError::Expired);
-        }
-        Ok(Principal {
-            name: record.name,
-            token_id: Some(record.id),
-            kind: record.kind,
-            env: record.env,
+        check(ticket, now_ms, |id| {
+            let record = self.record(id)?;
+            Some((
+                record.hash,
+                Principal {
+                    name: record.name,
+                    token_id: Some(record.id),
+                    kind: record.kind,
+                    env: record.env,
+                },
+            ))
         })
     }
 }

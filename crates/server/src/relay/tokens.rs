@@ -16,8 +16,23 @@ use sha2::{Digest, Sha256};
 
 use super::upstream::{Upstream, UpstreamError};
 use super::RelayTelemetry;
+use crate::auth::ticket::{self, TicketError};
 use crate::auth::Principal;
 use crate::http::whoami::WhoAmI;
+
+/// The id of a relayed token's principal: this prefix and the start of its hash (so
+/// stream tickets can name it, `auth/ticket.rs`).
+const RELAYED_ID: &str = "relayed-";
+/// Hex digits of the hash in that id.
+const RELAYED_ID_HEX: usize = 24;
+
+/// The principal of a token the upstream vouched for; `hash` is its hex SHA-256.
+fn relayed(hash: &str, who: WhoAmI) -> Principal {
+    Principal {
+        token_id: Some(format!("{RELAYED_ID}{}", &hash[..RELAYED_ID_HEX.min(hash.len())])),
+        ..Principal::from(who)
+    }
+}
 
 /// The most tokens remembered; past it, expired answers are dropped first.
 const MAX_TOKENS: usize = 100_000;
@@ -56,7 +71,7 @@ impl TokenCache {
             .filter_map(|(hash, who)| {
                 let key: [u8; 32] = hex::decode(hash).ok()?.try_into().ok()?;
                 let answer = Answer {
-                    principal: Some(Principal::from(who.clone())),
+                    principal: Some(relayed(hash, who.clone())),
                     until: now,
                 };
                 Some((key, Arc::new(tokio::sync::Mutex::new(Some(answer)))))
@@ -129,7 +144,7 @@ impl TokenCache {
                 self.telemetry
                     .token_check(if who.is_some() { "valid" } else { "invalid" });
                 self.remember(&key, who.as_ref());
-                let principal = who.map(Principal::from);
+                let principal = who.map(|who| relayed(&hex::encode(key), who));
                 *answer = Some(Answer {
                     principal: principal.clone(),
                     until: Instant::now() + self.ttl,
@@ -145,5 +160,35 @@ impl TokenCache {
                 }
             }
         }
+    }
+
+    /// The hash and record of the known token a relayed id names.
+    fn known_by_id(&self, id: &str) -> Option<(String, WhoAmI)> {
+        let prefix = id.strip_prefix(RELAYED_ID)?;
+        if prefix.len() != RELAYED_ID_HEX {
+            return None;
+        }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known
+            .range(prefix.to_owned()..)
+            .next()
+            .filter(|(hash, _)| hash.starts_with(prefix))
+            .map(|(hash, who)| (hash.clone(), who.clone()))
+    }
+
+    /// A stream ticket for a relayed principal (OFREP `eventStreams`).
+    pub fn ticket(&self, principal: &Principal, now_ms: u64) -> Option<String> {
+        let id = principal.token_id.as_deref()?;
+        let (hash, _) = self.known_by_id(id)?;
+        Some(ticket::issue(&hash, id, now_ms))
+    }
+
+    /// The relayed principal a stream ticket stands for.
+    pub fn redeem(&self, presented: &str, now_ms: u64) -> Result<Principal, TicketError> {
+        ticket::check(presented, now_ms, |id| {
+            let (hash, who) = self.known_by_id(id)?;
+            let principal = relayed(&hash, who);
+            Some((hash, principal))
+        })
     }
 }

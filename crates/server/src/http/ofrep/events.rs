@@ -58,7 +58,6 @@ pub struct Endpoint {
 /// The event streams to announce to `principal`: none for a token without an id.
 pub fn announce(state: &AppState, principal: &Principal) -> Vec<EventStream> {
     state
-        .tokens
         .ticket(principal, now_ms())
         .map(|ticket| EventStream {
             kind: "sse",
@@ -130,7 +129,6 @@ pub async fn stream(
         ))
     })?;
     let principal = state
-        .tokens
         .redeem(&query.ticket, now_ms())
         .map_err(|e| ApiError::unauthorized(e.to_string()))?;
     let current = environment(&state, &principal)?;
