@@ -43,7 +43,10 @@ pub(crate) enum ReplicaStore {
     Embedded(PathBuf),
     Redis(String),
     /// A relay of the server at `upstream`, keeping its snapshots in `data`.
-    Relay { upstream: String, data: PathBuf },
+    Relay {
+        upstream: String,
+        data: PathBuf,
+    },
 }
 
 /// A `switchyard-server`. Dropping it sends SIGKILL.
@@ -65,10 +68,12 @@ impl Replica {
         match store {
             ReplicaStore::Embedded(dir) => command.arg("--data-dir").arg(dir),
             ReplicaStore::Redis(url) => command.args(["--redis-url", url]),
-            ReplicaStore::Relay { upstream, data } => command
-                .arg("--data-dir")
-                .arg(data)
-                .args(["--upstream", upstream, "--upstream-token", ADMIN]),
+            ReplicaStore::Relay { upstream, data } => command.arg("--data-dir").arg(data).args([
+                "--upstream",
+                upstream,
+                "--upstream-token",
+                ADMIN,
+            ]),
         };
         let mut child = command
             .args([

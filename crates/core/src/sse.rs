@@ -43,11 +43,7 @@ impl SseParser {
     }
 
     /// Parses `bytes`, appending complete events to `out`.
-    pub fn feed(
-        &mut self,
-        mut bytes: &[u8],
-        out: &mut Vec<SseEvent>,
-    ) -> Result<(), &'static str> {
+    pub fn feed(&mut self, mut bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), &'static str> {
         if self.after_cr {
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;

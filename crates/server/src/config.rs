@@ -60,7 +60,11 @@ pub struct Args {
 
     /// The most metric entries a relay holds for the upstream; more are dropped and
     /// counted (`switchyard_relay_metrics_dropped_entries_total`).
-    #[arg(long, env = "SWITCHYARD_UPSTREAM_METRICS_CAP", default_value_t = 100_000)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_METRICS_CAP",
+        default_value_t = 100_000
+    )]
     pub upstream_metrics_cap: usize,
 
     /// Directory of the embedded store (created if missing; unused with `--redis-url`;

@@ -135,7 +135,9 @@ impl RelayTelemetry {
 
     /// Counts one token check.
     pub fn token_check(&self, result: &'static str) {
-        self.token_checks.get_or_create(&CheckLabels { result }).inc();
+        self.token_checks
+            .get_or_create(&CheckLabels { result })
+            .inc();
     }
 }
 
@@ -257,10 +259,12 @@ impl Relay {
             let labels = EnvLabels { env: env.clone() };
             let local = installed.get(&env).copied().unwrap_or(0);
             let t = &self.telemetry;
-            t.connected.get_or_create(&labels).set(i64::from(link.connected));
-            t.revisions_behind
+            t.connected
                 .get_or_create(&labels)
-                .set(i64::try_from(link.upstream_revision.saturating_sub(local)).unwrap_or(i64::MAX));
+                .set(i64::from(link.connected));
+            t.revisions_behind.get_or_create(&labels).set(
+                i64::try_from(link.upstream_revision.saturating_sub(local)).unwrap_or(i64::MAX),
+            );
             t.seconds_since_upstream
                 .get_or_create(&labels)
                 .set(now.saturating_sub(link.heard_ms) as f64 / 1000.0);

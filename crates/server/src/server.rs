@@ -97,7 +97,8 @@ impl Server {
         admin_token: Option<&str>,
     ) -> anyhow::Result<Server> {
         let telemetry = Arc::new(Telemetry::default());
-        let relay = Arc::new(Relay::new(config, telemetry.relay.clone()).map_err(anyhow::Error::msg)?);
+        let relay =
+            Arc::new(Relay::new(config, telemetry.relay.clone()).map_err(anyhow::Error::msg)?);
         let store = Arc::new(UpstreamStore::new(Arc::clone(&relay)));
         let server = Server::assemble(store, admin_token, telemetry, Some(Arc::clone(&relay)))
             .await

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::auth::{Principal, Tokens};
-use crate::error::ApiError;
 use crate::console::session::Sessions;
 use crate::environments::Environments;
+use crate::error::ApiError;
 use crate::orchestrator::OrchestratorClient;
 use crate::telemetry::Telemetry;
 

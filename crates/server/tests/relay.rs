@@ -39,7 +39,14 @@ async fn call(base: &str, method: &str, path: &str, token: &str, body: Value) ->
 
 /// `production` with the flag `checkout`, and an sdk token for it.
 async fn seed(base: &str) -> String {
-    let (status, body) = call(base, "PUT", &format!("/v1/admin/envs/{ENV}"), ADMIN, Value::Null).await;
+    let (status, body) = call(
+        base,
+        "PUT",
+        &format!("/v1/admin/envs/{ENV}"),
+        ADMIN,
+        Value::Null,
+    )
+    .await;
     assert!(status == 201 || status == 200, "{body}");
     let path = format!("/v1/admin/envs/{ENV}/flags/checkout");
     let (status, body) = call(base, "PUT", &path, ADMIN, boolean_flag("checkout")).await;
@@ -51,7 +58,12 @@ async fn seed(base: &str) -> String {
 }
 
 /// A relay of `upstream` reading it with `token`, its state in `data`.
-async fn relay(data: &Path, upstream: &str, token: &str, http_addr: Option<std::net::SocketAddr>) -> ServerProcess {
+async fn relay(
+    data: &Path,
+    upstream: &str,
+    token: &str,
+    http_addr: Option<std::net::SocketAddr>,
+) -> ServerProcess {
     let mut launch = Launch {
         args: &[],
         admin_token: None,
@@ -121,7 +133,11 @@ async fn readiness(base: &str) -> Value {
 async fn stop(mut server: ServerProcess) {
     server.signal(Signal::SIGTERM);
     let status = server.wait().await;
-    assert!(status.success(), "stopped with {status}:\n{}", server.output());
+    assert!(
+        status.success(),
+        "stopped with {status}:\n{}",
+        server.output()
+    );
 }
 
 #[tokio::test]
@@ -134,14 +150,27 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
     let first = relay(&dir.path().join("first"), &server.base, ADMIN, None).await;
     let second = relay(&dir.path().join("second"), &first.base, &sdk, None).await;
     let at_start = revision(&server.base, &sdk).await.expect("server revision");
-    let on_second: u64 = eventually(PATIENCE, "the second relay at the server's revision", || async {
-        revision(&second.base, &sdk).await.filter(|r| *r == at_start)
-    })
+    let on_second: u64 = eventually(
+        PATIENCE,
+        "the second relay at the server's revision",
+        || async {
+            revision(&second.base, &sdk)
+                .await
+                .filter(|r| *r == at_start)
+        },
+    )
     .await;
     assert_eq!(on_second, at_start);
 
     // An OFREP provider on the second relay is told where to listen for changes.
-    let (status, bulk) = call(&second.base, "POST", "/ofrep/v1/evaluate/flags", &sdk, json!({"context": {"targetingKey": "u1"}})).await;
+    let (status, bulk) = call(
+        &second.base,
+        "POST",
+        "/ofrep/v1/evaluate/flags",
+        &sdk,
+        json!({"context": {"targetingKey": "u1"}}),
+    )
+    .await;
     assert_eq!(status, 200, "{bulk}");
     let uri = bulk["eventStreams"][0]["endpoint"]["requestUri"]
         .as_str()
@@ -151,7 +180,10 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
 
     let mut events = stream(&second.base, &sdk, None).await;
     let snapshot = events.next_event().await;
-    assert_eq!((snapshot.event.as_str(), snapshot.id()), ("snapshot", at_start));
+    assert_eq!(
+        (snapshot.event.as_str(), snapshot.id()),
+        ("snapshot", at_start)
+    );
     assert!(!killed(&snapshot.json()));
 
     let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
@@ -189,7 +221,9 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
     let mut request = tonic::Request::new(EvaluateRequest {
         flag_key: "checkout".to_owned(),
         context: Some(json_to_struct(
-            json!({"targetingKey": "u1", "groups": ["beta"]}).as_object().expect("object"),
+            json!({"targetingKey": "u1", "groups": ["beta"]})
+                .as_object()
+                .expect("object"),
         )),
         environment: String::new(),
     });
@@ -201,12 +235,19 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
         .expect("gRPC evaluation on the relay")
         .into_inner();
     let result = answer.result.expect("a result");
-    assert_eq!(result.value.as_ref().map(to_json), Some(json!(false)), "{result:?}");
+    assert_eq!(
+        result.value.as_ref().map(to_json),
+        Some(json!(false)),
+        "{result:?}"
+    );
 
     // An SDK that moves to the first relay resumes after what it has: no snapshot.
     let mut moved = stream(&first.base, &sdk, Some(at_start)).await;
     let resumed = moved.next_event().await;
-    assert_eq!((resumed.event.as_str(), resumed.id()), ("change", at_start + 1));
+    assert_eq!(
+        (resumed.event.as_str(), resumed.id()),
+        ("change", at_start + 1)
+    );
 
     // Writes go to the server.
     let put = format!("/v1/admin/envs/{ENV}/flags/another");
@@ -215,20 +256,42 @@ async fn a_chain_of_relays_serves_reads_with_the_servers_revisions_and_refuses_w
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["error"]["code"], "relay_read_only", "{body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
-        let upstream = if std::ptr::eq(relay, &first) { &server.base } else { &first.base };
-        assert!(message.contains(upstream.as_str()), "names the upstream: {message}");
+        let upstream = if std::ptr::eq(relay, &first) {
+            &server.base
+        } else {
+            &first.base
+        };
+        assert!(
+            message.contains(upstream.as_str()),
+            "names the upstream: {message}"
+        );
     }
     let (status, _) = call(&server.base, "GET", &put, ADMIN, Value::Null).await;
     assert_eq!(status, 404, "nothing was written anywhere");
 
     // A bad token: asked upstream once, then answered from the cache.
     for _ in 0..5 {
-        let (status, _) = call(&second.base, "GET", "/v1/sdk/snapshot", "swy_bad_token", Value::Null).await;
+        let (status, _) = call(
+            &second.base,
+            "GET",
+            "/v1/sdk/snapshot",
+            "swy_bad_token",
+            Value::Null,
+        )
+        .await;
         assert_eq!(status, 401);
     }
-    let checks = sample(&second.base, "switchyard_relay_token_checks_total{result=\"invalid\"}").await;
+    let checks = sample(
+        &second.base,
+        "switchyard_relay_token_checks_total{result=\"invalid\"}",
+    )
+    .await;
     assert_eq!(checks, Some(1.0), "one check for five requests");
-    let behind = sample(&second.base, &format!("switchyard_relay_revisions_behind{{env=\"{ENV}\"}}")).await;
+    let behind = sample(
+        &second.base,
+        &format!("switchyard_relay_revisions_behind{{env=\"{ENV}\"}}"),
+    )
+    .await;
     assert_eq!(behind, Some(0.0));
     assert_eq!(readiness(&second.base).await["status"], "ready");
 
@@ -260,9 +323,21 @@ async fn a_relay_started_while_the_upstream_is_down_serves_its_last_snapshot_and
     let ready = readiness(&relay.base).await;
     assert_eq!(ready["status"], "degraded", "{ready}");
     let env = &ready["upstream"]["environments"][0];
-    assert_eq!((env["name"].as_str(), env["revision"].as_u64(), env["connected"].as_bool()), (Some(ENV), Some(at_start), Some(false)), "{ready}");
+    assert_eq!(
+        (
+            env["name"].as_str(),
+            env["revision"].as_u64(),
+            env["connected"].as_bool()
+        ),
+        (Some(ENV), Some(at_start), Some(false)),
+        "{ready}"
+    );
     assert!(env["age_seconds"].is_u64(), "{ready}");
-    assert_eq!(revision(&relay.base, &sdk).await, Some(at_start), "the last snapshot is served");
+    assert_eq!(
+        revision(&relay.base, &sdk).await,
+        Some(at_start),
+        "the last snapshot is served"
+    );
     let mut events = stream(&relay.base, &sdk, None).await;
     assert_eq!(events.next_event().await.id(), at_start);
 
@@ -271,7 +346,9 @@ async fn a_relay_started_while_the_upstream_is_down_serves_its_last_snapshot_and
     let server = ServerProcess::start_on(&server_data, addr, grpc_addr).await;
     eventually(PATIENCE, "the relay in step again", || async {
         let ready = readiness(&relay.base).await;
-        (ready["status"] == "ready").then_some(()).ok_or(ready.to_string())
+        (ready["status"] == "ready")
+            .then_some(())
+            .ok_or(ready.to_string())
     })
     .await;
     let snapshots = sample(&relay.base, "switchyard_relay_snapshots_received_total").await;
@@ -279,7 +356,10 @@ async fn a_relay_started_while_the_upstream_is_down_serves_its_last_snapshot_and
     let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
     assert_eq!(status, 200, "{body}");
     let change = events.next_event().await;
-    assert_eq!((change.event.as_str(), change.id()), ("change", at_start + 1));
+    assert_eq!(
+        (change.event.as_str(), change.id()),
+        ("change", at_start + 1)
+    );
     assert!(killed(&change.json()));
     assert_eq!(
         sample(&relay.base, "switchyard_relay_snapshots_received_total").await,
@@ -313,20 +393,27 @@ async fn metrics_from_sdks_on_relays_reach_the_server_exactly_once() {
     let counted = |body: &Value| {
         (
             body["variants"]["on"]["exposures"].as_u64().unwrap_or(0),
-            body["variants"]["on"]["events"]["purchase"].as_u64().unwrap_or(0),
+            body["variants"]["on"]["events"]["purchase"]
+                .as_u64()
+                .unwrap_or(0),
         )
     };
     eventually(PATIENCE, "every exposure at the server", || async {
         let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
-        (counted(&body).0 >= sent).then_some(()).ok_or(body.to_string())
+        (counted(&body).0 >= sent)
+            .then_some(())
+            .ok_or(body.to_string())
     })
     .await;
     // Once the relays have nothing left to send, the counts are exact.
     for relay in [&second, &first] {
         eventually(PATIENCE, "the relay's batches forwarded", || async {
-            sample(&relay.base, "switchyard_relay_metrics_forwarded_batches_total")
-                .await
-                .filter(|n| *n >= 1.0)
+            sample(
+                &relay.base,
+                "switchyard_relay_metrics_forwarded_batches_total",
+            )
+            .await
+            .filter(|n| *n >= 1.0)
         })
         .await;
     }
@@ -339,14 +426,24 @@ async fn metrics_from_sdks_on_relays_reach_the_server_exactly_once() {
         .bearer_auth(ADMIN)
         .header("idempotency-key", "relay-batch-1");
     for _ in 0..2 {
-        let response = again.try_clone().expect("clone").json(&batch(10)).send().await.expect("sent");
+        let response = again
+            .try_clone()
+            .expect("clone")
+            .json(&batch(10))
+            .send()
+            .await
+            .expect("sent");
         assert_eq!(response.status(), 202);
     }
     let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
     assert_eq!(counted(&body), (sent + 10, 5), "{body}");
     for relay in [&first, &second] {
         assert_eq!(
-            sample(&relay.base, "switchyard_relay_metrics_dropped_entries_total").await,
+            sample(
+                &relay.base,
+                "switchyard_relay_metrics_dropped_entries_total"
+            )
+            .await,
             Some(0.0)
         );
     }

@@ -150,7 +150,8 @@ async fn sdk_endpoints_check_the_token_class_and_take_the_env_from_the_token() {
     assert_eq!(first.event, "snapshot");
     assert_eq!(first.json()["environment"], "dev");
 
-    // Metrics: sdk tokens only (an admin token has no environment to report to).
+    // Metrics: an admin token (a relay forwarding its SDKs' reports) names
+    // the environment with `?env=`, as for snapshots.
     let (status, body) = server
         .call(
             "POST",
@@ -159,7 +160,17 @@ async fn sdk_endpoints_check_the_token_class_and_take_the_env_from_the_token() {
             Some(metrics.clone()),
         )
         .await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("?env="), "{body}");
+    let (status, body) = server
+        .call(
+            "POST",
+            "/v1/sdk/metrics?env=dev",
+            Some(ADMIN),
+            Some(metrics.clone()),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
     let (status, body) = server
         .call("POST", "/v1/sdk/metrics", Some(&sdk), Some(metrics))
         .await;

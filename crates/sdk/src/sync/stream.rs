@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 
 use super::endpoint::Endpoint;
 use super::incoming::Incoming;
-use switchyard_core::sse::{SseEvent, SseParser};
 use crate::error::Error;
+use switchyard_core::sse::{SseEvent, SseParser};
 
 /// A stream silent this long is dead (the server sends a heartbeat every 15 s).
 const STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

@@ -381,6 +381,7 @@ mod tests {
             "/v1/sdk/snapshot",
             "/v1/sdk/stream",
             "/v1/sdk/metrics",
+            "/v1/whoami",
             "/healthz",
             "/readyz",
             "/metrics",
@@ -389,7 +390,7 @@ mod tests {
         }
         assert_eq!(
             doc["paths"].as_object().map(|p| p.len()),
-            Some(31),
+            Some(32),
             "no undocumented extras"
         );
         // The event stream's ticket is a required query parameter.

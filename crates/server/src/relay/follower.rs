@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 use super::cache;
 use super::upstream::UpstreamError;
 use super::Relay;
-use crate::subscription::shutting_down;
 use crate::environments::Environments;
+use crate::subscription::shutting_down;
 
 /// A stream silent this long is dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -138,7 +138,10 @@ impl Follower {
 
     /// Installs one event; an error drops the stream (reopened from what is here).
     async fn apply(&self, event: SseEvent) -> Result<(), String> {
-        let revision = event.id.as_deref().and_then(|id| id.trim().parse::<u64>().ok());
+        let revision = event
+            .id
+            .as_deref()
+            .and_then(|id| id.trim().parse::<u64>().ok());
         match event.event.as_str() {
             "snapshot" => {
                 let document: SnapshotDocument = serde_json::from_str(&event.data)
@@ -235,7 +238,9 @@ fn persist_changed(relay: &Relay, envs: &Environments, persisted: &mut BTreeMap<
     let names = envs.names();
     persisted.retain(|env, _| names.contains(env));
     for name in names {
-        let Some(state) = envs.get(&name) else { continue };
+        let Some(state) = envs.get(&name) else {
+            continue;
+        };
         if persisted.get(&name) == Some(&state.revision) {
             continue;
         }
@@ -243,7 +248,9 @@ fn persist_changed(relay: &Relay, envs: &Environments, persisted: &mut BTreeMap<
             Ok(()) => {
                 persisted.insert(name, state.revision);
             }
-            Err(error) => tracing::warn!(env = %name, %error, "could not keep the snapshot on disk"),
+            Err(error) => {
+                tracing::warn!(env = %name, %error, "could not keep the snapshot on disk")
+            }
         }
     }
 }

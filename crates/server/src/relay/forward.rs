@@ -18,10 +18,10 @@ use tokio::sync::watch;
 
 use super::upstream::{Upstream, UpstreamError};
 use super::RelayTelemetry;
-use crate::subscription::shutting_down;
 use crate::environments::now_ms;
 use crate::http::sdk::{MetricsBody, MAX_METRICS_ENTRIES};
 use crate::store::{EventCount, ExposureCount, MetricsBatch};
+use crate::subscription::shutting_down;
 
 /// Counts of one environment merged since the last send.
 #[derive(Debug, Default)]
@@ -127,7 +127,7 @@ impl Forwarder {
                 merge_units(&mut into.units, e.units.as_ref());
                 match (&mut into.values, &e.values) {
                     (Some(into), Some(more)) => into.merge(more),
-                    (into @ None, Some(more)) => *into = Some(more.clone()),
+                    (into @ None, Some(more)) => *into = Some(*more),
                     _ => {}
                 }
             } else if *entries < self.cap {
@@ -162,15 +162,22 @@ impl Forwarder {
                     exposures: exposures.drain(..take_exposures).collect(),
                     events: events.drain(..take_events).collect(),
                 };
-                let Ok(json) = serde_json::to_vec(&body) else {
-                    continue;
-                };
-                queue.unsent.push_back(Unsent {
-                    env: env.clone(),
-                    key: format!("{:032x}", rand::random::<u128>()),
-                    body: Bytes::from(json),
-                    entries: take_exposures + take_events,
-                });
+                let entries = take_exposures + take_events;
+                match serde_json::to_vec(&body) {
+                    Ok(json) => queue.unsent.push_back(Unsent {
+                        env: env.clone(),
+                        key: format!("{:032x}", rand::random::<u128>()),
+                        body: Bytes::from(json),
+                        entries,
+                    }),
+                    // Counts and sketches always serialise; should one not, it is
+                    // dropped like a refused batch rather than kept forever.
+                    Err(error) => {
+                        tracing::warn!(%env, %error, "could not encode a metrics batch; dropped");
+                        self.telemetry.metrics_dropped.inc_by(entries as u64);
+                        queue.entries -= entries;
+                    }
+                }
             }
         }
     }
@@ -181,7 +188,10 @@ impl Forwarder {
         loop {
             let next = self.queue().unsent.pop_front();
             let Some(batch) = next else { return };
-            match upstream.post_metrics(&batch.env, batch.body.clone(), &batch.key).await {
+            match upstream
+                .post_metrics(&batch.env, batch.body.clone(), &batch.key)
+                .await
+            {
                 Ok(()) => {
                     self.telemetry.metrics_forwarded.inc();
                     self.queue().entries -= batch.entries;
@@ -204,7 +214,12 @@ impl Forwarder {
     }
 
     /// Forwards every `every` until `shutdown`, then once more.
-    pub async fn run(&self, upstream: Upstream, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        &self,
+        upstream: Upstream,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.reset();
@@ -269,7 +284,10 @@ mod tests {
         forwarder.add(
             &env,
             &MetricsBatch {
-                exposures: vec![exposure("f", "on", 2, Some("a")), exposure("f", "off", 1, None)],
+                exposures: vec![
+                    exposure("f", "on", 2, Some("a")),
+                    exposure("f", "off", 1, None),
+                ],
                 events: vec![event(1, 2.0)],
                 units: Vec::new(),
             },
@@ -308,7 +326,9 @@ mod tests {
         let forwarder = Forwarder::new(3, telemetry.clone());
         let env = EnvName::new("prod");
         let batch = MetricsBatch {
-            exposures: (0..5).map(|i| exposure(&format!("f{i}"), "on", 1, None)).collect(),
+            exposures: (0..5)
+                .map(|i| exposure(&format!("f{i}"), "on", 1, None))
+                .collect(),
             ..MetricsBatch::default()
         };
         forwarder.add(&env, &batch, 1);

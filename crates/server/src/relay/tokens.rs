@@ -29,7 +29,10 @@ const RELAYED_ID_HEX: usize = 24;
 /// The principal of a token the upstream vouched for; `hash` is its hex SHA-256.
 fn relayed(hash: &str, who: WhoAmI) -> Principal {
     Principal {
-        token_id: Some(format!("{RELAYED_ID}{}", &hash[..RELAYED_ID_HEX.min(hash.len())])),
+        token_id: Some(format!(
+            "{RELAYED_ID}{}",
+            &hash[..RELAYED_ID_HEX.min(hash.len())]
+        )),
         ..Principal::from(who)
     }
 }
@@ -60,7 +63,12 @@ pub struct TokenCache {
 impl TokenCache {
     /// Answers from `upstream`, each kept for `ttl`; the valid ones also in `file`,
     /// read back now as answers to check again (standing while the upstream is down).
-    pub fn new(upstream: Upstream, ttl: Duration, telemetry: RelayTelemetry, file: PathBuf) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        ttl: Duration,
+        telemetry: RelayTelemetry,
+        file: PathBuf,
+    ) -> Self {
         let known: BTreeMap<String, WhoAmI> = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -119,8 +127,9 @@ impl TokenCache {
         if slots.len() >= MAX_TOKENS && !slots.contains_key(&key) {
             let now = Instant::now();
             slots.retain(|_, slot| {
-                slot.try_lock()
-                    .map_or(true, |answer| answer.as_ref().is_some_and(|a| a.until > now))
+                slot.try_lock().map_or(true, |answer| {
+                    answer.as_ref().is_some_and(|a| a.until > now)
+                })
             });
             if slots.len() >= MAX_TOKENS {
                 slots.clear();

@@ -132,7 +132,10 @@ impl Upstream {
 
     /// Sends `request`; an error status becomes [`UpstreamError::Refused`] with the
     /// upstream's message.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         if status.is_success() {
@@ -205,9 +208,15 @@ impl Upstream {
     /// The snapshot document of `env`; `None` when the upstream has no such
     /// environment.
     pub async fn snapshot(&self, env: &EnvName) -> Result<Option<Bytes>, UpstreamError> {
-        let request = self.get("/v1/sdk/snapshot", &self.token).query(&[("env", env.as_str())]);
+        let request = self
+            .get("/v1/sdk/snapshot", &self.token)
+            .query(&[("env", env.as_str())]);
         match self.send(request).await {
-            Ok(response) => response.bytes().await.map(Some).map_err(|e| self.unreachable(e)),
+            Ok(response) => response
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.unreachable(e)),
             Err(error) if error.status() == Some(404) => Ok(None),
             Err(error) => Err(error),
         }

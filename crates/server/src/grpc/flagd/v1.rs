@@ -120,7 +120,8 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_string(
@@ -137,7 +138,8 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             },
-        ).await
+        )
+        .await
     }
 
     async fn resolve_float(
@@ -151,7 +153,8 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_int(
@@ -165,7 +168,8 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_object(
@@ -182,7 +186,8 @@ impl Service for FlagdService {
                 variant: d.variant.unwrap_or_default(),
                 metadata: Some(d.metadata),
             },
-        ).await
+        )
+        .await
     }
 
     type EventStreamStream =

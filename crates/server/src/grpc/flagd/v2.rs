@@ -52,7 +52,8 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_string(
@@ -69,7 +70,8 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             },
-        ).await
+        )
+        .await
     }
 
     async fn resolve_float(
@@ -83,7 +85,8 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_int(
@@ -97,7 +100,8 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             }
-        }).await
+        })
+        .await
     }
 
     async fn resolve_object(
@@ -114,7 +118,8 @@ impl Service for FlagdService {
                 variant: d.variant,
                 metadata: Some(d.metadata),
             },
-        ).await
+        )
+        .await
     }
 
     type EventStreamStream =
