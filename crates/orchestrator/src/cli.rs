@@ -128,11 +128,30 @@ pub struct ServeArgs {
     )]
     pub poll_interval: Duration,
 
-    /// A Redis shared by several orchestrators (e.g. `redis://127.0.0.1:6379`): releases
-    /// are stored there and each is driven by the holder of its lease. The embedded
-    /// store in `--data-dir` when absent.
-    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_REDIS_URL")]
+    /// A Redis shared by several orchestrators: releases are stored there and each is
+    /// driven by the holder of its lease. `redis://host:port/db`, a Cluster's seeds
+    /// (`redis+cluster://host:port,…`) or a Sentinel primary
+    /// (`redis+sentinel://host:26379,…/MASTER`); docs/redis.md. The embedded store in
+    /// `--data-dir` when absent.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_REDIS_URL",
+        hide_env_values = true
+    )]
     pub redis_url: Option<String>,
+
+    /// Acknowledge a save only once this many replicas of the Redis primary hold it
+    /// (Redis `WAIT`); 0 acknowledges on the primary alone.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ORCHESTRATOR_REDIS_WAIT_REPLICAS",
+        default_value_t = 0
+    )]
+    pub redis_wait_replicas: u32,
+
+    /// How long a save waits for `--redis-wait-replicas` before it fails.
+    #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_REDIS_WAIT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub redis_wait_timeout: std::time::Duration,
 
     /// How long a release's lease lasts unless its driver renews it: how soon another
     /// orchestrator takes over a release whose driver died.

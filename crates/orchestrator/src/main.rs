@@ -63,9 +63,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let owner = switchyard_orchestrator::driver::owner_id();
     let store: Arc<dyn StateStore> = match &args.redis_url {
         Some(url) => Arc::new(
-            RedisStore::open(url, owner.clone())
-                .await
-                .with_context(|| format!("connecting to Redis at {url}"))?,
+            RedisStore::open(
+                url,
+                owner.clone(),
+                switchyard_redis::Durability {
+                    replicas: args.redis_wait_replicas,
+                    timeout: args.redis_wait_timeout,
+                },
+            )
+            .await
+            .context("opening the Redis store")?,
         ),
         None => Arc::new(
             EmbeddedStore::open(&args.data_dir)

@@ -97,6 +97,9 @@ pub enum StoreError {
     /// Redis failed.
     #[error("redis store")]
     Redis(#[source] ::redis::RedisError),
+    /// Redis could not be reached, or its URL names no deployment.
+    #[error("redis store")]
+    Connect(#[source] switchyard_redis::ConnectError),
     /// A stored release could not be read back.
     #[error("stored release `{name}` is unreadable")]
     Corrupt {

@@ -39,7 +39,7 @@ fn release(name: &str, created_at: u64, revision: u64) -> Release {
 }
 
 async fn store(redis: &RedisProcess, owner: &str) -> RedisStore {
-    RedisStore::open(&redis.url(), owner.to_owned())
+    RedisStore::open(&redis.url(), owner.to_owned(), Default::default())
         .await
         .expect("redis store opens")
 }

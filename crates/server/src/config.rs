@@ -34,10 +34,21 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_FLAGD_ENV")]
     pub flagd_env: Option<String>,
 
-    /// Use Redis at this URL (`redis://host:port/db`) instead of the embedded store,
-    /// so several replicas share one state.
-    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    /// Use Redis at this URL instead of the embedded store, so several replicas share
+    /// one state: `redis://host:port/db` (one server), `redis+cluster://host:port,…`
+    /// (a Redis Cluster's seed nodes) or `redis+sentinel://host:26379,…/MASTER` (the
+    /// primary the Sentinels name). docs/redis.md.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Acknowledge a write only once this many replicas of the Redis primary hold it
+    /// (Redis `WAIT`); 0 acknowledges on the primary alone.
+    #[arg(long, env = "SWITCHYARD_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+
+    /// How long a write waits for `--redis-wait-replicas` before it fails with 503.
+    #[arg(long, env = "SWITCHYARD_REDIS_WAIT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub redis_wait_timeout: Duration,
 
     /// Run as a relay of this Switchyard server (or relay), `http(s)://host:port`:
     /// follow its SDK stream, serve every read API from memory, refuse writes
@@ -133,6 +144,14 @@ impl Args {
             return Err("--upstream-metrics-interval must be more than 0".to_owned());
         }
         Ok(self)
+    }
+
+    /// How writes to Redis are confirmed.
+    pub fn durability(&self) -> switchyard_redis::Durability {
+        switchyard_redis::Durability {
+            replicas: self.redis_wait_replicas,
+            timeout: self.redis_wait_timeout,
+        }
     }
 
     /// The relay settings, when `--upstream` is set.

@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let admin_token = args.admin_token.as_deref();
     let mut server = match (&args.redis_url, args.relay()) {
         (_, Some(relay)) => Server::open_relay(relay, admin_token).await?,
-        (Some(url), None) => Server::open_redis(url, admin_token).await?,
+        (Some(url), None) => Server::open_redis(url, args.durability(), admin_token).await?,
         (None, None) => Server::open_embedded(&args.data_dir, admin_token)
             .await
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,

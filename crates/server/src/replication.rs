@@ -71,12 +71,7 @@ impl Replication {
         let unavailable = |e: redis::RedisError| StoreError::Unavailable(Box::new(e));
         // Also wakes the command connection, which reconnects after a failure.
         self.store.ping().await?;
-        let mut pubsub = self
-            .store
-            .client()
-            .get_async_pubsub()
-            .await
-            .map_err(unavailable)?;
+        let mut pubsub = self.store.redis().pubsub().await.map_err(unavailable)?;
         pubsub.subscribe(CHANNEL).await.map_err(unavailable)?;
         // Subscribed first, then compared: nothing written in between is missed.
         self.resync_all().await?;

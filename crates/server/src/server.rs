@@ -120,12 +120,15 @@ impl Server {
         Server::load(store, admin_token).await
     }
 
-    /// Connects to Redis at `url`, loads from it and starts following the other
+    /// Connects to Redis at `url` (one server, a Cluster or a Sentinel primary;
+    /// docs/redis.md), writes with `durability`, loads from it and starts following the other
     /// replicas' writes (until the server shuts down).
-    pub async fn open_redis(url: &str, admin_token: Option<&str>) -> anyhow::Result<Server> {
-        let store = RedisStore::connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis at {url}: {e}"))?;
+    pub async fn open_redis(
+        url: &str,
+        durability: switchyard_redis::Durability,
+        admin_token: Option<&str>,
+    ) -> anyhow::Result<Server> {
+        let store = RedisStore::connect(url, durability).await?;
         let server = Server::load(Arc::new(store.clone()), admin_token).await?;
         let replication = Replication {
             store,

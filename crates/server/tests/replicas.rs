@@ -1,6 +1,8 @@
-//! Several replicas sharing one real `redis-server`: propagation of writes (and to
-//! SSE clients), repair of missed messages, behaviour through a Redis outage, and
-//! optimistic concurrency across replicas.
+//! Several replicas sharing one real Redis: propagation of writes (and to SSE
+//! clients), repair of missed messages, behaviour through a Redis outage, and
+//! optimistic concurrency across replicas. The tests of sharing run on each
+//! deployment `--redis-url` accepts: one `redis-server`, a Redis Cluster (three
+//! primaries, three replicas) and a Sentinel-managed primary ([`on_every_redis`]).
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use serde_json::{json, Value};
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{boolean_flag, start_redis, unit_sketch, TestServer, ADMIN};
 use switchyard_testkit::redis::RedisProcess;
+use switchyard_testkit::redis_ha::{RedisCluster, RedisSentinels};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -100,18 +103,51 @@ impl Events {
     }
 }
 
-async fn replicas(redis: &RedisProcess, n: usize) -> Vec<TestServer> {
+async fn replicas(url: &str, n: usize) -> Vec<TestServer> {
     let mut replicas = Vec::new();
     for _ in 0..n {
-        replicas.push(start_redis(&redis.url()).await);
+        replicas.push(start_redis(url).await);
     }
     replicas
 }
 
-#[tokio::test]
-async fn a_write_on_one_replica_reaches_the_others_and_their_streams() {
-    let redis = RedisProcess::start();
-    let [a, b, c]: [TestServer; 3] = replicas(&redis, 3).await.try_into().ok().expect("three");
+/// Runs the test `$name(url)` once per Redis deployment, each started for it:
+/// `$name::one_server`, `$name::cluster` and `$name::sentinels`.
+macro_rules! on_every_redis {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn one_server() {
+                let redis = RedisProcess::start();
+                super::$name(&redis.url()).await;
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                let redis = RedisCluster::start();
+                super::$name(&redis.url()).await;
+            }
+
+            #[tokio::test]
+            async fn sentinels() {
+                let redis = RedisSentinels::start();
+                super::$name(&redis.url()).await;
+            }
+        }
+    )*};
+}
+
+on_every_redis!(
+    a_write_on_one_replica_reaches_the_others_and_their_streams,
+    concurrent_if_match_writers_on_different_replicas_one_wins_each_round,
+    an_environment_deleted_on_one_replica_is_gone_from_the_others,
+    units_posted_to_different_replicas_merge_in_redis,
+);
+
+async fn a_write_on_one_replica_reaches_the_others_and_their_streams(url: &str) {
+    let [a, b, c]: [TestServer; 3] = replicas(url, 3).await.try_into().ok().expect("three");
     a.create_env("prod").await;
     revision_at_least(&c, "prod", 0).await;
     // A token issued on A is accepted by C.
@@ -169,7 +205,11 @@ async fn a_write_on_one_replica_reaches_the_others_and_their_streams() {
 #[tokio::test]
 async fn a_replica_that_misses_messages_resynchronises() {
     let redis = RedisProcess::start();
-    let [a, b]: [TestServer; 2] = replicas(&redis, 2).await.try_into().ok().expect("two");
+    let [a, b]: [TestServer; 2] = replicas(&redis.url(), 2)
+        .await
+        .try_into()
+        .ok()
+        .expect("two");
     a.create_env("prod").await;
     a.put_flag("prod", boolean_flag("one")).await;
     revision_at_least(&b, "prod", 1).await;
@@ -224,7 +264,7 @@ async fn a_replica_that_misses_messages_resynchronises() {
 #[tokio::test]
 async fn an_outage_keeps_reads_serving_and_writes_failing_until_redis_returns() {
     let mut redis = RedisProcess::start();
-    let all = replicas(&redis, 3).await;
+    let all = replicas(&redis.url(), 3).await;
     all[0].create_env("prod").await;
     let mut flag = boolean_flag("checkout");
     flag["default"] = json!({"rollout": {"split": [{"variant": "on", "weight": 50000}, {"variant": "off", "weight": 50000}]}});
@@ -329,10 +369,8 @@ async fn an_outage_keeps_reads_serving_and_writes_failing_until_redis_returns() 
     }
 }
 
-#[tokio::test]
-async fn concurrent_if_match_writers_on_different_replicas_one_wins_each_round() {
-    let redis = RedisProcess::start();
-    let all = replicas(&redis, 3).await;
+async fn concurrent_if_match_writers_on_different_replicas_one_wins_each_round(url: &str) {
+    let all = replicas(url, 3).await;
     all[0].create_env("prod").await;
     all[0].put_flag("prod", boolean_flag("race")).await;
     let rounds = 10;
@@ -402,10 +440,8 @@ async fn concurrent_if_match_writers_on_different_replicas_one_wins_each_round()
     }
 }
 
-#[tokio::test]
-async fn an_environment_deleted_on_one_replica_is_gone_from_the_others() {
-    let redis = RedisProcess::start();
-    let [a, b]: [TestServer; 2] = replicas(&redis, 2).await.try_into().ok().expect("two");
+async fn an_environment_deleted_on_one_replica_is_gone_from_the_others(url: &str) {
+    let [a, b]: [TestServer; 2] = replicas(url, 2).await.try_into().ok().expect("two");
     a.create_env("prod").await;
     a.put_flag("prod", boolean_flag("checkout")).await;
     revision_at_least(&b, "prod", 1).await;
@@ -459,10 +495,8 @@ async fn an_environment_deleted_on_one_replica_is_gone_from_the_others() {
     }
 }
 
-#[tokio::test]
-async fn units_posted_to_different_replicas_merge_in_redis() {
-    let redis = RedisProcess::start();
-    let [a, b]: [TestServer; 2] = replicas(&redis, 2).await.try_into().ok().expect("two");
+async fn units_posted_to_different_replicas_merge_in_redis(url: &str) {
+    let [a, b]: [TestServer; 2] = replicas(url, 2).await.try_into().ok().expect("two");
     a.create_env("prod").await;
     a.put_flag("prod", boolean_flag("checkout")).await;
     let sdk = a.token("sdk-prod", "sdk", Some("prod")).await;

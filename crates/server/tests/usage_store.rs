@@ -35,5 +35,10 @@ async fn the_embedded_store_keeps_the_latest_time() {
 #[tokio::test]
 async fn redis_keeps_the_latest_time() {
     let redis = RedisProcess::start();
-    times_only_go_forward(&RedisStore::connect(&redis.url()).await.unwrap()).await;
+    times_only_go_forward(
+        &RedisStore::connect(&redis.url(), Default::default())
+            .await
+            .unwrap(),
+    )
+    .await;
 }

@@ -117,7 +117,17 @@ impl Builder {
 
     /// Starts a replica on the Redis at `url`.
     pub async fn redis(self, url: &str) -> TestServer {
-        let server = Server::open_redis(url, Some(ADMIN))
+        self.redis_durable(url, switchyard_redis::Durability::default())
+            .await
+    }
+
+    /// Starts a replica on the Redis at `url`, writing with `durability`.
+    pub async fn redis_durable(
+        self,
+        url: &str,
+        durability: switchyard_redis::Durability,
+    ) -> TestServer {
+        let server = Server::open_redis(url, durability, Some(ADMIN))
             .await
             .expect("replica connects");
         self.serve(server, None).await

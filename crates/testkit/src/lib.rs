@@ -37,6 +37,8 @@ mod path;
 pub mod prometheus;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redis_ha;
 #[cfg(feature = "server")]
 pub mod server_process;
 #[cfg(feature = "server")]

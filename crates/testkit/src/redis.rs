@@ -37,6 +37,21 @@ pub struct RedisProcess {
     /// Holds `appendonlydir/`; removed when dropped (after the kill: fields drop
     /// after `Drop::drop`).
     dir: tempfile::TempDir,
+    /// What it runs as, besides the defaults.
+    role: Role,
+}
+
+/// What a [`RedisProcess`] runs as, besides a standalone server.
+#[derive(Debug, Clone, Default)]
+pub enum Role {
+    /// A standalone server (a primary).
+    #[default]
+    Server,
+    /// A standalone server with these further `redis-server` options.
+    With(Vec<String>),
+    /// A Sentinel with this configuration (written to `sentinel.conf` in its
+    /// directory, which Sentinel rewrites as it learns).
+    Sentinel(String),
 }
 
 /// A RESP reply, as read by [`RedisProcess::command`].
@@ -69,15 +84,29 @@ impl RedisProcess {
     /// Starts `redis-server` on a free loopback port and a fresh temporary directory,
     /// and waits until it answers `PING`.
     pub fn start() -> RedisProcess {
+        RedisProcess::start_as(Role::Server)
+    }
+
+    /// Starts `redis-server` as `role` on a free loopback port (see [`Role`]).
+    pub fn start_as(role: Role) -> RedisProcess {
+        RedisProcess::start_on(free_port(), role)
+    }
+
+    /// Starts `redis-server` as `role` on `port`, or on another free port if that one
+    /// is taken when it binds.
+    pub fn start_on(first: u16, role: Role) -> RedisProcess {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        if let Role::Sentinel(config) = &role {
+            std::fs::write(dir.path().join("sentinel.conf"), config).expect("sentinel.conf");
+        }
         let output = Arc::new(Mutex::new(Vec::new()));
         // The port was free when chosen, but another process may take it before
         // redis-server binds it: then redis-server exits and another port is tried.
         let mut attempts = 0;
+        let mut port = first;
         loop {
             attempts += 1;
-            let port = free_port();
-            let (mut child, woken) = spawn(port, &dir, &output);
+            let (mut child, woken) = spawn(port, &dir, &output, &role);
             match wait_ready(&mut child, port, &woken) {
                 Ok(()) => {
                     return RedisProcess {
@@ -85,6 +114,7 @@ impl RedisProcess {
                         port,
                         output,
                         dir,
+                        role,
                     }
                 }
                 Err(problem) => {
@@ -95,6 +125,7 @@ impl RedisProcess {
                         join(&output)
                     );
                     eprintln!("redis-server on port {port}: {problem}; trying another port");
+                    port = free_port();
                 }
             }
         }
@@ -133,7 +164,7 @@ impl RedisProcess {
     /// has been loaded back from the append-only file by then.
     pub fn restart(&mut self) {
         self.stop();
-        let (mut child, woken) = spawn(self.port, &self.dir, &self.output);
+        let (mut child, woken) = spawn(self.port, &self.dir, &self.output, &self.role);
         if let Err(problem) = wait_ready(&mut child, self.port, &woken) {
             kill(&mut child);
             panic!(
@@ -185,8 +216,15 @@ fn spawn(
     port: u16,
     dir: &tempfile::TempDir,
     output: &Arc<Mutex<Vec<String>>>,
+    role: &Role,
 ) -> (Child, Receiver<()>) {
-    let spawned = Command::new("redis-server")
+    let mut command = Command::new("redis-server");
+    if let Role::Sentinel(_) = role {
+        command
+            .arg(dir.path().join("sentinel.conf"))
+            .arg("--sentinel");
+    }
+    command
         .arg("--port")
         .arg(port.to_string())
         .args(["--bind", "127.0.0.1"])
@@ -196,7 +234,11 @@ fn spawn(
         .args(["--appendfsync", "always"])
         .args(["--save", ""])
         .args(["--daemonize", "no"])
-        .args(["--protected-mode", "no"])
+        .args(["--protected-mode", "no"]);
+    if let Role::With(options) = role {
+        command.args(options);
+    }
+    let spawned = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,21 +6,21 @@
 //!
 //! # Key layout
 //!
-//! A release's own keys share the hash tag `{sy-orch:NAME}`, so they live in one Redis
-//! Cluster slot and the scripts that touch only them stay legal there:
+//! Every key shares the hash tag `{sy-orch}`, so the whole orchestrator state lives in
+//! one Redis Cluster slot and every script below is legal there (the state is small: a
+//! few releases and their history):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `{sy-orch:NAME}:release` | string | the current [`Release`] as JSON |
-//! | `{sy-orch:NAME}:lease` | string, with a `PX` expiry | the owner id of the replica driving it |
-//! | `{sy-orch:NAME}:commands` | list | queued commands ([`Event`] JSON), oldest first |
-//! | `{sy-orch:NAME}:archived` | set | `created_at` of every archived release of this name |
-//! | `sy-orch:releases` | set | names of the current releases |
-//! | `sy-orch:history` | sorted set | archived release JSON, scored by `created_at` |
+//! | `{sy-orch}:release:NAME:release` | string | the current [`Release`] as JSON |
+//! | `{sy-orch}:release:NAME:lease` | string, with a `PX` expiry | the owner id of the replica driving it |
+//! | `{sy-orch}:release:NAME:commands` | list | queued commands ([`Event`] JSON), oldest first |
+//! | `{sy-orch}:release:NAME:archived` | set | `created_at` of every archived release of this name |
+//! | `{sy-orch}:releases` | set | names of the current releases |
+//! | `{sy-orch}:history` | sorted set | archived release JSON, scored by `created_at` |
 //!
-//! `save` (when it creates a release) and `archive` also touch the two global keys, so
-//! those two scripts span slots: the store talks to one Redis (a primary, possibly with
-//! replicas), not to a Redis Cluster.
+//! Earlier versions tagged each release's keys by name (`{sy-orch:NAME}:PART`,
+//! `sy-orch:releases`, `sy-orch:history`); [`RedisStore::open`] renames those once.
 //!
 //! # Guarantees (each write is one Lua script, so atomic)
 //!
@@ -54,32 +54,59 @@
 //!
 //! Durability is what Redis offers: an acknowledged save survives a Redis crash only with
 //! `appendonly yes` and `appendfsync always` (with `everysec`, up to a second of saves
-//! can be lost); a failover to an asynchronous replica can lose the last writes too.
+//! can be lost); a failover loses no acknowledged save when saves wait for a replica
+//! (`--redis-wait-replicas`, docs/redis.md).
 //!
-//! Reconnects: one [`ConnectionManager`] reconnects by itself. Reads are retried once
-//! after a dropped connection; writes never are (their outcome is unknown) — the caller
-//! retries a save, which the identical-bytes rule above makes safe.
+//! Reconnects: the connection ([`switchyard_redis::Conn`]) reconnects by itself and
+//! follows Cluster redirections and Sentinel failovers. Reads are retried once after a
+//! dropped connection; writes never are by this store (their outcome is unknown) — the
+//! caller retries a save, which the identical-bytes rule above makes safe.
 
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, RedisResult, Script};
+use redis::{AsyncCommands, RedisResult, Script};
+use switchyard_redis::{Conn, Durability, Redis};
 use tracing::{debug, warn};
 
 use super::{Release, StateStore, StoreError};
 use crate::machine::Event;
 
 /// The set of current release names.
-pub const RELEASES: &str = "sy-orch:releases";
+pub const RELEASES: &str = "{sy-orch}:releases";
 /// The sorted set of archived releases (JSON), scored by `created_at`.
-pub const HISTORY: &str = "sy-orch:history";
+pub const HISTORY: &str = "{sy-orch}:history";
 
-/// One key of release `name`: `{sy-orch:NAME}:PART`.
+/// One key of release `name`: `{sy-orch}:release:NAME:PART`.
 pub fn release_key(name: &str, part: &str) -> String {
-    format!("{{sy-orch:{name}}}:{part}")
+    format!("{{sy-orch}}:release:{name}:{part}")
 }
+
+/// Renames the keys of the earlier layout (one hash tag per release) to the current
+/// one; returns how many it renamed. Only a single server can hold the earlier layout
+/// (its scripts spanned slots), so the `KEYS` scan is one node's.
+static MIGRATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local moved = 0
+for _, key in ipairs(redis.call('KEYS', '{sy-orch:*}:*')) do
+  local name, part = string.match(key, '^{sy%-orch:(.*)}:(%a+)$')
+  if name then
+    redis.call('RENAME', key, '{sy-orch}:release:' .. name .. ':' .. part)
+    moved = moved + 1
+  end
+end
+for i, new in ipairs({KEYS[3], KEYS[4]}) do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('RENAME', KEYS[i], new)
+    moved = moved + 1
+  end
+end
+return moved
+",
+    )
+});
 
 /// KEYS: release, lease, archived, releases set. ARGV: owner, revision, created_at,
 /// JSON, name. Returns 0 when stored, else why not (see [`refusal`]).
@@ -176,24 +203,51 @@ return commands
 /// A [`StateStore`] on Redis, writing as one replica (its owner id).
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     owner: String,
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`) as replica `owner` (unique per
-    /// process, e.g. `hostname:pid:random`): saves are fenced by the leases `owner`
-    /// holds. Commands fail fast while Redis is unreachable and reconnect by themselves.
-    pub async fn open(url: &str, owner: String) -> Result<RedisStore, StoreError> {
-        let client = Client::open(url).map_err(StoreError::Redis)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(200)
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config)
+    /// Connects to the deployment `url` names (one server, a Cluster or a Sentinel
+    /// primary: [`switchyard_redis::Target`]) as replica `owner` (unique per process,
+    /// e.g. `hostname:pid:random`), writing with `durability`: saves are fenced by the
+    /// leases `owner` holds. Commands fail fast while Redis is unreachable and
+    /// reconnect by themselves. Keys of the earlier layout are renamed first.
+    pub async fn open(
+        url: &str,
+        owner: String,
+        durability: Durability,
+    ) -> Result<RedisStore, StoreError> {
+        let redis = Redis::connect(url, durability)
+            .await
+            .map_err(StoreError::Connect)?;
+        let mut conn = redis.conn();
+        // Each old key alone (they sit in different slots), then the script on the
+        // single server that can hold them.
+        let mut old = 0u64;
+        for key in ["sy-orch:releases", "sy-orch:history"] {
+            old += conn
+                .exists::<_, u64>(key)
+                .await
+                .map_err(StoreError::Redis)?;
+        }
+        if old == 0 {
+            return Ok(RedisStore { conn, owner });
+        }
+        let moved: u64 = MIGRATE
+            .key("sy-orch:releases")
+            .key("sy-orch:history")
+            .key(RELEASES)
+            .key(HISTORY)
+            .invoke_async(&mut conn)
             .await
             .map_err(StoreError::Redis)?;
+        if moved > 0 {
+            tracing::info!(
+                keys = moved,
+                "renamed the orchestrator's Redis keys to the one-slot layout"
+            );
+        }
         Ok(RedisStore { conn, owner })
     }
 
@@ -206,7 +260,7 @@ impl RedisStore {
     /// reconnects after reporting the failure, and reads are idempotent.
     async fn read<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         match op(self.conn.clone()).await {

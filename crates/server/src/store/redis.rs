@@ -13,15 +13,14 @@
 //! append audit entries, publish — atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Client, Script};
+use redis::{AsyncCommands, Script};
 use serde_json::value::RawValue;
 use switchyard_core::model::{EnvName, FlagKey};
 use switchyard_core::sync::ChangeDocument;
 use switchyard_core::{Flag, Segment};
+use switchyard_redis::{Conn, Durability, Redis};
 
 use super::{
     decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch,
@@ -95,6 +94,12 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {0, rev}
 ";
 
+/// Moves a name from the set of environments to the set of deleted ones.
+const FORGET_ENV: &str = r"
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+";
+
 /// Raises each `flag → ms` pair of the usage hash to at least `ms`.
 const RECORD_USAGE: &str = r"
 for i = 1, #ARGV, 2 do
@@ -104,10 +109,11 @@ end
 return 1
 ";
 
-/// Stores a pending schedule in an existing environment, with its audit entry.
+/// Stores a pending schedule in an existing environment, with its audit entry; 2
+/// when one with its id is there already (the same script retried after a lost reply).
 const PUT_SCHEDULE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 2 end
 local n = redis.call('LLEN', KEYS[3]) + 1
 redis.call('RPUSH', KEYS[3], n .. '\t' .. ARGV[3])
 return 1
@@ -193,8 +199,8 @@ pub fn commit_message(env: &EnvName, revision: u64, change: &[u8]) -> Result<Str
 /// A [`Store`] on Redis.
 #[derive(Clone)]
 pub struct RedisStore {
-    client: Client,
-    conn: ConnectionManager,
+    redis: Redis,
+    conn: Conn,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -234,24 +240,21 @@ fn audit_line(line: &str) -> AuditEntry {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`). Commands fail fast while Redis is
-    /// unreachable (so writes answer 503 promptly) and reconnect by themselves.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url).map_err(unavailable)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(200)
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client.clone(), config)
+    /// Connects to the deployment `url` names (one server, a Cluster or a Sentinel
+    /// primary: [`switchyard_redis::Target`]), writing with `durability`. Commands
+    /// fail fast while Redis is unreachable (so writes answer 503 promptly) and
+    /// reconnect by themselves.
+    pub async fn connect(url: &str, durability: Durability) -> Result<Self, StoreError> {
+        let redis = Redis::connect(url, durability)
             .await
-            .map_err(unavailable)?;
-        Ok(RedisStore { client, conn })
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let conn = redis.conn();
+        Ok(RedisStore { redis, conn })
     }
 
-    /// The client, for the replication subscriber's own connection.
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// The deployment, for the replication subscriber's own connection.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// Runs a read, once more if the connection had dropped: the connection
@@ -259,7 +262,7 @@ impl RedisStore {
     /// (Writes are never retried: the outcome of a dropped write is unknown.)
     async fn read<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         match op(self.conn.clone()).await {
@@ -275,16 +278,15 @@ impl RedisStore {
         let names: Vec<String> = self
             .read(|mut conn| async move { conn.smembers(ENVS).await })
             .await?;
-        let mut pipe = redis::pipe();
-        for name in &names {
-            pipe.get(env_key(name, "rev"));
-        }
-        let revs: Vec<Option<u64>> = self
-            .read(|mut conn| {
-                let pipe = pipe.clone();
-                async move { pipe.query_async(&mut conn).await }
+        // One GET each: the environments live in different Cluster slots.
+        let revs: Vec<Option<u64>> = futures_util::future::try_join_all(names.iter().map(|name| {
+            let key = env_key(name, "rev");
+            self.read(move |mut conn| {
+                let key = key.clone();
+                async move { conn.get(key).await }
             })
-            .await?;
+        }))
+        .await?;
         Ok(names
             .into_iter()
             .zip(revs)
@@ -453,13 +455,11 @@ impl Store for RedisStore {
         // The names live in another hash slot than the environment's keys, so they
         // change after the script; a crash in between leaves a name without keys,
         // which `load` skips, as after a crash in `create_env`.
-        redis::pipe()
-            .atomic()
-            .srem(ENVS, name)
-            .ignore()
-            .sadd(DELETED_ENVS, name)
-            .ignore()
-            .query_async::<()>(&mut conn)
+        Script::new(FORGET_ENV)
+            .key(ENVS)
+            .key(DELETED_ENVS)
+            .arg(name)
+            .invoke_async::<()>(&mut conn)
             .await
             .map_err(unavailable)
     }
@@ -555,10 +555,10 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if stored == 1 {
-            Ok(())
-        } else {
+        if stored == 0 {
             Err(StoreError::NoSuchEnvironment(env.to_owned()))
+        } else {
+            Ok(())
         }
     }
 
