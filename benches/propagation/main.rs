@@ -202,7 +202,11 @@ async fn run(args: Args) -> Result<()> {
     if args.replicas == 3 {
         // The test kit's rig: it panics with a clear message if redis-server is missing.
         let started = RedisProcess::start();
-        seed(&RedisStore::connect(&started.url()).await?, flags).await?;
+        seed(
+            &RedisStore::connect(&started.url(), Default::default()).await?,
+            flags,
+        )
+        .await?;
         stores = vec![ReplicaStore::Redis(started.url()); 3];
         redis = Some(started);
     } else {

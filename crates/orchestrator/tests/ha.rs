@@ -34,7 +34,9 @@ async fn lease_holder(redis: &RedisProcess, release: &str) -> Option<String> {
         .await
         .expect("redis connects");
     redis::cmd("GET")
-        .arg(format!("{{sy-orch:{release}}}:lease"))
+        .arg(switchyard_orchestrator::store::redis::release_key(
+            release, "lease",
+        ))
         .query_async(&mut conn)
         .await
         .expect("GET lease")

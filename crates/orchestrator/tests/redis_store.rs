@@ -38,8 +38,8 @@ fn release(name: &str, created_at: u64, revision: u64) -> Release {
     release_with(name, created_at, revision, 50)
 }
 
-async fn store(redis: &RedisProcess, owner: &str) -> RedisStore {
-    RedisStore::open(&redis.url(), owner.to_owned(), Default::default())
+async fn store(url: &str, owner: &str) -> RedisStore {
+    RedisStore::open(url, owner.to_owned(), Default::default())
         .await
         .expect("redis store opens")
 }
@@ -52,10 +52,8 @@ fn assert_lease_lost(result: Result<(), StoreError>, name: &str, what: &str) {
     }
 }
 
-#[tokio::test]
-async fn releases_round_trip_and_archive_into_history() {
-    let redis = RedisProcess::start();
-    let store = store(&redis, "a").await;
+async fn releases_round_trip_and_archive_into_history(url: &str) {
+    let store = store(url, "a").await;
 
     // First saves when plans are applied: no lease yet, nothing stored.
     let one = release("one", 2_000, 1);
@@ -121,11 +119,9 @@ async fn releases_round_trip_and_archive_into_history() {
     assert_eq!(store.history().await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn a_lease_is_exclusive_until_it_expires_and_then_fences_the_old_holder() {
-    let redis = RedisProcess::start();
-    let a = store(&redis, "a").await;
-    let b = store(&redis, "b").await;
+async fn a_lease_is_exclusive_until_it_expires_and_then_fences_the_old_holder(url: &str) {
+    let a = store(url, "a").await;
+    let b = store(url, "b").await;
 
     assert!(a.acquire("r", "a", LONG).await.unwrap(), "a acquires");
     assert!(!b.acquire("r", "b", LONG).await.unwrap(), "b cannot");
@@ -169,11 +165,9 @@ async fn a_lease_is_exclusive_until_it_expires_and_then_fences_the_old_holder() 
     assert_eq!(a.load("r").await.unwrap(), Some(from_b));
 }
 
-#[tokio::test]
-async fn releasing_a_lease_hands_it_over_at_once() {
-    let redis = RedisProcess::start();
-    let a = store(&redis, "a").await;
-    let b = store(&redis, "b").await;
+async fn releasing_a_lease_hands_it_over_at_once(url: &str) {
+    let a = store(url, "a").await;
+    let b = store(url, "b").await;
 
     assert!(a.acquire("r", "a", LONG).await.unwrap());
     b.release_lease("r", "b").await.unwrap();
@@ -192,11 +186,9 @@ async fn releasing_a_lease_hands_it_over_at_once() {
     assert!(b.acquire("r", "b", LONG).await.unwrap(), "b still holds it");
 }
 
-#[tokio::test]
-async fn commands_queue_in_order_and_are_taken_once() {
-    let redis = RedisProcess::start();
-    let a = store(&redis, "a").await;
-    let b = store(&redis, "b").await;
+async fn commands_queue_in_order_and_are_taken_once(url: &str) {
+    let a = store(url, "a").await;
+    let b = store(url, "b").await;
     let commands = vec![
         Event::Pause { by: "ann".into() },
         Event::Resume { by: "bob".into() },
@@ -224,10 +216,8 @@ async fn commands_queue_in_order_and_are_taken_once() {
     );
 }
 
-#[tokio::test]
-async fn stale_saves_are_refused_and_a_repeated_save_is_harmless() {
-    let redis = RedisProcess::start();
-    let store = store(&redis, "a").await;
+async fn stale_saves_are_refused_and_a_repeated_save_is_harmless(url: &str) {
+    let store = store(url, "a").await;
     assert!(store.acquire("r", "a", LONG).await.unwrap());
     let at_five = release_with("r", 1_000, 5, 50);
     store.save(&at_five).await.unwrap();
@@ -258,13 +248,22 @@ async fn stale_saves_are_refused_and_a_repeated_save_is_harmless() {
     assert_eq!(store.load("r").await.unwrap(), Some(at_six));
 }
 
+switchyard_testkit::on_every_redis!(
+    releases_round_trip_and_archive_into_history,
+    a_lease_is_exclusive_until_it_expires_and_then_fences_the_old_holder,
+    releasing_a_lease_hands_it_over_at_once,
+    commands_queue_in_order_and_are_taken_once,
+    stale_saves_are_refused_and_a_repeated_save_is_harmless,
+);
+
 #[tokio::test]
 async fn concurrent_savers_with_one_owner_keep_the_highest_revision() {
     let redis = RedisProcess::start();
+    let url = &redis.url();
     // Two connections writing as the same replica (e.g. a save retried while the
     // first attempt is still in flight).
-    let first = store(&redis, "a").await;
-    let second = store(&redis, "a").await;
+    let first = store(url, "a").await;
+    let second = store(url, "a").await;
     assert!(first.acquire("r", "a", LONG).await.unwrap());
     first.save(&release("r", 1_000, 1)).await.unwrap();
 
@@ -295,7 +294,8 @@ async fn concurrent_savers_with_one_owner_keep_the_highest_revision() {
 #[tokio::test]
 async fn an_acknowledged_save_survives_a_redis_crash_and_the_store_reconnects() {
     let mut redis = RedisProcess::start();
-    let store = store(&redis, "a").await;
+    let url = &redis.url();
+    let store = store(url, "a").await;
     assert!(store.acquire("r", "a", LONG).await.unwrap());
     let saved = release("r", 1_000, 1);
     store.save(&saved).await.unwrap();
@@ -320,4 +320,46 @@ async fn an_acknowledged_save_survives_a_redis_crash_and_the_store_reconnects() 
     let mut next = saved;
     next.revision = 2;
     store.save(&next).await.expect("saves after the restart");
+}
+
+#[tokio::test]
+async fn keys_of_the_earlier_layout_are_renamed_once_and_read_back() {
+    let redis = RedisProcess::start();
+    let current = release("r", 1_000, 3);
+    let archived = release("old", 500, 9);
+    let json = |release: &Release| serde_json::to_string(release).expect("JSON");
+    // The layout before every key shared `{sy-orch}`.
+    for command in [
+        vec!["SADD", "sy-orch:releases", "r"],
+        vec!["SET", "{sy-orch:r}:release", &json(&current)],
+        vec!["SET", "{sy-orch:r}:lease", "a"],
+        vec!["ZADD", "sy-orch:history", "500", &json(&archived)],
+        vec!["SADD", "{sy-orch:old}:archived", "500"],
+    ] {
+        redis.command(&command);
+    }
+    let store = store(&redis.url(), "a").await;
+    assert_eq!(store.load("r").await.unwrap(), Some(current.clone()));
+    assert_eq!(
+        store.releases().await.unwrap(),
+        std::slice::from_ref(&current)
+    );
+    assert_eq!(
+        store.history().await.unwrap(),
+        std::slice::from_ref(&archived)
+    );
+    assert!(
+        store.acquire("r", "a", LONG).await.unwrap(),
+        "the lease came along"
+    );
+    // The archived marker came along too: the old release cannot be saved again.
+    assert!(store.acquire("old", "a", LONG).await.unwrap());
+    assert_lease_lost(store.save(&archived).await, "old", "an archived release");
+    // Opening again finds nothing left to rename.
+    let again = self::store(&redis.url(), "b").await;
+    assert_eq!(again.releases().await.unwrap(), [current]);
+    assert_eq!(
+        redis.command(&["EXISTS", "sy-orch:releases"]),
+        switchyard_testkit::redis::Reply::Integer(0)
+    );
 }

@@ -107,8 +107,17 @@ impl Redis {
         })
     }
 
-    /// The connection for commands.
+    /// The connection for reads: it never waits for replicas.
     pub fn conn(&self) -> Conn {
+        Conn {
+            inner: self.conn.inner.clone(),
+            durability: Durability::default(),
+        }
+    }
+
+    /// The connection for writes: each single command (a script, `SADD`, …) waits
+    /// for the replicas the [`Durability`] given to [`Redis::connect`] names.
+    pub fn writer(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -143,9 +152,8 @@ impl Redis {
     }
 }
 
-/// A connection to the deployment. Writes sent through it as single commands (a
-/// script, `SADD`, `RPUSH`, …) wait for [`Durability::replicas`] replicas; pipelines
-/// (reads) do not.
+/// A connection to the deployment. From [`Redis::writer`], single commands (a script,
+/// `SADD`, `RPUSH`, …) wait for [`Durability::replicas`] replicas; pipelines do not.
 #[derive(Clone)]
 pub struct Conn {
     inner: Inner,
@@ -191,12 +199,18 @@ impl Inner {
     }
 }
 
+/// The command's name (`EVALSHA`, `SADD`, …).
+fn name(cmd: &Cmd) -> String {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).to_ascii_uppercase(),
+        _ => String::new(),
+    }
+}
+
 /// Whether `cmd` is `SCRIPT …` (loading a script goes to every primary of a Cluster,
 /// so it is sent alone).
 fn is_script_admin(cmd: &Cmd) -> bool {
-    cmd.args_iter().next().is_some_and(
-        |arg| matches!(arg, redis::Arg::Simple(name) if name.eq_ignore_ascii_case(b"SCRIPT")),
-    )
+    name(cmd) == "SCRIPT"
 }
 
 impl Conn {
@@ -223,7 +237,8 @@ impl Conn {
                 ErrorKind::ResponseError,
                 "write not confirmed by enough replicas",
                 format!(
-                    "applied on the primary but held by {confirmed} of {replicas} replicas after {timeout:?}; it may not survive a failover"
+                    "{} applied on the primary but held by {confirmed} of {replicas} replicas after {timeout:?}; it may not survive a failover",
+                    name(cmd)
                 ),
             )));
         }

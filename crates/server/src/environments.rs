@@ -348,6 +348,28 @@ impl Environments {
         self.install_record(env, record)
     }
 
+    /// Reloads `env` from the store and publishes whatever differs from what is
+    /// here, even at the same revision: after a Redis failover a write this replica
+    /// applied may have been lost and its revision number reused by another write.
+    pub async fn reload(&self, env: &EnvName) -> Result<(), EnvError> {
+        let _guard = self.write.lock().await;
+        let record = self.store.load_env(env).await?;
+        match (self.get(env.as_str()), record) {
+            (Some(current), Some(record)) if current.revision == record.revision => {
+                let (flags, segments) = differences(&current, &record);
+                if flags.is_empty() && segments.is_empty() {
+                    return Ok(());
+                }
+                tracing::warn!(%env, revision = record.revision, "this replica held a write the store lost; replaced it with the store's");
+                let document = change_document(&record.name, record.revision, &flags, &segments)?;
+                let (_, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
+                self.publish(&current, revision, snapshot, document)
+                    .map(drop)
+            }
+            (_, record) => self.install_record(env, record),
+        }
+    }
+
     /// Installs `record` (a whole environment another server sent: a relay's
     /// upstream), publishing the difference from what is here as one change event.
     pub async fn replace(&self, record: EnvRecord) -> Result<(), EnvError> {
@@ -437,6 +459,12 @@ fn change_document(
 
 /// The change document taking `current` to `target`.
 fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, EnvError> {
+    let (flags, segments) = differences(current, target);
+    change_document(&target.name, target.revision, &flags, &segments)
+}
+
+/// The writes that make `current` into `target`.
+fn differences(current: &EnvState, target: &EnvRecord) -> (Vec<FlagWrite>, Vec<SegmentWrite>) {
     let mut flags: Vec<FlagWrite> = target
         .flags
         .iter()
@@ -463,7 +491,7 @@ fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, EnvErr
             .filter(|old| !target.segments.iter().any(|s| s.key == old.key))
             .map(|old| (old.key.clone(), None)),
     );
-    change_document(&target.name, target.revision, &flags, &segments)
+    (flags, segments)
 }
 
 /// The environment's flags and segments with `change` applied, sorted by key.

@@ -43,10 +43,12 @@ impl Replication {
     /// the replica degraded and retry with jittered exponential back-off.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
+        let mut recovering = false;
         loop {
-            match self.session(&mut shutdown).await {
+            match self.session(&mut shutdown, recovering).await {
                 Ok(()) => return,
                 Err(error) => {
+                    recovering = true;
                     if self.degraded.swap(true, Ordering::AcqRel) {
                         tracing::debug!(%error, "shared store still unreachable");
                     } else {
@@ -63,8 +65,14 @@ impl Replication {
         }
     }
 
-    /// One subscription; `Ok` only on shutdown.
-    async fn session(&self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
+    /// One subscription; `Ok` only on shutdown. When `recovering` from a lost one,
+    /// every environment is compared by content, not only by revision: a failover
+    /// may have lost a write announced here and reused its revision.
+    async fn session(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+        recovering: bool,
+    ) -> Result<(), StoreError> {
         if *shutdown.borrow() {
             return Ok(());
         }
@@ -74,7 +82,11 @@ impl Replication {
         let mut pubsub = self.store.redis().pubsub().await.map_err(unavailable)?;
         pubsub.subscribe(CHANNEL).await.map_err(unavailable)?;
         // Subscribed first, then compared: nothing written in between is missed.
-        self.resync_all().await?;
+        if recovering {
+            self.reload_all().await?;
+        } else {
+            self.resync_all().await?;
+        }
         if self.degraded.swap(false, Ordering::AcqRel) {
             tracing::info!("shared store reachable again; replica converged");
         }
@@ -125,6 +137,20 @@ impl Replication {
         if let Err(error) = self.envs.resync(env).await {
             tracing::warn!(%env, %error, "could not resynchronise an environment");
         }
+    }
+
+    /// Reloads every environment and the tokens, publishing what differs.
+    async fn reload_all(&self) -> Result<(), StoreError> {
+        let revisions = self.store.revisions().await?;
+        let names = revisions.keys().cloned().chain(self.envs.names());
+        for env in names.collect::<std::collections::BTreeSet<_>>() {
+            let env = EnvName::new(env.as_str());
+            if let Err(error) = self.envs.reload(&env).await {
+                tracing::warn!(%env, %error, "could not reload an environment");
+            }
+        }
+        self.tokens.replace(self.store.tokens().await?);
+        Ok(())
     }
 
     /// Reloads every environment whose revision differs from Redis, and the tokens.

@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{boolean_flag, start_redis, unit_sketch, TestServer, ADMIN};
 use switchyard_testkit::redis::RedisProcess;
-use switchyard_testkit::redis_ha::{RedisCluster, RedisSentinels};
 
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -111,35 +110,7 @@ async fn replicas(url: &str, n: usize) -> Vec<TestServer> {
     replicas
 }
 
-/// Runs the test `$name(url)` once per Redis deployment, each started for it:
-/// `$name::one_server`, `$name::cluster` and `$name::sentinels`.
-macro_rules! on_every_redis {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-
-            #[tokio::test]
-            async fn one_server() {
-                let redis = RedisProcess::start();
-                super::$name(&redis.url()).await;
-            }
-
-            #[tokio::test]
-            async fn cluster() {
-                let redis = RedisCluster::start();
-                super::$name(&redis.url()).await;
-            }
-
-            #[tokio::test]
-            async fn sentinels() {
-                let redis = RedisSentinels::start();
-                super::$name(&redis.url()).await;
-            }
-        }
-    )*};
-}
-
-on_every_redis!(
+switchyard_testkit::on_every_redis!(
     a_write_on_one_replica_reaches_the_others_and_their_streams,
     concurrent_if_match_writers_on_different_replicas_one_wins_each_round,
     an_environment_deleted_on_one_replica_is_gone_from_the_others,

@@ -31,7 +31,8 @@ fn settle(what: &str, mut check: impl FnMut() -> Result<(), String>) {
             Instant::now() < deadline,
             "timed out after {SETTLE_DEADLINE:?} waiting for {what}; saw {seen}"
         );
-        thread::sleep(Duration::from_millis(10));
+        // The interval between polls (nothing unparks this thread).
+        thread::park_timeout(Duration::from_millis(10));
     }
 }
 
@@ -84,6 +85,7 @@ impl RedisCluster {
         );
         let cluster = RedisCluster { nodes };
         cluster.wait_healthy();
+        cluster.wait_replicated();
         cluster
     }
 
@@ -116,17 +118,44 @@ impl RedisCluster {
         });
     }
 
+    /// Waits until every primary has a replica in step (link up), as after
+    /// [`RedisCluster::start`] and [`RedisCluster::restart`]: only then can a write
+    /// waiting for one replica be confirmed.
+    pub fn wait_replicated(&self) {
+        settle("every primary to have a replica in step", || {
+            for node in &self.nodes {
+                let info = text(node.command(&["INFO", "replication"]))?;
+                let in_step = if info.contains("role:master") {
+                    !info.contains("connected_slaves:0")
+                } else {
+                    info.contains("master_link_status:up")
+                };
+                if !in_step {
+                    return Err(format!("port {}: {info}", node.port()));
+                }
+            }
+            Ok(())
+        });
+    }
+
     /// The index of the node serving `key`'s slot as primary now.
     pub fn primary_of(&self, key: &str) -> usize {
+        self.try_primary_of(key)
+            .unwrap_or_else(|seen| panic!("{seen}"))
+    }
+
+    /// The node serving `key`'s slot as primary, as the running nodes see it; `Err`
+    /// with what they say when none does (while a failover is under way).
+    fn try_primary_of(&self, key: &str) -> Result<usize, String> {
         let any = self
             .nodes
             .iter()
             .find(|n| n.is_running())
-            .expect("a running node");
+            .ok_or("no running node")?;
         let Reply::Integer(slot) = any.command(&["CLUSTER", "KEYSLOT", key]) else {
-            panic!("CLUSTER KEYSLOT {key}")
+            return Err(format!("CLUSTER KEYSLOT {key}"));
         };
-        let nodes = text(any.command(&["CLUSTER", "NODES"])).expect("CLUSTER NODES");
+        let nodes = text(any.command(&["CLUSTER", "NODES"]))?;
         for line in nodes.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
             if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
@@ -137,27 +166,46 @@ impl RedisCluster {
                 matches!((from.parse::<i64>(), to.parse::<i64>()), (Ok(from), Ok(to)) if (from..=to).contains(&slot))
             });
             if serves {
-                let port: u16 = fields[1]
+                let port: Option<u16> = fields[1]
                     .split(['@', ':'])
                     .nth(1)
-                    .and_then(|p| p.parse().ok())
-                    .expect("node address");
+                    .and_then(|p| p.parse().ok());
                 return self
                     .nodes
                     .iter()
-                    .position(|n| n.port() == port)
-                    .expect("a node of ours");
+                    .position(|n| Some(n.port()) == port)
+                    .ok_or_else(|| format!("slot {slot} served by a node not ours: {line}"));
             }
         }
-        panic!("no primary serves slot {slot}:\n{nodes}")
+        Err(format!("no primary serves slot {slot}:\n{nodes}"))
     }
 
-    /// Kills (SIGKILL) the primary serving `key`; returns its index. Its replica
-    /// takes over after the node timeout (one second): see [`RedisCluster::wait_healthy`].
+    /// Kills (SIGKILL) the primary serving `key` and waits until its replica has
+    /// taken over (after the one-second node timeout) and the cluster is healthy
+    /// again. Returns the killed node's index.
     pub fn kill_primary_of(&mut self, key: &str) -> usize {
         let index = self.primary_of(key);
         self.nodes[index].stop();
+        settle(
+            "a replica to take over the killed primary's slots",
+            || match self.try_primary_of(key) {
+                Ok(now) if now != index => Ok(()),
+                Ok(_) => Err("the killed primary still serves them".into()),
+                Err(seen) => Err(seen),
+            },
+        );
+        self.wait_healthy();
         index
+    }
+}
+
+impl RedisCluster {
+    /// Starts node `index` again (same port and directory): it rejoins the cluster,
+    /// as a replica if another node took over its slots meanwhile.
+    pub fn restart(&mut self, index: usize) {
+        self.nodes[index].restart();
+        self.wait_healthy();
+        self.wait_replicated();
     }
 }
 
@@ -260,6 +308,26 @@ impl RedisSentinels {
         &self.servers
     }
 
+    /// Starts every stopped data node again; the Sentinels make it a replica of the
+    /// current primary. Waits until the primary has a replica in step again.
+    pub fn restart_stopped(&mut self) {
+        for server in self.servers.iter_mut().filter(|s| !s.is_running()) {
+            server.restart();
+        }
+        let primary = self.primary_port();
+        let primary = self
+            .servers
+            .iter()
+            .find(|s| s.port() == primary)
+            .expect("the primary is ours");
+        settle("the primary to have a replica again", || {
+            let info = text(primary.command(&["INFO", "replication"]))?;
+            info.contains("connected_slaves:1")
+                .then_some(())
+                .ok_or(info)
+        });
+    }
+
     /// Kills (SIGKILL) the current primary and waits until the Sentinels name the
     /// replica and it answers as a primary. Returns the new primary's port.
     pub fn kill_primary(&mut self) -> u16 {
@@ -286,4 +354,33 @@ impl RedisSentinels {
         });
         new
     }
+}
+
+/// Runs each async test function `$name(url: &str)` once per Redis deployment, each
+/// started for it: as tests `$name::one_server` ([`RedisProcess`]), `$name::cluster`
+/// ([`RedisCluster`]) and `$name::sentinels` ([`RedisSentinels`]). The functions must
+/// be in scope where the macro is invoked.
+#[macro_export]
+macro_rules! on_every_redis {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn one_server() {
+                let redis = $crate::redis::RedisProcess::start();
+                super::$name(&redis.url()).await;
+            }
+
+            #[tokio::test]
+            async fn cluster() {
+                let redis = $crate::redis_ha::RedisCluster::start();
+                super::$name(&redis.url()).await;
+            }
+
+            #[tokio::test]
+            async fn sentinels() {
+                let redis = $crate::redis_ha::RedisSentinels::start();
+                super::$name(&redis.url()).await;
+            }
+        }
+    )*};
 }

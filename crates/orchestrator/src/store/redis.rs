@@ -203,7 +203,10 @@ return commands
 /// A [`StateStore`] on Redis, writing as one replica (its owner id).
 #[derive(Clone)]
 pub struct RedisStore {
+    /// Reads.
     conn: Conn,
+    /// Writes: they wait for the replicas the [`Durability`] names.
+    writer: Conn,
     owner: String,
 }
 
@@ -231,8 +234,13 @@ impl RedisStore {
                 .await
                 .map_err(StoreError::Redis)?;
         }
+        let store = RedisStore {
+            writer: redis.writer(),
+            conn: conn.clone(),
+            owner,
+        };
         if old == 0 {
-            return Ok(RedisStore { conn, owner });
+            return Ok(store);
         }
         let moved: u64 = MIGRATE
             .key("sy-orch:releases")
@@ -248,7 +256,7 @@ impl RedisStore {
                 "renamed the orchestrator's Redis keys to the one-slot layout"
             );
         }
-        Ok(RedisStore { conn, owner })
+        Ok(store)
     }
 
     /// This replica's owner id.
@@ -305,7 +313,7 @@ impl StateStore for RedisStore {
             .arg(release.created_at)
             .arg(json)
             .arg(name)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.writer.clone())
             .await
             .map_err(StoreError::Redis)?;
         if code == 0 {
@@ -329,7 +337,7 @@ impl StateStore for RedisStore {
             .key(RELEASES)
             .key(HISTORY)
             .arg(name)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.writer.clone())
             .await
             .map_err(StoreError::Redis)?;
         Ok(())
@@ -381,7 +389,7 @@ impl StateStore for RedisStore {
             .key(release_key(name, "lease"))
             .arg(owner)
             .arg(millis(ttl))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.writer.clone())
             .await
             .map_err(StoreError::Redis)?;
         Ok(held == 1)
@@ -391,7 +399,7 @@ impl StateStore for RedisStore {
         let _: i64 = RELEASE_LEASE
             .key(release_key(name, "lease"))
             .arg(owner)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.writer.clone())
             .await
             .map_err(StoreError::Redis)?;
         Ok(())
@@ -402,7 +410,7 @@ impl StateStore for RedisStore {
             name: name.to_owned(),
             source,
         })?;
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let _: i64 = conn
             .rpush(release_key(name, "commands"), json)
             .await
@@ -413,7 +421,7 @@ impl StateStore for RedisStore {
     async fn take_commands(&self, name: &str) -> Result<Vec<Event>, StoreError> {
         let taken: Vec<String> = TAKE_COMMANDS
             .key(release_key(name, "commands"))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.writer.clone())
             .await
             .map_err(StoreError::Redis)?;
         // They are off the queue now: one a replica cannot read (pushed by a newer

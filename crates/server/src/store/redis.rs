@@ -200,7 +200,10 @@ pub fn commit_message(env: &EnvName, revision: u64, change: &[u8]) -> Result<Str
 #[derive(Clone)]
 pub struct RedisStore {
     redis: Redis,
+    /// Reads, and writes whose loss costs little (usage times, metrics).
     conn: Conn,
+    /// Writes of state: they wait for the replicas [`Durability`] names.
+    writer: Conn,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -249,7 +252,12 @@ impl RedisStore {
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let conn = redis.conn();
-        Ok(RedisStore { redis, conn })
+        let writer = redis.writer();
+        Ok(RedisStore {
+            redis,
+            conn,
+            writer,
+        })
     }
 
     /// The deployment, for the replication subscriber's own connection.
@@ -370,7 +378,7 @@ impl Store for RedisStore {
     }
 
     async fn create_env(&self, env: &EnvName, mut audit: AuditEntry) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         // The set first: a crash in between leaves a name without keys, which `load` skips.
         let _: i64 = conn.sadd(ENVS, env.as_str()).await.map_err(unavailable)?;
         audit.revision = Some(0);
@@ -420,7 +428,7 @@ impl Store for RedisStore {
             entry.revision = Some(revision);
             invocation.arg(encode(&entry));
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let answer: (i64, u64) = invocation
             .invoke_async(&mut conn)
             .await
@@ -438,7 +446,7 @@ impl Store for RedisStore {
         let name = env.as_str();
         audit.revision = Some(expected_revision);
         let message = encode(&Written::EnvDeleted { env: env.clone() });
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let (status, actual): (i64, u64) = Script::new(DELETE_ENV)
             .key(env_key(name, "rev"))
             .key(env_key(name, "flags"))
@@ -474,7 +482,7 @@ impl Store for RedisStore {
     }
 
     async fn create_token(&self, token: TokenRecord, audit: AuditEntry) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let created: i64 = Script::new(CREATE_TOKEN)
             .key(TOKENS)
             .key(GLOBAL_AUDIT)
@@ -498,7 +506,7 @@ impl Store for RedisStore {
         name: &str,
         audit: AuditEntry,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let old: Option<String> = Script::new(DELETE_TOKEN)
             .key(TOKENS)
             .key(GLOBAL_AUDIT)
@@ -544,7 +552,7 @@ impl Store for RedisStore {
 
     async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError> {
         let env = schedule.env.as_str();
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let stored: i64 = Script::new(PUT_SCHEDULE)
             .key(env_key(env, "rev"))
             .key(env_key(env, "schedules"))
@@ -592,7 +600,7 @@ impl Store for RedisStore {
         audit: AuditEntry,
     ) -> Result<bool, StoreError> {
         let env = schedule.env.as_str();
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer.clone();
         let settled: i64 = Script::new(SETTLE_SCHEDULE)
             .key(env_key(env, "schedules"))
             .key(env_key(env, "audit"))
