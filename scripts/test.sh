@@ -20,11 +20,12 @@ ensure_python() {
 }
 
 # The real processes the tests start on loopback ports: binary → Debian package.
-# redis-server: the Redis store and replica tests; haproxy: the orchestrator's traffic
+# redis-server: the Redis store and replica tests (also as Sentinels); redis-cli: makes
+# the Redis Cluster of the cluster tests (redis-cli --cluster create); haproxy: the orchestrator's traffic
 # router; prometheus: the orchestrator's metric analysis; chromium and chromedriver:
 # the web console's browser tests (crates/server/tests/console_browser.rs).
 # node and npm: the published JavaScript OpenFeature clients the conformance tests run.
-PROCESSES="redis-server:redis-server haproxy:haproxy prometheus:prometheus chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm"
+PROCESSES="redis-server:redis-server redis-cli:redis-tools haproxy:haproxy prometheus:prometheus chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm"
 
 ensure_processes() {
   local missing=()
