@@ -83,6 +83,7 @@ fn console(c: &mut Criterion) {
             token_id: None,
             kind: TokenKind::Admin,
             env: None,
+            credential: None,
         },
         csrf: "0".repeat(64),
     };

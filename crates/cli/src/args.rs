@@ -237,9 +237,22 @@ pub enum Tokens {
         /// The environment an `sdk` or `eval` token is limited to.
         #[arg(long)]
         env: Option<String>,
+        /// Stop accepting it after this long (`90d`, `12h`); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
-    /// Every token (no secrets).
+    /// Every token (no secrets): expiry and last use.
     List,
+    /// Give a token a new secret (printed once); the old one keeps working for the
+    /// grace period.
+    Rotate {
+        /// Its name.
+        name: String,
+        /// How long the old secret stays accepted (at most `30d`; `0s` ends it, and
+        /// the streams it opened, at once).
+        #[arg(long, default_value = "1d", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
     /// Revoke a token.
     Revoke {
         /// Its name.

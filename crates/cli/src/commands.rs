@@ -257,24 +257,71 @@ async fn flags(client: &AdminClient, out: Output, command: Flags) -> Result<(), 
 
 async fn tokens(client: &AdminClient, out: Output, command: Tokens) -> Result<(), CliError> {
     match command {
-        Tokens::Create { name, kind, env } => {
+        Tokens::Create {
+            name,
+            kind,
+            env,
+            expires_in,
+        } => {
             let kind = match kind {
                 Kind::Admin => TokenKind::Admin,
                 Kind::Sdk => TokenKind::Sdk,
                 Kind::Eval => TokenKind::Eval,
             };
-            let issued = client.create_token(&name, kind, env.as_deref()).await?;
-            let value = json!({ "name": name, "token": issued.token });
+            let expires_ms =
+                expires_in.map(|after| now_ms().saturating_add(after.as_millis() as u64));
+            let issued = client
+                .create_token_until(&name, kind, env.as_deref(), expires_ms)
+                .await?;
+            let value =
+                json!({ "name": name, "token": issued.token, "expires_ms": issued.expires_ms });
             print(out, &value, |v| format!("{}\n", text(&v["token"])));
+        }
+        Tokens::Rotate { name, grace } => {
+            let issued = client.rotate_token(&name, grace).await?;
+            let value = json!({
+                "name": name,
+                "token": issued.token,
+                "previous_valid_until_ms": issued.previous_valid_until_ms,
+            });
+            print(out, &value, |v| format!("{}\n", text(&v["token"])));
+            match issued.previous_valid_until_ms {
+                Some(until) => eprintln!("the old secret of `{name}` works until {}", time(until)),
+                None => eprintln!("the old secret of `{name}` no longer works"),
+            }
         }
         Tokens::List => {
             let tokens = client.tokens().await?;
             print(out, &tokens, |tokens| {
+                let at = |value: &Value, otherwise: &str| {
+                    value.as_u64().map_or_else(|| otherwise.to_owned(), time)
+                };
                 let cells: Vec<Vec<String>> = tokens
                     .iter()
-                    .map(|t| vec![text(&t["name"]), text(&t["kind"]), text(&t["env"])])
+                    .map(|t| {
+                        let expires = match at(&t["expires_ms"], "never") {
+                            expires if t["expired"] == json!(true) => format!("expired {expires}"),
+                            expires => expires,
+                        };
+                        vec![
+                            text(&t["name"]),
+                            text(&t["kind"]),
+                            text(&t["env"]),
+                            expires,
+                            at(&t["last_used_ms"], "never"),
+                        ]
+                    })
                     .collect();
-                table(&["NAME", "KIND", "ENVIRONMENT"], &cells)
+                table(
+                    &[
+                        "NAME",
+                        "KIND",
+                        "ENVIRONMENT",
+                        "EXPIRES (UTC)",
+                        "LAST USED (UTC)",
+                    ],
+                    &cells,
+                )
             });
         }
         Tokens::Revoke { name } => {
@@ -355,10 +402,7 @@ fn at_ms(at: &str) -> Result<u64, CliError> {
     let bad = |why: String| CliError::Usage(format!("--at `{at}`: {why}"));
     if let Some(after) = at.strip_prefix('+') {
         let after = humantime::parse_duration(after).map_err(|e| bad(e.to_string()))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        return Ok(now + after.as_millis() as u64);
+        return Ok(now_ms().saturating_add(after.as_millis() as u64));
     }
     let when = chrono::DateTime::parse_from_rfc3339(at).map_err(|e| {
         bad(format!(
@@ -366,6 +410,13 @@ fn at_ms(at: &str) -> Result<u64, CliError> {
         ))
     })?;
     u64::try_from(when.timestamp_millis()).map_err(|_| bad("before 1970".into()))
+}
+
+/// Now, in milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Milliseconds since the epoch as `2026-12-24 09:00:00`.

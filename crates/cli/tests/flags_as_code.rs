@@ -327,14 +327,38 @@ async fn everyday_commands_print_tables_and_json() {
             "sdk",
             "--env",
             ENV,
+            "--expires-in",
+            "30d",
         ],
     )
     .await;
     assert_eq!(code, 0);
-    assert!(!out.trim().is_empty(), "the secret is printed once");
+    let first = out.trim().to_owned();
+    assert!(
+        first.starts_with("swy_"),
+        "the secret is printed once: {out}"
+    );
+    let (code, out, err) = cli(&server, &["tokens", "rotate", "ci-reader", "--grace", "1h"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.trim().starts_with("swy_") && out.trim() != first,
+        "{out}"
+    );
+    assert!(
+        err.contains("the old secret of `ci-reader` works until"),
+        "{err}"
+    );
     let (code, out, _) = cli(&server, &["tokens", "list"]).await;
     assert_eq!(code, 0);
-    assert!(out.contains("ci-reader"), "{out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("ci-reader"))
+        .unwrap_or_default();
+    // Expires in 30 days (a date, not "never"); never used.
+    assert!(
+        !row.contains("never  ") && row.trim_end().ends_with("never"),
+        "{out}"
+    );
     let (code, _, _) = cli(&server, &["tokens", "revoke", "ci-reader"]).await;
     assert_eq!(code, 0);
     let (_, out, _) = cli(&server, &["tokens", "list"]).await;

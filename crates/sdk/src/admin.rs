@@ -59,6 +59,12 @@ pub struct IssuedToken {
     pub env: Option<String>,
     /// The secret to present as `Bearer`.
     pub token: String,
+    /// When it stops being accepted, ms since the epoch (`None`: never).
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+    /// After a rotation: until when the replaced secret is still accepted.
+    #[serde(default)]
+    pub previous_valid_until_ms: Option<u64>,
 }
 
 /// The admin API client.
@@ -323,11 +329,37 @@ impl AdminClient {
         kind: TokenKind,
         env: Option<&str>,
     ) -> Result<IssuedToken, Error> {
+        self.create_token_until(name, kind, env, None).await
+    }
+
+    /// Issues a token accepted until `expires_ms` (ms since the epoch; `None`: never).
+    pub async fn create_token_until(
+        &self,
+        name: &str,
+        kind: TokenKind,
+        env: Option<&str>,
+        expires_ms: Option<u64>,
+    ) -> Result<IssuedToken, Error> {
         let mut body = json!({ "name": name, "kind": kind });
         if let Some(env) = env {
             body["env"] = json!(env);
         }
+        if let Some(expires_ms) = expires_ms {
+            body["expires_ms"] = json!(expires_ms);
+        }
         self.json(Method::POST, "/tokens", Some(&body)).await
+    }
+
+    /// Gives a token a new secret; the old one stays accepted for `grace` (whole
+    /// seconds, at most 30 days).
+    pub async fn rotate_token(
+        &self,
+        name: &str,
+        grace: std::time::Duration,
+    ) -> Result<IssuedToken, Error> {
+        let body = json!({ "grace_seconds": grace.as_secs() });
+        let path = format!("/tokens/{}/rotate", seg(name)?);
+        self.json(Method::POST, &path, Some(&body)).await
     }
 
     /// Revokes a token.

@@ -17,10 +17,11 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use switchyard_core::model::EnvName;
+use tokio::sync::watch;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{TokenKind, TokenRecord};
+use crate::store::{PreviousSecret, TokenKind, TokenRecord};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +34,57 @@ pub struct Principal {
     pub kind: TokenKind,
     /// The environment an `sdk` or `eval` token is limited to.
     pub env: Option<EnvName>,
+    /// The stored token's secret that was presented, for streams that must end when
+    /// it stops being accepted; `None` for the bootstrap token and relayed ones.
+    pub credential: Option<Credential>,
+}
+
+/// Which secret of a stored token a caller presented, and until when it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    hash: [u8; 32],
+    /// When it stops being accepted (expiry, or the grace end of a rotated secret),
+    /// ms since the epoch; `None`: until revoked or rotated.
+    pub until_ms: Option<u64>,
+}
+
+/// Why a presented token is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token has that secret (never issued, revoked, or mistyped).
+    Unknown,
+    /// The token named `name` expired at `at_ms`.
+    Expired {
+        /// The token's name.
+        name: String,
+        /// When it expired.
+        at_ms: u64,
+    },
+    /// The secret is the one token `name`'s last rotation replaced, and its grace
+    /// period ended at `at_ms`.
+    Rotated {
+        /// The token's name.
+        name: String,
+        /// When the old secret stopped being accepted.
+        at_ms: u64,
+    },
+}
+
+impl Refusal {
+    /// What a 401 says.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Unknown => "invalid or revoked token".to_owned(),
+            Refusal::Expired { name, at_ms } => format!(
+                "token `{name}` expired at {}; an admin can issue a new one",
+                crate::console::history::rfc3339(*at_ms)
+            ),
+            Refusal::Rotated { name, at_ms } => format!(
+                "token `{name}` was rotated: this secret stopped working at {}; use the new one",
+                crate::console::history::rfc3339(*at_ms)
+            ),
+        }
+    }
 }
 
 impl Principal {
@@ -123,8 +175,74 @@ pub const INITIAL_ADMIN_TOKEN_NAME: &str = "initial-admin";
 
 /// The tokens the server accepts, kept in memory (no store access per request).
 pub struct Tokens {
-    by_id: ArcSwap<HashMap<String, TokenRecord>>,
+    by_id: ArcSwap<HashMap<String, Accepted>>,
     bootstrap: Option<[u8; 32]>,
+    /// Bumped on every change of the set, so streams re-check their credential.
+    changes: watch::Sender<u64>,
+}
+
+/// A stored token with its secrets' hashes decoded once.
+struct Accepted {
+    record: TokenRecord,
+    hash: [u8; 32],
+    /// A rotated secret's hash and when it stops being accepted.
+    previous: Option<([u8; 32], u64)>,
+}
+
+impl Accepted {
+    fn new(record: TokenRecord) -> Option<Self> {
+        let decode =
+            |hex_hash: &str| -> Option<[u8; 32]> { hex::decode(hex_hash).ok()?.try_into().ok() };
+        let Some(hash) = decode(&record.hash) else {
+            tracing::error!(token = %record.name, "stored token hash is not SHA-256 hex; the token is not accepted");
+            return None;
+        };
+        let previous = record
+            .previous
+            .as_ref()
+            .and_then(|p| Some((decode(&p.hash)?, p.until_ms)));
+        Some(Accepted {
+            record,
+            hash,
+            previous,
+        })
+    }
+
+    /// Whether the secret hashing to `hash` is accepted at `now_ms`, and until when.
+    fn accepts(&self, hash: &[u8; 32], now_ms: u64) -> Result<Option<u64>, Refusal> {
+        let name = || self.record.name.clone();
+        let current = bool::from(self.hash.ct_eq(hash));
+        let until = match self.previous {
+            _ if current => self.record.expires_ms,
+            Some((old, until_ms)) if bool::from(old.ct_eq(hash)) => {
+                if now_ms >= until_ms {
+                    return Err(Refusal::Rotated {
+                        name: name(),
+                        at_ms: until_ms,
+                    });
+                }
+                Some(self.record.expires_ms.map_or(until_ms, |e| e.min(until_ms)))
+            }
+            _ => return Err(Refusal::Unknown),
+        };
+        match self.record.expires_ms {
+            Some(at_ms) if now_ms >= at_ms => Err(Refusal::Expired {
+                name: name(),
+                at_ms,
+            }),
+            _ => Ok(until),
+        }
+    }
+
+    fn principal(&self, hash: [u8; 32], until_ms: Option<u64>) -> Principal {
+        Principal {
+            name: self.record.name.clone(),
+            token_id: Some(self.record.id.clone()),
+            kind: self.record.kind,
+            env: self.record.env.clone(),
+            credential: Some(Credential { hash, until_ms }),
+        }
+    }
 }
 
 fn sha256(token: &str) -> [u8; 32] {
@@ -152,8 +270,29 @@ pub fn generate(
         env,
         hash: hex::encode(sha256(&token)),
         created_ms: now_ms,
+        expires_ms: None,
+        rotated_ms: None,
+        previous: None,
     };
     (token, record)
+}
+
+/// A new secret for `record` (same id, name and rights): the old one stays accepted
+/// until `grace_until_ms`.
+pub fn rotate(record: &TokenRecord, now_ms: u64, grace_until_ms: u64) -> (String, TokenRecord) {
+    let (token, fresh) = generate(&record.name, record.kind, record.env.clone(), now_ms);
+    // Keep the id: it is in the new secret too, so the record is found by either.
+    let token = token.replacen(&fresh.id, &record.id, 1);
+    let rotated = TokenRecord {
+        hash: hex::encode(sha256(&token)),
+        rotated_ms: Some(now_ms),
+        previous: (grace_until_ms > now_ms).then(|| PreviousSecret {
+            hash: record.hash.clone(),
+            until_ms: grace_until_ms,
+        }),
+        ..record.clone()
+    };
+    (token, rotated)
 }
 
 impl Tokens {
@@ -162,15 +301,27 @@ impl Tokens {
         let tokens = Tokens {
             by_id: ArcSwap::from_pointee(HashMap::new()),
             bootstrap: bootstrap.map(sha256),
+            changes: watch::Sender::new(0),
         };
         tokens.replace(records);
         tokens
     }
 
-    /// Replaces the accepted set (after a create or delete).
+    /// Replaces the accepted set (after a create, rotation or delete); streams held
+    /// by a token no longer accepted end.
     pub fn replace(&self, records: Vec<TokenRecord>) {
-        let map = records.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let map = records
+            .into_iter()
+            .filter_map(Accepted::new)
+            .map(|a| (a.record.id.clone(), a))
+            .collect();
         self.by_id.store(Arc::new(map));
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Changes whenever the accepted set does.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Whether a bootstrap admin token was configured (`--admin-token`). It lives in
@@ -186,37 +337,49 @@ impl Tokens {
                 .by_id
                 .load()
                 .values()
-                .any(|r| r.kind == TokenKind::Admin)
+                .any(|a| a.record.kind == TokenKind::Admin)
     }
 
-    /// The record of the token with this public id, if it is accepted.
-    fn record(&self, id: &str) -> Option<TokenRecord> {
-        self.by_id.load().get(id).cloned()
-    }
-
-    /// The principal a presented token stands for, if it is valid.
+    /// The principal a presented token stands for, if it is valid now.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
+        self.check(token, crate::environments::now_ms()).ok()
+    }
+
+    /// The principal a presented token stands for at `now_ms`, or why it is refused.
+    pub fn check(&self, token: &str, now_ms: u64) -> Result<Principal, Refusal> {
         let hash = sha256(token);
         if let Some(bootstrap) = &self.bootstrap {
             if bool::from(bootstrap.ct_eq(&hash)) {
-                return Some(Principal {
+                return Ok(Principal {
                     name: BOOTSTRAP_TOKEN_NAME.to_owned(),
                     token_id: None,
                     kind: TokenKind::Admin,
                     env: None,
+                    credential: None,
                 });
             }
         }
-        let id = token.strip_prefix("swy_")?.split('_').next()?;
+        let id = token
+            .strip_prefix("swy_")
+            .and_then(|rest| rest.split('_').next())
+            .ok_or(Refusal::Unknown)?;
         let map = self.by_id.load();
-        let record = map.get(id)?;
-        let stored = hex::decode(&record.hash).ok()?;
-        bool::from(stored.as_slice().ct_eq(&hash)).then(|| Principal {
-            name: record.name.clone(),
-            token_id: Some(record.id.clone()),
-            kind: record.kind,
-            env: record.env.clone(),
-        })
+        let accepted = map.get(id).ok_or(Refusal::Unknown)?;
+        let until = accepted.accepts(&hash, now_ms)?;
+        Ok(accepted.principal(hash, until))
+    }
+
+    /// Whether `principal`'s credential is still accepted at `now_ms`: `Some(until)`
+    /// when it is (`until` may have moved: a rotation starts a grace period), `None`
+    /// once it is revoked, expired or past its grace. Principals without a credential
+    /// keep theirs.
+    pub fn standing(&self, principal: &Principal, now_ms: u64) -> Option<Option<u64>> {
+        let Some(credential) = &principal.credential else {
+            return Some(None);
+        };
+        let map = self.by_id.load();
+        let accepted = map.get(principal.token_id.as_deref()?)?;
+        accepted.accepts(&credential.hash, now_ms).ok()
     }
 }
 
@@ -230,10 +393,7 @@ impl FromRequestParts<AppState> for Principal {
         let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
             ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
-        state
-            .authenticate(token)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("invalid or revoked token"))
+        state.authenticate(token).await
     }
 }
 
@@ -278,5 +438,44 @@ mod tests {
         assert!(principal.require_env("prod", &[TokenKind::Sdk]).is_ok());
         assert!(principal.require_env("dev", &[TokenKind::Sdk]).is_err());
         assert!(principal.require_admin().is_err());
+    }
+
+    #[test]
+    fn expiry_and_rotation_decide_which_secrets_are_accepted_until_when() {
+        let (first, mut record) = generate("web", TokenKind::Sdk, Some(EnvName::new("prod")), 0);
+        record.expires_ms = Some(10_000);
+        let (second, rotated) = rotate(&record, 1_000, 5_000);
+        assert!(
+            second.starts_with(&format!("swy_{}_", record.id)),
+            "{second}"
+        );
+        let tokens = Tokens::new(vec![rotated.clone()], None);
+        let until = |token: &str, now| {
+            tokens
+                .check(token, now)
+                .map(|p| p.credential.and_then(|c| c.until_ms))
+        };
+        // The new secret until the token expires, the old one until its grace ends.
+        assert_eq!(until(&second, 2_000), Ok(Some(10_000)));
+        assert_eq!(until(&first, 2_000), Ok(Some(5_000)));
+        let rotated_refusal = Refusal::Rotated {
+            name: "web".into(),
+            at_ms: 5_000,
+        };
+        assert_eq!(until(&first, 5_000), Err(rotated_refusal));
+        let expired = Refusal::Expired {
+            name: "web".into(),
+            at_ms: 10_000,
+        };
+        assert_eq!(until(&second, 10_000), Err(expired));
+        // A stream's standing follows the set: a rotation without grace ends the old one.
+        let old = tokens.check(&first, 2_000).expect("in grace");
+        assert_eq!(tokens.standing(&old, 2_000), Some(Some(5_000)));
+        let (_, again) = rotate(&rotated, 3_000, 3_000);
+        assert_eq!(again.previous, None);
+        tokens.replace(vec![again]);
+        assert_eq!(tokens.standing(&old, 3_000), None);
+        tokens.replace(Vec::new());
+        assert_eq!(tokens.check(&second, 3_000).err(), Some(Refusal::Unknown));
     }
 }

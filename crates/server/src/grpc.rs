@@ -72,11 +72,7 @@ pub async fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Pr
         .ok_or_else(|| {
             Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
         })?;
-    state
-        .authenticate(token)
-        .await
-        .map_err(|error| Status::unavailable(error.message))?
-        .ok_or_else(|| Status::unauthenticated("invalid or revoked token"))
+    state.authenticate(token).await.map_err(convert::status)
 }
 
 /// Serves every gRPC service on `listener` until `shutdown` resolves.

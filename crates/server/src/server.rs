@@ -32,7 +32,13 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// An admin token generated at this start (the store had none), to print once.
     pub generated_admin_token: Option<String>,
+    /// Background work that ends with the server (the usage flusher's last write,
+    /// the scheduler), awaited when serving stops so nothing is cut off.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long a stopping server waits for its background work.
+const BACKGROUND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Server {
     /// Loads everything from `store`. `admin_token` is the bootstrap admin token.
@@ -80,12 +86,15 @@ impl Server {
             metric_batches: Arc::default(),
         };
         state.ready.store(true, Ordering::Release);
-        tokio::spawn(crate::domain::run_scheduler(state.clone()));
-        tokio::spawn(crate::usage::run_flusher(state.clone()));
+        let background = vec![
+            tokio::spawn(crate::domain::run_scheduler(state.clone())),
+            tokio::spawn(crate::usage::run_flusher(state.clone())),
+        ];
         Ok(Server {
             state,
             shutdown,
             generated_admin_token,
+            background,
         })
     }
 
@@ -170,14 +179,25 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
-        let stop = self.shutdown;
+        let stop = Arc::new(self.shutdown);
+        let stopping = Arc::clone(&stop);
         // A make-service clones the built router per connection (an `Arc`); serving the
         // `Router` itself would rebuild its route table for every connection (~23 KB each).
-        axum::serve(listener, app.into_make_service())
+        let served = axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                let _ = stop.send(true);
+                stopping.send_replace(true);
             })
+            .await;
+        // Stopped, or failed: either way the background work ends now.
+        stop.send_replace(true);
+        let finished = futures_util::future::join_all(self.background);
+        if tokio::time::timeout(BACKGROUND_GRACE, finished)
             .await
+            .is_err()
+        {
+            tracing::warn!("background work (usage times, schedules) did not finish within {BACKGROUND_GRACE:?}");
+        }
+        served
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::auth::{Principal, Tokens};
+use crate::auth::{Principal, Refusal, Tokens};
 use crate::console::session::Sessions;
-use crate::environments::Environments;
+use crate::environments::{now_ms, Environments};
 use crate::error::ApiError;
 use crate::orchestrator::OrchestratorClient;
 use crate::telemetry::Telemetry;
@@ -52,19 +52,28 @@ impl AppState {
     }
 
     /// The principal a presented token stands for: a token of this server's, or, on a
-    /// relay, one the upstream vouches for (checked once per TTL). `None`: not valid.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, ApiError> {
-        if let Some(principal) = self.tokens.authenticate(token) {
-            return Ok(Some(principal));
-        }
-        match &self.relay {
-            None => Ok(None),
-            Some(relay) => relay.tokens.authenticate(token).await.map_err(|error| {
-                ApiError::unavailable(format!(
-                    "cannot check the token: this relay's upstream is unreachable ({error})"
-                ))
-            }),
-        }
+    /// relay, one the upstream vouches for (checked once per TTL). 401 saying why
+    /// when it is not valid (unknown, expired, a rotated secret past its grace).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = now_ms();
+        let refusal = match self.tokens.check(token, now) {
+            Ok(principal) => {
+                self.usage.token_used(&principal.name, now);
+                return Ok(principal);
+            }
+            Err(refusal) => refusal,
+        };
+        let relayed = match &self.relay {
+            Some(relay) if refusal == Refusal::Unknown => {
+                relay.tokens.authenticate(token).await.map_err(|error| {
+                    ApiError::unavailable(format!(
+                        "cannot check the token: this relay's upstream is unreachable ({error})"
+                    ))
+                })?
+            }
+            _ => None,
+        };
+        relayed.ok_or_else(|| ApiError::unauthorized(refusal.message()))
     }
 
     /// A stream ticket for `principal` (OFREP `eventStreams`): its token's, here or,

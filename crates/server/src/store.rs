@@ -268,6 +268,33 @@ pub struct TokenRecord {
     pub hash: String,
     /// Creation time, ms since epoch.
     pub created_ms: u64,
+    /// When it stops being accepted, ms since the epoch; `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+    /// When its secret was last rotated, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_ms: Option<u64>,
+    /// The secret the last rotation replaced, accepted until its grace period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousSecret>,
+}
+
+/// A rotated token's old secret, still accepted for a grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    /// SHA-256 of the old token, hex.
+    pub hash: String,
+    /// When it stops being accepted, ms since the epoch.
+    pub until_ms: u64,
+}
+
+/// Whose last-use times a usage record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageOf<'a> {
+    /// The flags of an environment, by key (keys it does not have too: unknown flags).
+    Flags(&'a EnvName),
+    /// API tokens, by name.
+    Tokens,
 }
 
 /// Exposure and tracked-event counts for one environment, from one SDK flush.
@@ -392,15 +419,25 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         audit: AuditEntry,
     ) -> Result<Option<TokenRecord>, StoreError>;
+    /// Replaces the token named `token.name` by `token` if its stored secret hash is
+    /// still `expected_hash` (a rotation); `Ok(false)`, nothing written, otherwise.
+    async fn replace_token(
+        &self,
+        expected_hash: &str,
+        token: TokenRecord,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError>;
 
     /// Reads the audit log, newest first.
     async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 
-    /// Raises the last-evaluated time of each `(flag, ms)` of `env` to `ms` (a flag
-    /// the environment does not have too: an unknown flag).
-    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError>;
-    /// When each flag of `env` was last evaluated, as recorded.
-    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Raises the last-use time of each `(name, ms)` of `of` to `ms`: when a flag was
+    /// last evaluated (one the environment does not have too: an unknown flag), or
+    /// a token last used.
+    async fn record_usage(&self, of: UsageOf<'_>, seen: &[(String, u64)])
+        -> Result<(), StoreError>;
+    /// When each flag or token of `of` was last used, as recorded.
+    async fn usage(&self, of: UsageOf<'_>) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Stores a new scheduled change (pending) in its environment, with `audit`.
     async fn put_schedule(&self, schedule: &Schedule, audit: AuditEntry) -> Result<(), StoreError>;

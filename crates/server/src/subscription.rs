@@ -1,7 +1,8 @@
 //! One client's stream of an environment, whatever carries it (SSE in `http/sdk.rs`,
 //! gRPC `switchyard.v1.Sync` in `grpc/sync.rs`): a snapshot first, or the changes it
 //! missed when it resumes; then one change per revision; a fresh snapshot after a lag
-//! or a gap; the end when the server shuts down.
+//! or a gap; the end when the server shuts down, or when the token that opened it
+//! stops being accepted (revoked, expired, a rotated secret past its grace).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,8 +11,10 @@ use bytes::Bytes;
 use switchyard_core::model::EnvName;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Duration;
 
-use crate::environments::{ChangeEvent, EnvState};
+use crate::auth::{Principal, Tokens};
+use crate::environments::{now_ms, ChangeEvent, EnvState};
 use crate::error::ApiError;
 use crate::scope::env_state;
 use crate::state::AppState;
@@ -90,9 +93,63 @@ pub(crate) async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
+/// The token a stream was opened with, watched so the stream ends when it is no
+/// longer accepted.
+struct Holder {
+    principal: Principal,
+    tokens: Arc<Tokens>,
+    changes: watch::Receiver<u64>,
+}
+
+impl Holder {
+    /// Resolves when the credential stops being accepted: at its `until` time, or at
+    /// a change of the token set that revokes it.
+    async fn ended(&mut self) {
+        loop {
+            let until = self.principal.credential.as_ref().and_then(|c| c.until_ms);
+            let expiry = async {
+                match until {
+                    Some(until) => {
+                        let left = until.saturating_sub(now_ms());
+                        tokio::time::sleep(Duration::from_millis(left)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = expiry => {}
+                changed = self.changes.changed() => {
+                    if changed.is_err() {
+                        // The token set is gone (the server is stopping): only the
+                        // expiry can end the stream now.
+                        self.changes.mark_unchanged();
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            match self.tokens.standing(&self.principal, now_ms()) {
+                Some(until) => {
+                    if let Some(credential) = &mut self.principal.credential {
+                        credential.until_ms = until;
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+/// Resolves when `holder`'s credential ends; never without a holder.
+async fn holder_ended(holder: &mut Option<Holder>) {
+    match holder {
+        Some(holder) => holder.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One client's stream: a snapshot first, or the missed changes when resuming; then
 /// one change per revision, a fresh snapshot after a lag or a gap; the end when the
-/// server shuts down.
+/// server shuts down or the token that opened it is no longer accepted.
 pub struct Subscription {
     state: AppState,
     env: EnvName,
@@ -104,6 +161,8 @@ pub struct Subscription {
     pending: VecDeque<Outgoing>,
     /// Counts the stream in the SSE clients gauge, for SSE streams.
     client: Option<ClientGuard>,
+    /// The token that opened it, if it can stop being accepted.
+    holder: Option<Holder>,
 }
 
 impl Subscription {
@@ -126,8 +185,22 @@ impl Subscription {
             sent: current.revision,
             pending,
             client: None,
+            holder: None,
             state: state.clone(),
         })
+    }
+
+    /// Ends the stream when `principal`'s token stops being accepted (revoked,
+    /// expired, or a rotated secret past its grace period).
+    pub fn held_by(mut self, principal: &Principal) -> Self {
+        if principal.credential.is_some() {
+            self.holder = Some(Holder {
+                principal: principal.clone(),
+                tokens: Arc::clone(&self.state.tokens),
+                changes: self.state.tokens.watch(),
+            });
+        }
+        self
     }
 
     /// Counts this stream in the SSE clients gauge until it ends.
@@ -153,6 +226,7 @@ impl Subscription {
             tokio::select! {
                 biased;
                 () = shutting_down(&mut self.shutdown) => return None,
+                () = holder_ended(&mut self.holder) => return None,
                 received = self.changes.recv() => match received {
                     Ok(change) => {
                         if change.env != self.env || change.revision <= self.sent {
@@ -239,6 +313,7 @@ mod tests {
             sent,
             pending: VecDeque::new(),
             client: Some(ClientGuard::new(&state.telemetry)),
+            holder: None,
         }
     }
 

@@ -1,9 +1,10 @@
-//! Flag usage in both stores: last-evaluated times only go forward, per environment.
+//! Usage in both stores: last-use times only go forward, per environment's flags and
+//! for tokens.
 
 use switchyard_core::model::EnvName;
 use switchyard_server::store::embedded::EmbeddedStore;
 use switchyard_server::store::redis::RedisStore;
-use switchyard_server::store::Store;
+use switchyard_server::store::{Store, UsageOf};
 use switchyard_testkit::redis::RedisProcess;
 
 async fn times_only_go_forward(store: &dyn Store) {
@@ -12,18 +13,34 @@ async fn times_only_go_forward(store: &dyn Store) {
     let seen = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
     };
-    store
-        .record_usage(&prod, &seen(&[("a", 5), ("b", 7)]))
-        .await
-        .unwrap();
-    store.record_usage(&prod, &seen(&[("a", 3)])).await.unwrap();
-    store.record_usage(&prod, &seen(&[("a", 9)])).await.unwrap();
-    store.record_usage(&dev, &seen(&[("a", 1)])).await.unwrap();
-    let mut found = store.usage(&prod).await.unwrap();
-    found.sort();
-    assert_eq!(found, seen(&[("a", 9), ("b", 7)]));
-    assert_eq!(store.usage(&dev).await.unwrap(), seen(&[("a", 1)]));
-    assert!(store.usage(&EnvName::new("none")).await.unwrap().is_empty());
+    let (prod, dev) = (UsageOf::Flags(&prod), UsageOf::Flags(&dev));
+    let writes: [(UsageOf<'_>, &[(&str, u64)]); 6] = [
+        (prod, &[("a", 5), ("b", 7)]),
+        (prod, &[("a", 3)]),
+        (prod, &[("a", 9)]),
+        (dev, &[("a", 1)]),
+        // Tokens have their own times, even under a name a flag has.
+        (UsageOf::Tokens, &[("a", 2), ("ci", 4)]),
+        (UsageOf::Tokens, &[("ci", 3)]),
+    ];
+    for (of, pairs) in writes {
+        store.record_usage(of, &seen(pairs)).await.unwrap();
+    }
+    let sorted = |mut found: Vec<(String, u64)>| {
+        found.sort();
+        found
+    };
+    assert_eq!(
+        sorted(store.usage(prod).await.unwrap()),
+        seen(&[("a", 9), ("b", 7)])
+    );
+    assert_eq!(store.usage(dev).await.unwrap(), seen(&[("a", 1)]));
+    assert_eq!(
+        sorted(store.usage(UsageOf::Tokens).await.unwrap()),
+        seen(&[("a", 2), ("ci", 4)])
+    );
+    let none = EnvName::new("none");
+    assert!(store.usage(UsageOf::Flags(&none)).await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -80,21 +80,19 @@ impl Tokens {
     pub fn ticket(&self, principal: &Principal, now_ms: u64) -> Option<String> {
         let id = principal.token_id.as_deref()?;
         // Every bulk evaluation asks: read the record in place, no copy.
-        Some(issue(&self.by_id.load().get(id)?.hash, id, now_ms))
+        Some(issue(&self.by_id.load().get(id)?.record.hash, id, now_ms))
     }
 
     /// The principal a ticket stands for at `now_ms`.
     pub fn redeem(&self, ticket: &str, now_ms: u64) -> Result<Principal, TicketError> {
         check(ticket, now_ms, |id| {
-            let record = self.record(id)?;
+            let map = self.by_id.load();
+            let accepted = map.get(id)?;
+            // As if its current secret were presented: refused once it expires.
+            let until = accepted.accepts(&accepted.hash, now_ms).ok()?;
             Some((
-                record.hash,
-                Principal {
-                    name: record.name,
-                    token_id: Some(record.id),
-                    kind: record.kind,
-                    env: record.env,
-                },
+                accepted.record.hash.clone(),
+                accepted.principal(accepted.hash, until),
             ))
         })
     }

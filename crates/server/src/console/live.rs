@@ -29,7 +29,8 @@ pub async fn events(
     Query(follow): Query<Follow>,
 ) -> Result<Response, PageError> {
     let current = readable_env(&state, &viewer, &follow.env)?;
-    let subscription = Subscription::start(&state, &follow.env, Some(current.revision))?;
+    let subscription = Subscription::start(&state, &follow.env, Some(current.revision))?
+        .held_by(&viewer.principal);
     let events = stream::unfold(subscription, |mut subscription| async move {
         let next = subscription.next().await?;
         let event = Event::default()

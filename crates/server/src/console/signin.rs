@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
+use crate::auth::Refusal;
 use crate::console::assets;
 use crate::console::page::{render, render_status, PageError};
 use crate::console::session::{viewer, Viewer};
+use crate::environments::now_ms;
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -47,11 +49,15 @@ pub async fn sign_in(
     Form(form): Form<SignIn>,
 ) -> Result<Response, PageError> {
     let token = form.token.trim();
-    if state.tokens.authenticate(token).is_none() {
+    if let Err(refusal) = state.tokens.check(token, now_ms()) {
+        let error = match refusal {
+            Refusal::Unknown => "That token is not valid (or was revoked).".to_owned(),
+            expired => format!("{}.", expired.message()),
+        };
         return render_status(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
-                error: Some("That token is not valid (or was revoked)."),
+                error: Some(&error),
                 css: assets::css_url(),
             },
         );

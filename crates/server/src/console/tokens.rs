@@ -26,6 +26,10 @@ pub struct Row {
     kind: &'static str,
     env: Option<String>,
     created: Option<String>,
+    /// "never", or when it expires / expired.
+    expires: String,
+    expired: bool,
+    last_used: Option<String>,
     revocable: bool,
 }
 
@@ -104,6 +108,9 @@ async fn tokens_page(
             kind: crate::auth::kind_name(t.kind),
             env: t.env.map(|e| e.to_string()),
             created: t.created_ms.map(rfc3339),
+            expires: t.expires_ms.map_or_else(|| "never".to_owned(), rfc3339),
+            expired: t.expired,
+            last_used: t.last_used_ms.map(rfc3339),
             revocable: t.source == TokenSource::Store,
         })
         .collect();
@@ -176,7 +183,7 @@ pub async fn create(
     };
     let name = form.name.trim().to_owned();
     let env = Some(form.env.trim()).filter(|e| !e.is_empty());
-    match issue_token(&state, &viewer.principal, &name, kind, env).await {
+    match issue_token(&state, &viewer.principal, &name, kind, env, None).await {
         Ok(issued) => {
             let record = issued.record;
             let shown = Shown {

@@ -18,7 +18,7 @@ use switchyard_core::Flag;
 use super::EnvError;
 use crate::environments::now_ms;
 use crate::state::AppState;
-use crate::store::AuditQuery;
+use crate::store::{AuditQuery, UsageOf};
 
 /// How many of an environment's newest audit entries are read for last-changed times.
 pub const AUDIT_WINDOW: usize = 10_000;
@@ -35,7 +35,10 @@ pub async fn lifecycle(
     let current = super::envs::environment(state, env)?;
     let name = EnvName::new(env);
     let store = state.envs.store();
-    let seen = state.usage.last_seen(store.as_ref(), &name).await?;
+    let seen = state
+        .usage
+        .last_seen(store.as_ref(), UsageOf::Flags(&name))
+        .await?;
     let audit = store
         .audit(&AuditQuery {
             env: Some(name.clone()),

@@ -28,7 +28,10 @@ pub use items::{
 pub use lifecycle::{lifecycle, DEFAULT_STALE_AFTER};
 pub use preconditions::{Header, Malformed, Preconditions};
 pub use schedules::{cancel_schedule, carry_out, create_schedule, list_schedules, run_scheduler};
-pub use tokens::{issue_token, list_tokens, revoke_token, Issued, TokenSource, TokenSummary};
+pub use tokens::{
+    issue_token, list_tokens, revoke_token, rotate_token, Issued, TokenSource, TokenSummary,
+    MAX_GRACE,
+};
 
 use switchyard_core::model::EnvName;
 use switchyard_core::validation::{check_name, MAX_KEY_LEN};

@@ -1,15 +1,20 @@
-//! API tokens: list (never a secret or its hash), issue (the secret is shown once)
-//! and revoke.
+//! API tokens: list (never a secret or its hash), issue (the secret is shown once,
+//! optionally with an expiry), rotate (a new secret; the old one accepted for a grace
+//! period) and revoke. Streams opened with a token end when it stops being accepted
+//! (`subscription.rs`).
+
+use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::json;
 use switchyard_core::model::EnvName;
 
 use super::{check_key, entry, EnvError};
-use crate::auth::{generate, kind_name, Principal, BOOTSTRAP_TOKEN_NAME};
+use crate::auth::{generate, kind_name, rotate, Principal, BOOTSTRAP_TOKEN_NAME};
+use crate::console::history::rfc3339;
 use crate::environments::now_ms;
 use crate::state::AppState;
-use crate::store::{TokenKind, TokenRecord};
+use crate::store::{TokenKind, TokenRecord, UsageOf};
 
 /// A token just issued.
 #[derive(Debug, Clone)]
@@ -31,6 +36,17 @@ pub struct TokenSummary {
     pub env: Option<EnvName>,
     /// Creation time, ms since the epoch (`null` for the bootstrap token).
     pub created_ms: Option<u64>,
+    /// When it stops being accepted, ms since the epoch (`null`: never).
+    pub expires_ms: Option<u64>,
+    /// Whether it has expired.
+    pub expired: bool,
+    /// When its secret was last rotated, ms since the epoch.
+    pub rotated_ms: Option<u64>,
+    /// Until when the secret replaced by the last rotation is still accepted, if it is.
+    pub previous_valid_until_ms: Option<u64>,
+    /// When it was last used to authenticate, ms since the epoch (to about 10 s;
+    /// `null`: never).
+    pub last_used_ms: Option<u64>,
     /// Where the token comes from.
     pub source: TokenSource,
 }
@@ -49,6 +65,12 @@ pub enum TokenSource {
 /// Every token: the configured bootstrap admin token (if any) first, then the stored
 /// ones. The admin API's list and the console's tokens page both show this.
 pub async fn list_tokens(state: &AppState) -> Result<Vec<TokenSummary>, EnvError> {
+    let store = state.envs.store();
+    let used = state
+        .usage
+        .last_seen(store.as_ref(), UsageOf::Tokens)
+        .await?;
+    let now = now_ms();
     // The bootstrap token is configuration, not a stored record, but an operator
     // auditing who holds admin access must see it too.
     let bootstrap = state.tokens.has_bootstrap().then(|| TokenSummary {
@@ -56,34 +78,49 @@ pub async fn list_tokens(state: &AppState) -> Result<Vec<TokenSummary>, EnvError
         kind: TokenKind::Admin,
         env: None,
         created_ms: None,
+        expires_ms: None,
+        expired: false,
+        rotated_ms: None,
+        previous_valid_until_ms: None,
+        last_used_ms: used.get(BOOTSTRAP_TOKEN_NAME).copied(),
         source: TokenSource::Configuration,
     });
-    let stored = state
-        .envs
-        .store()
-        .tokens()
-        .await?
-        .into_iter()
-        .map(|t| TokenSummary {
-            name: t.name,
-            kind: t.kind,
-            env: t.env,
-            created_ms: Some(t.created_ms),
-            source: TokenSource::Store,
-        });
+    let stored = store.tokens().await?.into_iter().map(|t| TokenSummary {
+        last_used_ms: used.get(&t.name).copied(),
+        name: t.name,
+        kind: t.kind,
+        env: t.env,
+        created_ms: Some(t.created_ms),
+        expires_ms: t.expires_ms,
+        expired: t.expires_ms.is_some_and(|at| now >= at),
+        rotated_ms: t.rotated_ms,
+        previous_valid_until_ms: t.previous.map(|p| p.until_ms).filter(|&until| until > now),
+        source: TokenSource::Store,
+    });
     Ok(bootstrap.into_iter().chain(stored).collect())
 }
 
+/// The longest grace period of a rotated secret.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// Issues a token named `name`; `sdk` and `eval` tokens are bound to `env`, admin
-/// tokens to none.
+/// tokens to none; it is accepted until `expires_ms` (ms since the epoch), if given.
 pub async fn issue_token(
     state: &AppState,
     by: &Principal,
     name: &str,
     kind: TokenKind,
     env: Option<&str>,
+    expires_ms: Option<u64>,
 ) -> Result<Issued, EnvError> {
     check_key("token name", name)?;
+    let now = now_ms();
+    if let Some(at) = expires_ms.filter(|&at| at <= now) {
+        return Err(EnvError::BadRequest(format!(
+            "`expires_ms` {at} ({}) is not in the future",
+            rfc3339(at)
+        )));
+    }
     if name == BOOTSTRAP_TOKEN_NAME {
         return Err(EnvError::Conflict(format!(
             "`{BOOTSTRAP_TOKEN_NAME}` is reserved for the token from --admin-token \
@@ -110,11 +147,64 @@ pub async fn issue_token(
             Some(EnvName::new(env))
         }
     };
-    let (secret, record) = generate(name, kind, env.clone(), now_ms());
+    let (secret, mut record) = generate(name, kind, env.clone(), now);
+    record.expires_ms = expires_ms;
     let mut audit = entry(by, env.as_ref(), "token.create", name);
-    audit.after = Some(json!({ "name": record.name, "kind": record.kind, "env": record.env }));
+    audit.after = Some(json!({
+        "name": record.name, "kind": record.kind, "env": record.env, "expires_ms": record.expires_ms,
+    }));
     let store = state.envs.store();
     store.create_token(record.clone(), audit).await?;
+    state.tokens.replace(store.tokens().await?);
+    Ok(Issued { secret, record })
+}
+
+/// Gives the token `name` a new secret; the old one stays accepted for `grace` (at
+/// most [`MAX_GRACE`]; zero ends it at once, and with it the streams it opened).
+pub async fn rotate_token(
+    state: &AppState,
+    by: &Principal,
+    name: &str,
+    grace: Duration,
+) -> Result<Issued, EnvError> {
+    if name == BOOTSTRAP_TOKEN_NAME && state.tokens.has_bootstrap() {
+        return Err(EnvError::Conflict(format!(
+            "`{BOOTSTRAP_TOKEN_NAME}` comes from the server's configuration (--admin-token or \
+             SWITCHYARD_ADMIN_TOKEN): change it there and restart"
+        )));
+    }
+    if grace > MAX_GRACE {
+        return Err(EnvError::BadRequest(format!(
+            "`grace_seconds` is at most {} (30 days)",
+            MAX_GRACE.as_secs()
+        )));
+    }
+    let store = state.envs.store();
+    let Some(current) = store.tokens().await?.into_iter().find(|t| t.name == name) else {
+        return Err(EnvError::NotFound(format!("no token named `{name}`")));
+    };
+    let now = now_ms();
+    if let Some(at) = current.expires_ms.filter(|&at| at <= now) {
+        return Err(EnvError::Conflict(format!(
+            "token `{name}` expired at {}; issue a new one instead",
+            rfc3339(at)
+        )));
+    }
+    let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    let (secret, record) = rotate(&current, now, now.saturating_add(grace_ms));
+    let mut audit = entry(by, current.env.as_ref(), "token.rotate", name);
+    audit.after = Some(json!({
+        "name": record.name,
+        "previous_valid_until_ms": record.previous.as_ref().map(|p| p.until_ms),
+    }));
+    if !store
+        .replace_token(&current.hash, record.clone(), audit)
+        .await?
+    {
+        return Err(EnvError::Conflict(format!(
+            "token `{name}` was rotated or revoked by someone else meanwhile; list the tokens and try again"
+        )));
+    }
     state.tokens.replace(store.tokens().await?);
     Ok(Issued { secret, record })
 }

@@ -66,8 +66,9 @@ impl SyncApi for SyncService {
             "admin tokens must name the environment in the request's `environment` field",
         )
         .map_err(status)?;
-        let subscription =
-            Subscription::start(&self.state.app, &env, request.after_revision).map_err(status)?;
+        let subscription = Subscription::start(&self.state.app, &env, request.after_revision)
+            .map_err(status)?
+            .held_by(&principal);
         let events = futures_util::stream::unfold(subscription, |mut subscription| async move {
             let next = subscription.next().await?;
             Some((Ok(sync_event(&next)), subscription))

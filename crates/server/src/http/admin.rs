@@ -75,6 +75,10 @@ pub fn routes() -> Router<AppState> {
             "/tokens/{name}",
             axum::routing::delete(tokens::delete_token),
         )
+        .route(
+            "/tokens/{name}/rotate",
+            axum::routing::post(tokens::rotate_token),
+        )
         .route("/audit", get(records::audit))
 }
 
@@ -574,6 +578,7 @@ async fn delete_item<T: Item>(
     tokens::create_token,
     tokens::list_tokens,
     tokens::delete_token,
+    tokens::rotate_token,
     records::audit,
     records::flag_metrics,
     records::flag_units

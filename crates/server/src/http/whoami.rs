@@ -37,6 +37,7 @@ impl From<WhoAmI> for Principal {
             token_id: None,
             kind: who.kind,
             env: who.env,
+            credential: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::Relay;
 use crate::environments::now_ms;
 use crate::store::{
     AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch, Schedule, Store, StoreError,
-    TokenRecord, UnitsRecord, VariantCounts,
+    TokenRecord, UnitsRecord, UsageOf, VariantCounts,
 };
 
 /// A store that is another server.
@@ -147,11 +147,20 @@ impl Store for UpstreamStore {
 
     /// Not kept: evaluations on a relay are not counted as flag use upstream
     /// (exposures its SDKs report are, through the forwarded metrics).
-    async fn record_usage(&self, _: &EnvName, _: &[(String, u64)]) -> Result<(), StoreError> {
+    async fn replace_token(
+        &self,
+        _: &str,
+        _: TokenRecord,
+        _: AuditEntry,
+    ) -> Result<bool, StoreError> {
+        Err(self.read_only())
+    }
+
+    async fn record_usage(&self, _: UsageOf<'_>, _: &[(String, u64)]) -> Result<(), StoreError> {
         Ok(())
     }
 
-    async fn usage(&self, _: &EnvName) -> Result<Vec<(String, u64)>, StoreError> {
+    async fn usage(&self, _: UsageOf<'_>) -> Result<Vec<(String, u64)>, StoreError> {
         Err(self.read_only())
     }
 

@@ -13,7 +13,7 @@ use switchyard_core::{Flag, Segment};
 
 use super::{
     decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch,
-    Schedule, ScheduleState, Store, StoreError, TokenRecord, UnitsRecord, VariantCounts,
+    Schedule, ScheduleState, Store, StoreError, TokenRecord, UnitsRecord, UsageOf, VariantCounts,
     UNITS_RETENTION_MS,
 };
 
@@ -32,8 +32,17 @@ const METRICS: TableDefinition<(&str, &str, u64, &str, &str), u64> =
     TableDefinition::new("metrics");
 /// (env, flag, start ms, id) → a `UnitsRecord` as JSON
 const UNITS: TableDefinition<(&str, &str, u64, u64), &str> = TableDefinition::new("units");
-/// (env, flag key) → when it was last evaluated (ms since the epoch)
+/// (env, flag key) → when it was last evaluated, and ("", token name) → when it was
+/// last used (ms since the epoch; no environment is named "")
 const USAGE: TableDefinition<(&str, &str), u64> = TableDefinition::new("usage");
+
+/// The first part of a [`USAGE`] key.
+fn usage_scope(of: UsageOf<'_>) -> String {
+    match of {
+        UsageOf::Flags(env) => env.to_string(),
+        UsageOf::Tokens => String::new(),
+    }
+}
 /// (env, schedule id) → a `Schedule` as JSON
 const SCHEDULES: TableDefinition<(&str, &str), &str> = TableDefinition::new("schedules");
 
@@ -357,15 +366,50 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError> {
-        let env = env.to_string();
+    async fn replace_token(
+        &self,
+        expected_hash: &str,
+        token: TokenRecord,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let expected_hash = expected_hash.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            {
+                let mut table = txn.open_table(TOKENS).map_err(unavailable)?;
+                let stored = match table.get(token.name.as_str()).map_err(unavailable)? {
+                    Some(json) => {
+                        decode::<TokenRecord>(format!("token {}", token.name), json.value())?
+                    }
+                    None => return Ok(false),
+                };
+                if stored.hash != expected_hash {
+                    return Ok(false);
+                }
+                table
+                    .insert(token.name.as_str(), encode(&token).as_str())
+                    .map_err(unavailable)?;
+            }
+            append_audit(&txn, vec![audit], None)?;
+            txn.commit().map_err(unavailable)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn record_usage(
+        &self,
+        of: UsageOf<'_>,
+        seen: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        let scope = usage_scope(of);
         let seen = seen.to_vec();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(unavailable)?;
             {
                 let mut table = txn.open_table(USAGE).map_err(unavailable)?;
-                for (flag, at) in &seen {
-                    let key = (env.as_str(), flag.as_str());
+                for (name, at) in &seen {
+                    let key = (scope.as_str(), name.as_str());
                     let last = table.get(key).map_err(unavailable)?.map(|v| v.value());
                     if last.is_none_or(|last| last < *at) {
                         table.insert(key, *at).map_err(unavailable)?;
@@ -377,15 +421,15 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError> {
-        let env = env.to_string();
+    async fn usage(&self, of: UsageOf<'_>) -> Result<Vec<(String, u64)>, StoreError> {
+        let scope = usage_scope(of);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(unavailable)?;
             let table = txn.open_table(USAGE).map_err(unavailable)?;
-            let end = format!("{env}\0");
+            let end = format!("{scope}\0");
             let mut found = Vec::new();
             for row in table
-                .range((env.as_str(), "")..(end.as_str(), ""))
+                .range((scope.as_str(), "")..(end.as_str(), ""))
                 .map_err(unavailable)?
             {
                 let (key, at) = row.map_err(unavailable)?;

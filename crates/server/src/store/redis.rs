@@ -5,7 +5,8 @@
 //!   JSON), `…:audit` (list of `id\tJSON`), `…:metrics:FLAG:MINUTE` (hash
 //!   `variant\x1fevent` → count, expiring after 32 days);
 //! - global, under the hash tag `{sy}`: `sy:{sy}:envs` (set of names), `sy:{sy}:tokens`
-//!   (hash name → JSON), `sy:{sy}:audit` (token changes);
+//!   (hash name → JSON), `sy:{sy}:token-use` (hash name → last used, ms),
+//!   `sy:{sy}:audit` (token changes);
 //! - pub/sub channel `sy:changes`: one message per write, published by the same Lua
 //!   script that makes the write, so no write goes unannounced.
 //!
@@ -24,13 +25,24 @@ use switchyard_redis::{Conn, Durability, Redis};
 
 use super::{
     decode, decode_audit, encode, AuditEntry, AuditQuery, Commit, EnvRecord, MetricsBatch,
-    Schedule, Store, StoreError, TokenRecord, UnitsRecord, VariantCounts, UNITS_RETENTION_MS,
+    Schedule, Store, StoreError, TokenRecord, UnitsRecord, UsageOf, VariantCounts,
+    UNITS_RETENTION_MS,
 };
 
 /// The pub/sub channel announcing every write.
 pub const CHANNEL: &str = "sy:changes";
 const ENVS: &str = "sy:{sy}:envs";
 const TOKENS: &str = "sy:{sy}:tokens";
+/// Hash token name → when it was last used (ms since the epoch).
+const TOKEN_USE: &str = "sy:{sy}:token-use";
+
+/// The hash of last-use times of `of`.
+fn usage_key(of: UsageOf<'_>) -> String {
+    match of {
+        UsageOf::Flags(env) => env_key(env.as_str(), "usage"),
+        UsageOf::Tokens => TOKEN_USE.to_owned(),
+    }
+}
 const GLOBAL_AUDIT: &str = "sy:{sy}:audit";
 /// Names of deleted environments, whose audit lists are kept and still read.
 const DELETED_ENVS: &str = "sy:{sy}:deleted-envs";
@@ -134,6 +146,17 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 local n = redis.call('LLEN', KEYS[2]) + 1
 redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+";
+
+/// Replaces a token whose stored hash is still ARGV[2]; 0 when it is not.
+const REPLACE_TOKEN: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old or cjson.decode(old).hash ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local n = redis.call('LLEN', KEYS[2]) + 1
+redis.call('RPUSH', KEYS[2], n .. '\t' .. ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 ";
 
@@ -521,15 +544,41 @@ impl Store for RedisStore {
             .transpose()
     }
 
-    async fn record_usage(&self, env: &EnvName, seen: &[(String, u64)]) -> Result<(), StoreError> {
+    async fn replace_token(
+        &self,
+        expected_hash: &str,
+        token: TokenRecord,
+        audit: AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.writer.clone();
+        let replaced: i64 = Script::new(REPLACE_TOKEN)
+            .key(TOKENS)
+            .key(GLOBAL_AUDIT)
+            .arg(&token.name)
+            .arg(expected_hash)
+            .arg(encode(&token))
+            .arg(encode(&audit))
+            .arg(CHANNEL)
+            .arg(encode(&Written::Tokens))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(replaced == 1)
+    }
+
+    async fn record_usage(
+        &self,
+        of: UsageOf<'_>,
+        seen: &[(String, u64)],
+    ) -> Result<(), StoreError> {
         if seen.is_empty() {
             return Ok(());
         }
         let script = Script::new(RECORD_USAGE);
         let mut invocation = script.prepare_invoke();
-        invocation.key(env_key(env.as_str(), "usage"));
-        for (flag, at) in seen {
-            invocation.arg(flag).arg(*at);
+        invocation.key(usage_key(of));
+        for (name, at) in seen {
+            invocation.arg(name).arg(*at);
         }
         let mut conn = self.conn.clone();
         let _: i64 = invocation
@@ -539,8 +588,8 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn usage(&self, env: &EnvName) -> Result<Vec<(String, u64)>, StoreError> {
-        let key = env_key(env.as_str(), "usage");
+    async fn usage(&self, of: UsageOf<'_>) -> Result<Vec<(String, u64)>, StoreError> {
+        let key = usage_key(of);
         let found: HashMap<String, u64> = self
             .read(|mut conn| {
                 let key = key.clone();

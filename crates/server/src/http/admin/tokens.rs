@@ -1,10 +1,10 @@
-//! `/v1/admin/tokens`: issue (the secret shown once), list, revoke.
+//! `/v1/admin/tokens`: issue (the secret shown once), list, rotate, revoke.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use super::wire::{NewToken, TokenIssued, TokenList};
+use super::wire::{NewToken, RotateToken, TokenIssued, TokenList};
 use crate::auth::Admin;
 use crate::domain;
 use crate::error::ApiError;
@@ -31,16 +31,31 @@ pub(super) async fn create_token(
         &body.name,
         body.kind,
         body.env.as_deref(),
+        body.expires_ms,
     )
     .await?;
-    let record = issued.record;
-    let body = TokenIssued {
-        name: record.name,
-        kind: record.kind,
-        env: record.env,
-        token: issued.secret,
-    };
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    Ok((StatusCode::CREATED, axum::Json(TokenIssued::from(issued))).into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/tokens/{name}/rotate",
+    tag = "admin",
+    summary = "Rotate a token: a new secret (shown once); the old one is accepted for a grace period",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "Token name")),
+    request_body(content = RotateToken, content_type = "application/json"),
+    responses((status = 200, description = "The new secret", body = TokenIssued), (status = 400, description = "Malformed request"), (status = 404, description = "No such token"), (status = 409, description = "Expired, rotated meanwhile, or the bootstrap admin token"), (status = 503, description = "Store unavailable; nothing written"))
+)]
+pub(super) async fn rotate_token(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Path(name): Path<String>,
+    Json(body): Json<RotateToken>,
+) -> Result<Response, ApiError> {
+    let grace = std::time::Duration::from_secs(body.grace_seconds);
+    let issued = domain::rotate_token(&state, &principal, &name, grace).await?;
+    Ok(axum::Json(TokenIssued::from(issued)).into_response())
 }
 
 #[utoipa::path(

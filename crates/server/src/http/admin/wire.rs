@@ -105,6 +105,40 @@ pub struct TokenIssued {
     pub env: Option<EnvName>,
     /// The token itself: `swy_<id>_<secret>`.
     pub token: String,
+    /// When it stops being accepted, ms since the epoch (`null`: never).
+    pub expires_ms: Option<u64>,
+    /// After a rotation: until when the replaced secret is still accepted (`null`:
+    /// not at all).
+    pub previous_valid_until_ms: Option<u64>,
+}
+
+impl From<crate::domain::Issued> for TokenIssued {
+    fn from(issued: crate::domain::Issued) -> Self {
+        let record = issued.record;
+        TokenIssued {
+            name: record.name,
+            kind: record.kind,
+            env: record.env,
+            token: issued.secret,
+            expires_ms: record.expires_ms,
+            previous_valid_until_ms: record.previous.map(|p| p.until_ms),
+        }
+    }
+}
+
+/// `POST /tokens/{name}/rotate`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// How long the replaced secret stays accepted, in seconds (default 86 400, one
+    /// day; at most 2 592 000, 30 days; 0 ends it, and the streams it opened, at once).
+    #[serde(default = "default_grace")]
+    #[schema(default = 86400, minimum = 0, maximum = 2592000)]
+    pub grace_seconds: u64,
+}
+
+fn default_grace() -> u64 {
+    86_400
 }
 
 /// `GET /tokens`.
@@ -156,6 +190,16 @@ impl PartialSchema for NewToken {
                     ObjectBuilder::new()
                         .schema_type(Type::String)
                         .enum_values(Some(kinds.iter().copied())),
+                )
+                .property(
+                    "expires_ms",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0))
+                        .maximum(Some(253_402_300_799_999_u64))
+                        .description(Some(
+                            "When the token stops being accepted, ms since the epoch (at most the end of year 9999); in the future. Omit for never.",
+                        )),
                 )
                 .required("name")
                 .required("kind")
@@ -248,6 +292,8 @@ pub struct NewToken {
     pub kind: TokenKind,
     #[serde(default)]
     pub env: Option<String>,
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
