@@ -19,6 +19,10 @@ pub struct Args {
     /// An admin token.
     #[arg(long, global = true, env = "SWITCHYARD_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an `https://` server: trust only the CA certificates in this PEM file
+    /// (default: the system's roots, which `SSL_CERT_FILE` can extend).
+    #[arg(long, global = true, env = "SWITCHYARD_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// How answers are printed: tables for people, JSON or YAML for scripts.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     pub output: Output,

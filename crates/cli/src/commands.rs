@@ -23,7 +23,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let token = args.token.clone().ok_or_else(|| {
         CliError::Usage("an admin token is needed: --token or SWITCHYARD_TOKEN".into())
     })?;
-    let client = AdminClient::new(&args.url, token)?;
+    let client = AdminClient::with_ca(&args.url, token, args.ca_file.as_deref())?;
     let out = args.output;
     match args.command {
         Command::Envs(Envs::List) => {

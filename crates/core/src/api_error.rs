@@ -32,6 +32,9 @@ pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(ignore))]
     pub problems: Option<Vec<FieldProblem>>,
+    /// The request's id (its `X-Request-Id`), also in the server's log lines about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// One validation problem: `rules[2].serve.rollout.split` and what is wrong there.
@@ -53,6 +56,7 @@ impl ErrorBody {
                 message: message.into(),
                 details: None,
                 problems: None,
+                request_id: None,
             },
         }
     }

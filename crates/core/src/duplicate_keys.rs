@@ -49,6 +49,24 @@ pub fn find<'de, D: Deserializer<'de>>(deserializer: D) -> Option<DuplicateKey> 
     found
 }
 
+/// Like [`find`], but a document the pass cannot read to its end (a number out of
+/// range such as `1e400`, nesting past the parser's limit, a syntax error) is the
+/// reader's error: such a value may sit in a field the typed parse then skips
+/// without looking, and a duplicate key after it would go unnoticed.
+pub fn check<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DuplicateKey>, D::Error> {
+    let mut found = None;
+    let walked = Walk {
+        at: &Path::Top,
+        found: &mut found,
+    }
+    .deserialize(deserializer);
+    match (found, walked) {
+        (Some(duplicate), _) => Ok(Some(duplicate)),
+        (None, Ok(())) => Ok(None),
+        (None, Err(error)) => Err(error),
+    }
+}
+
 /// Where a value is, written out only when a duplicate is found.
 enum Path<'a> {
     Top,

@@ -47,9 +47,12 @@ pub enum JsonBodyError {
 /// Parses `bytes` as `T`, naming the path of the first problem. A key written twice
 /// in one object is refused.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonBodyError> {
-    if let Some(duplicate) = duplicate_keys::find(&mut serde_json::Deserializer::from_slice(bytes))
-    {
-        return Err(JsonBodyError::DuplicateKey(duplicate));
+    // Read to the end first: a value the typed parse would skip (an unknown field)
+    // must not hide a duplicate key after it.
+    match duplicate_keys::check(&mut serde_json::Deserializer::from_slice(bytes)) {
+        Ok(None) => {}
+        Ok(Some(duplicate)) => return Err(JsonBodyError::DuplicateKey(duplicate)),
+        Err(unreadable) => return Err(syntax(unreadable)),
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(at_path)?;
@@ -62,18 +65,23 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Js
     serde_path_to_error::deserialize(value).map_err(at_path)
 }
 
+/// A document that is not readable JSON: too deep, or what serde_json says.
+fn syntax(error: serde_json::Error) -> JsonBodyError {
+    // serde_json's own message would come with a path 128 fields long.
+    if error.is_syntax() && error.to_string().starts_with("recursion limit exceeded") {
+        return JsonBodyError::TooDeep {
+            line: error.line(),
+            column: error.column(),
+        };
+    }
+    without_path(error)
+}
+
 fn at_path(error: serde_path_to_error::Error<serde_json::Error>) -> JsonBodyError {
     let path = error.path().to_string();
     let inner = error.into_inner();
-    // serde_json's own message would come with a path 128 fields long.
-    if inner.is_syntax() && inner.to_string().starts_with("recursion limit exceeded") {
-        return JsonBodyError::TooDeep {
-            line: inner.line(),
-            column: inner.column(),
-        };
-    }
     if inner.is_syntax() || inner.is_eof() || path == "." || path.is_empty() {
-        return without_path(inner);
+        return syntax(inner);
     }
     JsonBodyError::ShapeAt {
         path,
@@ -134,5 +142,28 @@ mod tests {
             parse::<Body>(br#"{"by": "a"}"#).unwrap().by.as_deref(),
             Some("a")
         );
+    }
+
+    /// Found by fuzzing (`tests/fuzz.rs`): an unknown field a lenient document skips
+    /// used to stop the duplicate-key pass, so a duplicate after it went unnoticed.
+    #[test]
+    fn a_skipped_field_that_is_not_readable_json_hides_no_duplicate_key() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Lenient {
+            by: Option<String>,
+        }
+        let error = parse::<Lenient>(br#"{"x": 1e400, "by": "a", "by": "b"}"#).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the body is not valid JSON: number out of range at line 1 column 11"
+        );
+        let deep = format!(
+            r#"{{"x": {}{}, "by": "a"}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let error = parse::<Lenient>(deep.as_bytes()).unwrap_err();
+        assert!(matches!(error, JsonBodyError::TooDeep { .. }), "{error}");
     }
 }

@@ -376,6 +376,26 @@ mod tests {
         assert!(grandchild.description.contains("dependencies of its own"));
     }
 
+    /// Found by fuzzing: each inverted NUM_EQ doubles the rules; 16 of them made
+    /// 65 536 rules from 1.2 KB (24: 16 million). Past 1 000 the import refuses the
+    /// feature with the reason, as it does other inexpressible ones.
+    #[test]
+    fn constraints_that_multiply_into_too_many_rules_are_refused_with_the_reason() {
+        let constraints: Vec<_> = (0..24)
+            .map(|n| json!({"contextName": format!("n{n}"), "operator": "NUM_EQ", "value": "1", "inverted": true}))
+            .collect();
+        let state: UnleashState = serde_json::from_value(json!({ "features": [ {
+            "name": "wide", "enabled": true,
+            "strategies": [ { "name": "default", "constraints": constraints } ]
+        } ] }))
+        .expect("state");
+        let error = import(&state).expect_err("too many rules").to_string();
+        assert!(
+            error.contains("wide") && error.contains("more than 1 000 native rules"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn import_errors() {
         let cases = [

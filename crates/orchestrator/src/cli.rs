@@ -111,6 +111,12 @@ pub struct ServeArgs {
     )]
     pub server_url: String,
 
+    /// For an `https://` flag server: trust only the CA certificates in this PEM file
+    /// (default: the system's roots, which `SSL_CERT_FILE` can extend; Prometheus,
+    /// webhooks and gates always use the system's roots).
+    #[arg(long, env = "SWITCHYARD_SERVER_CA_FILE")]
+    pub server_ca_file: Option<PathBuf>,
+
     /// An admin token of the flag server.
     #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: String,

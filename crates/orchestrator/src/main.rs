@@ -79,8 +79,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
         ),
     };
-    let admin = AdminClient::new(args.server_url.as_str(), args.admin_token.as_str())
-        .context("building the flag server client")?;
+    let admin = AdminClient::with_ca(
+        args.server_url.as_str(),
+        args.admin_token.as_str(),
+        args.server_ca_file.as_deref(),
+    )
+    .context("building the flag server client")?;
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(30))

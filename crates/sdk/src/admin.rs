@@ -78,10 +78,20 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client for the server at `base` with an admin token.
     pub fn new(base: impl Into<String>, token: impl Into<String>) -> Result<Self, Error> {
+        AdminClient::with_ca(base, token, None)
+    }
+
+    /// A client for the server at `base` (`https://` trusting only the PEM
+    /// certificates in `ca`, when given, instead of the system's roots).
+    pub fn with_ca(
+        base: impl Into<String>,
+        token: impl Into<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, Error> {
         Ok(AdminClient {
             base: base.into().trim_end_matches('/').to_owned(),
             token: token.into(),
-            http: reqwest::Client::builder().build()?,
+            http: crate::tls::trusting(reqwest::Client::builder(), ca)?.build()?,
         })
     }
 

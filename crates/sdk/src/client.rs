@@ -68,6 +68,7 @@ pub struct ClientBuilder {
     token: String,
     config: Config,
     bootstrap: Option<Bootstrap>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +81,13 @@ impl ClientBuilder {
     /// How to stay in sync (default: SSE with polling fallback).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
+        self
+    }
+
+    /// For an `https://` server: trust only the CA certificates in this PEM file
+    /// instead of the system's roots (which `SSL_CERT_FILE` can extend).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 
@@ -146,7 +154,7 @@ impl ClientBuilder {
     /// trying). With [`Transport::Offline`] no server is contacted.
     pub async fn build(self) -> Result<Client, Error> {
         let bootstrap = self.load_bootstrap()?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::trusting(reqwest::Client::builder(), self.ca_file.as_deref())?
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| Error::Unreachable {
@@ -246,6 +254,7 @@ impl Client {
                 grpc_url: None,
             },
             bootstrap: None,
+            ca_file: None,
         }
     }
 

@@ -20,8 +20,10 @@ use switchyard_core::model::EnvName;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::limits::Budget;
 use crate::state::AppState;
 use crate::store::{PreviousSecret, TokenKind, TokenRecord};
+use crate::tls::Peer;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +247,8 @@ impl Accepted {
     }
 }
 
-fn sha256(token: &str) -> [u8; 32] {
+/// SHA-256 of a token, as stored and compared.
+pub(crate) fn sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -393,7 +396,25 @@ impl FromRequestParts<AppState> for Principal {
         let token = header.to_str().ok().and_then(bearer).ok_or_else(|| {
             ApiError::unauthorized("the Authorization header must be `Bearer <token>`")
         })?;
-        state.authenticate(token).await
+        state
+            .authenticate_within(token, budget(parts), Peer::of(&parts.extensions))
+            .await
+    }
+}
+
+/// What an HTTP request spends of its token's rate limits.
+fn budget(parts: &Parts) -> Budget {
+    // Nested routers see their own part of the path; the budget needs all of it.
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or(parts.uri.path(), |original| original.0.path());
+    if path == "/v1/sdk/stream" {
+        Budget::Stream
+    } else if path.starts_with("/v1/admin/") && !parts.method.is_safe() {
+        Budget::Write
+    } else {
+        Budget::Read
     }
 }
 

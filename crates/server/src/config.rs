@@ -116,6 +116,98 @@ pub struct Args {
     /// browsers never see it.
     #[arg(long, env = "SWITCHYARD_ORCHESTRATOR_TOKEN", hide_env_values = true)]
     pub orchestrator_token: Option<String>,
+
+    /// Serve HTTPS and gRPC over TLS with this certificate chain (PEM, leaf first);
+    /// reloaded on SIGHUP and when the file changes. Needs `--tls-key`.
+    #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SWITCHYARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Ask HTTPS clients for a certificate signed by a CA in this PEM file (optional
+    /// for everyone, required for admin tokens with
+    /// `--admin-needs-client-certificate`).
+    #[arg(long, env = "SWITCHYARD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Accept admin tokens only over HTTPS connections that presented a client
+    /// certificate signed by `--tls-client-ca` (gRPC then refuses admin tokens).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_NEEDS_CLIENT_CERTIFICATE",
+        requires = "tls_client_ca"
+    )]
+    pub admin_needs_client_certificate: bool,
+
+    /// Let browser front ends on this origin (`https://app.example.com`) call the
+    /// evaluation, OFREP and SDK APIs (CORS); repeat or separate with commas. Default:
+    /// none, CORS off. Never the admin API or the console.
+    #[arg(long, env = "SWITCHYARD_CORS_ORIGIN", value_delimiter = ',')]
+    pub cors_origin: Vec<String>,
+
+    /// Put `/metrics` and `/openapi.json` behind this bearer token (an admin token
+    /// passes too). Default: open, as health and readiness always are.
+    #[arg(long, env = "SWITCHYARD_OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<String>,
+
+    /// Rate limits.
+    #[command(flatten)]
+    pub limits: RateLimitArgs,
+}
+
+/// Rate limits per second (docs/server.md#rate-limits); 0 turns one off. Over a limit
+/// a request gets 429 with `Retry-After`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitArgs {
+    /// Reads (evaluations, snapshots, SDK metrics, admin reads) per second per token.
+    /// Off by default: one sdk token often serves a whole fleet.
+    #[arg(long, env = "SWITCHYARD_RATE_LIMIT_READS", default_value_t = 0)]
+    pub rate_limit_reads: u32,
+
+    /// Reads per second per client address (the TCP peer: behind a proxy, the proxy).
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_LIMIT_READS_PER_ADDRESS",
+        default_value_t = 0
+    )]
+    pub rate_limit_reads_per_address: u32,
+
+    /// Admin writes per second per token.
+    #[arg(long, env = "SWITCHYARD_RATE_LIMIT_WRITES", default_value_t = 100)]
+    pub rate_limit_writes: u32,
+
+    /// New streams (SSE, gRPC Sync, flagd streams) per second per token.
+    #[arg(long, env = "SWITCHYARD_RATE_LIMIT_STREAM_OPENS", default_value_t = 0)]
+    pub rate_limit_stream_opens: u32,
+
+    /// Streams one token may hold open at once (SSE, gRPC Sync, OFREP events).
+    #[arg(long, env = "SWITCHYARD_MAX_STREAMS_PER_TOKEN", default_value_t = 0)]
+    pub max_streams_per_token: u32,
+
+    /// Failed authentications per second per client address; past it the address
+    /// gets 429 for every request with a token until the budget refills.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_LIMIT_AUTH_FAILURES",
+        default_value_t = 10
+    )]
+    pub rate_limit_auth_failures: u32,
+}
+
+impl RateLimitArgs {
+    /// The settings for [`crate::limits::Limits`].
+    pub fn settings(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            reads_per_token: self.rate_limit_reads,
+            reads_per_address: self.rate_limit_reads_per_address,
+            stream_opens_per_token: self.rate_limit_stream_opens,
+            open_streams_per_token: self.max_streams_per_token,
+            writes_per_token: self.rate_limit_writes,
+            auth_failures_per_address: self.rate_limit_auth_failures,
+        }
+    }
 }
 
 impl Args {
@@ -146,6 +238,44 @@ impl Args {
         Ok(self)
     }
 
+    /// The TLS settings, when `--tls-cert` is set; an unreadable file or a key that
+    /// does not fit the certificate is an error naming the file.
+    pub fn tls(&self) -> Result<Option<crate::tls::TlsSettings>, switchyard_tls::TlsError> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        crate::tls::TlsSettings::load(
+            cert,
+            key,
+            self.tls_client_ca.clone(),
+            self.admin_needs_client_certificate,
+        )
+        .map(Some)
+    }
+
+    /// The CORS origins as header values; an origin that is not `scheme://host[:port]`
+    /// is an error naming it.
+    pub fn cors_origins(&self) -> Result<Vec<axum::http::HeaderValue>, String> {
+        self.cors_origin
+            .iter()
+            .map(|origin| {
+                let origin = origin.trim();
+                let (scheme, rest) = origin.split_once("://").unwrap_or(("", ""));
+                let valid = matches!(scheme, "http" | "https")
+                    && !rest.is_empty()
+                    && !rest.contains(['/', '?', '#', ' ']);
+                valid
+                    .then(|| axum::http::HeaderValue::from_str(origin).ok())
+                    .flatten()
+                    .ok_or_else(|| {
+                        format!(
+                            "--cors-origin `{origin}` is not an origin like https://app.example.com (scheme, host and optional port; no path)"
+                        )
+                    })
+            })
+            .collect()
+    }
+
     /// How writes to Redis are confirmed.
     pub fn durability(&self) -> switchyard_redis::Durability {
         switchyard_redis::Durability {
@@ -170,6 +300,15 @@ impl Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_rate_limits_are_the_libraries_defaults() {
+        let args = Args::try_parse_from(["switchyard-server"]).expect("parses");
+        assert_eq!(
+            args.limits.settings(),
+            crate::limits::LimitSettings::default()
+        );
+    }
 
     #[test]
     fn a_short_admin_token_is_refused_naming_the_flag_and_the_env_var() {

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub message: String,
     /// Structured details (validation problems with their paths).
     pub details: Option<Vec<FieldProblem>>,
+    /// For a 429: when to try again (the `Retry-After` header, whole seconds).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -31,6 +33,15 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: over a rate limit; try again after `retry_after`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
         }
     }
 
@@ -147,8 +158,22 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = ErrorBody::new(self.code, self.message);
         body.error.details = self.details;
-        (self.status, Json(body)).into_response()
+        body.error.request_id = crate::http::security::request_id();
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                retry_after_seconds(after).into(),
+            );
+        }
+        response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up (at least 1: 0 would invite a retry
+/// storm).
+pub fn retry_after_seconds(after: std::time::Duration) -> u64 {
+    after.as_secs() + u64::from(after.subsec_nanos() > 0).max(u64::from(after.is_zero()))
 }
 
 impl std::fmt::Display for ApiError {

@@ -18,7 +18,9 @@ use tonic::metadata::MetadataMap;
 use tonic::Status;
 
 use crate::auth::Principal;
+use crate::limits::Budget;
 use crate::state::AppState;
+use crate::tls::Peer;
 
 /// Generated code.
 pub mod proto {
@@ -60,9 +62,41 @@ pub struct GrpcState {
     pub flagd_env: Option<EnvName>,
 }
 
-/// The principal behind a request's `authorization` metadata.
-pub async fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Principal, Status> {
-    let header = metadata.get("authorization").ok_or_else(|| {
+/// Who calls an RPC: its metadata and, when known, its address. (gRPC does not
+/// pass client certificates on, so admin tokens that need one are refused here.)
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    metadata: &'a MetadataMap,
+    peer: Option<Peer>,
+}
+
+impl<'a, T> From<&'a tonic::Request<T>> for Caller<'a> {
+    fn from(request: &'a tonic::Request<T>) -> Self {
+        Caller {
+            metadata: request.metadata(),
+            peer: request.remote_addr().map(|addr| Peer {
+                addr,
+                client_certified: false,
+            }),
+        }
+    }
+}
+
+impl Caller<'_> {
+    /// Whether it sent a token.
+    pub fn has_token(&self) -> bool {
+        self.metadata.contains_key("authorization")
+    }
+}
+
+/// The principal behind a request's `authorization` metadata, within the rate
+/// limits of `budget` (`limits.rs`).
+pub async fn authenticate(
+    state: &AppState,
+    caller: Caller<'_>,
+    budget: Budget,
+) -> Result<Principal, Status> {
+    let header = caller.metadata.get("authorization").ok_or_else(|| {
         Status::unauthenticated("missing `authorization: Bearer <token>` metadata")
     })?;
     let token = header
@@ -72,15 +106,20 @@ pub async fn authenticate(state: &AppState, metadata: &MetadataMap) -> Result<Pr
         .ok_or_else(|| {
             Status::unauthenticated("the authorization metadata must be `Bearer <token>`")
         })?;
-    state.authenticate(token).await.map_err(convert::status)
+    state
+        .authenticate_within(token, budget, caller.peer)
+        .await
+        .map_err(convert::status)
 }
 
-/// Serves every gRPC service on `listener` until `shutdown` resolves.
+/// Serves every gRPC service on `listener` (over TLS with `tls`) until `shutdown`
+/// resolves.
 pub async fn serve(
     state: GrpcState,
     listener: TcpListener,
+    tls: Option<crate::tls::TlsSettings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
+) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -98,14 +137,25 @@ pub async fn serve(
         }
     };
     let routes = services(routes, &state, &health).await;
-    tonic::transport::Server::builder()
-        .add_routes(routes)
+    let server = tonic::transport::Server::builder().add_routes(routes);
+    match tls {
         // Nagle's algorithm off: small unary answers must not wait for more to send.
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
+        None => {
+            server
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+        // (The TLS listener turns Nagle off itself.)
+        Some(tls) => {
+            server
+                .serve_with_incoming_shutdown(crate::tls::grpc_incoming(listener, &tls)?, shutdown)
+                .await
+        }
+    }
+    .map_err(std::io::Error::other)
 }
 
 /// The API services; each marks itself serving in the health reporter.

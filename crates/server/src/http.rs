@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod preconditions;
 pub mod sdk;
+pub mod security;
 pub mod sse;
 pub mod whoami;
 
@@ -37,7 +38,9 @@ pub fn none_match(headers: &axum::http::HeaderMap, etag: &str) -> bool {
 
 /// Every route of the server.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let console = crate::console::routes(state.clone())
+        .layer(axum::middleware::from_fn(security::console_headers));
+    let router = Router::new()
         .merge(evaluate::routes())
         .merge(ofrep::routes())
         .merge(sdk::routes())
@@ -45,7 +48,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1/admin", admin::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
-        .nest("/console", crate::console::routes(state.clone()))
+        .nest("/console", console)
         .route("/", axum::routing::get(crate::console::root))
         .fallback(|| async { ApiError::not_found("no such route; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
@@ -63,7 +66,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::telemetry::track_requests,
         ))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::ops_guard,
+        ))
+        .layer(axum::middleware::from_fn(security::request_ids));
+    // Browsers on the listed origins may call the read APIs (preflights answered here,
+    // before routing); nothing else names an allowed origin.
+    let router = match security::cors(&state.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// On a relay, refuses every admin write before it is read: 409 naming the upstream,

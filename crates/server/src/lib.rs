@@ -17,6 +17,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod idempotency;
+pub mod limits;
 pub mod orchestrator;
 pub mod relay;
 pub mod replication;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod store;
 pub mod subscription;
 pub mod telemetry;
+pub mod tls;
 pub mod units;
 pub mod usage;
 

@@ -63,8 +63,21 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("opening the store in {}", args.data_dir.display()))?,
     };
+    server.set_limits(args.limits.settings());
+    server.set_exposure(
+        args.cors_origins().map_err(anyhow::Error::msg)?,
+        args.ops_token.as_deref(),
+    );
+    let tls = args
+        .tls()
+        .context("setting up TLS (--tls-cert, --tls-key)")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(tls) = tls {
+        server.set_tls(tls);
+    }
     server.state.console = std::sync::Arc::new(Sessions::new(SessionSettings {
-        secure_cookie: args.console_secure_cookie,
+        // Over HTTPS the session cookie is always `Secure`.
+        secure_cookie: args.console_secure_cookie || scheme == "https",
         ..SessionSettings::default()
     }));
     if let Some(url) = &args.orchestrator_url {
@@ -87,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         (Some(url), None) => format!("redis {url}"),
         (None, None) => format!("embedded {}", args.data_dir.display()),
     };
-    tracing::info!(%addr, %grpc_addr, %store, "switchyard-server listening");
+    tracing::info!(%addr, %grpc_addr, %store, %scheme, "switchyard-server listening");
     if let Some(env) = &args.flagd_env {
         tracing::warn!(%env, "the flagd-compatible gRPC service answers WITHOUT a token for this environment");
     }
@@ -95,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         // The demo's banner shows the generated admin token with the SDK token, so a
         // newcomer sees one labelled set instead of two admin tokens.
         let tokens = demo::install(&server.state, server.generated_admin_token.as_deref()).await?;
-        println!("{}", demo::banner(&format!("http://{addr}"), &tokens));
+        println!("{}", demo::banner(&format!("{scheme}://{addr}"), &tokens));
     } else if let Some(token) = &server.generated_admin_token {
         println!("Generated the first admin token (shown once, store it now):\n  {token}");
     }

@@ -13,6 +13,7 @@ use crate::console::session::{SessionSettings, Sessions};
 use crate::environments::{now_ms, Environments};
 use crate::grpc::GrpcState;
 use crate::http::router;
+use crate::limits::{LimitSettings, Limits};
 use crate::relay::store::UpstreamStore;
 use crate::relay::{Relay, RelayConfig};
 use crate::replication::Replication;
@@ -21,6 +22,7 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{AuditEntry, Store, TokenKind};
 use crate::telemetry::Telemetry;
+use crate::tls::{Peer, TlsListener};
 
 /// The default interval of SSE keep-alive comments.
 pub const SSE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -32,6 +34,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// An admin token generated at this start (the store had none), to print once.
     pub generated_admin_token: Option<String>,
+    /// TLS for both listeners, when set (`set_tls`).
+    tls: Option<crate::tls::TlsSettings>,
     /// Background work that ends with the server (the usage flusher's last write,
     /// the scheduler), awaited when serving stops so nothing is cut off.
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -71,6 +75,10 @@ impl Server {
             generated_admin_token = Some(token);
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let limits = Arc::new(Limits::new(
+            LimitSettings::default(),
+            telemetry.limits.clone(),
+        ));
         let state = AppState {
             envs,
             tokens,
@@ -82,6 +90,10 @@ impl Server {
             console: Arc::new(Sessions::new(SessionSettings::default())),
             orchestrator: None,
             usage: Arc::default(),
+            limits,
+            admin_needs_client_certificate: false,
+            cors_origins: Arc::from(Vec::new()),
+            ops_token: None,
             relay,
             metric_batches: Arc::default(),
         };
@@ -94,8 +106,28 @@ impl Server {
             state,
             shutdown,
             generated_admin_token,
+            tls: None,
             background,
         })
+    }
+
+    /// Serves HTTPS and gRPC over TLS with `settings` (reloading the certificate on
+    /// SIGHUP and when its files change).
+    pub fn set_tls(&mut self, settings: crate::tls::TlsSettings) {
+        self.state.admin_needs_client_certificate = settings.admin_needs_client_certificate;
+        self.tls = Some(settings);
+    }
+
+    /// Lets browsers on `origins` call the read APIs (CORS), and puts `/metrics` and
+    /// `/openapi.json` behind `ops_token` when given.
+    pub fn set_exposure(&mut self, origins: Vec<axum::http::HeaderValue>, ops_token: Option<&str>) {
+        self.state.cors_origins = Arc::from(origins);
+        self.state.ops_token = ops_token.map(crate::auth::sha256);
+    }
+
+    /// Replaces the default rate limits (`limits.rs`) before serving.
+    pub fn set_limits(&mut self, settings: LimitSettings) {
+        self.state.limits = Arc::new(Limits::new(settings, self.state.telemetry.limits.clone()));
     }
 
     /// Starts as a relay of `config.upstream` (docs/relay.md): loads what the upstream
@@ -163,9 +195,14 @@ impl Server {
             flagd_env,
         };
         let mut stopping = self.state.shutdown.clone();
-        let grpc = tokio::spawn(crate::grpc::serve(state, grpc, async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        }));
+        let grpc = tokio::spawn(crate::grpc::serve(
+            state,
+            grpc,
+            self.tls.clone(),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            },
+        ));
         self.serve(http, shutdown).await?;
         grpc.await??;
         Ok(())
@@ -179,16 +216,40 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let app = router(self.state.clone());
+        tokio::spawn(crate::limits::run_cleanup(
+            Arc::clone(&self.state.limits),
+            self.state.shutdown.clone(),
+        ));
         let stop = Arc::new(self.shutdown);
         let stopping = Arc::clone(&stop);
+        let graceful = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         // A make-service clones the built router per connection (an `Arc`); serving the
         // `Router` itself would rebuild its route table for every connection (~23 KB each).
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                stopping.send_replace(true);
-            })
-            .await;
+        // The peer (address, client certificate) is what rate limits and the admin
+        // certificate check read.
+        let served = match &self.tls {
+            None => {
+                let app = app.into_make_service_with_connect_info::<Peer>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+            Some(tls) => {
+                tokio::spawn(crate::tls::watch_certificate(
+                    Arc::clone(&tls.certificate),
+                    self.state.shutdown.clone(),
+                ));
+                let app = app
+                    .layer(axum::middleware::from_fn(crate::http::security::hsts))
+                    .into_make_service_with_connect_info::<Peer>();
+                axum::serve(TlsListener::new(listener, tls)?, app)
+                    .with_graceful_shutdown(graceful)
+                    .await
+            }
+        };
         // Stopped, or failed: either way the background work ends now.
         stop.send_replace(true);
         let finished = futures_util::future::join_all(self.background);

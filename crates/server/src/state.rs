@@ -8,8 +8,10 @@ use crate::auth::{Principal, Refusal, Tokens};
 use crate::console::session::Sessions;
 use crate::environments::{now_ms, Environments};
 use crate::error::ApiError;
+use crate::limits::Budget;
 use crate::orchestrator::OrchestratorClient;
 use crate::telemetry::Telemetry;
+use crate::tls::Peer;
 
 /// Everything handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -34,6 +36,15 @@ pub struct AppState {
     pub console: Arc<Sessions>,
     /// When each flag was last evaluated, not yet written to the store (`usage.rs`).
     pub usage: Arc<crate::usage::Usage>,
+    /// Rate limits (`limits.rs`).
+    pub limits: Arc<crate::limits::Limits>,
+    /// Whether admin tokens need a TLS client certificate (`tls.rs`).
+    pub admin_needs_client_certificate: bool,
+    /// Origins browsers may call the read APIs from (`--cors-origin`; none: CORS off).
+    pub cors_origins: Arc<[axum::http::HeaderValue]>,
+    /// SHA-256 of `--ops-token`: when set, `/metrics` and `/openapi.json` need it (or
+    /// an admin token).
+    pub ops_token: Option<[u8; 32]>,
     /// The release orchestrator the console shows and steers (`--orchestrator-url`);
     /// none, and the console's Releases section says how to connect one.
     pub orchestrator: Option<OrchestratorClient>,
@@ -74,6 +85,54 @@ impl AppState {
             _ => None,
         };
         relayed.ok_or_else(|| ApiError::unauthorized(refusal.message()))
+    }
+
+    /// [`AppState::authenticate`] for a request from `peer`, within the rate limits:
+    /// 429 while the peer's address is refused for failed authentications (and for
+    /// the failure that exhausts its budget), or when the token or address is over
+    /// `budget`; 403 for an admin token from a peer without a client certificate when
+    /// the server asks for one (`--admin-needs-client-certificate`).
+    pub async fn authenticate_within(
+        &self,
+        token: &str,
+        budget: Budget,
+        peer: Option<Peer>,
+    ) -> Result<Principal, ApiError> {
+        let addr = peer.map(|peer| peer.addr.ip());
+        self.limits.check_blocked(addr)?;
+        match self.authenticate(token).await {
+            Ok(principal) => {
+                self.limits.admit(budget, &principal, addr)?;
+                self.check_admin_certificate(&principal, peer)?;
+                Ok(principal)
+            }
+            Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
+                self.limits.auth_failed(addr)?;
+                Err(error)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// 403 for an admin token from a peer without a verified client certificate,
+    /// when the server requires one.
+    pub fn check_admin_certificate(
+        &self,
+        principal: &Principal,
+        peer: Option<Peer>,
+    ) -> Result<(), ApiError> {
+        let certified = peer.is_some_and(|peer| peer.client_certified);
+        if self.admin_needs_client_certificate
+            && principal.kind == crate::store::TokenKind::Admin
+            && !certified
+        {
+            return Err(ApiError::forbidden(format!(
+                "admin token `{}` is accepted only over a TLS connection that presented a client \
+                 certificate signed by the server's --tls-client-ca",
+                principal.name
+            )));
+        }
+        Ok(())
     }
 
     /// A stream ticket for `principal` (OFREP `eventStreams`): its token's, here or,

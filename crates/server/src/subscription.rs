@@ -16,6 +16,7 @@ use tokio::time::Duration;
 use crate::auth::{Principal, Tokens};
 use crate::environments::{now_ms, ChangeEvent, EnvState};
 use crate::error::ApiError;
+use crate::limits::StreamPermit;
 use crate::scope::env_state;
 use crate::state::AppState;
 use crate::telemetry::Telemetry;
@@ -163,6 +164,8 @@ pub struct Subscription {
     client: Option<ClientGuard>,
     /// The token that opened it, if it can stop being accepted.
     holder: Option<Holder>,
+    /// Its place under the token's cap of open streams.
+    _permit: Option<StreamPermit>,
 }
 
 impl Subscription {
@@ -186,13 +189,16 @@ impl Subscription {
             pending,
             client: None,
             holder: None,
+            _permit: None,
             state: state.clone(),
         })
     }
 
-    /// Ends the stream when `principal`'s token stops being accepted (revoked,
-    /// expired, or a rotated secret past its grace period).
-    pub fn held_by(mut self, principal: &Principal) -> Self {
+    /// Counts the stream against `principal`'s cap of open streams (429 when it is
+    /// full) and ends it when the token stops being accepted (revoked, expired, or a
+    /// rotated secret past its grace period).
+    pub fn held_by(mut self, principal: &Principal) -> Result<Self, ApiError> {
+        self._permit = Some(self.state.limits.open_stream(principal)?);
         if principal.credential.is_some() {
             self.holder = Some(Holder {
                 principal: principal.clone(),
@@ -200,7 +206,7 @@ impl Subscription {
                 changes: self.state.tokens.watch(),
             });
         }
-        self
+        Ok(self)
     }
 
     /// Counts this stream in the SSE clients gauge until it ends.
@@ -314,6 +320,7 @@ mod tests {
             pending: VecDeque::new(),
             client: Some(ClientGuard::new(&state.telemetry)),
             holder: None,
+            _permit: None,
         }
     }
 

@@ -70,6 +70,8 @@ pub struct Telemetry {
     pub flags_counted: std::sync::Mutex<Option<std::time::Instant>>,
     /// A relay's metrics (docs/relay.md).
     pub relay: crate::relay::RelayTelemetry,
+    /// Rate limits and refusals (`limits.rs`).
+    pub limits: crate::limits::LimitTelemetry,
 }
 
 impl Default for Telemetry {
@@ -139,8 +141,11 @@ impl Default for Telemetry {
         );
         let relay = crate::relay::RelayTelemetry::default();
         relay.register(&mut registry);
+        let limits = crate::limits::LimitTelemetry::default();
+        limits.register(&mut registry);
         Telemetry {
             relay,
+            limits,
             flags_stale,
             flags_expired,
             flags_counted: std::sync::Mutex::new(None),

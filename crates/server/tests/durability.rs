@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use switchyard_testkit::server_process::{ServerProcess, ADMIN, DEADLINE};
+use switchyard_testkit::server_process::{Launch, ServerProcess, ADMIN, DEADLINE};
 use tokio::sync::Notify;
 
 const ENV: &str = "production";
@@ -125,8 +125,17 @@ async fn acknowledged_writes_survive_sigkill() {
         .build()
         .expect("client");
 
-    // --- Write until enough writes are acknowledged, then SIGKILL mid-stream.
-    let mut server = ServerProcess::start(dir.path()).await;
+    // --- Write until enough writes are acknowledged, then SIGKILL mid-stream. The
+    // burst is faster than the default write budget: durability, not limits, is
+    // under test.
+    let mut server = ServerProcess::start_with(
+        dir.path(),
+        Launch {
+            args: &["--rate-limit-writes", "0"],
+            ..Launch::default()
+        },
+    )
+    .await;
     let response = client
         .put(server.url(&format!("/v1/admin/envs/{ENV}")))
         .bearer_auth(ADMIN)

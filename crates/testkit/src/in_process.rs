@@ -74,7 +74,12 @@ pub struct Builder {
     heartbeat: Option<Duration>,
     grpc: Option<Option<String>>,
     listener: Option<TcpListener>,
+    limits: Option<switchyard_server::limits::LimitSettings>,
+    configure: Option<Configure>,
 }
+
+/// A setting made on an opened server before it serves.
+type Configure = Box<dyn FnOnce(&mut Server) + Send>;
 
 impl Builder {
     /// Sends SSE keep-alives every `heartbeat` instead of the default interval.
@@ -87,6 +92,19 @@ impl Builder {
     /// service without a token.
     pub fn grpc(mut self, flagd_env: Option<&str>) -> Builder {
         self.grpc = Some(flagd_env.map(str::to_owned));
+        self
+    }
+
+    /// Rate limits other than the defaults.
+    pub fn limits(mut self, limits: switchyard_server::limits::LimitSettings) -> Builder {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Any other setting of the opened server, made before it serves (e.g.
+    /// `|s| s.set_exposure(origins, token)`).
+    pub fn configure(mut self, configure: impl FnOnce(&mut Server) + Send + 'static) -> Builder {
+        self.configure = Some(Box::new(configure));
         self
     }
 
@@ -137,6 +155,12 @@ impl Builder {
     pub async fn serve(self, mut server: Server, dir: Option<tempfile::TempDir>) -> TestServer {
         if let Some(heartbeat) = self.heartbeat {
             server.state.sse_heartbeat = heartbeat;
+        }
+        if let Some(limits) = self.limits {
+            server.set_limits(limits);
+        }
+        if let Some(configure) = self.configure {
+            configure(&mut server);
         }
         let state = server.state.clone();
         let listener = match self.listener {

@@ -179,6 +179,12 @@ struct Conjunction {
 const TWO_PERCENTAGES: &str =
     "an AND strategy group with two partial rollouts cannot be expressed as native rules";
 
+/// The most native rules one strategy's constraints may expand into.
+const MAX_RULES: usize = 1_000;
+
+const TOO_MANY_RULES: &str =
+    "its constraints expand into more than 1 000 native rules (each inverted NUM_EQ and each OR group multiplies them)";
+
 impl Dnf {
     fn always() -> Self {
         Dnf(vec![Conjunction::default()])
@@ -196,6 +202,11 @@ impl Dnf {
     }
 
     fn and(self, other: Dnf) -> Result<Dnf, &'static str> {
+        // Each side's alternatives multiply: inverted NUM_EQ constraints and OR groups
+        // would otherwise grow a small document into millions of rules.
+        if self.0.len().saturating_mul(other.0.len()) > MAX_RULES {
+            return Err(TOO_MANY_RULES);
+        }
         let mut out = Vec::with_capacity(self.0.len() * other.0.len());
         for left in &self.0 {
             for right in &other.0 {

@@ -30,7 +30,7 @@ pub async fn events(
 ) -> Result<Response, PageError> {
     let current = readable_env(&state, &viewer, &follow.env)?;
     let subscription = Subscription::start(&state, &follow.env, Some(current.revision))?
-        .held_by(&viewer.principal);
+        .held_by(&viewer.principal)?;
     let events = stream::unfold(subscription, |mut subscription| async move {
         let next = subscription.next().await?;
         let event = Event::default()

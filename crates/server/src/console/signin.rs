@@ -14,7 +14,10 @@ use crate::console::assets;
 use crate::console::page::{render, render_status, PageError};
 use crate::console::session::{viewer, Viewer};
 use crate::environments::now_ms;
+use crate::error::retry_after_seconds;
+use crate::limits::Limited;
 use crate::state::AppState;
+use crate::tls::MaybePeer;
 
 #[derive(Template)]
 #[template(path = "console/login.html")]
@@ -46,18 +49,53 @@ pub struct SignIn {
 /// `POST /console/login`: starts a session for a valid token.
 pub async fn sign_in(
     State(state): State<AppState>,
+    MaybePeer(peer): MaybePeer,
     Form(form): Form<SignIn>,
 ) -> Result<Response, PageError> {
     let token = form.token.trim();
-    if let Err(refusal) = state.tokens.check(token, now_ms()) {
-        let error = match refusal {
-            Refusal::Unknown => "That token is not valid (or was revoked).".to_owned(),
-            expired => format!("{}.", expired.message()),
-        };
-        return render_status(
-            StatusCode::UNAUTHORIZED,
+    let addr = peer.map(|peer| peer.addr.ip());
+    // Sign-in is a token check like any other: failures count against the address.
+    let limited = |limited: Limited| {
+        let error = format!(
+            "{} (in {} s).",
+            limited.message,
+            retry_after_seconds(limited.retry_after)
+        );
+        render_status(
+            StatusCode::TOO_MANY_REQUESTS,
             &LoginPage {
                 error: Some(&error),
+                css: assets::css_url(),
+            },
+        )
+    };
+    if let Err(blocked) = state.limits.check_blocked(addr) {
+        return limited(blocked);
+    }
+    let principal = match state.tokens.check(token, now_ms()) {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            if let Err(blocked) = state.limits.auth_failed(addr) {
+                return limited(blocked);
+            }
+            let error = match refusal {
+                Refusal::Unknown => "That token is not valid (or was revoked).".to_owned(),
+                expired => format!("{}.", expired.message()),
+            };
+            return render_status(
+                StatusCode::UNAUTHORIZED,
+                &LoginPage {
+                    error: Some(&error),
+                    css: assets::css_url(),
+                },
+            );
+        }
+    };
+    if let Err(refused) = state.check_admin_certificate(&principal, peer) {
+        return render_status(
+            StatusCode::FORBIDDEN,
+            &LoginPage {
+                error: Some(&format!("{}.", refused.message)),
                 css: assets::css_url(),
             },
         );

@@ -11,14 +11,14 @@
 use std::sync::Arc;
 
 use switchyard_core::{evaluate_all, Evaluation as Outcome};
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
 use super::convert::{context, from_json, status};
 use super::proto::switchyard as pb;
 use super::proto::switchyard::evaluation_server::Evaluation;
-use super::{authenticate, GrpcState};
+use super::{authenticate, Caller, GrpcState};
 use crate::environments::EnvState;
+use crate::limits::Budget;
 use crate::scope::evaluate_known;
 use crate::scope::{env_state, scoped_env};
 use crate::store::TokenKind;
@@ -37,10 +37,10 @@ impl EvaluationService {
     /// The environment a request evaluates in, for the token in its metadata.
     async fn environment(
         &self,
-        metadata: &MetadataMap,
+        caller: Caller<'_>,
         requested: &str,
     ) -> Result<Arc<EnvState>, Status> {
-        let principal = authenticate(&self.state.app, metadata).await?;
+        let principal = authenticate(&self.state.app, caller, Budget::Read).await?;
         let env = scoped_env(
             &principal,
             (!requested.is_empty()).then_some(requested),
@@ -75,7 +75,7 @@ impl Evaluation for EvaluationService {
         request: Request<pb::EvaluateRequest>,
     ) -> Result<Response<pb::EvaluateResponse>, Status> {
         let current = self
-            .environment(request.metadata(), &request.get_ref().environment)
+            .environment(Caller::from(&request), &request.get_ref().environment)
             .await?;
         let request = request.into_inner();
         let ctx = context(request.context.as_ref())?;
@@ -94,7 +94,7 @@ impl Evaluation for EvaluationService {
         request: Request<pb::EvaluateAllRequest>,
     ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
         let current = self
-            .environment(request.metadata(), &request.get_ref().environment)
+            .environment(Caller::from(&request), &request.get_ref().environment)
             .await?;
         let ctx = context(request.get_ref().context.as_ref())?;
         let results: std::collections::HashMap<String, pb::Result> =

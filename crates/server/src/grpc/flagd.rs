@@ -41,11 +41,11 @@ use switchyard_core::{evaluate, Context, ErrorCode, Evaluation, Reason, Snapshot
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use super::{authenticate, convert, GrpcState};
+use super::{authenticate, convert, Caller, GrpcState};
 use crate::environments::{ChangeEvent, EnvState, Environments};
+use crate::limits::Budget;
 use crate::store::TokenKind;
 use crate::subscription::shutting_down;
 
@@ -89,9 +89,13 @@ impl FlagdService {
     }
 
     /// The environment a request evaluates: its token's, or `--flagd-env` without one.
-    async fn environment(&self, metadata: &MetadataMap) -> Result<Arc<EnvState>, Status> {
-        let env = if metadata.contains_key("authorization") {
-            let principal = authenticate(&self.state.app, metadata).await?;
+    async fn environment(
+        &self,
+        caller: Caller<'_>,
+        budget: Budget,
+    ) -> Result<Arc<EnvState>, Status> {
+        let env = if caller.has_token() {
+            let principal = authenticate(&self.state.app, caller, budget).await?;
             if principal.kind == TokenKind::Admin {
                 return Err(Status::permission_denied(format!(
                     "token `{}` is an admin token, which is not bound to an environment; the \
@@ -131,7 +135,9 @@ impl FlagdService {
     ) -> Result<Response<R>, Status> {
         let message = request.get_ref();
         let key = message.flag_key();
-        let current = self.environment(request.metadata()).await?;
+        let current = self
+            .environment(Caller::from(request), Budget::Read)
+            .await?;
         let ctx = flagd_context(message.context())?;
         let result = evaluate(&current.snapshot, key, &ctx);
         self.state
@@ -157,10 +163,10 @@ impl FlagdService {
     }
 
     /// The stream of provider events for a request's environment.
-    async fn events(&self, metadata: &MetadataMap) -> Result<Events, Status> {
+    async fn events(&self, caller: Caller<'_>) -> Result<Events, Status> {
         // Subscribe before reading the state, so no change falls in between.
         let changes = self.state.app.envs.subscribe();
-        let known = self.environment(metadata).await?;
+        let known = self.environment(caller, Budget::Stream).await?;
         Ok(Events::new(
             Arc::clone(&self.state.app.envs),
             known,

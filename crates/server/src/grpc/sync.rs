@@ -16,7 +16,8 @@ use super::convert::status;
 use super::proto::switchyard as pb;
 use super::proto::switchyard::sync_event::Kind;
 use super::proto::switchyard::sync_server::Sync as SyncApi;
-use super::{authenticate, GrpcState};
+use super::{authenticate, Caller, GrpcState};
+use crate::limits::Budget;
 use crate::scope::scoped_env;
 use crate::store::TokenKind;
 use crate::subscription::{Outgoing, Subscription};
@@ -57,7 +58,8 @@ impl SyncApi for SyncService {
         &self,
         request: Request<pb::StreamRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let principal = authenticate(&self.state.app, request.metadata()).await?;
+        let principal =
+            authenticate(&self.state.app, Caller::from(&request), Budget::Stream).await?;
         let request = request.into_inner();
         let env = scoped_env(
             &principal,
@@ -68,7 +70,8 @@ impl SyncApi for SyncService {
         .map_err(status)?;
         let subscription = Subscription::start(&self.state.app, &env, request.after_revision)
             .map_err(status)?
-            .held_by(&principal);
+            .held_by(&principal)
+            .map_err(status)?;
         let events = futures_util::stream::unfold(subscription, |mut subscription| async move {
             let next = subscription.next().await?;
             Some((Ok(sync_event(&next)), subscription))

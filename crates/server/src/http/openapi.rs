@@ -213,8 +213,8 @@ fn unique_operation_id(operation: &mut Operation) {
 }
 
 /// `ErrorBody` on every 4xx/5xx response that does not describe its own body.
-/// 401 and 403 on every operation that takes a token, written once here instead of
-/// on each handler (an operation may still say more about its own 403).
+/// 401, 403 and 429 on every operation that takes a token, written once here instead
+/// of on each handler (an operation may still say more about its own 403).
 fn token_responses(operation: &mut Operation) {
     if operation.security.as_ref().is_none_or(Vec::is_empty) {
         return;
@@ -222,6 +222,10 @@ fn token_responses(operation: &mut Operation) {
     for (status, description) in [
         ("401", "Missing or invalid token"),
         ("403", "Token may not do this"),
+        (
+            "429",
+            "Over a rate limit (the token's, or the client address's after failed authentications); `Retry-After` says when to try again",
+        ),
     ] {
         operation
             .responses

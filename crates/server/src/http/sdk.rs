@@ -148,7 +148,7 @@ async fn stream(
 ) -> Result<Response, ApiError> {
     let env = target_env(&principal, query)?;
     let mut subscription =
-        Subscription::start(&state, &env, sse::last_event_id(&headers))?.held_by(&principal);
+        Subscription::start(&state, &env, sse::last_event_id(&headers))?.held_by(&principal)?;
     subscription.count_as_sse_client(&state.telemetry);
     Ok(sse::response(subscription, state.sse_heartbeat, sse_frame))
 }

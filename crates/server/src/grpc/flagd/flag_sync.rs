@@ -21,7 +21,8 @@ use crate::grpc::proto::flagd_sync as pb;
 use crate::grpc::proto::flagd_sync::flag_sync_service_server::{
     FlagSyncService, FlagSyncServiceServer,
 };
-use crate::grpc::GrpcState;
+use crate::grpc::{Caller, GrpcState};
+use crate::limits::Budget;
 
 /// Adds the service to `routes` and marks it serving in the health reporter.
 pub async fn register(
@@ -68,7 +69,7 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::SyncFlagsRequest>,
     ) -> Result<Response<Self::SyncFlagsStream>, Status> {
-        let events = self.events(request.metadata()).await?;
+        let events = self.events(Caller::from(&request)).await?;
         let envs = Arc::clone(&self.state.app.envs);
         let stream = futures_util::stream::unfold(events, move |mut events| {
             let envs = Arc::clone(&envs);
@@ -95,7 +96,9 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::FetchAllFlagsRequest>,
     ) -> Result<Response<pb::FetchAllFlagsResponse>, Status> {
-        let current = self.environment(request.metadata()).await?;
+        let current = self
+            .environment(Caller::from(&request), Budget::Read)
+            .await?;
         Ok(Response::new(pb::FetchAllFlagsResponse {
             flag_configuration: configuration_text(&current),
         }))
@@ -108,7 +111,8 @@ impl FlagSyncService for FlagdService {
         &self,
         request: Request<pb::GetMetadataRequest>,
     ) -> Result<Response<pb::GetMetadataResponse>, Status> {
-        self.environment(request.metadata()).await?;
+        self.environment(Caller::from(&request), Budget::Read)
+            .await?;
         Ok(Response::new(pb::GetMetadataResponse {
             metadata: Some(Default::default()),
         }))

@@ -16,7 +16,8 @@ use super::{details, event_stream, flag_requests, flagd_context, integer, Event,
 use super::{Want, API};
 use crate::grpc::proto::flagd as pb;
 use crate::grpc::proto::flagd::service_server::{Service, ServiceServer};
-use crate::grpc::{convert, GrpcState};
+use crate::grpc::{convert, Caller, GrpcState};
+use crate::limits::Budget;
 
 /// Adds the service to `routes` and marks it serving in the health reporter.
 pub async fn register(
@@ -62,7 +63,9 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveAllRequest>,
     ) -> Result<Response<pb::ResolveAllResponse>, Status> {
-        let current = self.environment(request.metadata()).await?;
+        let current = self
+            .environment(Caller::from(&request), Budget::Read)
+            .await?;
         let ctx = flagd_context(request.get_ref().context.as_ref())?;
         let mut flags = HashMap::with_capacity(current.snapshot.len());
         for (key, result) in evaluate_all(&current.snapshot, &ctx) {
@@ -197,7 +200,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let events = self.events(request.metadata()).await?;
+        let events = self.events(Caller::from(&request)).await?;
         Ok(Response::new(event_stream(events, message)))
     }
 }

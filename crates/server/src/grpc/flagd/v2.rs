@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{event_stream, flag_requests, integer, Event, FlagdService, Want};
 use crate::grpc::proto::flagd_v2 as pb;
 use crate::grpc::proto::flagd_v2::service_server::{Service, ServiceServer};
-use crate::grpc::{convert, GrpcState};
+use crate::grpc::{convert, Caller, GrpcState};
 
 /// Adds the service to `routes` and marks it serving in the health reporter.
 pub async fn register(
@@ -129,7 +129,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::EventStreamRequest>,
     ) -> Result<Response<Self::EventStreamStream>, Status> {
-        let events = self.events(request.metadata()).await?;
+        let events = self.events(Caller::from(&request)).await?;
         Ok(Response::new(event_stream(events, message)))
     }
 }

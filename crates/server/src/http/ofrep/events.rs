@@ -135,7 +135,7 @@ pub async fn stream(
     // A reconnecting client is told of what it missed; a new one only of what follows.
     let after = sse::last_event_id(&headers).unwrap_or(current.revision);
     let mut subscription =
-        Subscription::start(&state, current.name.as_str(), Some(after))?.held_by(&principal);
+        Subscription::start(&state, current.name.as_str(), Some(after))?.held_by(&principal)?;
     subscription.count_as_sse_client(&state.telemetry);
     Ok(sse::response(subscription, state.sse_heartbeat, frame))
 }
