@@ -3,7 +3,10 @@
 //! once one Redis replica holds them (`--redis-wait-replicas 1`): every acknowledged
 //! write is there after the failover, none is applied twice, writes that could not be
 //! confirmed fail with a clear 503 (or 409), and the server replicas converge on what
-//! Redis holds. docs/redis.md says what is promised.
+//! Redis holds. And a single `redis-server` (append-only file, `appendfsync always`)
+//! SIGKILLed mid-burst through three replicas and restarted: every write it
+//! acknowledged is back from its file, none twice, and the replicas converge.
+//! docs/redis.md says what is promised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +16,7 @@ use std::time::Duration;
 use switchyard_redis::Durability;
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{boolean_flag, Builder, TestServer, ADMIN};
+use switchyard_testkit::redis::RedisProcess;
 use switchyard_testkit::redis_ha::{RedisCluster, RedisSentinels};
 
 const ENV: &str = "prod";
@@ -38,8 +42,8 @@ struct Outcomes {
     refused: BTreeMap<u16, (usize, String)>,
 }
 
-async fn replica(url: &str) -> TestServer {
-    Builder::default().redis_durable(url, DURABLE).await
+async fn replica(url: &str, durability: Durability) -> TestServer {
+    Builder::default().redis_durable(url, durability).await
 }
 
 /// Flag keys (with their revision) of `env` on `server`.
@@ -109,18 +113,23 @@ async fn acknowledged(outcomes: &Arc<Mutex<Outcomes>>) -> usize {
     outcomes.lock().unwrap().acknowledged.len()
 }
 
-/// Runs the burst; `failover` (blocking: kills the primary, waits for the promotion,
-/// restarts the old primary as a replica) runs once `BEFORE` writes are acknowledged.
+/// Runs the burst through `writing` server replicas that acknowledge with
+/// `durability`; `failover` (blocking: kills the primary, waits for the promotion or
+/// restarts it) runs once `BEFORE` writes are acknowledged.
 async fn acknowledged_writes_survive<T: Send + 'static>(
     url: &str,
+    writing: usize,
+    durability: Durability,
     failover: impl FnOnce() -> T + Send + 'static,
 ) -> T {
-    let a = Arc::new(replica(url).await);
-    let b = Arc::new(replica(url).await);
-    a.create_env(ENV).await;
+    let mut servers = Vec::new();
+    for _ in 0..writing {
+        servers.push(Arc::new(replica(url, durability).await));
+    }
+    servers[0].create_env(ENV).await;
     let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = burst(&[Arc::clone(&a), Arc::clone(&b)], &outcomes, &stop);
+    let writers = burst(&servers, &outcomes, &stop);
 
     eventually(PATIENCE, "writes acknowledged before the kill", || async {
         (acknowledged(&outcomes).await >= BEFORE).then_some(())
@@ -156,7 +165,7 @@ async fn acknowledged_writes_survive<T: Send + 'static>(
     }
 
     // A replica started now reads Redis alone: every acknowledged write is there.
-    let fresh = replica(url).await;
+    let fresh = replica(url, durability).await;
     let (revision, stored) = flags(&fresh).await;
     let lost: Vec<&String> = outcomes.acknowledged.difference(&stored).collect();
     assert!(
@@ -189,7 +198,7 @@ async fn acknowledged_writes_survive<T: Send + 'static>(
         assert_eq!(puts.get(key), Some(&1), "the audit of {key}");
     }
     // And the server replicas converge on what Redis holds.
-    for server in [&a, &b] {
+    for server in &servers {
         eventually(
             PATIENCE,
             &format!("{} to hold what Redis holds", server.base),
@@ -219,7 +228,7 @@ async fn acknowledged_writes_survive<T: Send + 'static>(
 async fn a_cluster_primary_killed_mid_burst_loses_no_acknowledged_write() {
     let mut cluster = RedisCluster::start();
     let url = cluster.url();
-    let cluster = acknowledged_writes_survive(&url, move || {
+    let cluster = acknowledged_writes_survive(&url, 2, DURABLE, move || {
         let killed = cluster.kill_primary_of(ENV_KEY);
         assert_ne!(cluster.primary_of(ENV_KEY), killed, "a replica took over");
         cluster.restart(killed);
@@ -233,7 +242,7 @@ async fn a_cluster_primary_killed_mid_burst_loses_no_acknowledged_write() {
 async fn a_sentinel_primary_killed_mid_burst_loses_no_acknowledged_write() {
     let mut sentinels = RedisSentinels::start();
     let url = sentinels.url();
-    let sentinels = acknowledged_writes_survive(&url, move || {
+    let sentinels = acknowledged_writes_survive(&url, 2, DURABLE, move || {
         let old = sentinels.primary_port();
         assert_ne!(sentinels.kill_primary(), old, "the replica took over");
         sentinels.restart_stopped();
@@ -241,4 +250,19 @@ async fn a_sentinel_primary_killed_mid_burst_loses_no_acknowledged_write() {
     })
     .await;
     drop(sentinels);
+}
+
+/// No replica to wait for: a write is acknowledged once the one Redis has it in its
+/// append-only file, fsynced (`appendfsync always`, the test kit's setting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_killed_mid_burst_through_three_replicas_restarts_with_every_acknowledged_write() {
+    let mut redis = RedisProcess::start();
+    let url = redis.url();
+    let redis = acknowledged_writes_survive(&url, 3, Durability::default(), move || {
+        redis.stop(); // SIGKILL, and wait until it is gone
+        redis.restart(); // same port and directory: the file is read back
+        redis
+    })
+    .await;
+    drop(redis);
 }
