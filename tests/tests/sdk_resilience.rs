@@ -180,3 +180,82 @@ async fn a_token_revoked_while_streaming_fails_on_reconnect_and_the_flags_keep_a
     client.close().await;
     server.kill().await;
 }
+
+/// Two replicas of the server binary on one Redis; the SDK knows both. The replica
+/// it streams from is SIGKILLed: it moves to the other, resumes from its revision
+/// (replicas share revisions), and misses none of the changes made meanwhile.
+#[tokio::test]
+async fn a_client_fails_over_to_another_replica_and_misses_no_change() {
+    let redis = switchyard_testkit::redis::RedisProcess::start();
+    let url = redis.url();
+    let args = ["--redis-url", url.as_str()];
+    let replica = |dir: std::path::PathBuf| async move {
+        ServerProcess::start_with(
+            &dir,
+            switchyard_testkit::server_process::Launch {
+                args: &args,
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    let dirs = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let first = replica(dirs.0.path().to_owned()).await;
+    let second = replica(dirs.1.path().to_owned()).await;
+    let token = prod_with_checkout(&first.base).await;
+    put_flag(&first.base, "prod", on_flag("legacy")).await;
+
+    let client = Client::builder(&first.base, &token)
+        .fallback_urls([second.base.clone()])
+        .build()
+        .await
+        .expect("client builds");
+    let notices: Arc<Mutex<Vec<ChangeNotice>>> = Arc::default();
+    let sink = Arc::clone(&notices);
+    client.on_change(move |n| sink.lock().expect("notices").push(n.clone()));
+    let beta = Context::new("user-1").group("beta");
+    kill(&first.base, "prod", "legacy", "e2e").await;
+    wait_until(DEADLINE, "the kill over the first replica's stream", || {
+        !client.is_enabled("legacy", &beta)
+    })
+    .await;
+
+    // The first replica dies; changes go on through the second.
+    first.kill().await;
+    kill(&second.base, "prod", "checkout", "e2e").await;
+    revive(&second.base, "prod", "legacy", "e2e").await;
+    put_flag(&second.base, "prod", on_flag("after-failover")).await;
+    let expected = env_revision(&admin(&second.base), "prod").await;
+    wait_until(DEADLINE, "the second replica's revision", || {
+        client.revision() == expected
+    })
+    .await;
+    assert!(!client.is_enabled("checkout", &beta));
+    assert!(client.is_enabled("legacy", &beta));
+    assert!(client.is_enabled("after-failover", &beta));
+    // Every change was told to the listeners, whether replayed one by one or in one
+    // snapshot.
+    let told: std::collections::BTreeSet<String> = notices
+        .lock()
+        .expect("notices")
+        .iter()
+        .flat_map(|n| n.flags.clone())
+        .collect();
+    for flag in ["legacy", "checkout", "after-failover"] {
+        assert!(told.contains(flag), "{flag} not told: {told:?}");
+    }
+    // And the stream from the second replica is live.
+    revive(&second.base, "prod", "checkout", "e2e").await;
+    wait_until(
+        DEADLINE,
+        "a change over the second replica's stream",
+        || client.is_enabled("checkout", &beta),
+    )
+    .await;
+    assert_eq!(client.status(), Status::Ready);
+    client.close().await;
+    second.kill().await;
+}

@@ -18,7 +18,7 @@ use switchyard_core::{
 
 use crate::error::{DocumentError, Error};
 use crate::metrics::Metrics;
-use crate::state::{ChangeNotice, Config, Inner, Loaded, Status, Transport};
+use crate::state::{ChangeNotice, Config, Inner, Loaded, Servers, Status, Transport};
 
 /// A served variant, owned.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +69,7 @@ pub struct ClientBuilder {
     config: Config,
     bootstrap: Option<Bootstrap>,
     ca_file: Option<PathBuf>,
+    fallbacks: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +82,14 @@ impl ClientBuilder {
     /// How to stay in sync (default: SSE with polling fallback).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.config.transport = transport;
+        self
+    }
+
+    /// Other servers with the same flags (replicas on one Redis, relays of one
+    /// server), tried in order when the one in use cannot be reached; the client
+    /// resumes from its revision there, so it misses no change.
+    pub fn fallback_urls(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.fallbacks.extend(urls.into_iter().map(Into::into));
         self
     }
 
@@ -170,7 +179,7 @@ impl ClientBuilder {
         });
         let has_bootstrap = self.bootstrap.is_some();
         let inner = Arc::new(Inner {
-            url: self.url.trim_end_matches('/').to_owned(),
+            servers: Arc::new(Servers::new(&self.url, &self.fallbacks)),
             token: self.token,
             http,
             state: ArcSwap::from_pointee(initial),
@@ -207,7 +216,7 @@ impl ClientBuilder {
             Ok(Err(error)) if !has_bootstrap => return Err(error),
             Err(_) if !has_bootstrap => {
                 return Err(Error::Timeout {
-                    url: inner.url.clone(),
+                    url: inner.servers.url().to_owned(),
                     timeout: inner.config.initial_sync_timeout,
                 })
             }
@@ -233,7 +242,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.inner.url)
+            .field("url", &self.inner.servers.url())
             .field("revision", &self.revision())
             .finish_non_exhaustive()
     }
@@ -255,6 +264,7 @@ impl Client {
             },
             bootstrap: None,
             ca_file: None,
+            fallbacks: Vec::new(),
         }
     }
 

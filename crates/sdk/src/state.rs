@@ -121,9 +121,53 @@ pub struct ChangeNotice {
 
 type Listener = Arc<dyn Fn(&ChangeNotice) + Send + Sync>;
 
+/// The servers a client may sync from: the main URL first, then the fallbacks; the
+/// one in use moves on when it cannot be reached. Replicas on one Redis (and relays of
+/// one server) share revision numbers, so a client resumes where it was.
+#[derive(Debug)]
+pub(crate) struct Servers {
+    urls: Vec<String>,
+    current: std::sync::atomic::AtomicUsize,
+}
+
+impl Servers {
+    /// `main`, then `fallbacks`, each without a trailing `/`.
+    pub(crate) fn new(main: &str, fallbacks: &[String]) -> Self {
+        let urls = std::iter::once(main)
+            .chain(fallbacks.iter().map(String::as_str))
+            .map(|url| url.trim_end_matches('/').to_owned())
+            .collect();
+        Servers {
+            urls,
+            current: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The URL in use.
+    pub(crate) fn url(&self) -> &str {
+        let current = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        &self.urls[current % self.urls.len()]
+    }
+
+    /// How many there are.
+    pub(crate) fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    /// Moves on from `failed` (when it is still the one in use) to the next server.
+    pub(crate) fn fail_over(&self, failed: &str) {
+        if self.urls.len() < 2 || self.url() != failed {
+            return;
+        }
+        self.current
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(from = %failed, to = %self.url(), "switchyard: server unreachable, trying the next one");
+    }
+}
+
 /// Shared by the client handles and the background tasks.
 pub(crate) struct Inner {
-    pub(crate) url: String,
+    pub(crate) servers: Arc<Servers>,
     pub(crate) token: String,
     pub(crate) http: reqwest::Client,
     pub(crate) state: ArcSwap<Loaded>,

@@ -17,7 +17,7 @@ pub(crate) async fn flush(inner: &Inner) {
         // An offline client contacts no server.
         return;
     }
-    let url = format!("{}/v1/sdk/metrics", inner.url);
+    let url = format!("{}/v1/sdk/metrics", inner.servers.url());
     inner
         .metrics
         .flush_with(|body| {

@@ -9,38 +9,57 @@ use switchyard_core::sync::SnapshotDocument;
 
 use super::incoming::OPEN_TIMEOUT;
 use crate::error::Error;
-use crate::state::{read_document, Inner, Loaded};
+use std::sync::Arc;
+
+use crate::state::{read_document, Inner, Loaded, Servers};
 
 /// How long one snapshot request may take.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The header a resuming SSE client sends.
 const LAST_EVENT_ID: &str = "last-event-id";
 
-/// Fetches the snapshot; `Ok(None)` when it is unchanged since `etag`.
+/// Fetches the first snapshot, from the first server that answers; `Ok(None)` when
+/// it is unchanged since `etag`.
 pub(crate) async fn fetch_snapshot(
     inner: &Inner,
     etag: Option<&str>,
 ) -> Result<Option<Loaded>, Error> {
     let endpoint = Endpoint {
         http: inner.http.clone(),
-        url: inner.url.clone(),
+        servers: Arc::clone(&inner.servers),
         token: inner.token.clone(),
     };
-    endpoint.fetch_snapshot(etag).await
+    let mut tries = inner.servers.len();
+    loop {
+        let url = endpoint.url().to_owned();
+        match endpoint.fetch_snapshot(etag).await {
+            Err(error @ Error::Unreachable { .. }) if tries > 1 => {
+                tracing::debug!(%url, %error, "switchyard: first snapshot failed");
+                endpoint.servers.fail_over(&url);
+                tries -= 1;
+            }
+            fetched => return fetched,
+        }
+    }
 }
 
 /// Where the flags come from.
 #[derive(Clone)]
 pub(super) struct Endpoint {
     pub(super) http: reqwest::Client,
-    pub(super) url: String,
+    pub(super) servers: Arc<Servers>,
     pub(super) token: String,
 }
 
 impl Endpoint {
+    /// The server in use.
+    pub(super) fn url(&self) -> &str {
+        self.servers.url()
+    }
+
     fn unreachable(&self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         Error::Unreachable {
-            url: self.url.clone(),
+            url: self.url().to_owned(),
             source: source.into(),
         }
     }
@@ -69,7 +88,7 @@ impl Endpoint {
     pub(super) async fn fetch_snapshot(&self, etag: Option<&str>) -> Result<Option<Loaded>, Error> {
         let mut request = self
             .http
-            .get(format!("{}/v1/sdk/snapshot", self.url))
+            .get(format!("{}/v1/sdk/snapshot", self.url()))
             .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .timeout(SNAPSHOT_TIMEOUT);
         if let Some(etag) = etag {
@@ -94,7 +113,7 @@ impl Endpoint {
     ) -> Result<reqwest::Response, (Error, bool)> {
         let mut request = self
             .http
-            .get(format!("{}/v1/sdk/stream", self.url))
+            .get(format!("{}/v1/sdk/stream", self.url()))
             .header(AUTHORIZATION, format!("Bearer {}", self.token))
             .header(ACCEPT, "text/event-stream");
         if let Some(last) = last {

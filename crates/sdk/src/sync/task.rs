@@ -1,7 +1,7 @@
 //! The background task: the first sync, streaming with reconnection, the polling
 //! fallback, polling only, and the status it reports.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_core::sync::{self, ChangeDocument, SnapshotDocument};
@@ -30,14 +30,18 @@ pub(crate) fn spawn(inner: Weak<Inner>, shutdown: watch::Receiver<bool>) -> Resu
     };
     let endpoint = Endpoint {
         http: strong.http.clone(),
-        url: strong.url.clone(),
+        servers: Arc::clone(&strong.servers),
         token: strong.token.clone(),
     };
     let source = match strong.config.transport {
         Transport::Sse | Transport::Polling => Source::Sse(endpoint.clone()),
         #[cfg(feature = "grpc")]
         Transport::Grpc => {
-            let url = strong.config.grpc_url.as_deref().unwrap_or(&strong.url);
+            let url = strong
+                .config
+                .grpc_url
+                .as_deref()
+                .unwrap_or(strong.servers.url());
             Source::Grpc(super::grpc::SyncEndpoint::new(url, &strong.token)?)
         }
         Transport::Offline => return Ok(()),
@@ -122,13 +126,13 @@ impl Syncer {
         if changed {
             match &status {
                 Status::Ready => {
-                    tracing::info!(url = %self.endpoint.url, "switchyard: flags in sync")
+                    tracing::info!(url = %self.endpoint.url(), "switchyard: flags in sync")
                 }
                 Status::Stale { .. } => {
-                    tracing::warn!(url = %self.endpoint.url, "switchyard: server unreachable, serving the last flags")
+                    tracing::warn!(url = %self.endpoint.url(), "switchyard: server unreachable, serving the last flags")
                 }
                 Status::Failed { reason } => {
-                    tracing::warn!(url = %self.endpoint.url, %reason, "switchyard: cannot sync flags")
+                    tracing::warn!(url = %self.endpoint.url(), %reason, "switchyard: cannot sync flags")
                 }
                 _ => {}
             }
@@ -145,7 +149,7 @@ impl Syncer {
 
     /// The server could not be reached or answered with an error.
     fn unreachable(&mut self, error: &Error) {
-        tracing::debug!(url = %self.endpoint.url, %error, "switchyard: sync attempt failed");
+        tracing::debug!(url = %self.endpoint.url(), %error, "switchyard: sync attempt failed");
         if self.refused.is_some() {
             // Keep saying why it failed last time the server answered.
         } else if self.synced {
@@ -232,6 +236,10 @@ impl Syncer {
                 }
                 Err(error) => {
                     self.unreachable(&error);
+                    if matches!(error, Error::Unreachable { .. }) {
+                        let failed = self.endpoint.url().to_owned();
+                        self.endpoint.servers.fail_over(&failed);
+                    }
                     self.backoff.delay().min(self.poll_interval)
                 }
             };
@@ -257,7 +265,12 @@ impl Syncer {
                     (self.backoff.delay(), false)
                 }
                 StreamEnd::OpenFailed { error, connect } => {
-                    tracing::debug!(url = %self.endpoint.url, %error, "switchyard: the stream did not open");
+                    tracing::debug!(url = %self.endpoint.url(), %error, "switchyard: the stream did not open");
+                    // Nothing answered there: the next server (if any) is tried next.
+                    if connect && self.source.is_rest() {
+                        let failed = self.endpoint.url().to_owned();
+                        self.endpoint.servers.fail_over(&failed);
+                    }
                     // When nothing answers at the REST address, polling it is no use.
                     let fallback = !(connect && self.source.is_rest());
                     if !fallback {
@@ -340,11 +353,11 @@ impl Syncer {
             let incoming = match next {
                 Ok(Some(incoming)) => incoming,
                 Ok(None) => {
-                    tracing::debug!(url = %self.endpoint.url, "switchyard: stream ended");
+                    tracing::debug!(url = %self.endpoint.url(), "switchyard: stream ended");
                     break;
                 }
                 Err(problem) => {
-                    tracing::debug!(url = %self.endpoint.url, %problem, "switchyard: stream broke");
+                    tracing::debug!(url = %self.endpoint.url(), %problem, "switchyard: stream broke");
                     break;
                 }
             };
@@ -353,7 +366,7 @@ impl Syncer {
                 Err(Handled::Stop) => return StreamEnd::Stop,
                 Err(Handled::Refused(message)) => return StreamEnd::Refused(message),
                 Err(Handled::Failed(error)) => {
-                    tracing::warn!(url = %self.endpoint.url, %error, "switchyard: could not apply a stream event; reconnecting");
+                    tracing::warn!(url = %self.endpoint.url(), %error, "switchyard: could not apply a stream event; reconnecting");
                     break;
                 }
             }
