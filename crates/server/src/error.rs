@@ -140,6 +140,15 @@ impl From<StoreError> for ApiError {
                     "the store is unavailable, so nothing was written; retry later ({error})"
                 ))
             }
+            StoreError::DiskFull(_) => {
+                tracing::error!(error = %error, "the disk under the store is full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "disk_full",
+                    "the disk under the store is full, so nothing was written; free space and retry \
+                     (flags are still evaluated from memory)",
+                )
+            }
             StoreError::NoSuchEnvironment(env) => {
                 ApiError::not_found(format!("environment `{env}` does not exist"))
             }

@@ -59,6 +59,9 @@ pub enum StoreError {
     /// The backing database failed or is unreachable.
     #[error("store unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The disk under the embedded store is full; nothing was written.
+    #[error("the disk under the store is full: {0}")]
+    DiskFull(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Stored data could not be decoded.
     #[error("corrupt record {what}: {source}")]
     Corrupt {

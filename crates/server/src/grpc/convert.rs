@@ -89,7 +89,7 @@ pub fn status(error: ApiError) -> Status {
         404 => Code::NotFound,
         409 => Code::Aborted,
         412 => Code::FailedPrecondition,
-        413 | 429 => Code::ResourceExhausted,
+        413 | 429 | 507 => Code::ResourceExhausted,
         503 => Code::Unavailable,
         _ => Code::Internal,
     };

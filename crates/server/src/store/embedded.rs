@@ -3,8 +3,8 @@
 //! acknowledged write survives `kill -9` and a half-done one never shows.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
@@ -49,10 +49,89 @@ const SCHEDULES: TableDefinition<(&str, &str), &str> = TableDefinition::new("sch
 /// A redb-backed [`Store`].
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    handle: Arc<Handle>,
+}
+
+/// The database file and the open database. redb refuses every operation after an
+/// I/O error (a full disk) until it is opened again, so such an error drops it and
+/// the next operation reopens it — which works once there is space again.
+struct Handle {
+    path: PathBuf,
+    db: Mutex<Option<Arc<Database>>>,
+}
+
+impl Handle {
+    /// The open database, reopened if an I/O error closed it.
+    fn database(&self) -> Result<Arc<Database>, StoreError> {
+        let mut slot = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = &*slot {
+            return Ok(Arc::clone(db));
+        }
+        let db = Arc::new(Database::create(&self.path).map_err(unavailable)?);
+        tracing::info!(path = %self.path.display(), "embedded store reopened after an I/O error");
+        *slot = Some(Arc::clone(&db));
+        Ok(db)
+    }
+
+    /// Closes `failed` (when it is still the open one) so the next operation reopens.
+    fn discard(&self, failed: &Arc<Database>) {
+        let mut slot = self.db.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|db| Arc::ptr_eq(db, failed)) {
+            *slot = None;
+        }
+    }
+}
+
+/// The redb storage error inside any of redb's error types, if there is one.
+fn storage_error<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e redb::StorageError> {
+    if let Some(e) = error.downcast_ref::<redb::StorageError>() {
+        return Some(e);
+    }
+    match error.downcast_ref::<redb::CommitError>() {
+        Some(redb::CommitError::Storage(e)) => return Some(e),
+        Some(_) => return None,
+        None => {}
+    }
+    match error.downcast_ref::<redb::TransactionError>() {
+        Some(redb::TransactionError::Storage(e)) => return Some(e),
+        Some(_) => return None,
+        None => {}
+    }
+    match error.downcast_ref::<redb::TableError>() {
+        Some(redb::TableError::Storage(e)) => return Some(e),
+        Some(_) => return None,
+        None => {}
+    }
+    match error.downcast_ref::<redb::DatabaseError>() {
+        Some(redb::DatabaseError::Storage(e)) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether an I/O error (or redb's refusal after one) is inside `error`: the
+/// database must be opened again.
+fn io_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<std::io::Error>().is_some()
+        || matches!(
+            storage_error(error),
+            Some(redb::StorageError::Io(_) | redb::StorageError::PreviousIo)
+        )
+}
+
+fn is_disk_full(error: &(dyn std::error::Error + 'static)) -> bool {
+    let full = |io: &std::io::Error| {
+        io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28)
+    };
+    error.downcast_ref::<std::io::Error>().is_some_and(full)
+        || matches!(storage_error(error), Some(redb::StorageError::Io(io)) if full(io))
 }
 
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    if is_disk_full(&e) {
+        return StoreError::DiskFull(Box::new(e));
+    }
     StoreError::Unavailable(Box::new(e))
 }
 
@@ -72,7 +151,12 @@ impl EmbeddedStore {
         txn.open_table(SCHEDULES).map_err(unavailable)?;
         txn.open_table(USAGE).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        Ok(EmbeddedStore {
+            handle: Arc::new(Handle {
+                path: dir.join("switchyard.redb"),
+                db: Mutex::new(Some(Arc::new(db))),
+            }),
+        })
     }
 
     /// Runs blocking database work off the async runtime.
@@ -80,10 +164,19 @@ impl EmbeddedStore {
         &self,
         work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || work(&db))
-            .await
-            .map_err(unavailable)?
+        let handle = Arc::clone(&self.handle);
+        tokio::task::spawn_blocking(move || {
+            let db = handle.database()?;
+            let result = work(&db);
+            if let Err(StoreError::DiskFull(error) | StoreError::Unavailable(error)) = &result {
+                if io_failed(error.as_ref()) {
+                    handle.discard(&db);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(unavailable)?
     }
 }
 
