@@ -266,6 +266,32 @@ fn audit_line(line: &str) -> AuditEntry {
 }
 
 impl RedisStore {
+    /// A token write: `script` over the tokens hash and the global audit list with
+    /// `args`, then the audit entry and the announcement that tokens changed (the
+    /// scripts' last three arguments).
+    async fn write_tokens<T: redis::FromRedisValue>(
+        &self,
+        script: &str,
+        args: &[&str],
+        audit: &AuditEntry,
+    ) -> Result<T, StoreError> {
+        let script = Script::new(script);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(TOKENS).key(GLOBAL_AUDIT);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation
+            .arg(encode(audit))
+            .arg(CHANNEL)
+            .arg(encode(&Written::Tokens));
+        let mut conn = self.writer.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
     /// Connects to the deployment `url` names (one server, a Cluster or a Sentinel
     /// primary: [`switchyard_redis::Target`]), writing with `durability`. Commands
     /// fail fast while Redis is unreachable (so writes answer 503 promptly) and
@@ -505,18 +531,9 @@ impl Store for RedisStore {
     }
 
     async fn create_token(&self, token: TokenRecord, audit: AuditEntry) -> Result<(), StoreError> {
-        let mut conn = self.writer.clone();
-        let created: i64 = Script::new(CREATE_TOKEN)
-            .key(TOKENS)
-            .key(GLOBAL_AUDIT)
-            .arg(&token.name)
-            .arg(encode(&token))
-            .arg(encode(&audit))
-            .arg(CHANNEL)
-            .arg(encode(&Written::Tokens))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let created: i64 = self
+            .write_tokens(CREATE_TOKEN, &[&token.name, &encode(&token)], &audit)
+            .await?;
         if created == 1 {
             Ok(())
         } else {
@@ -529,17 +546,7 @@ impl Store for RedisStore {
         name: &str,
         audit: AuditEntry,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let mut conn = self.writer.clone();
-        let old: Option<String> = Script::new(DELETE_TOKEN)
-            .key(TOKENS)
-            .key(GLOBAL_AUDIT)
-            .arg(name)
-            .arg(encode(&audit))
-            .arg(CHANNEL)
-            .arg(encode(&Written::Tokens))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let old: Option<String> = self.write_tokens(DELETE_TOKEN, &[name], &audit).await?;
         old.map(|json| decode(format!("token {name}"), &json))
             .transpose()
     }
@@ -550,19 +557,13 @@ impl Store for RedisStore {
         token: TokenRecord,
         audit: AuditEntry,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.writer.clone();
-        let replaced: i64 = Script::new(REPLACE_TOKEN)
-            .key(TOKENS)
-            .key(GLOBAL_AUDIT)
-            .arg(&token.name)
-            .arg(expected_hash)
-            .arg(encode(&token))
-            .arg(encode(&audit))
-            .arg(CHANNEL)
-            .arg(encode(&Written::Tokens))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let replaced: i64 = self
+            .write_tokens(
+                REPLACE_TOKEN,
+                &[&token.name, expected_hash, &encode(&token)],
+                &audit,
+            )
+            .await?;
         Ok(replaced == 1)
     }
 
