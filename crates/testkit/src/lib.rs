@@ -22,6 +22,8 @@ pub mod browser;
 pub mod child;
 #[cfg(feature = "server")]
 pub mod console;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 mod poll;
 mod port;
 

@@ -45,8 +45,10 @@ fn read(written: PlanWritten) -> (Plan, Vec<Problem>) {
 
 /// One problem serde found, with its path (`plan` for the document itself).
 fn schema_problem(error: serde_path_to_error::Error<serde_yaml_ng::Error>) -> Problem {
+    // (An unknown field with an empty name at the top level has an empty path:
+    // found by fuzzing, tests/plan_fuzz.rs.)
     let path = match error.path().to_string() {
-        p if p == "." => "plan".to_owned(),
+        p if p == "." || p.is_empty() => "plan".to_owned(),
         p => p,
     };
     // serde_yaml_ng prefixes some messages with (part of) the path.

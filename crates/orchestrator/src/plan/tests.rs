@@ -183,6 +183,11 @@ fn errors_name_the_field() {
                 "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 101}]",
                 "steps[0].weight: must be between 1 and 100",
             ),
+            // Found by fuzzing: an unknown field named "" had an empty path.
+            (
+                "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 5}]\n\"\": 1",
+                "plan: unknown field ``",
+            ),
             (
                 "name: a\nenvironment: p\nservices: [{name: s, flags: [f]}]\nsteps: [{weight: 50}, {weight: 10}]",
                 "steps[1].weight: weights never decrease: 10 follows 50",

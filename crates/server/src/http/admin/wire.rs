@@ -132,9 +132,21 @@ impl From<crate::domain::Issued> for TokenIssued {
 pub struct RotateToken {
     /// How long the replaced secret stays accepted, in seconds (default 86 400, one
     /// day; at most 2 592 000, 30 days; 0 ends it, and the streams it opened, at once).
-    #[serde(default = "default_grace")]
+    #[serde(
+        default = "default_grace",
+        deserialize_with = "switchyard_core::model::whole_number"
+    )]
     #[schema(default = 86400, minimum = 0, maximum = 2592000)]
     pub grace_seconds: u64,
+}
+
+/// A whole number as JSON allows it (`4` or `4.0`), or `null`.
+fn optional_whole<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Whole(#[serde(deserialize_with = "switchyard_core::model::whole_number")] u64);
+    Ok(Option::<Whole>::deserialize(deserializer)?.map(|whole| whole.0))
 }
 
 fn default_grace() -> u64 {
@@ -292,7 +304,7 @@ pub struct NewToken {
     pub kind: TokenKind,
     #[serde(default)]
     pub env: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_whole")]
     pub expires_ms: Option<u64>,
 }
 
