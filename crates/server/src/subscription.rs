@@ -96,13 +96,24 @@ pub(crate) async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
 
 /// The token a stream was opened with, watched so the stream ends when it is no
 /// longer accepted.
-struct Holder {
+pub(crate) struct Holder {
     principal: Principal,
     tokens: Arc<Tokens>,
     changes: watch::Receiver<u64>,
 }
 
 impl Holder {
+    /// Watches `principal`'s token; `None` for a principal without a stored token
+    /// (the bootstrap token, a relayed one), which nothing here can revoke.
+    pub(crate) fn of(state: &AppState, principal: &Principal) -> Option<Holder> {
+        principal.credential.as_ref()?;
+        Some(Holder {
+            principal: principal.clone(),
+            tokens: Arc::clone(&state.tokens),
+            changes: state.tokens.watch(),
+        })
+    }
+
     /// Resolves when the credential stops being accepted: at its `until` time, or at
     /// a change of the token set that revokes it.
     async fn ended(&mut self) {
@@ -141,7 +152,7 @@ impl Holder {
 }
 
 /// Resolves when `holder`'s credential ends; never without a holder.
-async fn holder_ended(holder: &mut Option<Holder>) {
+pub(crate) async fn holder_ended(holder: &mut Option<Holder>) {
     match holder {
         Some(holder) => holder.ended().await,
         None => std::future::pending().await,
@@ -199,13 +210,7 @@ impl Subscription {
     /// rotated secret past its grace period).
     pub fn held_by(mut self, principal: &Principal) -> Result<Self, ApiError> {
         self._permit = Some(self.state.limits.open_stream(principal)?);
-        if principal.credential.is_some() {
-            self.holder = Some(Holder {
-                principal: principal.clone(),
-                tokens: Arc::clone(&self.state.tokens),
-                changes: self.state.tokens.watch(),
-            });
-        }
+        self.holder = Holder::of(&self.state, principal);
         Ok(self)
     }
 

@@ -1017,3 +1017,41 @@ async fn health_and_reflection_list_the_flagd_service() {
     assert!(names.contains(&"flagd.evaluation.v1.Service"), "{names:?}");
     server.stop().await;
 }
+
+/// A flagd event stream opened with a token ends the moment the token is revoked,
+/// like every other stream; one opened without a token (`--flagd-env`) goes on.
+#[tokio::test]
+async fn revoking_a_token_ends_its_flagd_event_stream() {
+    let (server, mut client) = setup().await;
+    let token = server.token("flagd-sdk", "sdk", Some("prod")).await;
+    let mut held = client
+        .event_stream(with_token(EventStreamRequest {}, &token))
+        .await
+        .expect("opens")
+        .into_inner();
+    let mut open = client
+        .event_stream(EventStreamRequest {})
+        .await
+        .expect("opens")
+        .into_inner();
+    for stream in [&mut held, &mut open] {
+        assert_eq!(
+            next_event(stream).await,
+            Some(("provider_ready".to_owned(), None))
+        );
+    }
+    server
+        .ok("DELETE", "/v1/admin/tokens/flagd-sdk", ADMIN, None)
+        .await;
+    assert_eq!(
+        next_change(&mut held).await,
+        None,
+        "the revoked token's stream ended"
+    );
+    kill(&server, "prod", "checkout").await;
+    assert_eq!(
+        next_change(&mut open).await,
+        change(json!({"checkout": {"type": "update"}}))
+    );
+    server.stop().await;
+}

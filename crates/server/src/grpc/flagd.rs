@@ -44,10 +44,11 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use super::{authenticate, convert, Caller, GrpcState};
+use crate::auth::Principal;
 use crate::environments::{ChangeEvent, EnvState, Environments};
 use crate::limits::Budget;
 use crate::store::TokenKind;
-use crate::subscription::shutting_down;
+use crate::subscription::{holder_ended, shutting_down, Holder};
 
 /// How long an `EventStream` stays silent before sending `keep_alive` (flagd's 20 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -94,6 +95,16 @@ impl FlagdService {
         caller: Caller<'_>,
         budget: Budget,
     ) -> Result<Arc<EnvState>, Status> {
+        Ok(self.environment_of(caller, budget).await?.0)
+    }
+
+    /// [`FlagdService::environment`], and the principal of the token, if one was sent.
+    async fn environment_of(
+        &self,
+        caller: Caller<'_>,
+        budget: Budget,
+    ) -> Result<(Arc<EnvState>, Option<Principal>), Status> {
+        let mut caller_principal = None;
         let env = if caller.has_token() {
             let principal = authenticate(&self.state.app, caller, budget).await?;
             if principal.kind == TokenKind::Admin {
@@ -103,10 +114,12 @@ impl FlagdService {
                     principal.name
                 )));
             }
-            principal
+            let env = principal
                 .token_env(&[TokenKind::Sdk, TokenKind::Eval])
                 .map_err(convert::status)?
-                .clone()
+                .clone();
+            caller_principal = Some(principal);
+            env
         } else if let Some(env) = &self.state.flagd_env {
             env.clone()
         } else {
@@ -116,11 +129,12 @@ impl FlagdService {
                  --flagd-env ENV",
             ));
         };
-        self.state.app.envs.get(env.as_str()).ok_or_else(|| {
+        let current = self.state.app.envs.get(env.as_str()).ok_or_else(|| {
             Status::failed_precondition(format!(
                 "environment `{env}` does not exist; create it with PUT /v1/admin/envs/{env}"
             ))
-        })
+        })?;
+        Ok((current, caller_principal))
     }
 
     /// Answers a single-flag request: evaluates its flag, reads the served value as
@@ -166,12 +180,14 @@ impl FlagdService {
     async fn events(&self, caller: Caller<'_>) -> Result<Events, Status> {
         // Subscribe before reading the state, so no change falls in between.
         let changes = self.state.app.envs.subscribe();
-        let known = self.environment(caller, Budget::Stream).await?;
+        let (known, principal) = self.environment_of(caller, Budget::Stream).await?;
+        let holder = principal.and_then(|principal| Holder::of(&self.state.app, &principal));
         Ok(Events::new(
             Arc::clone(&self.state.app.envs),
             known,
             changes,
             self.state.app.shutdown.clone(),
+            holder,
             self.keep_alive,
         ))
     }
@@ -407,6 +423,8 @@ struct Events {
     known: Arc<EnvState>,
     changes: broadcast::Receiver<Arc<ChangeEvent>>,
     shutdown: watch::Receiver<bool>,
+    /// The token that opened the stream: the stream ends when it is no longer accepted.
+    holder: Option<Holder>,
     keep_alive: Duration,
     last_sent: Instant,
     step: Step,
@@ -418,6 +436,7 @@ impl Events {
         known: Arc<EnvState>,
         changes: broadcast::Receiver<Arc<ChangeEvent>>,
         shutdown: watch::Receiver<bool>,
+        holder: Option<Holder>,
         keep_alive: Duration,
     ) -> Self {
         Events {
@@ -426,6 +445,7 @@ impl Events {
             known,
             changes,
             shutdown,
+            holder,
             keep_alive,
             last_sent: Instant::now(),
             step: Step::Ready,
@@ -454,6 +474,12 @@ impl Events {
                 () = shutting_down(&mut self.shutdown) => {
                     self.step = Step::Done;
                     return Some(event(PROVIDER_SHUTDOWN, Some(Struct::default())));
+                }
+                // The token was revoked or expired: the stream ends (a reconnect is
+                // refused with the reason).
+                () = holder_ended(&mut self.holder) => {
+                    self.step = Step::Done;
+                    return None;
                 }
                 received = self.changes.recv() => match received {
                     Ok(change) => {

@@ -198,6 +198,7 @@ fn events(
         known,
         changes,
         shutdown,
+        None,
         keep_alive,
     )
 }
