@@ -103,7 +103,8 @@ pub struct Args {
     pub admin_token: Option<String>,
 
     /// Mark the web console's session cookie `Secure`: set it when browsers reach the
-    /// console over HTTPS (a TLS proxy in front), since the server itself speaks HTTP.
+    /// console over HTTPS through a TLS proxy in front (with `--tls-cert` the server
+    /// speaks HTTPS itself and marks it `Secure` anyway).
     #[arg(long, env = "SWITCHYARD_CONSOLE_SECURE_COOKIE")]
     pub console_secure_cookie: bool,
 

@@ -184,11 +184,6 @@ impl Limits {
         }
     }
 
-    /// The settings in force.
-    pub fn settings(&self) -> LimitSettings {
-        self.settings
-    }
-
     fn refuse(
         &self,
         budget: &'static str,

@@ -100,7 +100,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
         Peer {
             addr: *stream.remote_addr(),
-            client_certified: switchyard_tls::client_certified(stream.io()).0,
+            client_certified: switchyard_tls::client_certified(stream.io()),
         }
     }
 }

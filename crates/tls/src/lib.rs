@@ -180,7 +180,7 @@ pub enum ClientAuth {
     #[default]
     None,
     /// They may present one signed by a CA in this file; the server decides per
-    /// request what needs one ([`ClientCertified`]).
+    /// request what needs one ([`client_certified`]).
     Optional(PathBuf),
 }
 
@@ -229,11 +229,6 @@ pub fn server_config(
     };
     Ok(Arc::new(config))
 }
-
-/// Whether the client of a TLS connection presented a certificate the server's CA
-/// signed (always `false` without [`ClientAuth::Optional`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClientCertified(pub bool);
 
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -297,14 +292,12 @@ impl Incoming {
 }
 
 /// Whether a finished handshake's client presented a verified certificate.
-pub fn client_certified(stream: &TlsStream<TcpStream>) -> ClientCertified {
-    ClientCertified(
-        stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .is_some_and(|chain| !chain.is_empty()),
-    )
+pub fn client_certified(stream: &TlsStream<TcpStream>) -> bool {
+    stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|chain| !chain.is_empty())
 }
 
 #[cfg(any(test, feature = "test-pki"))]

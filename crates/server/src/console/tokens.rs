@@ -26,8 +26,8 @@ pub struct Row {
     kind: &'static str,
     env: Option<String>,
     created: Option<String>,
-    /// "never", or when it expires / expired.
-    expires: String,
+    /// When it expires / expired; `None`: never.
+    expires: Option<String>,
     expired: bool,
     last_used: Option<String>,
     revocable: bool,
@@ -108,7 +108,7 @@ async fn tokens_page(
             kind: crate::auth::kind_name(t.kind),
             env: t.env.map(|e| e.to_string()),
             created: t.created_ms.map(rfc3339),
-            expires: t.expires_ms.map_or_else(|| "never".to_owned(), rfc3339),
+            expires: t.expires_ms.map(rfc3339),
             expired: t.expired,
             last_used: t.last_used_ms.map(rfc3339),
             revocable: t.source == TokenSource::Store,

@@ -47,15 +47,15 @@ pub async fn request_ids(mut request: Request, next: Next) -> Response {
             rand::thread_rng().fill_bytes(&mut bytes);
             hex::encode(bytes)
         });
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        request.headers_mut().insert(REQUEST_ID, value);
+    // Sane or generated, the id is visible ASCII: it always makes a header value.
+    let value = HeaderValue::from_str(&id).ok();
+    if let Some(value) = &value {
+        request.headers_mut().insert(REQUEST_ID, value.clone());
     }
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = CURRENT
-        .scope(id.clone(), next.run(request).instrument(span))
-        .await;
+    let mut response = CURRENT.scope(id, next.run(request).instrument(span)).await;
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Some(value) = value {
         headers.insert(REQUEST_ID, value);
     }
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
