@@ -2,41 +2,21 @@
 //! 10-constraint flag must evaluate in a median of at most 100 ns). Results go to
 //! docs/PERFORMANCE.md.
 //!
-//! Run: `cargo bench -p switchyard-benches --bench evaluation`
+//! Run: `cargo bench -p switchyard-benches --bench evaluation`; instruction counts of
+//! the same cases: `benches/load/instructions.sh`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use serde_json::json;
-use switchyard_core::{evaluate, evaluate_all, Context, Flag, Snapshot};
-
-fn flag(value: serde_json::Value) -> Flag {
-    serde_json::from_value(value).expect("bench flag parses")
-}
-
-fn boolean(key: &str, default: serde_json::Value) -> Flag {
-    flag(json!({
-        "key": key, "kind": "boolean", "variants": {"on": true, "off": false},
-        "off_variant": "off", "default": default
-    }))
-}
+use switchyard_benches::fixtures::{self, boolean};
+use switchyard_core::{evaluate, evaluate_all, Flag, Snapshot};
 
 fn bench(c: &mut Criterion) {
-    let fixture: serde_json::Value = serde_json::from_str(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../crates/core/testdata/complex-flag.json"
-    )))
-    .expect("fixture parses");
-    let complex: Vec<Flag> = serde_json::from_value(fixture["flags"].clone()).expect("flags");
-    let ctx: Context = serde_json::from_value(fixture["context"].clone()).expect("context");
-
-    let mut flags = complex;
-    flags.push(boolean("simple", json!({"variant": "on"})));
-    flags.push(boolean(
-        "rollout",
-        json!({"rollout": {"split": [{"variant": "on", "weight": 25000}, {"variant": "off", "weight": 75000}]}}),
-    ));
-    let snapshot = Snapshot::compile(flags, vec![]).expect("compiles");
+    let fixtures::Core {
+        snapshot,
+        context: ctx,
+    } = fixtures::core();
 
     let mut group = c.benchmark_group("evaluate");
     group.bench_function("simple", |b| {

@@ -11,6 +11,10 @@
 //! requests per second over the whole run, and p50/p90/p99/max latency
 //! (nearest-rank). Exits non-zero when a request fails.
 //!
+//! With `--frame FILE` it checks one call and writes the request as a gRPC frame for
+//! `h2load` instead (a leaner client: this one shares the machine's two cores with
+//! the server and spends more of them than the server does).
+//!
 //! Bounded on purpose: loopback addresses only, at most 1024 concurrent calls, 64
 //! channels and 300 s.
 
@@ -59,6 +63,12 @@ struct Args {
     /// Seconds to run (1..=300).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Instead of loading the server: check one call, then write the request as a
+    /// gRPC frame (flag byte, big-endian length, protobuf message) to this file, for
+    /// an HTTP/2 load generator to send as the body (`h2load -d FILE`, as
+    /// `benches/load/server-load.sh` does).
+    #[arg(long)]
+    frame: Option<std::path::PathBuf>,
 }
 
 fn check(args: &Args) -> Result<()> {
@@ -85,6 +95,21 @@ enum Call {
 }
 
 impl Call {
+    /// The request as one uncompressed gRPC frame.
+    fn frame(&self) -> Vec<u8> {
+        use prost::Message;
+        let message = match self {
+            Call::One(request) => request.encode_to_vec(),
+            Call::All(request) => request.encode_to_vec(),
+        };
+        let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+        let mut frame = Vec::with_capacity(5 + message.len());
+        frame.push(0);
+        frame.extend_from_slice(&length.to_be_bytes());
+        frame.extend_from_slice(&message);
+        frame
+    }
+
     /// Sends the call; returns a one-line description of the answer.
     async fn send(
         &self,
@@ -196,6 +221,15 @@ async fn run(args: Args) -> Result<()> {
         .send(&mut EvaluationClient::new(channels[0].clone()), &auth)
         .await
         .with_context(|| format!("the first {what} call failed"))?;
+    if let Some(path) = &args.frame {
+        std::fs::write(path, request.frame())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "== gRPC {what}: first answer: {first}; request frame written to {}",
+            path.display()
+        );
+        return Ok(());
+    }
     println!(
         "== gRPC {what} at {}: {} concurrent calls on {} channel(s), {} s; first answer: {first}",
         args.addr, args.concurrency, args.channels, args.duration

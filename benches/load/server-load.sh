@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Server throughput and latency, Switchyard side by side with Unleash Edge, on loopback.
 #
-# Both servers get the same 20 toggles, benches/fixtures/unleash-features.json:
+# Both servers get the same 20 toggles, benches/fixtures/unleash-features.json (every
+# operator family: the fixture of benches/versus_unleash.rs), or with
+# FIXTURE=benches/fixtures/unleash-simple.json 20 mostly plain rollouts and one segment:
 # switchyard-server (release build, temporary data dir, a bootstrap admin token) has
 # them seeded into environment `bench` by benches/seed_unleash.rs (the Unleash import
 # through the admin API); Unleash Edge runs in offline mode from the file itself. The
@@ -20,20 +22,32 @@
 #   Edge GET      GET  /api/frontend?userId=…&properties[…]=…   (enabled toggles;
 #                 what Unleash's frontend SDKs call by default)
 #   Edge POST     POST /api/frontend with the Unleash context as JSON
-#   gRPC single   switchyard.v1.Evaluation/Evaluate complex   (benches/grpc_load.rs)
+#   gRPC single   switchyard.v1.Evaluation/Evaluate (SINGLE_FLAG, default `complex`,
+#                 or the fixture's last toggle)
 #   gRPC bulk     switchyard.v1.Evaluation/EvaluateAll
-# each for DURATION seconds with `wrk -tTHREADS -cCONNECTIONS --latency` (gRPC:
-# CONNECTIONS concurrent calls on GRPC_CHANNELS HTTP/2 connections, default 1). wrk,
-# the servers and the gRPC client share the machine's cores. Any non-2xx answer or
-# failed call stops the script. Prints a summary: requests/s, p50 and p99 per target,
-# and the ratio of Switchyard's bulk throughput to Edge's. Both servers are stopped
-# on every exit.
+# each for DURATION seconds with `wrk -tTHREADS -cCONNECTIONS --latency`; gRPC with
+# h2load (nghttp2's HTTP/2 load generator: far leaner than a tonic client, which would
+# take most of the two cores the server needs), CONNECTIONS concurrent calls on
+# GRPC_CHANNELS HTTP/2 connections (default 4), each sending the same pre-encoded
+# request frame (written by benches/grpc_load.rs --frame after one checked call).
+# gRPC reports errors in trailers under HTTP 200, so each gRPC run also checks that the
+# server's evaluation counter grew by exactly the calls h2load saw succeed. h2load
+# reports mean latency, not percentiles: benches/load/latency.sh measures tails at set
+# rates. wrk, h2load and the servers share the machine's cores. Any non-2xx answer or
+# failed call stops the script. Prints a summary: requests/s, p50 and p99 per target
+# (gRPC: mean), and the ratios of Switchyard's throughput to Edge's. Both servers are
+# stopped on every exit.
 #
-# Unleash Edge: UNLEASH_EDGE_BIN, else ~/.cache/switchyard-bench/edge/bin/unleash-edge
-# (UNLEASH_EDGE_ROOT overrides the directory), installed there with `cargo install`
-# when missing. Both servers run with their defaults (tokio: one worker thread per
-# CPU; Edge 20 no longer has a worker setting). Ports: SWITCHYARD_BENCH_PORT (HTTP, 18181), +100 for gRPC, +200 for Edge.
-# Needs wrk, curl and jq (Debian packages of those names).
+# Unleash Edge 20.4.1, built from its repository (crates.io stops at 20.1.0):
+# UNLEASH_EDGE_BIN, else ~/.cache/switchyard-bench/edge-20.4.1/bin/unleash-edge
+# (UNLEASH_EDGE_ROOT overrides the directory), built there when missing with
+# `cargo install --path` from UNLEASH_EDGE_SRC (a checkout of the tag
+# unleash-edge-v20.4.1) or from a shallow clone of github.com/Unleash/unleash-edge;
+# `--ignore-rust-version` (it asks for Rust 1.96; it builds with 1.95), without the S3
+# persistence feature (not on the request path). Both servers run with their defaults
+# (tokio: one worker thread per CPU). Ports: SWITCHYARD_BENCH_PORT (HTTP, 18181),
+# +100 for gRPC, +200 for Edge.
+# Needs wrk, h2load, curl and jq (Debian packages wrk, nghttp2-client, curl, jq).
 #
 # Usage: benches/load/server-load.sh [DURATION=20] [CONNECTIONS=64] [THREADS=1]
 set -euo pipefail
@@ -41,11 +55,10 @@ cd "$(dirname "$0")/../.."
 duration=${1:-20}
 connections=${2:-64}
 threads=${3:-1}
-channels=${GRPC_CHANNELS:-1}
-edge_version=20.1.0
-features=benches/fixtures/unleash-features.json
+channels=${GRPC_CHANNELS:-4}
+edge_version=20.4.1
+features=${FIXTURE:-benches/fixtures/unleash-features.json}
 env_name=bench
-single_flag=complex
 
 die() {
   echo "server-load: $*" >&2
@@ -54,21 +67,30 @@ die() {
 for tool in wrk curl jq; do
   command -v "$tool" >/dev/null || die "$tool is missing: apt-get install $tool"
 done
+command -v h2load >/dev/null || die "h2load is missing: apt-get install nghttp2-client"
 [ -f "$features" ] || die "$features is missing"
+single_flag=${SINGLE_FLAG:-$(jq -r 'if any(.features[]; .name == "complex") then "complex" else .features[-1].name end' "$features")}
+[ $((connections % channels)) -eq 0 ] || die "CONNECTIONS ($connections) must be a multiple of GRPC_CHANNELS ($channels)"
 
 # --- Unleash Edge, installed outside the repository when missing -------------------
 edge_bin=${UNLEASH_EDGE_BIN:-}
 if [ -z "$edge_bin" ]; then
-  edge_root=${UNLEASH_EDGE_ROOT:-$HOME/.cache/switchyard-bench/edge}
+  edge_root=${UNLEASH_EDGE_ROOT:-$HOME/.cache/switchyard-bench/edge-$edge_version}
   edge_bin=$edge_root/bin/unleash-edge
-  # Edge has no --version; cargo records what it installed.
-  if ! { [ -x "$edge_bin" ] && grep -qF "\"unleash-edge $edge_version " "$edge_root/.crates.toml" 2>/dev/null; }; then
-    echo "== installing Unleash Edge $edge_version into $edge_root (cargo install; this takes several minutes)" >&2
-    cargo install unleash-edge --version "$edge_version" --no-default-features --locked --root "$edge_root"
+  if [ ! -x "$edge_bin" ]; then
+    edge_src=${UNLEASH_EDGE_SRC:-$edge_root/src}
+    if [ ! -d "$edge_src/crates/oss/unleash-edge" ]; then
+      echo "== cloning Unleash Edge $edge_version into $edge_src" >&2
+      git clone -q --depth 1 --branch "unleash-edge-v$edge_version" \
+        https://github.com/Unleash/unleash-edge "$edge_src"
+    fi
+    echo "== building Unleash Edge $edge_version into $edge_root (up to 40 minutes on 2 cores, once)" >&2
+    cargo install --path "$edge_src/crates/oss/unleash-edge" --no-default-features --locked \
+      --ignore-rust-version --root "$edge_root"
   fi
 fi
 [ -x "$edge_bin" ] || die "Unleash Edge not found at $edge_bin (set UNLEASH_EDGE_BIN)"
-edge_installed=$(grep -o '"unleash-edge [^ ]*' "$(dirname "$edge_bin")/../.crates.toml" 2>/dev/null | tr -d '"' || true)
+edge_installed="Unleash Edge ${UNLEASH_EDGE_BIN:+at $edge_bin, expected }$edge_version"
 
 cargo build --release -q -p switchyard-server -p switchyard-benches --bin switchyard-server --bin seed_unleash --bin grpc_load
 target=${CARGO_TARGET_DIR:-target}
@@ -195,27 +217,45 @@ run_wrk() {
   printf '%s\t%.0f\t%s\t%s\n' "$label" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" >>"$summary"
 }
 
-# run_grpc LABEL [grpc_load options…]
+# The server's count of gRPC evaluations (`switchyard_evaluations` from /metrics).
+grpc_evaluations() {
+  curl -fsS "http://127.0.0.1:$port/metrics" |
+    awk '/^switchyard_evaluations_total\{/ && /api="grpc"/ && /env="'"$env_name"'"/ {s += $2} END {print s + 0}'
+}
+
+# run_grpc LABEL METHOD FLAGS_PER_CALL [grpc_load options…]: h2load sends the request
+# grpc_load checked and framed.
 run_grpc() {
-  local label=$1 out
-  shift
+  local label=$1 method=$2 per_call=$3 out frame
+  shift 3
   out=$work/grpc-$(tr -c 'a-zA-Z0-9' '_' <<<"$label").txt
+  frame=$out.frame
   echo
-  echo "== $label"
+  echo "== $label (h2load -c$channels -m$((connections / channels)) -D$duration)"
   SWITCHYARD_TOKEN=$sdk_token SWITCHYARD_CONTEXT=$native_context "$target/release/grpc_load" \
-    --addr "127.0.0.1:$grpc_port" --concurrency "$connections" --channels "$channels" \
-    --duration "$duration" "$@" | tee "$out"
-  local rps p50 p99
-  rps=$(awk '$1 == "throughput" {print $2}' "$out")
-  p50=$(awk '$1 == "latency" {print $4}' "$out")
-  p99=$(awk '$1 == "latency" {print $8}' "$out")
-  [ -n "$rps" ] && [ -n "$p50" ] && [ -n "$p99" ] || die "$label: could not read grpc_load's output"
-  printf '%s\t%s\t%s\t%s\n' "$label" "$rps" "$p50" "$p99" >>"$summary"
+    --addr "127.0.0.1:$grpc_port" --frame "$frame" "$@"
+  local before after
+  before=$(grpc_evaluations)
+  h2load -c"$channels" -m$((connections / channels)) -t1 -D"$duration" \
+    -H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $sdk_token" \
+    -d "$frame" "http://127.0.0.1:$grpc_port/switchyard.v1.Evaluation/$method" | tee "$out"
+  after=$(grpc_evaluations)
+  local rps succeeded failed mean
+  rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$out")
+  succeeded=$(sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p' "$out")
+  failed=$(sed -n 's/^requests: .* succeeded, \([0-9]*\) failed, \([0-9]*\) errored.*/\1+\2/p' "$out")
+  mean=$(awk '$1 == "time" && $3 == "request:" {print $6}' "$out")
+  [ -n "$rps" ] && [ -n "$succeeded" ] && [ -n "$mean" ] || die "$label: could not read h2load's output"
+  [ "$((failed))" -eq 0 ] || die "$label: $failed calls failed"
+  # Calls the server answered with an error in the trailers would be missing here.
+  [ $((after - before)) -eq $((succeeded * per_call)) ] ||
+    die "$label: h2load saw $succeeded calls succeed, the server evaluated $((after - before)) flags ($per_call per call)"
+  printf '%s\t%.0f\t%s\t%s\n' "$label" "$rps" "$(to_ms "$mean")" "-" >>"$summary"
 }
 
 post_lua=benches/load/post.lua
 export SWITCHYARD_TOKEN=$sdk_token
-SWITCHYARD_BODY=$native_context run_wrk "Switchyard REST bulk (20 flags)" \
+SWITCHYARD_BODY=$native_context run_wrk "Switchyard REST bulk ($total_flags flags)" \
   "http://127.0.0.1:$port/v1/evaluate/$env_name" -s "$post_lua"
 SWITCHYARD_BODY=$native_context run_wrk "Switchyard REST single ($single_flag)" \
   "http://127.0.0.1:$port/v1/evaluate/$env_name/$single_flag" -s "$post_lua"
@@ -225,8 +265,8 @@ run_wrk "Edge GET /api/frontend" "http://127.0.0.1:$edge_port/api/frontend?$edge
   -H "Authorization: $edge_token"
 SWITCHYARD_TOKEN=$edge_token SWITCHYARD_AUTH_SCHEME="" SWITCHYARD_BODY=$unleash_context \
   run_wrk "Edge POST /api/frontend" "http://127.0.0.1:$edge_port/api/frontend" -s "$post_lua"
-run_grpc "Switchyard gRPC Evaluate ($single_flag)" --flag "$single_flag"
-run_grpc "Switchyard gRPC EvaluateAll (20 flags)" --all
+run_grpc "Switchyard gRPC Evaluate ($single_flag)" Evaluate 1 --flag "$single_flag"
+run_grpc "Switchyard gRPC EvaluateAll ($total_flags flags)" EvaluateAll "$total_flags" --all
 
 # --- summary ------------------------------------------------------------------------
 echo
@@ -235,13 +275,19 @@ echo "== summary: ${duration}s per target, $connections connections (gRPC: concu
 awk -F'\t' '
   { label[NR] = $1; rps[NR] = $2; p50[NR] = $3; p99[NR] = $4 }
   $1 ~ /^Switchyard REST bulk/ { ours = $2 }
+  $1 ~ /^Switchyard gRPC Evaluate \(/ { grpc_one = $2 }
+  $1 ~ /^Switchyard gRPC EvaluateAll/ { grpc_all = $2 }
   $1 ~ /^Edge GET/ { edge_get = $2 }
   $1 ~ /^Edge POST/ { edge_post = $2 }
   END {
-    printf "| %-42s | %9s | %8s | %8s |\n", "target", "req/s", "p50 ms", "p99 ms"
-    printf "|%s|%s|%s|%s|\n", "--------------------------------------------", "-----------", "----------", "----------"
+    printf "| %-46s | %9s | %16s | %8s |\n", "target", "req/s", "p50 ms (h2: mean)", "p99 ms"
+    printf "|%s|%s|%s|%s|\n", "------------------------------------------------", "-----------", "------------------", "----------"
     for (i = 1; i <= NR; i++)
-      printf "| %-42s | %9d | %8.3f | %8.3f |\n", label[i], rps[i], p50[i], p99[i]
-    if (edge_get > 0) printf "ratio Switchyard REST bulk / Edge GET /api/frontend:  %.2f\n", ours / edge_get
-    if (edge_post > 0) printf "ratio Switchyard REST bulk / Edge POST /api/frontend: %.2f\n", ours / edge_post
+      printf "| %-46s | %9d | %16.3f | %8s |\n", label[i], rps[i], p50[i], p99[i]
+    if (edge_get > 0) {
+      printf "ratio Switchyard REST bulk / Edge GET /api/frontend:     %.2f\n", ours / edge_get
+      printf "ratio Switchyard gRPC EvaluateAll / Edge GET:            %.2f\n", grpc_all / edge_get
+      printf "ratio Switchyard gRPC Evaluate (one) / Edge GET:         %.2f\n", grpc_one / edge_get
+    }
+    if (edge_post > 0) printf "ratio Switchyard REST bulk / Edge POST /api/frontend:    %.2f\n", ours / edge_post
   }' "$summary"

@@ -26,9 +26,12 @@ pub const GROUPS: &str = "groups";
 /// (number, semantic version, IP address, instant), so evaluating many flags against
 /// one context parses each attribute at most once, and never allocates doing so.
 ///
-/// Attributes are found by a fixed hash of their name, which compiled constraints
-/// compute once: a lookup scans a compact array of hashes (contexts hold a handful
-/// of attributes, where a scan beats a hash table) and checks the one name it hits.
+/// Attributes are found through the snapshot's name table: a compiled snapshot
+/// numbers every attribute name its flags read (a slot), and the first evaluation of
+/// a context against that snapshot records where each slot's attribute is in the
+/// context; later lookups index that array. Without it (a context evaluated against
+/// several snapshots, see [`Resolved`]), a lookup scans a compact array of fixed name
+/// hashes (contexts hold a handful of attributes, where a scan beats a hash table).
 #[derive(Debug, Clone, Default)]
 pub struct Context {
     targeting_key: Option<String>,
@@ -37,6 +40,57 @@ pub struct Context {
     /// `hashes[i]` is `name_hash(&attributes[i].0)`.
     hashes: Vec<u64>,
     attributes: Vec<Entry>,
+    /// Where each slot of one snapshot's name table is among `attributes`: computed
+    /// on the first evaluation against a snapshot, dropped when the context changes.
+    slots: OnceLock<Slots>,
+}
+
+/// A context's attribute positions for one name table.
+#[derive(Debug, Clone)]
+struct Slots {
+    table: u64,
+    /// `positions[slot]` indexes `attributes`, or is [`ABSENT`].
+    positions: Box<[u16]>,
+}
+
+/// A slot whose attribute the context does not have.
+const ABSENT: u16 = u16::MAX;
+
+/// The attribute names a compiled snapshot's flags and segments read, numbered.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NameTable {
+    /// Unique per table, so a context's cached positions are never used with
+    /// another table's slots.
+    id: u64,
+    slots: rustc_hash::FxHashMap<Box<str>, u32>,
+}
+
+impl NameTable {
+    /// An empty table with a fresh id.
+    pub(crate) fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NameTable {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            slots: rustc_hash::FxHashMap::default(),
+        }
+    }
+
+    /// Gives a named attribute its slot (the same for the same name).
+    pub(crate) fn assign(&mut self, name: &mut AttrName) {
+        if let AttrName::Named { name, slot, .. } = name {
+            let next = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+            *slot = *self.slots.entry(name.clone()).or_insert(next);
+        }
+    }
+}
+
+/// A context seen through one snapshot's name table: what evaluation reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved<'c> {
+    ctx: &'c Context,
+    /// `None` when the context's positions are for another table (or it has more
+    /// attributes than positions can say): lookups scan instead.
+    positions: Option<&'c [u16]>,
 }
 
 type Entry = (String, AttributeValue, Parsed);
@@ -69,7 +123,12 @@ fn is_exact(hash: u64) -> bool {
 pub(crate) enum AttrName {
     TargetingKey,
     Groups,
-    Named { name: Box<str>, hash: u64 },
+    Named {
+        name: Box<str>,
+        hash: u64,
+        /// Its number in the snapshot's [`NameTable`] (assigned after compiling).
+        slot: u32,
+    },
 }
 
 impl AttrName {
@@ -80,6 +139,7 @@ impl AttrName {
             _ => AttrName::Named {
                 name: name.into(),
                 hash: name_hash(name),
+                slot: u32::MAX,
             },
         }
     }
@@ -271,6 +331,7 @@ impl Context {
     }
 
     fn insert(&mut self, name: String, value: AttributeValue) {
+        self.slots = OnceLock::new();
         let hash = name_hash(&name);
         match self.position(&name, hash) {
             Some(i) => self.attributes[i] = (name, value, Parsed::default()),
@@ -313,25 +374,43 @@ impl Context {
         }
     }
 
-    /// Looks up a property, resolved when the flag was compiled, with its cached
-    /// typed views.
+    /// This context as evaluation against a snapshot with `table` reads it: the
+    /// positions of the table's slots, computed on the first call for that table (one
+    /// allocation per context and snapshot; none after).
     #[inline]
-    pub(crate) fn lookup(&self, name: &AttrName) -> Option<Attr<'_>> {
-        let (name, hash) = match name {
-            AttrName::TargetingKey => {
-                return self.targeting_key.as_deref().map(|raw| {
-                    Attr::Text(Text {
-                        raw,
-                        parsed: Some(&self.targeting_key_parsed),
-                    })
-                })
+    pub(crate) fn resolve(&self, table: &NameTable) -> Resolved<'_> {
+        let slots = self.slots.get_or_init(|| self.positions(table));
+        Resolved {
+            ctx: self,
+            positions: (slots.table == table.id).then_some(&*slots.positions),
+        }
+    }
+
+    fn positions(&self, table: &NameTable) -> Slots {
+        let mut positions = vec![ABSENT; table.slots.len()].into_boxed_slice();
+        let attributes = self.attributes.iter().take(usize::from(ABSENT));
+        for ((name, ..), i) in attributes.zip(0..ABSENT) {
+            if let Some(position) = table
+                .slots
+                .get(name.as_str())
+                .and_then(|&slot| positions.get_mut(slot as usize))
+            {
+                *position = i;
             }
-            AttrName::Groups if self.groups.is_empty() => return None,
-            AttrName::Groups => return Some(Attr::List(&self.groups)),
-            AttrName::Named { name, hash } => (&**name, *hash),
+        }
+        // Positions cannot say where an attribute beyond the first 65 534 is.
+        let table = if self.attributes.len() < usize::from(ABSENT) {
+            table.id
+        } else {
+            0
         };
-        self.position(name, hash)
-            .and_then(|i| self.attributes.get(i))
+        Slots { table, positions }
+    }
+
+    #[inline(always)]
+    fn attribute_at(&self, i: usize) -> Option<Attr<'_>> {
+        self.attributes
+            .get(i)
             .map(|(_, value, parsed)| match value {
                 AttributeValue::String(raw) => Attr::Text(Text {
                     raw,
@@ -346,6 +425,48 @@ impl Context {
     /// Iterates over the attributes other than `targetingKey` and `groups`.
     pub fn attributes(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
         self.attributes.iter().map(|(k, v, _)| (k.as_str(), v))
+    }
+}
+
+impl<'c> Resolved<'c> {
+    /// The targeting key, if any.
+    #[inline]
+    pub(crate) fn targeting_key(&self) -> Option<&'c str> {
+        self.ctx.targeting_key()
+    }
+
+    /// The user's groups.
+    #[inline]
+    pub(crate) fn groups(&self) -> &'c [String] {
+        self.ctx.groups()
+    }
+
+    /// Looks up a property, resolved when the flag was compiled, with its cached
+    /// typed views.
+    #[inline(always)]
+    pub(crate) fn lookup(&self, name: &AttrName) -> Option<Attr<'c>> {
+        let ctx = self.ctx;
+        match name {
+            AttrName::TargetingKey => ctx.targeting_key.as_deref().map(|raw| {
+                Attr::Text(Text {
+                    raw,
+                    parsed: Some(&ctx.targeting_key_parsed),
+                })
+            }),
+            AttrName::Groups if ctx.groups.is_empty() => None,
+            AttrName::Groups => Some(Attr::List(&ctx.groups)),
+            AttrName::Named { name, hash, slot } => {
+                let position = match self.positions {
+                    Some(positions) => match positions.get(*slot as usize) {
+                        Some(&ABSENT) => return None,
+                        Some(&i) => Some(usize::from(i)),
+                        None => ctx.position(name, *hash),
+                    },
+                    None => ctx.position(name, *hash),
+                };
+                ctx.attribute_at(position?)
+            }
+        }
     }
 }
 
@@ -518,7 +639,8 @@ mod tests {
         for (i, name) in names.iter().enumerate() {
             assert_eq!(is_exact(name_hash(name)), name.len() <= 7, "{name:?}");
             assert_eq!(ctx.get(name), Some(Property::Number(i as f64)), "{name:?}");
-            let Some(Attr::Number(n)) = ctx.lookup(&AttrName::new(name)) else {
+            let Some(Attr::Number(n)) = ctx.resolve(&NameTable::new()).lookup(&AttrName::new(name))
+            else {
                 panic!("{name:?} not found");
             };
             assert_eq!(n, i as f64, "{name:?}");
@@ -526,6 +648,54 @@ mod tests {
         for missing in ["b", "a\0\0", "abcdefgi", "PLAN", "longer-namf"] {
             assert_eq!(ctx.get(missing), None, "{missing:?}");
         }
+    }
+
+    #[test]
+    fn slots_find_what_a_scan_finds_and_follow_changes() {
+        let mut table = NameTable::new();
+        let mut names: Vec<AttrName> = ["plan", "country", "longer-name", "missing", "plan"]
+            .into_iter()
+            .map(AttrName::new)
+            .collect();
+        names.iter_mut().for_each(|name| table.assign(name));
+        let number = |ctx: &Context, table: &NameTable, name: &AttrName| match ctx
+            .resolve(table)
+            .lookup(name)
+        {
+            Some(Attr::Number(n)) => Some(n),
+            Some(other) => panic!("{other:?}"),
+            None => None,
+        };
+        let mut ctx = Context::new("u")
+            .attr("country", 2_i64)
+            .attr("longer-name", 3_i64)
+            .attr("plan", 1_i64);
+        let found: Vec<_> = names.iter().map(|n| number(&ctx, &table, n)).collect();
+        assert_eq!(found, [Some(1.0), Some(2.0), Some(3.0), None, Some(1.0)]);
+        assert!(
+            ctx.resolve(&table).positions.is_some(),
+            "positions are used"
+        );
+
+        // A change drops the positions; the next evaluation computes them again.
+        ctx.set("missing".into(), AttributeValue::Number(4.0));
+        ctx.set("plan".into(), AttributeValue::Number(5.0));
+        let found: Vec<_> = names.iter().map(|n| number(&ctx, &table, n)).collect();
+        assert_eq!(
+            found,
+            [Some(5.0), Some(2.0), Some(3.0), Some(4.0), Some(5.0)]
+        );
+
+        // Another table's slots never index this table's positions: lookups scan.
+        let mut other = NameTable::new();
+        let mut swapped: Vec<AttrName> = ["longer-name", "plan"]
+            .into_iter()
+            .map(AttrName::new)
+            .collect();
+        swapped.iter_mut().for_each(|name| other.assign(name));
+        assert!(ctx.resolve(&other).positions.is_none());
+        let found: Vec<_> = swapped.iter().map(|n| number(&ctx, &other, n)).collect();
+        assert_eq!(found, [Some(3.0), Some(5.0)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::bucketing;
-use crate::context::Context;
+use crate::context::{Context, Resolved};
 use crate::model::Hashing;
 use crate::snapshot::{CompiledFlag, CompiledRollout, CompiledServe, Snapshot};
 use crate::targeting::with_first_present;
@@ -154,7 +154,13 @@ impl<'s> Evaluation<'s> {
 /// `Result`: a missing flag is reason `ERROR` with `FLAG_NOT_FOUND`.
 pub fn evaluate<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context) -> Evaluation<'s> {
     match snapshot.flag_index(key) {
-        Some(index) => evaluate_index(snapshot, index, ctx, 0),
+        // A killed or static flag does not read the context: answered before the
+        // context is resolved against the snapshot's names.
+        Some(index) => snapshot
+            .flags
+            .get(index)
+            .and_then(without_context)
+            .unwrap_or_else(|| evaluate_index(snapshot, index, &ctx.resolve(&snapshot.names), 0)),
         None => Evaluation::error(ErrorCode::FlagNotFound),
     }
 }
@@ -167,10 +173,11 @@ pub fn evaluate_all<'s, 'c>(
 where
     's: 'c,
 {
+    let ctx = ctx.resolve(&snapshot.names);
     (0..snapshot.flags.len()).map(move |i| {
         (
             snapshot.flags[i].source.key.as_str(),
-            evaluate_index(snapshot, i, ctx, 0),
+            evaluate_index(snapshot, i, &ctx, 0),
         )
     })
 }
@@ -178,14 +185,14 @@ where
 fn evaluate_index<'s>(
     snapshot: &'s Snapshot,
     index: usize,
-    ctx: &Context,
+    ctx: &Resolved<'_>,
     depth: usize,
 ) -> Evaluation<'s> {
     let Some(flag) = snapshot.flags.get(index) else {
         return Evaluation::error(ErrorCode::General);
     };
-    if !flag.source.enabled {
-        return off(flag, Reason::Disabled);
+    if let Some(answer) = without_context(flag) {
+        return answer;
     }
     for prerequisite in &flag.prerequisites {
         let satisfied = match prerequisite {
@@ -219,16 +226,24 @@ fn evaluate_index<'s>(
         }
     }
     match &flag.default {
-        CompiledServe::Variant(v) => {
-            let fixed = flag.rules.is_empty() && flag.prerequisites.is_empty();
-            let reason = if fixed {
-                Reason::Static
-            } else {
-                Reason::Default
-            };
-            served(flag, *v, reason, None)
-        }
+        // (A flag with nothing but a fixed default was answered as `STATIC` above.)
+        CompiledServe::Variant(v) => served(flag, *v, Reason::Default, None),
         CompiledServe::Rollout(r) => served(flag, pick(r, ctx), Reason::Split, None),
+    }
+}
+
+/// The answer of a flag that does not depend on the context: killed, or with nothing
+/// but a fixed default.
+#[inline]
+fn without_context(flag: &CompiledFlag) -> Option<Evaluation<'_>> {
+    if !flag.source.enabled {
+        return Some(off(flag, Reason::Disabled));
+    }
+    match flag.default {
+        CompiledServe::Variant(v) if flag.rules.is_empty() && flag.prerequisites.is_empty() => {
+            Some(served(flag, v, Reason::Static, None))
+        }
+        _ => None,
     }
 }
 
@@ -270,7 +285,7 @@ fn served<'s>(
 /// The variant a rollout serves: the first whose cumulative weight exceeds the
 /// context's bucket. With nothing to bucket on, the first variant if it holds the
 /// whole weight, else the last.
-fn pick(rollout: &CompiledRollout, ctx: &Context) -> usize {
+fn pick(rollout: &CompiledRollout, ctx: &Resolved<'_>) -> usize {
     let target = with_first_present(ctx, &rollout.by, |value| match rollout.hashing {
         Hashing::Switchyard => Some(bucketing::bucket(&rollout.salt, value)),
         // flagd's `fractional` takes an empty key for none.

@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::bucketing::BUCKETS;
-use crate::context::AttrName;
+use crate::context::{AttrName, NameTable};
 use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
 use crate::targeting::{check_by, CompiledWhen};
 use crate::validation::{
@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub(crate) flags: Vec<CompiledFlag>,
     pub(crate) segments: Vec<CompiledWhen>,
     segment_defs: Vec<Segment>,
+    /// The attribute names the flags and segments read, numbered (see
+    /// [`Context`](crate::Context)'s lookups).
+    pub(crate) names: NameTable,
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +116,7 @@ impl Snapshot {
             snapshot.flags.push(compiled);
         }
 
+        snapshot.assign_slots();
         snapshot.link_prerequisites(&mut problems);
         if problems.errors.is_empty() {
             if let Some(cycle) = snapshot.find_cycle() {
@@ -121,6 +125,22 @@ impl Snapshot {
             }
         }
         problems.into_result(snapshot)
+    }
+
+    /// Numbers the attribute names every flag and segment reads.
+    fn assign_slots(&mut self) {
+        let mut names = NameTable::new();
+        for segment in &mut self.segments {
+            segment.assign_slots(&mut names);
+        }
+        for flag in &mut self.flags {
+            for rule in &mut flag.rules {
+                rule.when.assign_slots(&mut names);
+                rule.serve.assign_slots(&mut names);
+            }
+            flag.default.assign_slots(&mut names);
+        }
+        self.names = names;
     }
 
     fn link_prerequisites(&mut self, problems: &mut Problems) {
@@ -236,6 +256,14 @@ impl Snapshot {
 
     pub(crate) fn flag_index(&self, key: &str) -> Option<usize> {
         self.index.get(key).copied()
+    }
+}
+
+impl CompiledServe {
+    fn assign_slots(&mut self, names: &mut NameTable) {
+        if let CompiledServe::Rollout(rollout) = self {
+            rollout.by.iter_mut().for_each(|name| names.assign(name));
+        }
     }
 }
 

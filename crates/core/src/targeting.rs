@@ -13,7 +13,7 @@ use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashSet;
 
 use crate::bucketing;
-use crate::context::{Attr, AttrName, Context, Text};
+use crate::context::{Attr, AttrName, NameTable, Resolved, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
 
@@ -201,8 +201,18 @@ impl CompiledWhen {
         }
     }
 
+    /// Gives every attribute name this condition reads its slot in `table`.
+    pub(crate) fn assign_slots(&mut self, table: &mut NameTable) {
+        for constraint in &mut self.constraints {
+            table.assign(&mut constraint.attribute);
+        }
+        if let Some(percentage) = &mut self.percentage {
+            percentage.by.iter_mut().for_each(|name| table.assign(name));
+        }
+    }
+
     /// Whether the context matches; `segments` are the snapshot's compiled segments.
-    pub(crate) fn matches(&self, ctx: &Context, segments: &[CompiledWhen]) -> bool {
+    pub(crate) fn matches(&self, ctx: &Resolved<'_>, segments: &[CompiledWhen]) -> bool {
         if !self.users.is_empty()
             && !ctx
                 .targeting_key()
@@ -254,7 +264,7 @@ impl CompiledPercentage {
         }
     }
 
-    fn includes(&self, ctx: &Context) -> bool {
+    fn includes(&self, ctx: &Resolved<'_>) -> bool {
         let included = with_first_present(ctx, &self.by, |value| match self.hashing {
             Hashing::Switchyard => Some(bucketing::bucket(&self.salt, value) < self.weight),
             Hashing::Flagd if value.is_empty() => None,
@@ -285,7 +295,7 @@ pub(crate) fn check_by(by: &[String], path: &At<'_>, problems: &mut Problems) {
 /// Calls `f` with the string form of the first of `by` present in the context.
 /// Numbers and booleans are formatted on the stack; lists cannot be bucketed on.
 pub(crate) fn with_first_present<R>(
-    ctx: &Context,
+    ctx: &Resolved<'_>,
     by: &[AttrName],
     f: impl FnOnce(&str) -> R,
 ) -> Option<R> {
@@ -490,7 +500,7 @@ impl CompiledConstraint {
 
     /// Absent or mistyped attributes make the test false; `negate` flips the result,
     /// so they make a negated constraint true.
-    fn holds(&self, ctx: &Context) -> bool {
+    fn holds(&self, ctx: &Resolved<'_>) -> bool {
         let result = match ctx.lookup(&self.attribute) {
             None => false,
             Some(attr) => self.test.accepts(attr),
@@ -550,6 +560,7 @@ impl Test {
         }
     }
 
+    #[inline(always)]
     fn accepts_text(&self, text: Text<'_>) -> bool {
         let s = text.raw;
         match self {

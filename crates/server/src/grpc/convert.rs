@@ -5,7 +5,9 @@
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value as ProtoValue};
 use serde_json::{Map, Number, Value};
-use switchyard_core::Context;
+use switchyard_core::context::GROUPS;
+use switchyard_core::model::TARGETING_KEY;
+use switchyard_core::{AttributeValue, Context};
 use tonic::{Code, Status};
 
 use crate::error::ApiError;
@@ -72,12 +74,53 @@ pub fn context(object: Option<&Struct>) -> Result<Context, Status> {
     let Some(object) = object else {
         return Ok(Context::anonymous());
     };
-    let mut json = struct_to_json(object);
-    json.retain(|_, v| !v.is_null());
-    let ctx: Context = serde_json::from_value(Value::Object(json))
-        .map_err(|e| Status::invalid_argument(format!("invalid context: {e}")))?;
-    check_context(&ctx).map_err(|e| Status::invalid_argument(format!("invalid context: {e}")))?;
+    let invalid = |message: String| Status::invalid_argument(format!("invalid context: {message}"));
+    // Straight from the protobuf values (no JSON tree in between), with the JSON
+    // decoder's rules and messages.
+    let mut ctx = Context::with_capacity(object.fields.len());
+    for (name, value) in &object.fields {
+        let Some(kind) = value
+            .kind
+            .as_ref()
+            .filter(|k| !matches!(k, Kind::NullValue(_)))
+        else {
+            continue;
+        };
+        let value = match (name.as_str(), kind) {
+            (TARGETING_KEY, Kind::StringValue(key)) => AttributeValue::String(key.clone()),
+            (TARGETING_KEY, _) => return Err(invalid("`targetingKey` must be a string".into())),
+            (GROUPS, Kind::ListValue(list)) => strings(list)
+                .map(AttributeValue::List)
+                .ok_or_else(|| invalid("`groups` must be an array of strings".into()))?,
+            (GROUPS, _) => return Err(invalid("`groups` must be an array of strings".into())),
+            (_, Kind::StringValue(s)) => AttributeValue::String(s.clone()),
+            (_, Kind::NumberValue(n)) => AttributeValue::Number(*n),
+            (_, Kind::BoolValue(b)) => AttributeValue::Bool(*b),
+            (_, kind) => match kind {
+                Kind::ListValue(list) => strings(list).map(AttributeValue::List),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                invalid(format!(
+                    "attribute `{name}`: expected a string, number, boolean or array of strings"
+                ))
+            })?,
+        };
+        ctx.set(name.clone(), value);
+    }
+    check_context(&ctx).map_err(invalid)?;
     Ok(ctx)
+}
+
+/// A list of strings, if every item is one.
+fn strings(list: &ListValue) -> Option<Vec<String>> {
+    list.values
+        .iter()
+        .map(|v| match &v.kind {
+            Some(Kind::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The gRPC status for an HTTP-style error.
@@ -122,6 +165,49 @@ mod tests {
                 .as_object()
                 .expect("object"),
         );
+        let status = context(Some(&nested)).expect_err("nested objects are not attributes");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("attribute `a`"),
+            "{}",
+            status.message()
+        );
+
+        // The same context as REST decodes from the same JSON.
+        let rich = serde_json::json!({"targetingKey": "u", "groups": ["a", "b"], "n": 1.5,
+            "flag": true, "tags": ["x", "y"], "s": "text"});
+        let from_rest: Context = serde_json::from_value(rich.clone()).expect("REST decodes it");
+        let mut object = json_to_struct(rich.as_object().expect("object"));
+        object
+            .fields
+            .insert("skipped".into(), from_json(&Value::Null));
+        let from_grpc = context(Some(&object)).expect("gRPC decodes it");
+        assert_eq!(from_grpc, from_rest, "a null is left out");
+
+        for (bad, expected) in [
+            (
+                serde_json::json!({"targetingKey": 5}),
+                "`targetingKey` must be a string",
+            ),
+            (
+                serde_json::json!({"groups": "beta"}),
+                "`groups` must be an array of strings",
+            ),
+            (
+                serde_json::json!({"groups": ["a", 1]}),
+                "`groups` must be an array of strings",
+            ),
+            (serde_json::json!({"tags": ["a", 1]}), "attribute `tags`"),
+        ] {
+            let object = json_to_struct(bad.as_object().expect("object"));
+            let status = context(Some(&object)).expect_err("refused");
+            assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
+            assert!(
+                status.message().contains(expected),
+                "{bad}: {}",
+                status.message()
+            );
+        }
         let status = context(Some(&nested)).expect_err("nested objects are not attributes");
         assert_eq!(status.code(), Code::InvalidArgument);
         assert!(
