@@ -223,6 +223,19 @@ grpc_evaluations() {
     awk '/^switchyard_evaluations_total\{/ && /api="grpc"/ && /env="'"$env_name"'"/ {s += $2} END {print s + 0}'
 }
 
+declare -A grpc_frame # label → the request frame its run sent
+
+# check_evaluated LABEL H2LOAD_OUTPUT CALLS PER_CALL EVALUATED: a call the server
+# answered with an error in its trailers evaluates nothing, so the server's count must
+# cover every call h2load counted, and at most the calls it started (those still in
+# flight when the time ran out were evaluated but not counted).
+check_evaluated() {
+  local label=$1 started
+  started=$(sed -n 's/^requests: [0-9]* total, \([0-9]*\) started.*/\1/p' "$2")
+  [ "$5" -ge $(($3 * $4)) ] && [ "$5" -le $((${started:-$3} * $4)) ] ||
+    die "$label: h2load counted $3 calls ($started started), the server evaluated $5 flags ($4 per call)"
+}
+
 # run_grpc LABEL METHOD FLAGS_PER_CALL [grpc_load options…]: h2load sends the request
 # grpc_load checked and framed.
 run_grpc() {
@@ -230,6 +243,7 @@ run_grpc() {
   shift 3
   out=$work/grpc-$(tr -c 'a-zA-Z0-9' '_' <<<"$label").txt
   frame=$out.frame
+  grpc_frame[$label]=$frame
   echo
   echo "== $label (h2load -c$channels -m$((connections / channels)) -D$duration)"
   SWITCHYARD_TOKEN=$sdk_token SWITCHYARD_CONTEXT=$native_context "$target/release/grpc_load" \
@@ -247,9 +261,7 @@ run_grpc() {
   mean=$(awk '$1 == "time" && $3 == "request:" {print $6}' "$out")
   [ -n "$rps" ] && [ -n "$succeeded" ] && [ -n "$mean" ] || die "$label: could not read h2load's output"
   [ "$((failed))" -eq 0 ] || die "$label: $failed calls failed"
-  # Calls the server answered with an error in the trailers would be missing here.
-  [ $((after - before)) -eq $((succeeded * per_call)) ] ||
-    die "$label: h2load saw $succeeded calls succeed, the server evaluated $((after - before)) flags ($per_call per call)"
+  check_evaluated "$label" "$out" "$succeeded" "$per_call" $((after - before))
   printf '%s\t%.0f\t%s\t%s\n' "$label" "$rps" "$(to_ms "$mean")" "-" >>"$summary"
 }
 
@@ -267,6 +279,78 @@ SWITCHYARD_TOKEN=$edge_token SWITCHYARD_AUTH_SCHEME="" SWITCHYARD_BODY=$unleash_
   run_wrk "Edge POST /api/frontend" "http://127.0.0.1:$edge_port/api/frontend" -s "$post_lua"
 run_grpc "Switchyard gRPC Evaluate ($single_flag)" Evaluate 1 --flag "$single_flag"
 run_grpc "Switchyard gRPC EvaluateAll ($total_flags flags)" EvaluateAll "$total_flags" --all
+
+# --- latency at set rates -----------------------------------------------------------
+# PRODUCT.md's latency bar is p99 at 70 % of peak throughput, which a closed-loop
+# generator cannot show (wrk at full speed measures queueing). h2load holds a rate
+# (--rps per connection) and logs every request (--log-file: status and microseconds
+# from sending to the end of the answer), from which p50/p99/p99.9 are computed, at
+# LATENCY_FRACTIONS (default "50 70 90") percent of each target's peak measured above,
+# for LATENCY_DURATION seconds (default 10) each; LATENCY_DURATION=0 skips this part.
+# REST over HTTP/1.1 on $connections connections, gRPC on $channels HTTP/2 connections.
+latency_duration=${LATENCY_DURATION:-10}
+latency=$work/latency
+: >"$latency"
+
+# The peak of LABEL measured above (req/s).
+peak_of() {
+  awk -F'\t' -v l="$1" '$1 == l {print $2}' "$summary"
+}
+
+# at_rates LABEL CLIENTS PER_CALL [h2load options…] URL: PER_CALL is the flags a gRPC
+# call evaluates (0 for the HTTP/1.1 targets, whose status codes h2load checks).
+at_rates() {
+  local label=$1 clients=$2 per_call=$3 peak
+  shift 3
+  peak=$(peak_of "$label")
+  [ -n "$peak" ] || die "no peak measured for $label"
+  for fraction in ${LATENCY_FRACTIONS:-50 70 90}; do
+    local rate=$((peak * fraction / 100)) log=$work/rate.log out=$work/rate.out before after
+    local per_client=$(((rate + clients - 1) / clients))
+    echo "== $label at $fraction % of $peak req/s: $per_client req/s on each of $clients connections"
+    [ "$per_call" -eq 0 ] || before=$(grpc_evaluations)
+    rm -f "$log"
+    h2load -c"$clients" -t1 -D"$latency_duration" --rps="$per_client" --log-file="$log" "$@" >"$out" ||
+      die "$label: h2load failed: $(cat "$out")"
+    local count bad
+    count=$(wc -l <"$log")
+    bad=$(awk -F'\t' '$2 < 200 || $2 > 299' "$log" | wc -l)
+    [ "$bad" -eq 0 ] || die "$label: $bad answers were not successful at $fraction %"
+    if [ "$per_call" -gt 0 ]; then
+      after=$(grpc_evaluations)
+      check_evaluated "$label" "$out" "$count" "$per_call" $((after - before))
+    fi
+    cut -f3 "$log" | sort -n | awk -v label="$label" -v f="$fraction" -v target="$rate" -v d="$latency_duration" '
+      { v[NR] = $1 }
+      function at(p,  i) { i = int((p * NR + 99999) / 100000); if (i < 1) i = 1; return v[i] / 1000 }
+      END { printf "%s\t%s\t%d\t%.0f\t%.3f\t%.3f\t%.3f\n", label, f, target, NR / d, at(50000), at(99000), at(99900) }' >>"$latency"
+    tail -1 "$latency"
+  done
+}
+
+if [ "$latency_duration" -gt 0 ]; then
+  body=$work/body.json
+  echo
+  echo "== latency at ${LATENCY_FRACTIONS:-50 70 90} % of each peak, ${latency_duration}s each (h2load --rps)"
+  printf '%s' "$native_context" >"$body"
+  rest_headers=(-H "authorization: Bearer $sdk_token" -H "content-type: application/json")
+  at_rates "Switchyard REST bulk ($total_flags flags)" "$connections" 0 --h1 -d "$body" \
+    "${rest_headers[@]}" "http://127.0.0.1:$port/v1/evaluate/$env_name"
+  at_rates "Switchyard REST single ($single_flag)" "$connections" 0 --h1 -d "$body" \
+    "${rest_headers[@]}" "http://127.0.0.1:$port/v1/evaluate/$env_name/$single_flag"
+  at_rates "Edge GET /api/frontend" "$connections" 0 --h1 -H "authorization: $edge_token" \
+    "http://127.0.0.1:$edge_port/api/frontend?$edge_query"
+  grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers' -H "authorization: Bearer $sdk_token")
+  for method in Evaluate EvaluateAll; do
+    if [ "$method" = Evaluate ]; then
+      label="Switchyard gRPC Evaluate ($single_flag)" per_call=1
+    else
+      label="Switchyard gRPC EvaluateAll ($total_flags flags)" per_call=$total_flags
+    fi
+    at_rates "$label" "$channels" "$per_call" -m$((connections / channels)) -d "${grpc_frame[$label]}" \
+      "${grpc_headers[@]}" "http://127.0.0.1:$grpc_port/switchyard.v1.Evaluation/$method"
+  done
+fi
 
 # --- summary ------------------------------------------------------------------------
 echo
@@ -291,3 +375,13 @@ awk -F'\t' '
     }
     if (edge_post > 0) printf "ratio Switchyard REST bulk / Edge POST /api/frontend:    %.2f\n", ours / edge_post
   }' "$summary"
+if [ -s "$latency" ]; then
+  echo
+  echo "== latency at set rates (h2load --rps; from sending to the end of the answer)"
+  awk -F'\t' '
+    BEGIN {
+      printf "| %-46s | %4s | %8s | %8s | %7s | %7s | %8s |\n", "target", "% of peak", "rate", "achieved", "p50 ms", "p99 ms", "p99.9 ms"
+      print "|---|---|---|---|---|---|---|"
+    }
+    { printf "| %-46s | %4s | %8d | %8d | %7.3f | %7.3f | %8.3f |\n", $1, $2, $3, $4, $5, $6, $7 }' "$latency"
+fi

@@ -24,7 +24,8 @@ use prometheus_client::metrics::histogram::Histogram;
 /// How many past change events each environment keeps for SSE resumption.
 pub const HISTORY: usize = 256;
 
-/// One environment at one revision. Never mutated; replaced whole.
+/// One environment at one revision. Never mutated (but for buffer-size hints);
+/// replaced whole.
 #[derive(Debug)]
 pub struct EnvState {
     /// The environment.
@@ -37,6 +38,18 @@ pub struct EnvState {
     pub document: Bytes,
     /// The latest change events, oldest first, for clients resuming a stream.
     pub history: VecDeque<Arc<ChangeEvent>>,
+    /// Sizes of the last bulk answers at this revision, so the next one's buffer is
+    /// allocated once (the only mutable part: hints, never data).
+    pub answer_sizes: AnswerSizes,
+}
+
+/// Sizes in bytes of the last bulk answers of an environment (`http::json::sized`).
+#[derive(Debug, Default)]
+pub struct AnswerSizes {
+    /// `POST /v1/evaluate/{env}`.
+    pub rest_bulk: std::sync::atomic::AtomicUsize,
+    /// `POST /ofrep/v1/evaluate/flags`.
+    pub ofrep_bulk: std::sync::atomic::AtomicUsize,
 }
 
 /// What changed at one revision, as pushed to streaming SDKs.
@@ -132,6 +145,7 @@ fn state_from(
         snapshot,
         document,
         history,
+        answer_sizes: AnswerSizes::default(),
     })
 }
 

@@ -1,9 +1,12 @@
 //! Prometheus metrics for `/metrics`: requests and latency by route, evaluations,
 //! SSE clients, store errors, snapshot compile time.
 
+use std::collections::HashMap;
+use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -72,6 +75,44 @@ pub struct Telemetry {
     pub relay: crate::relay::RelayTelemetry,
     /// Rate limits and refusals (`limits.rs`).
     pub limits: crate::limits::LimitTelemetry,
+    /// `evaluations`' counters by environment, then API.
+    evaluation_counters: ByName<(&'static str, Counter)>,
+    /// `requests`' counters and `latency`'s histograms by route, then method and status.
+    request_metrics: ByName<(Method, u16, Counter, Histogram)>,
+}
+
+/// Metrics of a family found by a borrowed name: `Family::get_or_create` takes an owned
+/// label set, which would build a `String` on every request; this finds the family's
+/// metric (a clone shares it) without allocating once it has been seen.
+struct ByName<T>(RwLock<HashMap<String, Vec<T>>>);
+
+impl<T> Default for ByName<T> {
+    fn default() -> Self {
+        ByName(RwLock::default())
+    }
+}
+
+impl<T: Clone> ByName<T> {
+    /// The entry under `name` that `matches`, made by `create` the first time.
+    fn get(&self, name: &str, matches: impl Fn(&T) -> bool, create: impl FnOnce() -> T) -> T {
+        if let Some(found) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .and_then(|entries| entries.iter().find(|e| matches(e)))
+        {
+            return found.clone();
+        }
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let entries = map.entry(name.to_owned()).or_default();
+        if let Some(found) = entries.iter().find(|e| matches(e)) {
+            return found.clone();
+        }
+        let created = create();
+        entries.push(created.clone());
+        created
+    }
 }
 
 impl Default for Telemetry {
@@ -144,6 +185,8 @@ impl Default for Telemetry {
         let limits = crate::limits::LimitTelemetry::default();
         limits.register(&mut registry);
         Telemetry {
+            evaluation_counters: ByName::default(),
+            request_metrics: ByName::default(),
             relay,
             limits,
             flags_stale,
@@ -171,12 +214,41 @@ impl Telemetry {
 
     /// Counts `n` evaluations in `env` through `api`.
     pub fn evaluated(&self, env: &str, api: &'static str, n: u64) {
-        self.evaluations
-            .get_or_create(&EvalLabels {
-                env: env.to_owned(),
-                api,
-            })
-            .inc_by(n);
+        let (_, counter) = self.evaluation_counters.get(
+            env,
+            |(a, _)| *a == api,
+            || {
+                let labels = EvalLabels {
+                    env: env.to_owned(),
+                    api,
+                };
+                (api, self.evaluations.get_or_create(&labels).clone())
+            },
+        );
+        counter.inc_by(n);
+    }
+
+    /// Counts a request to `route` and records its latency.
+    fn requested(&self, route: &str, method: &Method, status: u16, seconds: f64) {
+        let (.., counter, histogram) = self.request_metrics.get(
+            route,
+            |(m, s, ..)| m == method && *s == status,
+            || {
+                let labels = RouteLabels {
+                    route: route.to_owned(),
+                    method: method.to_string(),
+                    status,
+                };
+                (
+                    method.clone(),
+                    status,
+                    self.requests.get_or_create(&labels).clone(),
+                    self.latency.get_or_create(&labels).clone(),
+                )
+            },
+        );
+        counter.inc();
+        histogram.observe(seconds);
     }
 }
 
@@ -186,27 +258,19 @@ pub async fn track_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let start = Instant::now();
     let response = next.run(request).await;
-    let labels = RouteLabels {
-        route,
-        method,
-        status: response.status().as_u16(),
-    };
     if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
         state.telemetry.store_errors.inc();
     }
-    state.telemetry.requests.get_or_create(&labels).inc();
-    state
-        .telemetry
-        .latency
-        .get_or_create(&labels)
-        .observe(start.elapsed().as_secs_f64());
+    state.telemetry.requested(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -114,15 +114,18 @@ async fn bulk(
     state
         .telemetry
         .evaluated(&env, "rest", current.snapshot.len() as u64);
-    Ok(axum::Json(Bulk {
+    let answer = Bulk {
         environment: &env,
         revision: current.revision,
         flags: EveryFlag {
             snapshot: &current.snapshot,
             ctx: &ctx,
         },
-    })
-    .into_response())
+    };
+    Ok(crate::http::json::sized(
+        &answer,
+        &current.answer_sizes.rest_bulk,
+    ))
 }
 
 /// The OpenAPI description of these routes.

@@ -457,7 +457,8 @@ async fn bulk(
             revision: current.revision,
         },
     };
-    Ok(([(ETAG, tag_header)], Json(body)).into_response())
+    let answer = crate::http::json::sized(&body, &current.answer_sizes.ofrep_bulk);
+    Ok(([(ETAG, tag_header)], answer).into_response())
 }
 
 /// The OpenAPI description of these routes.
