@@ -1,5 +1,7 @@
 //! `evaluate(&Snapshot, key, &Context) -> Evaluation`: pure, total and
-//! allocation-free. No clock, no randomness, no I/O; problems become reason `ERROR`.
+//! allocation-free (but for a context's first evaluation against a snapshot, which
+//! records its attribute positions once). No clock, no randomness, no I/O; problems
+//! become reason `ERROR`.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -150,7 +152,7 @@ impl<'s> Evaluation<'s> {
     }
 }
 
-/// Evaluates flag `key` for `ctx`. Never panics, never allocates, never fails as a
+/// Evaluates flag `key` for `ctx`. Never panics, never fails as a
 /// `Result`: a missing flag is reason `ERROR` with `FLAG_NOT_FOUND`.
 pub fn evaluate<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context) -> Evaluation<'s> {
     match snapshot.flag_index(key) {

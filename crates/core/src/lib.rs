@@ -4,7 +4,8 @@
 //! - [`model`]: the JSON shape of flags and segments (docs/flags.md).
 //! - [`validation`]: errors that name the field path and the problem.
 //! - [`Snapshot::compile`]: a validated, pre-parsed environment.
-//! - [`evaluate`]: pure evaluation — no I/O, clock, randomness, panic or allocation.
+//! - [`evaluate`]: pure evaluation — no I/O, clock, randomness, panic, or allocation
+//!   after a context's first evaluation against a snapshot.
 //! - [`bucketing`]: the documented hash that places users in rollouts.
 //! - [`duplicate_keys`]: documents are read strictly, a key written twice is an error.
 //! - [`unleash`]: import of Unleash client-API features with Unleash's semantics.
