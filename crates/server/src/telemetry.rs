@@ -82,8 +82,9 @@ pub struct Telemetry {
 }
 
 /// Metrics of a family found by a borrowed name: `Family::get_or_create` takes an owned
-/// label set, which would build a `String` on every request; this finds the family's
-/// metric (a clone shares it) without allocating once it has been seen.
+/// label set, which would build a `String` on every request; this keeps a handle to the
+/// family's metric (a clone shares it) and finds it without allocating once it has been
+/// seen.
 struct ByName<T>(RwLock<HashMap<String, Vec<T>>>);
 
 impl<T> Default for ByName<T> {
@@ -92,9 +93,16 @@ impl<T> Default for ByName<T> {
     }
 }
 
-impl<T: Clone> ByName<T> {
-    /// The entry under `name` that `matches`, made by `create` the first time.
-    fn get(&self, name: &str, matches: impl Fn(&T) -> bool, create: impl FnOnce() -> T) -> T {
+impl<T> ByName<T> {
+    /// Calls `record` with the entry under `name` that `matches` (made by `create` the
+    /// first time), under the map's lock: nothing is cloned on the way.
+    fn record(
+        &self,
+        name: &str,
+        matches: impl Fn(&T) -> bool,
+        create: impl FnOnce() -> T,
+        record: impl FnOnce(&T),
+    ) {
         if let Some(found) = self
             .0
             .read()
@@ -102,16 +110,20 @@ impl<T: Clone> ByName<T> {
             .get(name)
             .and_then(|entries| entries.iter().find(|e| matches(e)))
         {
-            return found.clone();
+            record(found);
+            return;
         }
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
         let entries = map.entry(name.to_owned()).or_default();
-        if let Some(found) = entries.iter().find(|e| matches(e)) {
-            return found.clone();
+        match entries.iter().position(|e| matches(e)) {
+            Some(i) => record(&entries[i]),
+            None => {
+                entries.push(create());
+                if let Some(created) = entries.last() {
+                    record(created);
+                }
+            }
         }
-        let created = create();
-        entries.push(created.clone());
-        created
     }
 }
 
@@ -214,7 +226,7 @@ impl Telemetry {
 
     /// Counts `n` evaluations in `env` through `api`.
     pub fn evaluated(&self, env: &str, api: &'static str, n: u64) {
-        let (_, counter) = self.evaluation_counters.get(
+        self.evaluation_counters.record(
             env,
             |(a, _)| *a == api,
             || {
@@ -224,13 +236,15 @@ impl Telemetry {
                 };
                 (api, self.evaluations.get_or_create(&labels).clone())
             },
+            |(_, counter)| {
+                counter.inc_by(n);
+            },
         );
-        counter.inc_by(n);
     }
 
     /// Counts a request to `route` and records its latency.
     fn requested(&self, route: &str, method: &Method, status: u16, seconds: f64) {
-        let (.., counter, histogram) = self.request_metrics.get(
+        self.request_metrics.record(
             route,
             |(m, s, ..)| m == method && *s == status,
             || {
@@ -246,9 +260,11 @@ impl Telemetry {
                     self.latency.get_or_create(&labels).clone(),
                 )
             },
+            |(.., counter, histogram)| {
+                counter.inc();
+                histogram.observe(seconds);
+            },
         );
-        counter.inc();
-        histogram.observe(seconds);
     }
 }
 
