@@ -115,7 +115,7 @@ impl<T> ByName<T> {
         }
         let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
         let entries = map.entry(name.to_owned()).or_default();
-        match entries.iter().position(|e| matches(e)) {
+        match entries.iter().position(&matches) {
             Some(i) => record(&entries[i]),
             None => {
                 entries.push(create());
