@@ -1,16 +1,17 @@
 //! The server binary over TLS with certificates made at test time: the SDK (live SSE
-//! stream) and the admin client over HTTPS trusting the test CA, gRPC over TLS, the
-//! certificate swapped on SIGHUP without dropping an open stream, and admin tokens
-//! accepted only with a client certificate when the server asks for one.
+//! stream, and its gRPC transport at an `https://` URL) and the admin client over
+//! HTTPS trusting the test CA, gRPC over TLS, the certificate swapped on SIGHUP
+//! without dropping an open stream, and admin tokens accepted only with a client
+//! certificate when the server asks for one.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use switchyard_sdk::admin::AdminClient;
-use switchyard_sdk::{Client, Context};
-use switchyard_testkit::eventually;
+use switchyard_sdk::{Client, Context, Status, Transport};
 use switchyard_testkit::server_process::{Launch, ServerProcess, ADMIN};
+use switchyard_testkit::{eventually, unused_addr};
 use switchyard_tls::test_pki::TestPki;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
@@ -175,6 +176,48 @@ async fn sdks_admins_and_grpc_speak_tls_and_a_new_certificate_leaves_streams_ope
         .expect("SDK over HTTPS");
     let user = Context::new("user-1").group("beta");
     assert!(sdk.is_enabled("checkout", &user));
+    // The gRPC transport at an `https://` URL, trusting the same CA file; one client
+    // straight at the gRPC API, one whose first gRPC URL answers nothing, so it fails
+    // over to the next. Polls are an hour apart: only their streams can deliver the
+    // kill below in time.
+    let grpc = format!(
+        "https://127.0.0.1:{}",
+        server.grpc_addr.expect("gRPC").port()
+    );
+    let over_grpc = |grpc_url: String, fallbacks: Vec<String>| {
+        Client::builder(&base, &sdk_token)
+            .ca_file(&pki.ca)
+            .transport(Transport::Grpc)
+            .grpc_url(grpc_url)
+            .grpc_fallback_urls(fallbacks)
+            .poll_interval(Duration::from_secs(3600))
+            .build()
+    };
+    let grpc_sdk = over_grpc(grpc.clone(), Vec::new())
+        .await
+        .expect("SDK on gRPC over TLS");
+    let failing_over = over_grpc(format!("https://{}", unused_addr()), vec![grpc.clone()])
+        .await
+        .expect("SDK on gRPC with a fallback");
+    let response = setup(
+        reqwest::Method::PUT,
+        "/v1/admin/envs/prod/flags/added",
+        switchyard_testkit::in_process::boolean_flag("added"),
+    )
+    .send()
+    .await
+    .expect("sent");
+    assert_eq!(response.status(), 201);
+    for client in [&grpc_sdk, &failing_over] {
+        assert!(client.is_enabled("checkout", &user));
+        eventually(
+            PATIENCE,
+            "a flag added, heard on the gRPC stream",
+            || async { client.is_enabled("added", &user).then_some(()) },
+        )
+        .await;
+        assert_eq!(client.status(), Status::Ready);
+    }
     // The admin client (CLI, orchestrator) reads over HTTPS with the CA file too; an
     // admin token without a client certificate is refused, saying why.
     let admin = AdminClient::with_ca(&base, ADMIN, Some(&pki.ca)).expect("admin client");
@@ -226,5 +269,13 @@ async fn sdks_admins_and_grpc_speak_tls_and_a_new_certificate_leaves_streams_ope
         || async { (!sdk.is_enabled("checkout", &user)).then_some(()) },
     )
     .await;
+    for (client, what) in [(&grpc_sdk, "gRPC"), (&failing_over, "failed-over gRPC")] {
+        eventually(
+            PATIENCE,
+            &format!("the SDK hears the kill on its {what} stream over TLS"),
+            || async { (!client.is_enabled("checkout", &user)).then_some(()) },
+        )
+        .await;
+    }
     server.kill().await;
 }

@@ -68,7 +68,6 @@ pub struct ClientBuilder {
     token: String,
     config: Config,
     bootstrap: Option<Bootstrap>,
-    ca_file: Option<PathBuf>,
     fallbacks: Vec<String>,
 }
 
@@ -93,10 +92,11 @@ impl ClientBuilder {
         self
     }
 
-    /// For an `https://` server: trust only the CA certificates in this PEM file
-    /// instead of the system's roots (which `SSL_CERT_FILE` can extend).
+    /// For an `https://` server (REST, and the gRPC API with [`Transport::Grpc`]):
+    /// trust only the CA certificates in this PEM file instead of the system's roots
+    /// (which `SSL_CERT_FILE` can extend).
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+        self.config.ca_file = Some(path.into());
         self
     }
 
@@ -106,11 +106,23 @@ impl ClientBuilder {
         self
     }
 
-    /// Where the gRPC API listens (`http://host:port`), for [`Transport::Grpc`]
-    /// (default: the main URL).
+    /// Where the gRPC API listens (`http://host:port`, or `https://host:port` when
+    /// the server has TLS), for [`Transport::Grpc`] (default: the main URL, and then
+    /// the [fallback URLs](ClientBuilder::fallback_urls)).
     #[cfg(feature = "grpc")]
     pub fn grpc_url(mut self, url: impl Into<String>) -> Self {
         self.config.grpc_url = Some(url.into());
+        self
+    }
+
+    /// The gRPC APIs of the [fallback servers](ClientBuilder::fallback_urls), tried
+    /// in order when the one in use at [`grpc_url`](ClientBuilder::grpc_url) cannot
+    /// be reached; the stream resumes from the client's revision there.
+    #[cfg(feature = "grpc")]
+    pub fn grpc_fallback_urls(mut self, urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.config
+            .grpc_fallbacks
+            .extend(urls.into_iter().map(Into::into));
         self
     }
 
@@ -163,13 +175,14 @@ impl ClientBuilder {
     /// trying). With [`Transport::Offline`] no server is contacted.
     pub async fn build(self) -> Result<Client, Error> {
         let bootstrap = self.load_bootstrap()?;
-        let http = crate::tls::trusting(reqwest::Client::builder(), self.ca_file.as_deref())?
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::Unreachable {
-                url: self.url.clone(),
-                source: Box::new(e),
-            })?;
+        let http =
+            crate::tls::trusting(reqwest::Client::builder(), self.config.ca_file.as_deref())?
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| Error::Unreachable {
+                    url: self.url.clone(),
+                    source: Box::new(e),
+                })?;
         let offline = self.config.transport == Transport::Offline;
         let (shutdown, _) = tokio::sync::watch::channel(false);
         let initial = bootstrap.unwrap_or_else(|| Loaded {
@@ -261,9 +274,11 @@ impl Client {
                 metrics_flush_interval: Duration::from_secs(60),
                 #[cfg(feature = "grpc")]
                 grpc_url: None,
+                #[cfg(feature = "grpc")]
+                grpc_fallbacks: Vec::new(),
+                ca_file: None,
             },
             bootstrap: None,
-            ca_file: None,
             fallbacks: Vec::new(),
         }
     }

@@ -79,8 +79,8 @@ pub enum Transport {
     Polling,
     /// gRPC `switchyard.v1.Sync/Stream` (at
     /// [`ClientBuilder::grpc_url`](crate::ClientBuilder::grpc_url), else at the main
-    /// URL), falling back to polling while the stream cannot be opened. The first
-    /// snapshot and polling use the REST API at the main URL.
+    /// URL; `https://` for TLS), falling back to polling while the stream cannot be
+    /// opened. The first snapshot and polling use the REST API at the main URL.
     #[cfg(feature = "grpc")]
     Grpc,
     /// No server at all: bootstrap data only.
@@ -154,6 +154,18 @@ impl Servers {
         self.urls.len()
     }
 
+    /// All of them, the main one first.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// The position of the one in use in [`Servers::urls`].
+    #[cfg(feature = "grpc")]
+    pub(crate) fn index(&self) -> usize {
+        self.current.load(std::sync::atomic::Ordering::Relaxed) % self.urls.len()
+    }
+
     /// Moves on from `failed` (when it is still the one in use) to the next server.
     pub(crate) fn fail_over(&self, failed: &str) {
         if self.urls.len() < 2 || self.url() != failed {
@@ -188,6 +200,11 @@ pub(crate) struct Config {
     /// The gRPC API's URL for [`Transport::Grpc`].
     #[cfg(feature = "grpc")]
     pub(crate) grpc_url: Option<String>,
+    /// The fallback servers' gRPC APIs, tried in order after `grpc_url`.
+    #[cfg(feature = "grpc")]
+    pub(crate) grpc_fallbacks: Vec<String>,
+    /// The only CA to trust over HTTPS (and gRPC over TLS), instead of the system's.
+    pub(crate) ca_file: Option<std::path::PathBuf>,
 }
 
 impl Inner {

@@ -29,6 +29,18 @@ impl Source {
         matches!(self, Source::Sse(_))
     }
 
+    /// Moves on to the next server, after the one in use could not be reached.
+    pub(super) fn fail_over(&self) {
+        match self {
+            Source::Sse(endpoint) => {
+                let failed = endpoint.url().to_owned();
+                endpoint.servers.fail_over(&failed);
+            }
+            #[cfg(feature = "grpc")]
+            Source::Grpc(endpoint) => endpoint.fail_over(),
+        }
+    }
+
     /// Opens the stream, resuming after `last`. The error's flag says whether nothing
     /// answered at all (rather than an error answer).
     pub(super) async fn open(&self, last: Option<u64>) -> Result<Events, (Error, bool)> {

@@ -13,6 +13,8 @@ use super::endpoint::Endpoint;
 use super::incoming::{Incoming, IncomingKind};
 use super::stream::Source;
 use crate::error::Error;
+#[cfg(feature = "grpc")]
+use crate::state::Servers;
 use crate::state::{read_document, Inner, Loaded, Status, Transport};
 
 /// The first reconnection delay.
@@ -37,12 +39,26 @@ pub(crate) fn spawn(inner: Weak<Inner>, shutdown: watch::Receiver<bool>) -> Resu
         Transport::Sse | Transport::Polling => Source::Sse(endpoint.clone()),
         #[cfg(feature = "grpc")]
         Transport::Grpc => {
-            let url = strong
-                .config
-                .grpc_url
-                .as_deref()
-                .unwrap_or(strong.servers.url());
-            Source::Grpc(super::grpc::SyncEndpoint::new(url, &strong.token)?)
+            let config = &strong.config;
+            // Without a gRPC URL, the REST servers' own URLs (main and fallbacks).
+            let servers = match &config.grpc_url {
+                Some(url) => Servers::new(url, &config.grpc_fallbacks),
+                None => {
+                    let (main, rest) = strong.servers.urls().split_first().unzip();
+                    let fallbacks: Vec<String> = rest
+                        .into_iter()
+                        .flatten()
+                        .chain(&config.grpc_fallbacks)
+                        .cloned()
+                        .collect();
+                    Servers::new(main.map_or("", String::as_str), &fallbacks)
+                }
+            };
+            Source::Grpc(super::grpc::SyncEndpoint::new(
+                servers,
+                &strong.token,
+                config.ca_file.as_deref(),
+            )?)
         }
         Transport::Offline => return Ok(()),
     };
@@ -267,9 +283,8 @@ impl Syncer {
                 StreamEnd::OpenFailed { error, connect } => {
                     tracing::debug!(url = %self.endpoint.url(), %error, "switchyard: the stream did not open");
                     // Nothing answered there: the next server (if any) is tried next.
-                    if connect && self.source.is_rest() {
-                        let failed = self.endpoint.url().to_owned();
-                        self.endpoint.servers.fail_over(&failed);
+                    if connect {
+                        self.source.fail_over();
                     }
                     // When nothing answers at the REST address, polling it is no use.
                     let fallback = !(connect && self.source.is_rest());
