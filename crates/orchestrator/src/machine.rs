@@ -838,6 +838,16 @@ impl Machine<'_> {
         let failures = s.failures;
         let limit = self.plan.analysis.failure_limit;
         let why = failed.join("; ");
+        // A blue-green service switches back on its first failed analysis, whatever
+        // `on_failure` and `failure_limit` say: all traffic is on the new version (or,
+        // in the preview, about to be) and the whole previous version is still there.
+        if matches!(self.plan.strategy_of(i), Strategy::BlueGreen(_)) {
+            self.log_measured(i, format!("analysis failed: {why}"), measurements);
+            return self.roll_back_from(
+                i,
+                format!("blue-green switches back on a failed analysis: {why}"),
+            );
+        }
         self.log_measured(
             i,
             format!("analysis failed ({failures} so far, {limit} tolerated): {why}"),

@@ -189,10 +189,13 @@ pub enum KubeConfigError {
 pub fn build(service: &str, canary: &Canary, strategy: &Strategy) -> Arc<dyn TrafficRouter> {
     match canary {
         Canary::None => Arc::new(NoRouter),
-        Canary::Haproxy(config) if matches!(strategy, Strategy::Rolling(_)) => {
-            Arc::new(haproxy_rolling::HaproxyRolling::new(config.clone()))
-        }
-        Canary::Haproxy(config) => Arc::new(haproxy::Haproxy::new(config.clone())),
+        Canary::Haproxy(config) => match strategy {
+            Strategy::Rolling(r) => Arc::new(haproxy_rolling::HaproxyRolling::new(
+                config.clone(),
+                r.max_unavailable,
+            )),
+            _ => Arc::new(haproxy::Haproxy::new(config.clone())),
+        },
         Canary::GatewayApi(config) => Arc::new(gateway_api::GatewayApi::new(config.clone())),
         Canary::NginxIngress(config) => Arc::new(nginx_ingress::NginxIngress::new(config.clone())),
         Canary::Webhook(config) => Arc::new(webhook::Webhook::new(service, config.clone())),

@@ -177,21 +177,38 @@ async fn past_keep_previous_a_blue_green_release_is_not_switched_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blue_green_release_whose_bake_fails_switches_back_at_the_first_failed_analysis() {
+    bake_fails_and_switches_back(
+        "bg-bad",
+        "on_failure: { rollback: gradual, step: 10, interval: 1s }",
+        0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_bake_switches_back_even_when_the_plan_pauses_and_tolerates_failures() {
+    bake_fails_and_switches_back("bg-pause", "on_failure: pause", 2).await;
+}
+
+/// A blue-green release (`on_failure` and `failure_limit` as given) whose new version
+/// breaches the error rate once it takes traffic: switched back at the first failed
+/// analysis of the bake, all of it, weights read from HAProxy.
+async fn bake_fails_and_switches_back(name: &str, on_failure: &str, failure_limit: u32) {
     let flags = FlagServer::start(&["new-checkout"]).await;
     let canary = Canary::start("checkout").await;
-    // The new version breaches the error rate once it takes traffic.
     let monitoring = Monitoring::start("checkout", 0.2).await;
     let dir = tempfile::tempdir().unwrap();
     let orchestrator = orchestrator(&flags, dir.path()).await;
-    let plan = one_service(
-        "bg-bad",
-        "strategy: { type: blue-green, bake: 1m }\non_failure: { rollback: gradual, step: 10, interval: 1s }",
+    let mut plan = one_service(
+        name,
+        &format!("strategy: {{ type: blue-green, bake: 1m }}\n{on_failure}"),
         ("checkout", &canary.plan_yaml(), "new-checkout"),
         &monitoring,
     );
+    plan.analysis.failure_limit = failure_limit;
     orchestrator.apply(plan).await.unwrap();
 
-    let release = wait_until_over(&orchestrator, "bg-bad").await;
+    let release = wait_until_over(&orchestrator, name).await;
     assert_eq!(
         release.state.phase,
         Phase::RolledBack,
@@ -213,6 +230,16 @@ async fn a_blue_green_release_whose_bake_fails_switches_back_at_the_first_failed
         timeline(&release)
     );
     assert!(!timeline(&release).contains("rolling back: weight"));
+    assert!(!timeline(&release).contains("paused"));
+    assert!(
+        release
+            .state
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("blue-green switches back on a failed analysis")),
+        "{:?}",
+        release.state.reason
+    );
     assert_eq!(canary.weights().await, (0, 100));
     assert_eq!(canary.canary_share(20).await, 0);
     assert!(

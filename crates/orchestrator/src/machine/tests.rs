@@ -760,6 +760,93 @@ fn a_gradual_rollback_kills_the_flags_then_steps_the_weight_down() {
 }
 
 #[test]
+fn blue_green_switches_back_on_its_first_failed_analysis_whatever_the_plan_tolerates() {
+    // `on_failure: pause` and two failures tolerated: a canary would pause or go on;
+    // a blue-green service has all traffic on the new version and switches back.
+    for on_failure in [
+        OnFailure::Pause,
+        OnFailure::Rollback(Rollback::Gradual {
+            step: 30,
+            interval: std::time::Duration::from_secs(10),
+        }),
+    ] {
+        let mut p = plan(vec![service("checkout", &[])], &[], on_failure, 2);
+        p.strategy = Strategy::BlueGreen(BlueGreen {
+            preview: None,
+            bake: Some(std::time::Duration::from_secs(300)),
+            keep_previous: None,
+        });
+        let p = p.expanded();
+        let script = Script {
+            failing: vec![failing("checkout", 100)],
+            ..Script::default()
+        };
+        let (state, world) = run(&p, &script, None);
+        assert_eq!(state.phase, Phase::RolledBack, "{:#?}", state.timeline);
+        assert_eq!(
+            world.history["production/checkout"],
+            vec![100, 0],
+            "switched back in one move"
+        );
+        assert_eq!(world.analyses["production/checkout"], 1);
+        assert_eq!(world.killed.get("production/checkout"), Some(&true));
+        let reason = state.reason.unwrap();
+        assert!(
+            reason.contains("checkout: blue-green switches back on a failed analysis"),
+            "{reason}"
+        );
+        assert!(!state
+            .timeline
+            .iter()
+            .any(|e| e.message.starts_with("paused")));
+        // The switch back came one analysis interval after the switch.
+        let at = |prefix: &str| {
+            state
+                .timeline
+                .iter()
+                .find(|e| e.message.starts_with(prefix))
+                .map(|e| e.at)
+                .unwrap()
+        };
+        assert_eq!(at("rolled back") - at("step 1: weight 100"), 30_000);
+    }
+
+    // A failed preview (weight 0) never switches: the flags are killed, traffic stays.
+    let mut p = plan(vec![service("checkout", &[])], &[], OnFailure::Pause, 2);
+    p.strategy = Strategy::BlueGreen(BlueGreen {
+        preview: Some(std::time::Duration::from_secs(120)),
+        bake: None,
+        keep_previous: None,
+    });
+    let p = p.expanded();
+    let script = Script {
+        failing: vec![failing("checkout", 0)],
+        ..Script::default()
+    };
+    let (state, world) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::RolledBack);
+    assert_eq!(world.history["production/checkout"], vec![0, 0]);
+    assert_eq!(world.killed.get("production/checkout"), Some(&true));
+
+    // A canary in the same plan keeps the plan's `pause`.
+    let mut p = plan(
+        vec![service("checkout", &[]), service("auth", &[])],
+        &[Some(10), Some(50)],
+        OnFailure::Pause,
+        0,
+    );
+    p.services[0].strategy = Some(Strategy::BlueGreen(BlueGreen::default()));
+    let p = p.expanded();
+    let script = Script {
+        failing: vec![failing("auth", 10)],
+        ..Script::default()
+    };
+    let (state, _) = run(&p, &script, None);
+    assert_eq!(state.phase, Phase::Running);
+    assert_eq!(state.services[1].phase, ServicePhase::Paused);
+}
+
+#[test]
 fn environments_run_in_order_with_an_approval_between_them() {
     let mut p = plan(
         vec![service("auth", &[])],
@@ -1043,6 +1130,7 @@ fn arb_plan() -> impl proptest::strategy::Strategy<Value = Plan> {
                 // The strategy: the plan's, or (4) blue-green for the last service only.
                 let rolling = Strategy::Rolling(Rolling {
                     batch: Batch::Percent(25),
+                    max_unavailable: Batch::Count(0),
                     hold: None,
                 });
                 let blue_green = |preview| {
@@ -1205,6 +1293,12 @@ proptest! {
             if !rollback.is_empty() {
                 prop_assert_eq!(world.killed.get(service), Some(&true), "{} rolled back with live flags", service);
             }
+        }
+        // A blue-green service never pauses after a failed analysis (it switches back).
+        for e in &state.timeline {
+            let blue_green = e.service.as_deref().and_then(|n| plan.services.iter().position(|s| s.name == n))
+                .is_some_and(|i| matches!(plan.strategy_of(i), Strategy::BlueGreen(_)));
+            prop_assert!(!(blue_green && e.message.starts_with("paused after failed analysis")), "{e:?}");
         }
         let key = |s: &ServiceState| format!("{env}/{}", s.name);
         // One record per flag and environment, made before the release changed it.

@@ -128,10 +128,14 @@ fn strategy_words(strategy: &Strategy) -> String {
         .into_iter()
         .flatten()
         .collect(),
-        Strategy::Rolling(r) => [Some(format!("batch {}", r.batch)), timed("hold", r.hold)]
-            .into_iter()
-            .flatten()
-            .collect(),
+        Strategy::Rolling(r) => [
+            Some(format!("batch {}", r.batch)),
+            Some(format!("max unavailable {}", r.max_unavailable)),
+            timed("hold", r.hold),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     if settings.is_empty() {
         strategy.word().to_owned()

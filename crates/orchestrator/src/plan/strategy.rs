@@ -42,16 +42,21 @@ pub struct BlueGreen {
     pub keep_previous: Option<Duration>,
 }
 
-/// `strategy: { type: rolling, batch, hold }`.
+/// `strategy: { type: rolling, batch, max_unavailable, hold }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rolling {
     /// How many servers each batch replaces.
     pub batch: Batch,
+    /// How many of the backend's servers may be out of service while a batch changes
+    /// (a count, or a share rounded down): 0, the default, brings each batch's new
+    /// servers up before any old one drains; from `batch` on, old servers drain
+    /// before the new ones come up (no extra capacity needed).
+    pub max_unavailable: Batch,
     /// How long each batch is held (and analysed); one analysis interval when absent.
     pub hold: Option<Duration>,
 }
 
-/// A batch of servers: a count (`1`) or a share of the servers (`"25%"`).
+/// A number of servers: a count (`1`) or a share of the servers (`"25%"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Batch {
     /// This many servers.
@@ -66,6 +71,15 @@ impl Batch {
         match self {
             Batch::Count(n) => n.clamp(1, servers.max(1)),
             Batch::Percent(p) => (servers * p).div_ceil(100).clamp(1, servers.max(1)),
+        }
+    }
+
+    /// Servers allowed out of service out of `servers`: a share rounded down (as
+    /// Kubernetes rounds `maxUnavailable`), at most `servers`.
+    pub fn unavailable(self, servers: u32) -> u32 {
+        match self {
+            Batch::Count(n) => n.min(servers),
+            Batch::Percent(p) => (servers * p) / 100,
         }
     }
 }
@@ -170,6 +184,8 @@ struct Written {
     keep_previous: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     batch: Option<BatchWritten>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_unavailable: Option<BatchWritten>,
     #[serde(
         default,
         with = "optional_duration",
@@ -181,8 +197,11 @@ struct Written {
 #[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum BatchWritten {
-    Count(u32),
+    Count(i64),
     Text(String),
+    /// Anything else (a float, a list): refused with the field's forms.
+    #[serde(skip_serializing)]
+    Other(serde::de::IgnoredAny),
 }
 
 const KINDS: &[&str] = &["canary", "blue-green", "rolling"];
@@ -195,6 +214,7 @@ impl Written {
                 ("bake", self.bake.is_some()),
                 ("keep_previous", self.keep_previous.is_some()),
                 ("batch", self.batch.is_some()),
+                ("max_unavailable", self.max_unavailable.is_some()),
                 ("hold", self.hold.is_some()),
             ];
             match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
@@ -221,7 +241,7 @@ impl Written {
                 }))
             }
             "rolling" => {
-                only(&["batch", "hold"])?;
+                only(&["batch", "max_unavailable", "hold"])?;
                 let batch = match self.batch {
                     None => {
                         return Err(
@@ -229,12 +249,32 @@ impl Written {
                                 .into(),
                         )
                     }
-                    Some(BatchWritten::Count(n)) if n >= 1 => Batch::Count(n),
-                    Some(BatchWritten::Count(_)) => return Err("`batch` must be at least 1".into()),
+                    Some(BatchWritten::Count(n)) => match u32::try_from(n) {
+                        Ok(n) if n >= 1 => Batch::Count(n),
+                        _ => return Err("`batch` must be at least 1".into()),
+                    },
                     Some(BatchWritten::Text(text)) => parse_batch(&text)?,
+                    Some(BatchWritten::Other(_)) => {
+                        return Err("`batch` is a server count or a share like \"25%\"".into())
+                    }
+                };
+                let max_unavailable = match self.max_unavailable {
+                    None => Batch::Count(0),
+                    Some(BatchWritten::Count(n)) => {
+                        u32::try_from(n).map(Batch::Count).map_err(|_| {
+                            format!("`max_unavailable` must not be negative, not `{n}`")
+                        })?
+                    }
+                    Some(BatchWritten::Text(text)) => parse_unavailable(&text)?,
+                    Some(BatchWritten::Other(_)) => {
+                        return Err(
+                            "`max_unavailable` is a server count or a share like \"25%\"".into(),
+                        )
+                    }
                 };
                 Ok(Strategy::Rolling(Rolling {
                     batch,
+                    max_unavailable,
                     hold: self.hold,
                 }))
             }
@@ -262,6 +302,20 @@ fn parse_batch(text: &str) -> Result<Batch, String> {
     }
 }
 
+fn parse_unavailable(text: &str) -> Result<Batch, String> {
+    let trimmed = text.trim();
+    let bad =
+        || format!("`max_unavailable` is a server count or a share like \"25%\", not `{text}`");
+    match trimmed.strip_suffix('%') {
+        Some(p) => match p.trim().parse::<u32>() {
+            Ok(p) if p <= 100 => Ok(Batch::Percent(p)),
+            Ok(_) => Err("a `max_unavailable` share is between 0% and 100%".into()),
+            Err(_) => Err(bad()),
+        },
+        None => trimmed.parse::<u32>().map(Batch::Count).map_err(|_| bad()),
+    }
+}
+
 impl Serialize for Strategy {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let written = match self {
@@ -279,9 +333,14 @@ impl Serialize for Strategy {
             Strategy::Rolling(r) => Written {
                 kind: "rolling".into(),
                 batch: Some(match r.batch {
-                    Batch::Count(n) => BatchWritten::Count(n),
+                    Batch::Count(n) => BatchWritten::Count(n.into()),
                     Batch::Percent(_) => BatchWritten::Text(r.batch.to_string()),
                 }),
+                max_unavailable: match r.max_unavailable {
+                    Batch::Count(0) => None,
+                    Batch::Count(n) => Some(BatchWritten::Count(n.into())),
+                    Batch::Percent(_) => Some(BatchWritten::Text(r.max_unavailable.to_string())),
+                },
                 hold: r.hold,
                 ..Written::default()
             },
@@ -326,7 +385,13 @@ mod tests {
 
     #[test]
     fn rolling_steps_follow_the_batches() {
-        let rolling = |batch| Strategy::Rolling(Rolling { batch, hold: None });
+        let rolling = |batch| {
+            Strategy::Rolling(Rolling {
+                batch,
+                max_unavailable: Batch::Count(0),
+                hold: None,
+            })
+        };
         let interval = Duration::from_secs(30);
         assert_eq!(
             weights(&rolling(Batch::Percent(25)).steps(&[], 4, interval)),
@@ -370,6 +435,15 @@ mod tests {
             read("{type: rolling, batch: 25%}").unwrap(),
             Strategy::Rolling(Rolling {
                 batch: Batch::Percent(25),
+                max_unavailable: Batch::Count(0),
+                hold: None
+            })
+        );
+        assert_eq!(
+            read("{type: rolling, batch: 1, max_unavailable: 50%}").unwrap(),
+            Strategy::Rolling(Rolling {
+                batch: Batch::Count(1),
+                max_unavailable: Batch::Percent(50),
                 hold: None
             })
         );
@@ -379,12 +453,28 @@ mod tests {
             .contains("`batch` is not a setting of `blue-green`"));
         assert!(error("{type: rolling, batch: \"0%\"}").contains("between 1% and 100%"));
         assert!(error("linear").contains("unknown strategy `linear`"));
+        assert!(
+            error("{type: rolling, batch: 1, max_unavailable: \"101%\"}")
+                .contains("a `max_unavailable` share is between 0% and 100%")
+        );
+        assert!(error("{type: rolling, batch: 1, max_unavailable: some}")
+            .contains("`max_unavailable` is a server count or a share"));
+        assert!(error("{type: rolling, batch: 1, max_unavailable: -1}")
+            .contains("`max_unavailable` must not be negative"));
+        assert!(error("{type: rolling, batch: 1, max_unavailable: 1.5}")
+            .contains("`max_unavailable` is a server count or a share"));
+        assert!(error("{type: rolling, batch: -2}").contains("`batch` must be at least 1"));
+        assert!(error("{type: blue-green, max_unavailable: 1}")
+            .contains("`max_unavailable` is not a setting of `blue-green`"));
         for s in [
             "canary",
             "blue-green",
             "{type: blue-green, preview: 1m, keep_previous: 1h}",
             "{type: rolling, batch: 2, hold: 1m}",
             "{type: rolling, batch: 25%}",
+            "{type: rolling, batch: 1, max_unavailable: 2}",
+            "{type: rolling, batch: 1, max_unavailable: 0%}",
+            "{type: rolling, batch: 1, max_unavailable: 0}",
         ] {
             let strategy = read(s).unwrap();
             let again = serde_yaml_ng::to_string(&strategy).unwrap();

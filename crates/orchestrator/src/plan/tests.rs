@@ -526,7 +526,10 @@ fn strategies_expand_into_each_services_steps() {
     );
     assert_eq!(weights_of(&plan, "ui"), [10, 50]);
     let outline = plan.outline();
-    assert_eq!(outline.services[0].strategy, "rolling: batch 25%");
+    assert_eq!(
+        outline.services[0].strategy,
+        "rolling: batch 25%, max unavailable 0"
+    );
     assert_eq!(
         outline.services[1].strategy,
         "blue-green: preview 1m, bake 5m"
@@ -569,6 +572,10 @@ fn strategy_problems_name_the_field() {
         (
             "strategy: { type: rolling, batch: 2, preview: 1m }\nservices: [{name: a, flags: [f]}]\n",
             "strategy: `preview` is not a setting of `rolling`",
+        ),
+        (
+            "strategy: { type: rolling, batch: 1, max_unavailable: \"x\" }\nservices: [{name: a, flags: [f]}]\n",
+            "strategy: `max_unavailable` is a server count or a share like \"25%\", not `x`",
         ),
         (
             "hotfix: { reason: \" \" }\nservices: [{name: a, flags: [f]}]\nsteps: [{weight: 5}]\n",

@@ -3,16 +3,21 @@
 //! many old ones `drain`, the rest of the new ones in `maint` and of the old ones
 //! `ready` (`set server <backend>/<server> state …` through the runtime API).
 //!
-//! Servers that become ready are set first and servers that leave afterwards, so a
-//! batch adds capacity before it removes any (a rollback brings the old servers back
-//! before the new ones go). Absolute like every router: the same weight sets the same
-//! states. Confirmed by reading the backend's states back (`show servers state`).
+//! The states are read first and only the servers that change are set, in an order
+//! `max_unavailable` bounds: at most that many of the N serving places are ever out of
+//! service. With 0 (the default) the servers that become ready are set first and the
+//! ones that leave afterwards, so a batch adds capacity before it removes any (a
+//! rollback brings the old servers back before the new ones go); with more, up to that
+//! many old servers drain first, then the new ones come up, then the rest drain.
+//! Absolute like every router: the same weight ends in the same states, whatever the
+//! states were (a change cut short is finished by setting the weight again). Confirmed
+//! by reading the backend's states back (`show servers state`).
 
 use async_trait::async_trait;
 
 use super::haproxy::Haproxy;
 use super::{RouterError, TrafficRouter};
-use crate::plan::HaproxyCanary;
+use crate::plan::{Batch, HaproxyCanary};
 
 /// Server administrative state bits in `show servers state` (HAProxy's `SRV_ADMF_*`):
 /// forced, inherited, resolver and hostname maintenance; forced and inherited drain.
@@ -53,19 +58,23 @@ impl Wanted {
 pub struct HaproxyRolling {
     api: Haproxy,
     config: HaproxyCanary,
+    max_unavailable: u32,
 }
 
 impl HaproxyRolling {
-    /// A router for the servers `config` names (as many canary servers as stable).
-    pub fn new(config: HaproxyCanary) -> Self {
+    /// A router for the servers `config` names (as many canary servers as stable),
+    /// which never has more than `max_unavailable` of them out of service.
+    pub fn new(config: HaproxyCanary, max_unavailable: Batch) -> Self {
+        let servers = config.canary.0.len() as u32;
         HaproxyRolling {
             api: Haproxy::new(config.clone()),
             config,
+            max_unavailable: max_unavailable.unavailable(servers),
         }
     }
 
-    /// Each server with the state weight `weight` gives it, the ones becoming ready
-    /// first.
+    /// Each server with the state weight `weight` gives it (in the configuration's
+    /// order, each new server next to the old one it replaces).
     fn plan(&self, weight: u32) -> Vec<(&str, Wanted)> {
         let servers = self.config.canary.0.len() as u32;
         let new = (weight * servers + 50) / 100;
@@ -96,8 +105,18 @@ impl HaproxyRolling {
                 },
             ));
         }
-        states.sort_by_key(|(_, wanted)| *wanted != Wanted::Ready);
         states
+    }
+
+    /// The changes that take the servers from `current` (each server's
+    /// `srv_admin_state`) to `wanted`, in the order they are made.
+    fn changes<'w>(
+        &self,
+        current: &[(String, u32)],
+        wanted: &[(&'w str, Wanted)],
+    ) -> Vec<(&'w str, Wanted)> {
+        let servers = self.config.canary.0.len() as u32;
+        order(current, wanted, servers, self.max_unavailable)
     }
 
     /// Every server of the backend with its `srv_admin_state`.
@@ -132,7 +151,8 @@ impl TrafficRouter for HaproxyRolling {
             return Err(RouterError::InvalidWeight { weight });
         }
         let plan = self.plan(weight);
-        for (server, wanted) in &plan {
+        let before = self.states().await?;
+        for (server, wanted) in self.changes(&before, &plan) {
             let command = format!(
                 "set server {}/{server} state {}",
                 self.config.backend,
@@ -172,6 +192,45 @@ impl TrafficRouter for HaproxyRolling {
     }
 }
 
+/// The changes from `current` to `wanted` (servers already where they should be are
+/// left alone), ordered so that the ready servers never fall below `servers −
+/// max_unavailable` on their account: first as many servers leave as that allows, then
+/// every server that becomes ready does, then the rest leave (a server that leaves
+/// without having been ready, e.g. `drain` → `maint`, last). With `max_unavailable` 0
+/// every server comes up before any goes.
+fn order<'w>(
+    current: &[(String, u32)],
+    wanted: &[(&'w str, Wanted)],
+    servers: u32,
+    max_unavailable: u32,
+) -> Vec<(&'w str, Wanted)> {
+    let admin = |server: &str| {
+        current
+            .iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, admin)| *admin)
+    };
+    // A server not in the answer is set anyway; reading the states back reports it.
+    let is_ready = |server: &str| admin(server).is_some_and(|a| Wanted::Ready.is(a));
+    let changed = wanted
+        .iter()
+        .filter(|(server, w)| admin(server).is_none_or(|a| !w.is(a)));
+    let (up, leaving): (Vec<_>, Vec<_>) = changed.partition(|(_, w)| *w == Wanted::Ready);
+    let (taken_down, quiet): (Vec<_>, Vec<_>) = leaving
+        .into_iter()
+        .partition(|(server, _)| is_ready(server));
+    let ready = wanted.iter().filter(|(server, _)| is_ready(server)).count() as u32;
+    let floor = servers.saturating_sub(max_unavailable);
+    let first = (ready.saturating_sub(floor) as usize).min(taken_down.len());
+    taken_down[..first]
+        .iter()
+        .chain(&up)
+        .chain(&taken_down[first..])
+        .chain(&quiet)
+        .copied()
+        .collect()
+}
+
 /// The servers and admin states of a `show servers state <backend>` answer: a version
 /// line, a `#` header naming the columns, then one line per server. `None` when the
 /// answer is not that (e.g. `Can't find backend.`).
@@ -202,37 +261,149 @@ mod tests {
     use super::*;
     use crate::plan::Servers;
 
-    fn router(servers: usize) -> HaproxyRolling {
+    fn rolling(servers: usize, max_unavailable: Batch) -> HaproxyRolling {
         let names = |prefix: &str| Servers((1..=servers).map(|i| format!("{prefix}{i}")).collect());
-        HaproxyRolling::new(HaproxyCanary {
-            address: "127.0.0.1:1".into(),
-            backend: "web".into(),
-            stable: names("old"),
-            canary: names("new"),
-        })
+        HaproxyRolling::new(
+            HaproxyCanary {
+                address: "127.0.0.1:1".into(),
+                backend: "web".into(),
+                stable: names("old"),
+                canary: names("new"),
+            },
+            max_unavailable,
+        )
+    }
+
+    fn admin(wanted: Wanted) -> u32 {
+        match wanted {
+            Wanted::Ready => 0,
+            Wanted::Drain => 8,
+            Wanted::Maint => 1,
+        }
+    }
+
+    /// The backend as configured: old servers ready, new ones `disabled` (5).
+    fn configured(servers: usize) -> Vec<(String, u32)> {
+        (1..=servers)
+            .flat_map(|i| [(format!("old{i}"), 0), (format!("new{i}"), 5)])
+            .collect()
+    }
+
+    /// Takes `states` to `weight` one change at a time: the changes made, and the
+    /// fewest servers ready along the way.
+    fn roll(
+        router: &HaproxyRolling,
+        states: &mut [(String, u32)],
+        weight: u32,
+    ) -> (Vec<String>, usize) {
+        let wanted = router.plan(weight);
+        let changes: Vec<(String, Wanted)> = router
+            .changes(states, &wanted)
+            .into_iter()
+            .map(|(s, w)| (s.to_owned(), w))
+            .collect();
+        let ready =
+            |states: &[(String, u32)]| states.iter().filter(|(_, a)| Wanted::Ready.is(*a)).count();
+        let mut fewest = ready(states);
+        let mut made = Vec::new();
+        for (server, w) in changes {
+            let slot = states.iter_mut().find(|(n, _)| *n == server).unwrap();
+            slot.1 = admin(w);
+            fewest = fewest.min(ready(states));
+            made.push(format!("{server} {}", w.word()));
+        }
+        for (server, w) in wanted {
+            let (_, a) = states.iter().find(|(n, _)| n == server).unwrap();
+            assert!(w.is(*a), "{server} is {a}, not {}", w.word());
+        }
+        (made, fewest)
     }
 
     #[test]
-    fn a_batch_brings_new_servers_up_before_draining_old_ones() {
-        let router = router(4);
-        let plan = router.plan(50);
-        let mut ready: Vec<&str> = plan
-            .iter()
-            .take_while(|(_, w)| *w == Wanted::Ready)
-            .map(|(s, _)| *s)
-            .collect();
-        ready.sort();
-        assert_eq!(ready, ["new1", "new2", "old3", "old4"]);
-        assert!(plan.contains(&("new2", Wanted::Ready)));
-        assert!(plan.contains(&("new3", Wanted::Maint)));
-        assert!(plan.contains(&("old2", Wanted::Drain)));
-        assert!(plan.contains(&("old3", Wanted::Ready)));
-        assert!(plan[4..].iter().all(|(_, w)| *w != Wanted::Ready));
-        // Weight 0 is the old set: every old server ready, every new one in maint.
-        assert!(router
-            .plan(0)
-            .iter()
-            .all(|(s, w)| (s.starts_with("old") && *w == Wanted::Ready) || *w == Wanted::Maint));
+    fn without_max_unavailable_a_batch_brings_new_servers_up_before_draining_old_ones() {
+        let router = rolling(4, Batch::Count(0));
+        let mut states = configured(4);
+        let (made, fewest) = roll(&router, &mut states, 25);
+        assert_eq!(made, ["new1 ready", "old1 drain"]);
+        assert_eq!(fewest, 4);
+        let (made, fewest) = roll(&router, &mut states, 75);
+        assert_eq!(
+            made,
+            ["new2 ready", "new3 ready", "old2 drain", "old3 drain"]
+        );
+        assert_eq!(fewest, 4);
+        // The same weight again changes nothing.
+        assert_eq!(roll(&router, &mut states, 75).0, Vec::<String>::new());
+        // A rollback brings the old servers back before the new ones go.
+        let (made, fewest) = roll(&router, &mut states, 0);
+        assert_eq!(
+            made,
+            [
+                "old1 ready",
+                "old2 ready",
+                "old3 ready",
+                "new1 maint",
+                "new2 maint",
+                "new3 maint"
+            ]
+        );
+        assert_eq!(fewest, 4);
+    }
+
+    #[test]
+    fn max_unavailable_lets_old_servers_drain_first_and_bounds_the_servers_out() {
+        // At least a batch: the batch's old servers drain before its new ones come up.
+        let router = rolling(4, Batch::Count(2));
+        let mut states = configured(4);
+        let (made, fewest) = roll(&router, &mut states, 50);
+        assert_eq!(
+            made,
+            ["old1 drain", "old2 drain", "new1 ready", "new2 ready"]
+        );
+        assert_eq!(fewest, 2);
+        // And back: the new ones leave first, within the same bound.
+        let (made, fewest) = roll(&router, &mut states, 0);
+        assert_eq!(
+            made,
+            ["new1 maint", "new2 maint", "old1 ready", "old2 ready"]
+        );
+        assert_eq!(fewest, 2);
+
+        // Less than a batch: that many first, then the new ones, then the rest.
+        let router = rolling(4, Batch::Percent(25));
+        let mut states = configured(4);
+        let (made, fewest) = roll(&router, &mut states, 75);
+        assert_eq!(
+            made,
+            [
+                "old1 drain",
+                "new1 ready",
+                "new2 ready",
+                "new3 ready",
+                "old2 drain",
+                "old3 drain"
+            ]
+        );
+        assert_eq!(fewest, 3);
+
+        // Whatever the states before (a change cut short), never more than allowed out.
+        for unavailable in 0..=4u32 {
+            let router = rolling(4, Batch::Count(unavailable));
+            for from in [0, 25, 50, 75, 100] {
+                for to in [0, 25, 50, 75, 100] {
+                    let mut states = configured(4);
+                    roll(&router, &mut states, from);
+                    let (_, fewest) = roll(&router, &mut states, to);
+                    assert!(
+                        fewest as u32 >= 4 - unavailable,
+                        "{from} → {to} with max_unavailable {unavailable}: {fewest} ready"
+                    );
+                }
+            }
+        }
+        // A share rounds down: 30 % of 4 servers is 1.
+        assert_eq!(rolling(4, Batch::Percent(30)).max_unavailable, 1);
+        assert_eq!(rolling(4, Batch::Count(9)).max_unavailable, 4);
     }
 
     #[test]
