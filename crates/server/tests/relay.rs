@@ -4,7 +4,9 @@
 //! started while its upstream is down serves its last snapshot (readiness says
 //! `degraded` with revision and age) and catches up; an upstream restarted is
 //! resumed without a full reload; SDK metrics reach the server exactly once; a bad
-//! token is checked upstream once, not per request.
+//! token is checked upstream once, not per request; OFREP bulk `ETag`s are the
+//! server's, so `If-None-Match` gets 304 from a relay; flagd evaluation answers as
+//! the server does; a client resuming from before a relay's history gets a snapshot.
 
 use std::path::Path;
 use std::time::Duration;
@@ -449,5 +451,200 @@ async fn metrics_from_sdks_on_relays_reach_the_server_exactly_once() {
     }
     stop(second).await;
     stop(first).await;
+    stop(server).await;
+}
+
+/// `POST /ofrep/v1/evaluate/flags` at `base` with `if_none_match`: status and `ETag`.
+async fn bulk(base: &str, token: &str, if_none_match: Option<&str>) -> (u16, Option<String>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/ofrep/v1/evaluate/flags"))
+        .bearer_auth(token)
+        .json(&json!({"context": {"targetingKey": "u1"}}));
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let response = request.send().await.expect("bulk evaluation sent");
+    let tag = response
+        .headers()
+        .get("etag")
+        .and_then(|tag| tag.to_str().ok())
+        .map(str::to_owned);
+    (response.status().as_u16(), tag)
+}
+
+#[tokio::test]
+async fn a_relay_answers_ofrep_bulk_if_none_match_with_the_servers_etags() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server")).await;
+    let sdk = seed(&server.base).await;
+    let relay = relay(&dir.path().join("relay"), &server.base, &sdk, None).await;
+    let at_start = revision(&server.base, &sdk).await.expect("server revision");
+    assert_eq!(revision(&relay.base, &sdk).await, Some(at_start));
+
+    // The tag hashes the environment, its revision and the request: a provider that
+    // moves between the server and a relay keeps getting 304 for what it has.
+    let (status, tag) = bulk(&server.base, &sdk, None).await;
+    assert_eq!(status, 200);
+    let tag = tag.expect("the server tags its bulk answer");
+    let (status, on_relay) = bulk(&relay.base, &sdk, None).await;
+    assert_eq!(
+        (status, on_relay.as_deref()),
+        (200, Some(tag.as_str())),
+        "the relay tags the same answer the same way"
+    );
+    let (status, unchanged) = bulk(&relay.base, &sdk, Some(&tag)).await;
+    assert_eq!(
+        (status, unchanged.as_deref()),
+        (304, Some(tag.as_str())),
+        "nothing changed: 304 from the relay"
+    );
+    let (status, _) = bulk(&relay.base, &sdk, Some("\"stale\"")).await;
+    assert_eq!(status, 200, "a tag the relay did not make is not matched");
+
+    // A kill on the server: once the relay has it, the old tag no longer matches
+    // there, and the new tag is the server's again.
+    let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
+    let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(PATIENCE, "the relay at the kill's revision", || async {
+        revision(&relay.base, &sdk)
+            .await
+            .filter(|r| *r == at_start + 1)
+    })
+    .await;
+    let (status, changed) = bulk(&relay.base, &sdk, Some(&tag)).await;
+    assert_eq!(status, 200, "the old tag no longer matches after the kill");
+    let changed = changed.expect("a new tag");
+    assert_ne!(changed, tag);
+    assert_eq!(
+        bulk(&server.base, &sdk, None).await.1,
+        Some(changed.clone())
+    );
+    assert_eq!(bulk(&relay.base, &sdk, Some(&changed)).await.0, 304);
+
+    stop(relay).await;
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn flagd_evaluation_on_a_relay_answers_as_the_server_and_follows_a_kill() {
+    use switchyard_server::grpc::proto::flagd::service_client::ServiceClient;
+    use switchyard_server::grpc::proto::flagd::ResolveBooleanRequest;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server")).await;
+    let sdk = seed(&server.base).await;
+    let relay = relay(&dir.path().join("relay"), &server.base, &sdk, None).await;
+    let resolve = |grpc: std::net::SocketAddr| {
+        let sdk = sdk.clone();
+        async move {
+            let mut client = ServiceClient::connect(format!("http://{grpc}"))
+                .await
+                .expect("flagd service connects");
+            let mut request = tonic::Request::new(ResolveBooleanRequest {
+                flag_key: "checkout".to_owned(),
+                context: Some(json_to_struct(
+                    json!({"targetingKey": "u1", "groups": ["beta"]})
+                        .as_object()
+                        .expect("object"),
+                )),
+            });
+            let bearer = format!("Bearer {sdk}").parse().expect("metadata");
+            request.metadata_mut().insert("authorization", bearer);
+            let answer = client
+                .resolve_boolean(request)
+                .await
+                .expect("ResolveBoolean answers")
+                .into_inner();
+            (answer.value, answer.variant, answer.reason)
+        }
+    };
+    let server_grpc = server.grpc_addr.expect("server gRPC address");
+    let relay_grpc = relay.grpc_addr.expect("relay gRPC address");
+
+    let on_server = resolve(server_grpc).await;
+    assert_eq!(
+        (on_server.0, on_server.1.as_str()),
+        (true, "on"),
+        "the beta rule serves on: {on_server:?}"
+    );
+    assert_eq!(
+        resolve(relay_grpc).await,
+        on_server,
+        "the relay answers alike"
+    );
+
+    let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
+    let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    let killed_on_server = resolve(server_grpc).await;
+    assert_eq!(
+        (killed_on_server.0, killed_on_server.1.as_str()),
+        (false, "off"),
+        "{killed_on_server:?}"
+    );
+    let killed_on_relay = eventually(PATIENCE, "the kill served by the relay", || async {
+        let answer = resolve(relay_grpc).await;
+        (answer == killed_on_server)
+            .then_some(answer.clone())
+            .ok_or(format!("{answer:?}"))
+    })
+    .await;
+    assert_eq!(killed_on_relay.2, killed_on_server.2, "the same reason");
+
+    stop(relay).await;
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn resuming_from_before_a_relays_history_gets_a_snapshot_where_the_server_resumes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("server")).await;
+    let sdk = seed(&server.base).await;
+    // The relay starts from the server's snapshot: its history begins after it.
+    let relay = relay(&dir.path().join("relay"), &server.base, &sdk, None).await;
+    let at_start = revision(&server.base, &sdk).await.expect("server revision");
+    assert!(at_start >= 1, "seeding made revisions: {at_start}");
+    assert_eq!(revision(&relay.base, &sdk).await, Some(at_start));
+    let kill = format!("/v1/admin/envs/{ENV}/flags/checkout/kill");
+    let (status, body) = call(&server.base, "POST", &kill, ADMIN, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(PATIENCE, "the relay at the kill's revision", || async {
+        revision(&relay.base, &sdk)
+            .await
+            .filter(|r| *r == at_start + 1)
+    })
+    .await;
+
+    // After what the relay's history holds: the missed change.
+    let mut resumed = stream(&relay.base, &sdk, Some(at_start)).await;
+    let change = resumed.next_event().await;
+    assert_eq!(
+        (change.event.as_str(), change.id()),
+        ("change", at_start + 1)
+    );
+    assert!(killed(&change.json()));
+
+    // From before it (a gap for the relay): the whole environment as it is now,
+    // while the server, whose history goes back further, resumes the same client.
+    let before = at_start - 1;
+    let mut on_relay = stream(&relay.base, &sdk, Some(before)).await;
+    let snapshot = on_relay.next_event().await;
+    assert_eq!(
+        (snapshot.event.as_str(), snapshot.id()),
+        ("snapshot", at_start + 1),
+        "{snapshot:?}"
+    );
+    assert!(killed(&snapshot.json()), "{}", snapshot.data);
+    let mut on_server = stream(&server.base, &sdk, Some(before)).await;
+    let first = on_server.next_event().await;
+    assert_eq!(
+        (first.event.as_str(), first.id()),
+        ("change", at_start),
+        "{first:?}"
+    );
+
+    drop((resumed, on_relay, on_server));
+    stop(relay).await;
     stop(server).await;
 }
