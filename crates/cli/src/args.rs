@@ -278,8 +278,8 @@ pub enum Kind {
 /// `schedule …`
 #[derive(Debug, Subcommand)]
 pub enum Schedules {
-    /// Schedule a kill, a revive or a ramp of a flag.
-    #[command(group(clap::ArgGroup::new("change").required(true).args(["kill", "revive", "ramp"])))]
+    /// Schedule a kill, a revive, a ramp or any edit (`--flag-file`) of a flag.
+    #[command(group(clap::ArgGroup::new("change").required(true).args(["kill", "revive", "ramp", "flag_file"])))]
     Create {
         /// The flag.
         flag: String,
@@ -301,6 +301,10 @@ pub enum Schedules {
         /// With `--ramp`: the rule whose serve is ramped.
         #[arg(long, requires = "ramp")]
         rule: Option<String>,
+        /// Any edit: replace the flag with the one in this file (YAML as `export`
+        /// writes it; checked now, written at the time).
+        #[arg(long, value_name = "PATH")]
+        flag_file: Option<PathBuf>,
         /// Why, for the audit log.
         #[arg(long)]
         reason: Option<String>,

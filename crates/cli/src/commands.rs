@@ -17,6 +17,11 @@ use crate::output::{print, table};
 
 /// How often `audit --follow` asks for new entries.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// The most entries the audit API answers at once: what `audit --follow` asks for.
+const FOLLOW_PAGE: usize = 1000;
+/// How far before the last entry seen `audit --follow` looks again: entries are timed
+/// by the replica that wrote them, whose clock may be behind.
+const FOLLOW_CLOCK_MARGIN_MS: u64 = 60_000;
 
 /// Runs the command; the exit code when it did not fail.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
@@ -31,14 +36,21 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             let mut rows = Vec::new();
             for env in &envs {
                 let revision = client.revision(env).await?.unwrap_or_default();
-                rows.push(json!({ "name": env, "revision": revision }));
+                let flags = client.flags(env).await?.len();
+                rows.push(json!({ "name": env, "revision": revision, "flags": flags }));
             }
             print(out, &rows, |rows| {
                 let cells: Vec<Vec<String>> = rows
                     .iter()
-                    .map(|r| vec![text(&r["name"]), r["revision"].to_string()])
+                    .map(|r| {
+                        vec![
+                            text(&r["name"]),
+                            r["revision"].to_string(),
+                            r["flags"].to_string(),
+                        ]
+                    })
                     .collect();
-                table(&["NAME", "REVISION"], &cells)
+                table(&["NAME", "REVISION", "FLAGS"], &cells)
             });
         }
         Command::Flags(command) => flags(&client, out, command).await?,
@@ -80,7 +92,9 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         Command::Eval { flag, env, context } => {
             let context: Value = serde_json::from_str(&context)
                 .map_err(|e| CliError::Usage(format!("--context is not JSON: {e}")))?;
+            let http = http_client(args.ca_file.as_deref())?;
             let answer = evaluate(
+                &http,
                 &args.url,
                 args.token.as_deref().unwrap_or_default(),
                 &env,
@@ -89,7 +103,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             )
             .await?;
             print(out, &answer, |a| {
-                let e = &a["evaluation"];
+                // The evaluation API answers the evaluation itself.
+                let e = a;
                 table(
                     &["FLAG", "VALUE", "VARIANT", "REASON", "RULE"],
                     &[vec![
@@ -364,15 +379,29 @@ async fn schedules(client: &AdminClient, out: Output, command: Schedules) -> Res
             revive,
             ramp,
             rule,
+            flag_file,
             reason,
         } => {
-            let change = match (kill, revive, ramp) {
-                (true, _, _) => ScheduledChange::Kill,
-                (_, true, _) => ScheduledChange::Revive,
-                (_, _, Some(percent)) => ScheduledChange::Ramp { percent, rule },
+            let change = match (kill, revive, ramp, flag_file) {
+                (true, _, _, _) => ScheduledChange::Kill,
+                (_, true, _, _) => ScheduledChange::Revive,
+                (_, _, Some(percent), _) => ScheduledChange::Ramp { percent, rule },
+                (_, _, _, Some(path)) => {
+                    let replacement = files::read_flag(&path)?;
+                    if replacement.key.as_str() != flag {
+                        return Err(CliError::Usage(format!(
+                            "--flag-file {}: its key `{}` is not the flag `{flag}`",
+                            path.display(),
+                            replacement.key
+                        )));
+                    }
+                    ScheduledChange::Put {
+                        flag: Box::new(replacement),
+                    }
+                }
                 _ => {
                     return Err(CliError::Usage(
-                        "say what: --kill, --revive or --ramp N".into(),
+                        "say what: --kill, --revive, --ramp N or --flag-file PATH".into(),
                     ))
                 }
             };
@@ -438,10 +467,20 @@ async fn audit(
     limit: usize,
     follow: bool,
 ) -> Result<(), CliError> {
-    let mut query = vec![format!("limit={limit}")];
-    query.extend(env.map(|e| format!("env={e}")));
-    query.extend(flag.map(|f| format!("flag={f}")));
-    let entries = client.audit(&query.join("&")).await?;
+    let filters: Vec<String> = env
+        .map(|e| format!("env={e}"))
+        .into_iter()
+        .chain(flag.map(|f| format!("flag={f}")))
+        .collect();
+    let query = |first: &[String]| {
+        first
+            .iter()
+            .chain(&filters)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let entries = client.audit(&query(&[format!("limit={limit}")])).await?;
     let show = |entries: &[Value]| {
         print(out, &entries.to_vec(), |entries| {
             let cells: Vec<Vec<String>> = entries
@@ -464,21 +503,33 @@ async fn audit(
         })
     };
     // Oldest first on screen, so the newest is at the bottom where `--follow` adds.
-    let mut last = entries.first().and_then(|e| e["id"].as_u64()).unwrap_or(0);
+    let newest = |entries: &[Value]| {
+        entries
+            .first()
+            .and_then(|e| Some((e["id"].as_u64()?, e["at_ms"].as_u64()?)))
+    };
+    let (mut last, mut last_ms) = newest(&entries).unwrap_or((0, 0));
     show(&entries.into_iter().rev().collect::<Vec<_>>());
     if !follow {
         return Ok(());
     }
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
+        // What came after the last entry seen, not the newest `--limit`: everything
+        // since its time (less a margin for replicas' clocks) up to the API's page,
+        // then only the ids after it.
+        let after = query(&[
+            format!("limit={FOLLOW_PAGE}"),
+            format!("since={}", last_ms.saturating_sub(FOLLOW_CLOCK_MARGIN_MS)),
+        ]);
         let newer: Vec<Value> = client
-            .audit(&query.join("&"))
+            .audit(&after)
             .await?
             .into_iter()
             .filter(|e| e["id"].as_u64().is_some_and(|id| id > last))
             .collect();
-        if let Some(id) = newer.first().and_then(|e| e["id"].as_u64()) {
-            last = id;
+        if let Some((id, at_ms)) = newest(&newer) {
+            (last, last_ms) = (id, at_ms.max(last_ms));
             show(&newer.into_iter().rev().collect::<Vec<_>>());
         }
     }
@@ -635,15 +686,42 @@ async fn get_flag(client: &AdminClient, env: &str, key: &str) -> Result<(Flag, u
     Ok((versioned.value, versioned.version))
 }
 
+/// An HTTP client for the APIs the admin client does not cover (evaluation), trusting
+/// what the admin client trusts: only the certificates in `--ca-file` when given (as
+/// the SDK's `AdminClient::with_ca` does), otherwise the system's roots.
+fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, CliError> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(ca) = ca {
+        let bad = |reason: String| {
+            CliError::Server(switchyard_sdk::Error::CaFile {
+                path: ca.to_owned(),
+                reason,
+            })
+        };
+        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+        if certificates.is_empty() {
+            return Err(bad(
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_owned(),
+            ));
+        }
+        builder = builder.tls_certs_only(certificates);
+    }
+    builder
+        .build()
+        .map_err(|e| CliError::Server(switchyard_sdk::Error::from(e)))
+}
+
 /// `POST /v1/evaluate/{env}/{flag}` with the context.
 async fn evaluate(
+    http: &reqwest::Client,
     url: &str,
     token: &str,
     env: &str,
     flag: &str,
     context: &Value,
 ) -> Result<Value, CliError> {
-    let http = reqwest::Client::new();
     let response = http
         .post(format!(
             "{}/v1/evaluate/{env}/{flag}",

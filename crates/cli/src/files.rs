@@ -121,6 +121,28 @@ fn read_all<T: Kept>(
     Ok(items)
 }
 
+/// One flag file (`schedule create --flag-file`): checked like a file of [`read`],
+/// every problem named with the file and field path.
+pub fn read_flag(path: &Path) -> Result<Flag, CliError> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let flag: Flag = serde_yaml_ng::from_str(&text)
+        .map_err(|e| CliError::Files(vec![format!("{shown}: {e}")]))?;
+    flag.validate().map_err(|errors| {
+        CliError::Files(
+            errors
+                .errors()
+                .iter()
+                .map(|e| format!("{shown}: {e}"))
+                .collect(),
+        )
+    })?;
+    Ok(flag)
+}
+
 /// The `.yaml` and `.yml` files directly in `dir` (none when it does not exist), by
 /// name.
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, CliError> {

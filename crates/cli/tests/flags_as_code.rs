@@ -1,13 +1,16 @@
 //! The `switchyard` CLI against a real `switchyard-server` process: flags as code
 //! (export → plan → edit → plan → apply → apply again, pruning, invalid files writing
-//! nothing, a stale revision refused) and the everyday commands.
+//! nothing, a stale revision refused, a write landing between the CLI's read and its
+//! batch refused by the server's `If-Match`), the everyday commands, evaluation over
+//! HTTPS with `--ca-file`, and scheduled changes.
 
 mod support;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
-use support::cli;
+use support::{cli, cli_at};
 use switchyard_core::admin::ApplyBody;
 use switchyard_core::model::Serve;
 use switchyard_core::{Flag, Segment};
@@ -232,10 +235,21 @@ async fn an_invalid_set_writes_nothing_and_a_stale_revision_is_refused() {
 async fn everyday_commands_print_tables_and_json() {
     let (server, admin, _data) = seeded().await;
 
+    let revision = admin.revision(ENV).await.unwrap().expect("revision");
     let (code, out, _) = cli(&server, &["envs", "list"]).await;
     assert_eq!(code, 0);
-    assert!(out.starts_with("NAME"), "{out}");
-    assert!(out.contains("production"), "{out}");
+    assert_eq!(
+        out,
+        format!("NAME        REVISION  FLAGS\nproduction  {revision:<8}  2\n")
+    );
+    let (code, out, _) = cli(&server, &["envs", "list", "-o", "yaml"]).await;
+    assert_eq!(code, 0);
+    let envs: Value = serde_yaml_ng::from_str(&out).expect("YAML");
+    assert_eq!(
+        envs,
+        json!([{ "name": "production", "revision": revision, "flags": 2 }]),
+        "{out}"
+    );
 
     let (code, out, _) = cli(&server, &["flags", "list", "--env", ENV]).await;
     assert_eq!(code, 0);
@@ -454,6 +468,120 @@ async fn changes_are_scheduled_listed_and_cancelled() {
             .enabled
     );
 
+    // Any edit: the flag as a file says, at the time.
+    let (code, yaml, _) = cli(&server, &["flags", "get", "search", "--env", ENV]).await;
+    assert_eq!(code, 0);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("search.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    edit(&file, |f| {
+        f["description"] = json!("scheduled edit");
+        f["default"] = json!({ "variant": "on" });
+    });
+    let path = file.to_str().expect("UTF-8");
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "search",
+            "--env",
+            ENV,
+            "--at",
+            "+1s",
+            "--flag-file",
+            path,
+            "--reason",
+            "launch",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let put: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(put["change"]["action"], "put", "{put}");
+    assert_eq!(
+        put["change"]["flag"]["description"], "scheduled edit",
+        "{put}"
+    );
+    let done = switchyard_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the edit to be done",
+        || async {
+            let list = admin.schedules(ENV).await.ok()?;
+            let found = list.into_iter().find(|s| s.id == put["id"])?;
+            (serde_json::to_value(&found.state).ok()?["state"] == "done").then_some(found)
+        },
+    )
+    .await;
+    let search = admin.flag(ENV, "search").await.unwrap().unwrap().value;
+    assert_eq!(search.description, "scheduled edit", "{done:?}");
+    assert_eq!(search.default, Serve::Variant("on".into()));
+    let audit = admin.audit(&format!("env={ENV}&limit=50")).await.unwrap();
+    let created: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "schedule.create")
+        .collect();
+    assert_eq!(
+        created.len(),
+        3,
+        "kill, ramp and edit scheduled: {audit:#?}"
+    );
+    assert!(
+        audit.iter().any(|e| e["action"] == "flag.put"
+            && e["target"] == "search"
+            && e["reason"] == json!(format!("scheduled change {}: launch", done.id))),
+        "{audit:#?}"
+    );
+    // A file of another flag, or not a valid flag: refused before anything is sent.
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "checkout",
+            "--env",
+            ENV,
+            "--at",
+            "+1h",
+            "--flag-file",
+            path,
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("its key `search` is not the flag `checkout`"),
+        "{err}"
+    );
+    edit(&file, |f| f["default"] = json!({ "variant": "maybe" }));
+    let (code, _, err) = cli(
+        &server,
+        &[
+            "schedule",
+            "create",
+            "search",
+            "--env",
+            ENV,
+            "--at",
+            "+1h",
+            "--flag-file",
+            path,
+        ],
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains(&format!("{path}: default.variant")) && err.contains("maybe"),
+        "{err}"
+    );
+    assert_eq!(
+        admin.schedules(ENV).await.unwrap().len(),
+        3,
+        "nothing scheduled"
+    );
+
     let (code, out, _) = cli(&server, &["schedule", "cancel", &ramp_id, "--env", ENV]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("cancelled"), "{out}");
@@ -474,5 +602,269 @@ async fn changes_are_scheduled_listed_and_cancelled() {
         &["schedule", "create", "search", "--env", ENV, "--at", "+1m"],
     )
     .await;
-    assert_eq!(code, 3, "one of --kill, --revive, --ramp is required");
+    assert_eq!(
+        code, 3,
+        "one of --kill, --revive, --ramp, --flag-file is required"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_follow_prints_every_entry_after_the_last_one_seen() {
+    use tokio::io::AsyncReadExt as _;
+    let (server, admin, _data) = seeded().await;
+    // `--limit 1`: the first page is one entry; what follows must not be cut to it.
+    let mut follow = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["audit", "--env", ENV, "--limit", "1", "--follow"])
+        .env("SWITCHYARD_URL", &server.base)
+        .env("SWITCHYARD_TOKEN", ADMIN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the CLI runs");
+    let printed = Arc::new(Mutex::new(String::new()));
+    let mut stdout = follow.stdout.take().expect("stdout");
+    let sink = Arc::clone(&printed);
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buffer).await {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            sink.lock().expect("lock").push_str(&text);
+        }
+    });
+    let shown = || printed.lock().expect("lock").clone();
+    switchyard_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the first page",
+        || async { shown().contains("flag.put").then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        shown().lines().count(),
+        2,
+        "a header and one entry: {}",
+        shown()
+    );
+
+    // Six writes at once, most likely between two of its polls.
+    for n in 0..3 {
+        admin
+            .kill(ENV, "checkout", &format!("burst {n}a"))
+            .await
+            .unwrap();
+        admin
+            .revive(ENV, "checkout", &format!("burst {n}b"))
+            .await
+            .unwrap();
+    }
+    let all = ["0a", "0b", "1a", "1b", "2a", "2b"];
+    switchyard_testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "every entry of the burst",
+        || async {
+            let text = shown();
+            all.iter()
+                .all(|n| text.contains(&format!("burst {n}")))
+                .then_some(())
+        },
+    )
+    .await;
+    follow.kill().await.expect("stopped");
+    let text = shown();
+    for n in all {
+        assert_eq!(
+            text.matches(&format!("burst {n}\n")).count(),
+            1,
+            "each entry printed once:\n{text}"
+        );
+    }
+    // In order: oldest first, as they were written.
+    let at = |n: &str| text.find(&format!("burst {n}")).expect("printed");
+    assert!(all.windows(2).all(|w| at(w[0]) < at(w[1])), "{text}");
+}
+
+/// A proxy in front of the server that, when the CLI posts its batch, first writes to
+/// the environment through the admin API (kills `search`) — a write landing between
+/// the CLI's read and its POST — then forwards the batch unchanged, recording the
+/// `If-Match` the CLI sent and the status the server answered.
+#[derive(Clone)]
+struct Interloper {
+    server: String,
+    admin: AdminClient,
+    http: reqwest::Client,
+    batches: Batches,
+}
+
+/// Each batch the CLI posted: the `If-Match` it sent and the status the server answered.
+type Batches = Arc<Mutex<Vec<(Option<String>, u16)>>>;
+
+async fn interlope(
+    axum::extract::State(proxy): axum::extract::State<Interloper>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("request body");
+    let batch = parts.method == axum::http::Method::POST && parts.uri.path().ends_with("/apply");
+    if batch {
+        proxy
+            .admin
+            .kill(ENV, "search", "written meanwhile")
+            .await
+            .expect("the write in between");
+    }
+    let mut forwarded = proxy.http.request(
+        parts.method.clone(),
+        format!("{}{}", proxy.server, parts.uri),
+    );
+    for (name, value) in &parts.headers {
+        if name != HOST && name != CONTENT_LENGTH {
+            forwarded = forwarded.header(name, value);
+        }
+    }
+    let answer = forwarded.body(body).send().await.expect("forwarded");
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.expect("answer body");
+    if batch {
+        let if_match = parts
+            .headers
+            .get("if-match")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        proxy
+            .batches
+            .lock()
+            .expect("lock")
+            .push((if_match, status.as_u16()));
+    }
+    let mut response = axum::response::Response::new(axum::body::Body::from(bytes));
+    *response.status_mut() = status;
+    for (name, value) in &headers {
+        if name != TRANSFER_ENCODING && name != CONTENT_LENGTH {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_between_the_read_and_the_batch_loses_to_the_servers_if_match() {
+    let (server, admin, _data) = seeded().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dir.path().to_str().expect("UTF-8");
+    let (code, _, err) = cli(&server, &["export", "--env", ENV, "-f", files]).await;
+    assert_eq!(code, 0, "{err}");
+    edit(&dir.path().join("flags/checkout.yaml"), |f| {
+        f["description"] = json!("reviewed change")
+    });
+    let (code, out, _) = cli(&server, &["plan", "-f", files, "--env", ENV, "-o", "json"]).await;
+    assert_eq!(code, 2, "{out}");
+    let reviewed = serde_json::from_str::<Value>(&out).expect("JSON")["revision"]
+        .as_u64()
+        .expect("the plan's revision");
+
+    let proxy = Interloper {
+        server: server.base.clone(),
+        admin: admin.clone(),
+        http: reqwest::Client::new(),
+        batches: Arc::default(),
+    };
+    let batches = Arc::clone(&proxy.batches);
+    let served =
+        switchyard_testkit::http::serve(axum::Router::new().fallback(interlope).with_state(proxy))
+            .await;
+    // The environment is still at the reviewed revision when the CLI reads it, so
+    // `--revision` lets it through; the write lands after that read.
+    let (code, out, err) = cli_at(
+        &served.url(),
+        &[
+            "apply",
+            "-f",
+            files,
+            "--env",
+            ENV,
+            "--revision",
+            &reviewed.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(
+        err.trim(),
+        "switchyard: environment `production` changed while this plan was made (someone \
+         else wrote to it); nothing was written — run `switchyard plan` again"
+    );
+    // The server refused it: the batch carried the revision read, and was answered 412.
+    assert_eq!(
+        *batches.lock().expect("lock"),
+        vec![(Some(format!("\"{reviewed}\"")), 412)],
+        "one batch, with If-Match on the reviewed revision, refused by the server"
+    );
+    // Only the write in between landed.
+    assert_eq!(admin.revision(ENV).await.unwrap(), Some(reviewed + 1));
+    let checkout = admin.flag(ENV, "checkout").await.unwrap().unwrap().value;
+    assert_eq!(checkout.description, "", "the batch wrote nothing");
+    let audit = admin.audit(&format!("env={ENV}&limit=10")).await.unwrap();
+    assert!(
+        !audit.iter().any(|e| e["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("batch "))),
+        "no batch entry: {audit:#?}"
+    );
+
+    // Planned again, the same files apply (and put `search` back as the files say).
+    let (code, out, _) = cli(&server, &["plan", "-f", files, "--env", ENV, "-o", "json"]).await;
+    assert_eq!(code, 2, "{out}");
+    let replanned = serde_json::from_str::<Value>(&out).expect("JSON")["revision"].to_string();
+    let (code, out, err) = cli(
+        &server,
+        &["apply", "-f", files, "--env", ENV, "--revision", &replanned],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(0 created, 2 changed, 0 deleted)"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_over_https_trusts_the_ca_file() {
+    use switchyard_testkit::server_process::Launch;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = switchyard_tls::test_pki::TestPki::new(&dir.path().join("pki"), "server");
+    let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+    let (cert, key, ca) = (path(&pki.server_cert), path(&pki.server_key), path(&pki.ca));
+    let server = ServerProcess::start_with(
+        &dir.path().join("data"),
+        Launch {
+            args: &["--tls-cert", &cert, "--tls-key", &key],
+            ..Launch::default()
+        },
+    )
+    .await;
+    let base = server.base.replacen("http://", "https://", 1);
+    let admin = AdminClient::with_ca(&base, ADMIN, Some(&pki.ca)).expect("admin client");
+    admin.create_env(ENV).await.expect("env");
+    let flag: Flag = serde_json::from_value(json!({
+        "key": "checkout",
+        "kind": "boolean",
+        "variants": { "on": true, "off": false },
+        "off_variant": "off",
+        "default": { "variant": "on" },
+    }))
+    .expect("flag JSON");
+    admin.put_flag(ENV, &flag, None).await.expect("flag");
+
+    let eval = ["eval", "checkout", "--env", ENV];
+    let (code, out, err) = cli_at(&base, &[&eval[..], &["--ca-file", &ca]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        out,
+        "FLAG      VALUE  VARIANT  REASON  RULE\ncheckout  true   on       STATIC  -\n"
+    );
+    // Without it the system's roots do not know the test CA: refused, exit 1.
+    let (code, out, err) = cli_at(&base, &eval).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.starts_with("switchyard: "), "{err}");
 }
