@@ -77,10 +77,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(whoami::WhoAmIApi::openapi());
     name_patterns(&mut doc);
     write_bodies(&mut doc);
-    for item in doc.paths.paths.values_mut() {
-        for (_, operation) in operations(item) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for (method, operation) in operations(item) {
             unique_operation_id(operation);
             token_responses(operation);
+            store_write_responses(path, method, operation);
+            retry_after(operation);
             error_bodies(operation);
         }
     }
@@ -233,6 +235,53 @@ fn token_responses(operation: &mut Operation) {
             .entry(status.to_owned())
             .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(description)));
     }
+}
+
+/// Whether `method` on `path` writes to the store: every admin write and the SDKs'
+/// metrics batches.
+fn writes_to_the_store(path: &str, method: &str) -> bool {
+    matches!(method, "post" | "put" | "delete" | "patch")
+        && (path.starts_with("/v1/admin/") || path == "/v1/sdk/metrics")
+}
+
+/// 503 and 507 on every operation that writes to the store (`StoreError` into
+/// `ApiError`, error.rs): the store unreachable, or the disk under the embedded
+/// store full — in both cases nothing was written.
+fn store_write_responses(path: &str, method: &str, operation: &mut Operation) {
+    if !writes_to_the_store(path, method) {
+        return;
+    }
+    for (status, description) in [
+        ("503", "Store unavailable; nothing written"),
+        (
+            "507",
+            "The disk under the embedded store is full; nothing written (evaluations go on from memory)",
+        ),
+    ] {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(utoipa::openapi::Response::new(description)));
+    }
+}
+
+/// `Retry-After` (whole seconds) on every 429.
+fn retry_after(operation: &mut Operation) {
+    let Some(RefOr::T(response)) = operation.responses.responses.get_mut("429") else {
+        return;
+    };
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .build();
+    response.headers.insert(
+        "Retry-After".to_owned(),
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(seconds)
+            .description(Some("Seconds until the budget allows the request again"))
+            .build(),
+    );
 }
 
 fn error_bodies(operation: &mut Operation) {
@@ -476,6 +525,45 @@ mod tests {
             }
         }
         assert_eq!(operations, 40, "every operation was checked");
+    }
+
+    /// Every operation that writes to the store documents 507 (disk full) and 503
+    /// with the error body, no read does; every 429 declares `Retry-After`.
+    #[test]
+    fn store_failures_and_rate_limits_are_documented() {
+        let doc = document_json();
+        let (mut writes, mut limited) = (0, 0);
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                let at = format!("{method} {path}");
+                let responses = &operation["responses"];
+                if writes_to_the_store(path, method) {
+                    writes += 1;
+                    for status in ["503", "507"] {
+                        assert_eq!(
+                            responses[status]["content"]["application/json"]["schema"]["$ref"],
+                            "#/components/schemas/ErrorBody",
+                            "{at} {status}"
+                        );
+                    }
+                } else {
+                    assert!(responses.get("507").is_none(), "{at} does not write");
+                }
+                if let Some(too_many) = responses.get("429") {
+                    limited += 1;
+                    let header = &too_many["headers"]["Retry-After"];
+                    assert_eq!(header["schema"]["type"], "integer", "{at}: {too_many}");
+                }
+            }
+        }
+        // Environments (2), flags (2), kill, revive, revert, a tag's kill, segments
+        // (2), promote, apply, schedules (2), tokens (3), SDK metrics.
+        assert_eq!(writes, 18, "the store's writers");
+        assert!(limited >= writes, "{limited} operations answer 429");
+        let put_flag = &doc["paths"]["/v1/admin/envs/{env}/flags/{key}"]["put"]["responses"];
+        assert!(put_flag["507"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("disk")));
     }
 
     /// Path parameters that name things carry the name pattern, and the links that
