@@ -1,16 +1,30 @@
 //! Rate limits over real sockets: per-token budgets for reads and writes kept apart,
-//! 429 with `Retry-After` naming what ran out, failed authentication limited per
-//! address (then even a valid token from there waits), a cap on a token's open
-//! streams, and the limits and refusals in `/metrics`.
+//! 429 with `Retry-After` naming what ran out, reads limited per client address
+//! across tokens, failed authentication limited per address (then even a valid token
+//! from there waits), a token's stream opens limited over SSE and gRPC alike, a cap
+//! on a token's open streams (SSE and flagd's gRPC streams together), gRPC's
+//! `RESOURCE_EXHAUSTED` for a spent evaluation budget, and the limits and refusals
+//! in `/metrics`.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
+use switchyard_server::grpc::convert::json_to_struct;
+use switchyard_server::grpc::proto::flagd::service_client::ServiceClient as FlagdV1Client;
+use switchyard_server::grpc::proto::flagd_sync::flag_sync_service_client::FlagSyncServiceClient;
+use switchyard_server::grpc::proto::flagd_sync::SyncFlagsRequest;
+use switchyard_server::grpc::proto::flagd_v2::service_client::ServiceClient as FlagdV2Client;
+use switchyard_server::grpc::proto::switchyard::evaluation_client::EvaluationClient;
+use switchyard_server::grpc::proto::switchyard::sync_client::SyncClient;
+use switchyard_server::grpc::proto::switchyard::{EvaluateRequest, StreamRequest};
+use switchyard_server::grpc::proto::{flagd, flagd_v2};
 use switchyard_server::limits::LimitSettings;
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{boolean_flag, Builder, TestServer, ADMIN};
 use switchyard_testkit::sse;
+use tonic::transport::Channel;
+use tonic::Code;
 
 const ENV: &str = "prod";
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -199,6 +213,264 @@ async fn a_token_holds_at_most_its_cap_of_open_streams() {
     eventually(PATIENCE, "a stream after the first closed", || async {
         let response = open().send().await.expect("sent");
         (response.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+/// The `/metrics` text.
+async fn metrics(server: &TestServer) -> String {
+    server
+        .call("GET", "/metrics", None, None)
+        .await
+        .1
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
+/// A channel to the server's gRPC API.
+async fn channel(server: &TestServer) -> Channel {
+    let url = server.grpc.clone().expect("gRPC address");
+    Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("gRPC connects")
+}
+
+/// `message` with `authorization: Bearer <token>` metadata.
+fn authed<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    let value = format!("Bearer {token}").parse().expect("metadata value");
+    request.metadata_mut().insert("authorization", value);
+    request
+}
+
+#[tokio::test]
+async fn reads_from_one_address_share_its_budget_whatever_the_token() {
+    let server = server(LimitSettings {
+        reads_per_address: 5,
+        ..LimitSettings::default()
+    })
+    .await;
+    let tokens = [
+        server.token("first", "sdk", Some(ENV)).await,
+        server.token("second", "sdk", Some(ENV)).await,
+    ];
+    // Per-token reads are off: only the address's budget can refuse, and both tokens
+    // spend it.
+    let mut refused = None;
+    for n in 0..200 {
+        let token = &tokens[n % 2];
+        let (status, retry, body) = get(&server, SNAPSHOT, token).await;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((n, retry, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (n, retry, body) = refused.expect("200 reads at 5 a second meet a 429");
+    assert!(
+        n >= 2,
+        "both tokens were answered before the budget ran out"
+    );
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {retry:?}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("127.0.0.1 is over its read budget of 5 a second"),
+        "{body}"
+    );
+    let metrics = metrics(&server).await;
+    assert!(
+        metrics.contains(r#"switchyard_rate_limit{budget="read",per="address"} 5"#),
+        "{metrics}"
+    );
+    let series = r#"switchyard_rate_limited_total{budget="read",per="address"} "#;
+    let count = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(count.is_some_and(|c| c >= 1.0), "{series} in\n{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_tokens_stream_opens_are_one_budget_over_sse_and_grpc() {
+    let server = start(Builder::default().grpc(None).limits(LimitSettings {
+        stream_opens_per_token: 2,
+        ..LimitSettings::default()
+    }))
+    .await;
+    let token = server.token("sdk", "sdk", Some(ENV)).await;
+    let sync = SyncClient::new(channel(&server).await);
+    // Open SSE streams (each closed at once) until refused, then ask for a gRPC
+    // `Sync` stream with the same token at once: the budget is spent for it too. The
+    // budget refills at 2 a second, so a slow machine may miss it: retry the pair.
+    let (body, status) = eventually(PATIENCE, "SSE and gRPC stream opens refused", || {
+        let mut sync = sync.clone();
+        let server = &server;
+        let token = &token;
+        async move {
+            let mut refused = None;
+            for _ in 0..100 {
+                let response = reqwest::Client::new()
+                    .get(server.url("/v1/sdk/stream"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("sent");
+                if response.status() == StatusCode::TOO_MANY_REQUESTS {
+                    assert!(response.headers().contains_key("retry-after"));
+                    refused = Some(response.json::<Value>().await.expect("json"));
+                    break;
+                }
+                assert_eq!(response.status(), StatusCode::OK);
+            }
+            let body = refused.expect("100 stream opens at 2 a second meet a 429");
+            let request = authed(
+                StreamRequest {
+                    after_revision: None,
+                    environment: String::new(),
+                },
+                token,
+            );
+            match sync.stream(request).await {
+                Err(status) if status.code() == Code::ResourceExhausted => Some((body, status)),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(
+        body.to_string()
+            .contains("token `sdk` is over its stream budget of 2 a second"),
+        "{body}"
+    );
+    assert!(
+        status.message().contains("over its stream budget of 2"),
+        "{}",
+        status.message()
+    );
+    // Reads are another budget.
+    assert_eq!(get(&server, SNAPSHOT, &token).await.0, StatusCode::OK);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn grpc_answers_resource_exhausted_when_a_tokens_evaluations_are_spent() {
+    let server = start(Builder::default().grpc(None).limits(LimitSettings {
+        reads_per_token: 5,
+        ..LimitSettings::default()
+    }))
+    .await;
+    let token = server.token("service", "eval", Some(ENV)).await;
+    let other = server.token("other", "eval", Some(ENV)).await;
+    let mut client = EvaluationClient::new(channel(&server).await);
+    let request = || EvaluateRequest {
+        flag_key: "checkout".to_owned(),
+        context: Some(json_to_struct(
+            json!({"targetingKey": "u1"}).as_object().expect("object"),
+        )),
+        environment: String::new(),
+    };
+    let mut refused = None;
+    for _ in 0..200 {
+        match client.evaluate(authed(request(), &token)).await {
+            Ok(_) => {}
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("200 evaluations at 5 a second meet a refusal");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("token `service` is over its read budget of 5 a second"),
+        "{}",
+        status.message()
+    );
+    // Another token's budget is untouched.
+    client
+        .evaluate(authed(request(), &other))
+        .await
+        .expect("another token evaluates");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn flagd_streams_count_against_a_tokens_cap_of_open_streams() {
+    let server = start(Builder::default().grpc(None).limits(LimitSettings {
+        open_streams_per_token: 1,
+        ..LimitSettings::default()
+    }))
+    .await;
+    let token = server.token("provider", "sdk", Some(ENV)).await;
+    let channel = channel(&server).await;
+    let mut v1 = FlagdV1Client::new(channel.clone());
+    let mut v2 = FlagdV2Client::new(channel.clone());
+    let mut flag_sync = FlagSyncServiceClient::new(channel);
+
+    let mut first = v1
+        .event_stream(authed(flagd::EventStreamRequest {}, &token))
+        .await
+        .expect("the first stream opens")
+        .into_inner();
+    let ready = tokio::time::timeout(PATIENCE, first.message())
+        .await
+        .expect("an event in time")
+        .expect("an event")
+        .expect("not the end");
+    assert_eq!(ready.r#type, "provider_ready");
+
+    // The cap is full: flagd v2's stream, flagd's sync stream and an SSE stream of
+    // the same token are refused, saying why.
+    let refusals = [
+        v2.event_stream(authed(flagd_v2::EventStreamRequest {}, &token))
+            .await
+            .map(drop),
+        flag_sync
+            .sync_flags(authed(SyncFlagsRequest::default(), &token))
+            .await
+            .map(drop),
+    ];
+    for refusal in refusals {
+        let status = refusal.expect_err("over the cap");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("already holds 1 open streams"),
+            "{}",
+            status.message()
+        );
+    }
+    let sse = reqwest::Client::new()
+        .get(server.url("/v1/sdk/stream"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(sse.status(), StatusCode::TOO_MANY_REQUESTS);
+    drop(sse);
+    // Another token is not affected.
+    let other = server.token("other", "sdk", Some(ENV)).await;
+    v2.event_stream(authed(flagd_v2::EventStreamRequest {}, &other))
+        .await
+        .expect("another token's stream opens");
+
+    // Once the first stream is gone, the token may open another.
+    drop(first);
+    eventually(PATIENCE, "a flagd stream after the first closed", || {
+        let mut v2 = v2.clone();
+        let token = &token;
+        async move {
+            v2.event_stream(authed(flagd_v2::EventStreamRequest {}, token))
+                .await
+                .ok()
+                .map(drop)
+        }
     })
     .await;
     server.stop().await;

@@ -46,7 +46,7 @@ use tonic::{Request, Response, Status};
 use super::{authenticate, convert, Caller, GrpcState};
 use crate::auth::Principal;
 use crate::environments::{ChangeEvent, EnvState, Environments};
-use crate::limits::Budget;
+use crate::limits::{Budget, StreamPermit};
 use crate::store::TokenKind;
 use crate::subscription::{holder_ended, shutting_down, Holder};
 
@@ -181,15 +181,24 @@ impl FlagdService {
         // Subscribe before reading the state, so no change falls in between.
         let changes = self.state.app.envs.subscribe();
         let (known, principal) = self.environment_of(caller, Budget::Stream).await?;
+        // A token's flagd streams count against its cap of open streams, like its SSE
+        // and `Sync` streams (a stream without a token has no token to count against).
+        let permit = principal
+            .as_ref()
+            .map(|principal| self.state.app.limits.open_stream(principal))
+            .transpose()
+            .map_err(|limited| convert::status(limited.into()))?;
         let holder = principal.and_then(|principal| Holder::of(&self.state.app, &principal));
-        Ok(Events::new(
+        let mut events = Events::new(
             Arc::clone(&self.state.app.envs),
             known,
             changes,
             self.state.app.shutdown.clone(),
             holder,
             self.keep_alive,
-        ))
+        );
+        events._permit = permit;
+        Ok(events)
     }
 }
 
@@ -425,6 +434,8 @@ struct Events {
     shutdown: watch::Receiver<bool>,
     /// The token that opened the stream: the stream ends when it is no longer accepted.
     holder: Option<Holder>,
+    /// The stream's place among its token's open streams, given back when it ends.
+    _permit: Option<StreamPermit>,
     keep_alive: Duration,
     last_sent: Instant,
     step: Step,
@@ -446,6 +457,7 @@ impl Events {
             changes,
             shutdown,
             holder,
+            _permit: None,
             keep_alive,
             last_sent: Instant::now(),
             step: Step::Ready,
