@@ -1,6 +1,7 @@
 //! Scheduled changes: carried out at their time by a real server process restarted
-//! in between, exactly once across two replicas sharing a real `redis-server`, and
-//! cancellable; bad schedules are refused up front.
+//! in between, exactly once across two replica processes (and two in-process
+//! replicas) sharing a real `redis-server`, and cancellable; bad schedules are refused
+//! up front.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use serde_json::{json, Value};
 use switchyard_testkit::eventually;
 use switchyard_testkit::in_process::{self, boolean_flag, start_redis, TestServer, ADMIN};
 use switchyard_testkit::redis::RedisProcess;
-use switchyard_testkit::server_process::ServerProcess;
+use switchyard_testkit::server_process::{Launch, ServerProcess};
 
 const ENV: &str = "production";
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -126,6 +127,86 @@ async fn a_scheduled_kill_is_done_once_at_its_time_across_a_restart() {
         "not before its time: {entries:#?}"
     );
     assert_eq!(done["revision"], entries[0]["revision"], "{done}");
+}
+
+/// The revision of `production` on the server at `base`.
+async fn revision(base: &str) -> u64 {
+    let (_, body) = call(base, "GET", "/v1/admin/envs", Value::Null).await;
+    body["environments"]
+        .as_array()
+        .and_then(|envs| envs.iter().find(|e| e["name"] == ENV))
+        .and_then(|e| e["revision"].as_u64())
+        .unwrap_or_else(|| panic!("no revision of {ENV}: {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replica_processes_on_redis_carry_a_scheduled_kill_out_once() {
+    let redis = RedisProcess::start();
+    let url = redis.url();
+    let args = ["--redis-url", url.as_str()];
+    let (one, two) = (
+        tempfile::tempdir().expect("temp dir"),
+        tempfile::tempdir().expect("temp dir"),
+    );
+    let replica = |dir: &std::path::Path| {
+        let dir = dir.to_owned();
+        async move {
+            ServerProcess::start_with(
+                &dir,
+                Launch {
+                    args: &args,
+                    ..Launch::default()
+                },
+            )
+            .await
+        }
+    };
+    let first = replica(one.path()).await;
+    let second = replica(two.path()).await;
+    seed(&first.base).await;
+    let before = revision(&second.base).await;
+    let version = checkout(&second.base).await["version"]
+        .as_u64()
+        .expect("version");
+
+    // Scheduled through one replica for a time both look at (each looks every second).
+    let at = now_ms() + 2_000;
+    let (status, created) = call(&second.base, "POST", &format!("/v1/admin/envs/{ENV}/schedules"), json!({
+        "flag": "checkout", "at_ms": at, "change": { "action": "kill" }, "reason": "end of campaign",
+    }))
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let listed = schedules(&first.base).await;
+    assert_eq!(listed.len(), 1, "listed on the other replica: {listed:#?}");
+
+    let done = settled(&first.base, &id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    for base in [&first.base, &second.base] {
+        assert_eq!(
+            checkout(base).await["enabled"],
+            false,
+            "killed, seen by {base}"
+        );
+    }
+    let entries = carried_out(&second.base, &id).await;
+    assert_eq!(entries.len(), 1, "one audit entry: {entries:#?}");
+    assert_eq!(entries[0]["action"], "flag.kill");
+    assert!(
+        entries[0]["at_ms"].as_u64().expect("at_ms") >= at,
+        "not before its time: {entries:#?}"
+    );
+    // One write: one revision, one version, as both replicas see it.
+    assert_eq!(done["revision"], before + 1, "{done}");
+    for base in [&first.base, &second.base] {
+        assert_eq!(
+            revision(base).await,
+            before + 1,
+            "one revision bump on {base}"
+        );
+    }
+    assert_eq!(checkout(&first.base).await["version"], version + 1);
+    drop((first, second, redis));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
