@@ -836,9 +836,17 @@ impl Runner {
             }
             Action::SetWeight { weight, .. } => {
                 let weight = *weight;
+                // A hotfix's flag writes say so in the flag server's audit log.
+                let reason = plan
+                    .hotfix
+                    .as_ref()
+                    .map(|h| format!("release {}: hotfix: {}", plan.name, h.reason));
                 self.retrying(|| async {
                     router.set_weight(weight).await?;
-                    config.flags.set_weight(env, &service.flags, weight).await?;
+                    let flags = &config.flags;
+                    flags
+                        .set_weight(env, &service.flags, weight, reason.as_deref())
+                        .await?;
                     Ok(())
                 })
                 .await

@@ -38,8 +38,15 @@ pub trait FlagControl: Send + Sync {
         first_weight: u32,
     ) -> Result<Vec<PriorServe>, FlagError>;
 
-    /// Gives each flag's first variant at least `weight` % of users.
-    async fn set_weight(&self, env: &str, flags: &[FlagRef], weight: u32) -> Result<(), FlagError>;
+    /// Gives each flag's first variant at least `weight` % of users; `reason`, when
+    /// given (a hotfix's), goes into the flag server's audit log with each change.
+    async fn set_weight(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        weight: u32,
+        reason: Option<&str>,
+    ) -> Result<(), FlagError>;
 
     /// Kills the flags (everyone gets the off variant). A flag with a record in
     /// `before` then gets its pre-release serve back (still killed), so reviving it
@@ -276,11 +283,37 @@ impl AdminFlags {
         env: &str,
         key: &str,
         doing: &str,
+        change: impl FnMut(&mut Flag) -> Result<bool, FlagError>,
+    ) -> Result<Option<()>, FlagError> {
+        self.update_with_reason(env, key, doing, None, change).await
+    }
+
+    /// [`Self::update`], the write carrying `reason` into the flag server's audit log
+    /// when given. A plain flag write has no reason, so that one goes through the
+    /// batch endpoint (`apply`, a batch of one flag), If-Match on the environment's
+    /// revision read before the flag.
+    async fn update_with_reason(
+        &self,
+        env: &str,
+        key: &str,
+        doing: &str,
+        reason: Option<&str>,
         mut change: impl FnMut(&mut Flag) -> Result<bool, FlagError>,
     ) -> Result<Option<()>, FlagError> {
+        let server = |source| FlagError::Server {
+            context: doing.to_owned(),
+            source,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let revision = match reason {
+                Some(_) => match self.admin.revision(env).await.map_err(server)? {
+                    Some(revision) => Some(revision),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
             let current = match self.get(env, key).await {
                 Ok(current) => current,
                 Err(FlagError::NotFound { .. }) => return Ok(None),
@@ -290,8 +323,23 @@ impl AdminFlags {
             if !change(&mut flag)? {
                 return Ok(Some(()));
             }
-            match self.admin.put_flag(env, &flag, Some(current.version)).await {
-                Ok(_) => return Ok(Some(())),
+            let written = match reason {
+                Some(reason) => {
+                    let batch = switchyard_core::admin::ApplyBody {
+                        flags: vec![flag],
+                        reason: Some(reason.to_owned()),
+                        ..Default::default()
+                    };
+                    self.admin.apply(env, &batch, revision).await.map(|_| ())
+                }
+                None => self
+                    .admin
+                    .put_flag(env, &flag, Some(current.version))
+                    .await
+                    .map(|_| ()),
+            };
+            match written {
+                Ok(()) => return Ok(Some(())),
                 // Someone wrote in between: read again and re-apply.
                 Err(switchyard_sdk::Error::Api { status: 412, .. }) if attempt < ATTEMPTS => {}
                 Err(switchyard_sdk::Error::Api { status: 412, .. }) => {
@@ -300,12 +348,7 @@ impl AdminFlags {
                         attempts: attempt,
                     })
                 }
-                Err(source) => {
-                    return Err(FlagError::Server {
-                        context: doing.to_owned(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(server(source)),
             }
         }
     }
@@ -330,10 +373,16 @@ impl FlagControl for AdminFlags {
         Ok(before)
     }
 
-    async fn set_weight(&self, env: &str, flags: &[FlagRef], weight: u32) -> Result<(), FlagError> {
+    async fn set_weight(
+        &self,
+        env: &str,
+        flags: &[FlagRef],
+        weight: u32,
+        reason: Option<&str>,
+    ) -> Result<(), FlagError> {
         for f in flags {
             let doing = format!("ramping flag `{}` to {weight} %", f.key);
-            self.update(env, &f.key, &doing, |flag| {
+            self.update_with_reason(env, &f.key, &doing, reason, |flag| {
                 ramp(flag, f.rule.as_deref(), weight)
             })
             .await?

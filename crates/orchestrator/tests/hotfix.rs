@@ -88,4 +88,21 @@ async fn a_hotfix_needs_a_reason_and_then_skips_the_ramp_but_not_the_checks() {
         flags.flag(FLAG).await.default,
         switchyard_core::model::Serve::Variant("on".into())
     );
+
+    // The flag server's audit log: the hotfix's write names the release and the reason.
+    let audit = flags
+        .admin
+        .audit(&format!("env={ENV}&flag={FLAG}&limit=100"))
+        .await
+        .expect("audit log");
+    let ramps: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "flag.put" && e["after"]["default"]["variant"] == "on")
+        .collect();
+    assert_eq!(ramps.len(), 1, "one write, to 100 %: {audit:#?}");
+    let why = ramps[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        why.ends_with(&format!("release fix: hotfix: {reason}")),
+        "the hotfix's flag write says so: {audit:#?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Input fuzzing of release plans (issue 25, part 4): every complete plan in
-//! docs/orchestrator.md and the canary demo's, mutated near its shape by the test
+//! Input fuzzing of release plans (issue 25, part 4): every plan in
+//! docs/orchestrator.md (each required to be valid, a fragment once added to a plan of
+//! one service) and the canary demo's, mutated near its shape by the test
 //! kit's JSON mutations (`switchyard_testkit::fuzz`) and read as `apply` reads a plan
 //! (`Plan::from_yaml`; JSON is YAML). 256 cases per CI run.
 //!
@@ -26,29 +27,77 @@ const VOCABULARY: Vocabulary = Vocabulary {
         eu-central-1|{{service}}|{{region}}|http://127.0.0.1:1|not a url|rate(x[5m])|..",
 };
 
-/// Every fenced YAML block of docs/orchestrator.md that is a whole valid plan, and the
-/// canary demo's plans (with their placeholders filled), as JSON values.
-fn seeds() -> Vec<Value> {
+/// A plan of one service that a documented fragment (a section's own fields) is added
+/// to.
+const BASE: &str = "name: fragment\nenvironment: production\nservices:\n  - name: checkout\n    \
+    flags: [new-payment-flow]\nsteps: [{ weight: 10 }]\n";
+
+/// Every fenced YAML block of docs/orchestrator.md — a whole plan (```` ```yaml ````),
+/// or a fragment (```` ```yaml fragment ````) added to [`BASE`] — and the canary demo's
+/// plans (with their placeholders filled), each with where it is written.
+fn documented() -> Vec<(String, String)> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let docs = std::fs::read_to_string(format!("{root}/docs/orchestrator.md")).expect("docs");
-    let mut texts: Vec<String> = docs
-        .split("```yaml\n")
-        .skip(1)
-        .filter_map(|block| block.split("```").next())
-        .map(str::to_owned)
-        .collect();
+    let mut plans = Vec::new();
+    let mut lines = docs.lines().enumerate();
+    while let Some((n, line)) = lines.next() {
+        let fragment = match line.trim_end() {
+            "```yaml" => false,
+            "```yaml fragment" => true,
+            _ => continue,
+        };
+        let block: Vec<&str> = lines
+            .by_ref()
+            .map(|(_, l)| l)
+            .take_while(|l| !l.starts_with("```"))
+            .collect();
+        let text = block.join("\n") + "\n";
+        let at = format!("docs/orchestrator.md, the block at line {}", n + 1);
+        plans.push(if fragment {
+            (
+                format!("{at} (added to a plan of one service)"),
+                complete(&text),
+            )
+        } else {
+            (at, text)
+        });
+    }
     for demo in ["release-good.yaml", "release-bad.yaml"] {
         let text = std::fs::read_to_string(format!("{root}/examples/canary-demo/{demo}"))
             .expect("demo plan");
-        texts.push(
+        plans.push((
+            format!("examples/canary-demo/{demo}"),
             text.replace("{{HAPROXY_ADMIN_PORT}}", "9999")
                 .replace("{{PROMETHEUS_PORT}}", "9090"),
-        );
+        ));
     }
-    texts
+    plans
+}
+
+/// `fragment`'s fields over [`BASE`]'s (`environments` replacing `environment`).
+fn complete(fragment: &str) -> String {
+    let serde_yaml_ng::Value::Mapping(mut plan) = serde_yaml_ng::from_str(BASE).expect("base")
+    else {
+        unreachable!("the base is a map")
+    };
+    let serde_yaml_ng::Value::Mapping(fields) =
+        serde_yaml_ng::from_str(fragment).expect("a fragment is YAML")
+    else {
+        panic!("a fragment is a map of plan fields:\n{fragment}")
+    };
+    if fields.contains_key("environments") {
+        plan.remove("environment");
+    }
+    plan.extend(fields);
+    serde_yaml_ng::to_string(&plan).expect("YAML")
+}
+
+/// The documented plans as JSON values.
+fn seeds() -> Vec<Value> {
+    documented()
         .iter()
-        .filter(|text| Plan::from_yaml(text).is_ok())
-        .map(|text| {
+        .filter(|(_, text)| Plan::from_yaml(text).is_ok())
+        .map(|(_, text)| {
             let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("YAML");
             serde_json::to_value(yaml).expect("a plan is JSON too")
         })
@@ -56,13 +105,25 @@ fn seeds() -> Vec<Value> {
 }
 
 #[test]
-fn the_documented_plans_are_the_seeds() {
-    let seeds = seeds();
+fn every_documented_plan_is_a_valid_plan_and_a_seed() {
+    let documented = documented();
+    // The demo's two, and the document's (whole plans and fragments).
     assert!(
-        seeds.len() >= 6,
-        "only {} documented plans are valid",
-        seeds.len()
+        documented.len() >= 10,
+        "only {} plans found",
+        documented.len()
     );
+    let refused: Vec<String> = documented
+        .iter()
+        .filter_map(|(at, text)| {
+            Plan::from_yaml(text)
+                .err()
+                .map(|e| format!("{at} is refused:\n{e}\n{text}"))
+        })
+        .collect();
+    assert!(refused.is_empty(), "{}", refused.join("\n\n"));
+    let seeds = seeds();
+    assert_eq!(seeds.len(), documented.len());
     for seed in &seeds {
         let text = seed.to_string();
         assert!(Plan::from_yaml(&text).is_ok(), "{text}");
