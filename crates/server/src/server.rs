@@ -5,8 +5,15 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tower::ServiceExt;
 
 use crate::auth::{generate, Tokens, INITIAL_ADMIN_TOKEN_NAME};
 use crate::console::session::{SessionSettings, Sessions};
@@ -226,31 +233,30 @@ impl Server {
             shutdown.await;
             stopping.send_replace(true);
         };
-        // A make-service clones the built router per connection (an `Arc`); serving the
-        // `Router` itself would rebuild its route table for every connection (~23 KB each).
         // The peer (address, client certificate) is what rate limits and the admin
         // certificate check read.
-        let served = match &self.tls {
+        match &self.tls {
             None => {
-                let app = app.into_make_service_with_connect_info::<Peer>();
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
+                let plain = |_: &TcpStream, addr: std::net::SocketAddr| Peer {
+                    addr,
+                    client_certified: false,
+                };
+                serve_connections(listener, app, plain, graceful).await;
             }
             Some(tls) => {
                 tokio::spawn(crate::tls::watch_certificate(
                     Arc::clone(&tls.certificate),
                     self.state.shutdown.clone(),
                 ));
-                let app = app
-                    .layer(axum::middleware::from_fn(crate::http::security::hsts))
-                    .into_make_service_with_connect_info::<Peer>();
-                axum::serve(TlsListener::new(listener, tls)?, app)
-                    .with_graceful_shutdown(graceful)
-                    .await
+                let app = app.layer(axum::middleware::from_fn(crate::http::security::hsts));
+                let certified = |io: &TlsStream<TcpStream>, addr: std::net::SocketAddr| Peer {
+                    addr,
+                    client_certified: switchyard_tls::client_certified(io),
+                };
+                serve_connections(TlsListener::new(listener, tls)?, app, certified, graceful).await;
             }
-        };
-        // Stopped, or failed: either way the background work ends now.
+        }
+        // Stopped: the background work ends now.
         stop.send_replace(true);
         let finished = futures_util::future::join_all(self.background);
         if tokio::time::timeout(BACKGROUND_GRACE, finished)
@@ -259,6 +265,111 @@ impl Server {
         {
             tracing::warn!("background work (usage times, schedules) did not finish within {BACKGROUND_GRACE:?}");
         }
-        served
+        Ok(())
+    }
+}
+
+/// The largest HTTP/1 request head, and the most hyper reads or queues for a
+/// connection at once: hyper's initial buffer size, and the smallest it accepts.
+/// With hyper's default (~400 KiB), a request that arrives in two reads (always with
+/// the automatic HTTP/1-or-HTTP/2 choice, which reads the first bytes to decide)
+/// doubles the read buffer to 16 KiB, kept for as long as an SSE stream lasts;
+/// capped at its initial size, it stays at 8 KiB (docs/PERFORMANCE.md §5). Bodies are
+/// not limited by it, only read in pieces of at most this size; a longer head gets 431.
+const HTTP1_BUFFER: usize = 8 * 1024;
+
+/// Accepts connections on `listener` until `shutdown` resolves and serves each over
+/// HTTP/1.1 or HTTP/2 (hyper's automatic choice, as `axum::serve` makes it), with the
+/// connection's [`Peer`] in every request's extensions. Then it stops accepting, asks
+/// every connection to finish gracefully and waits until all have closed.
+///
+/// Our own loop rather than `axum::serve`, which does not let hyper's HTTP/1 buffer
+/// size be set ([`HTTP1_BUFFER`]).
+async fn serve_connections<L>(
+    mut listener: L,
+    app: axum::Router,
+    peer: impl Fn(&L::Io, L::Addr) -> Peer,
+    shutdown: impl Future<Output = ()>,
+) where
+    L: axum::serve::Listener,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(HTTP1_BUFFER);
+    let builder = Arc::new(builder);
+    // Each connection holds a receiver of both: dropping `stop` asks them to finish,
+    // and `open.closed()` resolves once the last one has ended.
+    let (stop, asked) = watch::channel(());
+    let (open, connected) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (io, addr) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let info = ConnectInfo(peer(&io, addr));
+        // A `Router` clone is an `Arc`: the route table is built once, not per
+        // connection or request.
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(info);
+            app.clone().oneshot(request)
+        });
+        let builder = Arc::clone(&builder);
+        let mut asked = asked.clone();
+        let connected = connected.clone();
+        tokio::spawn(async move {
+            // Built in place: the task holds one copy of the connection's state.
+            let mut connection =
+                std::pin::pin!(builder.serve_connection(TokioIo::new(io), service));
+            let finished = tokio::select! {
+                finished = connection.as_mut() => finished,
+                _ = asked.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = finished {
+                tracing::trace!("connection from {} ended: {error}", info.0.addr);
+            }
+            drop(connected);
+        });
+    }
+    drop(listener);
+    drop(stop);
+    drop(connected);
+    open.closed().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_head_longer_than_the_http1_buffer_gets_431() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let server = Server::open_embedded(dir.path(), Some("swy_admin_test"))
+            .await
+            .expect("server loads");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let get = |padding: usize| {
+            client
+                .get(format!("http://{addr}/healthz"))
+                .header("x-padding", "x".repeat(padding))
+                .send()
+        };
+        let status = |padding| async move { get(padding).await.expect("answered").status() };
+        assert_eq!(status(HTTP1_BUFFER - 1024).await, 200, "a head under 8 KiB");
+        assert_eq!(
+            status(HTTP1_BUFFER).await,
+            axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        let _ = stop.send(());
+        serving.await.expect("joined").expect("served");
     }
 }

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use switchyard_tls::{Alpn, Certificate, ClientAuth, Incoming, TlsError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -87,25 +85,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for MaybePeer {
     }
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer {
-            addr: *stream.remote_addr(),
-            client_certified: false,
-        }
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer {
-            addr: *stream.remote_addr(),
-            client_certified: switchyard_tls::client_certified(stream.io()),
-        }
-    }
-}
-
-/// HTTPS connections for axum.
+/// HTTPS connections, accepted by `server.rs`'s loop (which reads [`Peer`] from each).
 pub struct TlsListener(Incoming);
 
 impl TlsListener {
