@@ -32,7 +32,9 @@ use crate::analysis::health::Health;
 use crate::analysis::{error_chain, Measurement, MetricRequest, MetricSources, WeightWindow};
 use crate::flags::FlagControl;
 use crate::gates;
-use crate::machine::{self, Action, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State};
+use crate::machine::{
+    self, Action, Entry, Event, Millis, Outcome, Phase, Refusal, ServicePhase, State,
+};
 use crate::plan::{Plan, PlanError, Problem, RegionFailure, Service, StepKind};
 use crate::routers::{self, TrafficRouter};
 use crate::store::{Release, StateStore, StoreError};
@@ -198,6 +200,14 @@ impl Orchestrator {
             tasks: Arc::default(),
         };
         orchestrator.adopt_orphans().await?;
+        // Promoted blue-green releases whose previous version is still kept.
+        for release in orchestrator.shared.config.store.releases().await? {
+            if retirement_due(&orchestrator.shared, &release).is_some() {
+                let shared = orchestrator.shared.clone();
+                let name = release.name().to_owned();
+                orchestrator.spawn_task(retire_when_due(shared, name));
+            }
+        }
         if !orchestrator.shared.config.store.shared() {
             // Only this process uses the store: nothing can be orphaned later.
             return Ok(orchestrator);
@@ -584,6 +594,108 @@ struct Runner {
     adopted: bool,
 }
 
+/// When the previous version of `release`'s blue-green services is to be retired: its
+/// promotion plus `keep_previous` (or the rollback window), if it is promoted, has
+/// such a service with a router, and has not retired it yet.
+fn retirement_due(shared: &Shared, release: &Release) -> Option<Millis> {
+    let state = &release.state;
+    if state.phase != Phase::Succeeded
+        || state.retired_at.is_some()
+        || release.plan.retiring().is_empty()
+    {
+        return None;
+    }
+    let promoted = state.promoted_at.or(state.finished_at)?;
+    let keep = release
+        .plan
+        .keep_previous()
+        .unwrap_or(shared.config.rollback_window);
+    Some(promoted.saturating_add(keep.as_millis() as Millis))
+}
+
+/// Waits until the previous version of release `name` is due to be retired, then,
+/// under the release's lease and if it is still promoted and not retired (a person may
+/// have rolled it back meanwhile; another orchestrator may have retired it), has each
+/// blue-green service's router drop it and records that in the timeline. A router
+/// that fails is logged and tried again the next time an orchestrator opens the store.
+async fn retire_when_due(shared: Arc<Shared>, name: String) {
+    let config = &shared.config;
+    let Ok(Some(release)) = config.store.load(&name).await else {
+        return;
+    };
+    let Some(due) = retirement_due(&shared, &release) else {
+        return;
+    };
+    tokio::time::sleep_until(shared.clock.instant(due)).await;
+    match config
+        .store
+        .acquire(&name, &config.owner, config.lease)
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            warn!(release = %name, error = %error_chain(&e), "cannot retire the previous version: no lease");
+            return;
+        }
+    }
+    if let Err(e) = retire(&shared, &name).await {
+        warn!(release = %name, error = %e, "cannot retire the previous version");
+    }
+    let _ = config.store.release_lease(&name, &config.owner).await;
+}
+
+/// [`retire_when_due`]'s work under the lease.
+async fn retire(shared: &Shared, name: &str) -> Result<(), String> {
+    let config = &shared.config;
+    let release = match config.store.load(name).await {
+        Ok(Some(release)) => release,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(error_chain(&e)),
+    };
+    let now = shared.clock.now();
+    if retirement_due(shared, &release).is_none_or(|due| due > now) {
+        return Ok(());
+    }
+    let plan = &release.plan;
+    let (keep, setting) = match plan.keep_previous() {
+        Some(keep) => (keep, "`keep_previous`"),
+        None => (config.rollback_window, "the rollback window"),
+    };
+    let mut state = release.state.clone();
+    for i in plan.retiring() {
+        let service = &plan.services[i];
+        let router = routers::build(&service.name, &service.canary, plan.strategy_of(i));
+        router
+            .retire_previous()
+            .await
+            .map_err(|e| format!("{}: {}", service.name, error_chain(&e)))?;
+        state.timeline.push(Entry {
+            at: now,
+            service: Some(service.name.clone()),
+            message: format!(
+                "previous version retired: {setting} ({}) passed since the promotion",
+                humantime::format_duration(keep)
+            ),
+            measurements: Vec::new(),
+            weights: None,
+        });
+    }
+    state.retired_at = Some(now);
+    let retired = Release {
+        state,
+        revision: release.revision + 1,
+        ..release
+    };
+    config
+        .store
+        .save(&retired)
+        .await
+        .map_err(|e| error_chain(&e))?;
+    info!(release = name, "previous version retired");
+    Ok(())
+}
+
 impl Runner {
     async fn run(mut self) {
         let name = self.release.name().to_owned();
@@ -593,6 +705,12 @@ impl Runner {
         } else if self.release.state.phase.is_terminal() {
             let config = &self.shared.config;
             let _ = config.store.release_lease(&name, &config.owner).await;
+            // A promoted blue-green release keeps its previous version for a while; this
+            // task waits for it without its commands and state (the release is read
+            // from the store again).
+            let shared = self.shared.clone();
+            drop(self);
+            retire_when_due(shared, name).await;
         }
     }
 

@@ -90,6 +90,10 @@ pub struct State {
     /// promoted release back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_at: Option<Millis>,
+    /// When the driver retired the previous version of the promoted release's
+    /// blue-green services (`keep_previous` after the promotion), if it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<Millis>,
 }
 
 /// One decision in a release's timeline.
@@ -305,6 +309,7 @@ impl State {
             awaiting_environment: false,
             flags_before: Vec::new(),
             promoted_at: None,
+            retired_at: None,
         }
     }
 

@@ -181,6 +181,17 @@ impl Plan {
             .unwrap_or(100)
     }
 
+    /// The blue-green services with a router: their previous version is retired once
+    /// the release has been promoted for `keep_previous`.
+    pub fn retiring(&self) -> Vec<usize> {
+        (0..self.services.len())
+            .filter(|&i| {
+                matches!(self.strategy_of(i), Strategy::BlueGreen(_))
+                    && !matches!(self.services[i].canary, Canary::None)
+            })
+            .collect()
+    }
+
     /// How long after its promotion the release may be switched back: the shortest
     /// `keep_previous` of its blue-green services, if any has one.
     pub fn keep_previous(&self) -> Option<std::time::Duration> {

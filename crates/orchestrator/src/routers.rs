@@ -26,6 +26,13 @@ pub trait TrafficRouter: Send + Sync {
 
     /// The canary's current share in percent, as the router reports it.
     async fn weight(&self) -> Result<u32, RouterError>;
+
+    /// Drops the previous (stable) version for good once a promoted blue-green
+    /// release's `keep_previous` has passed. Nothing by default: the router has it at
+    /// weight 0 since the promotion, and that is all it can do.
+    async fn retire_previous(&self) -> Result<(), RouterError> {
+        Ok(())
+    }
 }
 
 /// A router call that failed.

@@ -127,6 +127,104 @@ async fn a_blue_green_release_previews_at_zero_then_switches_all_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_keep_previous_passes_the_previous_version_is_retired() {
+    let flags = FlagServer::start(&["new-checkout"]).await;
+    let canary = Canary::start("checkout").await;
+    let monitoring = Monitoring::start("checkout", 0.0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let orchestrator = orchestrator(&flags, dir.path()).await;
+    let plan = one_service(
+        "bg-retire",
+        "strategy: { type: blue-green, bake: 1s, keep_previous: 2s }",
+        ("checkout", &canary.plan_yaml(), "new-checkout"),
+        &monitoring,
+    );
+    orchestrator.apply(plan).await.unwrap();
+    let release = wait_until_over(&orchestrator, "bg-retire").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::Succeeded,
+        "{}",
+        timeline(&release)
+    );
+
+    let release = wait_for(&orchestrator, "bg-retire", "the retirement", |r| {
+        r.state.retired_at.is_some()
+    })
+    .await;
+    let promoted = release.state.promoted_at.expect("promoted");
+    let retired = release.state.retired_at.expect("retired");
+    assert!(retired >= promoted + 2_000, "retired before keep_previous");
+    let entry = release.state.timeline.last().expect("an entry");
+    assert_eq!(entry.service.as_deref(), Some("checkout"));
+    assert_eq!(
+        entry.message,
+        "previous version retired: `keep_previous` (2s) passed since the promotion"
+    );
+    // HAProxy: the stable server in maintenance, the new version taking everything.
+    let states = canary
+        .haproxy
+        .admin_command("show servers state checkout")
+        .await;
+    let admin_state = |server: &str| -> u32 {
+        let header: Vec<&str> = states
+            .lines()
+            .find_map(|l| l.strip_prefix('#'))
+            .expect("a header")
+            .split_whitespace()
+            .collect();
+        let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+        let line: Vec<&str> = states
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(column("srv_name")) == Some(&server))
+            .unwrap_or_else(|| panic!("no `{server}` in {states}"));
+        line[column("srv_admin_state")].parse().unwrap()
+    };
+    assert_eq!(
+        admin_state("stable") & 0x01,
+        0x01,
+        "stable in maint: {states}"
+    );
+    assert_eq!(admin_state("canary"), 0, "{states}");
+    assert_eq!(canary.canary_share(20).await, 20);
+    // No switching back to a retired version.
+    let refused = orchestrator
+        .rollback("bg-retire", "ana".into(), "too late".into())
+        .await
+        .expect_err("past keep_previous")
+        .to_string();
+    assert!(refused.contains("outside the rollback window"), "{refused}");
+
+    // The next release of the backend, the roles swapped, brings the retired server
+    // back as its canary.
+    let swapped = canary.plan_yaml().replace(
+        "stable: stable, canary: canary",
+        "stable: canary, canary: stable",
+    );
+    let plan = one_service(
+        "bg-back",
+        "strategy: { type: blue-green, bake: 1s, keep_previous: 1h }",
+        ("checkout", &swapped, "new-checkout"),
+        &monitoring,
+    );
+    orchestrator.apply(plan).await.unwrap();
+    let release = wait_until_over(&orchestrator, "bg-back").await;
+    assert_eq!(
+        release.state.phase,
+        Phase::Succeeded,
+        "{}",
+        timeline(&release)
+    );
+    let counts = canary.counts(20).await;
+    assert_eq!(
+        counts.get("stable"),
+        Some(&20),
+        "all on `stable` again: {counts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_keep_previous_a_blue_green_release_is_not_switched_back() {
     let flags = FlagServer::start(&["new-checkout"]).await;
     let dir = tempfile::tempdir().unwrap();

@@ -106,6 +106,17 @@ impl Haproxy {
         }
     }
 
+    /// `set server <backend>/<server> state <state>` (`ready`, `maint`).
+    async fn set_server_state(&self, server: &str, state: &str) -> Result<(), RouterError> {
+        let command = format!("set server {}/{server} state {state}", self.config.backend);
+        let answer = self.command(&command).await?;
+        if answer.is_empty() {
+            Ok(())
+        } else {
+            Err(self.rejected(command, answer))
+        }
+    }
+
     /// `get weight <backend>/<server>`: the server's current weight.
     async fn server_weight(&self, server: &str) -> Result<u32, RouterError> {
         let command = format!("get weight {}/{server}", self.config.backend);
@@ -140,6 +151,11 @@ impl TrafficRouter for Haproxy {
             [stable, canary]
         };
         for (server, weight) in order {
+            // A server an earlier blue-green release retired (`maint`) takes traffic
+            // again when a release gives it some (the next release's canary).
+            if weight > 0 {
+                self.set_server_state(server, "ready").await?;
+            }
             self.set_server_weight(server, weight).await?;
         }
         // HAProxy applies a weight synchronously, but "returns once confirmed" is the
@@ -150,6 +166,14 @@ impl TrafficRouter for Haproxy {
             if parse_weight(&answer) != Some(expected) {
                 return Err(self.rejected(command, answer));
             }
+        }
+        Ok(())
+    }
+
+    /// The stable server goes to `maint`: no traffic, no health checks.
+    async fn retire_previous(&self) -> Result<(), RouterError> {
+        for server in &self.config.stable.0 {
+            self.set_server_state(server, "maint").await?;
         }
         Ok(())
     }
