@@ -690,27 +690,8 @@ async fn get_flag(client: &AdminClient, env: &str, key: &str) -> Result<(Flag, u
 /// what the admin client trusts: only the certificates in `--ca-file` when given (as
 /// the SDK's `AdminClient::with_ca` does), otherwise the system's roots.
 fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, CliError> {
-    let mut builder = reqwest::Client::builder();
-    if let Some(ca) = ca {
-        let bad = |reason: String| {
-            CliError::Server(switchyard_sdk::Error::CaFile {
-                path: ca.to_owned(),
-                reason,
-            })
-        };
-        let pem = std::fs::read(ca).map_err(|e| bad(e.to_string()))?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| bad(format!("not PEM certificates: {e}")))?;
-        if certificates.is_empty() {
-            return Err(bad(
-                "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".to_owned(),
-            ));
-        }
-        builder = builder.tls_certs_only(certificates);
-    }
-    builder
-        .build()
-        .map_err(|e| CliError::Server(switchyard_sdk::Error::from(e)))
+    let builder = switchyard_sdk::tls::trusting(reqwest::Client::builder(), ca)?;
+    Ok(builder.build().map_err(switchyard_sdk::Error::from)?)
 }
 
 /// `POST /v1/evaluate/{env}/{flag}` with the context.

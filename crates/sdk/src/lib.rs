@@ -13,7 +13,7 @@ mod metrics;
 pub mod openfeature;
 mod state;
 mod sync;
-mod tls;
+pub mod tls;
 
 pub use client::{Client, ClientBuilder, Detail, Variant};
 pub use error::{DocumentError, Error, TransportError};

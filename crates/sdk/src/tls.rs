@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::Error;
 
 /// `builder`, trusting only the PEM certificates in `ca` when it is given.
-pub(crate) fn trusting(
+pub fn trusting(
     builder: reqwest::ClientBuilder,
     ca: Option<&Path>,
 ) -> Result<reqwest::ClientBuilder, Error> {
