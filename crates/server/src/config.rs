@@ -179,9 +179,27 @@ pub struct RateLimitArgs {
     #[arg(long, env = "SWITCHYARD_RATE_LIMIT_WRITES", default_value_t = 100)]
     pub rate_limit_writes: u32,
 
+    /// Admin writes per second per client address (the TCP peer), whatever the token.
+    /// Off by default: behind a proxy every client shares the proxy's address.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_LIMIT_WRITES_PER_ADDRESS",
+        default_value_t = 0
+    )]
+    pub rate_limit_writes_per_address: u32,
+
     /// New streams (SSE, gRPC Sync, flagd streams) per second per token.
     #[arg(long, env = "SWITCHYARD_RATE_LIMIT_STREAM_OPENS", default_value_t = 0)]
     pub rate_limit_stream_opens: u32,
+
+    /// New streams per second per client address (the TCP peer), whatever the token.
+    /// Off by default: a fleet behind one NAT or proxy reconnects all at once.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RATE_LIMIT_STREAM_OPENS_PER_ADDRESS",
+        default_value_t = 0
+    )]
+    pub rate_limit_stream_opens_per_address: u32,
 
     /// Streams one token may hold open at once (SSE, gRPC Sync, OFREP events).
     #[arg(long, env = "SWITCHYARD_MAX_STREAMS_PER_TOKEN", default_value_t = 0)]
@@ -204,8 +222,10 @@ impl RateLimitArgs {
             reads_per_token: self.rate_limit_reads,
             reads_per_address: self.rate_limit_reads_per_address,
             stream_opens_per_token: self.rate_limit_stream_opens,
+            stream_opens_per_address: self.rate_limit_stream_opens_per_address,
             open_streams_per_token: self.max_streams_per_token,
             writes_per_token: self.rate_limit_writes,
+            writes_per_address: self.rate_limit_writes_per_address,
             auth_failures_per_address: self.rate_limit_auth_failures,
         }
     }

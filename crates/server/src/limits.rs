@@ -1,6 +1,6 @@
 //! Rate limits (governor's GCRA, keyed): separate budgets per token for reads
-//! (evaluations, snapshots, admin reads), stream opens and admin writes; reads per
-//! client address; a cap on a token's open streams; and failed authentication per
+//! (evaluations, snapshots, admin reads), stream opens and admin writes; the same three
+//! per client address (so minting tokens does not buy more); a cap on a token's open streams; and failed authentication per
 //! client address — past that budget the address gets 429 for every request that
 //! presents a token until the budget refills, so tokens cannot be guessed at line rate.
 //! A refusal is a 429 with `Retry-After` (gRPC: RESOURCE_EXHAUSTED) and is counted in
@@ -54,24 +54,32 @@ pub struct LimitSettings {
     pub reads_per_address: u32,
     /// Stream opens per token.
     pub stream_opens_per_token: u32,
+    /// Stream opens per client address.
+    pub stream_opens_per_address: u32,
     /// Streams a token may hold open at once.
     pub open_streams_per_token: u32,
     /// Admin writes per token.
     pub writes_per_token: u32,
+    /// Admin writes per client address.
+    pub writes_per_address: u32,
     /// Failed authentications per client address.
     pub auth_failures_per_address: u32,
 }
 
 impl Default for LimitSettings {
-    /// Writes and failed authentication are limited; reads and streams are not, since
-    /// one sdk token often serves a whole fleet (size those limits to it).
+    /// Writes per token and failed authentication are limited; reads and streams are
+    /// not, since one sdk token often serves a whole fleet, and nothing is limited per
+    /// address but failed authentication, since a fleet behind a proxy or NAT shares
+    /// one address (size those limits to it).
     fn default() -> Self {
         LimitSettings {
             reads_per_token: 0,
             reads_per_address: 0,
             stream_opens_per_token: 0,
+            stream_opens_per_address: 0,
             open_streams_per_token: 0,
             writes_per_token: 100,
+            writes_per_address: 0,
             auth_failures_per_address: 10,
         }
     }
@@ -99,7 +107,9 @@ pub struct Limits {
     reads: Keyed<String>,
     reads_by_address: Keyed<IpAddr>,
     stream_opens: Keyed<String>,
+    stream_opens_by_address: Keyed<IpAddr>,
     writes: Keyed<String>,
+    writes_by_address: Keyed<IpAddr>,
     failures: Keyed<IpAddr>,
     /// Addresses refused until the instant, after too many failed authentications.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
@@ -157,8 +167,10 @@ impl Limits {
             ("read", "token", settings.reads_per_token),
             ("read", "address", settings.reads_per_address),
             ("stream", "token", settings.stream_opens_per_token),
+            ("stream", "address", settings.stream_opens_per_address),
             ("open_streams", "token", settings.open_streams_per_token),
             ("write", "token", settings.writes_per_token),
+            ("write", "address", settings.writes_per_address),
             (
                 "auth_failures",
                 "address",
@@ -175,7 +187,9 @@ impl Limits {
             reads: keyed(settings.reads_per_token),
             reads_by_address: keyed(settings.reads_per_address),
             stream_opens: keyed(settings.stream_opens_per_token),
+            stream_opens_by_address: keyed(settings.stream_opens_per_address),
             writes: keyed(settings.writes_per_token),
+            writes_by_address: keyed(settings.writes_per_address),
             failures: keyed(settings.auth_failures_per_address),
             blocked: Mutex::default(),
             blocked_count: AtomicUsize::new(0),
@@ -278,15 +292,23 @@ impl Limits {
                 ));
             }
         }
-        if let (Budget::Read, Some(limiter), Some(addr)) = (budget, &self.reads_by_address, addr) {
+        let (limiter, rate) = match budget {
+            Budget::Read => (&self.reads_by_address, self.settings.reads_per_address),
+            Budget::Stream => (
+                &self.stream_opens_by_address,
+                self.settings.stream_opens_per_address,
+            ),
+            Budget::Write => (&self.writes_by_address, self.settings.writes_per_address),
+        };
+        if let (Some(limiter), Some(addr)) = (limiter, addr) {
             if let Err(not_until) = limiter.check_key(&addr) {
                 return Err(self.refuse(
-                    "read",
+                    budget.name(),
                     "address",
                     not_until.wait_time_from(limiter.clock().now()),
                     format!(
-                        "{addr} is over its read budget of {} a second",
-                        self.settings.reads_per_address
+                        "{addr} is over its {} budget of {rate} a second",
+                        budget.name()
                     ),
                 ));
             }
@@ -331,9 +353,14 @@ impl Limits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        for limiter in [&self.reads_by_address, &self.failures]
-            .into_iter()
-            .flatten()
+        for limiter in [
+            &self.reads_by_address,
+            &self.stream_opens_by_address,
+            &self.writes_by_address,
+            &self.failures,
+        ]
+        .into_iter()
+        .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();

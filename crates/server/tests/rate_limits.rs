@@ -1,6 +1,6 @@
 //! Rate limits over real sockets: per-token budgets for reads and writes kept apart,
-//! 429 with `Retry-After` naming what ran out, reads limited per client address
-//! across tokens, failed authentication limited per address (then even a valid token
+//! 429 with `Retry-After` naming what ran out, reads, stream opens and admin writes
+//! limited per client address across tokens, failed authentication limited per address (then even a valid token
 //! from there waits), a token's stream opens limited over SSE and gRPC alike, a cap
 //! on a token's open streams (SSE and flagd's gRPC streams together), gRPC's
 //! `RESOURCE_EXHAUSTED` for a spent evaluation budget, and the limits and refusals
@@ -473,5 +473,126 @@ async fn flagd_streams_count_against_a_tokens_cap_of_open_streams() {
         }
     })
     .await;
+    server.stop().await;
+}
+
+/// The count of refusals in the `switchyard_rate_limited_total` series of `budget` per
+/// `per`, if `/metrics` has it.
+fn refusals(metrics: &str, budget: &str, per: &str) -> Option<f64> {
+    let series = format!(r#"switchyard_rate_limited_total{{budget="{budget}",per="{per}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+}
+
+#[tokio::test]
+async fn stream_opens_from_one_address_share_its_budget_whatever_the_token() {
+    let server = server(LimitSettings {
+        stream_opens_per_address: 2,
+        ..LimitSettings::default()
+    })
+    .await;
+    let tokens = [
+        server.token("first", "sdk", Some(ENV)).await,
+        server.token("second", "sdk", Some(ENV)).await,
+    ];
+    // Per-token stream opens are off: only the address's budget can refuse, and both
+    // tokens spend it. Each stream is closed as soon as it is answered.
+    let mut refused = None;
+    for n in 0..100 {
+        let response = reqwest::Client::new()
+            .get(server.url("/v1/sdk/stream"))
+            .bearer_auth(&tokens[n % 2])
+            .send()
+            .await
+            .expect("sent");
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            refused = Some((n, retry, response.json::<Value>().await.expect("json")));
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let (n, retry, body) = refused.expect("100 stream opens at 2 a second meet a 429");
+    assert!(
+        n >= 2,
+        "both tokens opened a stream before the budget ran out"
+    );
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {retry:?}");
+    assert!(
+        body.to_string()
+            .contains("127.0.0.1 is over its stream budget of 2 a second"),
+        "{body}"
+    );
+    // Reads are another budget.
+    assert_eq!(get(&server, SNAPSHOT, &tokens[0]).await.0, StatusCode::OK);
+    let metrics = metrics(&server).await;
+    assert!(
+        metrics.contains(r#"switchyard_rate_limit{budget="stream",per="address"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        refusals(&metrics, "stream", "address").is_some_and(|c| c >= 1.0),
+        "{metrics}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn admin_writes_from_one_address_share_its_budget_whatever_the_token() {
+    let server = server(LimitSettings {
+        writes_per_address: 5,
+        ..LimitSettings::default()
+    })
+    .await;
+    // Setting up spent some of the address's writes; the bucket holds five, so at
+    // least two are left for the two tokens below.
+    let tokens = [ADMIN.to_owned(), server.token("ops", "admin", None).await];
+    let mut refused = None;
+    for n in 0..200 {
+        let response = reqwest::Client::new()
+            .put(server.url(&format!("/v1/admin/envs/{ENV}")))
+            .bearer_auth(&tokens[n % 2])
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status();
+        let retry = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some((n, retry, body));
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (n, retry, body) = refused.expect("200 writes at 5 a second meet a 429");
+    assert!(n >= 2, "both tokens wrote before the budget ran out");
+    assert!(retry.is_some_and(|s| s >= 1), "Retry-After: {retry:?}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("127.0.0.1 is over its write budget of 5 a second"),
+        "{body}"
+    );
+    // Reads are another budget.
+    let (status, _, _) = get(&server, "/v1/admin/envs", ADMIN).await;
+    assert_eq!(status, StatusCode::OK, "reads are a separate budget");
+    let metrics = metrics(&server).await;
+    assert!(
+        metrics.contains(r#"switchyard_rate_limit{budget="write",per="address"} 5"#),
+        "{metrics}"
+    );
+    assert!(
+        refusals(&metrics, "write", "address").is_some_and(|c| c >= 1.0),
+        "{metrics}"
+    );
     server.stop().await;
 }
