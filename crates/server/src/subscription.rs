@@ -19,23 +19,7 @@ use crate::error::ApiError;
 use crate::limits::StreamPermit;
 use crate::scope::env_state;
 use crate::state::AppState;
-use crate::telemetry::Telemetry;
-
-/// Counts a connected SSE client in the gauge for as long as its stream lives.
-struct ClientGuard(Arc<Telemetry>);
-
-impl ClientGuard {
-    fn new(telemetry: &Arc<Telemetry>) -> Self {
-        telemetry.sse_clients.inc();
-        ClientGuard(Arc::clone(telemetry))
-    }
-}
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.0.sse_clients.dec();
-    }
-}
+use crate::telemetry::{StreamGuard, StreamProtocol};
 
 /// What a stream sends (over SSE here, and over gRPC `switchyard.v1.Sync`).
 #[derive(Debug, Clone)]
@@ -171,8 +155,8 @@ pub struct Subscription {
     sent: u64,
     /// Events to send before listening for changes.
     pending: VecDeque<Outgoing>,
-    /// Counts the stream in the SSE clients gauge, for SSE streams.
-    client: Option<ClientGuard>,
+    /// Counts the stream in `switchyard_streams` under its protocol.
+    client: Option<StreamGuard>,
     /// The token that opened it, if it can stop being accepted.
     holder: Option<Holder>,
     /// Its place under the token's cap of open streams.
@@ -214,9 +198,11 @@ impl Subscription {
         Ok(self)
     }
 
-    /// Counts this stream in the SSE clients gauge until it ends.
-    pub fn count_as_sse_client(&mut self, telemetry: &Arc<Telemetry>) {
-        self.client = Some(ClientGuard::new(telemetry));
+    /// Counts this stream in `switchyard_streams` under `protocol` (SDK SSE and OFREP
+    /// also in `switchyard_sse_clients`) until it ends.
+    pub fn counted_as(mut self, protocol: StreamProtocol) -> Self {
+        self.client = Some(self.state.telemetry.stream_opened(protocol));
+        self
     }
 
     /// A fresh snapshot, if the environment is newer than what the client has.
@@ -323,7 +309,7 @@ mod tests {
             shutdown,
             sent,
             pending: VecDeque::new(),
-            client: Some(ClientGuard::new(&state.telemetry)),
+            client: Some(state.telemetry.stream_opened(StreamProtocol::Sse)),
             holder: None,
             _permit: None,
         }
@@ -385,7 +371,13 @@ mod tests {
         let (tx, rx) = broadcast::channel(4);
         let (stop, shutdown) = watch::channel(false);
         let mut sub = subscription(&state, rx, shutdown, 0);
+        let sse_streams = state
+            .telemetry
+            .streams
+            .get_or_create(&crate::telemetry::StreamLabels { protocol: "sse" })
+            .clone();
         assert_eq!(state.telemetry.sse_clients.get(), 1);
+        assert_eq!(sse_streams.get(), 1);
         stop.send(true).expect("sent");
         assert_eq!(next(&mut sub).await, None);
 
@@ -397,5 +389,6 @@ mod tests {
         assert_eq!(next(&mut other).await, None);
         drop((sub, other));
         assert_eq!(state.telemetry.sse_clients.get(), 0);
+        assert_eq!(sse_streams.get(), 0);
     }
 }

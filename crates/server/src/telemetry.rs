@@ -38,6 +38,66 @@ pub struct EvalLabels {
     pub api: &'static str,
 }
 
+/// What carries a stream, the `protocol` label of `switchyard_streams`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamProtocol {
+    /// The SDK's SSE stream (`/v1/sdk/stream`).
+    Sse,
+    /// OFREP's event stream.
+    Ofrep,
+    /// gRPC `switchyard.v1.Sync`.
+    GrpcSync,
+    /// flagd's gRPC event streams (v1, v2) and its sync service.
+    Flagd,
+    /// The console's live updates.
+    Console,
+}
+
+impl StreamProtocol {
+    /// Every protocol, so each series is exported (at 0) before its first stream.
+    pub const ALL: [StreamProtocol; 5] = [
+        StreamProtocol::Sse,
+        StreamProtocol::Ofrep,
+        StreamProtocol::GrpcSync,
+        StreamProtocol::Flagd,
+        StreamProtocol::Console,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamProtocol::Sse => "sse",
+            StreamProtocol::Ofrep => "ofrep",
+            StreamProtocol::GrpcSync => "grpc_sync",
+            StreamProtocol::Flagd => "flagd",
+            StreamProtocol::Console => "console",
+        }
+    }
+}
+
+/// Labels of `switchyard_streams`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// `sse`, `ofrep`, `grpc_sync`, `flagd` or `console`.
+    pub protocol: &'static str,
+}
+
+/// Counts one open stream in `switchyard_streams` (and SSE and OFREP streams in the
+/// older `switchyard_sse_clients`) until it is dropped with the stream.
+pub struct StreamGuard {
+    streams: Gauge,
+    sse_clients: Option<Gauge>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.streams.dec();
+        if let Some(sse_clients) = &self.sse_clients {
+            sse_clients.dec();
+        }
+    }
+}
+
 /// Labels of per-environment gauges.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EnvLabels {
@@ -54,8 +114,11 @@ pub struct Telemetry {
     pub latency: Family<RouteLabels, Histogram>,
     /// Flags evaluated.
     pub evaluations: Family<EvalLabels, Counter>,
-    /// Connected SSE clients.
+    /// Connected SSE clients: SDK SSE and OFREP event streams (kept for dashboards
+    /// made before `streams`).
     pub sse_clients: Gauge,
+    /// Open streams by protocol.
+    pub streams: Family<StreamLabels, Gauge>,
     /// Store operations that failed.
     pub store_errors: Counter,
     /// Seconds to compile one whole environment into a [`switchyard_core::Snapshot`]:
@@ -163,6 +226,17 @@ impl Default for Telemetry {
             "Connected SSE clients",
             sse_clients.clone(),
         );
+        let streams = Family::<StreamLabels, Gauge>::default();
+        for protocol in StreamProtocol::ALL {
+            drop(streams.get_or_create(&StreamLabels {
+                protocol: protocol.label(),
+            }));
+        }
+        registry.register(
+            "switchyard_streams",
+            "Open streams by protocol (sse, ofrep, grpc_sync, flagd, console)",
+            streams.clone(),
+        );
         registry.register(
             "switchyard_store_errors",
             "Failed store operations",
@@ -209,6 +283,7 @@ impl Default for Telemetry {
             latency,
             evaluations,
             sse_clients,
+            streams,
             store_errors,
             snapshot_compile,
         }
@@ -222,6 +297,26 @@ impl Telemetry {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// Counts one open stream of `protocol` until the guard is dropped.
+    pub fn stream_opened(&self, protocol: StreamProtocol) -> StreamGuard {
+        let streams = self
+            .streams
+            .get_or_create(&StreamLabels {
+                protocol: protocol.label(),
+            })
+            .clone();
+        streams.inc();
+        let sse_clients = matches!(protocol, StreamProtocol::Sse | StreamProtocol::Ofrep)
+            .then(|| self.sse_clients.clone());
+        if let Some(sse_clients) = &sse_clients {
+            sse_clients.inc();
+        }
+        StreamGuard {
+            streams,
+            sse_clients,
+        }
     }
 
     /// Counts `n` evaluations in `env` through `api`.

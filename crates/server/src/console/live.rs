@@ -15,6 +15,7 @@ use crate::console::page::{readable_env, PageError};
 use crate::console::session::Viewer;
 use crate::state::AppState;
 use crate::subscription::Subscription;
+use crate::telemetry::StreamProtocol;
 
 /// The stream's query.
 #[derive(Deserialize)]
@@ -30,7 +31,8 @@ pub async fn events(
 ) -> Result<Response, PageError> {
     let current = readable_env(&state, &viewer, &follow.env)?;
     let subscription = Subscription::start(&state, &follow.env, Some(current.revision))?
-        .held_by(&viewer.principal)?;
+        .held_by(&viewer.principal)?
+        .counted_as(StreamProtocol::Console);
     let events = stream::unfold(subscription, |mut subscription| async move {
         let next = subscription.next().await?;
         let event = Event::default()

@@ -49,6 +49,7 @@ use crate::environments::{ChangeEvent, EnvState, Environments};
 use crate::limits::{Budget, StreamPermit};
 use crate::store::TokenKind;
 use crate::subscription::{holder_ended, shutting_down, Holder};
+use crate::telemetry::{StreamGuard, StreamProtocol};
 
 /// How long an `EventStream` stays silent before sending `keep_alive` (flagd's 20 s).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
@@ -198,6 +199,12 @@ impl FlagdService {
             self.keep_alive,
         );
         events._permit = permit;
+        events._counted = Some(
+            self.state
+                .app
+                .telemetry
+                .stream_opened(StreamProtocol::Flagd),
+        );
         Ok(events)
     }
 }
@@ -436,6 +443,8 @@ struct Events {
     holder: Option<Holder>,
     /// The stream's place among its token's open streams, given back when it ends.
     _permit: Option<StreamPermit>,
+    /// Counts the stream in `switchyard_streams` until it ends.
+    _counted: Option<StreamGuard>,
     keep_alive: Duration,
     last_sent: Instant,
     step: Step,
@@ -458,6 +467,7 @@ impl Events {
             shutdown,
             holder,
             _permit: None,
+            _counted: None,
             keep_alive,
             last_sent: Instant::now(),
             step: Step::Ready,

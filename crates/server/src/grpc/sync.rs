@@ -21,6 +21,7 @@ use crate::limits::Budget;
 use crate::scope::scoped_env;
 use crate::store::TokenKind;
 use crate::subscription::{Outgoing, Subscription};
+use crate::telemetry::StreamProtocol;
 
 /// The `switchyard.v1.Sync` service.
 pub struct SyncService {
@@ -71,7 +72,8 @@ impl SyncApi for SyncService {
         let subscription = Subscription::start(&self.state.app, &env, request.after_revision)
             .map_err(status)?
             .held_by(&principal)
-            .map_err(status)?;
+            .map_err(status)?
+            .counted_as(StreamProtocol::GrpcSync);
         let events = futures_util::stream::unfold(subscription, |mut subscription| async move {
             let next = subscription.next().await?;
             Some((Ok(sync_event(&next)), subscription))

@@ -27,6 +27,7 @@ use crate::scope::{env_state, scoped_env};
 use crate::state::AppState;
 use crate::store::{EventCount, ExposureCount, MetricsBatch, TokenKind};
 use crate::subscription::{Outgoing, Subscription};
+use crate::telemetry::StreamProtocol;
 
 /// The most entries (exposures plus events) one metrics batch may carry.
 pub const MAX_METRICS_ENTRIES: usize = 10_000;
@@ -147,9 +148,9 @@ async fn stream(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let env = target_env(&principal, query)?;
-    let mut subscription =
-        Subscription::start(&state, &env, sse::last_event_id(&headers))?.held_by(&principal)?;
-    subscription.count_as_sse_client(&state.telemetry);
+    let subscription = Subscription::start(&state, &env, sse::last_event_id(&headers))?
+        .held_by(&principal)?
+        .counted_as(StreamProtocol::Sse);
     Ok(sse::response(subscription, state.sse_heartbeat, sse_frame))
 }
 

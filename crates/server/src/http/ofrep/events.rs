@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::http::sse;
 use crate::state::AppState;
 use crate::subscription::{Outgoing, Subscription};
+use crate::telemetry::StreamProtocol;
 
 /// The stream's path (the ticket follows as `?ticket=`).
 pub const PATH: &str = "/ofrep/v1/events";
@@ -134,8 +135,8 @@ pub async fn stream(
     let current = environment(&state, &principal)?;
     // A reconnecting client is told of what it missed; a new one only of what follows.
     let after = sse::last_event_id(&headers).unwrap_or(current.revision);
-    let mut subscription =
-        Subscription::start(&state, current.name.as_str(), Some(after))?.held_by(&principal)?;
-    subscription.count_as_sse_client(&state.telemetry);
+    let subscription = Subscription::start(&state, current.name.as_str(), Some(after))?
+        .held_by(&principal)?
+        .counted_as(StreamProtocol::Ofrep);
     Ok(sse::response(subscription, state.sse_heartbeat, frame))
 }
