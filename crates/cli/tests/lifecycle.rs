@@ -1,6 +1,7 @@
 //! Stale, expired and unknown flags from real traffic: the Rust SDK evaluating against
-//! a real `switchyard-server` process (its exposure counts), the server's own
-//! evaluations, and `switchyard flags stale` / `flags unknown` / `/metrics`.
+//! a real `switchyard-server` process (its exposure counts and the keys its snapshot
+//! lacks), the server's own evaluations, and `switchyard flags stale` /
+//! `flags unknown` / `/metrics`.
 
 mod support;
 
@@ -16,6 +17,13 @@ use switchyard_testkit::eventually;
 use switchyard_testkit::server_process::{ServerProcess, ADMIN};
 
 const ENV: &str = "production";
+
+fn now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(since_epoch.as_millis()).expect("ms fit u64")
+}
 
 /// A boolean flag serving `default`, with `extra` fields.
 fn flag(key: &str, default: Value, extra: Value) -> switchyard_core::Flag {
@@ -105,8 +113,12 @@ async fn stale_expired_and_unknown_flags_come_from_real_traffic() {
         .await
         .expect("SDK connects");
     let ctx = Context::new("u-1");
+    let before_sdk = now_ms();
     for _ in 0..3 {
         sdk.is_enabled("used", &ctx);
+        // Keys the environment does not have, evaluated locally by the SDK.
+        assert!(!sdk.is_enabled("phantom", &ctx));
+        assert_eq!(sdk.string_value("spectre", &ctx, "fallback"), "fallback");
     }
     sdk.close().await;
 
@@ -131,6 +143,17 @@ async fn stale_expired_and_unknown_flags_come_from_real_traffic() {
     assert_eq!(code, 0);
     assert!(out.contains("ghost"), "{out}");
     assert!(!out.contains("used"), "{out}");
+
+    // The SDK's unknown keys reached the server with its metrics, dated on arrival.
+    let (code, out, err) = cli(&server, &["flags", "unknown", "--env", ENV, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let unknown: Vec<Value> = serde_json::from_str(&out).expect("JSON");
+    let keys: Vec<&str> = unknown.iter().filter_map(|u| u["key"].as_str()).collect();
+    assert_eq!(keys, ["ghost", "phantom", "spectre"], "{out}");
+    for u in &unknown[1..] {
+        let at = u["last_evaluated_ms"].as_u64().expect("last evaluated");
+        assert!(at >= before_sdk, "seen after the SDK started: {u}");
+    }
 
     let metrics = reqwest::get(format!("{}/metrics", server.base))
         .await

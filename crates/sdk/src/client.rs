@@ -293,8 +293,9 @@ impl Client {
     ) -> R {
         let state = self.inner.state.load();
         let result = evaluate(&state.snapshot, key, ctx);
-        if let Some(variant) = result.variant {
-            self.exposed(key, variant, ctx);
+        match result.variant {
+            Some(variant) => self.exposed(key, variant, ctx),
+            None => self.missed(key, &result),
         }
         f(&result)
     }
@@ -305,6 +306,7 @@ impl Client {
         let state = self.inner.state.load();
         let result = evaluate(&state.snapshot, key, ctx);
         let Some(variant) = result.variant else {
+            self.missed(key, &result);
             return false;
         };
         self.exposed(key, variant, ctx);
@@ -399,6 +401,15 @@ impl Client {
         self.inner.metrics.exposure(key, variant);
         if let Some(unit) = ctx.targeting_key() {
             self.inner.metrics.exposure_unit(key, variant, unit);
+        }
+    }
+
+    /// Notes `key` as unknown when the snapshot does not have it (`FLAG_NOT_FOUND`), so
+    /// the server lists it among the environment's unknown flags.
+    #[inline]
+    fn missed(&self, key: &str, result: &Evaluation<'_>) {
+        if result.error == Some(ErrorCode::FlagNotFound) {
+            self.inner.metrics.unknown_flag(key);
         }
     }
 

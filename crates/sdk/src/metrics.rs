@@ -50,6 +50,16 @@
 //! from when those began — so the server can date them. Failed batches keep their
 //! units; merging sketches is idempotent.
 //!
+//! # Unknown flags
+//!
+//! A key evaluated that the snapshot does not have (`FLAG_NOT_FOUND`) is noted once
+//! per flush, at most [`MAX_UNKNOWN_FLAGS`] distinct keys (further keys, and names the
+//! server would refuse, go to the `dropped` counter). It is a rare path (a typo, a
+//! deleted flag), so a plain mutex guards the set. A flush sends the keys in a POST
+//! of their own, `{"unknown_flags": [..]}`, after the counts: a server too old to know
+//! the field refuses only that body, never the counts. Keys whose POST may pass later
+//! are kept for the next flush, within the same cap.
+//!
 //! # Bounded memory
 //!
 //! Each stripe's table holds at most [`MAX_KEYS`] distinct keys per kind (pairs for
@@ -58,9 +68,10 @@
 //! and are logged once. The counts held back after failed POSTs are bounded the same
 //! way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 mod batch;
 pub(crate) mod flush;
@@ -79,6 +90,8 @@ pub(crate) const MAX_KEYS: usize = 10_000;
 pub(crate) const MAX_BATCH_ENTRIES: usize = 10_000;
 /// Bytes in one POST body; the server accepts up to 1 MiB.
 pub(crate) const MAX_BATCH_BYTES: usize = 512 * 1024;
+/// Distinct unknown flag keys kept per flush (the server accepts up to 1 000).
+pub(crate) const MAX_UNKNOWN_FLAGS: usize = 100;
 
 /// A key: `[flag, variant]` or `[event, flag, variant]`.
 type Key<const N: usize> = [Box<str>; N];
@@ -89,6 +102,7 @@ pub(crate) struct Limits {
     pub(crate) max_keys: usize,
     pub(crate) batch_entries: usize,
     pub(crate) batch_bytes: usize,
+    pub(crate) max_unknown: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +111,7 @@ impl Default for Limits {
             max_keys: MAX_KEYS,
             batch_entries: MAX_BATCH_ENTRIES,
             batch_bytes: MAX_BATCH_BYTES,
+            max_unknown: MAX_UNKNOWN_FLAGS,
         }
     }
 }
@@ -108,6 +123,9 @@ pub(crate) struct Metrics {
     exposure_units: Units<2>,
     event_units: Units<3>,
     unsent: tokio::sync::Mutex<Unsent>,
+    /// Keys evaluated that the snapshot does not have, since the last flush (and those
+    /// a failed flush kept).
+    unknown: Mutex<HashSet<Box<str>>>,
     dropped: AtomicU64,
     warned: AtomicBool,
     limits: Limits,
@@ -161,6 +179,7 @@ impl Metrics {
                 began: Some(std::time::Instant::now()),
                 ..Unsent::default()
             }),
+            unknown: Mutex::new(HashSet::new()),
             dropped: AtomicU64::new(0),
             warned: AtomicBool::new(false),
             limits,
@@ -204,8 +223,23 @@ impl Metrics {
         }
     }
 
-    /// Counts that were not kept: over the key cap, invalid names, or refused by the
-    /// server.
+    /// Notes `flag` as evaluated but missing from the snapshot; a key already noted
+    /// costs a lookup, no allocation.
+    pub(crate) fn unknown_flag(&self, flag: &str) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+        if unknown.contains(flag) {
+            return;
+        }
+        if unknown.len() >= self.limits.max_unknown || !table::valid_name(flag) {
+            drop(unknown);
+            self.note_dropped(1, "unknown flag");
+            return;
+        }
+        unknown.insert(flag.into());
+    }
+
+    /// Counts (and unknown flag sightings) that were not kept: over the key cap,
+    /// invalid names, or refused by the server.
     pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -237,11 +271,16 @@ impl Metrics {
         self.exposure_units.drain_into(&mut unsent.exposure_units);
         self.event_units.drain_into(&mut unsent.event_units);
         let began = unsent.began.replace(now).unwrap_or(now);
+        let unknown =
+            std::mem::take(&mut *self.unknown.lock().unwrap_or_else(PoisonError::into_inner));
         if unsent.exposures.is_empty()
             && unsent.events.is_empty()
             && unsent.exposure_units.is_empty()
             && unsent.event_units.is_empty()
         {
+            if !unknown.is_empty() {
+                self.send_unknown(unknown, false, &mut send).await;
+            }
             return;
         }
         let window_ms = u64::try_from(now.duration_since(began).as_millis()).unwrap_or(u64::MAX);
@@ -294,6 +333,9 @@ impl Metrics {
             // What is held back began when this flush's counts did.
             unsent.began = Some(began);
         }
+        if !unknown.is_empty() {
+            self.send_unknown(unknown, failed, &mut send).await;
+        }
         let max = self.limits.max_keys;
         let lost = trim(&mut unsent.exposures, max, |c| *c)
             .saturating_add(trim(&mut unsent.events, max, |c| *c))
@@ -301,6 +343,61 @@ impl Metrics {
             .saturating_add(trim(&mut unsent.event_units, max, |_| 1));
         if lost > 0 {
             self.note_dropped(lost, "unsent");
+        }
+    }
+}
+
+impl Metrics {
+    /// POSTs `{"unknown_flags": [..]}`; keeps the keys (within the cap) when it may
+    /// pass later, or without trying when the server is `unreachable`.
+    async fn send_unknown<F, Fut>(
+        &self,
+        unknown: HashSet<Box<str>>,
+        unreachable: bool,
+        send: &mut F,
+    ) where
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: Future<Output = Delivery>,
+    {
+        let mut keys: Vec<&str> = unknown.iter().map(AsRef::as_ref).collect();
+        keys.sort_unstable();
+        let outcome = if unreachable {
+            Delivery::Retry(String::new())
+        } else {
+            match serde_json::to_vec(&serde_json::json!({ "unknown_flags": keys })) {
+                Ok(body) => send(body).await,
+                Err(error) => Delivery::Rejected(error.to_string()),
+            }
+        };
+        match outcome {
+            Delivery::Accepted => {}
+            Delivery::Retry(why) => {
+                if !unreachable {
+                    tracing::warn!(
+                        "switchyard metrics: sending unknown flags failed, will retry: {why}"
+                    );
+                }
+                let mut held = self.unknown.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut lost = 0u64;
+                for key in unknown {
+                    if held.len() < self.limits.max_unknown || held.contains(&key) {
+                        held.insert(key);
+                    } else {
+                        lost += 1;
+                    }
+                }
+                drop(held);
+                if lost > 0 {
+                    self.note_dropped(lost, "unknown flag");
+                }
+            }
+            Delivery::Rejected(why) => {
+                tracing::warn!("switchyard metrics: the server refused the unknown flags: {why}");
+                self.note_dropped(
+                    u64::try_from(unknown.len()).unwrap_or(u64::MAX),
+                    "unknown flag",
+                );
+            }
         }
     }
 }

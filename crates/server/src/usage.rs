@@ -1,7 +1,8 @@
 //! Usage: when each flag was last evaluated, per environment — by this server
 //! (REST, OFREP, gRPC, flagd) and by SDKs (the flags their exposure counts name) —
 //! including keys the environment does not have (unknown flags, from the server's
-//! evaluations); and when each API token was last used.
+//! evaluations and the `unknown_flags` SDKs report with their metrics); and when each
+//! API token was last used.
 //!
 //! Evaluations only touch memory: [`Usage::seen`] keeps the latest time per flag, to
 //! the second, without allocating for a flag already seen. [`run_flusher`] writes what

@@ -11,6 +11,9 @@ type Sums = BTreeMap<Vec<String>, u64>;
 /// Adds a body's entries to `exposures` and `events`, checking the body's shape.
 fn add_body(body: &[u8], exposures: &mut Sums, events: &mut Sums) -> usize {
     let value: Value = serde_json::from_slice(body).expect("a JSON body");
+    if value.get("unknown_flags").is_some() {
+        return 0; // checked by `unknown_in`
+    }
     let mut entries = 0;
     for e in value["exposures"].as_array().expect("exposures") {
         let key = vec![
@@ -225,6 +228,7 @@ async fn after_a_failure_the_remaining_batches_wait_and_unsent_counts_are_bounde
         max_keys: 6,
         batch_entries: 2,
         batch_bytes: MAX_BATCH_BYTES,
+        ..Limits::default()
     });
     for i in 0..6 {
         metrics.exposure(&format!("flag-{i}"), "on");
@@ -267,6 +271,7 @@ async fn batches_respect_the_entry_and_byte_limits() {
         max_keys: MAX_KEYS,
         batch_entries: 3,
         batch_bytes: MAX_BATCH_BYTES,
+        ..Limits::default()
     };
     let metrics = Metrics::with_limits(limits);
     for i in 0..10 {
@@ -296,6 +301,7 @@ async fn batches_respect_the_entry_and_byte_limits() {
         max_keys: MAX_KEYS,
         batch_entries: MAX_BATCH_ENTRIES,
         batch_bytes: 4096,
+        ..Limits::default()
     };
     let metrics = Metrics::with_limits(limits);
     let long = |i: usize| format!("{i:0>250}");
@@ -407,4 +413,77 @@ async fn units_travel_with_the_counts_and_survive_a_failed_flush() {
     assert_eq!(event["values"]["sum"], 15.0, "{value}");
     let (exposures, _) = recorder.sums();
     assert_eq!(exposures[&key(&["checkout", "on"])], 51);
+}
+
+/// The `unknown_flags` of the bodies that carry them, one list per body.
+fn unknown_in(bodies: &[Vec<u8>]) -> Vec<Vec<String>> {
+    bodies
+        .iter()
+        .filter_map(|body| {
+            let value: Value = serde_json::from_slice(body).expect("a JSON body");
+            let keys = value.get("unknown_flags")?.as_array()?.clone();
+            assert_eq!(
+                value.as_object().map(|o| o.len()),
+                Some(1),
+                "unknown flags travel alone: {value}"
+            );
+            Some(
+                keys.iter()
+                    .map(|k| k.as_str().expect("a key").to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unknown_flags_are_sent_once_per_flush_capped_and_kept_on_failure() {
+    let metrics = Metrics::with_limits(Limits {
+        max_unknown: 3,
+        ..Limits::default()
+    });
+    for _ in 0..4 {
+        for key in ["ghost-b", "ghost-a", "ghost-c", "ghost-d"] {
+            metrics.unknown_flag(key);
+        }
+    }
+    metrics.unknown_flag("");
+    metrics.unknown_flag("bad\nkey");
+    metrics.exposure("checkout", "on");
+    // The 4th distinct key, four times, and two names the server would refuse.
+    assert_eq!(metrics.dropped(), 6);
+
+    // A failed POST keeps them for the next flush.
+    let mut tried = Vec::new();
+    metrics
+        .flush_with(|body| {
+            tried.push(body);
+            std::future::ready(Delivery::Retry("503".to_owned()))
+        })
+        .await;
+    assert_eq!(
+        tried.len(),
+        1,
+        "the server is unreachable after the counts fail"
+    );
+    let recorder = Recorder::default();
+    metrics.flush_with(recorder.send()).await;
+    let bodies = recorder.bodies.lock().expect("lock").clone();
+    assert_eq!(
+        unknown_in(&bodies),
+        [vec!["ghost-a", "ghost-b", "ghost-c"]],
+        "sorted, after the counts"
+    );
+    assert_eq!(recorder.sums().0[&key(&["checkout", "on"])], 1);
+
+    // Sent: the next flush has none; a refused body is dropped and counted.
+    metrics.flush_with(recorder.send()).await;
+    assert_eq!(recorder.bodies.lock().expect("lock").len(), bodies.len());
+    metrics.unknown_flag("ghost-e");
+    metrics
+        .flush_with(|_| std::future::ready(Delivery::Rejected("400".to_owned())))
+        .await;
+    assert_eq!(metrics.dropped(), 7);
+    metrics.flush_with(recorder.send()).await;
+    assert_eq!(recorder.bodies.lock().expect("lock").len(), bodies.len());
 }

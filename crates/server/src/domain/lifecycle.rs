@@ -2,11 +2,11 @@
 //! variant to everyone, for `stale_after` — or past their `expires` date, and which
 //! keys are evaluated that the environment does not have.
 //!
-//! Last evaluated comes from `usage.rs` (the server's single-flag evaluations and the
-//! flags SDKs report exposures of); last changed from the audit log (its newest
-//! [`AUDIT_WINDOW`] entries of the environment: a flag not among them changed longer
-//! ago). A flag created or changed within `stale_after` is never stale: it has not had
-//! the time.
+//! Last evaluated comes from `usage.rs` (the server's single-flag evaluations, the
+//! flags SDKs report exposures of, and the keys SDKs report their snapshot lacks);
+//! last changed from the audit log (its newest [`AUDIT_WINDOW`] entries of the
+//! environment: a flag not among them changed longer ago). A flag created or changed
+//! within `stale_after` is never stale: it has not had the time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

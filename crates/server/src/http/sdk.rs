@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use switchyard_core::model::FlagKey;
 use switchyard_core::validation::MAX_KEY_LEN;
 
 use crate::auth::Principal;
@@ -31,6 +32,9 @@ use crate::telemetry::StreamProtocol;
 
 /// The most entries (exposures plus events) one metrics batch may carry.
 pub const MAX_METRICS_ENTRIES: usize = 10_000;
+
+/// The most unknown flag keys one metrics batch may carry.
+pub const MAX_UNKNOWN_FLAGS: usize = 1_000;
 
 /// Routes.
 pub fn routes() -> Router<AppState> {
@@ -187,6 +191,12 @@ pub struct MetricsBody {
     #[serde(default)]
     #[schema(max_items = 10_000)]
     pub events: Vec<EventCount>,
+    /// Flag keys the SDK evaluated that its snapshot does not have (`FLAG_NOT_FOUND`),
+    /// each once: the lifecycle lists them as unknown flags with the time the batch
+    /// arrived. Optional; older SDKs do not send it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 1_000)]
+    pub unknown_flags: Vec<FlagKey>,
 }
 
 /// The answer to a metrics batch: how many entries were recorded.
@@ -239,6 +249,15 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
         check_name(format!("exposures[{i}].variant"), &e.variant)?;
         check_count(format!("exposures[{i}].count"), e.count, e.units.is_some())?;
     }
+    if body.unknown_flags.len() > MAX_UNKNOWN_FLAGS {
+        return Err(ApiError::bad_request(format!(
+            "unknown_flags has {} keys; at most {MAX_UNKNOWN_FLAGS} are allowed",
+            body.unknown_flags.len()
+        )));
+    }
+    for (i, key) in body.unknown_flags.iter().enumerate() {
+        check_name(format!("unknown_flags[{i}]"), key.as_str())?;
+    }
     for (i, e) in body.events.iter().enumerate() {
         check_name(format!("events[{i}].event"), &e.event)?;
         check_name(format!("events[{i}].flag"), e.flag.as_str())?;
@@ -256,7 +275,7 @@ fn check_batch(body: &MetricsBody) -> Result<(), ApiError> {
     post,
     path = "/v1/sdk/metrics",
     tag = "sdk",
-    summary = "Batched exposure and tracked-event counts per flag and variant",
+    summary = "Batched exposure and tracked-event counts per flag and variant, and the flag keys the SDK evaluated but does not have",
     security(("bearer" = [])),
     params(("env" = Option<String>, Query, description = "Environment: required with an admin token (a relay forwarding its SDKs' batches); an sdk token posts for its own"), ("Idempotency-Key" = Option<String>, Header, description = "A batch sent again under the same key (within 10 minutes, to the same server) is recorded once")),
     request_body(content = MetricsBody, content_type = "application/json"),
@@ -306,6 +325,11 @@ async fn metrics(
             .usage
             .seen(env.as_str(), exposure.flag.as_str(), received);
     }
+    // Keys the SDK's snapshot lacks: recorded like the server's own evaluations of
+    // them, so the lifecycle lists them as unknown (when the environment lacks them).
+    for key in &body.unknown_flags {
+        state.usage.seen(env.as_str(), key.as_str(), received);
+    }
     if !batch.exposures.is_empty() || !batch.events.is_empty() {
         // Claimed before recording, released if recording fails: a retry of a batch
         // that was recorded is answered without recording it again.
@@ -354,5 +378,42 @@ mod tests {
         assert!(!none_match(&headers, "\"2\""));
         headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(none_match(&headers, "\"2\""));
+    }
+
+    #[test]
+    fn unknown_flags_are_optional_and_checked_like_flag_keys() {
+        let body = |json: serde_json::Value| -> MetricsBody {
+            serde_json::from_value(json).expect("a metrics body")
+        };
+        // An older SDK's report, without the field.
+        let old = body(serde_json::json!({ "exposures": [] }));
+        assert!(old.unknown_flags.is_empty());
+        assert!(check_batch(&old).is_ok());
+        assert!(check_batch(&body(serde_json::json!({ "unknown_flags": ["ghost"] }))).is_ok());
+        let long = "k".repeat(MAX_KEY_LEN + 1);
+        for (keys, named) in [
+            (
+                serde_json::json!(["ghost", ""]),
+                "unknown_flags[1]: must not be empty",
+            ),
+            (
+                serde_json::json!([long]),
+                "unknown_flags[0]: must be at most",
+            ),
+            (
+                serde_json::json!(["a\u{7}b"]),
+                "unknown_flags[0]: must be at most",
+            ),
+        ] {
+            let error = check_batch(&body(serde_json::json!({ "unknown_flags": keys })))
+                .expect_err("refused");
+            assert_eq!(error.status, StatusCode::BAD_REQUEST);
+            assert!(error.message.contains(named), "{}", error.message);
+        }
+        let many: Vec<String> = (0..=MAX_UNKNOWN_FLAGS).map(|i| format!("k{i}")).collect();
+        let error =
+            check_batch(&body(serde_json::json!({ "unknown_flags": many }))).expect_err("too many");
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert!(error.message.contains("at most 1000"), "{}", error.message);
     }
 }

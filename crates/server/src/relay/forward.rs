@@ -161,6 +161,7 @@ impl Forwarder {
                     window_ms: Some(window_ms),
                     exposures: exposures.drain(..take_exposures).collect(),
                     events: events.drain(..take_events).collect(),
+                    unknown_flags: Vec::new(),
                 };
                 let entries = take_exposures + take_events;
                 match serde_json::to_vec(&body) {
