@@ -439,6 +439,22 @@ async fn metrics_from_sdks_on_relays_reach_the_server_exactly_once() {
     }
     let (_, body) = call(&server.base, "GET", &metrics, ADMIN, Value::Null).await;
     assert_eq!(counted(&body), (sent + 10, 5), "{body}");
+
+    // Keys an SDK on the second relay evaluated without finding them travel up both
+    // relays, so the server lists them as unknown flags.
+    let unknown = json!({"unknown_flags": ["phantom"]});
+    let (status, body) = call(&second.base, "POST", "/v1/sdk/metrics", &sdk, unknown).await;
+    assert_eq!(status, 202, "{body}");
+    let lifecycle = format!("/v1/admin/envs/{ENV}/lifecycle");
+    eventually(PATIENCE, "the unknown key at the server", || async {
+        let (_, body) = call(&server.base, "GET", &lifecycle, ADMIN, Value::Null).await;
+        body["unknown"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["key"] == "phantom"))
+            .then_some(())
+            .ok_or(body.to_string())
+    })
+    .await;
     for relay in [&first, &second] {
         assert_eq!(
             sample(

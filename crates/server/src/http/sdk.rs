@@ -330,6 +330,11 @@ async fn metrics(
     for key in &body.unknown_flags {
         state.usage.seen(env.as_str(), key.as_str(), received);
     }
+    if let Some(relay) = &state.relay {
+        relay
+            .forwarder
+            .add_unknown(&env, &body.unknown_flags, received);
+    }
     if !batch.exposures.is_empty() || !batch.events.is_empty() {
         // Claimed before recording, released if recording fails: a retry of a batch
         // that was recorded is answered without recording it again.

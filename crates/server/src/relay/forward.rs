@@ -7,7 +7,7 @@
 //! is dropped and counted (`switchyard_relay_metrics_dropped_entries_total`), never
 //! queued without limit.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use super::upstream::{Upstream, UpstreamError};
 use super::RelayTelemetry;
 use crate::environments::now_ms;
-use crate::http::sdk::{MetricsBody, MAX_METRICS_ENTRIES};
+use crate::http::sdk::{MetricsBody, MAX_METRICS_ENTRIES, MAX_UNKNOWN_FLAGS};
 use crate::store::{EventCount, ExposureCount, MetricsBatch};
 use crate::subscription::shutting_down;
 
@@ -28,13 +28,15 @@ use crate::subscription::shutting_down;
 struct Merged {
     exposures: HashMap<(FlagKey, String), ExposureCount>,
     events: HashMap<(String, FlagKey, String), EventCount>,
+    /// Keys SDKs evaluated that their snapshots lack (each one entry of the cap).
+    unknown: HashSet<FlagKey>,
     /// When the oldest merged counts began (ms since the epoch).
     since_ms: u64,
 }
 
 impl Merged {
     fn len(&self) -> usize {
-        self.exposures.len() + self.events.len()
+        self.exposures.len() + self.events.len() + self.unknown.len()
     }
 }
 
@@ -143,6 +145,38 @@ impl Forwarder {
         }
     }
 
+    /// Merges the keys an SDK of `env` evaluated without finding them in its snapshot,
+    /// so the upstream lists them as unknown flags too.
+    pub fn add_unknown(&self, env: &EnvName, keys: &[FlagKey], received_ms: u64) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut dropped = 0_u64;
+        let mut queue = self.queue();
+        let Queue {
+            merged, entries, ..
+        } = &mut *queue;
+        let merged = merged.entry(env.clone()).or_insert_with(|| Merged {
+            since_ms: received_ms,
+            ..Merged::default()
+        });
+        for key in keys {
+            if merged.unknown.contains(key) {
+                continue;
+            }
+            if *entries < self.cap {
+                merged.unknown.insert(key.clone());
+                *entries += 1;
+            } else {
+                dropped += 1;
+            }
+        }
+        drop(queue);
+        if dropped > 0 {
+            self.telemetry.metrics_dropped.inc_by(dropped);
+        }
+    }
+
     /// Turns everything merged into batches to send, each under a new key.
     fn seal(&self, now: u64) {
         let mut queue = self.queue();
@@ -154,16 +188,19 @@ impl Forwarder {
             let window_ms = now.saturating_sub(merged.since_ms).min(86_400_000);
             let mut exposures: Vec<ExposureCount> = merged.exposures.into_values().collect();
             let mut events: Vec<EventCount> = merged.events.into_values().collect();
-            while !exposures.is_empty() || !events.is_empty() {
+            let mut unknown: Vec<FlagKey> = merged.unknown.into_iter().collect();
+            unknown.sort();
+            while !exposures.is_empty() || !events.is_empty() || !unknown.is_empty() {
                 let take_exposures = exposures.len().min(MAX_METRICS_ENTRIES);
                 let take_events = events.len().min(MAX_METRICS_ENTRIES - take_exposures);
+                let take_unknown = unknown.len().min(MAX_UNKNOWN_FLAGS);
                 let body = MetricsBody {
                     window_ms: Some(window_ms),
                     exposures: exposures.drain(..take_exposures).collect(),
                     events: events.drain(..take_events).collect(),
-                    unknown_flags: Vec::new(),
+                    unknown_flags: unknown.drain(..take_unknown).collect(),
                 };
-                let entries = take_exposures + take_events;
+                let entries = take_exposures + take_events + take_unknown;
                 match serde_json::to_vec(&body) {
                     Ok(json) => queue.unsent.push_back(Unsent {
                         env: env.clone(),
@@ -342,5 +379,24 @@ mod tests {
         // Sealed batches still count against the cap until sent.
         forwarder.add(&env, &batch, 1);
         assert_eq!(telemetry.metrics_dropped.get(), 9);
+    }
+
+    #[test]
+    fn unknown_keys_are_sent_once_each_within_the_cap() {
+        let telemetry = RelayTelemetry::default();
+        let forwarder = Forwarder::new(3, telemetry.clone());
+        let env = EnvName::new("prod");
+        let keys = |names: &[&str]| names.iter().map(|n| FlagKey::new(*n)).collect::<Vec<_>>();
+        forwarder.add_unknown(&env, &keys(&["ghost", "phantom"]), 1);
+        // A key already waiting is not a second entry; past the cap, keys are dropped.
+        forwarder.add_unknown(&env, &keys(&["phantom", "spectre", "wraith"]), 1);
+        assert_eq!(telemetry.metrics_dropped.get(), 1);
+        let bodies = sealed(&forwarder);
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(
+            bodies[0].unknown_flags,
+            keys(&["ghost", "phantom", "spectre"])
+        );
+        assert!(bodies[0].exposures.is_empty() && bodies[0].events.is_empty());
     }
 }
