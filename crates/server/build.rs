@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor = PathBuf::from(std::env::var("OUT_DIR")?).join("switchyard_descriptor.bin");
     tonic_prost_build::configure()
         .file_descriptor_set_path(descriptor)
+        // The sync stream's document is the environment's shared `Bytes`: a reference
+        // count per message, not a copy.
+        .bytes(".switchyard.v1.SyncEvent.document")
         .compile_protos(&files, &[root])?;
     Ok(())
 }

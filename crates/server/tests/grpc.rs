@@ -345,7 +345,7 @@ async fn next_event(stream: &mut Streaming<SyncEvent>) -> SyncEvent {
 }
 
 fn document(event: &SyncEvent) -> Value {
-    serde_json::from_str(&event.document).expect("a JSON document")
+    serde_json::from_slice(&event.document).expect("a JSON document")
 }
 
 async fn open(
@@ -409,12 +409,8 @@ async fn sync_streams_a_snapshot_then_a_kill_switch_and_resumes() {
         .expect("opened");
     let replayed = next_event(&mut resumed).await;
     assert_eq!(
-        (
-            replayed.kind(),
-            replayed.revision,
-            replayed.document.as_str()
-        ),
-        (Kind::Change, revision + 1, change.document.as_str())
+        (replayed.kind(), replayed.revision, &replayed.document),
+        (Kind::Change, revision + 1, &change.document)
     );
     // A resumption from a revision the server no longer places starts with a snapshot.
     let mut ahead = open(&mut client, &sdk, Some(revision + 100), "")

@@ -182,10 +182,12 @@ impl SyncStream {
             Kind::Change => IncomingKind::Change,
             Kind::Unspecified => IncomingKind::Other,
         };
+        let document = String::from_utf8(event.document)
+            .map_err(|e| format!("the event's document is not UTF-8: {e}"))?;
         Ok(Some(Incoming {
             kind,
             revision: Some(event.revision),
-            document: event.document,
+            document,
         }))
     }
 }

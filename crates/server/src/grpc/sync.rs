@@ -44,7 +44,7 @@ pub fn sync_event(outgoing: &Outgoing) -> pb::SyncEvent {
     pb::SyncEvent {
         kind: kind.into(),
         revision: outgoing.revision(),
-        document: String::from_utf8_lossy(outgoing.document()).into_owned(),
+        document: outgoing.document().clone(),
     }
 }
 
@@ -79,5 +79,29 @@ impl SyncApi for SyncService {
             Some((Ok(sync_event(&next)), subscription))
         });
         Ok(Response::new(Box::pin(events)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use crate::environments::ChangeEvent;
+
+    #[test]
+    fn every_message_holds_the_shared_document_not_a_copy() {
+        let change = Arc::new(ChangeEvent {
+            env: switchyard_core::model::EnvName::new("prod"),
+            revision: 7,
+            document: Bytes::from_static(br#"{"environment":"prod","revision":7}"#),
+        });
+        let outgoing = Outgoing::Change(change);
+        let event = sync_event(&outgoing);
+        assert_eq!((event.kind(), event.revision), (Kind::Change, 7));
+        assert_eq!(event.document, outgoing.document());
+        assert_eq!(event.document.as_ptr(), outgoing.document().as_ptr());
     }
 }
