@@ -1,8 +1,9 @@
 //! Rate limits (governor's GCRA, keyed): separate budgets per token for reads
 //! (evaluations, snapshots, admin reads), stream opens and admin writes; the same three
-//! per client address (so minting tokens does not buy more); a cap on a token's open streams; and failed authentication per
-//! client address — past that budget the address gets 429 for every request that
-//! presents a token until the budget refills, so tokens cannot be guessed at line rate.
+//! per client address (so minting tokens does not buy more); a cap on a token's open
+//! streams; and failed authentication per client address — past that budget the
+//! address gets 429 for every request that presents a token until the budget refills,
+//! so tokens cannot be guessed at line rate.
 //! A refusal is a 429 with `Retry-After` (gRPC: RESOURCE_EXHAUSTED) and is counted in
 //! `/metrics`. A limit of 0 is off. docs/server.md#rate-limits.
 
