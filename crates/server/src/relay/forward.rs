@@ -57,6 +57,26 @@ struct Queue {
     entries: usize,
 }
 
+/// The cap's gate while merging: one more entry while `entries` is under `cap`,
+/// else one more dropped.
+struct Admit<'a> {
+    entries: &'a mut usize,
+    cap: usize,
+    dropped: u64,
+}
+
+impl Admit<'_> {
+    fn one(&mut self) -> bool {
+        if *self.entries < self.cap {
+            *self.entries += 1;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
 /// The relay's metrics on their way upstream.
 pub struct Forwarder {
     queue: Mutex<Queue>,
@@ -92,6 +112,31 @@ impl Forwarder {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `merge` on `env`'s merged counts (begun by `since_ms` at the latest) with
+    /// the cap's [`Admit`], then counts what the cap refused.
+    fn merge(&self, env: &EnvName, since_ms: u64, merge: impl FnOnce(&mut Merged, &mut Admit<'_>)) {
+        let mut queue = self.queue();
+        let Queue {
+            merged, entries, ..
+        } = &mut *queue;
+        let merged = merged.entry(env.clone()).or_insert_with(|| Merged {
+            since_ms,
+            ..Merged::default()
+        });
+        merged.since_ms = merged.since_ms.min(since_ms);
+        let mut admit = Admit {
+            entries,
+            cap: self.cap,
+            dropped: 0,
+        };
+        merge(merged, &mut admit);
+        let dropped = admit.dropped;
+        drop(queue);
+        if dropped > 0 {
+            self.telemetry.metrics_dropped.inc_by(dropped);
+        }
+    }
+
     /// Merges one SDK batch of `env`, received at `received_ms`.
     pub fn add(&self, env: &EnvName, batch: &MetricsBatch, received_ms: u64) {
         let since = batch
@@ -100,49 +145,31 @@ impl Forwarder {
             .map(|(_, record)| record.start_ms)
             .min()
             .unwrap_or(received_ms);
-        let mut dropped = 0_u64;
-        let mut queue = self.queue();
-        let Queue {
-            merged, entries, ..
-        } = &mut *queue;
-        let merged = merged.entry(env.clone()).or_insert_with(|| Merged {
-            since_ms: since,
-            ..Merged::default()
-        });
-        merged.since_ms = merged.since_ms.min(since);
-        for e in &batch.exposures {
-            let key = (e.flag.clone(), e.variant.clone());
-            if let Some(into) = merged.exposures.get_mut(&key) {
-                into.count = into.count.saturating_add(e.count);
-                merge_units(&mut into.units, e.units.as_ref());
-            } else if *entries < self.cap {
-                merged.exposures.insert(key, e.clone());
-                *entries += 1;
-            } else {
-                dropped += 1;
-            }
-        }
-        for e in &batch.events {
-            let key = (e.event.clone(), e.flag.clone(), e.variant.clone());
-            if let Some(into) = merged.events.get_mut(&key) {
-                into.count = into.count.saturating_add(e.count);
-                merge_units(&mut into.units, e.units.as_ref());
-                match (&mut into.values, &e.values) {
-                    (Some(into), Some(more)) => into.merge(more),
-                    (into @ None, Some(more)) => *into = Some(*more),
-                    _ => {}
+        self.merge(env, since, |merged, admit| {
+            for e in &batch.exposures {
+                let key = (e.flag.clone(), e.variant.clone());
+                if let Some(into) = merged.exposures.get_mut(&key) {
+                    into.count = into.count.saturating_add(e.count);
+                    merge_units(&mut into.units, e.units.as_ref());
+                } else if admit.one() {
+                    merged.exposures.insert(key, e.clone());
                 }
-            } else if *entries < self.cap {
-                merged.events.insert(key, e.clone());
-                *entries += 1;
-            } else {
-                dropped += 1;
             }
-        }
-        drop(queue);
-        if dropped > 0 {
-            self.telemetry.metrics_dropped.inc_by(dropped);
-        }
+            for e in &batch.events {
+                let key = (e.event.clone(), e.flag.clone(), e.variant.clone());
+                if let Some(into) = merged.events.get_mut(&key) {
+                    into.count = into.count.saturating_add(e.count);
+                    merge_units(&mut into.units, e.units.as_ref());
+                    match (&mut into.values, &e.values) {
+                        (Some(into), Some(more)) => into.merge(more),
+                        (into @ None, Some(more)) => *into = Some(*more),
+                        _ => {}
+                    }
+                } else if admit.one() {
+                    merged.events.insert(key, e.clone());
+                }
+            }
+        });
     }
 
     /// Merges the keys an SDK of `env` evaluated without finding them in its snapshot,
@@ -151,30 +178,13 @@ impl Forwarder {
         if keys.is_empty() {
             return;
         }
-        let mut dropped = 0_u64;
-        let mut queue = self.queue();
-        let Queue {
-            merged, entries, ..
-        } = &mut *queue;
-        let merged = merged.entry(env.clone()).or_insert_with(|| Merged {
-            since_ms: received_ms,
-            ..Merged::default()
+        self.merge(env, received_ms, |merged, admit| {
+            for key in keys {
+                if !merged.unknown.contains(key) && admit.one() {
+                    merged.unknown.insert(key.clone());
+                }
+            }
         });
-        for key in keys {
-            if merged.unknown.contains(key) {
-                continue;
-            }
-            if *entries < self.cap {
-                merged.unknown.insert(key.clone());
-                *entries += 1;
-            } else {
-                dropped += 1;
-            }
-        }
-        drop(queue);
-        if dropped > 0 {
-            self.telemetry.metrics_dropped.inc_by(dropped);
-        }
     }
 
     /// Turns everything merged into batches to send, each under a new key.
