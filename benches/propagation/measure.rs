@@ -61,6 +61,49 @@ async fn compile_histogram(http: &reqwest::Client, replica: &Replica) -> Option<
     ))
 }
 
+/// The server's own time for the kill/revive writes (request in, response out,
+/// from `switchyard_http_request_duration_seconds` on A): a `summary` line with the
+/// mean and the share of writes answered within 1, 5 and 10 ms (bucket bounds).
+async fn write_server_times(http: &reqwest::Client, replica: &Replica) -> Option<String> {
+    let text = http
+        .get(replica.url("/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let writes = text.lines().filter(|line| {
+        line.starts_with("switchyard_http_request_duration_seconds")
+            && (line.contains("/kill\"") || line.contains("/revive\""))
+    });
+    let (mut count, mut sum) = (0.0, 0.0);
+    let mut within = [(0.001, 0.0), (0.005, 0.0), (0.01, 0.0)];
+    for line in writes {
+        let value: f64 = line.rsplit(' ').next()?.parse().ok()?;
+        if line.starts_with("switchyard_http_request_duration_seconds_count") {
+            count += value;
+        } else if line.starts_with("switchyard_http_request_duration_seconds_sum") {
+            sum += value;
+        } else {
+            for (bound, n) in &mut within {
+                if line.contains(&format!("le=\"{bound}\"")) {
+                    *n += value;
+                }
+            }
+        }
+    }
+    let share = |n: f64| n * 100.0 / count;
+    Some(format!(
+        "summary write_server_ms[replica={}] mean={:.2} within_1ms={:.0}% within_5ms={:.0}% within_10ms={:.0}% (n={count})",
+        replica.name,
+        sum * 1000.0 / count,
+        share(within[0].1),
+        share(within[1].1),
+        share(within[2].1),
+    ))
+}
+
 /// Writes on `a`; clients spread over `replicas` (A among them, or A's relays).
 pub(crate) async fn measure(args: &Args, a: &Replica, replicas: &[Replica]) -> Result<()> {
     let http = reqwest::Client::builder()
@@ -382,6 +425,9 @@ pub(crate) async fn measure(args: &Args, a: &Replica, replicas: &[Replica]) -> R
             mean_ms(end.compile_seconds - load.compile_seconds, during),
             during,
         );
+    }
+    if let Some(line) = write_server_times(&http, a).await {
+        println!("{line}");
     }
     let (rss, hwm) = memory(std::process::id()).unwrap_or_default();
     println!(

@@ -68,11 +68,30 @@ pub(crate) struct NameTable {
 impl NameTable {
     /// An empty table with a fresh id.
     pub(crate) fn new() -> Self {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         NameTable {
-            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: Self::fresh_id(),
             slots: rustc_hash::FxHashMap::default(),
         }
+    }
+
+    fn fresh_id() -> u64 {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A copy to extend, with a fresh id: every name keeps its slot, so what was
+    /// compiled against this table reads the copy correctly, while contexts resolved
+    /// against this table resolve again (the copy may have more slots).
+    pub(crate) fn forked(&self) -> Self {
+        NameTable {
+            id: Self::fresh_id(),
+            slots: self.slots.clone(),
+        }
+    }
+
+    /// Number of names numbered.
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Gives a named attribute its slot (the same for the same name).

@@ -161,7 +161,7 @@ pub fn evaluate<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context) -> Evaluat
         Some(index) => snapshot
             .flags
             .get(index)
-            .and_then(without_context)
+            .and_then(|flag| without_context(flag))
             .unwrap_or_else(|| evaluate_index(snapshot, index, &ctx.resolve(&snapshot.names), 0)),
         None => Evaluation::error(ErrorCode::FlagNotFound),
     }
@@ -216,7 +216,7 @@ fn evaluate_index<'s>(
         }
     }
     for rule in &flag.rules {
-        if rule.when.matches(ctx, &snapshot.segments) {
+        if rule.when.matches(ctx, &snapshot.segments.compiled) {
             return match &rule.serve {
                 CompiledServe::Variant(v) => {
                     served(flag, *v, Reason::TargetingMatch, Some(&rule.id))

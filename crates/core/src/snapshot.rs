@@ -1,35 +1,66 @@
 //! Compiling a validated flag set into a [`Snapshot`]: every variant, segment and
 //! prerequisite reference becomes an index, every operand is parsed, so that
 //! [`crate::evaluate`] only compares.
+//!
+//! A change compiles what it changed ([`Snapshot::with_writes`]): each flag is
+//! compiled on its own behind an `Arc` (with its JSON written once), so the next
+//! revision shares every unchanged flag with the one before, and only the links
+//! between flags (prerequisites, cycles) are checked again over the whole set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::bucketing::BUCKETS;
 use crate::context::{AttrName, NameTable};
-use crate::model::{json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, Serve};
+use crate::model::{
+    json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, SegmentKey, Serve,
+};
 use crate::targeting::{check_by, CompiledWhen};
 use crate::validation::{
     check_key, check_name, check_name_at, check_value, At, Problem, Problems, ValidationErrors,
 };
 
 /// An immutable, compiled set of flags and segments: one environment at one
-/// revision. Cheap to share behind an `Arc`; swapped whole on every change.
+/// revision. Cheap to share behind an `Arc`; replaced whole on every change, sharing
+/// what the change did not touch.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    index: FxHashMap<FlagKey, usize>,
-    pub(crate) flags: Vec<CompiledFlag>,
-    pub(crate) segments: Vec<CompiledWhen>,
-    segment_defs: Vec<Segment>,
+    index: Arc<FxHashMap<FlagKey, usize>>,
+    pub(crate) flags: Vec<Arc<CompiledFlag>>,
+    pub(crate) segments: Arc<Segments>,
     /// The attribute names the flags and segments read, numbered (see
     /// [`Context`](crate::Context)'s lookups).
     pub(crate) names: NameTable,
+    /// How many names the table had after the last whole compile. A change adds the
+    /// names its flags read and never removes any; once the table has grown well past
+    /// this, the next change compiles everything (and numbers only what is read).
+    names_compiled: usize,
+    /// The flags with prerequisites, by index, ascending: the only ones linking and
+    /// the cycle check visit (a change need not walk every flag).
+    linking: Vec<usize>,
+}
+
+/// The compiled segments of a snapshot, shared by the revisions that did not
+/// change them.
+#[derive(Debug, Default)]
+pub(crate) struct Segments {
+    pub(crate) compiled: Vec<CompiledWhen>,
+    defs: Vec<Segment>,
+    /// `defs` as JSON, written once (see [`CompiledFlag`]'s `json`).
+    json: Vec<Box<RawValue>>,
+    index: FxHashMap<SegmentKey, usize>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledFlag {
     /// The flag as written; its variants are indexed by position (see `variant`).
     pub(crate) source: Flag,
+    /// `source` as JSON, written once: the environment's document is these, joined.
+    json: Box<RawValue>,
     /// The off variant; `None` defers to the caller's code default.
     pub(crate) off: Option<usize>,
     pub(crate) rules: Vec<CompiledRule>,
@@ -61,6 +92,10 @@ pub(crate) struct CompiledRollout {
     pub(crate) total: u32,
 }
 
+/// Names a table may gain through changes beyond twice what a whole compile
+/// numbered, before a change compiles everything again.
+const NAME_SLACK: usize = 64;
+
 impl Snapshot {
     /// Validates and compiles a whole environment. Errors name the flag or segment
     /// and the field: `flags[checkout].rules[0].serve.variant: unknown variant `x``.
@@ -69,89 +104,139 @@ impl Snapshot {
         segments: impl IntoIterator<Item = Segment>,
     ) -> Result<Snapshot, ValidationErrors> {
         let mut problems = Problems::default();
-        let mut snapshot = Snapshot::default();
-
-        let mut segment_index = FxHashMap::default();
-        for segment in segments {
-            let path = At::Key(&At::Top, "segments", segment.key.as_str());
-            let compiled = compile_segment(&segment, &path, &mut problems);
-            if segment_index
-                .insert(segment.key.clone(), snapshot.segments.len())
-                .is_some()
-            {
-                problems.push(path, Problem::DuplicateKey(segment.key.to_string()));
-            }
-            snapshot.segments.push(compiled);
-            snapshot.segment_defs.push(segment);
-        }
-
+        let mut names = NameTable::new();
+        let segments = Arc::new(Segments::compile(segments, &mut names, &mut problems));
+        let mut index = FxHashMap::default();
+        let mut compiled = Vec::new();
         for flag in flags {
             let key = flag.key.clone();
-            let path = At::Key(&At::Top, "flags", key.as_str());
-            let mut compiled = compile_flag(flag, &path, &mut problems);
-            let CompiledFlag { source, rules, .. } = &mut compiled;
-            let named = source
-                .rules
-                .iter()
-                .map(|r| &r.when.segments)
-                .zip(rules.iter_mut().map(|r| &mut r.when));
-            for (rule, (names, when)) in named.enumerate() {
-                for (i, name) in names.iter().enumerate() {
-                    match segment_index.get(name) {
-                        Some(&index) => when.segments.push(index),
-                        None => problems.push(
-                            format!("{path}.rules[{rule}].when.segments[{i}]"),
-                            Problem::UnknownSegment(name.to_string()),
-                        ),
-                    }
-                }
-            }
-            if snapshot
-                .index
-                .insert(key.clone(), snapshot.flags.len())
-                .is_some()
-            {
+            let flag = compile_member(flag, &segments, &mut names, &mut problems);
+            if index.insert(key.clone(), compiled.len()).is_some() {
+                let path = At::Key(&At::Top, "flags", key.as_str());
                 problems.push(path, Problem::DuplicateKey(key.to_string()));
             }
-            snapshot.flags.push(compiled);
+            compiled.push(Arc::new(flag));
         }
+        let snapshot = Snapshot {
+            index: Arc::new(index),
+            flags: compiled,
+            segments,
+            names_compiled: names.len(),
+            names,
+            linking: Vec::new(),
+        };
+        snapshot.linked(problems, None)
+    }
 
-        snapshot.assign_slots();
-        snapshot.link_prerequisites(&mut problems);
+    /// This snapshot with `flags` and `segments` written (`Some`) or deleted
+    /// (`None`), later writes of a key winning: exactly what [`Snapshot::compile`]
+    /// makes of the resulting set (see [`crate::sync::apply_writes`]), same errors
+    /// included, at the cost of what changed. Only the written flags are compiled;
+    /// the others are shared with this snapshot. A change to segments compiles the
+    /// whole set. Flags come out sorted by key.
+    pub fn with_writes<'a>(
+        &self,
+        flags: impl IntoIterator<Item = (&'a FlagKey, Option<&'a Flag>)>,
+        segments: impl IntoIterator<Item = (&'a SegmentKey, Option<&'a Segment>)>,
+    ) -> Result<Snapshot, ValidationErrors> {
+        let flags: BTreeMap<&FlagKey, Option<&Flag>> = flags.into_iter().collect();
+        let segments: Vec<_> = segments.into_iter().collect();
+        if !segments.is_empty() || self.names.len() > 2 * self.names_compiled + NAME_SLACK {
+            let (flags, segments) = crate::sync::apply_writes(self, flags, segments);
+            return Snapshot::compile(flags, segments);
+        }
+        let mut problems = Problems::default();
+        let mut names = self.names.forked();
+        let mut written = BTreeMap::new();
+        for (&key, flag) in &flags {
+            let compiled = flag.map(|flag| {
+                let flag = compile_member(flag.clone(), &self.segments, &mut names, &mut problems);
+                Arc::new(flag)
+            });
+            written.insert(key, compiled);
+        }
+        let same_keys = written
+            .iter()
+            .all(|(key, flag)| flag.is_some() == self.index.contains_key(*key));
+        let (index, flags, linking) = if same_keys {
+            // Rewrites of existing flags (or deletes of missing ones): same places.
+            let mut list = self.flags.clone();
+            let mut linking = self.linking.clone();
+            for (key, flag) in written {
+                if let (Some(&i), Some(flag)) = (self.index.get(key), flag) {
+                    linking.retain(|&l| l != i);
+                    if !flag.source.prerequisites.is_empty() {
+                        linking.push(i);
+                    }
+                    list[i] = flag;
+                }
+            }
+            linking.sort_unstable();
+            (Arc::clone(&self.index), list, Some(linking))
+        } else {
+            let mut list: Vec<Arc<CompiledFlag>> = self
+                .flags
+                .iter()
+                .filter(|f| !written.contains_key(&f.source.key))
+                .cloned()
+                .collect();
+            list.extend(written.into_values().flatten());
+            list.sort_by(|a, b| a.source.key.cmp(&b.source.key));
+            let index = list
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.source.key.clone(), i))
+                .collect();
+            // Places moved: every flag with prerequisites is found again.
+            (Arc::new(index), list, None)
+        };
+        let snapshot = Snapshot {
+            index,
+            flags,
+            segments: Arc::clone(&self.segments),
+            names,
+            names_compiled: self.names_compiled,
+            linking: Vec::new(),
+        };
+        snapshot.linked(problems, linking)
+    }
+
+    /// Links the prerequisites of the flags in `linking` (of every flag that has
+    /// any, when `None`), looks for cycles, and returns the snapshot if nothing was
+    /// found wrong along the way.
+    fn linked(
+        mut self,
+        mut problems: Problems,
+        linking: Option<Vec<usize>>,
+    ) -> Result<Snapshot, ValidationErrors> {
+        self.linking = linking.unwrap_or_else(|| {
+            let flags = self.flags.iter().enumerate();
+            flags
+                .filter(|(_, f)| !f.source.prerequisites.is_empty())
+                .map(|(i, _)| i)
+                .collect()
+        });
+        self.link_prerequisites(&mut problems);
         if problems.errors.is_empty() {
-            if let Some(cycle) = snapshot.find_cycle() {
+            if let Some(cycle) = self.find_cycle() {
                 let path = format!("flags[{}].prerequisites", cycle[0]);
                 problems.push(path, Problem::PrerequisiteCycle(cycle));
             }
         }
-        problems.into_result(snapshot)
+        problems.into_result(self)
     }
 
-    /// Numbers the attribute names every flag and segment reads.
-    fn assign_slots(&mut self) {
-        let mut names = NameTable::new();
-        for segment in &mut self.segments {
-            segment.assign_slots(&mut names);
-        }
-        for flag in &mut self.flags {
-            for rule in &mut flag.rules {
-                rule.when.assign_slots(&mut names);
-                rule.serve.assign_slots(&mut names);
-            }
-            flag.default.assign_slots(&mut names);
-        }
-        self.names = names;
-    }
-
+    /// Points every prerequisite at its flag's current place and variants; a flag
+    /// whose links are unchanged stays shared.
     fn link_prerequisites(&mut self, problems: &mut Problems) {
-        let mut links = Vec::with_capacity(self.flags.len());
-        for flag in &self.flags {
-            let mut flag_links = Vec::new();
+        for &i in &self.linking {
+            let flag = &self.flags[i];
+            let mut links = Vec::with_capacity(flag.source.prerequisites.len());
             for (p, prerequisite) in flag.source.prerequisites.iter().enumerate() {
                 let Some(&target) = self.index.get(prerequisite.flag.as_str()) else {
                     // A missing prerequisite simply fails at evaluation: flags may be
                     // written before the flags they depend on.
-                    flag_links.push(None);
+                    links.push(None);
                     continue;
                 };
                 let mut accepted = Vec::new();
@@ -170,12 +255,11 @@ impl Snapshot {
                         ),
                     }
                 }
-                flag_links.push(Some((target, accepted)));
+                links.push(Some((target, accepted)));
             }
-            links.push(flag_links);
-        }
-        for (flag, flag_links) in self.flags.iter_mut().zip(links) {
-            flag.prerequisites = flag_links;
+            if flag.prerequisites != links {
+                Arc::make_mut(&mut self.flags[i]).prerequisites = links;
+            }
         }
     }
 
@@ -188,7 +272,8 @@ impl Snapshot {
             Done,
         }
         let mut marks = vec![Mark::New; self.flags.len()];
-        for start in 0..self.flags.len() {
+        // A cycle passes through a flag with prerequisites: only those start a search.
+        for &start in &self.linking {
             if marks[start] != Mark::New {
                 continue;
             }
@@ -234,14 +319,36 @@ impl Snapshot {
         self.index.get(key).map(|&i| &self.flags[i].source)
     }
 
-    /// Every flag, in the order given to [`Snapshot::compile`].
+    /// Every flag, in the order given to [`Snapshot::compile`] (sorted by key after
+    /// [`Snapshot::with_writes`]).
     pub fn flags(&self) -> impl Iterator<Item = &Flag> {
         self.flags.iter().map(|f| &f.source)
     }
 
+    /// Every flag as JSON (what [`Snapshot::flags`] serialises to), in the same
+    /// order: written when the flag was compiled, so a document of the environment
+    /// copies them instead of serialising every flag again.
+    pub fn flags_json(&self) -> impl Iterator<Item = &RawValue> {
+        self.flags.iter().map(|f| &*f.json)
+    }
+
     /// Every segment, in the order given to [`Snapshot::compile`].
     pub fn segments(&self) -> impl Iterator<Item = &Segment> {
-        self.segment_defs.iter()
+        self.segments.defs.iter()
+    }
+
+    /// Every segment as JSON, in the same order (see [`Snapshot::flags_json`]).
+    pub fn segments_json(&self) -> impl Iterator<Item = &RawValue> {
+        self.segments.json.iter().map(|j| &**j)
+    }
+
+    /// Whether flag `key` is the same compiled flag in both snapshots (one was made
+    /// from the other by a change that did not touch it): `false` says nothing.
+    pub(crate) fn shares_flag(&self, other: &Snapshot, key: &str) -> bool {
+        match (self.index.get(key), other.index.get(key)) {
+            (Some(&a), Some(&b)) => Arc::ptr_eq(&self.flags[a], &other.flags[b]),
+            _ => false,
+        }
     }
 
     /// Number of flags.
@@ -267,7 +374,76 @@ impl CompiledServe {
     }
 }
 
+impl Segments {
+    /// Compiles every segment, numbering the names they read.
+    fn compile(
+        segments: impl IntoIterator<Item = Segment>,
+        names: &mut NameTable,
+        problems: &mut Problems,
+    ) -> Self {
+        let mut set = Segments::default();
+        for segment in segments {
+            let path = At::Key(&At::Top, "segments", segment.key.as_str());
+            let mut compiled = compile_segment(&segment, &path, problems);
+            compiled.assign_slots(names);
+            if set
+                .index
+                .insert(segment.key.clone(), set.compiled.len())
+                .is_some()
+            {
+                problems.push(path, Problem::DuplicateKey(segment.key.to_string()));
+            }
+            set.compiled.push(compiled);
+            set.json.push(encode(&segment, &path, problems));
+            set.defs.push(segment);
+        }
+        set
+    }
+}
+
+/// Compiles one flag as a member of a set: its segment references resolved among
+/// `segments`, the names it reads numbered in `names` (prerequisites are linked by
+/// the set, [`Snapshot::linked`]).
+fn compile_member(
+    flag: Flag,
+    segments: &Segments,
+    names: &mut NameTable,
+    problems: &mut Problems,
+) -> CompiledFlag {
+    let key = flag.key.clone();
+    let path = At::Key(&At::Top, "flags", key.as_str());
+    let mut compiled = compile_flag(flag, &path, problems);
+    let CompiledFlag { source, rules, .. } = &mut compiled;
+    let named = source
+        .rules
+        .iter()
+        .map(|r| &r.when.segments)
+        .zip(rules.iter_mut().map(|r| &mut r.when));
+    for (rule, (segment_names, when)) in named.enumerate() {
+        for (i, name) in segment_names.iter().enumerate() {
+            match segments.index.get(name) {
+                Some(&index) => when.segments.push(index),
+                None => problems.push(
+                    format!("{path}.rules[{rule}].when.segments[{i}]"),
+                    Problem::UnknownSegment(name.to_string()),
+                ),
+            }
+        }
+    }
+    compiled.assign_slots(names);
+    compiled
+}
+
 impl CompiledFlag {
+    /// Gives every attribute name the flag reads its slot in `names`.
+    fn assign_slots(&mut self, names: &mut NameTable) {
+        for rule in &mut self.rules {
+            rule.when.assign_slots(names);
+            rule.serve.assign_slots(names);
+        }
+        self.default.assign_slots(names);
+    }
+
     fn variant_index(&self, name: &str) -> Option<usize> {
         self.source.variants.get_index_of(name)
     }
@@ -388,8 +564,10 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
         check_key(problems, &tags_path.index(i), tag);
     }
 
+    let json = encode(&flag, path, problems);
     CompiledFlag {
         source: flag,
+        json,
         off,
         rules,
         default,
@@ -486,6 +664,14 @@ fn compile_rollout(
         shares,
         total: cumulative,
     }
+}
+
+/// `value` as JSON; a value serde cannot write is a problem at `path`.
+fn encode(value: &impl serde::Serialize, path: &At<'_>, problems: &mut Problems) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|e| {
+        problems.push(path, Problem::Unencodable(e.to_string()));
+        RawValue::NULL.to_owned()
+    })
 }
 
 /// Compiles one segment; segments may not name other segments.

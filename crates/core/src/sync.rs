@@ -18,9 +18,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::model::{EnvName, FlagKey, SegmentKey};
-use crate::{Flag, Segment, Snapshot};
+use crate::{Flag, Segment, Snapshot, ValidationErrors};
 
 /// The whole environment as SDKs receive it on connect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,12 +64,12 @@ pub struct SnapshotDocumentRef<'a> {
     pub environment: &'a EnvName,
     /// Its revision (the `ETag`).
     pub revision: u64,
-    /// Every flag.
+    /// Every flag, as the JSON written when it was compiled ([`Snapshot::flags_json`]).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Flag>))]
-    pub flags: Vec<&'a Flag>,
-    /// Every segment.
+    pub flags: Vec<&'a RawValue>,
+    /// Every segment, as the JSON written when it was compiled.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Segment>))]
-    pub segments: Vec<&'a Segment>,
+    pub segments: Vec<&'a RawValue>,
 }
 
 impl<'a> SnapshotDocumentRef<'a> {
@@ -77,8 +78,8 @@ impl<'a> SnapshotDocumentRef<'a> {
         SnapshotDocumentRef {
             environment,
             revision,
-            flags: snapshot.flags().collect(),
-            segments: snapshot.segments().collect(),
+            flags: snapshot.flags_json().collect(),
+            segments: snapshot.segments_json().collect(),
         }
     }
 }
@@ -138,9 +139,9 @@ impl ChangeDocument {
         (flags, segments)
     }
 
-    /// `snapshot`'s flags and segments with this change applied, sorted by key, ready
-    /// for [`Snapshot::compile`].
-    pub fn apply(&self, snapshot: &Snapshot) -> (Vec<Flag>, Vec<Segment>) {
+    /// `snapshot` with this change applied ([`Snapshot::with_writes`]: only the
+    /// flags it writes are compiled).
+    pub fn applied_to(&self, snapshot: &Snapshot) -> Result<Snapshot, ValidationErrors> {
         let flags = self
             .flags
             .iter()
@@ -151,7 +152,7 @@ impl ChangeDocument {
             .iter()
             .map(|s| (&s.key, Some(s)))
             .chain(self.deleted_segments.iter().map(|k| (k, None)));
-        apply_writes(snapshot, flags, segments)
+        snapshot.with_writes(flags, segments)
     }
 }
 
@@ -245,6 +246,10 @@ pub enum FlagChange {
 pub fn changed_flags(old: &Snapshot, new: &Snapshot) -> BTreeMap<FlagKey, FlagChange> {
     let mut changed = BTreeMap::new();
     for flag in new.flags() {
+        if new.shares_flag(old, flag.key.as_str()) {
+            // One was made from the other without touching this flag.
+            continue;
+        }
         match old.flag(flag.key.as_str()) {
             None => {
                 changed.insert(flag.key.clone(), FlagChange::Created);
@@ -374,11 +379,12 @@ mod tests {
             "deleted_segments": ["gone"]
         }))
         .expect("change");
-        let (flags, segments) = change.apply(&old);
+        let new = change.applied_to(&old).expect("compiles");
+        let flags: Vec<&Flag> = new.flags().collect();
         let flag_keys: Vec<&str> = flags.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(flag_keys, ["a", "b"]);
         assert!(!flags[1].enabled);
-        let segment_keys: Vec<&str> = segments.iter().map(|s| s.key.as_str()).collect();
+        let segment_keys: Vec<&str> = new.segments().map(|s| s.key.as_str()).collect();
         assert_eq!(segment_keys, ["kept"]);
     }
 

@@ -217,6 +217,9 @@ pub enum Problem {
         /// Bytes allowed.
         max: usize,
     },
+    /// A flag that cannot be written as JSON (a value serde cannot write).
+    #[error("cannot be written as JSON: {0}")]
+    Unencodable(String),
     /// A flag requires itself, directly or through others.
     #[error("prerequisite cycle: {}", cycle_text(.0))]
     PrerequisiteCycle(Vec<FlagKey>),

@@ -52,9 +52,14 @@ fn the_change_applied_to_the_previous_snapshot_gives_the_next() {
     let next: SnapshotDocument = serde_json::from_str(&fixture("snapshot.json")).expect("decodes");
     // The change rewrote both flags of the next snapshot and its one segment, so
     // applied to an empty environment it gives that snapshot.
-    let (flags, segments) = change.apply(&Snapshot::compile([], []).expect("empty"));
-    assert_eq!(flags, next.flags);
-    assert_eq!(segments, next.segments);
+    let applied = change
+        .applied_to(&Snapshot::compile([], []).expect("empty"))
+        .expect("compiles");
+    assert_eq!(applied.flags().cloned().collect::<Vec<_>>(), next.flags);
+    assert_eq!(
+        applied.segments().cloned().collect::<Vec<_>>(),
+        next.segments
+    );
 }
 
 #[test]

@@ -54,8 +54,9 @@ impl Loaded {
 
     /// This state with a change applied; at the change's revision when it names one.
     pub fn apply_change(&self, change: &ChangeDocument) -> Result<Loaded, Error> {
-        let (flags, segments) = change.apply(&self.snapshot);
-        let snapshot = Snapshot::compile(flags, segments).map_err(DocumentError::Invalid)?;
+        let snapshot = change
+            .applied_to(&self.snapshot)
+            .map_err(DocumentError::Invalid)?;
         Ok(Loaded {
             environment: self.environment.clone(),
             revision: if change.revision > 0 {

@@ -3,8 +3,8 @@
 //! evaluation and streaming; and the one write path that validates a change,
 //! commits it to the store and then publishes it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -12,10 +12,10 @@ use bytes::Bytes;
 use serde_json::json;
 use switchyard_core::model::EnvName;
 use switchyard_core::sync::{
-    apply_writes, ChangeDocument, ChangeDocumentRef, FlagWrite, SegmentWrite, SnapshotDocumentRef,
+    ChangeDocument, ChangeDocumentRef, FlagWrite, SegmentWrite, SnapshotDocumentRef,
 };
 use switchyard_core::{Flag, Segment, Snapshot, ValidationErrors};
-use tokio::sync::{broadcast, Mutex};
+use tokio::sync::{broadcast, mpsc, Mutex};
 
 use crate::domain::EnvError;
 use crate::store::{AuditEntry, Commit, EnvRecord, Schedule, Store, StoreError};
@@ -34,13 +34,24 @@ pub struct EnvState {
     pub revision: u64,
     /// Compiled flags and segments, for evaluation.
     pub snapshot: Snapshot,
-    /// The SDK snapshot document, serialised once: `{environment, revision, flags, segments}`.
-    pub document: Bytes,
+    /// The SDK snapshot document, written on first use ([`EnvState::document`]).
+    document: OnceLock<Bytes>,
     /// The latest change events, oldest first, for clients resuming a stream.
     pub history: VecDeque<Arc<ChangeEvent>>,
     /// Sizes of the last bulk answers at this revision, so the next one's buffer is
     /// allocated once (the only mutable part: hints, never data).
     pub answer_sizes: AnswerSizes,
+}
+
+impl EnvState {
+    /// The SDK snapshot document `{environment, revision, flags, segments}`, written
+    /// once per revision, when first asked for: a write does not pay for a document
+    /// nobody may read (streaming clients receive the change), and writing it copies
+    /// the JSON each flag and segment has kept since it was compiled.
+    pub fn document(&self) -> &Bytes {
+        self.document
+            .get_or_init(|| document(&self.name, self.revision, &self.snapshot))
+    }
 }
 
 /// Sizes in bytes of the last bulk answers of an environment (`http::json::sized`).
@@ -94,18 +105,24 @@ pub fn now_ms() -> u64 {
 pub struct Environments {
     current: ArcSwap<HashMap<String, Arc<EnvState>>>,
     changes: broadcast::Sender<Arc<ChangeEvent>>,
+    /// Change events in revision order, for the task that hands them to `changes`.
+    fanout: mpsc::UnboundedSender<Arc<ChangeEvent>>,
     write: Mutex<()>,
     store: Arc<dyn Store>,
     /// `switchyard_snapshot_compile_seconds`.
     compile_seconds: Histogram,
 }
 
-/// Serialises the snapshot's document straight to bytes (no JSON tree in between:
-/// at 10 000 flags that tree was a quarter of a write's CPU).
-fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Result<Bytes, EnvError> {
+/// Writes the snapshot's document from the JSON its flags and segments kept.
+fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Bytes {
+    // Every part is a string, a number or JSON already: writing them into memory
+    // cannot fail (compiling is where a flag that serde cannot write is refused).
     serde_json::to_vec(&SnapshotDocumentRef::new(env, revision, snapshot))
         .map(Bytes::from)
-        .map_err(EnvError::Encode)
+        .unwrap_or_else(|error| {
+            tracing::error!(%env, revision, %error, "the snapshot document could not be written");
+            Bytes::new()
+        })
 }
 
 /// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
@@ -116,6 +133,23 @@ fn compile(
 ) -> Result<Snapshot, ValidationErrors> {
     let start = Instant::now();
     let compiled = Snapshot::compile(flags, segments);
+    timer.observe(start.elapsed().as_secs_f64());
+    compiled
+}
+
+/// [`Snapshot::with_writes`] (only the written flags are compiled), timed into
+/// `switchyard_snapshot_compile_seconds`.
+fn compile_change(
+    timer: &Histogram,
+    snapshot: &Snapshot,
+    flags: &[FlagWrite],
+    segments: &[SegmentWrite],
+) -> Result<Snapshot, ValidationErrors> {
+    let start = Instant::now();
+    let compiled = snapshot.with_writes(
+        flags.iter().map(|(k, f)| (k, f.as_ref())),
+        segments.iter().map(|(k, s)| (k, s.as_ref())),
+    );
     timer.observe(start.elapsed().as_secs_f64());
     compiled
 }
@@ -137,16 +171,15 @@ fn state_from(
     revision: u64,
     snapshot: Snapshot,
     history: VecDeque<Arc<ChangeEvent>>,
-) -> Result<EnvState, EnvError> {
-    let document = document(&name, revision, &snapshot)?;
-    Ok(EnvState {
+) -> EnvState {
+    EnvState {
         name,
         revision,
         snapshot,
-        document,
+        document: OnceLock::new(),
         history,
         answer_sizes: AnswerSizes::default(),
-    })
+    }
 }
 
 impl Environments {
@@ -161,7 +194,7 @@ impl Environments {
         for record in store.load().await? {
             let name = record.name.to_string();
             let state = compile_stored(&compile_seconds, record)
-                .and_then(|(name, revision, snapshot)| {
+                .map(|(name, revision, snapshot)| {
                     state_from(name, revision, snapshot, VecDeque::new())
                 })
                 .map_err(|e| {
@@ -170,9 +203,11 @@ impl Environments {
             map.insert(name, Arc::new(state));
         }
         let (changes, _) = broadcast::channel(1024);
+        let fanout = spawn_fanout(changes.clone());
         Ok(Environments {
             current: ArcSwap::from_pointee(map),
             changes,
+            fanout,
             write: Mutex::new(()),
             store,
             compile_seconds,
@@ -290,10 +325,14 @@ impl Environments {
             if change.is_empty() {
                 return Ok(current);
             }
-            let (flags, segments) = merged(&current, &change);
             // Validate the whole environment as it would be, before writing anything;
             // the snapshot compiled to validate it is the one installed after the commit.
-            let snapshot = compile(&self.compile_seconds, flags, segments)?;
+            let snapshot = compile_change(
+                &self.compile_seconds,
+                &current.snapshot,
+                &change.flags,
+                &change.segments,
+            )?;
             let document =
                 change_document(&name, current.revision + 1, &change.flags, &change.segments)?;
             let commit = Commit {
@@ -340,8 +379,10 @@ impl Environments {
             return Ok(Remote::AlreadyHad);
         }
         if revision == current.revision + 1 {
-            let (flags, segments) = change.apply(&current.snapshot);
-            let snapshot = compile(&self.compile_seconds, flags, segments)?;
+            let start = Instant::now();
+            let snapshot = change.applied_to(&current.snapshot);
+            self.compile_seconds.observe(start.elapsed().as_secs_f64());
+            let snapshot = snapshot?;
             let document = serde_json::to_vec(change).map_err(EnvError::Encode)?;
             self.publish(&current, revision, snapshot, Bytes::from(document))?;
             return Ok(Remote::Applied);
@@ -375,10 +416,7 @@ impl Environments {
                     return Ok(());
                 }
                 tracing::warn!(%env, revision = record.revision, "this replica held a write the store lost; replaced it with the store's");
-                let document = change_document(&record.name, record.revision, &flags, &segments)?;
-                let (_, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
-                self.publish(&current, revision, snapshot, document)
-                    .map(drop)
+                self.publish_differences(&current, &record, &flags, &segments)
             }
             (_, record) => self.install_record(env, record),
         }
@@ -403,18 +441,35 @@ impl Environments {
         match self.get(env.as_str()) {
             Some(current) if current.revision == record.revision => Ok(()),
             Some(current) => {
-                let document = diff_document(&current, &record)?;
-                let (_, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
-                self.publish(&current, revision, snapshot, document)
-                    .map(drop)
+                let (flags, segments) = differences(&current, &record);
+                self.publish_differences(&current, &record, &flags, &segments)
             }
             None => {
                 let (name, revision, snapshot) = compile_stored(&self.compile_seconds, record)?;
-                let state = state_from(name, revision, snapshot, VecDeque::new())?;
+                let state = state_from(name, revision, snapshot, VecDeque::new());
                 self.install(Arc::new(state));
                 Ok(())
             }
         }
+    }
+
+    /// Publishes `target`, which differs from `current` by `flags` and `segments`
+    /// ([`differences`]), compiling only those.
+    fn publish_differences(
+        &self,
+        current: &EnvState,
+        target: &EnvRecord,
+        flags: &[FlagWrite],
+        segments: &[SegmentWrite],
+    ) -> Result<(), EnvError> {
+        let document = change_document(&target.name, target.revision, flags, segments)?;
+        let snapshot = compile_change(&self.compile_seconds, &current.snapshot, flags, segments)
+            .map_err(|e| {
+                tracing::error!(env = %target.name, error = %e, "stored environment does not compile");
+                EnvError::Invalid(e)
+            })?;
+        self.publish(current, target.revision, snapshot, document)
+            .map(drop)
     }
 
     fn publish(
@@ -439,12 +494,29 @@ impl Environments {
             revision,
             snapshot,
             history,
-        )?);
+        ));
         self.install(Arc::clone(&state));
-        // No subscriber is fine: nobody is streaming.
-        let _ = self.changes.send(event);
+        // The fan-out task wakes every stream (10 000 wake-ups take milliseconds)
+        // after this write has answered; streams skip revisions they already have.
+        // It only stops with these environments.
+        let _ = self.fanout.send(event);
         Ok(state)
     }
+}
+
+/// Starts the task that hands change events, in the order they come, to `changes`'
+/// subscribers; it ends when the returned sender is dropped.
+fn spawn_fanout(
+    changes: broadcast::Sender<Arc<ChangeEvent>>,
+) -> mpsc::UnboundedSender<Arc<ChangeEvent>> {
+    let (fanout, mut events) = mpsc::unbounded_channel::<Arc<ChangeEvent>>();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            // No subscriber is fine: nobody is streaming.
+            let _ = changes.send(event);
+        }
+    });
+    fanout
 }
 
 /// What [`Environments::apply_remote`] did.
@@ -471,14 +543,9 @@ fn change_document(
         .map_err(EnvError::Encode)
 }
 
-/// The change document taking `current` to `target`.
-fn diff_document(current: &EnvState, target: &EnvRecord) -> Result<Bytes, EnvError> {
-    let (flags, segments) = differences(current, target);
-    change_document(&target.name, target.revision, &flags, &segments)
-}
-
 /// The writes that make `current` into `target`.
 fn differences(current: &EnvState, target: &EnvRecord) -> (Vec<FlagWrite>, Vec<SegmentWrite>) {
+    let flag_keys: HashSet<&str> = target.flags.iter().map(|f| f.key.as_str()).collect();
     let mut flags: Vec<FlagWrite> = target
         .flags
         .iter()
@@ -489,30 +556,27 @@ fn differences(current: &EnvState, target: &EnvRecord) -> (Vec<FlagWrite>, Vec<S
         current
             .snapshot
             .flags()
-            .filter(|old| !target.flags.iter().any(|f| f.key == old.key))
+            .filter(|old| !flag_keys.contains(old.key.as_str()))
             .map(|old| (old.key.clone(), None)),
     );
+    let segment_keys: HashSet<&str> = target.segments.iter().map(|s| s.key.as_str()).collect();
+    let old_segments: HashMap<&str, &Segment> = current
+        .snapshot
+        .segments()
+        .map(|s| (s.key.as_str(), s))
+        .collect();
     let mut segments: Vec<SegmentWrite> = target
         .segments
         .iter()
-        .filter(|s| !current.snapshot.segments().any(|old| old == *s))
+        .filter(|s| old_segments.get(s.key.as_str()) != Some(s))
         .map(|s| (s.key.clone(), Some(s.clone())))
         .collect();
     segments.extend(
         current
             .snapshot
             .segments()
-            .filter(|old| !target.segments.iter().any(|s| s.key == old.key))
+            .filter(|old| !segment_keys.contains(old.key.as_str()))
             .map(|old| (old.key.clone(), None)),
     );
     (flags, segments)
-}
-
-/// The environment's flags and segments with `change` applied, sorted by key.
-fn merged(current: &EnvState, change: &Change) -> (Vec<Flag>, Vec<Segment>) {
-    apply_writes(
-        &current.snapshot,
-        change.flags.iter().map(|(k, f)| (k, f.as_ref())),
-        change.segments.iter().map(|(k, s)| (k, s.as_ref())),
-    )
 }

@@ -42,7 +42,7 @@ impl Outgoing {
     /// The JSON document: the snapshot document or the change document.
     pub fn document(&self) -> &Bytes {
         match self {
-            Outgoing::Snapshot(state) => &state.document,
+            Outgoing::Snapshot(state) => state.document(),
             Outgoing::Change(change) => &change.document,
         }
     }

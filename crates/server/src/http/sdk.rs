@@ -111,7 +111,7 @@ async fn snapshot(
             (CACHE_CONTROL, no_cache),
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
         ],
-        Body::from(current.document.clone()),
+        Body::from(current.document().clone()),
     )
         .into_response())
 }

@@ -244,7 +244,7 @@ fn persist_changed(relay: &Relay, envs: &Environments, persisted: &mut BTreeMap<
         if persisted.get(&name) == Some(&state.revision) {
             continue;
         }
-        match relay.cache.write(&state.name, &state.document) {
+        match relay.cache.write(&state.name, state.document()) {
             Ok(()) => {
                 persisted.insert(name, state.revision);
             }
