@@ -161,7 +161,7 @@ pub fn evaluate<'s>(snapshot: &'s Snapshot, key: &str, ctx: &Context) -> Evaluat
         Some(index) => snapshot
             .flags
             .get(index)
-            .and_then(|flag| without_context(flag))
+            .and_then(without_context)
             .unwrap_or_else(|| evaluate_index(snapshot, index, &ctx.resolve(&snapshot.names), 0)),
         None => Evaluation::error(ErrorCode::FlagNotFound),
     }

@@ -7,8 +7,12 @@
 //! revision shares every unchanged flag with the one before, and only the links
 //! between flags (prerequisites, cycles) are checked again over the whole set.
 
+mod flag_list;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use flag_list::FlagList;
 
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
@@ -30,7 +34,7 @@ use crate::validation::{
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     index: Arc<FxHashMap<FlagKey, usize>>,
-    pub(crate) flags: Vec<Arc<CompiledFlag>>,
+    pub(crate) flags: FlagList,
     pub(crate) segments: Arc<Segments>,
     /// The attribute names the flags and segments read, numbered (see
     /// [`Context`](crate::Context)'s lookups).
@@ -119,7 +123,7 @@ impl Snapshot {
         }
         let snapshot = Snapshot {
             index: Arc::new(index),
-            flags: compiled,
+            flags: FlagList::new(compiled),
             segments,
             names_compiled: names.len(),
             names,
@@ -168,7 +172,7 @@ impl Snapshot {
                     if !flag.source.prerequisites.is_empty() {
                         linking.push(i);
                     }
-                    list[i] = flag;
+                    list.set(i, flag);
                 }
             }
             linking.sort_unstable();
@@ -188,7 +192,7 @@ impl Snapshot {
                 .map(|(i, f)| (f.source.key.clone(), i))
                 .collect();
             // Places moved: every flag with prerequisites is found again.
-            (Arc::new(index), list, None)
+            (Arc::new(index), FlagList::new(list), None)
         };
         let snapshot = Snapshot {
             index,
@@ -211,6 +215,7 @@ impl Snapshot {
     ) -> Result<Snapshot, ValidationErrors> {
         self.linking = linking.unwrap_or_else(|| {
             let flags = self.flags.iter().enumerate();
+            // (Only a whole pass can find them: places moved, or nothing was known.)
             flags
                 .filter(|(_, f)| !f.source.prerequisites.is_empty())
                 .map(|(i, _)| i)
@@ -230,7 +235,9 @@ impl Snapshot {
     /// whose links are unchanged stays shared.
     fn link_prerequisites(&mut self, problems: &mut Problems) {
         for &i in &self.linking {
-            let flag = &self.flags[i];
+            let Some(flag) = self.flags.get(i) else {
+                continue;
+            };
             let mut links = Vec::with_capacity(flag.source.prerequisites.len());
             for (p, prerequisite) in flag.source.prerequisites.iter().enumerate() {
                 let Some(&target) = self.index.get(prerequisite.flag.as_str()) else {
@@ -258,7 +265,9 @@ impl Snapshot {
                 links.push(Some((target, accepted)));
             }
             if flag.prerequisites != links {
-                Arc::make_mut(&mut self.flags[i]).prerequisites = links;
+                if let Some(flag) = self.flags.get_mut(i) {
+                    flag.prerequisites = links;
+                }
             }
         }
     }
@@ -346,7 +355,10 @@ impl Snapshot {
     /// from the other by a change that did not touch it): `false` says nothing.
     pub(crate) fn shares_flag(&self, other: &Snapshot, key: &str) -> bool {
         match (self.index.get(key), other.index.get(key)) {
-            (Some(&a), Some(&b)) => Arc::ptr_eq(&self.flags[a], &other.flags[b]),
+            (Some(&a), Some(&b)) => match (self.flags.shared(a), other.flags.shared(b)) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -358,7 +370,7 @@ impl Snapshot {
 
     /// True when there are no flags.
     pub fn is_empty(&self) -> bool {
-        self.flags.is_empty()
+        self.flags.len() == 0
     }
 
     pub(crate) fn flag_index(&self, key: &str) -> Option<usize> {
