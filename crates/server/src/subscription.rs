@@ -5,6 +5,8 @@
 //! stops being accepted (revoked, expired, a rotated secret past its grace).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -143,6 +145,20 @@ pub(crate) async fn holder_ended(holder: &mut Option<Holder>) {
     }
 }
 
+/// What ends a stream: the server shutting down, or the token that opened it no
+/// longer being accepted.
+type Ending = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Resolves when `shutdown` signals or `holder`'s credential ends.
+fn ending(mut shutdown: watch::Receiver<bool>, mut holder: Option<Holder>) -> Ending {
+    Box::pin(async move {
+        tokio::select! {
+            () = shutting_down(&mut shutdown) => {}
+            () = holder_ended(&mut holder) => {}
+        }
+    })
+}
+
 /// One client's stream: a snapshot first, or the missed changes when resuming; then
 /// one change per revision, a fresh snapshot after a lag or a gap; the end when the
 /// server shuts down or the token that opened it is no longer accepted.
@@ -150,15 +166,16 @@ pub struct Subscription {
     state: AppState,
     env: EnvName,
     changes: broadcast::Receiver<Arc<ChangeEvent>>,
-    shutdown: watch::Receiver<bool>,
+    /// Resolves when the stream must end ([`ending`]); made once and polled across
+    /// events (made per event, its two watch registrations cost more than the
+    /// event); `None` once it has resolved.
+    ended: Option<Ending>,
     /// The newest revision the client has (from a snapshot or a change).
     sent: u64,
     /// Events to send before listening for changes.
     pending: VecDeque<Outgoing>,
     /// Counts the stream in `switchyard_streams` under its protocol.
     client: Option<StreamGuard>,
-    /// The token that opened it, if it can stop being accepted.
-    holder: Option<Holder>,
     /// Its place under the token's cap of open streams.
     _permit: Option<StreamPermit>,
 }
@@ -179,11 +196,10 @@ impl Subscription {
         Ok(Subscription {
             env: current.name.clone(),
             changes,
-            shutdown: state.shutdown.clone(),
+            ended: Some(ending(state.shutdown.clone(), None)),
             sent: current.revision,
             pending,
             client: None,
-            holder: None,
             _permit: None,
             state: state.clone(),
         })
@@ -194,7 +210,8 @@ impl Subscription {
     /// rotated secret past its grace period).
     pub fn held_by(mut self, principal: &Principal) -> Result<Self, ApiError> {
         self._permit = Some(self.state.limits.open_stream(principal)?);
-        self.holder = Holder::of(&self.state, principal);
+        let holder = Holder::of(&self.state, principal);
+        self.ended = Some(ending(self.state.shutdown.clone(), holder));
         Ok(self)
     }
 
@@ -220,10 +237,13 @@ impl Subscription {
             return Some(event);
         }
         loop {
+            let ended = self.ended.as_mut()?;
             tokio::select! {
                 biased;
-                () = shutting_down(&mut self.shutdown) => return None,
-                () = holder_ended(&mut self.holder) => return None,
+                () = ended => {
+                    self.ended = None;
+                    return None;
+                }
                 received = self.changes.recv() => match received {
                     Ok(change) => {
                         if change.env != self.env || change.revision <= self.sent {
@@ -306,11 +326,10 @@ mod tests {
             state: state.clone(),
             env: EnvName::new("prod"),
             changes,
-            shutdown,
+            ended: Some(ending(shutdown, None)),
             sent,
             pending: VecDeque::new(),
             client: Some(state.telemetry.stream_opened(StreamProtocol::Sse)),
-            holder: None,
             _permit: None,
         }
     }
