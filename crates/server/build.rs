@@ -34,6 +34,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The sync stream's document is the environment's shared `Bytes`: a reference
         // count per message, not a copy.
         .bytes(".switchyard.v1.SyncEvent.document")
-        .compile_protos(&files, &[root])?;
+        .compile_protos(&files, std::slice::from_ref(&root))?;
+    // The server side of `switchyard.v1.Evaluation` once more, answering `EvaluateAll`
+    // with a message written straight to protobuf bytes (`grpc::encoded`): the same
+    // bytes on the wire as the generated `EvaluateAllResponse`, without a map of
+    // owned strings and value trees per call. Every other type is the one above.
+    let server_side = PathBuf::from(std::env::var("OUT_DIR")?).join("server_side");
+    std::fs::create_dir_all(&server_side)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&server_side)
+        .extern_path(
+            ".switchyard.v1.EvaluateAllResponse",
+            "crate::grpc::encoded::EvaluateAllAnswer",
+        )
+        .extern_path(".switchyard.v1", "crate::grpc::proto::switchyard")
+        .compile_protos(&[root.join("switchyard/v1/evaluation.proto")], &[root])?;
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct AnswerSizes {
     pub rest_bulk: std::sync::atomic::AtomicUsize,
     /// `POST /ofrep/v1/evaluate/flags`.
     pub ofrep_bulk: std::sync::atomic::AtomicUsize,
+    /// gRPC `switchyard.v1.Evaluation/EvaluateAll`.
+    pub grpc_bulk: std::sync::atomic::AtomicUsize,
 }
 
 /// What changed at one revision, as pushed to streaming SDKs.

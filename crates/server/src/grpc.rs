@@ -6,6 +6,7 @@
 //! Generated protobuf types stay inside this module; `convert.rs` maps them.
 
 pub mod convert;
+pub mod encoded;
 pub mod evaluation;
 pub mod flagd;
 pub mod sync;
@@ -46,6 +47,14 @@ pub mod proto {
     pub mod flagd_sync {
         #![allow(missing_docs, clippy::all, clippy::pedantic)]
         tonic::include_proto!("flagd.sync.v1");
+    }
+
+    /// The server side of `switchyard.v1.Evaluation` as this server runs it:
+    /// `EvaluateAll` answers with [`super::encoded::EvaluateAllAnswer`], the same
+    /// bytes as `EvaluateAllResponse` (generated a second time by `build.rs`).
+    pub mod switchyard_server {
+        #![allow(missing_docs, clippy::all, clippy::pedantic)]
+        include!(concat!(env!("OUT_DIR"), "/server_side/switchyard.v1.rs"));
     }
 
     /// Every service's descriptors, for server reflection.
@@ -167,8 +176,8 @@ async fn services(
 ) -> tonic::service::Routes {
     // switchyard.v1 Evaluation and Sync:
     let routes = {
-        use proto::switchyard::evaluation_server::EvaluationServer;
         use proto::switchyard::sync_server::SyncServer;
+        use proto::switchyard_server::evaluation_server::EvaluationServer;
         health
             .set_serving::<EvaluationServer<evaluation::EvaluationService>>()
             .await;

@@ -14,8 +14,9 @@ use switchyard_core::{evaluate_all, Evaluation as Outcome};
 use tonic::{Request, Response, Status};
 
 use super::convert::{context, from_json, status};
+use super::encoded::EvaluateAllAnswer;
 use super::proto::switchyard as pb;
-use super::proto::switchyard::evaluation_server::Evaluation;
+use super::proto::switchyard_server::evaluation_server::Evaluation;
 use super::{authenticate, Caller, GrpcState};
 use crate::environments::EnvState;
 use crate::limits::Budget;
@@ -92,24 +93,22 @@ impl Evaluation for EvaluationService {
     async fn evaluate_all(
         &self,
         request: Request<pb::EvaluateAllRequest>,
-    ) -> Result<Response<pb::EvaluateAllResponse>, Status> {
+    ) -> Result<Response<EvaluateAllAnswer>, Status> {
         let current = self
             .environment(Caller::from(&request), &request.get_ref().environment)
             .await?;
         let ctx = context(request.get_ref().context.as_ref())?;
-        let results: std::collections::HashMap<String, pb::Result> =
-            evaluate_all(&current.snapshot, &ctx)
-                .map(|(key, outcome)| (key.to_owned(), result(key, &outcome)))
-                .collect();
+        let answer = EvaluateAllAnswer::new(
+            current.name.as_str(),
+            current.revision,
+            evaluate_all(&current.snapshot, &ctx),
+            &current.answer_sizes.grpc_bulk,
+        );
         self.state.app.telemetry.evaluated(
             current.name.as_str(),
             "grpc",
-            u64::try_from(results.len()).unwrap_or(u64::MAX),
+            current.snapshot.len() as u64,
         );
-        Ok(Response::new(pb::EvaluateAllResponse {
-            environment: current.name.to_string(),
-            revision: current.revision,
-            results,
-        }))
+        Ok(Response::new(answer))
     }
 }
