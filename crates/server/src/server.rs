@@ -24,7 +24,7 @@ use crate::limits::{LimitSettings, Limits};
 use crate::relay::store::UpstreamStore;
 use crate::relay::{Relay, RelayConfig};
 use crate::replication::Replication;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{AuditEntry, Store, TokenKind};
@@ -86,7 +86,7 @@ impl Server {
             LimitSettings::default(),
             telemetry.limits.clone(),
         ));
-        let state = AppState {
+        let state = AppState::new(Shared {
             envs,
             tokens,
             telemetry,
@@ -103,7 +103,7 @@ impl Server {
             ops_token: None,
             relay,
             metric_batches: Arc::default(),
-        };
+        });
         state.ready.store(true, Ordering::Release);
         let background = vec![
             tokio::spawn(crate::domain::run_scheduler(state.clone())),
