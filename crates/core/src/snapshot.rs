@@ -137,7 +137,8 @@ impl Snapshot {
     /// makes of the resulting set (see [`crate::sync::apply_writes`]), same errors
     /// included, at the cost of what changed. Only the written flags are compiled;
     /// the others are shared with this snapshot. A change to segments compiles the
-    /// whole set. Flags come out sorted by key.
+    /// whole set. Rewritten flags keep their places; a change that adds or removes a
+    /// flag sorts the flags by key (the order of `apply_writes`, and of the store).
     pub fn with_writes<'a>(
         &self,
         flags: impl IntoIterator<Item = (&'a FlagKey, Option<&'a Flag>)>,

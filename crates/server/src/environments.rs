@@ -127,33 +127,36 @@ fn document(env: &EnvName, revision: u64, snapshot: &Snapshot) -> Bytes {
         })
 }
 
-/// [`Snapshot::compile`], timed into `switchyard_snapshot_compile_seconds`.
+/// `compile()`, timed into `switchyard_snapshot_compile_seconds`.
+fn timed<T>(timer: &Histogram, compile: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let compiled = compile();
+    timer.observe(start.elapsed().as_secs_f64());
+    compiled
+}
+
+/// [`Snapshot::compile`], timed.
 fn compile(
     timer: &Histogram,
     flags: impl IntoIterator<Item = Flag>,
     segments: impl IntoIterator<Item = Segment>,
 ) -> Result<Snapshot, ValidationErrors> {
-    let start = Instant::now();
-    let compiled = Snapshot::compile(flags, segments);
-    timer.observe(start.elapsed().as_secs_f64());
-    compiled
+    timed(timer, || Snapshot::compile(flags, segments))
 }
 
-/// [`Snapshot::with_writes`] (only the written flags are compiled), timed into
-/// `switchyard_snapshot_compile_seconds`.
+/// [`Snapshot::with_writes`] (only the written flags are compiled), timed.
 fn compile_change(
     timer: &Histogram,
     snapshot: &Snapshot,
     flags: &[FlagWrite],
     segments: &[SegmentWrite],
 ) -> Result<Snapshot, ValidationErrors> {
-    let start = Instant::now();
-    let compiled = snapshot.with_writes(
-        flags.iter().map(|(k, f)| (k, f.as_ref())),
-        segments.iter().map(|(k, s)| (k, s.as_ref())),
-    );
-    timer.observe(start.elapsed().as_secs_f64());
-    compiled
+    timed(timer, || {
+        snapshot.with_writes(
+            flags.iter().map(|(k, f)| (k, f.as_ref())),
+            segments.iter().map(|(k, s)| (k, s.as_ref())),
+        )
+    })
 }
 
 /// Compiles an environment read from the store.
@@ -381,10 +384,9 @@ impl Environments {
             return Ok(Remote::AlreadyHad);
         }
         if revision == current.revision + 1 {
-            let start = Instant::now();
-            let snapshot = change.applied_to(&current.snapshot);
-            self.compile_seconds.observe(start.elapsed().as_secs_f64());
-            let snapshot = snapshot?;
+            let snapshot = timed(&self.compile_seconds, || {
+                change.applied_to(&current.snapshot)
+            })?;
             let document = serde_json::to_vec(change).map_err(EnvError::Encode)?;
             self.publish(&current, revision, snapshot, Bytes::from(document))?;
             return Ok(Remote::Applied);
