@@ -95,7 +95,8 @@ mod tests {
             }))
             .expect("flag")
         });
-        let snapshot: Snapshot = Snapshot::compile(flags.collect::<Vec<_>>(), []).expect("compiles");
+        let snapshot: Snapshot =
+            Snapshot::compile(flags.collect::<Vec<_>>(), []).expect("compiles");
         snapshot.flags.iter().cloned().collect()
     }
 

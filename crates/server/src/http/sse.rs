@@ -57,7 +57,10 @@ pub fn response(
                     }
                 }
             };
-            Some((futures_util::stream::iter(chunks), (subscription, idle, written)))
+            Some((
+                futures_util::stream::iter(chunks),
+                (subscription, idle, written),
+            ))
         },
     )
     .flatten()
