@@ -40,16 +40,20 @@ async fn sample_servers(http: &reqwest::Client, replicas: &[Replica]) -> Vec<Ser
     samples
 }
 
-/// `switchyard_snapshot_compile_seconds` (count, sum) from `/metrics`.
-async fn compile_histogram(http: &reqwest::Client, replica: &Replica) -> Option<(u64, f64)> {
-    let text = http
-        .get(replica.url("/metrics"))
+/// A replica's `/metrics` exposition.
+async fn metrics(http: &reqwest::Client, replica: &Replica) -> Option<String> {
+    http.get(replica.url("/metrics"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
+        .ok()
+}
+
+/// `switchyard_snapshot_compile_seconds` (count, sum) from `/metrics`.
+async fn compile_histogram(http: &reqwest::Client, replica: &Replica) -> Option<(u64, f64)> {
+    let text = metrics(http, replica).await?;
     let value = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
@@ -65,14 +69,7 @@ async fn compile_histogram(http: &reqwest::Client, replica: &Replica) -> Option<
 /// from `switchyard_http_request_duration_seconds` on A): a `summary` line with the
 /// mean and the share of writes answered within 1, 5 and 10 ms (bucket bounds).
 async fn write_server_times(http: &reqwest::Client, replica: &Replica) -> Option<String> {
-    let text = http
-        .get(replica.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = metrics(http, replica).await?;
     let writes = text.lines().filter(|line| {
         line.starts_with("switchyard_http_request_duration_seconds")
             && (line.contains("/kill\"") || line.contains("/revive\""))
