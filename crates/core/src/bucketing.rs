@@ -12,7 +12,7 @@
 //! `[flag key, value]` instead of `salt/value`, scaled the same way: flags that use it
 //! evaluate identically in flagd's in-process providers (docs/openfeature.md).
 
-use std::hash::Hasher;
+use crate::model::Hashing;
 
 /// The size of Switchyard's bucket space: weights are in units of 1/100 000.
 pub const BUCKETS: u32 = 100_000;
@@ -20,34 +20,163 @@ pub const BUCKETS: u32 = 100_000;
 /// The seed Unleash uses when hashing for variants.
 pub const UNLEASH_VARIANT_SEED: u32 = 86_028_157;
 
-/// murmur3 x86_32 of `prefix + separator + value`, without building the string.
-pub fn murmur3_joined(prefix: &str, separator: u8, value: &str, seed: u32) -> u32 {
-    // Short inputs (the usual case) are joined on the stack and hashed in one pass.
-    let len = prefix.len() + 1 + value.len();
-    let mut joined = [0_u8; 256];
-    if let Some(buf) = joined.get_mut(..len) {
-        let (head, tail) = buf.split_at_mut(prefix.len());
-        head.copy_from_slice(prefix.as_bytes());
-        tail[0] = separator;
-        tail[1..].copy_from_slice(value.as_bytes());
-        return mur3::murmurhash3_x86_32(buf, seed);
-    }
-    let mut hasher = mur3::Hasher32::with_seed(seed);
-    hasher.write(prefix.as_bytes());
-    hasher.write(&[separator]);
-    hasher.write(value.as_bytes());
-    hasher.finish32()
+/// murmur3 x86_32 fed in pieces (the `mur3` crate's streaming hasher cannot be
+/// copied, which [`Salted`] needs): 4-byte blocks are mixed as they complete, up to
+/// three bytes wait for the next piece or for [`Murmur3::finish`].
+#[derive(Debug, Clone, Copy)]
+struct Murmur3 {
+    h: u32,
+    /// Bytes of an incomplete block, little-endian.
+    tail: u32,
+    tail_len: u32,
+    /// Bytes fed so far (murmur3 mixes the length in modulo 2^32).
+    len: u32,
 }
 
-/// Switchyard's bucket of `value` under `salt`, in `0..100_000`.
-pub fn bucket(salt: &str, value: &str) -> u32 {
-    let h = murmur3_joined(salt, b'/', value, 0);
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+impl Murmur3 {
+    fn new(seed: u32) -> Self {
+        Murmur3 {
+            h: seed,
+            tail: 0,
+            tail_len: 0,
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn scramble(k: u32) -> u32 {
+        k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
+    }
+
+    #[inline]
+    fn block(&mut self, k: u32) {
+        self.h = (self.h ^ Self::scramble(k))
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+    }
+
+    #[inline]
+    fn write(&mut self, mut bytes: &[u8]) {
+        // Truncation is murmur3's own: the length enters the hash modulo 2^32.
+        #[allow(clippy::cast_possible_truncation)]
+        let added = bytes.len() as u32;
+        self.len = self.len.wrapping_add(added);
+        while self.tail_len > 0 {
+            let Some((&byte, rest)) = bytes.split_first() else {
+                return;
+            };
+            self.tail |= u32::from(byte) << (8 * self.tail_len);
+            bytes = rest;
+            if self.tail_len == 3 {
+                self.block(self.tail);
+                (self.tail, self.tail_len) = (0, 0);
+            } else {
+                self.tail_len += 1;
+            }
+        }
+        let mut blocks = bytes.chunks_exact(4);
+        for block in &mut blocks {
+            self.block(u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+        }
+        for &byte in blocks.remainder() {
+            self.tail |= u32::from(byte) << (8 * self.tail_len);
+            self.tail_len += 1;
+        }
+    }
+
+    #[inline]
+    fn finish(mut self) -> u32 {
+        if self.tail_len > 0 {
+            self.h ^= Self::scramble(self.tail);
+        }
+        let mut h = self.h ^ self.len;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
+}
+
+/// murmur3 of a salt followed by a value, with the salt fed once — when a flag is
+/// compiled — so that an evaluation hashes only the context's value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Salted {
+    state: Murmur3,
+    /// flagd's scheme: the value is preceded by its CBOR text head.
+    cbor: bool,
+}
+
+impl Salted {
+    /// What a percentage (`split: false`) or a rollout's split (`split: true`) under
+    /// `hashing` hashes a value with.
+    pub(crate) fn new(hashing: Hashing, salt: &str, split: bool) -> Self {
+        match hashing {
+            Hashing::Switchyard => Self::joined(salt, b'/', 0),
+            Hashing::Flagd => Self::flagd(salt),
+            Hashing::Unleash if split => Self::joined(salt, b':', UNLEASH_VARIANT_SEED),
+            Hashing::Unleash => Self::joined(salt, b':', 0),
+        }
+    }
+
+    /// For hashing `prefix + separator + value` with `seed`.
+    pub(crate) fn joined(prefix: &str, separator: u8, seed: u32) -> Self {
+        let mut state = Murmur3::new(seed);
+        state.write(prefix.as_bytes());
+        state.write(&[separator]);
+        Salted { state, cbor: false }
+    }
+
+    /// For hashing the canonical CBOR array `[key, value]` (flagd's `fractional`).
+    pub(crate) fn flagd(key: &str) -> Self {
+        let mut state = Murmur3::new(0);
+        // A two-element array.
+        state.write(&[0x82]);
+        let mut head = [0_u8; 9];
+        let used = cbor_text_head(key.len(), &mut head);
+        state.write(&head[..used]);
+        state.write(key.as_bytes());
+        Salted { state, cbor: true }
+    }
+
+    /// The hash of the salt and `value`.
+    #[inline]
+    pub(crate) fn hash(&self, value: &str) -> u32 {
+        let mut state = self.state;
+        if self.cbor {
+            let mut head = [0_u8; 9];
+            let used = cbor_text_head(value.len(), &mut head);
+            state.write(&head[..used]);
+        }
+        state.write(value.as_bytes());
+        state.finish()
+    }
+}
+
+/// A hash scaled to a bucket in `0..100_000`.
+#[inline]
+pub(crate) fn scaled(h: u32) -> u32 {
     // (h * 100 000) >> 32 < 100 000, so the cast back cannot truncate.
     ((u64::from(h) * u64::from(BUCKETS)) >> 32) as u32
 }
 
+/// murmur3 x86_32 of `prefix + separator + value`, without building the string.
+pub fn murmur3_joined(prefix: &str, separator: u8, value: &str, seed: u32) -> u32 {
+    Salted::joined(prefix, separator, seed).hash(value)
+}
+
+/// Switchyard's bucket of `value` under `salt`, in `0..100_000`.
+pub fn bucket(salt: &str, value: &str) -> u32 {
+    scaled(murmur3_joined(salt, b'/', value, 0))
+}
+
 /// The canonical CBOR head of a text string of `len` bytes (RFC 8949: major type 3,
 /// the shortest length encoding), in `buf`; returns the bytes used.
+#[inline]
 fn cbor_text_head(len: usize, buf: &mut [u8; 9]) -> usize {
     const TEXT: u8 = 0x60;
     // Each arm's range check makes its cast lossless.
@@ -84,16 +213,7 @@ fn cbor_text_head(len: usize, buf: &mut [u8; 9]) -> usize {
 /// canonical CBOR encoding of the array `[key, value]`, scaled as [`bucket`] is.
 /// Hashed as a stream: nothing is allocated.
 pub fn flagd_bucket(key: &str, value: &str) -> u32 {
-    let mut hasher = mur3::Hasher32::with_seed(0);
-    // A two-element array.
-    hasher.write(&[0x82]);
-    let mut head = [0_u8; 9];
-    for text in [key, value] {
-        let used = cbor_text_head(text.len(), &mut head);
-        hasher.write(&head[..used]);
-        hasher.write(text.as_bytes());
-    }
-    ((u64::from(hasher.finish32()) * u64::from(BUCKETS)) >> 32) as u32
+    scaled(Salted::flagd(key).hash(value))
 }
 
 /// Unleash's normalised percentage of `value` in `group`, in `1..=100`.
@@ -142,6 +262,23 @@ mod tests {
             ("é-flag", "ünïcode".to_owned(), 14_901),
         ] {
             assert_eq!(flagd_bucket(key, &value), expected, "{key:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn murmur3_fed_in_any_pieces_is_murmur3_of_the_whole() {
+        let data: Vec<u8> = (0..23_u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        for len in 0..data.len() {
+            let whole = murmur3::murmur3_32(&mut &data[..len], 7).expect("hashes");
+            for a in 0..=len {
+                for b in a..=len {
+                    let mut state = Murmur3::new(7);
+                    state.write(&data[..a]);
+                    state.write(&data[a..b]);
+                    state.write(&data[b..len]);
+                    assert_eq!(state.finish(), whole, "len {len}, pieces at {a} and {b}");
+                }
+            }
         }
     }
 

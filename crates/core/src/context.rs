@@ -225,6 +225,7 @@ impl<'a> Text<'a> {
     }
 
     /// The string as a finite number.
+    #[inline]
     pub(crate) fn number(&self) -> Option<f64> {
         self.cached(
             |p| &p.number,
@@ -233,6 +234,7 @@ impl<'a> Text<'a> {
     }
 
     /// The string as a semantic version.
+    #[inline]
     pub(crate) fn version(&self) -> Option<Version<'a>> {
         let raw = self.raw;
         let parts = self.cached(
@@ -260,11 +262,13 @@ impl<'a> Text<'a> {
     }
 
     /// The string as an IP address.
+    #[inline]
     pub(crate) fn ip(&self) -> Option<IpAddr> {
         self.cached(|p| &p.ip, |raw| raw.parse().ok())
     }
 
     /// The string as an RFC 3339 instant.
+    #[inline]
     pub(crate) fn instant(&self) -> Option<DateTime<FixedOffset>> {
         self.cached(|p| &p.instant, |raw| DateTime::parse_from_rfc3339(raw).ok())
     }

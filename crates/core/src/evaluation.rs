@@ -289,15 +289,12 @@ fn served<'s>(
 /// whole weight, else the last.
 fn pick(rollout: &CompiledRollout, ctx: &Resolved<'_>) -> usize {
     let target = with_first_present(ctx, &rollout.by, |value| match rollout.hashing {
-        Hashing::Switchyard => Some(bucketing::bucket(&rollout.salt, value)),
         // flagd's `fractional` takes an empty key for none.
         Hashing::Flagd if value.is_empty() => None,
-        Hashing::Flagd => Some(bucketing::flagd_bucket(&rollout.salt, value)),
-        // Unleash's 1-based target against "cumulative >= target" is the same as a
-        // 0-based bucket against "cumulative > bucket".
-        Hashing::Unleash => {
-            Some(bucketing::unleash_variant_target(&rollout.salt, value, rollout.total) - 1)
-        }
+        Hashing::Switchyard | Hashing::Flagd => Some(bucketing::scaled(rollout.salted.hash(value))),
+        // Unleash's 1-based target (hash % total + 1) against "cumulative >= target"
+        // is the same as a 0-based bucket against "cumulative > bucket".
+        Hashing::Unleash => Some(rollout.salted.hash(value) % rollout.total.max(1)),
     })
     .flatten();
     let (first, last) = match (rollout.shares.first(), rollout.shares.last()) {

@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::bucketing::BUCKETS;
+use crate::bucketing::{Salted, BUCKETS};
 use crate::context::{AttrName, NameTable};
 use crate::model::{
     json_type_name, Flag, FlagKey, FlagKind, Hashing, Rollout, Segment, SegmentKey, Serve,
@@ -89,7 +89,8 @@ pub(crate) enum CompiledServe {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledRollout {
     pub(crate) by: Box<[AttrName]>,
-    pub(crate) salt: Box<str>,
+    /// The salt (or the flag's key), already fed to the hash.
+    pub(crate) salted: Salted,
     pub(crate) hashing: Hashing,
     /// (cumulative weight at the end of the share, variant index); zero shares dropped.
     pub(crate) shares: Vec<(u32, usize)>,
@@ -672,7 +673,11 @@ fn compile_rollout(
             .iter()
             .map(|s| AttrName::new(s))
             .collect(),
-        salt: rollout.salt.as_deref().unwrap_or(flag_key).into(),
+        salted: Salted::new(
+            rollout.hashing,
+            rollout.salt.as_deref().unwrap_or(flag_key),
+            true,
+        ),
         hashing: rollout.hashing,
         shares,
         total: cumulative,

@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use regex::{Regex, RegexBuilder};
 use rustc_hash::FxHashSet;
 
-use crate::bucketing;
+use crate::bucketing::{self, Salted};
 use crate::context::{Attr, AttrName, NameTable, Resolved, Text};
 use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
@@ -59,18 +59,18 @@ enum Test {
     /// `matches`: any of the patterns matches somewhere in the value.
     Matches(Vec<Pattern>),
     Number {
-        accept: fn(Ordering) -> bool,
+        accept: Accept,
         values: Vec<f64>,
     },
     Semver {
-        accept: fn(Ordering) -> bool,
+        accept: Accept,
         values: Vec<VersionBuf>,
     },
     Instant {
-        accept: fn(Ordering) -> bool,
+        accept: Accept,
         values: Vec<DateTime<FixedOffset>>,
     },
-    InCidr(Vec<IpNet>),
+    InCidr(Vec<Cidr>),
     Exists,
 }
 
@@ -158,7 +158,8 @@ fn literal_pattern(pattern: &str, ignore_case: bool) -> Option<Pattern> {
 #[derive(Debug, Clone)]
 pub(crate) struct CompiledPercentage {
     pub(crate) by: Box<[AttrName]>,
-    pub(crate) salt: Box<str>,
+    /// The salt (or the flag's key), already fed to the hash.
+    pub(crate) salted: Salted,
     pub(crate) weight: u32,
     pub(crate) hashing: Hashing,
 }
@@ -258,7 +259,7 @@ impl CompiledPercentage {
         }
         CompiledPercentage {
             by: p.by.properties().iter().map(|s| AttrName::new(s)).collect(),
-            salt: p.salt.as_deref().unwrap_or(flag_key).into(),
+            salted: Salted::new(p.hashing, p.salt.as_deref().unwrap_or(flag_key), false),
             weight: p.weight,
             hashing: p.hashing,
         }
@@ -266,13 +267,15 @@ impl CompiledPercentage {
 
     fn includes(&self, ctx: &Resolved<'_>) -> bool {
         let included = with_first_present(ctx, &self.by, |value| match self.hashing {
-            Hashing::Switchyard => Some(bucketing::bucket(&self.salt, value) < self.weight),
+            // flagd's `fractional` takes an empty key for none.
             Hashing::Flagd if value.is_empty() => None,
-            Hashing::Flagd => Some(bucketing::flagd_bucket(&self.salt, value) < self.weight),
-            Hashing::Unleash => Some(
-                self.weight > 0
-                    && bucketing::unleash_percentage(&self.salt, value) * 1000 <= self.weight,
-            ),
+            Hashing::Switchyard | Hashing::Flagd => {
+                Some(bucketing::scaled(self.salted.hash(value)) < self.weight)
+            }
+            // Unleash's normalised percentage, in 1..=100.
+            Hashing::Unleash => {
+                Some(self.weight > 0 && (self.salted.hash(value) % 100 + 1) * 1000 <= self.weight)
+            }
         })
         .flatten();
         // Nothing to bucket on: only a full percentage includes the context.
@@ -444,7 +447,7 @@ impl CompiledConstraint {
                         .ok_or_else(|| Problem::BadNumber(v.to_owned()))
                 });
                 Test::Number {
-                    accept: acceptor(c.op),
+                    accept: Accept::of(c.op),
                     values: c.values.iter().filter_map(|v| parse_number(v)).collect(),
                 }
             }
@@ -455,7 +458,7 @@ impl CompiledConstraint {
                         .ok_or_else(|| Problem::BadSemver(v.to_owned()))
                 });
                 Test::Semver {
-                    accept: acceptor(c.op),
+                    accept: Accept::of(c.op),
                     values: c
                         .values
                         .iter()
@@ -473,7 +476,7 @@ impl CompiledConstraint {
                     })
                 });
                 Test::Instant {
-                    accept: acceptor(c.op),
+                    accept: Accept::of(c.op),
                     values: c
                         .values
                         .iter()
@@ -487,7 +490,12 @@ impl CompiledConstraint {
                         .map(drop)
                         .ok_or_else(|| Problem::BadCidr(v.to_owned()))
                 });
-                Test::InCidr(c.values.iter().filter_map(|v| parse_cidr(v)).collect())
+                Test::InCidr(
+                    c.values
+                        .iter()
+                        .filter_map(|v| parse_cidr(v).map(Cidr::from))
+                        .collect(),
+                )
             }
             Exists => Test::Exists,
         };
@@ -509,14 +517,61 @@ impl CompiledConstraint {
     }
 }
 
-fn acceptor(op: Operator) -> fn(Ordering) -> bool {
-    use Operator::*;
-    match op {
-        Lt | SemverLt | Before => Ordering::is_lt,
-        Lte | SemverLte => Ordering::is_le,
-        Gt | SemverGt | After => Ordering::is_gt,
-        Gte | SemverGte => Ordering::is_ge,
-        _ => Ordering::is_eq,
+/// The orderings of (attribute, value) a comparison accepts, as bits: `Less` is bit
+/// 0, `Equal` bit 1, `Greater` bit 2 (a test, not a call through a pointer).
+#[derive(Debug, Clone, Copy)]
+struct Accept(u8);
+
+impl Accept {
+    fn of(op: Operator) -> Self {
+        use Operator::*;
+        Accept(match op {
+            Lt | SemverLt | Before => 0b001,
+            Lte | SemverLte => 0b011,
+            Gt | SemverGt | After => 0b100,
+            Gte | SemverGte => 0b110,
+            _ => 0b010,
+        })
+    }
+
+    #[inline(always)]
+    fn holds(self, order: Ordering) -> bool {
+        // `Ordering` is -1, 0 or 1.
+        (self.0 >> (order as i8 + 1)) & 1 == 1
+    }
+}
+
+/// A CIDR block as integers: an address is inside when its masked bits are the
+/// network's (an IPv4 block holds no IPv6 address and the reverse, as in `ipnet`).
+#[derive(Debug, Clone, Copy)]
+enum Cidr {
+    V4 { network: u32, mask: u32 },
+    V6 { network: u128, mask: u128 },
+}
+
+impl From<IpNet> for Cidr {
+    fn from(net: IpNet) -> Self {
+        match net {
+            IpNet::V4(net) => Cidr::V4 {
+                network: u32::from(net.network()),
+                mask: u32::from(net.netmask()),
+            },
+            IpNet::V6(net) => Cidr::V6 {
+                network: u128::from(net.network()),
+                mask: u128::from(net.netmask()),
+            },
+        }
+    }
+}
+
+impl Cidr {
+    #[inline]
+    fn contains(self, ip: IpAddr) -> bool {
+        match (self, ip) {
+            (Cidr::V4 { network, mask }, IpAddr::V4(ip)) => u32::from(ip) & mask == network,
+            (Cidr::V6 { network, mask }, IpAddr::V6(ip)) => u128::from(ip) & mask == network,
+            _ => false,
+        }
     }
 }
 
@@ -547,9 +602,9 @@ impl Test {
             Attr::Text(text) => self.accepts_text(text),
             Attr::Number(n) => match self {
                 Test::OneOf { numbers, not, .. } => numbers.contains(&n) != *not,
-                Test::Number { accept, values } => {
-                    values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))
-                }
+                Test::Number { accept, values } => values
+                    .iter()
+                    .any(|v| n.partial_cmp(v).is_some_and(|o| accept.holds(o))),
                 Test::Exists => true,
                 _ => false,
             },
@@ -580,18 +635,22 @@ impl Test {
                 (TextOp::Equals, true) => eq_ignoring_case(s, v),
             }),
             Test::Matches(patterns) => patterns.iter().any(|p| p.is_match(s)),
-            Test::Number { accept, values } => text
-                .number()
-                .is_some_and(|n| values.iter().any(|v| n.partial_cmp(v).is_some_and(accept))),
-            Test::Semver { accept, values } => text
-                .version()
-                .is_some_and(|version| values.iter().any(|v| accept(version.cmp(&v.as_version())))),
+            Test::Number { accept, values } => text.number().is_some_and(|n| {
+                values
+                    .iter()
+                    .any(|v| n.partial_cmp(v).is_some_and(|o| accept.holds(o)))
+            }),
+            Test::Semver { accept, values } => text.version().is_some_and(|version| {
+                values
+                    .iter()
+                    .any(|v| accept.holds(version.cmp(&v.as_version())))
+            }),
             Test::Instant { accept, values } => text
                 .instant()
-                .is_some_and(|instant| values.iter().any(|v| accept(instant.cmp(v)))),
+                .is_some_and(|instant| values.iter().any(|v| accept.holds(instant.cmp(v)))),
             Test::InCidr(nets) => text
                 .ip()
-                .is_some_and(|ip| nets.iter().any(|net| net.contains(&ip))),
+                .is_some_and(|ip| nets.iter().any(|net| net.contains(ip))),
             Test::Exists => true,
         }
     }
@@ -619,23 +678,30 @@ fn ascii_lower_eq(haystack: &[u8], lowered: &[u8]) -> bool {
         .all(|(h, l)| h.to_ascii_lowercase() == *l)
 }
 
+// Only the part of `s` that can match is checked for ASCII: ASCII bytes are whole
+// characters that lowercase to one ASCII byte, so when the head (tail) of `s` as long
+// as `lowered` is ASCII, lowercasing `s` begins (ends) with exactly those bytes
+// folded. Anything else takes the character-wise path.
+
 fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
-    if s.is_ascii() && lowered.is_ascii() {
-        return s
-            .as_bytes()
-            .get(..lowered.len())
-            .is_some_and(|head| ascii_lower_eq(head, lowered.as_bytes()));
+    if let Some(head) = s.as_bytes().get(..lowered.len()) {
+        if head.is_ascii() && lowered.is_ascii() {
+            return ascii_lower_eq(head, lowered.as_bytes());
+        }
     }
     let mut haystack = lower(s);
     lowered.chars().all(|c| haystack.next() == Some(c))
 }
 
 fn ends_with_ignoring_case(s: &str, lowered: &str) -> bool {
-    if s.is_ascii() && lowered.is_ascii() {
-        return s
-            .len()
-            .checked_sub(lowered.len())
-            .is_some_and(|start| ascii_lower_eq(&s.as_bytes()[start..], lowered.as_bytes()));
+    if let Some(tail) = s
+        .len()
+        .checked_sub(lowered.len())
+        .and_then(|start| s.as_bytes().get(start..))
+    {
+        if tail.is_ascii() && lowered.is_ascii() {
+            return ascii_lower_eq(tail, lowered.as_bytes());
+        }
     }
     let mut haystack = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
     lowered.chars().rev().all(|c| haystack.next() == Some(c))

@@ -58,3 +58,48 @@ fn case_folding_without_allocation() {
     assert!(eq_ignoring_case("ÜBER", "über"));
     assert!(!starts_with_ignoring_case("a", "ab"));
 }
+
+/// The folding shortcuts agree with lowercasing the whole string, including where
+/// only part of it is ASCII and where lowercasing changes a character's length
+/// (`İ` → `i̇`, the Kelvin sign → `k`).
+#[test]
+fn case_folding_agrees_with_lowercasing() {
+    let texts = [
+        "",
+        "a",
+        "AB",
+        "Someone@Example.com",
+        "xxÄBC",
+        "ÄBC",
+        "İx",
+        "xİ",
+        "\u{212a}ey",
+        "KEY",
+        "ke\u{212a}",
+        "straße",
+        "STRASSE",
+        "@EXAMPLE.COM",
+        "é@example.com",
+    ];
+    for s in texts {
+        for pattern in texts {
+            let lowered = pattern.to_lowercase();
+            let whole = s.to_lowercase();
+            assert_eq!(
+                starts_with_ignoring_case(s, &lowered),
+                whole.starts_with(&lowered),
+                "{s:?} starts with {lowered:?}"
+            );
+            assert_eq!(
+                ends_with_ignoring_case(s, &lowered),
+                whole.ends_with(&lowered),
+                "{s:?} ends with {lowered:?}"
+            );
+            assert_eq!(
+                eq_ignoring_case(s, &lowered),
+                whole == lowered,
+                "{s:?} = {lowered:?}"
+            );
+        }
+    }
+}
