@@ -69,8 +69,9 @@ pub fn json_to_struct(object: &Map<String, Value>) -> Struct {
 }
 
 /// An evaluation context from a request's `Struct` (absent = anonymous), with the
-/// same rules and limits as REST; nulls count as absent.
-pub fn context(object: Option<&Struct>) -> Result<Context, Status> {
+/// same rules and limits as REST; nulls count as absent. The request's strings move
+/// into the context (no copy).
+pub fn context(object: Option<Struct>) -> Result<Context, Status> {
     let Some(object) = object else {
         return Ok(Context::anonymous());
     };
@@ -78,24 +79,20 @@ pub fn context(object: Option<&Struct>) -> Result<Context, Status> {
     // Straight from the protobuf values (no JSON tree in between), with the JSON
     // decoder's rules and messages.
     let mut ctx = Context::with_capacity(object.fields.len());
-    for (name, value) in &object.fields {
-        let Some(kind) = value
-            .kind
-            .as_ref()
-            .filter(|k| !matches!(k, Kind::NullValue(_)))
-        else {
+    for (name, value) in object.fields {
+        let Some(kind) = value.kind.filter(|k| !matches!(k, Kind::NullValue(_))) else {
             continue;
         };
         let value = match (name.as_str(), kind) {
-            (TARGETING_KEY, Kind::StringValue(key)) => AttributeValue::String(key.clone()),
+            (TARGETING_KEY, Kind::StringValue(key)) => AttributeValue::String(key),
             (TARGETING_KEY, _) => return Err(invalid("`targetingKey` must be a string".into())),
             (GROUPS, Kind::ListValue(list)) => strings(list)
                 .map(AttributeValue::List)
                 .ok_or_else(|| invalid("`groups` must be an array of strings".into()))?,
             (GROUPS, _) => return Err(invalid("`groups` must be an array of strings".into())),
-            (_, Kind::StringValue(s)) => AttributeValue::String(s.clone()),
-            (_, Kind::NumberValue(n)) => AttributeValue::Number(*n),
-            (_, Kind::BoolValue(b)) => AttributeValue::Bool(*b),
+            (_, Kind::StringValue(s)) => AttributeValue::String(s),
+            (_, Kind::NumberValue(n)) => AttributeValue::Number(n),
+            (_, Kind::BoolValue(b)) => AttributeValue::Bool(b),
             (_, kind) => match kind {
                 Kind::ListValue(list) => strings(list).map(AttributeValue::List),
                 _ => None,
@@ -106,18 +103,18 @@ pub fn context(object: Option<&Struct>) -> Result<Context, Status> {
                 ))
             })?,
         };
-        ctx.set(name.clone(), value);
+        ctx.set(name, value);
     }
     check_context(&ctx).map_err(invalid)?;
     Ok(ctx)
 }
 
 /// A list of strings, if every item is one.
-fn strings(list: &ListValue) -> Option<Vec<String>> {
+fn strings(list: ListValue) -> Option<Vec<String>> {
     list.values
-        .iter()
-        .map(|v| match &v.kind {
-            Some(Kind::StringValue(s)) => Some(s.clone()),
+        .into_iter()
+        .map(|v| match v.kind {
+            Some(Kind::StringValue(s)) => Some(s),
             _ => None,
         })
         .collect()
@@ -157,7 +154,7 @@ mod tests {
                 .as_object()
                 .expect("object"),
         );
-        let ctx = context(Some(&object)).expect("valid");
+        let ctx = context(Some(object)).expect("valid");
         assert_eq!(ctx.targeting_key(), Some("u"));
         assert_eq!(ctx.groups(), ["beta"]);
         // The same context as REST decodes from the same JSON.
@@ -168,7 +165,7 @@ mod tests {
         object
             .fields
             .insert("skipped".into(), from_json(&Value::Null));
-        let from_grpc = context(Some(&object)).expect("gRPC decodes it");
+        let from_grpc = context(Some(object)).expect("gRPC decodes it");
         assert_eq!(from_grpc, from_rest, "a null is left out");
 
         for (bad, expected) in [
@@ -189,7 +186,7 @@ mod tests {
             (serde_json::json!({"a": {"b": 1}}), "attribute `a`"),
         ] {
             let object = json_to_struct(bad.as_object().expect("object"));
-            let status = context(Some(&object)).expect_err("refused");
+            let status = context(Some(object)).expect_err("refused");
             assert_eq!(status.code(), Code::InvalidArgument, "{bad}");
             assert!(
                 status.message().contains(expected),

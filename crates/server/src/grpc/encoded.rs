@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use prost::bytes::{Buf, BufMut};
 use prost::encoding::DecodeContext;
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
+use prost::encoding::{encode_key, encode_varint, WireType};
 use prost::DecodeError;
 use serde_json::Value;
 use switchyard_core::Evaluation as Outcome;
@@ -44,15 +44,10 @@ impl EvaluateAllAnswer {
         }
         for (key, outcome) in outcomes {
             // A map entry: {1: key, 2: Result}.
-            let result = result_len(key, &outcome);
-            let key_field = string_len(1, key);
-            let entry = key_field + key_len(2) + encoded_len_varint(result as u64) + result;
-            encode_key(3, WireType::LengthDelimited, &mut bytes);
-            encode_varint(entry as u64, &mut bytes);
-            string(1, key, &mut bytes);
-            encode_key(2, WireType::LengthDelimited, &mut bytes);
-            encode_varint(result as u64, &mut bytes);
-            write_result(key, &outcome, &mut bytes);
+            nested(3, &mut bytes, |buf| {
+                string(1, key, buf);
+                nested(2, buf, |buf| write_result(key, &outcome, buf));
+            });
         }
         last.store(bytes.len(), Ordering::Relaxed);
         EvaluateAllAnswer { bytes }
@@ -84,33 +79,32 @@ impl prost::Message for EvaluateAllAnswer {
     }
 }
 
-/// A `Result` message's length: `{1: flag_key, 2: value, 3: variant, 4: reason,
-/// 5: rule_id, 6: flag_version, 7: error_code}`.
-fn result_len(key: &str, outcome: &Outcome<'_>) -> usize {
-    let value = outcome.value.map_or(0, |value| {
-        let len = value_len(value);
-        key_len(2) + encoded_len_varint(len as u64) + len
-    });
-    let version = if outcome.flag_version == 0 {
-        0
-    } else {
-        key_len(6) + encoded_len_varint(outcome.flag_version)
-    };
-    string_len(1, key)
-        + value
-        + string_len(3, outcome.variant.unwrap_or_default())
-        + string_len(4, outcome.reason.as_str())
-        + string_len(5, outcome.rule_id.unwrap_or_default())
-        + version
-        + string_len(7, outcome.error.map(|e| e.as_str()).unwrap_or_default())
+/// A length-delimited field `tag` whose content `write` appends. Lengths are not
+/// known before writing (computing them first walked every value twice): one byte
+/// is set aside, which is all a length under 128 needs, and a longer one's varint
+/// takes its place with the content moved up.
+fn nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    encode_key(tag, WireType::LengthDelimited, buf);
+    let start = buf.len() + 1;
+    buf.push(0);
+    write(buf);
+    let len = buf.len() - start;
+    match u8::try_from(len) {
+        Ok(short) if short < 0x80 => buf[start - 1] = short,
+        _ => {
+            let mut varint = Vec::with_capacity(10);
+            encode_varint(len as u64, &mut varint);
+            buf.splice(start - 1..start, varint);
+        }
+    }
 }
 
+/// A `Result` message: `{1: flag_key, 2: value, 3: variant, 4: reason, 5: rule_id,
+/// 6: flag_version, 7: error_code}`.
 fn write_result(key: &str, outcome: &Outcome<'_>, buf: &mut Vec<u8>) {
     string(1, key, buf);
     if let Some(value) = outcome.value {
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(value_len(value) as u64, buf);
-        write_value(value, buf);
+        nested(2, buf, |buf| write_value(value, buf));
     }
     string(3, outcome.variant.unwrap_or_default(), buf);
     string(4, outcome.reason.as_str(), buf);
@@ -126,53 +120,10 @@ fn write_result(key: &str, outcome: &Outcome<'_>, buf: &mut Vec<u8>) {
     );
 }
 
-/// A `google.protobuf.Value` message's length: its one `kind` field (`null_value` 1,
+/// A `google.protobuf.Value` message: its one `kind` field (`null_value` 1,
 /// `number_value` 2, `string_value` 3, `bool_value` 4, `struct_value` 5,
-/// `list_value` 6).
-fn value_len(value: &Value) -> usize {
-    match value {
-        Value::Null => key_len(1) + 1,
-        Value::Bool(_) => key_len(4) + 1,
-        Value::Number(_) => key_len(2) + 8,
-        Value::String(s) => key_len(3) + encoded_len_varint(s.len() as u64) + s.len(),
-        Value::Array(items) => {
-            let len = list_len(items);
-            key_len(6) + encoded_len_varint(len as u64) + len
-        }
-        Value::Object(fields) => {
-            let len = struct_len(fields);
-            key_len(5) + encoded_len_varint(len as u64) + len
-        }
-    }
-}
-
-/// `ListValue {repeated Value values = 1}`.
-fn list_len(items: &[Value]) -> usize {
-    items
-        .iter()
-        .map(|item| {
-            let len = value_len(item);
-            key_len(1) + encoded_len_varint(len as u64) + len
-        })
-        .sum()
-}
-
-/// `Struct {map<string, Value> fields = 1}`: one entry `{1: key, 2: value}` each.
-fn struct_len(fields: &serde_json::Map<String, Value>) -> usize {
-    fields
-        .iter()
-        .map(|(name, value)| {
-            let entry = entry_len(name, value);
-            key_len(1) + encoded_len_varint(entry as u64) + entry
-        })
-        .sum()
-}
-
-fn entry_len(name: &str, value: &Value) -> usize {
-    let len = value_len(value);
-    string_len(1, name) + key_len(2) + encoded_len_varint(len as u64) + len
-}
-
+/// `list_value` 6). A `Struct` is `{map<string, Value> fields = 1}` (one entry
+/// `{1: key, 2: value}` each), a `ListValue` `{repeated Value values = 1}`.
 fn write_value(value: &Value, buf: &mut Vec<u8>) {
     match value {
         Value::Null => {
@@ -192,36 +143,19 @@ fn write_value(value: &Value, buf: &mut Vec<u8>) {
             encode_varint(s.len() as u64, buf);
             buf.put_slice(s.as_bytes());
         }
-        Value::Array(items) => {
-            encode_key(6, WireType::LengthDelimited, buf);
-            encode_varint(list_len(items) as u64, buf);
+        Value::Array(items) => nested(6, buf, |buf| {
             for item in items {
-                encode_key(1, WireType::LengthDelimited, buf);
-                encode_varint(value_len(item) as u64, buf);
-                write_value(item, buf);
+                nested(1, buf, |buf| write_value(item, buf));
             }
-        }
-        Value::Object(fields) => {
-            encode_key(5, WireType::LengthDelimited, buf);
-            encode_varint(struct_len(fields) as u64, buf);
+        }),
+        Value::Object(fields) => nested(5, buf, |buf| {
             for (name, value) in fields {
-                encode_key(1, WireType::LengthDelimited, buf);
-                encode_varint(entry_len(name, value) as u64, buf);
-                string(1, name, buf);
-                encode_key(2, WireType::LengthDelimited, buf);
-                encode_varint(value_len(value) as u64, buf);
-                write_value(value, buf);
+                nested(1, buf, |buf| {
+                    string(1, name, buf);
+                    nested(2, buf, |buf| write_value(value, buf));
+                });
             }
-        }
-    }
-}
-
-/// A string field's length; proto3 leaves an empty one out.
-fn string_len(tag: u32, s: &str) -> usize {
-    if s.is_empty() {
-        0
-    } else {
-        key_len(tag) + encoded_len_varint(s.len() as u64) + s.len()
+        }),
     }
 }
 
@@ -264,6 +198,10 @@ mod tests {
             flag("number", json!(-2.25e10), json!({"version": 0})),
             flag("string", json!("ünïcode"), json!({})),
             flag("list", json!([]), json!({})),
+            // Lengths of 128 and more take two varint bytes, 16 384 and more three.
+            flag("long", json!("x".repeat(300)), json!({})),
+            flag("longer", json!("z".repeat(200)), json!({})),
+            flag("huge", json!({"k": ["y".repeat(20_000)]}), json!({})),
             flag("object", json!({}), json!({"enabled": false})),
             flag(
                 "split",

@@ -78,15 +78,19 @@ impl Evaluation for EvaluationService {
         let current = self
             .environment(Caller::from(&request), &request.get_ref().environment)
             .await?;
-        let request = request.into_inner();
-        let ctx = context(request.context.as_ref())?;
-        let outcome = evaluate_known(&current, &request.flag_key, &ctx);
+        let pb::EvaluateRequest {
+            flag_key,
+            context: object,
+            ..
+        } = request.into_inner();
+        let ctx = context(object)?;
+        let outcome = evaluate_known(&current, &flag_key, &ctx);
         self.state
             .app
-            .evaluated_one(current.name.as_str(), &request.flag_key, "grpc");
+            .evaluated_one(current.name.as_str(), &flag_key, "grpc");
         let outcome = outcome.map_err(status)?;
         Ok(Response::new(pb::EvaluateResponse {
-            result: Some(result(&request.flag_key, &outcome)),
+            result: Some(result(&flag_key, &outcome)),
         }))
     }
 
@@ -97,7 +101,7 @@ impl Evaluation for EvaluationService {
         let current = self
             .environment(Caller::from(&request), &request.get_ref().environment)
             .await?;
-        let ctx = context(request.get_ref().context.as_ref())?;
+        let ctx = context(request.into_inner().context)?;
         let answer = EvaluateAllAnswer::new(
             current.name.as_str(),
             current.revision,

@@ -143,17 +143,17 @@ impl FlagdService {
     /// default) and builds the version's response with `respond`.
     async fn answer<Q: FlagRequest, T, R>(
         &self,
-        request: &Request<Q>,
+        request: Request<Q>,
         want: Want,
         extract: impl FnOnce(&Value) -> Option<T>,
         respond: impl FnOnce(Option<T>, Details) -> R,
     ) -> Result<Response<R>, Status> {
-        let message = request.get_ref();
-        let key = message.flag_key();
         let current = self
-            .environment(Caller::from(request), Budget::Read)
+            .environment(Caller::from(&request), Budget::Read)
             .await?;
-        let ctx = flagd_context(message.context())?;
+        let mut message = request.into_inner();
+        let ctx = flagd_context(message.take_context())?;
+        let key = message.flag_key();
         let result = evaluate(&current.snapshot, key, &ctx);
         self.state
             .app
@@ -212,7 +212,8 @@ impl FlagdService {
 /// The flag key and context of a single-flag request, of either version and any type.
 trait FlagRequest {
     fn flag_key(&self) -> &str;
-    fn context(&self) -> Option<&Struct>;
+    /// The context, taken out of the request (its strings move into ours).
+    fn take_context(&mut self) -> Option<Struct>;
 }
 
 macro_rules! flag_requests {
@@ -221,8 +222,8 @@ macro_rules! flag_requests {
             fn flag_key(&self) -> &str {
                 &self.flag_key
             }
-            fn context(&self) -> Option<&prost_types::Struct> {
-                self.context.as_ref()
+            fn take_context(&mut self) -> Option<prost_types::Struct> {
+                self.context.take()
             }
         }
     )*};
@@ -330,32 +331,21 @@ fn integer(value: &Value) -> Option<i64> {
 /// (the Rust flagd provider among them) can only send `groups` as one string:
 /// a string is read as comma-separated group names. Otherwise the REST rules apply
 /// (attributes are strings, numbers, booleans or string lists; nulls are absent).
-fn flagd_context(object: Option<&Struct>) -> Result<Context, Status> {
-    let groups = object.and_then(|o| match o.fields.get("groups") {
-        Some(ProtoValue {
-            kind: Some(Kind::StringValue(list)),
-        }) => Some(list),
-        _ => None,
-    });
-    let (Some(object), Some(list)) = (object, groups) else {
-        return convert::context(object);
-    };
-    let values = list
-        .split(',')
-        .map(str::trim)
-        .filter(|g| !g.is_empty())
-        .map(|g| ProtoValue {
-            kind: Some(Kind::StringValue(g.to_owned())),
-        })
-        .collect();
-    let mut object = object.clone();
-    object.fields.insert(
-        "groups".to_owned(),
-        ProtoValue {
-            kind: Some(Kind::ListValue(ListValue { values })),
-        },
-    );
-    convert::context(Some(&object))
+fn flagd_context(mut object: Option<Struct>) -> Result<Context, Status> {
+    if let Some(entry) = object.as_mut().and_then(|o| o.fields.get_mut("groups")) {
+        if let Some(Kind::StringValue(list)) = &entry.kind {
+            let values = list
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| ProtoValue {
+                    kind: Some(Kind::StringValue(g.to_owned())),
+                })
+                .collect();
+            entry.kind = Some(Kind::ListValue(ListValue { values }));
+        }
+    }
+    convert::context(object)
 }
 
 /// Reason, variant (none when the flag defers to the code default) and metadata of a

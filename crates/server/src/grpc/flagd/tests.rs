@@ -48,15 +48,15 @@ fn groups_may_be_one_comma_separated_string() {
             .as_object()
             .expect("object"),
     );
-    let ctx = flagd_context(Some(&object)).expect("valid");
+    let ctx = flagd_context(Some(object)).expect("valid");
     assert_eq!(ctx.groups(), ["beta", "staff"]);
     let object = convert::json_to_struct(json!({"groups": ["a,b"]}).as_object().expect("object"));
     assert_eq!(
-        flagd_context(Some(&object)).expect("valid").groups(),
+        flagd_context(Some(object)).expect("valid").groups(),
         ["a,b"]
     );
     let object = convert::json_to_struct(json!({"groups": 3}).as_object().expect("object"));
-    let status = flagd_context(Some(&object)).expect_err("not groups");
+    let status = flagd_context(Some(object)).expect_err("not groups");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(
         flagd_context(None).expect("anonymous").targeting_key(),

@@ -66,7 +66,7 @@ impl Service for FlagdService {
         let current = self
             .environment(Caller::from(&request), Budget::Read)
             .await?;
-        let ctx = flagd_context(request.get_ref().context.as_ref())?;
+        let ctx = flagd_context(request.into_inner().context)?;
         let mut flags = HashMap::with_capacity(current.snapshot.len());
         for (key, result) in evaluate_all(&current.snapshot, &ctx) {
             let value = match (result.error, result.value) {
@@ -116,7 +116,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveBooleanRequest>,
     ) -> Result<Response<pb::ResolveBooleanResponse>, Status> {
-        self.answer(&request, Want::Boolean, Value::as_bool, |value, d| {
+        self.answer(request, Want::Boolean, Value::as_bool, |value, d| {
             pb::ResolveBooleanResponse {
                 value: value.unwrap_or_default(),
                 reason: d.reason.to_owned(),
@@ -132,7 +132,7 @@ impl Service for FlagdService {
         request: Request<pb::ResolveStringRequest>,
     ) -> Result<Response<pb::ResolveStringResponse>, Status> {
         self.answer(
-            &request,
+            request,
             Want::String,
             |v| v.as_str().map(str::to_owned),
             |value, d| pb::ResolveStringResponse {
@@ -149,7 +149,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveFloatRequest>,
     ) -> Result<Response<pb::ResolveFloatResponse>, Status> {
-        self.answer(&request, Want::Float, Value::as_f64, |value, d| {
+        self.answer(request, Want::Float, Value::as_f64, |value, d| {
             pb::ResolveFloatResponse {
                 value: value.unwrap_or_default(),
                 reason: d.reason.to_owned(),
@@ -164,7 +164,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveIntRequest>,
     ) -> Result<Response<pb::ResolveIntResponse>, Status> {
-        self.answer(&request, Want::Integer, integer, |value, d| {
+        self.answer(request, Want::Integer, integer, |value, d| {
             pb::ResolveIntResponse {
                 value: value.unwrap_or_default(),
                 reason: d.reason.to_owned(),
@@ -180,7 +180,7 @@ impl Service for FlagdService {
         request: Request<pb::ResolveObjectRequest>,
     ) -> Result<Response<pb::ResolveObjectResponse>, Status> {
         self.answer(
-            &request,
+            request,
             Want::Object,
             |v| v.as_object().map(convert::json_to_struct),
             |value, d| pb::ResolveObjectResponse {

@@ -45,7 +45,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveBooleanRequest>,
     ) -> Result<Response<pb::ResolveBooleanResponse>, Status> {
-        self.answer(&request, Want::Boolean, Value::as_bool, |value, d| {
+        self.answer(request, Want::Boolean, Value::as_bool, |value, d| {
             pb::ResolveBooleanResponse {
                 value,
                 reason: d.reason.to_owned(),
@@ -61,7 +61,7 @@ impl Service for FlagdService {
         request: Request<pb::ResolveStringRequest>,
     ) -> Result<Response<pb::ResolveStringResponse>, Status> {
         self.answer(
-            &request,
+            request,
             Want::String,
             |v| v.as_str().map(str::to_owned),
             |value, d| pb::ResolveStringResponse {
@@ -78,7 +78,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveFloatRequest>,
     ) -> Result<Response<pb::ResolveFloatResponse>, Status> {
-        self.answer(&request, Want::Float, Value::as_f64, |value, d| {
+        self.answer(request, Want::Float, Value::as_f64, |value, d| {
             pb::ResolveFloatResponse {
                 value,
                 reason: d.reason.to_owned(),
@@ -93,7 +93,7 @@ impl Service for FlagdService {
         &self,
         request: Request<pb::ResolveIntRequest>,
     ) -> Result<Response<pb::ResolveIntResponse>, Status> {
-        self.answer(&request, Want::Integer, integer, |value, d| {
+        self.answer(request, Want::Integer, integer, |value, d| {
             pb::ResolveIntResponse {
                 value,
                 reason: d.reason.to_owned(),
@@ -109,7 +109,7 @@ impl Service for FlagdService {
         request: Request<pb::ResolveObjectRequest>,
     ) -> Result<Response<pb::ResolveObjectResponse>, Status> {
         self.answer(
-            &request,
+            request,
             Want::Object,
             |v| v.as_object().map(convert::json_to_struct),
             |value, d| pb::ResolveObjectResponse {
