@@ -553,24 +553,61 @@ impl Serialize for AttributeValue {
 }
 
 impl<'de> Deserialize<'de> for AttributeValue {
+    /// Read straight from the JSON token (an untagged enum would first copy every
+    /// value into serde's buffered `Content` and then try each shape in turn); any
+    /// other shape, a list item included, is the one error below.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            String(String),
-            Number(f64),
-            Bool(bool),
-            List(Vec<String>),
+        struct ValueVisitor;
+
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = AttributeValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean or array of strings")
+            }
+
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(s.to_owned()))
+            }
+
+            fn visit_string<E: de::Error>(self, s: String) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::String(s))
+            }
+
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Number(n))
+            }
+
+            // JSON integers become doubles, as `f64`'s own deserializer makes them.
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Number(n as f64))
+            }
+
+            #[allow(clippy::cast_precision_loss)]
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Number(n as f64))
+            }
+
+            fn visit_bool<E: de::Error>(self, b: bool) -> Result<AttributeValue, E> {
+                Ok(AttributeValue::Bool(b))
+            }
+
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AttributeValue, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(AttributeValue::List(items))
+            }
         }
-        match Repr::deserialize(deserializer) {
-            Ok(Repr::String(s)) => Ok(AttributeValue::String(s)),
-            Ok(Repr::Number(n)) => Ok(AttributeValue::Number(n)),
-            Ok(Repr::Bool(b)) => Ok(AttributeValue::Bool(b)),
-            Ok(Repr::List(l)) => Ok(AttributeValue::List(l)),
-            Err(_) => Err(de::Error::custom(
-                "expected a string, number, boolean or array of strings",
-            )),
-        }
+
+        deserializer.deserialize_any(ValueVisitor).map_err(|_| {
+            de::Error::custom("expected a string, number, boolean or array of strings")
+        })
     }
 }
 
@@ -740,6 +777,20 @@ mod tests {
         assert_eq!(built.get("targetingKey"), Some(Property::String("user-42")));
         assert_eq!(built.get("age"), Some(Property::Number(42.0)));
         assert_eq!(built.get("missing"), None);
+        // Every JSON shape an attribute may have, integers of either sign included.
+        let parsed: Context = serde_json::from_str(
+            r#"{"s": "text", "i": -3, "u": 18446744073709551615, "f": 2.5, "b": false,
+                "l": ["x", "y"], "e": []}"#,
+        )
+        .expect("parses");
+        assert_eq!(parsed.get("s"), Some(Property::String("text")));
+        assert_eq!(parsed.get("i"), Some(Property::Number(-3.0)));
+        assert_eq!(parsed.get("u"), Some(Property::Number(u64::MAX as f64)));
+        assert_eq!(parsed.get("f"), Some(Property::Number(2.5)));
+        assert_eq!(parsed.get("b"), Some(Property::Bool(false)));
+        let list = ["x".to_owned(), "y".to_owned()];
+        assert_eq!(parsed.get("l"), Some(Property::List(&list)));
+        assert_eq!(parsed.get("e"), Some(Property::List(&[])));
     }
 
     #[test]
@@ -753,6 +804,16 @@ mod tests {
             (r#"{"nested": {"a": 1}}"#, "attribute `nested`"),
             (r#"[1]"#, "a context object"),
         ];
+        for value in [r#"{"a": 1}"#, "null", r#"["a", 1]"#, "[null]", "[[]]"] {
+            let input = format!(r#"{{"x": {value}}}"#);
+            let err = serde_json::from_str::<Context>(&input).expect_err(&input);
+            assert!(
+                err.to_string().starts_with(
+                    "attribute `x`: expected a string, number, boolean or array of strings"
+                ),
+                "{input}: {err}"
+            );
+        }
         for (input, expected) in cases {
             let err = serde_json::from_str::<Context>(input).expect_err(input);
             assert!(err.to_string().contains(expected), "{input}: {err}");

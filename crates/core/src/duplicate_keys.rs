@@ -170,7 +170,10 @@ impl<'de> Visitor<'de> for Walk<'_, '_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: FxHashSet<Cow<'de, str>> = FxHashSet::default();
+        // Room for a typical object's keys from the start (growing to 11 keys, a
+        // context's, allocated three times).
+        let mut seen: FxHashSet<Cow<'de, str>> =
+            FxHashSet::with_capacity_and_hasher(16, Default::default());
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let Some(key) = key else {
                 // A key that is not a scalar (YAML allows them): only its contents.

@@ -54,6 +54,13 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonBodyError> {
         Ok(Some(duplicate)) => return Err(JsonBodyError::DuplicateKey(duplicate)),
         Err(unreadable) => return Err(syntax(unreadable)),
     }
+    // The path of a shape error is tracked only when there is one: reading again
+    // with `serde_path_to_error` costs nothing on the bodies that are fine.
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(value) = T::deserialize(&mut de) {
+        de.end().map_err(without_path)?;
+        return Ok(value);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(at_path)?;
     de.end().map_err(without_path)?;
