@@ -218,12 +218,27 @@ pub fn flagd_bucket(key: &str, value: &str) -> u32 {
 
 /// Unleash's normalised percentage of `value` in `group`, in `1..=100`.
 pub fn unleash_percentage(group: &str, value: &str) -> u32 {
-    murmur3_joined(group, b':', value, 0) % 100 + 1
+    percentage_of(murmur3_joined(group, b':', value, 0))
 }
 
 /// Unleash's variant target of `value` in `group`, in `1..=total` (`total > 0`).
 pub fn unleash_variant_target(group: &str, value: &str, total: u32) -> u32 {
-    murmur3_joined(group, b':', value, UNLEASH_VARIANT_SEED) % total.max(1) + 1
+    variant_target_of(
+        murmur3_joined(group, b':', value, UNLEASH_VARIANT_SEED),
+        total,
+    )
+}
+
+/// Unleash's percentage for a hash, in `1..=100`.
+#[inline]
+pub(crate) fn percentage_of(h: u32) -> u32 {
+    h % 100 + 1
+}
+
+/// Unleash's variant target for a hash, in `1..=total`.
+#[inline]
+pub(crate) fn variant_target_of(h: u32, total: u32) -> u32 {
+    h % total.max(1) + 1
 }
 
 #[cfg(test)]

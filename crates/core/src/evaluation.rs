@@ -292,9 +292,11 @@ fn pick(rollout: &CompiledRollout, ctx: &Resolved<'_>) -> usize {
         // flagd's `fractional` takes an empty key for none.
         Hashing::Flagd if value.is_empty() => None,
         Hashing::Switchyard | Hashing::Flagd => Some(bucketing::scaled(rollout.salted.hash(value))),
-        // Unleash's 1-based target (hash % total + 1) against "cumulative >= target"
-        // is the same as a 0-based bucket against "cumulative > bucket".
-        Hashing::Unleash => Some(rollout.salted.hash(value) % rollout.total.max(1)),
+        // Unleash's 1-based target against "cumulative >= target" is the same as a
+        // 0-based bucket against "cumulative > bucket".
+        Hashing::Unleash => {
+            Some(bucketing::variant_target_of(rollout.salted.hash(value), rollout.total) - 1)
+        }
     })
     .flatten();
     let (first, last) = match (rollout.shares.first(), rollout.shares.last()) {

@@ -272,10 +272,10 @@ impl CompiledPercentage {
             Hashing::Switchyard | Hashing::Flagd => {
                 Some(bucketing::scaled(self.salted.hash(value)) < self.weight)
             }
-            // Unleash's normalised percentage, in 1..=100.
-            Hashing::Unleash => {
-                Some(self.weight > 0 && (self.salted.hash(value) % 100 + 1) * 1000 <= self.weight)
-            }
+            Hashing::Unleash => Some(
+                self.weight > 0
+                    && bucketing::percentage_of(self.salted.hash(value)) * 1000 <= self.weight,
+            ),
         })
         .flatten();
         // Nothing to bucket on: only a full percentage includes the context.

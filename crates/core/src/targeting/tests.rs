@@ -103,3 +103,42 @@ fn case_folding_agrees_with_lowercasing() {
         }
     }
 }
+
+/// CIDR blocks as integer masks hold exactly the addresses `ipnet` says they hold,
+/// across families, prefix lengths and networks written with host bits set.
+#[test]
+fn cidr_masks_agree_with_ipnet() {
+    let nets = [
+        "10.0.0.0/8",
+        "10.1.2.3/8",
+        "192.168.1.0/24",
+        "0.0.0.0/0",
+        "10.2.3.4/32",
+        "2001:db8::/32",
+        "::/0",
+        "fe80::1/128",
+        "2001:db8:abcd::/48",
+    ];
+    let ips = [
+        "10.2.3.4",
+        "11.0.0.0",
+        "9.255.255.255",
+        "192.168.1.77",
+        "192.168.2.1",
+        "0.0.0.0",
+        "2001:db8::1",
+        "2001:db9::1",
+        "fe80::1",
+        "fe80::2",
+        "::ffff:10.2.3.4",
+        "::",
+    ];
+    for net in nets {
+        let parsed: IpNet = net.parse().expect("net");
+        let cidr = Cidr::from(parsed);
+        for ip in ips {
+            let ip: IpAddr = ip.parse().expect("ip");
+            assert_eq!(cidr.contains(ip), parsed.contains(&ip), "{net} ∋ {ip}");
+        }
+    }
+}

@@ -92,9 +92,11 @@ fn nested(tag: u32, buf: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
     match u8::try_from(len) {
         Ok(short) if short < 0x80 => buf[start - 1] = short,
         _ => {
-            let mut varint = Vec::with_capacity(10);
-            encode_varint(len as u64, &mut varint);
-            buf.splice(start - 1..start, varint);
+            let mut varint = [0_u8; 10];
+            let mut unused = &mut varint[..];
+            encode_varint(len as u64, &mut unused);
+            let used = 10 - unused.len();
+            buf.splice(start - 1..start, varint[..used].iter().copied());
         }
     }
 }
