@@ -107,9 +107,9 @@ impl NameTable {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Resolved<'c> {
     ctx: &'c Context,
-    /// `None` when the context's positions are for another table (or it has more
+    /// Empty when the context's positions are for another table (or it has more
     /// attributes than positions can say): lookups scan instead.
-    positions: Option<&'c [u16]>,
+    positions: &'c [u16],
 }
 
 type Entry = (String, AttributeValue, Parsed);
@@ -405,7 +405,11 @@ impl Context {
         let slots = self.slots.get_or_init(|| self.positions(table));
         Resolved {
             ctx: self,
-            positions: (slots.table == table.id).then_some(&*slots.positions),
+            positions: if slots.table == table.id {
+                &slots.positions
+            } else {
+                &[]
+            },
         }
     }
 
@@ -479,12 +483,9 @@ impl<'c> Resolved<'c> {
             AttrName::Groups if ctx.groups.is_empty() => None,
             AttrName::Groups => Some(Attr::List(&ctx.groups)),
             AttrName::Named { name, hash, slot } => {
-                let position = match self.positions {
-                    Some(positions) => match positions.get(*slot as usize) {
-                        Some(&ABSENT) => return None,
-                        Some(&i) => Some(usize::from(i)),
-                        None => ctx.position(name, *hash),
-                    },
+                let position = match self.positions.get(*slot as usize) {
+                    Some(&ABSENT) => return None,
+                    Some(&i) => Some(usize::from(i)),
                     None => ctx.position(name, *hash),
                 };
                 ctx.attribute_at(position?)
@@ -733,7 +734,7 @@ mod tests {
         let found: Vec<_> = names.iter().map(|n| number(&ctx, &table, n)).collect();
         assert_eq!(found, [Some(1.0), Some(2.0), Some(3.0), None, Some(1.0)]);
         assert!(
-            ctx.resolve(&table).positions.is_some(),
+            !ctx.resolve(&table).positions.is_empty(),
             "positions are used"
         );
 
@@ -753,7 +754,7 @@ mod tests {
             .map(AttrName::new)
             .collect();
         swapped.iter_mut().for_each(|name| other.assign(name));
-        assert!(ctx.resolve(&other).positions.is_none());
+        assert!(ctx.resolve(&other).positions.is_empty());
         let found: Vec<_> = swapped.iter().map(|n| number(&ctx, &other, n)).collect();
         assert_eq!(found, [Some(3.0), Some(5.0)]);
     }
