@@ -116,6 +116,10 @@ pub struct Evaluation<'s> {
     /// Set with reason `ERROR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorCode>,
+    /// The served variant's `"value":..,"variant":".."` as JSON, written when the flag
+    /// was compiled (see [`Evaluation::write_json`]).
+    #[serde(skip)]
+    pub(crate) served_fields: Option<&'s str>,
 }
 
 impl<'s> Evaluation<'s> {
@@ -127,6 +131,7 @@ impl<'s> Evaluation<'s> {
             rule_id: None,
             flag_version: 0,
             error: Some(code),
+            served_fields: None,
         }
     }
 
@@ -261,6 +266,7 @@ fn off(flag: &CompiledFlag, reason: Reason) -> Evaluation<'_> {
             rule_id: None,
             flag_version: flag.source.version,
             error: None,
+            served_fields: None,
         },
     }
 }
@@ -279,6 +285,7 @@ fn served<'s>(
             rule_id,
             flag_version: flag.source.version,
             error: None,
+            served_fields: flag.served_fields(variant),
         },
         None => Evaluation::error(ErrorCode::General),
     }

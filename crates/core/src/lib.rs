@@ -26,6 +26,7 @@
 )]
 
 pub mod admin;
+mod answer_json;
 pub mod api_error;
 pub mod bucketing;
 pub mod context;
@@ -45,6 +46,7 @@ mod targeting;
 pub mod unleash;
 pub mod validation;
 
+pub use answer_json::write_str as write_json_str;
 pub use context::{AttributeValue, Context};
 pub use evaluation::{evaluate, evaluate_all, ErrorCode, Evaluation, Reason};
 pub use model::{Flag, FlagKey, FlagKind, Segment, SegmentKey};

@@ -65,6 +65,9 @@ pub(crate) struct CompiledFlag {
     pub(crate) source: Flag,
     /// `source` as JSON, written once: the environment's document is these, joined.
     json: Box<RawValue>,
+    /// Each variant's `"value":..,"variant":".."`, by index: the start of every JSON
+    /// evaluation serving it ([`crate::answer_json`]).
+    served_fields: Box<[Box<str>]>,
     /// The off variant; `None` defers to the caller's code default.
     pub(crate) off: Option<usize>,
     pub(crate) rules: Vec<CompiledRule>,
@@ -462,6 +465,11 @@ impl CompiledFlag {
         self.source.variants.get_index_of(name)
     }
 
+    /// The JSON fields of the variant at `index` (see `served_fields`).
+    pub(crate) fn served_fields(&self, index: usize) -> Option<&str> {
+        self.served_fields.get(index).map(|fields| &**fields)
+    }
+
     /// The variant at `index`: its name and value.
     pub(crate) fn variant(&self, index: usize) -> Option<(&str, &Value)> {
         self.source
@@ -579,9 +587,15 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
     }
 
     let json = encode(&flag, path, problems);
+    let served_fields = flag
+        .variants
+        .iter()
+        .map(|(name, value)| crate::answer_json::served_fields(name, value))
+        .collect();
     CompiledFlag {
         source: flag,
         json,
+        served_fields,
         off,
         rules,
         default,

@@ -100,6 +100,19 @@ proptest! {
     }
 
     #[test]
+    fn evaluations_write_the_json_serde_writes(flag in valid_flag(), user in ".{0,12}", n in -1000_i32..1000) {
+        let s = Snapshot::compile(vec![flag.clone()], vec![]).expect("valid flags compile");
+        let ctx = Context::new(user).attr("n", n.to_string()).attr("v", "1.2.3");
+        for key in [flag.key.as_str(), "missing"] {
+            let evaluation = evaluate(&s, key, &ctx);
+            let mut written = Vec::new();
+            evaluation.write_json(&mut written);
+            let serde = serde_json::to_vec(&evaluation).expect("serialises");
+            prop_assert_eq!(String::from_utf8_lossy(&written), String::from_utf8_lossy(&serde));
+        }
+    }
+
+    #[test]
     fn arbitrary_json_never_panics_the_parser_or_validator(value in arbitrary_json()) {
         if let Ok(flag) = serde_json::from_value::<Flag>(value.clone()) {
             let _ = validate_flag(&flag);

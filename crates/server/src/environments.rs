@@ -59,6 +59,8 @@ impl EnvState {
 pub struct AnswerSizes {
     /// `POST /v1/evaluate/{env}`.
     pub rest_bulk: std::sync::atomic::AtomicUsize,
+    /// `POST /v1/evaluate/{env}/{flag}` (of whichever flag was asked for last).
+    pub rest_one: std::sync::atomic::AtomicUsize,
     /// `POST /ofrep/v1/evaluate/flags`.
     pub ofrep_bulk: std::sync::atomic::AtomicUsize,
     /// gRPC `switchyard.v1.Evaluation/EvaluateAll`.

@@ -10,6 +10,11 @@ use switchyard_server::orchestrator::OrchestratorClient;
 use switchyard_server::{demo, Server};
 use tokio::net::TcpListener;
 
+/// jemalloc: faster than glibc's malloc under evaluation load, and it leaves the
+/// untouched parts of idle connections' buffers unbacked (docs/PERFORMANCE.md §5).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

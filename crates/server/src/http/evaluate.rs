@@ -2,11 +2,11 @@
 //! `POST /v1/evaluate/{env}` (bulk), with the context as the JSON body.
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use serde::{Serialize, Serializer};
-use switchyard_core::{evaluate_all, Context, Evaluation, Snapshot};
+use serde::Serialize;
+use switchyard_core::{evaluate_all, write_json_str, Context, Evaluation, Snapshot};
 
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -49,14 +49,24 @@ async fn one(
     let ctx = context_body(request, &state).await?;
     let result = evaluate_known(&current, &flag, &ctx);
     state.evaluated_one(&env, &flag, "rest");
-    Ok(axum::Json(One {
-        evaluation: result?,
-        key: &flag,
-    })
-    .into_response())
+    let evaluation = result?;
+    Ok(crate::http::json::written(
+        &current.answer_sizes.rest_one,
+        |out| write_one(out, &evaluation, &flag),
+    ))
 }
 
-/// A single answer: the evaluation's fields, then `key`.
+/// [`One`] as JSON, written as [`write_bulk`] writes its evaluations.
+fn write_one(out: &mut Vec<u8>, evaluation: &Evaluation<'_>, key: &str) {
+    out.push(b'{');
+    evaluation.write_json_fields(out);
+    out.extend_from_slice(b",\"key\":");
+    write_json_str(out, key);
+    out.push(b'}');
+}
+
+/// A single answer: the evaluation's fields, then `key` (the schema, and the
+/// serialisation [`write_one`] is tested against).
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = EvaluationAnswer)]
 struct One<'a> {
@@ -66,30 +76,38 @@ struct One<'a> {
     key: &'a str,
 }
 
-/// The bulk answer, serialised straight from the evaluations: no JSON tree is built
-/// in between (it cost an allocation per field of every flag).
-#[derive(Serialize, utoipa::ToSchema)]
+/// The bulk answer's schema; [`write_bulk`] writes it.
+#[derive(utoipa::ToSchema)]
 #[schema(as = BulkEvaluation)]
-struct Bulk<'a> {
+#[allow(dead_code)] // read by the OpenAPI document only
+struct Bulk {
     /// The environment.
-    environment: &'a str,
+    environment: String,
     /// Its revision.
     revision: u64,
     /// Every flag's evaluation by key.
     #[schema(value_type = std::collections::BTreeMap<String, Evaluation>)]
-    flags: EveryFlag<'a>,
+    flags: (),
 }
 
-/// `{key: evaluation, ..}` for every flag of the snapshot, in its order.
-struct EveryFlag<'a> {
-    snapshot: &'a Snapshot,
-    ctx: &'a Context,
-}
-
-impl Serialize for EveryFlag<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(evaluate_all(self.snapshot, self.ctx))
+/// `{"environment":..,"revision":..,"flags":{key: evaluation, ..}}` for every flag of
+/// the snapshot, in its order, written straight from the evaluations and the JSON
+/// their flags keep ([`Evaluation::write_json`]): no tree, no serde per field.
+fn write_bulk(out: &mut Vec<u8>, env: &str, revision: u64, snapshot: &Snapshot, ctx: &Context) {
+    out.extend_from_slice(b"{\"environment\":");
+    write_json_str(out, env);
+    out.extend_from_slice(b",\"revision\":");
+    out.extend_from_slice(itoa::Buffer::new().format(revision).as_bytes());
+    out.extend_from_slice(b",\"flags\":{");
+    for (i, (key, evaluation)) in evaluate_all(snapshot, ctx).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, key);
+        out.push(b':');
+        evaluation.write_json(out);
     }
+    out.extend_from_slice(b"}}");
 }
 
 #[utoipa::path(
@@ -114,17 +132,9 @@ async fn bulk(
     state
         .telemetry
         .evaluated(&env, "rest", current.snapshot.len() as u64);
-    let answer = Bulk {
-        environment: &env,
-        revision: current.revision,
-        flags: EveryFlag {
-            snapshot: &current.snapshot,
-            ctx: &ctx,
-        },
-    };
-    Ok(crate::http::json::sized(
-        &answer,
+    Ok(crate::http::json::written(
         &current.answer_sizes.rest_bulk,
+        |out| write_bulk(out, &env, current.revision, &current.snapshot, &ctx),
     ))
 }
 
@@ -132,3 +142,45 @@ async fn bulk(
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(one, bulk))]
 pub struct EvaluateApi;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_are_written_as_their_schemas_serialise() {
+        let flags: Vec<switchyard_core::Flag> = serde_json::from_value(json!([
+            {"key": "a \"quoted\" key", "kind": "json", "off_variant": null,
+             "variants": {"x": "ex", "y": {"why": [1, 2.5]}},
+             "rules": [{"id": "r", "when": {"users": ["u-1"]}, "serve": {"variant": "y"}}],
+             "default": {"variant": "x"}},
+            {"key": "killed", "kind": "boolean", "enabled": false, "off_variant": null,
+             "variants": {"on": true, "off": false}, "default": {"variant": "on"}}
+        ]))
+        .expect("flags parse");
+        let snapshot = Snapshot::compile(flags, vec![]).expect("compiles");
+        for user in ["u-1", "u-2"] {
+            let ctx = Context::new(user);
+            let mut bulk = Vec::new();
+            write_bulk(&mut bulk, "prod\u{e9}", 12, &snapshot, &ctx);
+            let flags: serde_json::Map<String, serde_json::Value> = evaluate_all(&snapshot, &ctx)
+                .map(|(key, e)| (key.to_owned(), serde_json::to_value(e).expect("serialises")))
+                .collect();
+            let expected = json!({"environment": "prod\u{e9}", "revision": 12, "flags": flags});
+            assert_eq!(
+                String::from_utf8(bulk).expect("UTF-8"),
+                serde_json::to_string(&expected).expect("serialises")
+            );
+            for key in ["a \"quoted\" key", "killed", "missing"] {
+                let evaluation = switchyard_core::evaluate(&snapshot, key, &ctx);
+                let mut one = Vec::new();
+                write_one(&mut one, &evaluation, key);
+                assert_eq!(
+                    String::from_utf8(one).expect("UTF-8"),
+                    serde_json::to_string(&One { evaluation, key }).expect("serialises")
+                );
+            }
+        }
+    }
+}

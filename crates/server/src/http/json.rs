@@ -39,18 +39,26 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
 /// the previous answer of its kind (which this one then records): axum's `Json` starts
 /// at 128 bytes and doubles, copying a 3 KB bulk answer five times on its way.
 pub fn sized<T: Serialize>(value: &T, last: &AtomicUsize) -> Response {
+    let mut failed = None;
+    let answer = written(last, |buffer| {
+        failed = serde_json::to_writer(buffer, value).err();
+    });
+    match failed {
+        None => answer,
+        Some(error) => ApiError::internal(&error).into_response(),
+    }
+}
+
+/// The JSON answer `write` puts in a buffer sized as [`sized`] sizes it.
+pub fn written(last: &AtomicUsize, write: impl FnOnce(&mut Vec<u8>)) -> Response {
     // A hint, bounded so one odd answer cannot make every later one reserve too much.
     const MAX_HINT: usize = 16 << 20;
     let hint = last.load(Ordering::Relaxed).min(MAX_HINT);
     let mut buffer = Vec::with_capacity(hint + hint / 8 + 128);
-    match serde_json::to_writer(&mut buffer, value) {
-        Ok(()) => {
-            last.store(buffer.len(), Ordering::Relaxed);
-            let json = HeaderValue::from_static("application/json");
-            ([(CONTENT_TYPE, json)], buffer).into_response()
-        }
-        Err(error) => ApiError::internal(&error).into_response(),
-    }
+    write(&mut buffer);
+    last.store(buffer.len(), Ordering::Relaxed);
+    let json = HeaderValue::from_static("application/json");
+    ([(CONTENT_TYPE, json)], buffer).into_response()
 }
 
 fn bad_request(error: json_body::JsonBodyError) -> ApiError {
