@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::{PoisonError, RwLock};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -364,15 +363,15 @@ impl Telemetry {
 }
 
 /// Middleware recording every request's route, status and latency.
-pub async fn track_requests(
-    State(state): State<AppState>,
+pub async fn track_requests<F: std::future::Future<Output = Response>>(
+    state: &AppState,
     request: Request,
-    next: Next,
+    next: impl FnOnce(Request) -> F,
 ) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let start = Instant::now();
-    let response = next.run(request).await;
+    let response = next(request).await;
     if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
         state.telemetry.store_errors.inc();
     }

@@ -7,6 +7,7 @@
 //! [`DRAIN_LIMIT`] bytes within [`DRAIN_TIMEOUT`] — and when that is not enough, says
 //! `Connection: close` so the client knows the connection ends with this answer.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -16,7 +17,6 @@ use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
 use axum::http::header::CONNECTION;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt as _;
 use http_body::{Frame, SizeHint};
@@ -32,14 +32,17 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The middleware: hands the handler a body it can read as usual, then drains
 /// whatever the handler left unread.
-pub async fn drain_unread_body(request: Request, next: Next) -> Response {
+pub async fn drain_unread_body<F: Future<Output = Response>>(
+    request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let (parts, body) = request.into_parts();
     if body.is_end_stream() {
-        return next.run(Request::from_parts(parts, body)).await;
+        return next(Request::from_parts(parts, body)).await;
     }
     let shared = Arc::new(Mutex::new(Some(body)));
     let lent = Body::new(Lent(Arc::clone(&shared)));
-    let mut response = next.run(Request::from_parts(parts, lent)).await;
+    let mut response = next(Request::from_parts(parts, lent)).await;
     let rest = shared.lock().unwrap_or_else(PoisonError::into_inner).take();
     if let Some(rest) = rest {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain(rest))

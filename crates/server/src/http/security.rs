@@ -4,6 +4,8 @@
 //! pages a content security policy and no framing; CORS only for the origins the
 //! operator lists (`--cors-origin`), only on the read APIs browsers call.
 
+use std::future::Future;
+
 use axum::extract::Request;
 use axum::http::header::{
     CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
@@ -37,7 +39,10 @@ fn sane(id: &HeaderValue) -> Option<String> {
 }
 
 /// Gives the request an id and carries it into its span, its errors and its answer.
-pub async fn request_ids(mut request: Request, next: Next) -> Response {
+pub async fn request_ids<F: Future<Output = Response>>(
+    mut request: Request,
+    next: impl FnOnce(Request) -> F,
+) -> Response {
     let id = request
         .headers()
         .get(&REQUEST_ID)
@@ -53,7 +58,7 @@ pub async fn request_ids(mut request: Request, next: Next) -> Response {
         request.headers_mut().insert(REQUEST_ID, value.clone());
     }
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
-    let mut response = CURRENT.scope(id, next.run(request).instrument(span)).await;
+    let mut response = CURRENT.scope(id, next(request).instrument(span)).await;
     let headers = response.headers_mut();
     if let Some(value) = value {
         headers.insert(REQUEST_ID, value);
@@ -91,16 +96,16 @@ pub async fn hsts(request: Request, next: Next) -> Response {
 
 /// `/metrics` and `/openapi.json` behind `--ops-token` when it is set: its bearer
 /// token, or any admin token, passes; anything else is 401.
-pub async fn ops_guard(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+pub async fn ops_guard<F: Future<Output = Response>>(
+    state: &crate::state::AppState,
     request: Request,
-    next: Next,
+    next: impl FnOnce(Request) -> F,
 ) -> Response {
     use axum::response::IntoResponse as _;
     let path = request.uri().path();
     let guarded = path == "/metrics" || path == "/openapi.json";
     let Some(expected) = state.ops_token.filter(|_| guarded) else {
-        return next.run(request).await;
+        return next(request).await;
     };
     let presented = request
         .headers()
@@ -116,7 +121,7 @@ pub async fn ops_guard(
                 .is_some_and(|p| p.kind == crate::store::TokenKind::Admin)
     });
     if allowed {
-        next.run(request).await
+        next(request).await
     } else {
         crate::error::ApiError::unauthorized(format!(
             "{path} needs `Authorization: Bearer <token>` with the server's --ops-token or an admin token"
