@@ -4,12 +4,33 @@
 //! the machine's load, unlike the criterion medians.
 //!
 //! Usage: `instructions CASE ITERATIONS`, CASE one of complex, complex-fresh,
-//! rollout, simple, disabled, unknown, all (every flag of the fixture per iteration).
+//! rollout, simple, disabled, unknown, all (every flag of the fixture per iteration),
+//! or unleash-complex: `versus_unleash`'s complex case (the `complex` toggle of
+//! `benches/fixtures/unleash-features.json`, imported, read through `verdict`).
 
 use std::hint::black_box;
 
 use switchyard_benches::fixtures;
-use switchyard_core::{evaluate, evaluate_all};
+use switchyard_core::unleash::{self, UnleashState};
+use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
+
+/// `versus_unleash`'s fixture, imported and compiled, and its bench user.
+fn unleash_fixture() -> (Snapshot, Context) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |name: &str| {
+        let path = format!("{root}/fixtures/{name}");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let state: UnleashState =
+        serde_json::from_str(&read("unleash-features.json")).expect("fixture parses");
+    let (flags, segments) = unleash::import(&state).expect("fixture imports");
+    let context = serde_json::from_str(&read("unleash-context.json")).expect("context parses");
+    let started = "2026-11-22T12:00:00Z".parse().expect("valid instant");
+    (
+        Snapshot::compile(flags, segments).expect("compiles"),
+        unleash::context(&context, started),
+    )
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,6 +42,17 @@ fn main() {
         eprintln!("ITERATIONS must be a whole number, not {n:?}");
         std::process::exit(2);
     });
+    if case == "unleash-complex" {
+        let (snapshot, ctx) = unleash_fixture();
+        let enabled = (0..n)
+            .filter(|_| {
+                let evaluation = evaluate(black_box(&snapshot), black_box("complex"), &ctx);
+                unleash::verdict(&evaluation).enabled
+            })
+            .count();
+        println!("{case}: enabled in {enabled} of {n}");
+        return;
+    }
     let core = fixtures::core();
     let (snapshot, ctx) = (&core.snapshot, &core.context);
     let key = match case.as_str() {

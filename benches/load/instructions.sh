@@ -20,7 +20,7 @@ count() {
 }
 
 printf '%-14s %s\n' case "instructions per evaluation"
-for case in complex complex-fresh rollout simple disabled unknown all; do
+for case in complex complex-fresh rollout simple disabled unknown all unleash-complex; do
   one=$(count "$case" "$n")
   two=$(count "$case" $((2 * n)))
   printf '%-14s %s\n' "$case" $(( (two - one) / n ))
