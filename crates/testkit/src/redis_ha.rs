@@ -309,20 +309,22 @@ impl RedisSentinels {
     }
 
     /// Starts every stopped data node again; the Sentinels make it a replica of the
-    /// current primary. Waits until the primary has a replica in step again.
+    /// current primary. Waits until the primary has a replica in step again. The
+    /// primary is asked of the Sentinels on every poll: they may fail over once more
+    /// while the restarted node rejoins (a loaded machine can miss their deadline).
     pub fn restart_stopped(&mut self) {
         for server in self.servers.iter_mut().filter(|s| !s.is_running()) {
             server.restart();
         }
-        let primary = self.primary_port();
-        let primary = self
-            .servers
-            .iter()
-            .find(|s| s.port() == primary)
-            .expect("the primary is ours");
         settle("the primary to have a replica again", || {
+            let port = self.primary_port();
+            let primary = self
+                .servers
+                .iter()
+                .find(|s| s.port() == port)
+                .ok_or_else(|| format!("the Sentinels name {port}, not one of ours"))?;
             let info = text(primary.command(&["INFO", "replication"]))?;
-            info.contains("connected_slaves:1")
+            (info.contains("role:master") && info.contains("connected_slaves:1"))
                 .then_some(())
                 .ok_or(info)
         });
