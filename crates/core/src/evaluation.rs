@@ -116,10 +116,10 @@ pub struct Evaluation<'s> {
     /// Set with reason `ERROR`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorCode>,
-    /// The served variant's `"value":..,"variant":".."` as JSON, written when the flag
-    /// was compiled (see [`Evaluation::write_json`]).
+    /// Where the served variant's `"value":..,"variant":".."` is kept as JSON, written
+    /// by the first [`Evaluation::write_json`] that needs it.
     #[serde(skip)]
-    pub(crate) served_fields: Option<&'s str>,
+    pub(crate) served_fields: Option<&'s std::sync::OnceLock<Box<str>>>,
 }
 
 impl<'s> Evaluation<'s> {

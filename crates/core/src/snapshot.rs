@@ -10,7 +10,7 @@
 mod flag_list;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use flag_list::FlagList;
 
@@ -66,8 +66,9 @@ pub(crate) struct CompiledFlag {
     /// `source` as JSON, written once: the environment's document is these, joined.
     json: Box<RawValue>,
     /// Each variant's `"value":..,"variant":".."`, by index: the start of every JSON
-    /// evaluation serving it ([`crate::answer_json`]).
-    served_fields: Box<[Box<str>]>,
+    /// evaluation serving it ([`crate::answer_json`]). Written when first needed, not
+    /// when compiled: compiles (and SDKs, which never write answers) do not pay for it.
+    served_fields: Box<[OnceLock<Box<str>>]>,
     /// The off variant; `None` defers to the caller's code default.
     pub(crate) off: Option<usize>,
     pub(crate) rules: Vec<CompiledRule>,
@@ -465,9 +466,9 @@ impl CompiledFlag {
         self.source.variants.get_index_of(name)
     }
 
-    /// The JSON fields of the variant at `index` (see `served_fields`).
-    pub(crate) fn served_fields(&self, index: usize) -> Option<&str> {
-        self.served_fields.get(index).map(|fields| &**fields)
+    /// The JSON fields of the variant at `index`, once written (see `served_fields`).
+    pub(crate) fn served_fields(&self, index: usize) -> Option<&OnceLock<Box<str>>> {
+        self.served_fields.get(index)
     }
 
     /// The variant at `index`: its name and value.
@@ -587,11 +588,7 @@ pub(crate) fn compile_flag(flag: Flag, path: &At<'_>, problems: &mut Problems) -
     }
 
     let json = encode(&flag, path, problems);
-    let served_fields = flag
-        .variants
-        .iter()
-        .map(|(name, value)| crate::answer_json::served_fields(name, value))
-        .collect();
+    let served_fields = flag.variants.iter().map(|_| OnceLock::new()).collect();
     CompiledFlag {
         source: flag,
         json,
