@@ -77,12 +77,14 @@ impl ChildProcess {
 
     /// The rest of the first line of its output that starts with `prefix` (trimmed),
     /// waiting for it until [`DEADLINE`]; panics with its output if it exits first.
+    /// Only a finished line counts: a long one may be read while still being written.
     pub async fn line_after(&mut self, prefix: &str) -> String {
         let what = format!("{} to print `{prefix}…`", self.name);
         eventually(DEADLINE, &what, || {
             let output = self.output();
             let found = output
-                .lines()
+                .split_inclusive('\n')
+                .filter_map(|line| line.strip_suffix('\n'))
                 .find_map(|line| line.strip_prefix(prefix))
                 .map(|rest| rest.trim().to_owned());
             if found.is_none() {
