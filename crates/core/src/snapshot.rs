@@ -8,11 +8,13 @@
 //! between flags (prerequisites, cycles) are checked again over the whole set.
 
 mod flag_list;
+mod key_index;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use flag_list::FlagList;
+use key_index::KeyIndex;
 
 use rustc_hash::FxHashMap;
 use serde_json::value::RawValue;
@@ -33,7 +35,7 @@ use crate::validation::{
 /// what the change did not touch.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    index: Arc<FxHashMap<FlagKey, usize>>,
+    index: Arc<KeyIndex>,
     pub(crate) flags: FlagList,
     pub(crate) segments: Arc<Segments>,
     /// The attribute names the flags and segments read, numbered (see
@@ -115,7 +117,7 @@ impl Snapshot {
         let mut problems = Problems::default();
         let mut names = NameTable::new();
         let segments = Arc::new(Segments::compile(segments, &mut names, &mut problems));
-        let mut index = FxHashMap::default();
+        let mut index = KeyIndex::default();
         let mut compiled = Vec::new();
         for flag in flags {
             let key = flag.key.clone();
@@ -167,13 +169,13 @@ impl Snapshot {
         }
         let same_keys = written
             .iter()
-            .all(|(key, flag)| flag.is_some() == self.index.contains_key(*key));
+            .all(|(key, flag)| flag.is_some() == self.index.contains_key(key.as_str()));
         let (index, flags, linking) = if same_keys {
             // Rewrites of existing flags (or deletes of missing ones): same places.
             let mut list = self.flags.clone();
             let mut linking = self.linking.clone();
             for (key, flag) in written {
-                if let (Some(&i), Some(flag)) = (self.index.get(key), flag) {
+                if let (Some(i), Some(flag)) = (self.index.get(key.as_str()), flag) {
                     linking.retain(|&l| l != i);
                     if !flag.source.prerequisites.is_empty() {
                         linking.push(i);
@@ -246,7 +248,7 @@ impl Snapshot {
             };
             let mut links = Vec::with_capacity(flag.source.prerequisites.len());
             for (p, prerequisite) in flag.source.prerequisites.iter().enumerate() {
-                let Some(&target) = self.index.get(prerequisite.flag.as_str()) else {
+                let Some(target) = self.index.get(prerequisite.flag.as_str()) else {
                     // A missing prerequisite simply fails at evaluation: flags may be
                     // written before the flags they depend on.
                     links.push(None);
@@ -331,7 +333,7 @@ impl Snapshot {
 
     /// The flag with this key, as it was written.
     pub fn flag(&self, key: &str) -> Option<&Flag> {
-        self.index.get(key).map(|&i| &self.flags[i].source)
+        self.index.get(key).map(|i| &self.flags[i].source)
     }
 
     /// Every flag, in the order given to [`Snapshot::compile`] (sorted by key after
@@ -361,7 +363,7 @@ impl Snapshot {
     /// from the other by a change that did not touch it): `false` says nothing.
     pub(crate) fn shares_flag(&self, other: &Snapshot, key: &str) -> bool {
         match (self.index.get(key), other.index.get(key)) {
-            (Some(&a), Some(&b)) => match (self.flags.shared(a), other.flags.shared(b)) {
+            (Some(a), Some(b)) => match (self.flags.shared(a), other.flags.shared(b)) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
                 _ => false,
             },
@@ -380,7 +382,7 @@ impl Snapshot {
     }
 
     pub(crate) fn flag_index(&self, key: &str) -> Option<usize> {
-        self.index.get(key).copied()
+        self.index.get(key)
     }
 }
 

@@ -18,6 +18,7 @@ use crate::model::{Constraint, Hashing, Operator, Percentage, When};
 use crate::semver::{Version, VersionBuf};
 
 use crate::validation::{check_name, At, Problem, Problems};
+use text::TextOp;
 
 /// A compiled `when`: every present part must match.
 #[derive(Debug, Clone)]
@@ -72,25 +73,6 @@ enum Test {
     },
     InCidr(Vec<Cidr>),
     Exists,
-}
-
-#[derive(Debug, Clone, Copy)]
-enum TextOp {
-    Contains,
-    StartsWith,
-    EndsWith,
-    Equals,
-}
-
-impl TextOp {
-    fn holds(self, s: &str, value: &str) -> bool {
-        match self {
-            TextOp::Contains => s.contains(value),
-            TextOp::StartsWith => s.starts_with(value),
-            TextOp::EndsWith => s.ends_with(value),
-            TextOp::Equals => s == value,
-        }
-    }
 }
 
 /// A compiled `matches` pattern. A pattern that is a plain literal, optionally
@@ -192,7 +174,11 @@ impl CompiledWhen {
         let percentage = when
             .percentage
             .as_ref()
-            .map(|p| CompiledPercentage::compile(p, flag_key, &path.field("percentage"), problems));
+            .map(|p| CompiledPercentage::compile(p, flag_key, &path.field("percentage"), problems))
+            // A whole percentage includes every context, with or without a property to
+            // bucket on, under every hashing: nothing to hash (an Unleash rollout of
+            // 100 % is the usual case).
+            .filter(|p| p.weight < bucketing::BUCKETS);
         CompiledWhen {
             users: StrSet::new(&when.users),
             groups: StrSet::new(&when.groups),
@@ -349,7 +335,7 @@ impl StrSet {
 
     fn contains(&self, s: &str) -> bool {
         match self {
-            StrSet::Few(values) => values.iter().any(|v| **v == *s),
+            StrSet::Few(values) => values.iter().any(|v| text::eq(v.as_bytes(), s.as_bytes())),
             StrSet::Many(values) => values.contains(s),
         }
     }
@@ -621,19 +607,16 @@ impl Test {
         match self {
             Test::OneOf { values, not, .. } => values.contains(s) != *not,
             Test::OneOfIgnoringCase { values, not } => {
-                values.iter().any(|v| eq_ignoring_case(s, v)) != *not
+                values.iter().any(|v| text::eq_ignoring_case(s, v)) != *not
             }
             Test::Text {
                 kind,
                 values,
                 ignore_case,
-            } => values.iter().any(|v| match (kind, ignore_case) {
-                (kind, false) => kind.holds(s, v),
-                (TextOp::Contains, true) => contains_ignoring_case(s, v),
-                (TextOp::StartsWith, true) => starts_with_ignoring_case(s, v),
-                (TextOp::EndsWith, true) => ends_with_ignoring_case(s, v),
-                (TextOp::Equals, true) => eq_ignoring_case(s, v),
-            }),
+            } => match ignore_case {
+                false => values.iter().any(|v| kind.holds(s, v)),
+                true => values.iter().any(|v| kind.holds_ignoring_case(s, v)),
+            },
             Test::Matches(patterns) => patterns.iter().any(|p| p.is_match(s)),
             Test::Number { accept, values } => text.number().is_some_and(|n| {
                 values
@@ -656,68 +639,7 @@ impl Test {
     }
 }
 
-fn lower(s: &str) -> impl Iterator<Item = char> + '_ {
-    s.chars().flat_map(char::to_lowercase)
-}
-
-// Case-insensitive comparisons against `lowered` (lowercased when the flag was
-// compiled), without allocating: byte-wise for ASCII, by Unicode lowercase otherwise.
-
-fn eq_ignoring_case(s: &str, lowered: &str) -> bool {
-    if s.is_ascii() {
-        return s.len() == lowered.len() && ascii_lower_eq(s.as_bytes(), lowered.as_bytes());
-    }
-    lower(s).eq(lowered.chars())
-}
-
-/// `haystack` lowercased equals `lowered`, for ASCII (only the haystack is folded).
-fn ascii_lower_eq(haystack: &[u8], lowered: &[u8]) -> bool {
-    haystack
-        .iter()
-        .zip(lowered)
-        .all(|(h, l)| h.to_ascii_lowercase() == *l)
-}
-
-// Only the part of `s` that can match is checked for ASCII: ASCII bytes are whole
-// characters that lowercase to one ASCII byte, so when the head (tail) of `s` as long
-// as `lowered` is ASCII, lowercasing `s` begins (ends) with exactly those bytes
-// folded. Anything else takes the character-wise path.
-
-fn starts_with_ignoring_case(s: &str, lowered: &str) -> bool {
-    if let Some(head) = s.as_bytes().get(..lowered.len()) {
-        if head.is_ascii() && lowered.is_ascii() {
-            return ascii_lower_eq(head, lowered.as_bytes());
-        }
-    }
-    let mut haystack = lower(s);
-    lowered.chars().all(|c| haystack.next() == Some(c))
-}
-
-fn ends_with_ignoring_case(s: &str, lowered: &str) -> bool {
-    if let Some(tail) = s
-        .len()
-        .checked_sub(lowered.len())
-        .and_then(|start| s.as_bytes().get(start..))
-    {
-        if tail.is_ascii() && lowered.is_ascii() {
-            return ascii_lower_eq(tail, lowered.as_bytes());
-        }
-    }
-    let mut haystack = s.chars().rev().flat_map(|c| c.to_lowercase().rev());
-    lowered.chars().rev().all(|c| haystack.next() == Some(c))
-}
-
-fn contains_ignoring_case(s: &str, lowered: &str) -> bool {
-    if s.is_ascii() && lowered.is_ascii() {
-        return lowered.is_empty()
-            || s.as_bytes()
-                .windows(lowered.len())
-                .any(|w| ascii_lower_eq(w, lowered.as_bytes()));
-    }
-    lowered.is_empty()
-        || s.char_indices()
-            .any(|(i, _)| starts_with_ignoring_case(&s[i..], lowered))
-}
+pub(crate) mod text;
 
 #[cfg(test)]
 mod tests;
