@@ -333,6 +333,7 @@ impl StrSet {
         }
     }
 
+    #[inline(always)]
     fn contains(&self, s: &str) -> bool {
         match self {
             StrSet::Few(values) => values.iter().any(|v| text::eq(v.as_bytes(), s.as_bytes())),
