@@ -365,8 +365,9 @@ impl Context {
         }
     }
 
-    /// Where the attribute `name` (whose hash is `hash`) is stored.
-    #[inline]
+    /// Where the attribute `name` (whose hash is `hash`) is stored. Out of line: a
+    /// lookup resolved against the snapshot's name table does not scan.
+    #[inline(never)]
     fn position(&self, name: &str, hash: u64) -> Option<usize> {
         // One pass over the compact hash array; names are compared only on a hit.
         self.hashes
