@@ -11,26 +11,8 @@
 use std::hint::black_box;
 
 use switchyard_benches::fixtures;
-use switchyard_core::unleash::{self, UnleashState};
-use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
-
-/// `versus_unleash`'s fixture, imported and compiled, and its bench user.
-fn unleash_fixture() -> (Snapshot, Context) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let read = |name: &str| {
-        let path = format!("{root}/fixtures/{name}");
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-    };
-    let state: UnleashState =
-        serde_json::from_str(&read("unleash-features.json")).expect("fixture parses");
-    let (flags, segments) = unleash::import(&state).expect("fixture imports");
-    let context = serde_json::from_str(&read("unleash-context.json")).expect("context parses");
-    let started = "2026-11-22T12:00:00Z".parse().expect("valid instant");
-    (
-        Snapshot::compile(flags, segments).expect("compiles"),
-        unleash::context(&context, started),
-    )
-}
+use switchyard_core::unleash;
+use switchyard_core::{evaluate, evaluate_all};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -43,7 +25,11 @@ fn main() {
         std::process::exit(2);
     });
     if case == "unleash-complex" {
-        let (snapshot, ctx) = unleash_fixture();
+        let fixtures::Unleash {
+            snapshot,
+            context: ctx,
+            ..
+        } = fixtures::unleash();
         let enabled = (0..n)
             .filter(|_| {
                 let evaluation = evaluate(black_box(&snapshot), black_box("complex"), &ctx);

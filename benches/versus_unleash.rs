@@ -13,7 +13,7 @@
 //!
 //! # The calls compared
 //!
-//! - Ours: the file parsed as [`UnleashState`], [`unleash::import`]ed and
+//! - Ours: the file parsed as [`unleash::UnleashState`], [`unleash::import`]ed and
 //!   [`Snapshot::compile`]d; the context built by [`unleash::context`]; then
 //!   [`evaluate`] (pure, counts nothing) read through [`unleash::verdict`], which gives
 //!   both `isEnabled` and the variant from the one evaluation.
@@ -51,18 +51,10 @@ use std::hint::black_box;
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Bencher, Criterion};
 use serde_json::Value;
-use switchyard_core::unleash::{self, UnleashState};
+use switchyard_benches::fixtures::{self, UNLEASH_FEATURES, UNLEASH_STARTED};
+use switchyard_core::unleash;
 use switchyard_core::{evaluate, evaluate_all, Context, Snapshot};
 use unleash_yggdrasil::{ClientFeatures, Context as UnleashContext, EngineState};
-
-const FEATURES: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/fixtures/unleash-features.json"
-));
-
-/// When the engines were "started"; the context's own `currentTime` is what the date
-/// constraints compare.
-const STARTED: &str = "2026-11-22T12:00:00Z";
 
 /// A name that is not in the fixture.
 const UNKNOWN: &str = "no_such_flag";
@@ -79,16 +71,6 @@ const ENABLED_CASES: [(&str, &str); 6] = [
     ("disabled", "disabled"),
     ("unknown", UNKNOWN),
 ];
-
-/// The bench user, in Unleash's context format: everything the fixture's
-/// constraints read.
-fn unleash_context() -> Value {
-    serde_json::from_str(include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/unleash-context.json"
-    )))
-    .expect("the bench context parses")
-}
 
 /// What an engine answered for one toggle, in Unleash's terms.
 #[derive(Debug, PartialEq)]
@@ -185,20 +167,23 @@ fn compare(
 }
 
 fn bench(c: &mut Criterion) {
-    let started = STARTED.parse().expect("valid instant");
+    let started = UNLEASH_STARTED.parse().expect("valid instant");
 
     // Ours.
-    let state: UnleashState = serde_json::from_str(FEATURES).expect("fixture parses (ours)");
+    let fixtures::Unleash {
+        state,
+        flags,
+        segments,
+        snapshot,
+        json_context: json_ctx,
+        context: ctx,
+    } = fixtures::unleash();
     let names: Vec<&str> = state.features.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names.len(), 20, "the fixture holds 20 toggles");
-    let (flags, segments) = unleash::import(&state).expect("fixture imports");
-    let snapshot = Snapshot::compile(flags.clone(), segments.clone()).expect("compiles");
-    let json_ctx = unleash_context();
-    let ctx = unleash::context(&json_ctx, started);
 
     // The peer.
     let features: ClientFeatures =
-        serde_json::from_str(FEATURES).expect("fixture parses (yggdrasil)");
+        serde_json::from_str(UNLEASH_FEATURES).expect("fixture parses (yggdrasil)");
     let engine = EngineState::initial_state(started);
     if let Some(warnings) = engine.apply_client_features(features.clone()) {
         panic!("yggdrasil could not compile the fixture: {warnings:?}");

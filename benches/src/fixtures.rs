@@ -1,10 +1,13 @@
-//! The core evaluation fixture the criterion benchmark (`benches/evaluation.rs`) and
-//! the instruction counter (`benches/instructions.rs`) share: the 3-rule,
-//! 10-constraint flag of `crates/core/testdata/complex-flag.json` with its context,
-//! next to a static flag, a 25/75 rollout and a killed flag.
+//! The fixtures the benchmarks share. The core one (`benches/evaluation.rs` and the
+//! instruction counter, `benches/instructions.rs`): the 3-rule, 10-constraint flag of
+//! `crates/core/testdata/complex-flag.json` with its context, next to a static flag, a
+//! 25/75 rollout and a killed flag. The Unleash one (`benches/versus_unleash.rs` and
+//! the instruction counter): `benches/fixtures/unleash-features.json` imported, and its
+//! bench user.
 
 use serde_json::json;
-use switchyard_core::{Context, Flag, Snapshot};
+use switchyard_core::unleash::{self, UnleashState};
+use switchyard_core::{Context, Flag, Segment, Snapshot};
 
 /// A compiled snapshot and the context the cases evaluate for.
 pub struct Core {
@@ -46,6 +49,55 @@ pub fn core() -> Core {
     flags.push(disabled);
     Core {
         snapshot: Snapshot::compile(flags, vec![]).expect("compiles"),
+        context,
+    }
+}
+
+/// `versus_unleash`'s flag set: an Unleash client-API state of 20 toggles.
+pub const UNLEASH_FEATURES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/unleash-features.json"
+));
+
+/// When the engines were "started"; the context's own `currentTime` is what the date
+/// constraints compare.
+pub const UNLEASH_STARTED: &str = "2026-11-22T12:00:00Z";
+
+/// [`UNLEASH_FEATURES`] as ours reads it, and the bench user.
+pub struct Unleash {
+    /// The parsed state.
+    pub state: UnleashState,
+    /// The state imported as native flags and segments.
+    pub flags: Vec<Flag>,
+    /// The imported segments.
+    pub segments: Vec<Segment>,
+    /// `flags` and `segments` compiled.
+    pub snapshot: Snapshot,
+    /// The bench user in Unleash's context format: everything the constraints read.
+    pub json_context: serde_json::Value,
+    /// `json_context` as a native context, at [`UNLEASH_STARTED`].
+    pub context: Context,
+}
+
+/// The Unleash fixture, imported and compiled (`versus_unleash`, and the
+/// `unleash-complex` case of `instructions`).
+pub fn unleash() -> Unleash {
+    let state: UnleashState = serde_json::from_str(UNLEASH_FEATURES).expect("fixture parses");
+    let (flags, segments) = unleash::import(&state).expect("fixture imports");
+    let snapshot = Snapshot::compile(flags.clone(), segments.clone()).expect("compiles");
+    let json_context: serde_json::Value = serde_json::from_str(include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/unleash-context.json"
+    )))
+    .expect("the bench context parses");
+    let started = UNLEASH_STARTED.parse().expect("valid instant");
+    let context = unleash::context(&json_context, started);
+    Unleash {
+        state,
+        flags,
+        segments,
+        snapshot,
+        json_context,
         context,
     }
 }

@@ -13,17 +13,25 @@ use serde_json::Value;
 use crate::evaluation::Evaluation;
 
 /// `"value":<value>,"variant":"<name>"`: what every evaluation serving this variant
-/// starts with.
+/// starts with, kept by its flag.
 fn served_fields(name: &str, value: &Value) -> Box<str> {
     let mut out = Vec::with_capacity(name.len() + 24);
-    out.extend_from_slice(b"\"value\":");
-    // Writing a `Value` into memory cannot fail (its map keys are strings).
-    let _ = serde_json::to_writer(&mut out, value);
-    out.extend_from_slice(b",\"variant\":");
-    write_str(&mut out, name);
+    write_value_and_variant(&mut out, Some(value), Some(name));
     String::from_utf8(out)
         .unwrap_or_else(|_| unreachable!("serde_json writes UTF-8"))
         .into_boxed_str()
+}
+
+/// `"value":<value or null>,"variant":<"name" or null>`.
+fn write_value_and_variant(out: &mut Vec<u8>, value: Option<&Value>, variant: Option<&str>) {
+    out.extend_from_slice(b"\"value\":");
+    // Writing a `Value` into memory cannot fail (its map keys are strings).
+    let _ = serde_json::to_writer(&mut *out, &value);
+    out.extend_from_slice(b",\"variant\":");
+    match variant {
+        Some(name) => write_str(out, name),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// `s` as a JSON string: copied as it is unless a byte needs escaping.
@@ -55,15 +63,7 @@ impl Evaluation<'_> {
                 let fields = kept.get_or_init(|| served_fields(name, value));
                 out.extend_from_slice(fields.as_bytes());
             }
-            (_, variant, value) => {
-                out.extend_from_slice(b"\"value\":");
-                let _ = serde_json::to_writer(&mut *out, &value);
-                out.extend_from_slice(b",\"variant\":");
-                match variant {
-                    Some(name) => write_str(out, name),
-                    None => out.extend_from_slice(b"null"),
-                }
-            }
+            (_, variant, value) => write_value_and_variant(out, value, variant),
         }
         out.extend_from_slice(b",\"reason\":\"");
         out.extend_from_slice(self.reason.as_str().as_bytes());
